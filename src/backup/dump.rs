@@ -1,0 +1,290 @@
+//! One database, streamed: dump tool stdout → zstd → object storage, with bounded memory and no
+//! temporary files. The dump is a success only when the tool exits 0, wrote nothing that looks
+//! like an error on stderr, and its output ends with the `-- Dump completed` trailer; otherwise
+//! the upload is aborted and nothing becomes visible.
+//!
+//! A blocking thread reads the tool and compresses (CPU work off the async runtime); it hands
+//! 1 MiB chunks through a bounded channel to the uploading task. Back-pressure from a slow store
+//! stops the reads, which stops the dump tool: memory stays flat whatever the dump's size.
+
+use super::mysql_cmd::Credentials;
+use crate::config::MysqlJob;
+use crate::storage::{ObjectWriter, PutInfo, Storage};
+use bytes::{Bytes, BytesMut};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+const CHUNK: usize = 1 << 20;
+const READ_BUF: usize = 256 << 10;
+const STDERR_KEEP: usize = 16 << 10;
+const TRAILER: &[u8] = b"-- Dump completed";
+
+/// The arguments for dumping `db` (after the credentials argument, which must come first).
+pub fn dump_args(job: &MysqlJob, db: &str) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "--single-transaction",
+        "--quick",
+        "--routines",
+        "--triggers",
+        "--events",
+        "--hex-blob",
+        "--default-character-set=utf8mb4",
+        "--max-allowed-packet=1G",
+        "--skip-dump-date",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.extend(job.extra_args.iter().cloned());
+    // One database, without CREATE DATABASE/USE, so it restores under any name.
+    a.push("--".to_string());
+    a.push(db.to_string());
+    a
+}
+
+/// A stored dump.
+#[derive(Debug, Clone)]
+pub struct Dumped {
+    /// The object.
+    pub put: PutInfo,
+    /// Uncompressed SQL bytes.
+    pub raw_size: u64,
+}
+
+/// Dumps `db` into `key`. On any failure the upload is aborted; the error says why.
+pub async fn dump_to(
+    storage: &Storage,
+    job: &MysqlJob,
+    tool: &Path,
+    db: &str,
+    key: &str,
+    progress: Option<Arc<AtomicU64>>,
+) -> Result<Dumped, String> {
+    let mut writer = storage.writer(key).await.map_err(|e| e.to_string())?;
+    let (tx, mut rx) = mpsc::channel::<Bytes>(4);
+    let (job2, tool2, db2) = (job.clone(), tool.to_path_buf(), db.to_string());
+    let producer = tokio::task::spawn_blocking(move || produce(&job2, &tool2, &db2, tx, progress));
+    let mut upload_err = None;
+    while let Some(chunk) = rx.recv().await {
+        if let Err(e) = writer.write(chunk).await {
+            upload_err = Some(e.to_string());
+            break;
+        }
+    }
+    drop(rx);
+    let produced = producer
+        .await
+        .unwrap_or_else(|e| Err(format!("dump thread failed: {e}")));
+    match (upload_err, produced) {
+        (None, Ok(raw_size)) => {
+            let put = writer.finish().await.map_err(|e| e.to_string())?;
+            Ok(Dumped { put, raw_size })
+        }
+        (Some(up), _) => abort(writer, up).await,
+        (None, Err(e)) => abort(writer, e).await,
+    }
+}
+
+async fn abort(writer: ObjectWriter, why: String) -> Result<Dumped, String> {
+    if let Err(e) = writer.abort().await {
+        tracing::warn!(error = %e, "could not abort the upload; it will be cleaned up later");
+    }
+    Err(why)
+}
+
+/// Sends compressed output to the channel in `CHUNK`-sized pieces.
+struct ChunkSender {
+    buf: BytesMut,
+    tx: mpsc::Sender<Bytes>,
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = self.buf.split().freeze();
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "upload stopped"))
+    }
+}
+
+/// Runs the dump tool and compresses its output into `tx`. Returns the raw byte count.
+fn produce(
+    job: &MysqlJob,
+    tool: &Path,
+    db: &str,
+    tx: mpsc::Sender<Bytes>,
+    progress: Option<Arc<AtomicU64>>,
+) -> Result<u64, String> {
+    let creds = Credentials::new(job).map_err(|e| format!("cannot prepare credentials: {e}"))?;
+    let mut cmd = Command::new(tool);
+    cmd.arg(creds.arg()).args(dump_args(job, db));
+    creds.pass_to(&mut cmd);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", tool.display()))?;
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let err_thread = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+            if all.len() > STDERR_KEEP {
+                all.drain(..all.len() - STDERR_KEEP);
+            }
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let streamed = stream(&mut stdout, job.compression_level, tx, progress);
+    if streamed.is_err() {
+        let _ = child.kill();
+    }
+    drop(stdout);
+    let status = child
+        .wait()
+        .map_err(|e| format!("cannot wait for the dump tool: {e}"))?;
+    let err_text = err_thread.join().unwrap_or_default();
+    let (raw, tail) = streamed?;
+    check_outcome(status, &err_text, &tail)?;
+    Ok(raw)
+}
+
+fn stream(
+    src: &mut impl Read,
+    level: i32,
+    tx: mpsc::Sender<Bytes>,
+    progress: Option<Arc<AtomicU64>>,
+) -> Result<(u64, Vec<u8>), String> {
+    let sink = ChunkSender {
+        buf: BytesMut::with_capacity(CHUNK + READ_BUF),
+        tx,
+    };
+    let mut enc = zstd::Encoder::new(sink, level).map_err(|e| format!("zstd: {e}"))?;
+    let mut buf = vec![0u8; READ_BUF];
+    let mut tail: Vec<u8> = Vec::with_capacity(1024);
+    let mut raw = 0u64;
+    let upload_stopped = |_| "the upload stopped".to_string();
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("reading the dump failed: {e}")),
+        };
+        enc.write_all(&buf[..n]).map_err(upload_stopped)?;
+        raw += n as u64;
+        if let Some(p) = &progress {
+            p.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        tail.extend_from_slice(&buf[..n]);
+        if tail.len() > 512 {
+            tail.drain(..tail.len() - 512);
+        }
+    }
+    let mut sink = enc.finish().map_err(upload_stopped)?;
+    sink.flush().map_err(upload_stopped)?;
+    Ok((raw, tail))
+}
+
+/// Decides whether a finished dump is complete.
+pub fn check_outcome(
+    status: std::process::ExitStatus,
+    stderr: &str,
+    tail: &[u8],
+) -> Result<(), String> {
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().contains("error"))
+        .collect();
+    if !status.success() {
+        let why = match status.code() {
+            Some(c) => format!("the dump tool exited with status {c}"),
+            None => "the dump tool was killed by a signal".to_string(),
+        };
+        let detail = if errors.is_empty() {
+            stderr.trim()
+        } else {
+            errors.last().map(|s| s.trim()).unwrap_or("")
+        };
+        return Err(if detail.is_empty() {
+            why
+        } else {
+            format!("{why}: {}", super::mysql_cmd::with_hint(detail))
+        });
+    }
+    if let Some(e) = errors.first() {
+        return Err(format!(
+            "the dump tool reported an error: {}",
+            super::mysql_cmd::with_hint(e.trim())
+        ));
+    }
+    let last_line = tail
+        .strip_suffix(b"\n")
+        .unwrap_or(tail)
+        .rsplit(|b| *b == b'\n')
+        .next()
+        .unwrap_or(b"");
+    if !last_line.starts_with(TRAILER) {
+        return Err(
+            "the dump ended without its `-- Dump completed` trailer (truncated output)".to_string(),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn ok() -> std::process::ExitStatus {
+        std::process::ExitStatus::from_raw(0)
+    }
+
+    #[test]
+    fn outcome_table() {
+        let done = b"INSERT ...;\n-- Dump completed\n";
+        assert!(check_outcome(ok(), "", done).is_ok());
+        assert!(check_outcome(ok(), "", b"INSERT ...;\n")
+            .unwrap_err()
+            .contains("trailer"));
+        let e = check_outcome(
+            std::process::ExitStatus::from_raw(2 << 8),
+            "mariadb-dump: Got error: 1045: Access denied",
+            b"",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("status 2") && e.contains("1045") && e.contains("password"),
+            "{e}"
+        );
+        assert!(
+            check_outcome(std::process::ExitStatus::from_raw(9), "", done)
+                .unwrap_err()
+                .contains("signal")
+        );
+        assert!(check_outcome(ok(), "mariadb-dump: Error 2013: Lost connection", done).is_err());
+        assert!(check_outcome(ok(), "Warning: something harmless", done).is_ok());
+    }
+}

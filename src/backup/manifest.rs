@@ -1,0 +1,195 @@
+//! Snapshot manifests and the object-key layout (see docs/FORMAT.md).
+//!
+//! ```text
+//! <prefix>mysql/<job>/<database>/<snapshot-id>.sql.zst          the dump (plain zstd'd SQL)
+//! <prefix>snapshots/<job>/<database>/<snapshot-id>.json         its manifest: the commit point
+//! ```
+//! A snapshot exists when, and only when, its manifest exists; manifests are written after every
+//! byte of data is stored and checked, and deleted before the data. The catalog's snapshot table
+//! is rebuilt from manifests alone. Database names are percent-encoded in keys (anything outside
+//! `A-Za-z0-9_-`, `%` included), so `my-db`, `db.x` or `ünïcode` all map to one safe key segment.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The manifest format this build writes; older ones must keep loading.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One stored object of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRef {
+    /// Key relative to the storage prefix.
+    pub key: String,
+    /// Stored (compressed) bytes.
+    pub size: u64,
+    /// sha256 of the stored bytes, hex.
+    pub sha256: String,
+    /// Bytes before compression.
+    pub raw_size: u64,
+    /// `"zstd"`.
+    pub compression: String,
+}
+
+/// Versions of the tools that made the snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tools {
+    /// opsagent's version.
+    pub opsagent: String,
+    /// `mariadb-dump --version`.
+    #[serde(default)]
+    pub dump: String,
+    /// The server's `VERSION()`.
+    #[serde(default)]
+    pub server: String,
+}
+
+/// A snapshot manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version ([`FORMAT_VERSION`] when written by this build).
+    pub format: u32,
+    /// Snapshot id (`YYYYMMDDTHHMMSSZ-xxxxxxxx`), unique and sortable by time.
+    pub id: String,
+    /// `"mysql"`.
+    pub kind: String,
+    /// Job name.
+    pub job: String,
+    /// Host that made it.
+    pub host: String,
+    /// What was backed up: the database name for MySQL snapshots.
+    pub item: String,
+    /// When the dump started.
+    pub started_at: DateTime<Utc>,
+    /// When the data was stored.
+    pub finished_at: DateTime<Utc>,
+    /// The data objects.
+    pub objects: Vec<ObjectRef>,
+    /// Tool versions.
+    pub tools: Tools,
+}
+
+impl Manifest {
+    /// The manifest's own key.
+    pub fn key(&self) -> String {
+        manifest_key(&self.job, &self.item, &self.id)
+    }
+
+    /// Total stored bytes.
+    pub fn stored_size(&self) -> u64 {
+        self.objects.iter().map(|o| o.size).sum()
+    }
+
+    /// Total bytes before compression.
+    pub fn raw_size(&self) -> u64 {
+        self.objects.iter().map(|o| o.raw_size).sum()
+    }
+
+    /// Parses a manifest, naming the key on error.
+    pub fn parse(key: &str, bytes: &[u8]) -> Result<Manifest, String> {
+        let m: Manifest = serde_json::from_slice(bytes)
+            .map_err(|e| format!("manifest `{key}` is not valid: {e}"))?;
+        if m.format == 0 || m.format > FORMAT_VERSION {
+            return Err(format!(
+                "manifest `{key}` has format {}, this opsagent reads up to {FORMAT_VERSION} (hint: upgrade opsagent)",
+                m.format
+            ));
+        }
+        Ok(m)
+    }
+}
+
+/// A new snapshot id for a snapshot started at `t`.
+pub fn new_id(t: DateTime<Utc>) -> String {
+    let mut rnd = [0u8; 4];
+    getrandom::fill(&mut rnd).expect("the OS random source works");
+    format!("{}-{}", t.format("%Y%m%dT%H%M%SZ"), hex::encode(rnd))
+}
+
+/// Percent-encodes a name into one key segment.
+pub fn encode_segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The inverse of [`encode_segment`].
+pub fn decode_segment(seg: &str) -> Option<String> {
+    let bytes = seg.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let h = seg.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(h, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Where a MySQL dump is stored.
+pub fn dump_key(job: &str, database: &str, id: &str) -> String {
+    format!("mysql/{job}/{}/{id}.sql.zst", encode_segment(database))
+}
+
+/// Where a snapshot's manifest is stored.
+pub fn manifest_key(job: &str, item: &str, id: &str) -> String {
+    format!("snapshots/{job}/{}/{id}.json", encode_segment(item))
+}
+
+/// The prefix holding every manifest of `job` (or of all jobs when `None`).
+pub fn manifests_prefix(job: Option<&str>) -> String {
+    match job {
+        Some(j) => format!("snapshots/{j}/"),
+        None => "snapshots/".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_round_trip() {
+        for name in ["shop", "my-db", "db.x", "ünï code", "100%", "a/b", "_x_"] {
+            let enc = encode_segment(name);
+            assert!(
+                enc.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-%".contains(&b)),
+                "{enc}"
+            );
+            assert_eq!(decode_segment(&enc).as_deref(), Some(name));
+        }
+        assert_eq!(encode_segment("my-db"), "my-db");
+        assert_eq!(decode_segment("%ZZ"), None);
+    }
+
+    #[test]
+    fn ids_sort_by_time() {
+        let a = new_id(chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap());
+        let b = new_id(chrono::DateTime::from_timestamp(1_700_000_060, 0).unwrap());
+        assert!(a < b);
+        assert_eq!(a.len(), "20231114T221320Z-".len() + 8);
+    }
+
+    #[test]
+    fn version_one_manifest_still_loads() {
+        let text = include_str!("../../tests/data/manifest-v1.json");
+        let m = Manifest::parse("k", text.as_bytes()).unwrap();
+        assert_eq!((m.format, m.item.as_str()), (1, "shop-eu"));
+        assert!(Manifest::parse("k", b"{\"format\": 99}").is_err());
+        let future = text.replace("\"format\": 1", "\"format\": 2");
+        assert!(Manifest::parse("k", future.as_bytes())
+            .unwrap_err()
+            .contains("upgrade"));
+    }
+}

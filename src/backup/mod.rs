@@ -1,0 +1,150 @@
+//! Backups: what a job does when it runs, the snapshot manifests that commit it, and retention.
+//!
+//! A run of a job: take the job's lock, record the run in the catalog, do the work (one
+//! snapshot per database for MySQL jobs), commit each snapshot by writing its manifest last,
+//! apply retention only if everything succeeded, record the outcome.
+
+pub mod dump;
+pub mod lock;
+pub mod manifest;
+pub mod mysql;
+pub mod mysql_cmd;
+pub mod prune;
+pub mod refresh;
+pub mod retention;
+
+use crate::catalog::{Catalog, RunStatus};
+use crate::config::{Config, Schedule};
+use crate::storage::Storage;
+use chrono::Utc;
+use std::sync::Arc;
+
+/// What every job run needs.
+#[derive(Clone)]
+pub struct Env {
+    /// The configuration in force when the run started.
+    pub config: Arc<Config>,
+    /// Where snapshots go.
+    pub storage: Storage,
+    /// The catalog.
+    pub catalog: Arc<Catalog>,
+    /// Counts uncompressed bytes read from dump tools, for a progress display.
+    pub progress: Option<Arc<std::sync::atomic::AtomicU64>>,
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// Its schedule.
+    Schedule,
+    /// A slot missed while the daemon was down.
+    CatchUp,
+    /// `opsagent backup`.
+    Cli,
+}
+
+impl Trigger {
+    /// The word stored in the catalog.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::CatchUp => "catch-up",
+            Trigger::Cli => "cli",
+        }
+    }
+}
+
+/// Why a run failed. Each names the job and what an operator should look at.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// No such job in the configuration.
+    #[error(
+        "no job named `{0}` in the configuration (hint: `opsagent check-config` lists the jobs)"
+    )]
+    UnknownJob(String),
+    /// Another run of the job holds its lock.
+    #[error(transparent)]
+    Locked(#[from] lock::LockError),
+    /// The catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    /// The MySQL part failed.
+    #[error("job `{job}`: {message}")]
+    Failed {
+        /// The job.
+        job: String,
+        /// Every database's failure, one per line.
+        message: String,
+    },
+}
+
+/// What a finished run produced.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    /// Snapshots committed.
+    pub snapshots: Vec<manifest::Manifest>,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// Snapshots removed by retention.
+    pub pruned: usize,
+}
+
+/// Every job's name and schedule, for the scheduler.
+pub fn schedules(config: &Config) -> Vec<(String, Schedule)> {
+    config
+        .mysql
+        .iter()
+        .map(|j| (j.name.clone(), j.schedule.clone()))
+        .collect()
+}
+
+/// Runs job `name` once, recording it in the catalog. Logs the outcome.
+pub async fn run_job(env: &Env, name: &str, trigger: Trigger) -> Result<RunReport, BackupError> {
+    let job = env
+        .config
+        .mysql
+        .iter()
+        .find(|j| j.name == name)
+        .ok_or_else(|| BackupError::UnknownJob(name.to_string()))?
+        .clone();
+    let _lock = lock::JobLock::acquire(&env.config.agent.state_dir, name)?;
+    let run_id = env
+        .catalog
+        .start_run(name, "mysql", trigger.as_str(), Utc::now())?;
+    tracing::info!(job = name, trigger = trigger.as_str(), "backup started");
+    let started = std::time::Instant::now();
+    let result = mysql::run(env, &job, run_id).await;
+    let (status, bytes, error) = match &result {
+        Ok(r) => (RunStatus::Success, r.bytes, None),
+        Err(e) => (RunStatus::Failed, e.bytes, Some(e.to_string())),
+    };
+    env.catalog
+        .finish_run(run_id, status, bytes, error.as_deref(), Utc::now())?;
+    match result {
+        Ok(mut report) => {
+            report.pruned = match prune::apply(env, name, &job.keep, false).await {
+                Ok(plan) => plan.iter().filter(|p| !p.keep).count(),
+                Err(e) => {
+                    tracing::warn!(job = name, error = %e, "retention failed; it will be retried after the next run");
+                    0
+                }
+            };
+            tracing::info!(
+                job = name,
+                snapshots = report.snapshots.len(),
+                bytes,
+                pruned = report.pruned,
+                secs = started.elapsed().as_secs_f64(),
+                "backup finished"
+            );
+            Ok(report)
+        }
+        Err(e) => {
+            tracing::error!(job = name, error = %e, "backup failed");
+            Err(BackupError::Failed {
+                job: name.to_string(),
+                message: e.to_string(),
+            })
+        }
+    }
+}

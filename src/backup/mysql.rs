@@ -1,0 +1,172 @@
+//! A run of a `[[mysql]]` job: resolve the database list, dump each database into its own
+//! snapshot (data, then manifest), record each in the catalog. One database failing does not
+//! stop the others; the run fails if any did.
+
+use super::dump::{dump_to, Dumped};
+use super::manifest::{dump_key, new_id, Manifest, ObjectRef, Tools, FORMAT_VERSION};
+use super::mysql_cmd::{client_tool, dump_tool, query};
+use super::{Env, RunReport};
+use crate::catalog::SnapshotRow;
+use crate::config::{Databases, MysqlJob};
+use bytes::Bytes;
+use chrono::Utc;
+
+/// Databases never dumped by `["*"]`.
+pub const SYSTEM_DATABASES: [&str; 4] =
+    ["information_schema", "performance_schema", "mysql", "sys"];
+
+/// A failed run: every failure, and the bytes that were stored anyway.
+#[derive(Debug)]
+pub struct RunError {
+    /// One line per failed database (or one for the whole job).
+    pub message: String,
+    /// Bytes committed by the databases that succeeded.
+    pub bytes: u64,
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn whole(message: String) -> RunError {
+    RunError { message, bytes: 0 }
+}
+
+/// Runs the job once.
+pub async fn run(env: &Env, job: &MysqlJob, run_id: i64) -> Result<RunReport, RunError> {
+    let tool = dump_tool(job).map_err(whole)?;
+    let client = client_tool(&tool).map_err(whole)?;
+    let at = format!("MySQL server {}", job.endpoint);
+    let (j, c) = (job.clone(), client.clone());
+    let probe = tokio::task::spawn_blocking(move || -> Result<(String, Vec<String>), String> {
+        let version = query(&j, &c, "SELECT VERSION()")?.join("");
+        let dbs = match &j.databases {
+            Databases::List(v) => v.clone(),
+            Databases::All => query(&j, &c, "SHOW DATABASES")?
+                .into_iter()
+                .filter(|d| !SYSTEM_DATABASES.contains(&d.to_ascii_lowercase().as_str()))
+                .collect(),
+        };
+        Ok((version, dbs))
+    });
+    let (server, databases) = probe
+        .await
+        .map_err(|e| whole(e.to_string()))?
+        .map_err(|e| whole(format!("{at}: {e}")))?;
+    let tools = Tools {
+        opsagent: env!("CARGO_PKG_VERSION").to_string(),
+        dump: tool_version(&tool).await,
+        server,
+    };
+    let mut report = RunReport::default();
+    let mut failures = Vec::new();
+    for db in &databases {
+        match snapshot_one(env, job, &tool, db, &tools, run_id).await {
+            Ok(m) => {
+                report.bytes += m.stored_size();
+                report.snapshots.push(m);
+            }
+            Err(e) => {
+                tracing::error!(job = %job.name, database = %db, server = %job.endpoint, error = %e, "database backup failed");
+                failures.push(format!("database `{db}` on {at}: {e}"));
+            }
+        }
+    }
+    if databases.is_empty() {
+        failures.push(format!(
+            "{at} has no databases to back up (hint: `databases = [\"*\"]` skips system databases)"
+        ));
+    }
+    if failures.is_empty() {
+        Ok(report)
+    } else {
+        Err(RunError {
+            message: failures.join("\n"),
+            bytes: report.bytes,
+        })
+    }
+}
+
+async fn tool_version(tool: &std::path::Path) -> String {
+    match tokio::process::Command::new(tool)
+        .arg("--version")
+        .output()
+        .await
+    {
+        Ok(o) => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Dumps one database and commits it as a snapshot.
+async fn snapshot_one(
+    env: &Env,
+    job: &MysqlJob,
+    tool: &std::path::Path,
+    db: &str,
+    tools: &Tools,
+    run_id: i64,
+) -> Result<Manifest, String> {
+    let started_at = Utc::now();
+    let id = new_id(started_at);
+    let key = dump_key(&job.name, db, &id);
+    let Dumped { put, raw_size } =
+        dump_to(&env.storage, job, tool, db, &key, env.progress.clone()).await?;
+    // Verify what the store holds before committing: the object is there, whole.
+    let listed = env.storage.list(&key).await.map_err(|e| e.to_string())?;
+    let stored = listed.iter().find(|o| o.key == key).map(|o| o.size);
+    if stored != Some(put.size) {
+        return Err(format!(
+            "object `{key}` holds {stored:?} bytes after upload, {} were sent; not committed",
+            put.size
+        ));
+    }
+    let manifest = Manifest {
+        format: FORMAT_VERSION,
+        id,
+        kind: "mysql".into(),
+        job: job.name.clone(),
+        host: env.config.agent.hostname.clone(),
+        item: db.to_string(),
+        started_at,
+        finished_at: Utc::now(),
+        objects: vec![ObjectRef {
+            key,
+            size: put.size,
+            sha256: put.sha256,
+            raw_size,
+            compression: "zstd".into(),
+        }],
+        tools: tools.clone(),
+    };
+    let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+    env.storage
+        .put_bytes(&manifest.key(), Bytes::from(json.clone()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let row = snapshot_row(&manifest, String::from_utf8(json).expect("json is utf-8"));
+    if let Err(e) = env.catalog.add_snapshot(&row, Some(run_id)) {
+        tracing::warn!(error = %e, "snapshot committed to storage but not to the catalog; `opsagent snapshots --refresh` fixes it");
+    }
+    tracing::info!(job = %job.name, database = %db, snapshot = %manifest.id, bytes = put.size, raw = raw_size, "snapshot committed");
+    Ok(manifest)
+}
+
+/// The catalog row for a manifest.
+pub fn snapshot_row(m: &Manifest, json: String) -> SnapshotRow {
+    SnapshotRow {
+        id: m.id.clone(),
+        job: m.job.clone(),
+        kind: m.kind.clone(),
+        host: m.host.clone(),
+        item: m.item.clone(),
+        started_at: m.started_at,
+        finished_at: m.finished_at,
+        size: m.raw_size(),
+        stored_size: m.stored_size(),
+        manifest_key: m.key(),
+        manifest: json,
+    }
+}

@@ -1,0 +1,49 @@
+//! Rebuilds the catalog's snapshot table from the manifests in storage (`snapshots --refresh`),
+//! so a new machine, or a lost state_dir, finds every backup the bucket holds.
+
+use super::manifest::{manifests_prefix, Manifest};
+use super::mysql::snapshot_row;
+use crate::catalog::Catalog;
+use crate::storage::{Storage, StorageError};
+
+/// What a refresh found.
+#[derive(Debug, Default)]
+pub struct Refreshed {
+    /// Snapshots now in the catalog.
+    pub snapshots: usize,
+    /// Manifests that could not be parsed, with the reason (they name their key).
+    pub bad: Vec<String>,
+}
+
+/// Reads every manifest under the storage prefix and replaces the catalog's snapshot table.
+pub async fn refresh(storage: &Storage, catalog: &Catalog) -> Result<Refreshed, RefreshError> {
+    let listed = storage.list(&manifests_prefix(None)).await?;
+    let mut rows = Vec::new();
+    let mut bad = Vec::new();
+    for o in listed.iter().filter(|o| o.key.ends_with(".json")) {
+        let bytes = storage.get_bytes(&o.key).await?;
+        match Manifest::parse(&o.key, &bytes) {
+            Ok(m) => rows.push(snapshot_row(
+                &m,
+                String::from_utf8_lossy(&bytes).into_owned(),
+            )),
+            Err(e) => bad.push(e),
+        }
+    }
+    catalog.replace_snapshots(&rows)?;
+    Ok(Refreshed {
+        snapshots: rows.len(),
+        bad,
+    })
+}
+
+/// A refresh failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// Listing or reading storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Writing the catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+}

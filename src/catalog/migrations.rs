@@ -1,0 +1,61 @@
+//! Schema migrations, keyed by `PRAGMA user_version`. Append only: never edit a shipped step.
+
+use super::{Catalog, CatalogError};
+
+/// Each entry moves the schema from version `i` to `i + 1`.
+const STEPS: &[&str] = &[
+    // 1: runs of jobs, snapshots (a cache of the manifests in storage).
+    "CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        job TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        ended_at INTEGER,
+        status TEXT NOT NULL,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        pid INTEGER NOT NULL
+    );
+    CREATE INDEX runs_by_job ON runs(job, started_at);
+    CREATE TABLE snapshots (
+        id TEXT PRIMARY KEY,
+        job TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        host TEXT NOT NULL,
+        item TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        stored_size INTEGER NOT NULL,
+        manifest_key TEXT NOT NULL,
+        manifest TEXT NOT NULL,
+        run_id INTEGER
+    );
+    CREATE INDEX snapshots_by_job ON snapshots(host, job, item, started_at);",
+];
+
+/// The schema version this build writes.
+pub const CURRENT: i64 = STEPS.len() as i64;
+
+pub(super) fn migrate(cat: &Catalog) -> Result<(), CatalogError> {
+    let mut conn = cat.conn();
+    let found: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| cat.q(e))?;
+    if found > CURRENT {
+        return Err(CatalogError::TooNew {
+            path: cat.path.clone(),
+            found,
+            known: CURRENT,
+        });
+    }
+    for (i, step) in STEPS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction().map_err(|e| cat.q(e))?;
+        tx.execute_batch(step).map_err(|e| cat.q(e))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(|e| cat.q(e))?;
+        tx.commit().map_err(|e| cat.q(e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! The SQLite catalog in `state_dir`: runs of jobs and the snapshots they produced.
+//!
+//! WAL mode and a busy timeout let the daemon and CLI commands use it at the same time. The schema
+//! is versioned with `PRAGMA user_version` (see `migrations`). The catalog is a cache of the
+//! bucket for snapshots — manifests in storage are the truth and the snapshot table can be rebuilt
+//! from them — and the only record of runs.
+
+mod migrations;
+mod runs;
+mod snapshots;
+
+pub use runs::{RunRecord, RunStatus};
+pub use snapshots::SnapshotRow;
+
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Catalog failures; each names the database file.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The state directory or the database cannot be opened.
+    #[error("cannot open the catalog {path}: {source} (hint: check that state_dir exists and is writable by the user opsagent runs as)")]
+    Open {
+        /// The SQLite file.
+        path: PathBuf,
+        /// The cause.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The file was written by a newer opsagent.
+    #[error("the catalog {path} has schema version {found}, newer than this opsagent understands ({known}) (hint: upgrade opsagent, or move the file away and rebuild it with `opsagent snapshots --refresh`)")]
+    TooNew {
+        /// The SQLite file.
+        path: PathBuf,
+        /// Version in the file.
+        found: i64,
+        /// Newest version this build knows.
+        known: i64,
+    },
+    /// A query failed.
+    #[error("catalog {path}: {source}")]
+    Query {
+        /// The SQLite file.
+        path: PathBuf,
+        /// The cause.
+        source: rusqlite::Error,
+    },
+}
+
+/// A handle on the catalog. Cheap operations run inline; one connection per handle.
+pub struct Catalog {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl Catalog {
+    /// Opens (creating if needed) `state_dir/catalog.sqlite` at `path`, migrating it to the
+    /// current schema.
+    pub fn open(path: &Path) -> Result<Catalog, CatalogError> {
+        let open_err = |e: Box<dyn std::error::Error + Send + Sync>| CatalogError::Open {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
+        }
+        let conn = Connection::open(path).map_err(|e| open_err(Box::new(e)))?;
+        conn.busy_timeout(Duration::from_secs(15))
+            .map_err(|e| open_err(Box::new(e)))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| open_err(Box::new(e)))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| open_err(Box::new(e)))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(|e| open_err(Box::new(e)))?;
+        let cat = Catalog {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        };
+        migrations::migrate(&cat)?;
+        Ok(cat)
+    }
+
+    /// The SQLite file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn q(&self, source: rusqlite::Error) -> CatalogError {
+        CatalogError::Query {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// `PRAGMA integrity_check`: "ok" when the file is sound.
+    pub fn integrity_check(&self) -> Result<String, CatalogError> {
+        self.conn()
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(|e| self.q(e))
+    }
+}
+
+/// Milliseconds since the Unix epoch, the catalog's time format.
+pub fn to_millis(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The inverse of [`to_millis`].
+pub fn from_millis(ms: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}

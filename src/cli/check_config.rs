@@ -1,0 +1,86 @@
+//! `opsagent check-config [--connect]`: validate, summarise what will run, optionally probe storage.
+
+use super::Cli;
+use crate::config::{Config, Databases, SmtpTls};
+use crate::storage::Storage;
+use chrono::Utc;
+
+/// Flags.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Also try the storage (list the bucket or directory).
+    #[arg(long)]
+    pub connect: bool,
+}
+
+/// Prints the summary; errors (exit 2) come from loading.
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
+    let cfg = super::load_config(cli)?;
+    print!("{}", summary(&cfg));
+    if args.connect {
+        let storage = Storage::open(&cfg.storage)?;
+        let rt = super::runtime()?;
+        match rt.block_on(storage.check_access()) {
+            Ok(()) => println!(
+                "storage check: ok, {} is reachable and listable",
+                storage.describe()
+            ),
+            Err(e) => anyhow::bail!("storage check failed: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// The human summary of a valid configuration (no secrets).
+pub fn summary(cfg: &Config) -> String {
+    let zone = cfg.agent.zone;
+    let mut s = format!("configuration {} is valid\n", cfg.file.display());
+    s += &format!("  host      {} (times in {zone})\n", cfg.agent.hostname);
+    s += &format!("  state     {}\n", cfg.agent.state_dir.display());
+    s += &format!(
+        "  backups   {}\n",
+        Storage::open(&cfg.storage)
+            .map(|st| st.describe())
+            .unwrap_or_default()
+    );
+    if cfg.mysql.is_empty() {
+        s += "  jobs      none (add [[mysql]] sections to back up databases)\n";
+    } else {
+        s += "  jobs\n";
+    }
+    let now = Utc::now();
+    for j in &cfg.mysql {
+        let dbs = match &j.databases {
+            Databases::All => "every database".to_string(),
+            Databases::List(v) => v.join(", "),
+        };
+        let next = j
+            .schedule
+            .next_after(now, zone)
+            .map(|t| zone.format(t, "%Y-%m-%d %H:%M %Z"))
+            .unwrap_or_else(|| "never".into());
+        s += &format!("    {:<12} mysql  {dbs} on {}\n", j.name, j.endpoint);
+        s += &format!(
+            "    {:<12}        schedule \"{}\", next run {next}; keep {}\n",
+            "",
+            j.schedule.as_str(),
+            j.keep
+        );
+    }
+    s += "  checks    none configured\n";
+    match &cfg.email {
+        None => s += "  alerts    no email configured ([alerts.email])\n",
+        Some(e) => {
+            let tls = match e.tls {
+                SmtpTls::Starttls => "STARTTLS",
+                SmtpTls::Tls => "TLS",
+                SmtpTls::None => "no TLS",
+            };
+            s += &format!("  alerts    email to {} via {}:{} ({tls}); note: this version validates but does not send mail yet\n", e.to.join(", "), e.smtp_host, e.smtp_port);
+        }
+    }
+    for w in &cfg.warnings {
+        s += &format!("warning: {w}\n");
+    }
+    s
+}

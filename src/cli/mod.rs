@@ -1,0 +1,95 @@
+//! The command line: argument definitions (clap) and one file per verb. Verbs print; the work
+//! lives in the library modules.
+
+pub mod backup;
+pub mod check_config;
+pub mod prune;
+pub mod run;
+pub mod snapshots;
+
+use crate::backup::Env;
+use crate::catalog::Catalog;
+use crate::config::{self, Config};
+use crate::storage::Storage;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// opsagent: backups, health checks and alerts for one server.
+#[derive(Debug, Parser)]
+#[command(name = "opsagent", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file [default: $OPSAGENT_CONFIG, else /etc/opsagent/opsagent.toml]
+    #[arg(long, short = 'c', global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// The verb.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: scheduled backups (what systemd starts).
+    Run,
+    /// Validate the configuration and show what will run; exit 2 on errors.
+    CheckConfig(check_config::Args),
+    /// Run backup jobs now (all when none are named); exit 1 if any failed.
+    Backup(backup::Args),
+    /// List snapshots, newest first.
+    Snapshots(snapshots::Args),
+    /// Apply retention now (or show it with --dry-run).
+    Prune(prune::Args),
+}
+
+/// Loads the configuration named by `--config`/`OPSAGENT_CONFIG`/the default.
+pub fn load_config(cli: &Cli) -> Result<Config, config::ConfigErrors> {
+    config::load(&config::path_from(cli.config.as_deref()))
+}
+
+/// Opens the catalog and storage for a verb that works on backups.
+pub fn open_env(config: Config) -> anyhow::Result<Env> {
+    let catalog = Arc::new(Catalog::open(&config.catalog_path())?);
+    let storage = Storage::open(&config.storage)?;
+    Ok(Env {
+        config: Arc::new(config),
+        storage,
+        catalog,
+        progress: None,
+    })
+}
+
+/// Human-readable byte counts (`1.5 GiB`).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// A single-threaded-enough runtime for CLI verbs.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bytes() {
+        assert_eq!(super::human_bytes(512), "512 B");
+        assert_eq!(super::human_bytes(1536), "1.5 KiB");
+        assert_eq!(super::human_bytes(3 << 30), "3.0 GiB");
+    }
+}

@@ -1,0 +1,18 @@
+//! `opsagent run`: start the daemon.
+
+use super::Cli;
+use crate::config;
+
+/// Loads the configuration and runs the daemon until SIGTERM.
+pub fn run(cli: &Cli) -> anyhow::Result<()> {
+    let path = config::path_from(cli.config.as_deref());
+    let cfg = config::load(&path)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(crate::daemon::run(path, cfg))?;
+    // Abandoned jobs (past the grace period) must not hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! `opsagent snapshots [--job J] [--json] [--refresh]`: what is backed up, newest first.
+
+use super::{human_bytes, Cli};
+use crate::backup::refresh::refresh;
+use crate::catalog::SnapshotRow;
+
+/// Flags.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only this job.
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    /// Rebuild the list from the manifests in storage first (new machine, lost state_dir).
+    #[arg(long)]
+    pub refresh: bool,
+}
+
+/// Lists snapshots.
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
+    let cfg = super::load_config(cli)?;
+    let zone = cfg.agent.zone;
+    let env = super::open_env(cfg)?;
+    if args.refresh {
+        let rt = super::runtime()?;
+        let r = rt.block_on(refresh(&env.storage, &env.catalog))?;
+        for b in &r.bad {
+            eprintln!("warning: {b}");
+        }
+        eprintln!(
+            "refreshed from {}: {} snapshot(s)",
+            env.storage.describe(),
+            r.snapshots
+        );
+    }
+    let rows = env.catalog.snapshots(args.job.as_deref())?;
+    if args.json {
+        let list: Vec<serde_json::Value> = rows.iter().map(json_row).collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!(
+            "no snapshots{}",
+            if args.refresh {
+                ""
+            } else {
+                " (try --refresh to read them from storage)"
+            }
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<12} {:<24} {:<22} {:>10} {:>10} {:>8}  ID",
+        "JOB", "DATABASE", "TIME", "SIZE", "STORED", "TOOK"
+    );
+    for r in &rows {
+        println!(
+            "{:<12} {:<24} {:<22} {:>10} {:>10} {:>7}s  {}",
+            r.job,
+            r.item,
+            zone.format(r.started_at, "%Y-%m-%d %H:%M:%S"),
+            human_bytes(r.size),
+            human_bytes(r.stored_size),
+            (r.finished_at - r.started_at).num_seconds().max(0),
+            r.id
+        );
+    }
+    Ok(())
+}
+
+fn json_row(r: &SnapshotRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": r.id,
+        "job": r.job,
+        "kind": r.kind,
+        "host": r.host,
+        "database": r.item,
+        "started_at": r.started_at.to_rfc3339(),
+        "finished_at": r.finished_at.to_rfc3339(),
+        "size": r.size,
+        "stored_size": r.stored_size,
+        "manifest_key": r.manifest_key,
+    })
+}

@@ -1,0 +1,190 @@
+//! The one TOML file: load → raw serde mirror (`raw`) → validation that reports every problem at
+//! once with `file:line:col` and a hint (`resolve`) → the resolved [`Config`] the rest of the
+//! program uses. Probing the outside world (`check-config --connect`) is not done here.
+
+pub mod diagnostic;
+pub mod raw;
+mod resolve;
+mod resolve_email;
+mod resolve_s3;
+pub mod schedule;
+pub mod span;
+
+pub use diagnostic::{ConfigError, ConfigErrors};
+pub use schedule::{Schedule, Zone};
+
+use crate::backup::retention::KeepPolicy;
+use crate::secret::Secret;
+use crate::storage::StorageSpec;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the configuration is read from when neither `--config` nor `OPSAGENT_CONFIG` says.
+pub const DEFAULT_PATH: &str = "/etc/opsagent/opsagent.toml";
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// `[agent]`
+    pub agent: Agent,
+    /// `[storage]`
+    pub storage: StorageSpec,
+    /// `[[mysql]]` jobs.
+    pub mysql: Vec<MysqlJob>,
+    /// `[alerts.email]`, when configured.
+    pub email: Option<EmailSettings>,
+    /// Things that work but deserve a second look (inline secrets, loose file modes).
+    pub warnings: Vec<ConfigError>,
+}
+
+/// `[agent]`, resolved.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    /// This host's name in object keys and mails.
+    pub hostname: String,
+    /// Absolute path of the state directory.
+    pub state_dir: PathBuf,
+    /// Zone for schedules and dates.
+    pub zone: Zone,
+    /// How long a stopping daemon waits for running jobs.
+    pub shutdown_grace: Duration,
+}
+
+/// Which databases a MySQL job dumps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Databases {
+    /// Every database except information_schema, performance_schema, mysql and sys.
+    All,
+    /// These, in this order.
+    List(Vec<String>),
+}
+
+/// How to reach a MySQL/MariaDB server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MysqlEndpoint {
+    /// TCP.
+    Tcp {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+    /// A Unix socket.
+    Socket(PathBuf),
+}
+
+impl std::fmt::Display for MysqlEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MysqlEndpoint::Tcp { host, port } => write!(f, "{host}:{port}"),
+            MysqlEndpoint::Socket(p) => write!(f, "socket {}", p.display()),
+        }
+    }
+}
+
+/// A `[[mysql]]` job, resolved.
+#[derive(Debug, Clone)]
+pub struct MysqlJob {
+    /// Unique job name.
+    pub name: String,
+    /// What to dump.
+    pub databases: Databases,
+    /// Where the server is.
+    pub endpoint: MysqlEndpoint,
+    /// The MySQL user, if set.
+    pub user: Option<String>,
+    /// The password read from `password_file`.
+    pub password: Option<Secret>,
+    /// When to run.
+    pub schedule: Schedule,
+    /// Retention.
+    pub keep: KeepPolicy,
+    /// Dump tool, if set (else `mariadb-dump` or `mysqldump` from PATH).
+    pub dump_command: Option<String>,
+    /// Extra arguments for the dump tool.
+    pub extra_args: Vec<String>,
+    /// zstd level.
+    pub compression_level: i32,
+}
+
+/// TLS mode of the SMTP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (required).
+    Starttls,
+    /// Implicit TLS from the first byte (port 465).
+    Tls,
+    /// No TLS at all (local relays only).
+    None,
+}
+
+/// `[alerts.email]`, resolved.
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    /// SMTP server.
+    pub smtp_host: String,
+    /// SMTP port.
+    pub smtp_port: u16,
+    /// TLS mode.
+    pub tls: SmtpTls,
+    /// AUTH user.
+    pub username: Option<String>,
+    /// AUTH password.
+    pub password: Option<Secret>,
+    /// Sender.
+    pub from: String,
+    /// Recipients.
+    pub to: Vec<String>,
+    /// Extra CA certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Connection timeout.
+    pub timeout: Duration,
+}
+
+impl Config {
+    /// All job names, in config order.
+    pub fn job_names(&self) -> Vec<&str> {
+        self.mysql.iter().map(|j| j.name.as_str()).collect()
+    }
+
+    /// The catalog's path.
+    pub fn catalog_path(&self) -> PathBuf {
+        self.agent.state_dir.join("catalog.sqlite")
+    }
+}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::NotFound => format!(
+                "create it (the package installs a commented default; see config/opsagent.example.toml), or point --config / OPSAGENT_CONFIG at another file"
+            ),
+            std::io::ErrorKind::PermissionDenied => {
+                "run as root or as a member of the `opsagent` group".to_string()
+            }
+            _ => "check the path".to_string(),
+        };
+        ConfigErrors::whole_file(path, format!("cannot read the configuration: {e}"), Some(hint))
+    })?;
+    parse(path, &text)
+}
+
+/// Validates configuration text as if read from `path` (relative paths in it resolve against the
+/// working directory).
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+    resolve::resolve(path, text)
+}
+
+/// The configuration path from `--config`, else `OPSAGENT_CONFIG`, else the default.
+pub fn path_from(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    match std::env::var_os("OPSAGENT_CONFIG") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(DEFAULT_PATH),
+    }
+}

@@ -1,0 +1,148 @@
+//! The serde mirror of the TOML file: every key an operator may write, with its doc comment.
+//! No defaults are applied and nothing is checked here beyond types and unknown keys; that is
+//! `resolve`'s job, so every problem can be reported at once with its position.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Host-wide settings.
+    #[serde(default)]
+    pub agent: RawAgent,
+    /// Where backups go. Required.
+    pub storage: Option<RawStorage>,
+    /// MySQL/MariaDB dump jobs.
+    #[serde(default)]
+    pub mysql: Vec<RawMysql>,
+    /// Alert delivery.
+    pub alerts: Option<RawAlerts>,
+}
+
+/// `[agent]`
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    /// Name used in object keys and mails; default: the system host name.
+    pub hostname: Option<String>,
+    /// SQLite catalog, outbox, caches; default `/var/lib/opsagent`. Relative paths are resolved
+    /// against the working directory when the file is loaded.
+    pub state_dir: Option<PathBuf>,
+    /// IANA zone for schedules and dates; default: the system's local zone.
+    pub timezone: Option<String>,
+    /// How long SIGTERM waits for running jobs before giving up on them; default 5m.
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_grace: Option<Duration>,
+}
+
+/// `[storage]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    /// `"s3"` or `"local"`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// local: the directory backups go to.
+    pub path: Option<PathBuf>,
+    /// s3: the bucket.
+    pub bucket: Option<String>,
+    /// Key prefix inside the bucket or directory; default `"<hostname>/"`.
+    pub prefix: Option<String>,
+    /// s3: endpoint URL for MinIO and other S3-compatible stores; omit for AWS.
+    pub endpoint: Option<String>,
+    /// s3: region; default `us-east-1`.
+    pub region: Option<String>,
+    /// s3: path-style URLs (`endpoint/bucket/key`); default true when `endpoint` is set.
+    pub path_style: Option<bool>,
+    /// s3: access key id; default from `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: Option<String>,
+    /// s3: secret key inline (discouraged: warns); prefer `secret_access_key_file`.
+    pub secret_access_key: Option<String>,
+    /// s3: file holding the secret key.
+    pub secret_access_key_file: Option<PathBuf>,
+}
+
+/// `keep = { last = 3, daily = 7, … }`
+#[derive(Debug, Deserialize, Default, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeep {
+    /// Keep the newest N snapshots.
+    pub last: Option<u32>,
+    /// Keep the newest snapshot of each of the last N hours that have one.
+    pub hourly: Option<u32>,
+    /// … days.
+    pub daily: Option<u32>,
+    /// … ISO weeks.
+    pub weekly: Option<u32>,
+    /// … months.
+    pub monthly: Option<u32>,
+    /// … years.
+    pub yearly: Option<u32>,
+}
+
+/// `[[mysql]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMysql {
+    /// Job name (letters, digits, `-`, `_`), unique among all jobs.
+    pub name: Option<String>,
+    /// Databases to dump, or `["*"]` for every non-system database.
+    pub databases: Option<Vec<String>>,
+    /// TCP host; default 127.0.0.1 unless `socket` is set.
+    pub host: Option<String>,
+    /// TCP port; default 3306.
+    pub port: Option<u16>,
+    /// Unix socket (absolute path); excludes host/port.
+    pub socket: Option<PathBuf>,
+    /// MySQL user; default: the client's default (the Unix user with socket auth).
+    pub user: Option<String>,
+    /// File holding the password; optional (socket auth).
+    pub password_file: Option<PathBuf>,
+    /// Crontab line or `@daily`-style word.
+    pub schedule: Option<String>,
+    /// Retention policy.
+    pub keep: Option<RawKeep>,
+    /// Dump tool: default `mariadb-dump`, else `mysqldump`, whichever is on PATH.
+    pub dump_command: Option<String>,
+    /// Extra arguments for the dump tool.
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+    /// zstd level 1–19; default 3.
+    pub compression_level: Option<i32>,
+}
+
+/// `[alerts]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    /// `[alerts.email]`
+    pub email: Option<RawEmail>,
+}
+
+/// `[alerts.email]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmail {
+    /// SMTP server host name.
+    pub smtp_host: Option<String>,
+    /// Port; default 587 for starttls, 465 for tls, 25 for none.
+    pub smtp_port: Option<u16>,
+    /// `"starttls"` (default), `"tls"` or `"none"`.
+    pub tls: Option<String>,
+    /// SMTP AUTH user.
+    pub username: Option<String>,
+    /// File holding the SMTP password.
+    pub password_file: Option<PathBuf>,
+    /// Sender address.
+    pub from: Option<String>,
+    /// Recipients (at least one).
+    pub to: Option<Vec<String>>,
+    /// Extra CA certificate (PEM) to trust for the SMTP server.
+    pub ca_file: Option<PathBuf>,
+    /// Connection timeout; default 30s.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}

@@ -1,0 +1,248 @@
+//! `opsagent run`: the daemon. Runs each job on its schedule (one run of a job at a time, a run
+//! missed while it was down once soon after start), talks to systemd, reloads on SIGHUP or a
+//! change of the config file (an invalid new file is logged and the old one kept), and on
+//! SIGTERM stops starting work, lets running jobs finish within `agent.shutdown_grace`, exits 0.
+
+pub mod scheduler;
+pub mod systemd;
+pub mod watch;
+
+use crate::backup::{self, Env, Trigger};
+use crate::catalog::Catalog;
+use crate::config::{self, Config};
+use crate::storage::Storage;
+use chrono::Utc;
+use scheduler::JobClock;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// How long after start a missed run is caught up.
+const CATCH_UP_DELAY: Duration = Duration::from_secs(5);
+/// The scheduler re-reads the wall clock at least this often (clock jumps, suspend).
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+/// Daemon errors that stop it from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The catalog cannot be opened.
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    /// Storage settings are unusable.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    /// Signal handlers or the file watcher cannot be installed.
+    #[error("cannot set up {what}: {source}")]
+    Setup {
+        /// What failed.
+        what: &'static str,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+struct Daemon {
+    config_path: PathBuf,
+    env: Env,
+    clocks: HashMap<String, JobClock>,
+    running: HashMap<String, JoinHandle<()>>,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. `config` was loaded from `config_path` by the caller.
+pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError> {
+    let catalog = Arc::new(Catalog::open(&config.catalog_path())?);
+    let repaired = catalog.repair_interrupted(Utc::now())?;
+    if repaired > 0 {
+        tracing::warn!(
+            runs = repaired,
+            "runs interrupted by a previous stop were marked `interrupted`"
+        );
+    }
+    let storage = Storage::open(&config.storage)?;
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let setup = |what| move |source| DaemonError::Setup { what, source };
+    let mut term = signal(SignalKind::terminate()).map_err(setup("SIGTERM handler"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(setup("SIGINT handler"))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(setup("SIGHUP handler"))?;
+    let (reload_tx, mut reload_rx) = mpsc::channel(4);
+    let _watch = match watch::watch(&config_path, reload_tx, Duration::from_millis(300)) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, file = %config_path.display(), "cannot watch the configuration file; reload with SIGHUP");
+            None
+        }
+    };
+    let _watchdog = systemd::spawn_watchdog();
+    let mut d = Daemon {
+        config_path,
+        env: Env {
+            config: Arc::new(config),
+            storage,
+            catalog,
+            progress: None,
+        },
+        clocks: HashMap::new(),
+        running: HashMap::new(),
+    };
+    d.schedule_all(true);
+    let status = d.status_line();
+    tracing::info!(jobs = d.clocks.len(), storage = %d.env.storage.describe(), "opsagent started");
+    systemd::ready(&status);
+    loop {
+        let sleep = d.sleep_duration();
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => d.reload("SIGHUP"),
+            Some(()) = reload_rx.recv() => d.reload("configuration file changed"),
+            _ = tokio::time::sleep(sleep) => d.start_due_jobs(),
+        }
+    }
+    d.shutdown().await;
+    Ok(())
+}
+
+impl Daemon {
+    /// (Re)builds every job's clock from the catalog's last runs.
+    fn schedule_all(&mut self, starting: bool) {
+        let now = Utc::now();
+        let zone = self.env.config.agent.zone;
+        let mut clocks = HashMap::new();
+        for (name, schedule) in backup::schedules(&self.env.config) {
+            let clock = match self.clocks.remove(&name) {
+                // A reload keeps what this daemon already knows if the schedule is unchanged.
+                Some(c) if !starting && c.schedule == schedule => c,
+                _ => {
+                    let last = self
+                        .env
+                        .catalog
+                        .last_run(&name)
+                        .ok()
+                        .flatten()
+                        .map(|r| r.started_at);
+                    let delay = chrono::Duration::from_std(CATCH_UP_DELAY).unwrap_or_default();
+                    JobClock::new(schedule, zone, last, now, delay)
+                }
+            };
+            if let Some(due) = clock.due {
+                tracing::info!(job = %name, next = %zone.format(due, "%Y-%m-%d %H:%M %Z"), catch_up = clock.catch_up, "scheduled");
+            }
+            clocks.insert(name, clock);
+        }
+        self.clocks = clocks;
+    }
+
+    fn sleep_duration(&self) -> Duration {
+        let now = Utc::now();
+        self.clocks
+            .values()
+            .filter_map(|c| c.due)
+            .map(|due| (due - now).to_std().unwrap_or(Duration::ZERO))
+            .min()
+            .unwrap_or(MAX_SLEEP)
+            .min(MAX_SLEEP)
+    }
+
+    fn start_due_jobs(&mut self) {
+        let now = Utc::now();
+        let zone = self.env.config.agent.zone;
+        self.running.retain(|_, h| !h.is_finished());
+        let due: Vec<String> = self
+            .clocks
+            .iter()
+            .filter(|(_, c)| c.due.is_some_and(|d| d <= now))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in due {
+            let clock = self.clocks.get_mut(&name).expect("clock of a due job");
+            let trigger = if clock.catch_up {
+                Trigger::CatchUp
+            } else {
+                Trigger::Schedule
+            };
+            clock.advance(now, zone);
+            if self.running.contains_key(&name) {
+                tracing::warn!(job = %name, "previous run still in progress; skipping this slot");
+                continue;
+            }
+            let env = self.env.clone();
+            let job = name.clone();
+            let handle = tokio::spawn(async move {
+                // The outcome is logged and recorded in the catalog by run_job itself.
+                let _ = backup::run_job(&env, &job, trigger).await;
+            });
+            self.running.insert(name, handle);
+        }
+        systemd::status(&self.status_line());
+    }
+
+    fn reload(&mut self, why: &str) {
+        systemd::reloading();
+        match config::load(&self.config_path) {
+            Ok(new) => match Storage::open(&new.storage) {
+                Ok(storage) => {
+                    for w in &new.warnings {
+                        tracing::warn!("{w}");
+                    }
+                    self.env.config = Arc::new(new);
+                    self.env.storage = storage;
+                    self.schedule_all(false);
+                    tracing::info!(reason = why, file = %self.config_path.display(), "configuration reloaded");
+                }
+                Err(e) => {
+                    tracing::error!(reason = why, error = %e, "new configuration refused; keeping the previous one")
+                }
+            },
+            Err(errors) => {
+                tracing::error!(reason = why, file = %self.config_path.display(), "new configuration refused; keeping the previous one:\n{errors}");
+            }
+        }
+        systemd::ready(&self.status_line());
+    }
+
+    fn status_line(&self) -> String {
+        let next = self
+            .clocks
+            .iter()
+            .filter_map(|(n, c)| c.due.map(|d| (d, n)))
+            .min();
+        let running = self.running.values().filter(|h| !h.is_finished()).count();
+        match next {
+            Some((due, name)) => format!(
+                "{} jobs, {running} running; next: {name} at {}",
+                self.clocks.len(),
+                self.env.config.agent.zone.format(due, "%Y-%m-%d %H:%M")
+            ),
+            None => format!("{} jobs, {running} running", self.clocks.len()),
+        }
+    }
+
+    async fn shutdown(mut self) {
+        systemd::stopping();
+        self.running.retain(|_, h| !h.is_finished());
+        if self.running.is_empty() {
+            tracing::info!("stopped");
+            return;
+        }
+        let grace = self.env.config.agent.shutdown_grace;
+        tracing::info!(
+            jobs = self.running.len(),
+            ?grace,
+            "waiting for running jobs to finish"
+        );
+        let names: Vec<String> = self.running.keys().cloned().collect();
+        let all = futures::future::join_all(self.running.drain().map(|(_, h)| h));
+        tokio::pin!(all);
+        if tokio::time::timeout(grace, &mut all).await.is_err() {
+            tracing::error!(jobs = ?names, "jobs did not finish within the shutdown grace period; they are abandoned and will be marked interrupted");
+        } else {
+            tracing::info!("stopped");
+        }
+    }
+}

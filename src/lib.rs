@@ -1,0 +1,14 @@
+//! opsagent: backups of MySQL/MariaDB databases and media directories to object storage,
+//! health checks and email alerts for one Debian server, in one binary.
+//!
+//! Module order follows the dependency direction (imports only point down the list, see
+//! shared/STYLE.md): `error`, `secret` → adapters (`storage`, `catalog`) → `config` → `daemon`, `cli`.
+
+pub mod backup;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod secret;
+pub mod storage;

@@ -1,0 +1,64 @@
+//! The `opsagent` binary: parse the command line, set up logging, dispatch, map errors to the
+//! exit-code table in `opsagent::error`.
+
+use clap::Parser;
+use opsagent::cli::{self, Cli, Command};
+use opsagent::error::{exit_code_for, Exit};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                Exit::Usage.into()
+            } else {
+                Exit::Ok.into()
+            };
+        }
+    };
+    init_logging(&cli);
+    let result = match &cli.command {
+        Command::Run => cli::run::run(&cli),
+        Command::CheckConfig(a) => cli::check_config::run(&cli, a),
+        Command::Backup(a) => cli::backup::run(&cli, a),
+        Command::Snapshots(a) => cli::snapshots::run(&cli, a),
+        Command::Prune(a) => cli::prune::run(&cli, a),
+    };
+    match result {
+        Ok(()) => Exit::Ok.into(),
+        Err(e) => {
+            let code = exit_code_for(&e);
+            if e.is::<opsagent::config::ConfigErrors>() {
+                eprintln!("{e}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            code.into()
+        }
+    }
+}
+
+/// Logs go to stderr; without timestamps under journald (`JOURNAL_STREAM`), which adds its own.
+/// The level comes from `OPSAGENT_LOG` (a tracing filter), else `info` for the daemon and `warn`
+/// for the other verbs, which print their own results.
+fn init_logging(cli: &Cli) {
+    let default = if matches!(cli.command, Command::Run) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = std::env::var("OPSAGENT_LOG").unwrap_or_else(|_| default.to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().with_ansi(false).init();
+    } else {
+        builder.init();
+    }
+}
