@@ -77,7 +77,7 @@ pub fn plan<T: Clone>(
 ) -> Vec<Decision<T>> {
     use chrono::{Datelike, Timelike};
     let mut sorted: Vec<&(chrono::DateTime<chrono::Utc>, T)> = snapshots.iter().collect();
-    sorted.sort_by(|a, b| b.0.cmp(&a.0));
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.0));
     let local = |t: chrono::DateTime<chrono::Utc>| -> chrono::NaiveDateTime {
         match zone {
             crate::config::Zone::Local => t.with_timezone(&chrono::Local).naive_local(),

@@ -159,9 +159,7 @@ impl Config {
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         let hint = match e.kind() {
-            std::io::ErrorKind::NotFound => format!(
-                "create it (the package installs a commented default; see config/opsagent.example.toml), or point --config / OPSAGENT_CONFIG at another file"
-            ),
+            std::io::ErrorKind::NotFound => "create it (the package installs a commented default; see config/opsagent.example.toml), or point --config / OPSAGENT_CONFIG at another file".to_string(),
             std::io::ErrorKind::PermissionDenied => {
                 "run as root or as a member of the `opsagent` group".to_string()
             }

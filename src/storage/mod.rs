@@ -1,0 +1,278 @@
+//! Object storage: where MySQL dumps and media packs go. The bucket (or directory) is the
+//! source of truth; the catalog only caches what is in it.
+//!
+//! [`Storage`] is the one type the rest of opsagent codes against. [`Storage::open`] chooses a
+//! backend from a [`StorageSpec`] with a single `match` (model: rustic_core's `choose.rs`);
+//! each backend is one file behind the small [`Backend`] trait:
+//!
+//! - `local.rs`: a directory, written by hand on std/tokio fs. Objects appear atomically:
+//!   temp file in `.opsagent-tmp/`, fsync, rename, fsync of the directory.
+//! - `s3.rs`: S3 and compatibles (MinIO, B2, moto) through opendal; no hand-written signing.
+//!   It builds an opendal operator that `opendal_backend.rs` runs, with retries and timeouts.
+//! - [`Storage::in_memory`]: opendal's memory service, for tests of other modules.
+//!
+//! `upload.rs` is the streaming multipart upload shared by the opendal backends: parts that
+//! grow with the stream (S3 allows 10 000), one part in flight, about three parts in memory.
+//!
+//! Keys are relative to the configured prefix (see `key.rs` for the rules). Uploads stream
+//! through an [`ObjectWriter`] with bounded memory and become visible only on
+//! [`ObjectWriter::finish`]; a failed, aborted or dropped upload leaves nothing behind.
+
+mod error;
+mod key;
+mod local;
+mod object;
+mod opendal_backend;
+mod s3;
+mod upload;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use tokio::io::AsyncReadExt;
+
+use crate::secret::Secret;
+
+pub use error::{Op, StorageError};
+pub use key::validate_key;
+pub use object::{ObjectReader, ObjectWriter};
+
+/// Where objects are stored. Owned by this adapter; the config module converts to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageSpec {
+    /// A local directory (a mounted disk, an NFS share).
+    Local {
+        /// The directory; created on the first upload if missing.
+        path: PathBuf,
+        /// Sub-directory for this host's objects (`web-01`); may be empty.
+        prefix: String,
+    },
+    /// An S3-compatible bucket.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix for this host's objects (`web-01`); may be empty.
+        prefix: String,
+        /// Endpoint URL (`http://127.0.0.1:9000`); `None` means AWS (or `AWS_ENDPOINT_URL`).
+        endpoint: Option<String>,
+        /// Region (`us-east-1`; MinIO and moto accept any).
+        region: String,
+        /// Path-style URLs (`endpoint/bucket/key`), as MinIO and moto want; else virtual-host.
+        path_style: bool,
+        /// Access key id; `None` (with the secret) uses the AWS environment and profile.
+        access_key_id: Option<String>,
+        /// Secret access key; `None` (with the id) uses the AWS environment and profile.
+        secret_access_key: Option<Secret>,
+    },
+}
+
+/// What a finished upload stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutInfo {
+    /// The key, relative to the storage prefix.
+    pub key: String,
+    /// Number of bytes stored.
+    pub size: u64,
+    /// SHA-256 of the stored bytes, lowercase hex.
+    pub sha256: String,
+}
+
+/// One object found by [`Storage::list`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ObjectInfo {
+    /// The key, relative to the storage prefix.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A boxed future returning a storage result; what [`Backend`] methods return.
+pub(crate) type StorageFuture<'a, T> = BoxFuture<'a, Result<T, StorageError>>;
+
+/// One storage backend. Keys are valid ([`validate_key`]) and relative to the prefix, which
+/// the backend joins in itself.
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// Human description, without secrets: `s3://bucket/prefix/ at endpoint`.
+    fn describe(&self) -> &str;
+    /// Lists the prefix (non-recursively, one entry is enough) to test access.
+    fn check_access(&self) -> StorageFuture<'_, ()>;
+    /// Starts an upload that becomes visible on `finish`.
+    fn writer<'a>(&'a self, key: &'a str) -> StorageFuture<'a, Box<dyn BackendWriter>>;
+    /// Opens an object for streaming reads; [`StorageError::NotFound`] if missing.
+    fn reader<'a>(&'a self, key: &'a str) -> StorageFuture<'a, ObjectReader>;
+    /// All objects whose key starts with `prefix`, in any order.
+    fn list<'a>(&'a self, prefix: &'a str) -> StorageFuture<'a, Vec<ObjectInfo>>;
+    /// Deletes an object; a missing object is not an error.
+    fn delete<'a>(&'a self, key: &'a str) -> StorageFuture<'a, ()>;
+    /// Whether an object exists.
+    fn exists<'a>(&'a self, key: &'a str) -> StorageFuture<'a, bool>;
+}
+
+/// The backend half of an [`ObjectWriter`]: receives the bytes, makes them visible or not.
+pub(crate) trait BackendWriter: Send {
+    /// Takes the next bytes of the object.
+    fn write(&mut self, data: Bytes) -> StorageFuture<'_, ()>;
+    /// Makes the object visible. On error nothing is visible (the backend aborts itself).
+    fn finish(self: Box<Self>) -> StorageFuture<'static, ()>;
+    /// Discards everything written; nothing becomes visible.
+    fn abort(self: Box<Self>) -> StorageFuture<'static, ()>;
+}
+// A backend writer dropped unfinished must clean up in its `Drop`, without blocking:
+// spawn on the runtime what must be awaited.
+
+/// A storage location: cheap to clone, shareable between tasks.
+#[derive(Clone)]
+pub struct Storage {
+    backend: Arc<dyn Backend>,
+}
+
+impl fmt::Debug for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Storage").field(&self.describe()).finish()
+    }
+}
+
+impl Storage {
+    /// Chooses and configures the backend for `spec`. Does no I/O; errors are settings that
+    /// cannot work (bad prefix, empty bucket, unparsable endpoint).
+    pub fn open(spec: &StorageSpec) -> Result<Storage, StorageError> {
+        let backend: Arc<dyn Backend> = match spec {
+            StorageSpec::Local { path, prefix } => {
+                Arc::new(local::LocalBackend::new(path, prefix)?)
+            }
+            StorageSpec::S3 {
+                bucket,
+                prefix,
+                endpoint,
+                region,
+                path_style,
+                access_key_id,
+                secret_access_key,
+            } => Arc::new(s3::open(&s3::S3Settings {
+                bucket,
+                prefix,
+                endpoint: endpoint.as_deref(),
+                region,
+                path_style: *path_style,
+                access_key_id: access_key_id.as_deref(),
+                secret_access_key: secret_access_key.as_ref(),
+            })?),
+        };
+        Ok(Storage { backend })
+    }
+
+    /// An empty in-memory storage, for tests of code that uses storage. Clones share it.
+    pub fn in_memory() -> Storage {
+        Storage {
+            backend: Arc::new(opendal_backend::memory()),
+        }
+    }
+
+    /// Where this storage is, for messages: `s3://backups/web-01/ at http://127.0.0.1:9000`
+    /// or `local directory /srv/backups/web-01/`. Never contains a secret.
+    pub fn describe(&self) -> String {
+        self.backend.describe().to_string()
+    }
+
+    /// Tests that the prefix can be listed (for `check-config --connect`).
+    pub async fn check_access(&self) -> Result<(), StorageError> {
+        self.backend.check_access().await
+    }
+
+    /// Starts a streaming upload to `key`; nothing is visible until [`ObjectWriter::finish`].
+    pub async fn writer(&self, key: &str) -> Result<ObjectWriter, StorageError> {
+        validate_key(key)?;
+        let inner = self.backend.writer(key).await?;
+        Ok(ObjectWriter::new(key, inner))
+    }
+
+    /// Uploads `data` as `key` in one go.
+    pub async fn put_bytes(&self, key: &str, data: Bytes) -> Result<PutInfo, StorageError> {
+        let mut writer = self.writer(key).await?;
+        writer.write(data).await?;
+        writer.finish().await
+    }
+
+    /// Opens `key` for streaming reads; [`StorageError::NotFound`] if it does not exist.
+    pub async fn reader(&self, key: &str) -> Result<ObjectReader, StorageError> {
+        validate_key(key)?;
+        self.backend.reader(key).await
+    }
+
+    /// Reads the whole object `key` into memory (for small objects: manifests, markers).
+    pub async fn get_bytes(&self, key: &str) -> Result<Bytes, StorageError> {
+        let mut reader = self.reader(key).await?;
+        let mut buf = Vec::with_capacity(reader.size().unwrap_or(0).min(64 << 20) as usize);
+        reader.read_to_end(&mut buf).await.map_err(|err| {
+            error::ErrorContext::new(self.backend.describe(), Op::Download, key)
+                .failed(err, "retry; if it persists, check the storage's health")
+        })?;
+        Ok(Bytes::from(buf))
+    }
+
+    /// All objects whose key starts with `prefix` (a string prefix such as `mysql/` or
+    /// `mysql/main/sh`; empty for everything), recursively, sorted by key. Keys are relative
+    /// to the storage prefix.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        key::validate_list_prefix(prefix)?;
+        let mut objects = self.backend.list(prefix).await?;
+        objects.retain(|o| o.key.starts_with(prefix));
+        objects.sort();
+        Ok(objects)
+    }
+
+    /// Deletes `key`; deleting a missing key is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        validate_key(key)?;
+        self.backend.delete(key).await
+    }
+
+    /// Whether `key` exists.
+    pub async fn exists(&self, key: &str) -> Result<bool, StorageError> {
+        validate_key(key)?;
+        self.backend.exists(key).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn in_memory_round_trip() {
+        let storage = Storage::in_memory();
+        assert_eq!(storage.describe(), "in-memory storage");
+        let info = storage
+            .put_bytes("a/b c", Bytes::from_static(b"hello"))
+            .await;
+        assert_eq!(info.unwrap().size, 5);
+        let mut writer = storage.writer("a/streamed").await.unwrap();
+        writer.write(Bytes::from_static(b"x")).await.unwrap();
+        writer.write(Bytes::from(vec![7u8; 9 << 20])).await.unwrap();
+        assert_eq!(writer.finish().await.unwrap().size, (9 << 20) + 1);
+        drop(storage.writer("a/dropped").await.unwrap());
+        let listed = storage.clone().list("a/").await.unwrap();
+        let keys: Vec<_> = listed.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, ["a/b c", "a/streamed"]);
+        assert_eq!(storage.get_bytes("a/b c").await.unwrap(), "hello");
+        storage.delete("a/b c").await.unwrap();
+        assert!(storage.get_bytes("a/b c").await.unwrap_err().is_not_found());
+        assert!(!storage.exists("a/b c").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn invalid_keys_rejected_before_io() {
+        let storage = Storage::in_memory();
+        for key in ["", "/a", "a/../b"] {
+            let err = storage.put_bytes(key, Bytes::new()).await.unwrap_err();
+            assert!(
+                matches!(err, StorageError::InvalidKey { .. }),
+                "{key:?}: {err}"
+            );
+        }
+        assert!(storage.list("/").await.is_err());
+    }
+}

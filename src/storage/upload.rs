@@ -1,0 +1,335 @@
+//! Streaming multipart upload through an opendal `Writer`, with bounded memory.
+//!
+//! Bytes are gathered into parts; each full part is handed to opendal's writer as one
+//! `write()` call, and its `MultipartWriter` turns each write into one S3 part (it keeps the
+//! latest write back and uploads it on the next one, so a single write becomes a plain PUT).
+//! The part size grows with the stream ([`part_size`]): S3 allows 10 000 parts of 5 MiB to
+//! 5 GiB, so fixed 8 MiB parts would cap an object at 78 GiB.
+//!
+//! One `write()` runs at a time, in a spawned task, while the caller fills the next part: in
+//! memory are the part being uploaded, the one opendal holds back, and the one being filled,
+//! about three parts (24 MiB at first). Dropping an unfinished upload aborts it in the
+//! background, so no incomplete multipart upload is left open.
+
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::task::JoinHandle;
+
+use super::error::Op;
+use super::opendal_backend::{counted, Target};
+use super::{BackendWriter, StorageError, StorageFuture};
+
+/// Size of the first 1000 parts.
+pub(crate) const FIRST_PART_SIZE: usize = 8 << 20;
+/// The part size doubles after this many parts.
+const PARTS_PER_DOUBLING: usize = 1000;
+/// S3's largest part.
+const MAX_PART_SIZE: u64 = 5 << 30;
+
+/// Size of part number `index` (0-based): 8 MiB for parts 0–999, 16 MiB for 1000–1999, …,
+/// capped at 5 GiB. 10 000 parts hold about 8 TiB (S3's object limit is 5 TiB); a 200 GiB
+/// dump needs about 5 000 parts, the largest of them 128 MiB.
+pub(crate) fn part_size(index: usize) -> usize {
+    let doublings = (index / PARTS_PER_DOUBLING).min(20) as u32;
+    ((FIRST_PART_SIZE as u64) << doublings).min(MAX_PART_SIZE) as usize
+}
+
+/// Where the opendal writer is.
+enum State {
+    /// Ready for the next part.
+    Idle(opendal::Writer),
+    /// Uploading a part in a spawned task, which hands the writer back.
+    Busy(JoinHandle<PartDone>),
+    /// A part failed: only `abort` is possible.
+    Failed(opendal::Writer),
+    /// Finished, aborted, or lost.
+    Gone,
+}
+
+/// What the task uploading a part returns.
+struct PartDone {
+    writer: opendal::Writer,
+    result: opendal::Result<()>,
+    attempts: u32,
+}
+
+/// A [`BackendWriter`] over an opendal `Writer`.
+pub(crate) struct OpendalWriter {
+    target: Arc<Target>,
+    key: String,
+    buf: BytesMut,
+    /// Our part buffers that opendal may still hold; reused once it lets go, so a long
+    /// upload recycles about three allocations instead of churning (and fragmenting) the heap.
+    handed_out: Vec<Bytes>,
+    parts_sent: usize,
+    state: State,
+}
+
+/// How many handed-out part buffers are kept for reuse.
+const REUSABLE_BUFFERS: usize = 4;
+
+impl OpendalWriter {
+    pub(crate) fn new(target: Arc<Target>, key: &str, writer: opendal::Writer) -> Self {
+        OpendalWriter {
+            target,
+            key: key.to_string(),
+            buf: BytesMut::new(),
+            handed_out: Vec::new(),
+            parts_sent: 0,
+            state: State::Idle(writer),
+        }
+    }
+
+    fn error(&self, op: Op, err: opendal::Error, attempts: u32) -> StorageError {
+        self.target.error(op, &self.key, err, attempts)
+    }
+
+    async fn append(&mut self, mut data: Bytes) -> Result<(), StorageError> {
+        while !data.is_empty() {
+            let target = part_size(self.parts_sent);
+            if self.buf.is_empty() && data.len() >= target {
+                // A whole part in the caller's buffer: send it without copying.
+                self.send_part(data.split_to(target)).await?;
+                continue;
+            }
+            if self.buf.capacity() == 0 {
+                self.buf = self.empty_buffer(target);
+            }
+            let take = (target - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data.advance(take);
+            if self.buf.len() == target {
+                let part = std::mem::take(&mut self.buf).freeze();
+                if self.handed_out.len() >= REUSABLE_BUFFERS {
+                    self.handed_out.remove(0);
+                }
+                self.handed_out.push(part.clone());
+                self.send_part(part).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An empty buffer of at least `size` bytes: a handed-out one opendal is done with, or new.
+    fn empty_buffer(&mut self, size: usize) -> BytesMut {
+        let mut i = 0;
+        while i < self.handed_out.len() {
+            match std::mem::take(&mut self.handed_out[i]).try_into_mut() {
+                Ok(mut buf) => {
+                    self.handed_out.swap_remove(i);
+                    if buf.capacity() >= size {
+                        buf.clear();
+                        return buf;
+                    }
+                }
+                Err(still_shared) => {
+                    self.handed_out[i] = still_shared;
+                    i += 1;
+                }
+            }
+        }
+        BytesMut::with_capacity(size)
+    }
+
+    /// Waits for the previous part, then starts uploading `part` in the background.
+    async fn send_part(&mut self, part: Bytes) -> Result<(), StorageError> {
+        let mut writer = self.take_idle().await?;
+        self.parts_sent += 1;
+        self.state = State::Busy(tokio::spawn(async move {
+            let (result, attempts) = counted(writer.write(part)).await;
+            PartDone {
+                writer,
+                result,
+                attempts,
+            }
+        }));
+        Ok(())
+    }
+
+    /// The writer once the part in flight (if any) is done; an error if that part failed.
+    async fn take_idle(&mut self) -> Result<opendal::Writer, StorageError> {
+        match std::mem::replace(&mut self.state, State::Gone) {
+            State::Idle(writer) => Ok(writer),
+            State::Busy(task) => match task.await {
+                Ok(PartDone {
+                    writer,
+                    result: Ok(()),
+                    ..
+                }) => Ok(writer),
+                Ok(PartDone {
+                    writer,
+                    result: Err(err),
+                    attempts,
+                }) => {
+                    self.state = State::Failed(writer);
+                    Err(self.error(Op::Upload, err, attempts))
+                }
+                Err(join) => Err(self.lost(join)),
+            },
+            State::Failed(writer) => {
+                self.state = State::Failed(writer);
+                Err(self.unusable())
+            }
+            State::Gone => Err(self.unusable()),
+        }
+    }
+
+    fn lost(&self, join: tokio::task::JoinError) -> StorageError {
+        lost(&self.target, &self.key, join)
+    }
+
+    fn unusable(&self) -> StorageError {
+        self.target.ctx(Op::Upload, &self.key).failed(
+            "an earlier part of this upload failed",
+            "abort the upload and start it again",
+        )
+    }
+
+    /// Uploads the rest and completes the upload.
+    async fn complete(&mut self) -> Result<(), StorageError> {
+        let mut writer = self.take_idle().await?;
+        self.handed_out.clear();
+        let rest = std::mem::take(&mut self.buf).freeze();
+        if !rest.is_empty() {
+            let (result, attempts) = counted(writer.write(rest)).await;
+            if let Err(err) = result {
+                self.state = State::Failed(writer);
+                return Err(self.error(Op::Upload, err, attempts));
+            }
+        }
+        let (result, attempts) = counted(writer.close()).await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                self.state = State::Failed(writer);
+                Err(self.error(Op::Upload, err, attempts))
+            }
+        }
+    }
+
+    /// Aborts whatever is server-side (the part in flight is awaited first).
+    async fn abort_now(&mut self) -> Result<(), StorageError> {
+        self.buf = BytesMut::new();
+        self.handed_out.clear();
+        let state = std::mem::replace(&mut self.state, State::Gone);
+        abort_state(&self.target, &self.key, state).await
+    }
+}
+
+/// Aborts the upload behind `state`; the part in flight, if any, is awaited first.
+/// (Takes the bare state, not an `OpendalWriter`, so a cancelled abort task cannot
+/// trigger another abort from `Drop`.)
+async fn abort_state(target: &Target, key: &str, state: State) -> Result<(), StorageError> {
+    let mut writer = match state {
+        State::Idle(writer) | State::Failed(writer) => writer,
+        State::Busy(task) => match task.await {
+            Ok(done) => done.writer,
+            Err(join) => return Err(lost(target, key, join)),
+        },
+        State::Gone => return Ok(()),
+    };
+    let (result, attempts) = counted(writer.abort()).await;
+    result.map_err(|err| target.error(Op::Abort, key, err, attempts))
+}
+
+fn lost(target: &Target, key: &str, join: tokio::task::JoinError) -> StorageError {
+    target.ctx(Op::Upload, key).failed(
+        format!("the part upload task ended abnormally: {join}"),
+        "this is a bug; an incomplete multipart upload may remain until a bucket lifecycle \
+         rule removes it",
+    )
+}
+
+impl BackendWriter for OpendalWriter {
+    fn write(&mut self, data: Bytes) -> StorageFuture<'_, ()> {
+        Box::pin(self.append(data))
+    }
+
+    fn finish(self: Box<Self>) -> StorageFuture<'static, ()> {
+        let mut this = self;
+        Box::pin(async move {
+            let result = this.complete().await;
+            if result.is_err() {
+                if let Err(err) = this.abort_now().await {
+                    tracing::warn!(error = %err, "could not abort the failed upload");
+                }
+            }
+            result
+        })
+    }
+
+    fn abort(self: Box<Self>) -> StorageFuture<'static, ()> {
+        let mut this = self;
+        Box::pin(async move { this.abort_now().await })
+    }
+}
+
+impl Drop for OpendalWriter {
+    fn drop(&mut self) {
+        if matches!(self.state, State::Gone) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(
+                key = %self.key,
+                "no async runtime left to abort the upload; an incomplete multipart upload \
+                 may remain until a bucket lifecycle rule removes it"
+            );
+            return;
+        };
+        let target = self.target.clone();
+        let key = std::mem::take(&mut self.key);
+        let state = std::mem::replace(&mut self.state, State::Gone);
+        runtime.spawn(async move {
+            match abort_state(&target, &key, state).await {
+                Ok(()) => tracing::debug!(%key, "dropped upload aborted"),
+                Err(err) => tracing::warn!(error = %err, "could not abort the dropped upload"),
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn part_sizes_grow_in_steps() {
+        assert_eq!(part_size(0), 8 << 20);
+        assert_eq!(part_size(999), 8 << 20);
+        assert_eq!(part_size(1000), 16 << 20);
+        assert_eq!(part_size(2500), 32 << 20);
+        assert_eq!(part_size(9999), 4 << 30);
+        assert_eq!(part_size(usize::MAX), 5 << 30);
+    }
+
+    #[test]
+    fn part_sizes_stay_within_s3_limits() {
+        let mut previous = 0;
+        for index in 0..10_000 {
+            let size = part_size(index) as u64;
+            assert!((5 * MIB..=5 * GIB).contains(&size), "part {index}: {size}");
+            assert!(size >= previous, "part sizes never shrink");
+            previous = size;
+        }
+    }
+
+    #[test]
+    fn two_hundred_gib_fit_in_ten_thousand_parts() {
+        let mut total = 0u64;
+        let mut parts = 0;
+        while total < 200 * GIB {
+            total += part_size(parts) as u64;
+            parts += 1;
+        }
+        assert!(parts <= 10_000, "200 GiB took {parts} parts");
+        // …and memory stays moderate on the way: ~3 parts of at most 128 MiB.
+        assert!(part_size(parts - 1) as u64 <= 128 * MIB);
+        let all: u64 = (0..10_000).map(|i| part_size(i) as u64).sum();
+        assert!(all >= 5 * 1024 * GIB, "10 000 parts hold {all} bytes");
+    }
+}
