@@ -10,5 +10,6 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod restore;
 pub mod secret;
 pub mod storage;

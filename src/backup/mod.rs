@@ -89,13 +89,22 @@ pub struct RunReport {
     pub pruned: usize,
 }
 
-/// Every job's name and schedule, for the scheduler.
+/// Prefix of the scheduler's key for a job's restore drill.
+pub const VERIFY_PREFIX: &str = "verify:";
+
+/// Every scheduled task: each job's backups under its name, its drills under `verify:<name>`.
 pub fn schedules(config: &Config) -> Vec<(String, Schedule)> {
-    config
+    let mut v: Vec<(String, Schedule)> = config
         .mysql
         .iter()
         .map(|j| (j.name.clone(), j.schedule.clone()))
-        .collect()
+        .collect();
+    v.extend(config.mysql.iter().filter_map(|j| {
+        j.verify_schedule
+            .clone()
+            .map(|s| (format!("{VERIFY_PREFIX}{}", j.name), s))
+    }));
+    v
 }
 
 /// Runs job `name` once, recording it in the catalog. Logs the outcome.

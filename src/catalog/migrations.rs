@@ -33,6 +33,48 @@ const STEPS: &[&str] = &[
         run_id INTEGER
     );
     CREATE INDEX snapshots_by_job ON snapshots(host, job, item, started_at);",
+    // 2: health watch: the current state of each check, state-change events (consumed by
+    // alerting: `delivered`), and sample history (1-minute points, hourly aggregates).
+    "CREATE TABLE check_state (
+        check_name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        since INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        value REAL,
+        threshold REAL,
+        detail TEXT NOT NULL DEFAULT '',
+        flapping INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        check_name TEXT NOT NULL,
+        from_state TEXT NOT NULL,
+        to_state TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        since INTEGER NOT NULL,
+        value REAL,
+        threshold REAL,
+        detail TEXT NOT NULL DEFAULT '',
+        delivered INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX events_undelivered ON events(delivered, id);
+    CREATE TABLE history_minute (
+        check_name TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        sum REAL NOT NULL,
+        n INTEGER NOT NULL,
+        max REAL NOT NULL,
+        PRIMARY KEY (check_name, at)
+    ) WITHOUT ROWID;
+    CREATE TABLE history_hour (
+        check_name TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        avg REAL NOT NULL,
+        max REAL NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (check_name, at)
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

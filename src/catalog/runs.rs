@@ -132,6 +132,18 @@ impl Catalog {
             .map_err(|e| self.q(e))
     }
 
+    /// The newest run of `job` of one kind (`mysql`, `verify`), if any.
+    pub fn last_run_of(&self, job: &str, kind: &str) -> Result<Option<RunRecord>, CatalogError> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {COLS} FROM runs WHERE job = ?1 AND kind = ?2 ORDER BY started_at DESC, id DESC LIMIT 1"),
+                params![job, kind],
+                row,
+            )
+            .optional()
+            .map_err(|e| self.q(e))
+    }
+
     /// The newest `limit` runs, newest first.
     pub fn recent_runs(&self, limit: usize) -> Result<Vec<RunRecord>, CatalogError> {
         let conn = self.conn();

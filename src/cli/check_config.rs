@@ -66,6 +66,17 @@ pub fn summary(cfg: &Config) -> String {
             j.schedule.as_str(),
             j.keep
         );
+        let drill = match &j.verify_schedule {
+            Some(v) => format!(
+                "\"{}\", next {}",
+                v.as_str(),
+                v.next_after(now, zone)
+                    .map(|t| zone.format(t, "%Y-%m-%d %H:%M %Z"))
+                    .unwrap_or_else(|| "never".into())
+            ),
+            None => "off".to_string(),
+        };
+        s += &format!("    {:<12}        restore drill {drill}\n", "");
     }
     s += "  checks    none configured\n";
     match &cfg.email {

@@ -4,8 +4,10 @@
 pub mod backup;
 pub mod check_config;
 pub mod prune;
+pub mod restore;
 pub mod run;
 pub mod snapshots;
+pub mod verify;
 
 use crate::backup::Env;
 use crate::catalog::Catalog;
@@ -41,6 +43,10 @@ pub enum Command {
     Snapshots(snapshots::Args),
     /// Apply retention now (or show it with --dry-run).
     Prune(prune::Args),
+    /// Restore databases as of a date (side by side by default; --in-place, --to-file).
+    Restore(restore::Args),
+    /// Restore drill: restore the newest snapshots into scratch databases and check them.
+    Verify(verify::Args),
 }
 
 /// Loads the configuration named by `--config`/`OPSAGENT_CONFIG`/the default.

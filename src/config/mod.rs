@@ -107,6 +107,8 @@ pub struct MysqlJob {
     pub extra_args: Vec<String>,
     /// zstd level.
     pub compression_level: i32,
+    /// When the daemon runs a restore drill (`None`: never).
+    pub verify_schedule: Option<Schedule>,
 }
 
 /// TLS mode of the SMTP connection.

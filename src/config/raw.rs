@@ -112,6 +112,9 @@ pub struct RawMysql {
     pub extra_args: Vec<String>,
     /// zstd level 1–19; default 3.
     pub compression_level: Option<i32>,
+    /// When the daemon runs a restore drill of this job (crontab or @weekly…; "off" disables);
+    /// default "@weekly".
+    pub verify_schedule: Option<String>,
 }
 
 /// `[alerts]`

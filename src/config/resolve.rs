@@ -433,6 +433,15 @@ fn mysql_job(cx: &mut Ctx, m: &RawMysql, p: &KeyPath) -> Option<MysqlJob> {
         }),
         &p.key("keep"),
     );
+    let verify_schedule = match m.verify_schedule.as_deref() {
+        Some("off") | Some("never") => Some(None),
+        other => self::schedule(
+            cx,
+            Some(other.unwrap_or("@weekly")),
+            &p.key("verify_schedule"),
+        )
+        .map(Some),
+    };
     let compression_level = m.compression_level.unwrap_or(3);
     if !(1..=19).contains(&compression_level) {
         cx.error(
@@ -470,6 +479,7 @@ fn mysql_job(cx: &mut Ctx, m: &RawMysql, p: &KeyPath) -> Option<MysqlJob> {
         dump_command: m.dump_command.clone(),
         extra_args: m.extra_args.clone(),
         compression_level,
+        verify_schedule: verify_schedule?,
     })
 }
 

@@ -119,10 +119,14 @@ impl Daemon {
                 // A reload keeps what this daemon already knows if the schedule is unchanged.
                 Some(c) if !starting && c.schedule == schedule => c,
                 _ => {
+                    let (job, kind) = match name.strip_prefix(backup::VERIFY_PREFIX) {
+                        Some(job) => (job, "verify"),
+                        None => (name.as_str(), "mysql"),
+                    };
                     let last = self
                         .env
                         .catalog
-                        .last_run(&name)
+                        .last_run_of(job, kind)
                         .ok()
                         .flatten()
                         .map(|r| r.started_at);
@@ -174,8 +178,11 @@ impl Daemon {
             let env = self.env.clone();
             let job = name.clone();
             let handle = tokio::spawn(async move {
-                // The outcome is logged and recorded in the catalog by run_job itself.
-                let _ = backup::run_job(&env, &job, trigger).await;
+                // Outcomes are logged and recorded in the catalog by the callees.
+                match job.strip_prefix(backup::VERIFY_PREFIX) {
+                    Some(j) => drop(crate::restore::verify::run_drill(&env, j).await),
+                    None => drop(backup::run_job(&env, &job, trigger).await),
+                }
             });
             self.running.insert(name, handle);
         }
@@ -212,14 +219,18 @@ impl Daemon {
             .iter()
             .filter_map(|(n, c)| c.due.map(|d| (d, n)))
             .min();
+        let jobs = self
+            .clocks
+            .keys()
+            .filter(|n| !n.starts_with(backup::VERIFY_PREFIX))
+            .count();
         let running = self.running.values().filter(|h| !h.is_finished()).count();
         match next {
             Some((due, name)) => format!(
-                "{} jobs, {running} running; next: {name} at {}",
-                self.clocks.len(),
+                "{jobs} jobs, {running} running; next: {name} at {}",
                 self.env.config.agent.zone.format(due, "%Y-%m-%d %H:%M")
             ),
-            None => format!("{} jobs, {running} running", self.clocks.len()),
+            None => format!("{jobs} jobs, {running} running"),
         }
     }
 

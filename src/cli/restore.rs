@@ -1,0 +1,216 @@
+//! `opsagent restore --date EXPR …`: plan, confirm, restore with checked hashes, report the RTO.
+
+use super::{human_bytes, Cli};
+use crate::error::UsageError;
+use crate::restore::{self, date, plan, Step, Target};
+use crate::storage::{Storage, StorageSpec};
+use chrono::Utc;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Flags.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The moment to go back to: yesterday, today, now, "3 days ago", "2 hours ago", friday,
+    /// 2026-11-20, "2026-11-20 14:00", RFC 3339. Day words mean the end of that day.
+    #[arg(long, value_name = "EXPR")]
+    pub date: String,
+    /// Only this job (repeatable).
+    #[arg(long = "job", value_name = "NAME")]
+    pub jobs: Vec<String>,
+    /// Only this database (repeatable).
+    #[arg(long = "database", value_name = "DB")]
+    pub databases: Vec<String>,
+    /// Restore into this database (must not exist, or be empty).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["in_place", "to_file"])]
+    pub to_database: Option<String>,
+    /// Replace the live database: load into staging, then swap; the old tables are kept.
+    #[arg(long, conflicts_with = "to_file")]
+    pub in_place: bool,
+    /// Write the SQL to a file (.sql plain, .sql.zst compressed); touch no database.
+    #[arg(long, value_name = "PATH")]
+    pub to_file: Option<PathBuf>,
+    /// Restore another host's backups (its storage prefix, `<HOST>/`).
+    #[arg(long, value_name = "HOST")]
+    pub from_host: Option<String>,
+    /// Show the plan and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation (required without a terminal).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// Plans and runs the restore.
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
+    let cfg = super::load_config(cli)?;
+    let zone = cfg.agent.zone;
+    let now = Utc::now();
+    let moment = date::parse(&args.date, now, zone).map_err(UsageError)?;
+    let target = match (&args.to_database, args.in_place, &args.to_file) {
+        (Some(n), _, _) => Target::Database(n.clone()),
+        (_, true, _) => Target::InPlace,
+        (_, _, Some(p)) => Target::File(p.clone()),
+        _ => Target::SideBySide,
+    };
+    let mut spec = cfg.storage.clone();
+    if let Some(host) = &args.from_host {
+        let p = format!("{}/", host.trim_end_matches('/'));
+        match &mut spec {
+            StorageSpec::Local { prefix, .. } | StorageSpec::S3 { prefix, .. } => *prefix = p,
+        }
+    }
+    let storage = Storage::open(&spec)?;
+    let rt = super::runtime()?;
+    let filter = plan::Filter {
+        jobs: args.jobs.clone(),
+        databases: args.databases.clone(),
+    };
+    let snaps = rt
+        .block_on(plan::all_snapshots(&storage))
+        .map_err(anyhow::Error::msg)?;
+    let chosen = plan::choose(&snaps, &filter, moment.at, zone).map_err(anyhow::Error::msg)?;
+    if chosen.len() > 1 && matches!(target, Target::Database(_) | Target::File(_)) {
+        let dbs: Vec<&str> = chosen.iter().map(|c| c.1.item.as_str()).collect();
+        return Err(UsageError(format!("--to-database and --to-file take one database, but {} match ({}) (hint: add --database)", dbs.len(), dbs.join(", "))).into());
+    }
+    let chosen = rt
+        .block_on(plan::load(&storage, chosen))
+        .map_err(anyhow::Error::msg)?;
+    let steps = restore::prepare(&cfg, chosen, &target).map_err(anyhow::Error::msg)?;
+    print_plan(&args.date, moment, &steps, &target, &storage, zone);
+    if args.dry_run {
+        println!("dry run: nothing was changed");
+        return Ok(());
+    }
+    confirm(args.yes)?;
+    let total = Instant::now();
+    for step in &steps {
+        let counter = Arc::new(AtomicU64::new(0));
+        let size = step.chosen.manifest.stored_size();
+        let bar = std::io::stderr()
+            .is_terminal()
+            .then(|| progress(&rt, &step.chosen.manifest.item, size, counter.clone()));
+        let started = Instant::now();
+        let r = rt.block_on(restore::execute(
+            &cfg,
+            &storage,
+            step,
+            &target,
+            Some(counter),
+        ));
+        if let Some(b) = bar {
+            b.abort();
+            eprint!("\r\x1b[2K");
+        }
+        r.map_err(|e| anyhow::anyhow!("restoring `{}` failed: {e}", step.chosen.manifest.item))?;
+        report(step, &target, started.elapsed());
+    }
+    println!(
+        "done in {:.1}s (recovery time)",
+        total.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn print_plan(
+    expr: &str,
+    m: date::Moment,
+    steps: &[Step],
+    target: &Target,
+    storage: &Storage,
+    zone: crate::config::Zone,
+) {
+    println!(
+        "restore plan: as of `{expr}` = {} ({zone}), from {}",
+        zone.format(m.at, "%Y-%m-%d %H:%M:%S %Z"),
+        storage.describe()
+    );
+    for s in steps {
+        let c = &s.chosen;
+        let age = Utc::now() - c.time;
+        println!(
+            "  {} (job {}): snapshot {} of {}, {} old, {} stored / {} SQL",
+            c.manifest.item,
+            c.key.job,
+            c.key.id,
+            zone.format(c.time, "%Y-%m-%d %H:%M:%S %Z"),
+            humantime::format_duration(Duration::from_secs(
+                age.num_seconds().max(0) as u64 / 60 * 60
+            )),
+            human_bytes(c.manifest.stored_size()),
+            human_bytes(c.manifest.raw_size())
+        );
+        let what = match target {
+            Target::SideBySide => format!("into the new database `{}`; the live `{}` is not touched", s.target, c.manifest.item),
+            Target::Database(n) => format!("into the database `{n}`"),
+            Target::InPlace => format!(
+                "OVER the live database `{}`: loaded into staging first, then swapped in; its current tables are kept in `{}`",
+                s.target,
+                s.pre_restore.as_deref().unwrap_or("?")
+            ),
+            Target::File(p) => format!("into the file {}", p.display()),
+        };
+        println!("    → {what}");
+    }
+}
+
+fn confirm(yes: bool) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError("refusing to restore without a terminal to confirm on (hint: add --yes, or --dry-run to only see the plan)".into()).into());
+    }
+    eprint!("Proceed? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES") {
+        Ok(())
+    } else {
+        Err(UsageError("cancelled; nothing was changed".into()).into())
+    }
+}
+
+fn report(step: &Step, target: &Target, took: Duration) {
+    let db = &step.chosen.manifest.item;
+    let secs = took.as_secs_f64();
+    match target {
+        Target::SideBySide => {
+            println!("restored `{db}` into `{}` in {secs:.1}s", step.target);
+            println!("  to use it instead of the live database: opsagent restore --date {} --database {db} --in-place", step.chosen.key.id.get(..15).map(|s| format!("\"{}-{}-{} {}:{}:{}Z\"", &s[0..4], &s[4..6], &s[6..8], &s[9..11], &s[11..13], &s[13..15])).unwrap_or_default());
+            println!("  or compare and copy what you need, then: DROP DATABASE `{}`;", step.target);
+        }
+        Target::Database(n) => println!("restored `{db}` into `{n}` in {secs:.1}s"),
+        Target::InPlace => println!(
+            "restored `{db}` in place in {secs:.1}s; the previous tables are in `{}` (DROP DATABASE it once you are sure)",
+            step.pre_restore.as_deref().unwrap_or("?")
+        ),
+        Target::File(p) => println!("wrote `{db}` to {} in {secs:.1}s", p.display()),
+    }
+}
+
+fn progress(
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    total: u64,
+    counter: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(name.to_string());
+    rt.spawn(async move {
+        loop {
+            bar.set_position(counter.load(Ordering::Relaxed));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}

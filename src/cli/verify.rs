@@ -1,0 +1,56 @@
+//! `opsagent verify [JOB…]`: restore drills now.
+
+use super::Cli;
+use crate::error::UsageError;
+use crate::restore::verify::run_drill;
+
+/// Flags.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Jobs to drill (default: all).
+    pub jobs: Vec<String>,
+}
+
+/// Runs the drills; fails if any failed.
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
+    let cfg = super::load_config(cli)?;
+    let names: Vec<String> = if args.jobs.is_empty() {
+        cfg.job_names().iter().map(|s| s.to_string()).collect()
+    } else {
+        args.jobs.clone()
+    };
+    if let Some(n) = names
+        .iter()
+        .find(|n| !cfg.job_names().contains(&n.as_str()))
+    {
+        return Err(UsageError(format!(
+            "no job named `{n}` (jobs: {})",
+            cfg.job_names().join(", ")
+        ))
+        .into());
+    }
+    let env = super::open_env(cfg)?;
+    let rt = super::runtime()?;
+    let mut failed = Vec::new();
+    for name in &names {
+        match rt.block_on(run_drill(&env, name)) {
+            Ok(drills) => {
+                for d in drills {
+                    println!(
+                        "{name}: `{}` snapshot {}: ok, {} tables, {} rows, restored in {:.1}s",
+                        d.database, d.snapshot, d.tables, d.rows, d.seconds
+                    );
+                }
+            }
+            Err(e) => {
+                eprintln!("{name}: restore drill FAILED: {e}");
+                failed.push(name.clone());
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("restore drill failed for {}", failed.join(", "))
+    }
+}

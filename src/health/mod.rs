@@ -1,0 +1,262 @@
+//! Health watch: host checks (CPU, load, memory, swap, disks) and configured checks (tcp, http,
+//! tls, service, process, mysql, log, rate) plus backup freshness, each sampled on its own
+//! interval with a timeout, judged by the state machine in [`state`], stored in the catalog
+//! (state, events, history) by [`runner`].
+//!
+//! This module owns its configuration types ([`HealthConfig`] and the per-kind `Spec`s);
+//! `config` resolves the TOML into them. A new check kind is one file plus one arm in
+//! [`Prober::probe`].
+
+pub mod backup;
+pub mod disk;
+pub mod history;
+pub mod host;
+pub mod http;
+pub mod logfile;
+pub mod mysql;
+pub mod process;
+pub mod rate;
+pub mod runner;
+pub mod service;
+pub mod state;
+pub mod tcp;
+pub mod tls;
+
+use crate::catalog::Catalog;
+use state::{Level, Limits};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use runner::{spawn, Watch};
+
+/// `[checks]`, resolved.
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    /// Default sampling interval.
+    pub interval: Duration,
+    /// Default timeout of one check.
+    pub timeout: Duration,
+    /// Host checks.
+    pub host: host::HostConfig,
+    /// Configured and automatic (backup) checks.
+    pub checks: Vec<CheckSpec>,
+}
+
+impl Default for HealthConfig {
+    fn default() -> HealthConfig {
+        HealthConfig {
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+            host: host::HostConfig::default(),
+            checks: Vec::new(),
+        }
+    }
+}
+
+/// One configured check.
+#[derive(Debug, Clone)]
+pub struct CheckSpec {
+    /// Unique name.
+    pub name: String,
+    /// Sampling interval.
+    pub interval: Duration,
+    /// A bad condition must hold this long (`for`).
+    pub hold: Duration,
+    /// Deadline of one sample; past it the sample is UNKNOWN.
+    pub timeout: Duration,
+    /// What to probe.
+    pub probe: ProbeSpec,
+}
+
+/// What a configured check probes.
+#[derive(Debug, Clone)]
+pub enum ProbeSpec {
+    /// `[[checks.tcp]]`
+    Tcp(tcp::Spec),
+    /// `[[checks.http]]`
+    Http(http::Spec),
+    /// `[[checks.tls]]`
+    Tls(tls::Spec),
+    /// `[[checks.service]]`
+    Service(service::Spec),
+    /// `[[checks.process]]`
+    Process(process::Spec),
+    /// `[[checks.mysql]]`
+    Mysql(mysql::Spec),
+    /// `[[checks.log]]`
+    Log(logfile::Spec),
+    /// `[[checks.rate]]`
+    Rate(rate::Spec),
+    /// Automatic, one per backup job.
+    Backup(backup::Spec),
+}
+
+impl ProbeSpec {
+    /// The kind's word (`tcp`, `http`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProbeSpec::Tcp(_) => "tcp",
+            ProbeSpec::Http(_) => "http",
+            ProbeSpec::Tls(_) => "tls",
+            ProbeSpec::Service(_) => "service",
+            ProbeSpec::Process(_) => "process",
+            ProbeSpec::Mysql(_) => "mysql",
+            ProbeSpec::Log(_) => "log",
+            ProbeSpec::Rate(_) => "rate",
+            ProbeSpec::Backup(_) => "backup",
+        }
+    }
+}
+
+/// What one sample found, before the state machine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reading {
+    /// A number judged against thresholds (with hysteresis, by the state machine).
+    Value {
+        /// The number.
+        value: f64,
+        /// Its thresholds.
+        limits: Limits,
+    },
+    /// The probe decided the level itself (a port is closed: CRIT).
+    Judged {
+        /// The level.
+        level: Level,
+        /// A number worth keeping (latency), if any.
+        value: Option<f64>,
+        /// The threshold that decided it, if any.
+        threshold: Option<f64>,
+    },
+    /// The check itself failed: UNKNOWN.
+    Failed,
+}
+
+/// One sample of one check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Check name.
+    pub check: String,
+    /// Check kind.
+    pub kind: &'static str,
+    /// What was found.
+    pub reading: Reading,
+    /// Detail for the operator.
+    pub detail: String,
+    /// The check's `for`.
+    pub hold: Duration,
+}
+
+impl Sample {
+    /// A sample whose level the probe decided.
+    pub fn judged(spec: &CheckSpec, level: Level, value: Option<f64>, detail: String) -> Sample {
+        Sample {
+            check: spec.name.clone(),
+            kind: spec.probe.kind(),
+            reading: Reading::Judged {
+                level,
+                value,
+                threshold: None,
+            },
+            detail,
+            hold: spec.hold,
+        }
+    }
+
+    /// A numeric sample.
+    pub fn value(spec: &CheckSpec, value: f64, limits: Limits, detail: String) -> Sample {
+        Sample {
+            check: spec.name.clone(),
+            kind: spec.probe.kind(),
+            reading: Reading::Value { value, limits },
+            detail,
+            hold: spec.hold,
+        }
+    }
+
+    /// The check could not run.
+    pub fn failed(spec: &CheckSpec, detail: String) -> Sample {
+        Sample {
+            check: spec.name.clone(),
+            kind: spec.probe.kind(),
+            reading: Reading::Failed,
+            detail,
+            hold: spec.hold,
+        }
+    }
+}
+
+/// The running probe of one configured check, with whatever it keeps between samples.
+pub enum Prober {
+    /// Stateless probes read their spec.
+    Plain(Arc<CheckSpec>),
+    /// HTTP keeps its client (connection pool, TLS config).
+    Http(Arc<CheckSpec>, reqwest::Client),
+    /// Log and rate checks follow a file.
+    Log(Arc<CheckSpec>, logfile::Watcher),
+    /// Rate checks count requests per client.
+    Rate(Arc<CheckSpec>, rate::Watcher),
+    /// Service checks remember their restarts.
+    Service(Arc<CheckSpec>, service::Restarts),
+    /// Backup freshness reads the catalog.
+    Backup(Arc<CheckSpec>, Arc<Catalog>),
+}
+
+impl Prober {
+    /// Prepares the probe of `spec`.
+    pub fn new(spec: CheckSpec, catalog: &Arc<Catalog>) -> Prober {
+        let spec = Arc::new(spec);
+        match &spec.probe {
+            ProbeSpec::Http(h) => {
+                let client = http::client(h, spec.timeout);
+                Prober::Http(spec, client)
+            }
+            ProbeSpec::Log(l) => {
+                let w = logfile::Watcher::new(l);
+                Prober::Log(spec, w)
+            }
+            ProbeSpec::Rate(r) => {
+                let w = rate::Watcher::new(r);
+                Prober::Rate(spec, w)
+            }
+            ProbeSpec::Service(_) => Prober::Service(spec, service::Restarts::default()),
+            ProbeSpec::Backup(_) => Prober::Backup(spec, catalog.clone()),
+            _ => Prober::Plain(spec),
+        }
+    }
+
+    /// The spec.
+    pub fn spec(&self) -> &Arc<CheckSpec> {
+        match self {
+            Prober::Plain(s)
+            | Prober::Http(s, _)
+            | Prober::Log(s, _)
+            | Prober::Rate(s, _)
+            | Prober::Service(s, _)
+            | Prober::Backup(s, _) => s,
+        }
+    }
+
+    /// Takes one sample (the caller applies the timeout).
+    pub async fn probe(&mut self) -> Sample {
+        match self {
+            Prober::Http(spec, client) => http::probe(spec, client).await,
+            Prober::Log(spec, w) => w.probe(spec),
+            Prober::Rate(spec, w) => w.probe(spec),
+            Prober::Service(spec, r) => service::probe(spec, r).await,
+            Prober::Backup(spec, cat) => backup::probe(spec, cat.clone()).await,
+            Prober::Plain(spec) => match &spec.probe {
+                ProbeSpec::Tcp(t) => tcp::probe(spec, t).await,
+                ProbeSpec::Tls(t) => tls::probe(spec, t).await,
+                ProbeSpec::Process(p) => process::probe(spec, p),
+                ProbeSpec::Mysql(m) => mysql::probe(spec, m).await,
+                _ => Sample::failed(spec, "internal: probe without its state".into()),
+            },
+        }
+    }
+}
+
+/// The part of a deadline a probe may spend on its own connection attempts, so it can report
+/// "no answer" (CRIT) itself before the runner's timeout makes the sample UNKNOWN.
+pub fn inner_budget(timeout: Duration) -> Duration {
+    timeout.mul_f64(0.8)
+}

@@ -1,0 +1,205 @@
+//! Restores: pick snapshots for a moment (`plan`), stream them back with their sha256 checked
+//! (`stream`), into a new database side by side (default), a named one, a file, or in place
+//! through a staging database and an atomic swap (`swap`); and restore drills (`verify`).
+
+pub mod date;
+pub mod plan;
+pub mod sql;
+pub mod stream;
+pub mod swap;
+pub mod verify;
+
+use crate::backup::mysql_cmd::{client_tool, dump_tool};
+use crate::config::{Config, MysqlJob, Zone};
+use crate::storage::Storage;
+use chrono::{DateTime, Utc};
+use plan::Chosen;
+use sql::ident;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+/// Suffix of the staging database of an in-place restore.
+pub const STAGING_SUFFIX: &str = "_opsagent_staging";
+
+/// Where a restored database goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A new database `<db>_<YYYYMMDD_HHMM>` beside the live one.
+    SideBySide,
+    /// This database (must not exist, or be empty).
+    Database(String),
+    /// Over the live database, through staging and a swap.
+    InPlace,
+    /// A file (`.sql`, or `.sql.zst` kept compressed).
+    File(PathBuf),
+}
+
+/// One planned restore step.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The snapshot.
+    pub chosen: Chosen,
+    /// The database (or file) written.
+    pub target: String,
+    /// For in-place: where the live tables go.
+    pub pre_restore: Option<String>,
+}
+
+/// The database name a side-by-side restore of `db` from a snapshot taken at `t` uses.
+pub fn side_by_side_name(db: &str, t: DateTime<Utc>, zone: Zone) -> String {
+    let suffix = zone.format(t, "_%Y%m%d_%H%M");
+    let max = 64 - suffix.len();
+    let base: String = db.chars().take(max).collect();
+    format!("{base}{suffix}")
+}
+
+/// The job whose connection settings restore `chosen` (same name, else the only/first
+/// `[[mysql]]` job, e.g. for `--from-host` snapshots of another machine's jobs).
+pub fn connection_for<'a>(config: &'a Config, job: &str) -> Result<&'a MysqlJob, String> {
+    config
+        .mysql
+        .iter()
+        .find(|j| j.name == job)
+        .or_else(|| config.mysql.first())
+        .ok_or_else(|| "no [[mysql]] section tells where to restore to (hint: add one with the server's connection settings)".to_string())
+}
+
+/// Builds the steps for `chosen` and checks every target before anything is written: a new
+/// database must not exist (or, for `--to-database`, be empty); a file must not exist.
+pub fn prepare(config: &Config, chosen: Vec<Chosen>, target: &Target) -> Result<Vec<Step>, String> {
+    let zone = config.agent.zone;
+    let mut steps = Vec::new();
+    for c in chosen {
+        let db = c.manifest.item.clone();
+        let (name, pre) = match target {
+            Target::SideBySide => (side_by_side_name(&db, c.time, zone), None),
+            Target::Database(n) => (n.clone(), None),
+            Target::InPlace => (
+                db.clone(),
+                Some(format!(
+                    "{}_prerestore_{}",
+                    truncate(&db, 40),
+                    zone.format(Utc::now(), "%Y%m%d_%H%M%S")
+                )),
+            ),
+            Target::File(p) => (p.display().to_string(), None),
+        };
+        if let Target::File(p) = target {
+            if p.exists() {
+                return Err(format!(
+                    "{} already exists (hint: choose another --to-file path)",
+                    p.display()
+                ));
+            }
+        } else {
+            let job = connection_for(config, &c.key.job)?;
+            let client = client_tool(
+                &dump_tool(job).unwrap_or_else(|_| PathBuf::from("/usr/bin/mariadb-dump")),
+            )?;
+            let existing = sql::database_tables(job, &client, &name)
+                .map_err(|e| format!("checking `{name}` on {}: {e}", job.endpoint))?;
+            match (target, existing) {
+                (Target::InPlace, _) | (_, None) => {}
+                (Target::Database(_), Some(0)) => {}
+                (_, Some(n)) => {
+                    return Err(format!(
+                        "database `{name}` already exists with {n} tables and views; nothing was changed (hint: pick another --to-database, drop it, or use --in-place)"
+                    ))
+                }
+            }
+        }
+        steps.push(Step {
+            chosen: c,
+            target: name,
+            pre_restore: pre,
+        });
+    }
+    Ok(steps)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// Runs one step. Anything this step created is dropped again when it fails.
+pub async fn execute(
+    config: &Config,
+    storage: &Storage,
+    step: &Step,
+    target: &Target,
+    progress: Option<Arc<AtomicU64>>,
+) -> Result<(), String> {
+    let obj = step
+        .chosen
+        .manifest
+        .objects
+        .first()
+        .ok_or_else(|| format!("manifest `{}` lists no data", step.chosen.key.key))?
+        .clone();
+    if let Target::File(p) = target {
+        return stream::write_file(storage, &obj, p, progress).await;
+    }
+    let job = connection_for(config, &step.chosen.key.job)?.clone();
+    let client =
+        client_tool(&dump_tool(&job).unwrap_or_else(|_| PathBuf::from("/usr/bin/mariadb-dump")))?;
+    let load_target = match target {
+        Target::InPlace => format!("{}{STAGING_SUFFIX}", truncate(&step.target, 40)),
+        _ => step.target.clone(),
+    };
+    let created = create_database(&job, &client, &load_target)?;
+    if let Err(e) = stream::load_into_database(
+        storage,
+        &job,
+        &client,
+        &obj,
+        (&step.chosen.manifest.item, &load_target),
+        progress,
+    )
+    .await
+    {
+        if created {
+            let _ = sql::run(
+                &job,
+                &client,
+                &format!("DROP DATABASE IF EXISTS {};", ident(&load_target)),
+            );
+        }
+        return Err(e);
+    }
+    if let (Target::InPlace, Some(pre)) = (target, &step.pre_restore) {
+        let (j, c, live, staging, pre) = (
+            job.clone(),
+            client.clone(),
+            step.target.clone(),
+            load_target.clone(),
+            pre.clone(),
+        );
+        tokio::task::spawn_blocking(move || swap::swap(&j, &c, &live, &staging, &pre))
+            .await
+            .map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+/// Creates `db` unless it exists; returns whether it was created here. A staging database
+/// left by an interrupted in-place restore is dropped and made anew.
+fn create_database(job: &MysqlJob, client: &Path, db: &str) -> Result<bool, String> {
+    if db.ends_with(STAGING_SUFFIX) {
+        sql::run(
+            job,
+            client,
+            &format!("DROP DATABASE IF EXISTS {};", ident(db)),
+        )?;
+    } else if sql::database_tables(job, client, db)?.is_some() {
+        // --to-database naming an existing, empty database (checked in `prepare`).
+        return Ok(false);
+    }
+    sql::run(
+        job,
+        client,
+        &format!("CREATE DATABASE {} CHARACTER SET utf8mb4;", ident(db)),
+    )
+    .map_err(|e| format!("cannot create database `{db}` on {}: {e}", job.endpoint))?;
+    Ok(true)
+}

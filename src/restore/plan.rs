@@ -1,0 +1,196 @@
+//! Which snapshot to restore: for each selected database, the newest snapshot at or before the
+//! moment, found from the manifests in storage (so it works with an empty catalog, on a new
+//! machine, and for another host's prefix).
+
+use crate::backup::manifest::{manifests_prefix, Manifest};
+use crate::backup::prune::{parse_manifest_key, SnapshotKey};
+use crate::config::Zone;
+use crate::storage::Storage;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+/// A snapshot and its time.
+type Timed = (DateTime<Utc>, SnapshotKey);
+
+/// What to restore.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only these jobs (all when empty).
+    pub jobs: Vec<String>,
+    /// Only these databases (all when empty).
+    pub databases: Vec<String>,
+}
+
+/// A snapshot picked for restore, with its manifest.
+#[derive(Debug, Clone)]
+pub struct Chosen {
+    /// Its key parts.
+    pub key: SnapshotKey,
+    /// When it was taken.
+    pub time: DateTime<Utc>,
+    /// Its manifest.
+    pub manifest: Manifest,
+}
+
+/// Lists every snapshot in storage as (time, key), oldest first.
+pub async fn all_snapshots(storage: &Storage) -> Result<Vec<(DateTime<Utc>, SnapshotKey)>, String> {
+    let listed = storage
+        .list(&manifests_prefix(None))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut v: Vec<_> = listed
+        .iter()
+        .filter_map(|o| parse_manifest_key(&o.key))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.id.cmp(&b.1.id)));
+    Ok(v)
+}
+
+/// Picks, per (job, database) matching `filter`, the newest snapshot at or before `at`.
+/// Errors name what is missing: no snapshot at all, or none early enough (with the oldest one).
+pub fn choose(
+    snapshots: &[(DateTime<Utc>, SnapshotKey)],
+    filter: &Filter,
+    at: DateTime<Utc>,
+    zone: Zone,
+) -> Result<Vec<(DateTime<Utc>, SnapshotKey)>, String> {
+    let mut series: BTreeMap<(String, String), Vec<&Timed>> = BTreeMap::new();
+    for s in snapshots {
+        let job_ok = filter.jobs.is_empty() || filter.jobs.contains(&s.1.job);
+        let db_ok = filter.databases.is_empty() || filter.databases.contains(&s.1.item);
+        if job_ok && db_ok {
+            series
+                .entry((s.1.job.clone(), s.1.item.clone()))
+                .or_default()
+                .push(s);
+        }
+    }
+    for db in &filter.databases {
+        if !series.keys().any(|(_, d)| d == db) {
+            return Err(format!("no snapshot of database `{db}` in storage{} (hint: `opsagent snapshots --refresh` lists what there is)", job_note(filter)));
+        }
+    }
+    if series.is_empty() {
+        return Err(format!(
+            "no snapshots in storage{} (hint: `opsagent snapshots --refresh` lists what there is)",
+            job_note(filter)
+        ));
+    }
+    let mut out = Vec::new();
+    for ((job, db), list) in series {
+        match list.iter().rev().find(|s| s.0 <= at) {
+            Some(s) => out.push((*s).clone()),
+            None => {
+                let oldest = list[0];
+                return Err(format!(
+                    "no snapshot of `{db}` (job `{job}`) at or before {}; the oldest is {} ({})",
+                    zone.format(at, "%Y-%m-%d %H:%M:%S %Z"),
+                    zone.format(oldest.0, "%Y-%m-%d %H:%M:%S %Z"),
+                    oldest.1.id
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn job_note(filter: &Filter) -> String {
+    if filter.jobs.is_empty() {
+        String::new()
+    } else {
+        format!(" for job {}", filter.jobs.join(", "))
+    }
+}
+
+/// Reads the manifests of the chosen snapshots.
+pub async fn load(
+    storage: &Storage,
+    chosen: Vec<(DateTime<Utc>, SnapshotKey)>,
+) -> Result<Vec<Chosen>, String> {
+    let mut out = Vec::new();
+    for (time, key) in chosen {
+        let bytes = storage
+            .get_bytes(&key.key)
+            .await
+            .map_err(|e| e.to_string())?;
+        let manifest = Manifest::parse(&key.key, &bytes)?;
+        out.push(Chosen {
+            key,
+            time,
+            manifest,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn snap(day: u32, hour: u32, job: &str, db: &str) -> (DateTime<Utc>, SnapshotKey) {
+        let t = Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0).unwrap();
+        let id = format!("{}-00000000", t.format("%Y%m%dT%H%M%SZ"));
+        (
+            t,
+            SnapshotKey {
+                job: job.into(),
+                item: db.into(),
+                key: format!("snapshots/{job}/{db}/{id}.json"),
+                id,
+            },
+        )
+    }
+
+    #[test]
+    fn newest_at_or_before_per_database() {
+        let all = vec![
+            snap(20, 2, "main", "shop"),
+            snap(21, 2, "main", "shop"),
+            snap(22, 2, "main", "shop"),
+            snap(21, 3, "main", "crm"),
+        ];
+        let utc = Zone::Named(chrono_tz::UTC);
+        let at = Utc.with_ymd_and_hms(2026, 11, 21, 23, 59, 59).unwrap();
+        let got = choose(&all, &Filter::default(), at, utc).unwrap();
+        let ids: Vec<_> = got
+            .iter()
+            .map(|(t, k)| (k.item.as_str(), t.format("%d %H").to_string()))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![("crm", "21 03".to_string()), ("shop", "21 02".to_string())]
+        );
+        let only = Filter {
+            databases: vec!["shop".into()],
+            ..Default::default()
+        };
+        assert_eq!(choose(&all, &only, at, utc).unwrap().len(), 1);
+        // Too early: names the oldest snapshot.
+        let early = Utc.with_ymd_and_hms(2026, 11, 19, 0, 0, 0).unwrap();
+        let e = choose(&all, &only, early, utc).unwrap_err();
+        assert!(e.contains("the oldest is 2026-11-20 02:00:00"), "{e}");
+        let e = choose(
+            &all,
+            &Filter {
+                databases: vec!["nope".into()],
+                ..Default::default()
+            },
+            at,
+            utc,
+        )
+        .unwrap_err();
+        assert!(e.contains("no snapshot of database `nope`"), "{e}");
+        let e = choose(
+            &all,
+            &Filter {
+                jobs: vec!["x".into()],
+                ..Default::default()
+            },
+            at,
+            utc,
+        )
+        .unwrap_err();
+        assert!(e.contains("for job x"), "{e}");
+    }
+}

@@ -1,0 +1,295 @@
+//! Streaming a stored dump out of storage, checking its sha256 on the way: into a MySQL client
+//! (decompressed), or into a file. The last chunk is held back until the whole object's hash is
+//! known, so a corrupted object never reaches the end of its SQL: the consumer is stopped, and
+//! the caller drops whatever was loaded.
+
+use crate::backup::manifest::ObjectRef;
+use crate::backup::mysql_cmd::Credentials;
+use crate::config::MysqlJob;
+use crate::storage::Storage;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+
+/// Reads `obj`, verifying size and sha256, and hands its bytes to `tx`; the last chunk only
+/// after the hash matched. On mismatch sets `abort` and returns the error naming the object.
+async fn feed(
+    storage: &Storage,
+    obj: &ObjectRef,
+    tx: mpsc::Sender<Bytes>,
+    abort: &AtomicBool,
+    progress: Option<&AtomicU64>,
+) -> Result<(), String> {
+    let result = feed_inner(storage, obj, &tx, progress).await;
+    if result.is_err() {
+        abort.store(true, Ordering::SeqCst);
+    }
+    result
+}
+
+async fn feed_inner(
+    storage: &Storage,
+    obj: &ObjectRef,
+    tx: &mpsc::Sender<Bytes>,
+    progress: Option<&AtomicU64>,
+) -> Result<(), String> {
+    let mut reader = storage.reader(&obj.key).await.map_err(|e| e.to_string())?;
+    let mut hash = Sha256::new();
+    let mut size = 0u64;
+    let mut held: Option<Bytes> = None;
+    let mut buf = vec![0u8; 1 << 20];
+    let stopped = || "the restore stopped reading (see the error above)".to_string();
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("reading `{}` failed: {e}", obj.key))?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        size += n as u64;
+        if let Some(p) = progress {
+            p.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        if let Some(prev) = held.replace(Bytes::copy_from_slice(&buf[..n])) {
+            tx.send(prev).await.map_err(|_| stopped())?;
+        }
+    }
+    let got = hex::encode(hash.finalize());
+    if size != obj.size || got != obj.sha256 {
+        return Err(format!(
+            "object `{}` is corrupt: {size} bytes with sha256 {got}, the manifest recorded {} bytes with sha256 {}; nothing was swapped in (hint: restore an older snapshot with an earlier --date)",
+            obj.key, obj.size, obj.sha256
+        ));
+    }
+    if let Some(last) = held {
+        tx.send(last).await.map_err(|_| stopped())?;
+    }
+    Ok(())
+}
+
+/// A blocking `Read` over the channel.
+struct ChannelReader {
+    rx: mpsc::Receiver<Bytes>,
+    cur: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(b) => self.cur = b,
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.cur.len());
+        out[..n].copy_from_slice(&self.cur.split_to(n));
+        Ok(n)
+    }
+}
+
+/// Loads the dump `obj` of database `source` into database `target` with the MySQL client.
+pub async fn load_into_database(
+    storage: &Storage,
+    job: &MysqlJob,
+    client: &Path,
+    obj: &ObjectRef,
+    (source, target): (&str, &str),
+    progress: Option<Arc<AtomicU64>>,
+) -> Result<(), String> {
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    let abort = Arc::new(AtomicBool::new(false));
+    let (job2, client2, abort2) = (job.clone(), client.to_path_buf(), abort.clone());
+    let names = (source.to_string(), target.to_string());
+    let consumer =
+        tokio::task::spawn_blocking(move || run_client(&job2, &client2, &names, rx, &abort2));
+    let fed = feed(storage, obj, tx, &abort, progress.as_deref()).await;
+    let consumed = consumer
+        .await
+        .unwrap_or_else(|e| Err(format!("restore thread failed: {e}")));
+    match (fed, consumed) {
+        // The client failed first: its error is the cause, the feeder only saw it stop.
+        (_, Err(c)) if c != "stopped" => Err(c),
+        (Err(f), _) => Err(f),
+        (Ok(()), r) => r,
+    }
+}
+
+fn run_client(
+    job: &MysqlJob,
+    client: &Path,
+    (source, target): &(String, String),
+    rx: mpsc::Receiver<Bytes>,
+    abort: &AtomicBool,
+) -> Result<(), String> {
+    let creds = Credentials::new(job).map_err(|e| format!("cannot prepare credentials: {e}"))?;
+    let mut cmd = Command::new(client);
+    cmd.arg(creds.arg())
+        .args([
+            "--batch",
+            "--max-allowed-packet=1G",
+            "--default-character-set=utf8mb4",
+        ])
+        .arg(format!("--database={target}"));
+    creds.pass_to(&mut cmd);
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", client.display()))?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let rename = (source != target).then_some(source.as_str());
+    let copied = zstd::Decoder::new(ChannelReader {
+        rx,
+        cur: Bytes::new(),
+    })
+    .map_err(|e| e.to_string())
+    .and_then(|dec| {
+        copy_sql(
+            std::io::BufReader::with_capacity(1 << 20, dec),
+            &mut stdin,
+            rename,
+        )
+        .map_err(|e| e.to_string())
+    });
+    if abort.load(Ordering::SeqCst) || copied.is_err() {
+        // Never let the client see a clean end of a bad stream.
+        let _ = child.kill();
+    }
+    drop(stdin);
+    let status = child.wait().map_err(|e| e.to_string())?;
+    let err = err_thread.join().unwrap_or_default();
+    if abort.load(Ordering::SeqCst) {
+        return Err("stopped".into());
+    }
+    if let Err(e) = copied {
+        return Err(format!("decompressing the dump failed: {e}"));
+    }
+    if !status.success() {
+        return Err(format!(
+            "loading into `{target}` failed: {}",
+            crate::backup::mysql_cmd::with_hint(err.trim())
+        ));
+    }
+    Ok(())
+}
+
+/// Copies SQL from `src` to `dst`. With `rename_from`, qualified references to that database
+/// (`` `db`. ``) inside `DELIMITER ;;` blocks — triggers, routines and events, whose original
+/// statements the dump tool keeps verbatim — are made unqualified, so a trigger written as
+/// `CREATE TRIGGER `shop`.t_ai … ON `shop`.t` loads into a database of another name.
+pub fn copy_sql(
+    mut src: impl std::io::BufRead,
+    dst: &mut impl Write,
+    rename_from: Option<&str>,
+) -> std::io::Result<u64> {
+    let Some(db) = rename_from else {
+        return std::io::copy(&mut src, dst);
+    };
+    let qualified = format!("`{}`.", db.replace('`', "``"));
+    let mut line = Vec::with_capacity(1 << 16);
+    let mut in_block = false;
+    let mut total = 0u64;
+    loop {
+        line.clear();
+        let n = src.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n as u64;
+        if line.starts_with(b"DELIMITER ") {
+            in_block = line.starts_with(b"DELIMITER ;;");
+        } else if in_block {
+            if let Ok(text) = std::str::from_utf8(&line) {
+                if text.contains(&qualified) {
+                    dst.write_all(text.replace(&qualified, "").as_bytes())?;
+                    continue;
+                }
+            }
+        }
+        dst.write_all(&line)?;
+    }
+}
+
+/// Writes the dump to `path`: the stored `.sql.zst` as is when the path ends in `.zst`, plain
+/// SQL otherwise. Written to a temporary name and renamed only when the hash matched.
+pub async fn write_file(
+    storage: &Storage,
+    obj: &ObjectRef,
+    path: &Path,
+    progress: Option<Arc<AtomicU64>>,
+) -> Result<(), String> {
+    let tmp = path.with_extension(format!(
+        "{}.partial",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    let compressed = path.extension().is_some_and(|e| e == "zst");
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    let abort = Arc::new(AtomicBool::new(false));
+    let tmp2 = tmp.clone();
+    let consumer = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let mut f = std::fs::File::create(&tmp2)
+            .map_err(|e| format!("cannot create {}: {e}", tmp2.display()))?;
+        let mut src = ChannelReader {
+            rx,
+            cur: Bytes::new(),
+        };
+        let r = if compressed {
+            std::io::copy(&mut src, &mut f).map(|_| ())
+        } else {
+            zstd::Decoder::new(src)
+                .and_then(|mut d| std::io::copy(&mut d, &mut f))
+                .map(|_| ())
+        };
+        r.and_then(|_| f.flush())
+            .and_then(|_| f.sync_all())
+            .map_err(|e| format!("writing {} failed: {e}", tmp2.display()))
+    });
+    let fed = feed(storage, obj, tx, &abort, progress.as_deref()).await;
+    let consumed = consumer.await.unwrap_or_else(|e| Err(e.to_string()));
+    if let Err(e) = fed.and(consumed) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, path)
+        .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_sql;
+
+    #[test]
+    fn qualified_names_in_trigger_blocks_are_dropped() {
+        let sql = "INSERT INTO t VALUES ('`shop`.x');\nDELIMITER ;;\n/*!50003 TRIGGER `shop`.t_ai AFTER INSERT ON `shop`.t FOR EACH ROW INSERT INTO `shop`.log VALUES (1) */;;\nDELIMITER ;\nSELECT '`shop`.y';\n";
+        let mut out = Vec::new();
+        copy_sql(sql.as_bytes(), &mut out, Some("shop")).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("TRIGGER t_ai AFTER INSERT ON t FOR EACH ROW INSERT INTO log VALUES"),
+            "{out}"
+        );
+        // Data outside the blocks is never rewritten.
+        assert!(
+            out.contains("('`shop`.x')") && out.contains("'`shop`.y'"),
+            "{out}"
+        );
+        let mut same = Vec::new();
+        copy_sql(sql.as_bytes(), &mut same, None).unwrap();
+        assert_eq!(same, sql.as_bytes());
+    }
+}
