@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod health;
 pub mod restore;
 pub mod secret;
 pub mod storage;

@@ -4,7 +4,9 @@
 
 pub mod diagnostic;
 pub mod raw;
+pub mod raw_checks;
 mod resolve;
+mod resolve_checks;
 mod resolve_email;
 mod resolve_s3;
 pub mod schedule;
@@ -37,6 +39,10 @@ pub struct Config {
     pub email: Option<EmailSettings>,
     /// Things that work but deserve a second look (inline secrets, loose file modes).
     pub warnings: Vec<ConfigError>,
+    /// `[checks]`: the health watch.
+    pub health: crate::health::HealthConfig,
+    /// `[metrics] listen`: the Prometheus endpoint, when enabled.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// `[agent]`, resolved.

@@ -20,6 +20,10 @@ pub struct RawConfig {
     pub mysql: Vec<RawMysql>,
     /// Alert delivery.
     pub alerts: Option<RawAlerts>,
+    /// Health checks.
+    pub checks: Option<super::raw_checks::RawChecks>,
+    /// The Prometheus endpoint.
+    pub metrics: Option<super::raw_checks::RawMetrics>,
 }
 
 /// `[agent]`

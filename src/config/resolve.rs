@@ -90,6 +90,15 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         .as_ref()
         .and_then(|a| a.email.as_ref())
         .and_then(|e| email(&mut cx, e, &root.key("alerts").key("email")));
+    let health = super::resolve_checks::checks(
+        &mut cx,
+        raw.checks.as_ref(),
+        &mysql,
+        agent.zone,
+        &root.key("checks"),
+    );
+    let metrics_listen =
+        super::resolve_checks::metrics(&mut cx, raw.metrics.as_ref(), &root.key("metrics"));
     if !cx.errors.is_empty() {
         return Err(ConfigErrors(cx.errors));
     }
@@ -100,6 +109,8 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         mysql,
         email,
         warnings: cx.warnings,
+        health,
+        metrics_listen,
     })
 }
 

@@ -91,6 +91,9 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
         running: HashMap::new(),
     };
     d.schedule_all(true);
+    // Health checks run beside the jobs; they follow the configuration across reloads.
+    let health = crate::health::spawn(d.env.config.health.clone(), d.env.catalog.clone());
+    let mut watched = d.env.config.clone();
     let status = d.status_line();
     tracing::info!(jobs = d.clocks.len(), storage = %d.env.storage.describe(), "opsagent started");
     systemd::ready(&status);
@@ -102,6 +105,10 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
             _ = hup.recv() => d.reload("SIGHUP"),
             Some(()) = reload_rx.recv() => d.reload("configuration file changed"),
             _ = tokio::time::sleep(sleep) => d.start_due_jobs(),
+        }
+        if !Arc::ptr_eq(&watched, &d.env.config) {
+            watched = d.env.config.clone();
+            health.reload(watched.health.clone());
         }
     }
     d.shutdown().await;

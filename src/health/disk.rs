@@ -11,10 +11,36 @@ use std::time::Duration;
 
 /// Filesystem types that are never checked.
 pub const PSEUDO_FS: &[&str] = &[
-    "proc", "sysfs", "devtmpfs", "devpts", "tmpfs", "ramfs", "overlay", "squashfs", "cgroup",
-    "cgroup2", "mqueue", "debugfs", "tracefs", "securityfs", "pstore", "bpf", "autofs",
-    "hugetlbfs", "fusectl", "configfs", "binfmt_misc", "nsfs", "efivarfs", "rpc_pipefs",
-    "fuse.lxcfs", "nfsd", "selinuxfs", "iso9660", "fuse.snapfuse", "fuse.portal",
+    "proc",
+    "sysfs",
+    "devtmpfs",
+    "devpts",
+    "tmpfs",
+    "ramfs",
+    "overlay",
+    "squashfs",
+    "cgroup",
+    "cgroup2",
+    "mqueue",
+    "debugfs",
+    "tracefs",
+    "securityfs",
+    "pstore",
+    "bpf",
+    "autofs",
+    "hugetlbfs",
+    "fusectl",
+    "configfs",
+    "binfmt_misc",
+    "nsfs",
+    "efivarfs",
+    "rpc_pipefs",
+    "fuse.lxcfs",
+    "nfsd",
+    "selinuxfs",
+    "iso9660",
+    "fuse.snapfuse",
+    "fuse.portal",
 ];
 
 /// `[checks.disk]`, resolved.
@@ -132,7 +158,14 @@ pub fn sample(cfg: &DiskConfig) -> Vec<Sample> {
                 } else {
                     String::new()
                 };
-                out.push(mk("disk", Reading::Value { value: space, limits: cfg.space }, detail));
+                out.push(mk(
+                    "disk",
+                    Reading::Value {
+                        value: space,
+                        limits: cfg.space,
+                    },
+                    detail,
+                ));
                 if let Some(i) = inodes {
                     let r = Reading::Value {
                         value: i,
@@ -160,10 +193,11 @@ pub fn biggest_dirs(root: &Path, n: usize, budget: usize) -> String {
         .flatten()
         .filter_map(|e| {
             let md = e.metadata().ok()?;
-            (md.is_dir() && md.dev() == dev).then(|| (dir_size(&e.path(), dev, &mut left), e.path()))
+            (md.is_dir() && md.dev() == dev)
+                .then(|| (dir_size(&e.path(), dev, &mut left), e.path()))
         })
         .collect();
-    sizes.sort_by(|a, b| b.0.cmp(&a.0));
+    sizes.sort_by_key(|b| std::cmp::Reverse(b.0));
     let list: Vec<String> = sizes
         .iter()
         .take(n)

@@ -28,7 +28,7 @@ pub fn time_until_full(points: &[(DateTime<Utc>, f64)]) -> Option<Duration> {
         sxx += (x(p.0) - mx).powi(2);
     }
     let slope = sxy / sxx; // % per second
-    if !(slope > 1e-9) {
+    if slope.is_nan() || slope <= 1e-9 {
         return None;
     }
     let now_fit = my + slope * (x(last.0) - mx);
@@ -58,7 +58,10 @@ mod tests {
         assert!(h < Duration::from_secs(2 * 3600), "{h:?}");
         // Flat, shrinking, too short: no forecast.
         assert_eq!(time_until_full(&series(120, |_| 70.0)), None);
-        assert_eq!(time_until_full(&series(120, |m| 70.0 - m as f64 / 60.0)), None);
+        assert_eq!(
+            time_until_full(&series(120, |m| 70.0 - m as f64 / 60.0)),
+            None
+        );
         assert_eq!(time_until_full(&series(20, |m| 50.0 + m as f64)), None);
         assert_eq!(time_until_full(&[]), None);
     }

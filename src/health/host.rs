@@ -35,7 +35,7 @@ pub struct HostConfig {
 
 /// The default thresholds of each host check.
 pub fn default_check(kind: &str) -> HostCheck {
-    let m = |s| Duration::from_secs(60 * s);
+    let m = |s: u64| Duration::from_secs(60 * s);
     match kind {
         "cpu" => HostCheck {
             limits: Limits::above(80.0, 90.0),
@@ -131,7 +131,10 @@ impl HostSampler {
         if let Some(c) = &cfg.load {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
             let l = System::load_average();
-            let detail = format!("load {:.2} {:.2} {:.2} on {cores} cores", l.one, l.five, l.fifteen);
+            let detail = format!(
+                "load {:.2} {:.2} {:.2} on {cores} cores",
+                l.one, l.five, l.fifteen
+            );
             out.push(sample("load", l.five / cores, c, detail));
         }
         if cfg.memory.is_some() || cfg.swap.is_some() {
@@ -167,7 +170,9 @@ impl HostSampler {
             .refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
         if by_cpu {
             // Process CPU is measured between two refreshes.
-            std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL.max(Duration::from_millis(300)));
+            std::thread::sleep(
+                sysinfo::MINIMUM_CPU_UPDATE_INTERVAL.max(Duration::from_millis(300)),
+            );
             self.sys
                 .refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
         }
@@ -210,7 +215,10 @@ mod tests {
         let mut s = HostSampler::new();
         let cfg = HostConfig::default();
         let first = s.sample(&cfg);
-        assert!(first.iter().all(|x| x.check != "cpu"), "cpu needs two ticks");
+        assert!(
+            first.iter().all(|x| x.check != "cpu"),
+            "cpu needs two ticks"
+        );
         std::thread::sleep(Duration::from_millis(250));
         let second = s.sample(&cfg);
         let names: Vec<&str> = second.iter().map(|x| x.check.as_str()).collect();

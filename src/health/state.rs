@@ -240,9 +240,9 @@ impl Tracker {
         };
         if obs.level == self.state {
             self.pending = None;
-            return self.maybe_stop_flapping(policy).then(|| {
-                event(EventKind::FlapStop, self.state, self.state, self.since)
-            });
+            return self
+                .maybe_stop_flapping(policy)
+                .then(|| event(EventKind::FlapStop, self.state, self.state, self.since));
         }
         let since = if self.needs_hold(obs.level) {
             let start = *self.pending.get_or_insert(now);
@@ -320,16 +320,72 @@ mod tests {
     #[test]
     fn state_machine_table() {
         use EventKind::*;
-        type Case<'a> = (&'a str, i64, &'a [(i64, Level)], &'a [(i64, EventKind, Level, Level, i64)]);
+        type Case<'a> = (
+            &'a str,
+            i64,
+            &'a [(i64, Level)],
+            &'a [(i64, EventKind, Level, Level, i64)],
+        );
         let cases: &[Case] = &[
-            ("no hold: immediate", 0, &[(30, Crit), (60, Ok)], &[(30, Change, Ok, Crit, 30), (60, Change, Crit, Ok, 60)]),
-            ("for 5m: short spike ignored", 300, &[(30, Crit), (60, Crit), (90, Ok), (120, Ok)], &[]),
-            ("for 5m: held, since = start", 300, &[(30, Crit), (180, Crit), (330, Crit)], &[(330, Change, Ok, Crit, 30)]),
-            ("streak of mixed bad levels counts", 300, &[(0, Warn), (200, Crit), (300, Warn)], &[(300, Change, Ok, Warn, 0)]),
-            ("recovery is immediate", 60, &[(0, Crit), (60, Crit), (90, Ok)], &[(60, Change, Ok, Crit, 0), (90, Change, Crit, Ok, 90)]),
-            ("crit to warn is immediate, warn to crit holds", 60, &[(0, Crit), (60, Crit), (70, Warn), (80, Crit), (100, Crit), (140, Crit)], &[(60, Change, Ok, Crit, 0), (70, Change, Crit, Warn, 70), (140, Change, Warn, Crit, 80)]),
-            ("unknown on timeouts needs hold too", 60, &[(0, Unknown), (30, Unknown), (60, Unknown), (90, Ok)], &[(60, Change, Ok, Unknown, 0), (90, Change, Unknown, Ok, 90)]),
-            ("unknown without hold", 0, &[(0, Unknown)], &[(0, Change, Ok, Unknown, 0)]),
+            (
+                "no hold: immediate",
+                0,
+                &[(30, Crit), (60, Ok)],
+                &[(30, Change, Ok, Crit, 30), (60, Change, Crit, Ok, 60)],
+            ),
+            (
+                "for 5m: short spike ignored",
+                300,
+                &[(30, Crit), (60, Crit), (90, Ok), (120, Ok)],
+                &[],
+            ),
+            (
+                "for 5m: held, since = start",
+                300,
+                &[(30, Crit), (180, Crit), (330, Crit)],
+                &[(330, Change, Ok, Crit, 30)],
+            ),
+            (
+                "streak of mixed bad levels counts",
+                300,
+                &[(0, Warn), (200, Crit), (300, Warn)],
+                &[(300, Change, Ok, Warn, 0)],
+            ),
+            (
+                "recovery is immediate",
+                60,
+                &[(0, Crit), (60, Crit), (90, Ok)],
+                &[(60, Change, Ok, Crit, 0), (90, Change, Crit, Ok, 90)],
+            ),
+            (
+                "crit to warn is immediate, warn to crit holds",
+                60,
+                &[
+                    (0, Crit),
+                    (60, Crit),
+                    (70, Warn),
+                    (80, Crit),
+                    (100, Crit),
+                    (140, Crit),
+                ],
+                &[
+                    (60, Change, Ok, Crit, 0),
+                    (70, Change, Crit, Warn, 70),
+                    (140, Change, Warn, Crit, 80),
+                ],
+            ),
+            (
+                "unknown on timeouts needs hold too",
+                60,
+                &[(0, Unknown), (30, Unknown), (60, Unknown), (90, Ok)],
+                &[(60, Change, Ok, Unknown, 0), (90, Change, Unknown, Ok, 90)],
+            ),
+            (
+                "unknown without hold",
+                0,
+                &[(0, Unknown)],
+                &[(0, Change, Ok, Unknown, 0)],
+            ),
         ];
         for (name, hold, samples, want) in cases {
             assert_eq!(&run(*hold, samples), want, "{name}");

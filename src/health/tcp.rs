@@ -19,7 +19,12 @@ pub async fn probe(spec: &CheckSpec, t: &Spec) -> Sample {
     match tokio::time::timeout(budget, tokio::net::TcpStream::connect(&t.address)).await {
         Ok(Ok(_stream)) => {
             let ms = start.elapsed().as_secs_f64() * 1000.0;
-            Sample::judged(spec, Level::Ok, Some(ms), format!("{} answers in {ms:.1} ms", t.address))
+            Sample::judged(
+                spec,
+                Level::Ok,
+                Some(ms),
+                format!("{} answers in {ms:.1} ms", t.address),
+            )
         }
         Ok(Err(e)) => Sample::judged(spec, Level::Crit, None, format!("{}: {e}", t.address)),
         Err(_) => Sample::judged(

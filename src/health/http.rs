@@ -1,0 +1,106 @@
+//! `[[checks.http]]`: a request to `url` answers with an expected status (default any 2xx/3xx),
+//! optionally containing a body substring, within latency thresholds; TLS verified unless
+//! `tls_verify = false`. The value is the response time in milliseconds.
+
+use super::state::{Level, Limits};
+use super::{inner_budget, CheckSpec, Sample};
+use std::time::{Duration, Instant};
+
+/// An HTTP check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    /// The URL.
+    pub url: String,
+    /// `GET`, `HEAD`, `POST`…
+    pub method: String,
+    /// Accepted status codes; empty: 200–399.
+    pub status: Vec<u16>,
+    /// A substring the body must contain.
+    pub body: Option<String>,
+    /// Response-time thresholds in milliseconds.
+    pub latency: Option<Limits>,
+    /// Verify the server's certificate (default true).
+    pub tls_verify: bool,
+}
+
+/// The client of one check (built once: it keeps connections and TLS settings).
+pub fn client(spec: &Spec, timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(inner_budget(timeout))
+        .danger_accept_invalid_certs(!spec.tls_verify)
+        .user_agent(concat!("opsagent/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
+}
+
+/// Sends one request.
+pub async fn probe(spec: &CheckSpec, client: &reqwest::Client) -> Sample {
+    let super::ProbeSpec::Http(h) = &spec.probe else {
+        return Sample::failed(spec, "internal: not an http check".into());
+    };
+    let method = reqwest::Method::from_bytes(h.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+    let start = Instant::now();
+    let resp = match client.request(method, &h.url).send().await {
+        Ok(r) => r,
+        Err(e) => return Sample::judged(spec, Level::Crit, None, describe(&h.url, &e)),
+    };
+    let status = resp.status().as_u16();
+    let body = if h.body.is_some() {
+        resp.text().await.unwrap_or_default()
+    } else {
+        drop(resp);
+        String::new()
+    };
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    let ok_status = if h.status.is_empty() {
+        (200..400).contains(&status)
+    } else {
+        h.status.contains(&status)
+    };
+    if !ok_status {
+        let want = if h.status.is_empty() {
+            "2xx/3xx".to_string()
+        } else {
+            format!("{:?}", h.status)
+        };
+        return Sample::judged(
+            spec,
+            Level::Crit,
+            Some(ms),
+            format!("{} answered {status}, expected {want}", h.url),
+        );
+    }
+    if let Some(needle) = &h.body {
+        if !body.contains(needle.as_str()) {
+            let head: String = body.chars().take(200).collect();
+            return Sample::judged(
+                spec,
+                Level::Crit,
+                Some(ms),
+                format!(
+                    "{} answered {status} without {needle:?} in the body; it starts: {head:?}",
+                    h.url
+                ),
+            );
+        }
+    }
+    let detail = format!("{} answered {status} in {ms:.0} ms", h.url);
+    match h.latency {
+        Some(l) => Sample::value(spec, ms, l, detail),
+        None => Sample::judged(spec, Level::Ok, Some(ms), detail),
+    }
+}
+
+fn describe(url: &str, e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut msg = format!("{url}: {e}");
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    if e.is_timeout() {
+        msg.push_str(" (timed out)");
+    }
+    msg
+}

@@ -1,0 +1,186 @@
+//! `[[checks.mysql]]`: the server answers, and its connections stay below a share of
+//! `max_connections` (value: % in use). Runs the `mariadb`/`mysql` client with the credentials in
+//! an in-memory option file (never on the command line), killed if the deadline passes.
+
+use super::state::{Level, Limits};
+use super::{inner_budget, CheckSpec, Sample};
+use crate::secret::Secret;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+/// Where the server is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// TCP host and port.
+    Tcp(String, u16),
+    /// Unix socket.
+    Socket(PathBuf),
+}
+
+/// A MySQL check.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Server.
+    pub endpoint: Endpoint,
+    /// User.
+    pub user: Option<String>,
+    /// Password.
+    pub password: Option<Secret>,
+    /// % of max_connections in use; default warn 80, crit 90.
+    pub connections: Limits,
+}
+
+const SQL: &str = "SELECT 'alive'; SHOW GLOBAL STATUS LIKE 'Threads_connected'; SHOW GLOBAL VARIABLES LIKE 'max_connections';";
+
+fn quote(v: &str) -> String {
+    let mut out = String::from("\"");
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The `[client]` option file.
+pub fn option_file(m: &Spec) -> String {
+    let mut s = String::from("[client]\n");
+    if let Some(u) = &m.user {
+        s.push_str(&format!("user={}\n", quote(u)));
+    }
+    if let Some(p) = &m.password {
+        s.push_str(&format!("password={}\n", quote(p.expose())));
+    }
+    match &m.endpoint {
+        Endpoint::Tcp(h, p) => s.push_str(&format!("host={}\nport={p}\nprotocol=TCP\n", quote(h))),
+        Endpoint::Socket(p) => s.push_str(&format!(
+            "socket={}\nprotocol=SOCKET\n",
+            quote(&p.to_string_lossy())
+        )),
+    }
+    s.push_str("connect-timeout=5\n");
+    s
+}
+
+fn memfd(text: &str) -> std::io::Result<OwnedFd> {
+    use rustix::fs::{fchmod, memfd_create, MemfdFlags, Mode};
+    let fd = memfd_create("opsagent-check-options", MemfdFlags::CLOEXEC)?;
+    fchmod(&fd, Mode::from_raw_mode(0o600))?;
+    let mut f = std::fs::File::from(fd);
+    f.write_all(text.as_bytes())?;
+    Ok(f.into())
+}
+
+fn client() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    ["mariadb", "mysql"]
+        .iter()
+        .flat_map(|n| std::env::split_paths(&path).map(move |d| d.join(n)))
+        .find(|p| p.is_file())
+}
+
+/// Parses the client's output into (threads connected, max_connections).
+pub fn parse(out: &str) -> Option<(f64, f64)> {
+    let mut lines = out.lines();
+    (lines.next()? == "alive").then_some(())?;
+    let mut val = |name: &str| -> Option<f64> {
+        let (k, v) = lines.next()?.split_once('\t')?;
+        (k.eq_ignore_ascii_case(name)).then_some(())?;
+        v.trim().parse().ok()
+    };
+    let threads = val("Threads_connected")?;
+    let max = val("max_connections")?;
+    Some((threads, max))
+}
+
+/// Asks the server.
+pub async fn probe(spec: &CheckSpec, m: &Spec) -> Sample {
+    let Some(client) = client() else {
+        return Sample::failed(
+            spec,
+            "no mariadb or mysql client on PATH (hint: apt install mariadb-client)".into(),
+        );
+    };
+    let fd = match memfd(&option_file(m)) {
+        Ok(fd) => fd,
+        Err(e) => return Sample::failed(spec, format!("cannot prepare credentials: {e}")),
+    };
+    let raw = fd.as_raw_fd();
+    let mut cmd = tokio::process::Command::new(&client);
+    cmd.arg(format!("--defaults-extra-file=/dev/fd/{raw}"))
+        .args(["--batch", "--skip-column-names", "--raw", "-e", SQL])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    // SAFETY: between fork and exec only fcntl, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = rustix::fd::BorrowedFd::borrow_raw(raw);
+            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+            Ok(())
+        });
+    }
+    let budget = inner_budget(spec.timeout);
+    let where_ = match &m.endpoint {
+        Endpoint::Tcp(h, p) => format!("{h}:{p}"),
+        Endpoint::Socket(s) => s.display().to_string(),
+    };
+    let out = match tokio::time::timeout(budget, cmd.output()).await {
+        Err(_) => {
+            return Sample::judged(
+                spec,
+                Level::Crit,
+                None,
+                format!("MySQL at {where_} did not answer within {budget:?}"),
+            )
+        }
+        Ok(Err(e)) => return Sample::failed(spec, format!("cannot run {}: {e}", client.display())),
+        Ok(Ok(o)) => o,
+    };
+    drop(fd);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        return Sample::judged(spec, Level::Crit, None, format!("MySQL at {where_}: {err}"));
+    }
+    match parse(&String::from_utf8_lossy(&out.stdout)) {
+        Some((threads, max)) => {
+            let pct = threads * 100.0 / max.max(1.0);
+            let detail =
+                format!("MySQL at {where_} answers; {threads} of max_connections {max} in use");
+            Sample::value(spec, pct, m.connections, detail)
+        }
+        None => Sample::failed(spec, format!("unexpected answer from MySQL at {where_}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_client_output() {
+        assert_eq!(
+            parse("alive\nThreads_connected\t7\nmax_connections\t151\n"),
+            Some((7.0, 151.0))
+        );
+        assert_eq!(parse("nope\n"), None);
+        assert_eq!(parse("alive\n"), None);
+    }
+
+    #[test]
+    fn option_file_quotes_and_never_leaks_into_args() {
+        let m = Spec {
+            endpoint: Endpoint::Tcp("127.0.0.1".into(), 3306),
+            user: Some("mon\"itor".into()),
+            password: None,
+            connections: Limits::above(80.0, 90.0),
+        };
+        let f = option_file(&m);
+        assert!(f.contains("user=\"mon\\\"itor\""), "{f}");
+        assert!(f.contains("port=3306"), "{f}");
+    }
+}

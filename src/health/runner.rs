@@ -1,0 +1,343 @@
+//! Runs the checks: one task per configured check and one for the host, each on its own
+//! interval with a timeout (a hung endpoint delays nothing else; past its timeout a sample is
+//! UNKNOWN), all feeding one collector that applies the state machines and writes states,
+//! events and history to the catalog. A reload restarts the probes and keeps the states.
+
+use super::history::{time_until_full, LOOKBACK};
+use super::host::HostSampler;
+use super::state::{EventKind, Level, Observation, Policy, Tracker};
+use super::{HealthConfig, Prober, Reading, Sample};
+use crate::catalog::{Catalog, CheckStateRow, EventRow};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+/// How long 1-minute points are kept before they are folded into hourly ones.
+pub const KEEP_MINUTES: Duration = Duration::from_secs(2 * 86_400);
+/// How long hourly points are kept.
+pub const KEEP_HOURS: Duration = Duration::from_secs(90 * 86_400);
+
+/// Host check kinds (their rows are kept while the host check is enabled).
+const HOST_KINDS: &[&str] = &[
+    "cpu",
+    "load",
+    "memory",
+    "swap",
+    "disk",
+    "inodes",
+    "disk-forecast",
+];
+
+/// The running health watch; dropping it stops every check.
+pub struct Watch {
+    config: watch::Sender<Arc<HealthConfig>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watch {
+    /// Applies a new configuration (probes restart, states are kept).
+    pub fn reload(&self, config: HealthConfig) {
+        let _ = self.config.send(Arc::new(config));
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the health watch on the current tokio runtime.
+pub fn spawn(config: HealthConfig, catalog: Arc<Catalog>) -> Watch {
+    let (tx, rx) = watch::channel(Arc::new(config));
+    let task = tokio::spawn(supervise(rx, catalog));
+    Watch { config: tx, task }
+}
+
+async fn supervise(mut rx: watch::Receiver<Arc<HealthConfig>>, catalog: Arc<Catalog>) {
+    let mut col = Collector::load(catalog.clone());
+    let sampler = Arc::new(Mutex::new(HostSampler::new()));
+    loop {
+        let cfg = rx.borrow_and_update().clone();
+        col.configure(&cfg);
+        let (stx, mut srx) = mpsc::channel::<Vec<Sample>>(64);
+        let mut tasks = JoinSet::new();
+        tasks.spawn(host_loop(cfg.clone(), sampler.clone(), stx.clone()));
+        for spec in &cfg.checks {
+            tasks.spawn(check_loop(Prober::new(spec.clone(), &catalog), stx.clone()));
+        }
+        drop(stx);
+        let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    break; // dropping `tasks` aborts the probes
+                }
+                Some(batch) = srx.recv() => col.handle(batch, Utc::now()),
+                _ = hourly.tick() => col.downsample(Utc::now()),
+            }
+        }
+    }
+}
+
+async fn host_loop(
+    cfg: Arc<HealthConfig>,
+    sampler: Arc<Mutex<HostSampler>>,
+    tx: mpsc::Sender<Vec<Sample>>,
+) {
+    let mut iv = tokio::time::interval(cfg.interval);
+    iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        iv.tick().await;
+        let (s, host) = (sampler.clone(), cfg.host.clone());
+        // A sampler still busy from the previous tick (a slow disk walk) skips this one.
+        let job =
+            tokio::task::spawn_blocking(move || s.try_lock().ok().map(|mut s| s.sample(&host)));
+        match tokio::time::timeout(cfg.interval, job).await {
+            Ok(Ok(Some(batch))) => {
+                if tx.send(batch).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "host sampling failed"),
+            Err(_) => {
+                tracing::warn!(interval = ?cfg.interval, "host sampling took longer than the interval")
+            }
+        }
+    }
+}
+
+async fn check_loop(mut prober: Prober, tx: mpsc::Sender<Vec<Sample>>) {
+    let spec = prober.spec().clone();
+    let mut iv = tokio::time::interval(spec.interval);
+    iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        iv.tick().await;
+        let sample = match tokio::time::timeout(spec.timeout, prober.probe()).await {
+            Ok(s) => s,
+            Err(_) => Sample::failed(
+                &spec,
+                format!(
+                    "the check timed out after {}",
+                    humantime::format_duration(spec.timeout)
+                ),
+            ),
+        };
+        if tx.send(vec![sample]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Applies the state machines and writes to the catalog.
+pub struct Collector {
+    catalog: Arc<Catalog>,
+    trackers: HashMap<String, Tracker>,
+    full_within: Option<Duration>,
+}
+
+/// The observation a sample makes for a check now in `current`.
+pub fn observe(reading: &Reading, detail: &str, current: Level) -> Observation {
+    let (level, value, threshold) = match reading {
+        Reading::Value { value, limits } => {
+            let (l, t) = limits.level(*value, current);
+            (l, Some(*value), t)
+        }
+        Reading::Judged {
+            level,
+            value,
+            threshold,
+        } => (*level, *value, *threshold),
+        Reading::Failed => (Level::Unknown, None, None),
+    };
+    Observation {
+        level,
+        value,
+        threshold,
+        detail: detail.to_string(),
+    }
+}
+
+impl Collector {
+    /// Loads the stored states.
+    pub fn load(catalog: Arc<Catalog>) -> Collector {
+        let trackers = match catalog.check_states() {
+            Ok(rows) => rows
+                .into_iter()
+                .map(|r| (r.check, Tracker::new(Level::parse(&r.state), r.since)))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read check states; starting from OK");
+                HashMap::new()
+            }
+        };
+        Collector {
+            catalog,
+            trackers,
+            full_within: None,
+        }
+    }
+
+    /// Forgets the checks a new configuration no longer has.
+    pub fn configure(&mut self, cfg: &HealthConfig) {
+        self.full_within = cfg.host.disk.as_ref().and_then(|d| d.full_within);
+        let h = &cfg.host;
+        let enabled = |kind: &str| match kind {
+            "cpu" => h.cpu.is_some(),
+            "load" => h.load.is_some(),
+            "memory" => h.memory.is_some(),
+            "swap" => h.swap.is_some(),
+            "disk-forecast" => h.disk.as_ref().is_some_and(|d| d.full_within.is_some()),
+            _ => h.disk.is_some(),
+        };
+        let Ok(rows) = self.catalog.check_states() else {
+            return;
+        };
+        let keep: Vec<String> = rows
+            .into_iter()
+            .filter(|r| {
+                if HOST_KINDS.contains(&r.kind.as_str()) {
+                    enabled(&r.kind)
+                } else {
+                    cfg.checks.iter().any(|c| c.name == r.check)
+                }
+            })
+            .map(|r| r.check)
+            .collect();
+        self.trackers.retain(|k, _| keep.contains(k));
+        if let Err(e) = self.catalog.retain_checks(&keep) {
+            tracing::warn!(error = %e, "cannot forget removed checks");
+        }
+    }
+
+    /// Judges a batch of samples and stores the outcome.
+    pub fn handle(&mut self, batch: Vec<Sample>, now: DateTime<Utc>) {
+        let mut hist: Vec<(&str, DateTime<Utc>, f64)> = Vec::with_capacity(batch.len());
+        for s in &batch {
+            if let Reading::Value { value, .. }
+            | Reading::Judged {
+                value: Some(value), ..
+            } = &s.reading
+            {
+                hist.push((&s.check, now, *value));
+            }
+        }
+        if let Err(e) = self.catalog.add_samples(&hist) {
+            tracing::warn!(error = %e, "cannot store check history");
+        }
+        let forecasts: Vec<Sample> = batch
+            .iter()
+            .filter(|s| s.kind == "disk" && !matches!(s.reading, Reading::Failed))
+            .filter_map(|s| self.forecast(s, now))
+            .collect();
+        let mut states = Vec::with_capacity(batch.len());
+        let mut events = Vec::new();
+        for s in batch.iter().chain(forecasts.iter()) {
+            let tr = self
+                .trackers
+                .entry(s.check.clone())
+                .or_insert_with(|| Tracker::new(Level::Ok, now));
+            let obs = observe(&s.reading, &s.detail, tr.state);
+            let policy = Policy {
+                hold: chrono::Duration::from_std(s.hold).unwrap_or_default(),
+                ..Policy::default()
+            };
+            if let Some(t) = tr.observe(&obs, now, &policy) {
+                let (from, to) = match t.kind {
+                    EventKind::Change => (t.from.as_str(), t.to.as_str()),
+                    EventKind::FlapStart => (t.from.as_str(), "FLAPPING"),
+                    EventKind::FlapStop => ("FLAPPING", t.to.as_str()),
+                };
+                log_event(&s.check, from, to, &t.detail);
+                events.push(EventRow {
+                    id: 0,
+                    check: s.check.clone(),
+                    from_state: from.into(),
+                    to_state: to.into(),
+                    at: t.at,
+                    since: t.since,
+                    value: t.value,
+                    threshold: t.threshold,
+                    detail: t.detail,
+                    delivered: false,
+                });
+            }
+            states.push(CheckStateRow {
+                check: s.check.clone(),
+                kind: s.kind.to_string(),
+                state: tr.state.as_str().into(),
+                since: tr.since,
+                updated_at: now,
+                value: obs.value,
+                threshold: obs.threshold,
+                detail: obs.detail,
+                flapping: tr.flapping,
+            });
+        }
+        if let Err(e) = self.catalog.save_check_round(&states, &events) {
+            tracing::error!(error = %e, "cannot store check states and events");
+        }
+    }
+
+    fn forecast(&self, s: &Sample, now: DateTime<Utc>) -> Option<Sample> {
+        let within = self.full_within?;
+        let since = now - chrono::Duration::from_std(LOOKBACK).ok()?;
+        let points = self.catalog.history(&s.check, since).ok()?;
+        let mount = s.check.strip_prefix("disk:")?;
+        let eta = time_until_full(&points);
+        let hours = eta.map(|d| d.as_secs_f64() / 3600.0);
+        let (level, detail) = match eta {
+            Some(d) if d < within => (
+                Level::Warn,
+                format!(
+                    "{mount} will be full in about {} at the current rate",
+                    humantime::format_duration(Duration::from_secs(d.as_secs() / 60 * 60))
+                ),
+            ),
+            Some(d) => (
+                Level::Ok,
+                format!(
+                    "{mount} full in about {} at the current rate",
+                    humantime::format_duration(Duration::from_secs(d.as_secs() / 3600 * 3600))
+                ),
+            ),
+            None => (Level::Ok, format!("{mount} is not filling up")),
+        };
+        Some(Sample {
+            check: format!("disk-forecast:{mount}"),
+            kind: "disk-forecast",
+            reading: Reading::Judged {
+                level,
+                value: hours,
+                threshold: Some(within.as_secs_f64() / 3600.0),
+            },
+            detail,
+            hold: Duration::ZERO,
+        })
+    }
+
+    /// Folds old history (hourly).
+    pub fn downsample(&self, now: DateTime<Utc>) {
+        let d = |x: Duration| chrono::Duration::from_std(x).unwrap_or_default();
+        if let Err(e) = self
+            .catalog
+            .downsample_history(now, d(KEEP_MINUTES), d(KEEP_HOURS))
+        {
+            tracing::warn!(error = %e, "cannot downsample check history");
+        }
+    }
+}
+
+fn log_event(check: &str, from: &str, to: &str, detail: &str) {
+    match to {
+        "OK" => tracing::info!(check, from, to, detail, "check recovered"),
+        _ => tracing::warn!(check, from, to, detail, "check changed state"),
+    }
+}
