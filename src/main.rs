@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         Command::Backup(a) => cli::backup::run(&cli, a),
         Command::Snapshots(a) => cli::snapshots::run(&cli, a),
         Command::Prune(a) => cli::prune::run(&cli, a),
+        Command::Status(a) => cli::status::run(&cli, a),
         Command::Restore(a) => cli::restore::run(&cli, a),
         Command::Verify(a) => cli::verify::run(&cli, a),
     };

@@ -7,6 +7,7 @@ pub mod prune;
 pub mod restore;
 pub mod run;
 pub mod snapshots;
+pub mod status;
 pub mod verify;
 
 use crate::backup::Env;
@@ -43,6 +44,8 @@ pub enum Command {
     Snapshots(snapshots::Args),
     /// Apply retention now (or show it with --dry-run).
     Prune(prune::Args),
+    /// Health at a glance: checks, last backups and drills; exit 0 OK, 1 warnings, 2 critical.
+    Status(status::Args),
     /// Restore databases as of a date (side by side by default; --in-place, --to-file).
     Restore(restore::Args),
     /// Restore drill: restore the newest snapshots into scratch databases and check them.
