@@ -449,3 +449,32 @@ fn config_errors_have_positions() {
         (Some(80.0), Some(95.0), Duration::from_secs(60))
     );
 }
+
+#[test]
+fn example_config_checks_section_is_valid() {
+    // The commented [checks] block of config/opsagent.example.toml, uncommented, must load.
+    let example = include_str!("../config/opsagent.example.toml");
+    let block: String = example[example.find("# [checks]").unwrap()..]
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let d = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[agent]\nstate_dir = \"{0}/s\"\n[storage]\ntype = \"local\"\npath = \"{0}/b\"\n[[mysql]]\nname = \"main\"\ndatabases = [\"*\"]\nschedule = \"@daily\"\n{block}",
+        d.path().display()
+    );
+    let c = opsagent::config::parse(&d.path().join("x.toml"), &text)
+        .unwrap_or_else(|e| panic!("{e}\n{block}"));
+    let kinds: Vec<&str> = c.health.checks.iter().map(|s| s.probe.kind()).collect();
+    assert_eq!(
+        kinds,
+        ["tcp", "http", "tls", "service", "process", "mysql", "log", "rate", "backup"]
+    );
+    let backup = c.health.checks.last().unwrap();
+    assert_eq!(backup.name, "backup:main");
+    match &backup.probe {
+        health::ProbeSpec::Backup(b) => assert_eq!(b.period, Duration::from_secs(86_400)),
+        other => panic!("{other:?}"),
+    }
+}
