@@ -22,6 +22,8 @@ const CHUNK: usize = 1 << 20;
 const READ_BUF: usize = 256 << 10;
 const STDERR_KEEP: usize = 16 << 10;
 const TRAILER: &[u8] = b"-- Dump completed";
+const PIPE_SIZE: usize = 1 << 20;
+const ZSTD_JOB: u32 = 2 << 20;
 
 /// The arguments for dumping `db` (after the credentials argument, which must come first).
 pub fn dump_args(job: &MysqlJob, db: &str) -> Vec<String> {
@@ -156,6 +158,8 @@ fn produce(
         String::from_utf8_lossy(&all).into_owned()
     });
     let mut stdout = child.stdout.take().expect("piped stdout");
+    // A deeper pipe lets the dump tool run ahead while a chunk is compressed (best effort).
+    let _ = rustix::pipe::fcntl_setpipe_size(&stdout, PIPE_SIZE);
     let streamed = stream(&mut stdout, job.compression_level, tx, progress);
     if streamed.is_err() {
         let _ = child.kill();
@@ -181,6 +185,11 @@ fn stream(
         tx,
     };
     let mut enc = zstd::Encoder::new(sink, level).map_err(|e| format!("zstd: {e}"))?;
+    // Compress in a zstd worker thread so reading the dump never waits for compression.
+    // Small jobs keep zstd's buffers (and so the process's memory) to a few MiB.
+    enc.multithread(1).map_err(|e| format!("zstd: {e}"))?;
+    enc.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB))
+        .map_err(|e| format!("zstd: {e}"))?;
     let mut buf = vec![0u8; READ_BUF];
     let mut tail: Vec<u8> = Vec::with_capacity(1024);
     let mut raw = 0u64;

@@ -182,7 +182,11 @@ fn report(step: &Step, target: &Target, took: Duration) {
     match target {
         Target::SideBySide => {
             println!("restored `{db}` into `{}` in {secs:.1}s", step.target);
-            println!("  to use it instead of the live database: opsagent restore --date {} --database {db} --in-place", step.chosen.key.id.get(..15).map(|s| format!("\"{}-{}-{} {}:{}:{}Z\"", &s[0..4], &s[4..6], &s[6..8], &s[9..11], &s[11..13], &s[13..15])).unwrap_or_default());
+            println!(
+                "  to make it the live database: opsagent restore --date {} --job {} --database {db} --in-place",
+                step.chosen.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                step.chosen.key.job
+            );
             println!("  or compare and copy what you need, then: DROP DATABASE `{}`;", step.target);
         }
         Target::Database(n) => println!("restored `{db}` into `{n}` in {secs:.1}s"),
