@@ -53,6 +53,9 @@ pub async fn apply(
     dry_run: bool,
 ) -> Result<Vec<Decision<SnapshotKey>>, StorageError> {
     let listed = env.storage.list(&manifests_prefix(Some(job))).await?;
+    if !dry_run {
+        sweep_orphans(env, job, &listed, Utc::now()).await?;
+    }
     let mut series: BTreeMap<String, Vec<(DateTime<Utc>, SnapshotKey)>> = BTreeMap::new();
     for o in listed {
         if let Some((t, k)) = parse_manifest_key(&o.key) {
@@ -70,6 +73,42 @@ pub async fn apply(
         all.extend(decisions);
     }
     Ok(all)
+}
+
+/// Data objects younger than this are never treated as orphans (clock skew, slow uploads).
+const ORPHAN_GRACE_HOURS: i64 = 1;
+
+/// Deletes dumps of `job` that no manifest commits: leftovers of runs that died after their
+/// upload finished but before the manifest was written. Runs with the job's lock held, so no
+/// backup of the job is in progress here; the grace covers clocks and other writers.
+async fn sweep_orphans(
+    env: &Env,
+    job: &str,
+    manifests: &[crate::storage::ObjectInfo],
+    now: DateTime<Utc>,
+) -> Result<(), StorageError> {
+    let committed: std::collections::HashSet<&str> = manifests
+        .iter()
+        .filter_map(|o| o.key.rsplit('/').next()?.strip_suffix(".json"))
+        .collect();
+    for o in env.storage.list(&format!("mysql/{job}/")).await? {
+        let Some(id) = o
+            .key
+            .rsplit('/')
+            .next()
+            .and_then(|f| f.strip_suffix(".sql.zst"))
+        else {
+            continue;
+        };
+        let Some((t, _)) = parse_manifest_key(&format!("snapshots/{job}/x/{id}.json")) else {
+            continue;
+        };
+        if !committed.contains(id) && now - t > chrono::Duration::hours(ORPHAN_GRACE_HOURS) {
+            env.storage.delete(&o.key).await?;
+            tracing::warn!(job, key = %o.key, "deleted a dump no snapshot commits (left by an interrupted run)");
+        }
+    }
+    Ok(())
 }
 
 /// Deletes one snapshot: its manifest, then the data it lists, then the catalog row.
