@@ -56,12 +56,13 @@ pub fn side_by_side_name(db: &str, t: DateTime<Utc>, zone: Zone) -> String {
 
 /// The job whose connection settings restore `chosen` (same name, else the only/first
 /// `[[mysql]]` job, e.g. for `--from-host` snapshots of another machine's jobs).
-pub fn connection_for<'a>(config: &'a Config, job: &str) -> Result<&'a MysqlJob, String> {
+pub fn connection_for(config: &Config, job: &str) -> Result<MysqlJob, String> {
     config
         .mysql
         .iter()
         .find(|j| j.name == job)
         .or_else(|| config.mysql.first())
+        .map(MysqlJob::for_restore)
         .ok_or_else(|| "no [[mysql]] section tells where to restore to (hint: add one with the server's connection settings)".to_string())
 }
 
@@ -93,7 +94,7 @@ pub fn prepare(config: &Config, chosen: Vec<Chosen>, target: &Target) -> Result<
                 ));
             }
         } else {
-            let job = connection_for(config, &c.key.job)?;
+            let job = &connection_for(config, &c.key.job)?;
             let client = client_tool(
                 &dump_tool(job).unwrap_or_else(|_| PathBuf::from("/usr/bin/mariadb-dump")),
             )?;
@@ -140,7 +141,7 @@ pub async fn execute(
     if let Target::File(p) = target {
         return stream::write_file(storage, &obj, p, progress).await;
     }
-    let job = connection_for(config, &step.chosen.key.job)?.clone();
+    let job = connection_for(config, &step.chosen.key.job)?;
     let client =
         client_tool(&dump_tool(&job).unwrap_or_else(|_| PathBuf::from("/usr/bin/mariadb-dump")))?;
     let load_target = match target {

@@ -33,7 +33,7 @@ pub async fn run_drill(env: &Env, name: &str) -> Result<Vec<Drill>, String> {
         .iter()
         .find(|j| j.name == name)
         .ok_or_else(|| format!("no job named `{name}`"))?
-        .clone();
+        .for_restore();
     let _lock = crate::backup::lock::JobLock::acquire(
         &env.config.agent.state_dir,
         &format!("verify-{name}"),
