@@ -4,6 +4,7 @@
 //! Module order follows the dependency direction (imports only point down the list, see
 //! shared/STYLE.md): `error`, `secret` → adapters (`storage`, `catalog`) → `config` → `daemon`, `cli`.
 
+pub mod alert;
 pub mod backup;
 pub mod catalog;
 pub mod cli;

@@ -29,6 +29,8 @@ fn main() -> ExitCode {
         Command::Status(a) => cli::status::run(&cli, a),
         Command::Restore(a) => cli::restore::run(&cli, a),
         Command::Verify(a) => cli::verify::run(&cli, a),
+        Command::Silence(a) => cli::silence::run(&cli, a),
+        Command::NotifyTest(a) => cli::notify_test::run(&cli, a),
     };
     match result {
         Ok(()) => Exit::Ok.into(),

@@ -75,6 +75,47 @@ const STEPS: &[&str] = &[
         n INTEGER NOT NULL,
         PRIMARY KEY (check_name, at)
     ) WITHOUT ROWID;",
+    // 3: alerting: the state of every alert and what was last mailed about it (`alerts`), the
+    // durable outbox of formatted mails (`outbox`, a row deleted only once the SMTP server
+    // accepted it), silences, and which finished runs alerting has looked at (runs finished
+    // before this step are history, not news).
+    "CREATE TABLE alerts (
+        key TEXT PRIMARY KEY,
+        firing INTEGER NOT NULL,
+        flapping INTEGER NOT NULL DEFAULT 0,
+        severity TEXT NOT NULL,
+        since INTEGER NOT NULL,
+        changed_at INTEGER NOT NULL,
+        value REAL,
+        threshold REAL,
+        detail TEXT NOT NULL DEFAULT '',
+        notified TEXT NOT NULL DEFAULT '',
+        notified_severity TEXT NOT NULL DEFAULT '',
+        notified_at INTEGER,
+        thread TEXT
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        message_id TEXT NOT NULL UNIQUE,
+        subject TEXT NOT NULL,
+        mail_from TEXT NOT NULL,
+        rcpt_to TEXT NOT NULL,
+        raw BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt INTEGER NOT NULL,
+        last_error TEXT
+    );
+    CREATE TABLE silences (
+        id INTEGER PRIMARY KEY,
+        pattern TEXT NOT NULL,
+        starts_at INTEGER NOT NULL,
+        ends_at INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        created_by TEXT NOT NULL
+    );
+    ALTER TABLE runs ADD COLUMN alerted INTEGER NOT NULL DEFAULT 0;
+    UPDATE runs SET alerted = 1 WHERE status != 'running';",
 ];
 
 /// The schema version this build writes.

@@ -5,11 +5,13 @@
 //! bucket for snapshots — manifests in storage are the truth and the snapshot table can be rebuilt
 //! from them — and the only record of runs.
 
+mod alerts;
 mod checks;
 mod migrations;
 mod runs;
 mod snapshots;
 
+pub use alerts::{AlertRow, FinishedRun, OutboxRow, SilenceRow};
 pub use checks::{CheckStateRow, EventRow};
 pub use runs::{RunRecord, RunStatus};
 pub use snapshots::SnapshotRow;

@@ -3,9 +3,11 @@
 
 pub mod backup;
 pub mod check_config;
+pub mod notify_test;
 pub mod prune;
 pub mod restore;
 pub mod run;
+pub mod silence;
 pub mod snapshots;
 pub mod status;
 pub mod verify;
@@ -50,6 +52,10 @@ pub enum Command {
     Restore(restore::Args),
     /// Restore drill: restore the newest snapshots into scratch databases and check them.
     Verify(verify::Args),
+    /// Mute alerts of a check for a while: add, list, rm.
+    Silence(silence::Args),
+    /// Send a test mail now and say exactly where it failed if it did.
+    NotifyTest(notify_test::Args),
 }
 
 /// Loads the configuration named by `--config`/`OPSAGENT_CONFIG`/the default.

@@ -7,7 +7,7 @@
 //! check, 2 a critical check. A configuration error also exits 2, with its message on stderr.
 
 use super::Cli;
-use crate::catalog::{Catalog, CheckStateRow, RunRecord};
+use crate::catalog::{AlertRow, Catalog, CheckStateRow, OutboxRow, RunRecord, SilenceRow};
 use crate::config::Zone;
 use crate::health::state::Level;
 use chrono::{DateTime, Utc};
@@ -74,6 +74,21 @@ pub struct Report {
     pub jobs: Vec<JobLine>,
     /// Events alerting has not delivered yet.
     pub pending_events: usize,
+    /// Alerts firing or not yet mailed as resolved.
+    pub alerts: Vec<AlertLine>,
+    /// Silences not yet over.
+    pub silences: Vec<SilenceRow>,
+    /// Mails waiting in the outbox.
+    pub outbox: Vec<OutboxRow>,
+}
+
+/// One alert as shown.
+#[derive(Debug, Clone)]
+pub struct AlertLine {
+    /// From the catalog.
+    pub row: AlertRow,
+    /// What mutes it (a silence, a maintenance window), if anything.
+    pub muted: Option<String>,
 }
 
 impl Report {
@@ -122,7 +137,96 @@ impl Report {
             checks,
             jobs: lines,
             pending_events: cat.events(true, 10_000)?.len(),
-        })
+            alerts: Vec::new(),
+            silences: cat.silences(Some(now))?,
+            outbox: cat.outbox(None)?,
+        }
+        .with_alerts(cat.alerts()?, None, now))
+    }
+
+    /// Adds the alerts, marking those a silence or (with `setup`) a maintenance window mutes.
+    pub fn with_alerts(
+        mut self,
+        alerts: Vec<AlertRow>,
+        setup: Option<&crate::alert::Setup>,
+        now: DateTime<Utc>,
+    ) -> Report {
+        self.alerts = alerts
+            .into_iter()
+            .filter(|a| a.firing || a.notified == "FIRING" || a.notified == "FLAPPING")
+            .map(|row| {
+                let muted = match crate::alert::silence::silenced_by(&self.silences, &row.key, now)
+                {
+                    Some(s) => Some(format!(
+                        "silenced (#{}, until {}: {})",
+                        s.id,
+                        s.ends_at.format("%Y-%m-%d %H:%M UTC"),
+                        s.reason
+                    )),
+                    None => setup
+                        .filter(|st| st.muted(&[], &row.key, now))
+                        .map(|_| "muted by a maintenance window".to_string()),
+                };
+                AlertLine { row, muted }
+            })
+            .collect();
+        self
+    }
+}
+
+fn alerts_section(o: &mut String, r: &Report, zone: Zone) {
+    if r.alerts.is_empty() && r.silences.is_empty() && r.outbox.is_empty() {
+        let _ = writeln!(o, "no alerts firing, no silences, no mails waiting");
+        return;
+    }
+    for a in &r.alerts {
+        let state = match (a.row.firing, a.row.flapping) {
+            (true, true) => "FLAPPING".to_string(),
+            (true, false) => format!("FIRING {}", a.row.severity),
+            _ => "RESOLVED (mail pending)".to_string(),
+        };
+        let mailed = match a.row.notified_at {
+            Some(t) if !a.row.notified.is_empty() => {
+                format!("mailed {}", zone.format(t, "%Y-%m-%d %H:%M"))
+            }
+            _ => "not mailed yet".to_string(),
+        };
+        let muted = a
+            .muted
+            .as_deref()
+            .map(|m| format!("; {m}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "alert {:<22} {state} since {}, {mailed}{muted}",
+            a.row.key,
+            zone.format(a.row.since, "%Y-%m-%d %H:%M")
+        );
+    }
+    for s in &r.silences {
+        let _ = writeln!(
+            o,
+            "silence #{} {} until {} by {}: {}",
+            s.id,
+            s.pattern,
+            zone.format(s.ends_at, "%Y-%m-%d %H:%M"),
+            s.created_by,
+            s.reason
+        );
+    }
+    if let Some(first) = r.outbox.first() {
+        let why = first
+            .last_error
+            .as_deref()
+            .map(|e| format!("; last error: {e}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "mails waiting in the outbox: {} (oldest queued {}, {} attempts{why})",
+            r.outbox.len(),
+            zone.format(first.created_at, "%Y-%m-%d %H:%M"),
+            first.attempts
+        );
     }
 }
 
@@ -244,11 +348,8 @@ pub fn render(r: &Report, zone: Zone, now: DateTime<Utc>) -> String {
         }
     }
     let _ = writeln!(o);
-    let _ = writeln!(
-        o,
-        "events not yet delivered: {} (no alert silences configured)",
-        r.pending_events
-    );
+    alerts_section(&mut o, r, zone);
+    let _ = writeln!(o, "events not yet delivered: {}", r.pending_events);
     o
 }
 
@@ -282,7 +383,22 @@ pub fn to_json(r: &Report, now: DateTime<Utc>) -> serde_json::Value {
         .map(|j| serde_json::json!({"job": j.job, "last_backup": run_json(j.last_backup.as_ref(), now), "last_good_backup": run_json(j.last_good.as_ref(), now), "last_drill": run_json(j.last_drill.as_ref(), now)}))
         .collect();
     let status = ["OK", "WARN", "CRIT"][r.exit_code() as usize];
-    serde_json::json!({"host": r.host, "status": status, "exit_code": r.exit_code(), "checks": checks, "jobs": jobs, "pending_events": r.pending_events})
+    let alerts: Vec<_> = r
+        .alerts
+        .iter()
+        .map(|a| serde_json::json!({"key": a.row.key, "firing": a.row.firing, "flapping": a.row.flapping, "severity": a.row.severity, "since": a.row.since.to_rfc3339(), "notified": a.row.notified, "muted": a.muted}))
+        .collect();
+    let silences: Vec<_> = r
+        .silences
+        .iter()
+        .map(|s| serde_json::json!({"id": s.id, "check": s.pattern, "until": s.ends_at.to_rfc3339(), "by": s.created_by, "reason": s.reason}))
+        .collect();
+    let outbox: Vec<_> = r
+        .outbox
+        .iter()
+        .map(|m| serde_json::json!({"subject": m.subject, "message_id": m.message_id, "attempts": m.attempts, "last_error": m.last_error}))
+        .collect();
+    serde_json::json!({"host": r.host, "status": status, "exit_code": r.exit_code(), "checks": checks, "jobs": jobs, "pending_events": r.pending_events, "alerts": alerts, "silences": silences, "outbox": outbox})
 }
 
 /// Prints the status and exits with its code.
@@ -291,7 +407,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let cat = Catalog::open(&cfg.catalog_path())?;
     let now = Utc::now();
     let jobs = cfg.job_names();
-    let r = Report::gather(&cat, &cfg.agent.hostname, &jobs, cfg.health.interval, now)?;
+    let setup = crate::alert::Setup::from_config(&cfg);
+    let r = Report::gather(&cat, &cfg.agent.hostname, &jobs, cfg.health.interval, now)?
+        .with_alerts(cat.alerts()?, Some(&setup), now);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&to_json(&r, now))?);
     } else {
@@ -392,6 +510,9 @@ mod tests {
                 last_drill: None,
             }],
             pending_events: 2,
+            alerts: Vec::new(),
+            silences: Vec::new(),
+            outbox: Vec::new(),
         }
     }
 

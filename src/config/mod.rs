@@ -6,6 +6,7 @@ pub mod diagnostic;
 pub mod raw;
 pub mod raw_checks;
 mod resolve;
+mod resolve_alerts;
 mod resolve_checks;
 mod resolve_email;
 mod resolve_s3;
@@ -37,6 +38,8 @@ pub struct Config {
     pub mysql: Vec<MysqlJob>,
     /// `[alerts.email]`, when configured.
     pub email: Option<EmailSettings>,
+    /// `[alerts]`: grouping, reminders, maintenance windows.
+    pub alerts: crate::alert::AlertConfig,
     /// Things that work but deserve a second look (inline secrets, loose file modes).
     pub warnings: Vec<ConfigError>,
     /// `[checks]`: the health watch.
@@ -113,43 +116,28 @@ pub struct MysqlJob {
     pub extra_args: Vec<String>,
     /// zstd level.
     pub compression_level: i32,
+    /// User for restores and drills, if not `user`.
+    pub restore_user: Option<String>,
+    /// Its password.
+    pub restore_password: Option<Secret>,
     /// When the daemon runs a restore drill (`None`: never).
     pub verify_schedule: Option<Schedule>,
 }
 
-/// TLS mode of the SMTP connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmtpTls {
-    /// Plain connection upgraded with STARTTLS (required).
-    Starttls,
-    /// Implicit TLS from the first byte (port 465).
-    Tls,
-    /// No TLS at all (local relays only).
-    None,
+impl MysqlJob {
+    /// The settings restores and drills connect with: `restore_user` and its password when
+    /// set, else the job's own user and password.
+    pub fn for_restore(&self) -> MysqlJob {
+        let mut j = self.clone();
+        if let Some(u) = &self.restore_user {
+            j.user = Some(u.clone());
+            j.password = self.restore_password.clone();
+        }
+        j
+    }
 }
 
-/// `[alerts.email]`, resolved.
-#[derive(Debug, Clone)]
-pub struct EmailSettings {
-    /// SMTP server.
-    pub smtp_host: String,
-    /// SMTP port.
-    pub smtp_port: u16,
-    /// TLS mode.
-    pub tls: SmtpTls,
-    /// AUTH user.
-    pub username: Option<String>,
-    /// AUTH password.
-    pub password: Option<Secret>,
-    /// Sender.
-    pub from: String,
-    /// Recipients.
-    pub to: Vec<String>,
-    /// Extra CA certificate.
-    pub ca_file: Option<PathBuf>,
-    /// Connection timeout.
-    pub timeout: Duration,
-}
+pub use crate::alert::email::{EmailSettings, SmtpTls};
 
 impl Config {
     /// All job names, in config order.

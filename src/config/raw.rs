@@ -116,6 +116,10 @@ pub struct RawMysql {
     pub extra_args: Vec<String>,
     /// zstd level 1–19; default 3.
     pub compression_level: Option<i32>,
+    /// MySQL user for restores and drills (they create databases and write); default: `user`.
+    pub restore_user: Option<String>,
+    /// Password file of `restore_user`.
+    pub restore_password_file: Option<PathBuf>,
     /// When the daemon runs a restore drill of this job (crontab or @weekly…; "off" disables);
     /// default "@weekly".
     pub verify_schedule: Option<String>,
@@ -127,6 +131,36 @@ pub struct RawMysql {
 pub struct RawAlerts {
     /// `[alerts.email]`
     pub email: Option<RawEmail>,
+    /// Alerts firing within this time of each other go in one mail; default 30s.
+    #[serde(default, with = "humantime_serde")]
+    pub group_wait: Option<Duration>,
+    /// At most one mail per alert per this interval, and a RESOLVED only after the check stayed
+    /// fine this long; default 5m.
+    #[serde(default, with = "humantime_serde")]
+    pub group_interval: Option<Duration>,
+    /// A reminder while an alert keeps firing; default 4h.
+    #[serde(default, with = "humantime_serde")]
+    pub repeat_interval: Option<Duration>,
+    /// Mail when an alert resolves; default true.
+    pub send_resolved: Option<bool>,
+    /// `"warn"` (default: WARN, UNKNOWN and CRIT alert) or `"crit"`.
+    pub min_severity: Option<String>,
+    /// `[[alerts.maintenance]]` windows: alerts are recorded but not mailed.
+    #[serde(default)]
+    pub maintenance: Vec<RawMaintenance>,
+}
+
+/// `[[alerts.maintenance]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaintenance {
+    /// When each window starts (crontab line or `@daily`-style word).
+    pub schedule: Option<String>,
+    /// How long it lasts.
+    #[serde(default, with = "humantime_serde")]
+    pub duration: Option<Duration>,
+    /// Alert keys or prefixes ending in `*` it mutes; default `["*"]` (all).
+    pub checks: Option<Vec<String>>,
 }
 
 /// `[alerts.email]`

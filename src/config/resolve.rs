@@ -90,6 +90,7 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         .as_ref()
         .and_then(|a| a.email.as_ref())
         .and_then(|e| email(&mut cx, e, &root.key("alerts").key("email")));
+    let alerts = super::resolve_alerts::alerts(&mut cx, raw.alerts.as_ref(), &root.key("alerts"));
     let health = super::resolve_checks::checks(
         &mut cx,
         raw.checks.as_ref(),
@@ -108,6 +109,7 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         storage: storage.expect("storage resolved when there are no errors"),
         mysql,
         email,
+        alerts,
         warnings: cx.warnings,
         health,
         metrics_listen,
@@ -453,6 +455,10 @@ fn mysql_job(cx: &mut Ctx, m: &RawMysql, p: &KeyPath) -> Option<MysqlJob> {
         )
         .map(Some),
     };
+    let restore_password = m
+        .restore_password_file
+        .as_ref()
+        .and_then(|f| secret_file(cx, f, &p.key("restore_password_file")));
     let compression_level = m.compression_level.unwrap_or(3);
     if !(1..=19).contains(&compression_level) {
         cx.error(
@@ -491,6 +497,8 @@ fn mysql_job(cx: &mut Ctx, m: &RawMysql, p: &KeyPath) -> Option<MysqlJob> {
         extra_args: m.extra_args.clone(),
         compression_level,
         verify_schedule: verify_schedule?,
+        restore_user: m.restore_user.clone(),
+        restore_password,
     })
 }
 

@@ -93,6 +93,11 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
     d.schedule_all(true);
     // Health checks run beside the jobs; they follow the configuration across reloads.
     let health = crate::health::spawn(d.env.config.health.clone(), d.env.catalog.clone());
+    // Alerting turns check events and failed runs into mails through the durable outbox.
+    let alerting = crate::alert::spawn(
+        crate::alert::Setup::from_config(&d.env.config),
+        d.env.catalog.clone(),
+    );
     let mut watched = d.env.config.clone();
     let status = d.status_line();
     tracing::info!(jobs = d.clocks.len(), storage = %d.env.storage.describe(), "opsagent started");
@@ -109,6 +114,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
         if !Arc::ptr_eq(&watched, &d.env.config) {
             watched = d.env.config.clone();
             health.reload(watched.health.clone());
+            alerting.reload(crate::alert::Setup::from_config(&watched));
         }
     }
     d.shutdown().await;

@@ -1,0 +1,256 @@
+//! The alerting engine: each tick folds new check events and finished runs into the `alerts`
+//! table ([`Engine::ingest`]) and queues the mail that is due, if any ([`Engine::flush`]);
+//! [`spawn`] runs it beside the outbox sender in the daemon.
+
+use super::compose::{self, Envelope};
+use super::email::{EmailSettings, Mailer};
+use super::route::{self, NoticeKind, Rules};
+use super::silence::silenced_by;
+use super::{outbox, AlertConfig};
+use crate::catalog::{AlertRow, Catalog, CatalogError};
+use crate::config::{Config, Zone};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// Everything alerting needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// `[alerts]`
+    pub rules: AlertConfig,
+    /// `[alerts.email]`; without it alerts are recorded (and shown by `status`) but not mailed.
+    pub email: Option<EmailSettings>,
+    /// This host's name, in subjects.
+    pub host: String,
+    /// Zone for times in mails and maintenance windows.
+    pub zone: Zone,
+}
+
+impl Setup {
+    /// The alerting part of a configuration.
+    pub fn from_config(c: &Config) -> Setup {
+        Setup {
+            rules: c.alerts.clone(),
+            email: c.email.clone(),
+            host: c.agent.hostname.clone(),
+            zone: c.agent.zone,
+        }
+    }
+
+    /// Whether `key` is muted at `now` by a silence or a maintenance window.
+    pub fn muted(
+        &self,
+        silences: &[crate::catalog::SilenceRow],
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> bool {
+        silenced_by(silences, key, now).is_some()
+            || self
+                .rules
+                .maintenance
+                .iter()
+                .any(|m| m.mutes(key, now, self.zone))
+    }
+}
+
+/// Alerting failures (logged by the daemon, which keeps going).
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    /// The catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// A mail could not be built (an address lettre refuses).
+    #[error("cannot build the alert mail: {0} (hint: check [alerts.email] from and to)")]
+    Compose(String),
+}
+
+/// One engine over one catalog.
+pub struct Engine {
+    cat: Arc<Catalog>,
+    setup: Setup,
+}
+
+impl Engine {
+    /// An engine for `setup`.
+    pub fn new(cat: Arc<Catalog>, setup: Setup) -> Engine {
+        Engine { cat, setup }
+    }
+
+    /// Folds undelivered events and unseen finished runs into the alerts; returns how many
+    /// inputs were consumed.
+    pub fn ingest(&self) -> Result<usize, AlertError> {
+        let mut events = self.cat.events(true, 10_000)?;
+        events.reverse();
+        let runs = self.cat.unalerted_runs()?;
+        if events.is_empty() && runs.is_empty() {
+            return Ok(0);
+        }
+        let before: BTreeMap<String, AlertRow> = self
+            .cat
+            .alerts()?
+            .into_iter()
+            .map(|a| (a.key.clone(), a))
+            .collect();
+        let mut map = before.clone();
+        let min = self.setup.rules.min_severity;
+        for e in &events {
+            route::apply_event(&mut map, e, min);
+        }
+        for r in &runs {
+            route::apply_run(&mut map, r, min);
+        }
+        let changed: Vec<AlertRow> = map
+            .values()
+            .filter(|a| before.get(&a.key) != Some(*a))
+            .cloned()
+            .collect();
+        let ev: Vec<i64> = events.iter().map(|e| e.id).collect();
+        let rs: Vec<i64> = runs.iter().map(|r| r.id).collect();
+        self.cat.save_alert_inputs(&changed, &ev, &rs)?;
+        Ok(ev.len() + rs.len())
+    }
+
+    /// Queues the mail due at `now`, if any; returns its subject.
+    pub fn flush(&self, now: DateTime<Utc>) -> Result<Option<String>, AlertError> {
+        let mut alerts = self.cat.alerts()?;
+        let mut forget: Vec<String> = alerts
+            .iter()
+            .filter(|a| route::finished(a))
+            .map(|a| a.key.clone())
+            .collect();
+        let Some(email) = &self.setup.email else {
+            if !forget.is_empty() {
+                self.cat.save_notices(&[], &forget, None)?;
+            }
+            return Ok(None);
+        };
+        let silences = self.cat.silences(Some(now))?;
+        let rules = Rules::from(&self.setup.rules);
+        let plan = route::plan(&alerts, now, &rules, |k| {
+            self.setup.muted(&silences, k, now)
+        });
+        let id = compose::message_id(&email.from, now);
+        let (quiet, notices): (Vec<_>, Vec<_>) = plan
+            .into_iter()
+            .partition(|(_, k)| *k == NoticeKind::Resolved && !self.setup.rules.send_resolved);
+        let mail = if notices.is_empty() {
+            None
+        } else {
+            let mut threads: Vec<String> = Vec::new();
+            for (i, _) in &notices {
+                let a = &alerts[*i];
+                if let (Some(t), "FIRING" | "FLAPPING") = (&a.thread, a.notified.as_str()) {
+                    if !threads.contains(t) {
+                        threads.push(t.clone());
+                    }
+                }
+            }
+            let refs: Vec<(NoticeKind, &AlertRow)> =
+                notices.iter().map(|(i, k)| (*k, &alerts[*i])).collect();
+            let env = Envelope {
+                host: self.setup.host.clone(),
+                from: email.from.clone(),
+                to: email.to.clone(),
+                zone: self.setup.zone,
+            };
+            Some(compose::compose(&refs, &threads, &env, &id, now).map_err(AlertError::Compose)?)
+        };
+        let mut save = Vec::new();
+        for (i, k) in quiet.iter().chain(notices.iter()) {
+            route::record(&mut alerts[*i], *k, now, &id);
+            if route::finished(&alerts[*i]) {
+                forget.push(alerts[*i].key.clone());
+            } else {
+                save.push(alerts[*i].clone());
+            }
+        }
+        if save.is_empty() && forget.is_empty() && mail.is_none() {
+            return Ok(None);
+        }
+        self.cat.save_notices(&save, &forget, mail.as_ref())?;
+        Ok(mail.map(|m| m.subject))
+    }
+
+    /// One round: ingest, then flush.
+    pub fn tick(&self, now: DateTime<Utc>) -> Result<Option<String>, AlertError> {
+        self.ingest()?;
+        self.flush(now)
+    }
+}
+
+/// The running alerting (engine and outbox sender); dropping it stops both.
+pub struct Alerting {
+    setup: watch::Sender<Setup>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Alerting {
+    /// Applies a new configuration (the outbox is retried with the new mail settings).
+    pub fn reload(&self, setup: Setup) {
+        let _ = self.setup.send(setup);
+    }
+}
+
+impl Drop for Alerting {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn mailer_for(setup: &Setup) -> Option<Mailer> {
+    let email = setup.email.clone()?;
+    match Mailer::new(email) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::error!(error = %e, "alert mails cannot be sent; they wait in the outbox");
+            None
+        }
+    }
+}
+
+fn period(setup: &Setup) -> Duration {
+    (setup.rules.group_wait / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
+}
+
+/// Starts alerting on the current tokio runtime.
+pub fn spawn(setup: Setup, cat: Arc<Catalog>) -> Alerting {
+    let wake = Arc::new(Notify::new());
+    let (mailer_tx, mailer_rx) = watch::channel(mailer_for(&setup));
+    let sender = tokio::spawn(outbox::run(cat.clone(), mailer_rx, wake.clone()));
+    let (tx, mut rx) = watch::channel(setup);
+    let engine = tokio::spawn(async move {
+        loop {
+            let setup = rx.borrow_and_update().clone();
+            let pause = period(&setup);
+            let engine = Engine::new(cat.clone(), setup);
+            loop {
+                match engine.tick(Utc::now()) {
+                    Ok(Some(subject)) => {
+                        tracing::info!(%subject, "alert mail queued");
+                        wake.notify_one();
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(error = %e, "alerting failed this round"),
+                }
+                tokio::select! {
+                    changed = rx.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        let _ = mailer_tx.send(mailer_for(&rx.borrow()));
+                        break;
+                    }
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    });
+    Alerting {
+        setup: tx,
+        tasks: vec![sender, engine],
+    }
+}

@@ -1,0 +1,70 @@
+//! Alerting: check events and failed backup/drill runs become alerts ([`route`]), alerts become
+//! mails grouped, deduplicated and rate-limited like Alertmanager's ([`route::plan`]), written
+//! ([`compose`]) into the durable outbox in the catalog and delivered by SMTP ([`email`],
+//! [`outbox`]); silences and maintenance windows mute them ([`silence`]).
+//!
+//! The engine keeps no state in memory: the `alerts` table holds what each alert is and what
+//! was last mailed about it, so a restarted daemon continues where it stopped. This module owns
+//! its configuration ([`AlertConfig`], [`email::EmailSettings`]); `config` resolves the TOML into
+//! them.
+
+pub mod compose;
+pub mod email;
+pub mod engine;
+pub mod outbox;
+pub mod route;
+pub mod silence;
+
+pub use engine::{spawn, Alerting, Engine, Setup};
+
+use std::time::Duration;
+
+/// The lowest level that alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MinSeverity {
+    /// WARN, UNKNOWN and CRIT alert.
+    Warn,
+    /// Only CRIT alerts.
+    Crit,
+}
+
+impl MinSeverity {
+    /// The rank a level needs (see [`route::rank`]).
+    pub fn rank(self) -> u8 {
+        match self {
+            MinSeverity::Warn => 1,
+            MinSeverity::Crit => 2,
+        }
+    }
+}
+
+/// `[alerts]`, resolved.
+#[derive(Debug, Clone)]
+pub struct AlertConfig {
+    /// Alerts that fire within this time of each other go out in one mail.
+    pub group_wait: Duration,
+    /// At most one mail per alert per this interval; a RESOLVED is sent only once the check has
+    /// stayed fine this long (a flapping check sends one mail, not one per change).
+    pub group_interval: Duration,
+    /// A reminder while an alert keeps firing.
+    pub repeat_interval: Duration,
+    /// Mail when an alert resolves.
+    pub send_resolved: bool,
+    /// The lowest level that alerts.
+    pub min_severity: MinSeverity,
+    /// Maintenance windows: alerts of the matching checks are recorded but not mailed.
+    pub maintenance: Vec<silence::Maintenance>,
+}
+
+impl Default for AlertConfig {
+    fn default() -> AlertConfig {
+        AlertConfig {
+            group_wait: Duration::from_secs(30),
+            group_interval: Duration::from_secs(300),
+            repeat_interval: Duration::from_secs(4 * 3600),
+            send_resolved: true,
+            min_severity: MinSeverity::Warn,
+            maintenance: Vec::new(),
+        }
+    }
+}
