@@ -335,3 +335,56 @@ fn maintenance_windows_and_min_severity_from_config() {
     let (_, out) = e.cli(&["status"]);
     assert!(out.contains("muted by a maintenance window"), "{out}");
 }
+
+#[test]
+fn the_commented_alerts_block_of_the_example_config_loads() {
+    let example = include_str!("../config/opsagent.example.toml");
+    let start = example.find("# [alerts]\n").unwrap();
+    let end = start + example[start..].find("\n\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("smtp");
+    std::fs::write(&secret, "pw\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let block: String = example[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .map(|l| {
+            l.replace("/etc/opsagent/secrets/smtp", secret.to_str().unwrap())
+                .replace("/etc/opsagent/smtp-ca.pem", secret.to_str().unwrap())
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let text = format!(
+        "[agent]\nstate_dir = \"{0}/state\"\n[storage]\ntype = \"local\"\npath = \"{0}/b\"\n{block}\n",
+        dir.path().display()
+    );
+    let cfg = opsagent::config::parse(&dir.path().join("x.toml"), &text)
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(
+        cfg.alerts.repeat_interval,
+        std::time::Duration::from_secs(4 * 3600)
+    );
+    assert_eq!(cfg.alerts.maintenance.len(), 1);
+    assert_eq!(cfg.email.unwrap().to, ["oncall@example.com"]);
+}
+
+#[test]
+fn alert_settings_errors_have_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[agent]\nstate_dir = \"{0}/state\"\n[storage]\ntype = \"local\"\npath = \"{0}/b\"\n\
+         [alerts]\nmin_severity = \"loud\"\nrepeat_interval = \"1m\"\n[[alerts.maintenance]]\nschedule = \"0 3 * *\"\n",
+        dir.path().display()
+    );
+    let err = opsagent::config::parse(&dir.path().join("x.toml"), &text)
+        .unwrap_err()
+        .to_string();
+    for part in [
+        "x.toml:7:16: `alerts.min_severity`: unknown severity `loud`",
+        "`alerts.repeat_interval`: repeat_interval is shorter than group_interval",
+        "`alerts.maintenance[0].schedule`",
+        "`alerts.maintenance[0].duration`: required key is missing",
+    ] {
+        assert!(err.contains(part), "{part} missing:\n{err}");
+    }
+}

@@ -87,7 +87,14 @@ pub fn summary(cfg: &Config) -> String {
                 SmtpTls::Tls => "TLS",
                 SmtpTls::None => "no TLS",
             };
-            s += &format!("  alerts    email to {} via {}:{} ({tls}); note: this version validates but does not send mail yet\n", e.to.join(", "), e.smtp_host, e.smtp_port);
+            s += &format!(
+                "  alerts    email to {} via {}:{} ({tls}); group_wait {}, repeat_interval {}; try it: opsagent notify-test\n",
+                e.to.join(", "),
+                e.smtp_host,
+                e.smtp_port,
+                humantime::format_duration(cfg.alerts.group_wait),
+                humantime::format_duration(cfg.alerts.repeat_interval)
+            );
         }
     }
     for w in &cfg.warnings {
