@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod check_config;
+pub mod generate;
 pub mod notify_test;
 pub mod prune;
 pub mod restore;
@@ -56,6 +57,9 @@ pub enum Command {
     Silence(silence::Args),
     /// Send a test mail now and say exactly where it failed if it did.
     NotifyTest(notify_test::Args),
+    /// Write the man pages and shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateAssets(generate::Args),
 }
 
 /// Loads the configuration named by `--config`/`OPSAGENT_CONFIG`/the default.
