@@ -2,7 +2,6 @@
 
 use super::{human_bytes, Cli};
 use crate::backup::{run_job, Trigger};
-use crate::error::UsageError;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,28 +17,7 @@ pub struct Args {
 /// Runs the jobs one after another; fails if any failed.
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let cfg = super::load_config(cli)?;
-    let names: Vec<String> = if args.jobs.is_empty() {
-        cfg.job_names().iter().map(|s| s.to_string()).collect()
-    } else {
-        for j in &args.jobs {
-            if !cfg.job_names().contains(&j.as_str()) {
-                return Err(UsageError(format!(
-                    "no job named `{j}` in {} (jobs: {})",
-                    cfg.file.display(),
-                    cfg.job_names().join(", ")
-                ))
-                .into());
-            }
-        }
-        args.jobs.clone()
-    };
-    if names.is_empty() {
-        return Err(UsageError(format!(
-            "{} defines no backup jobs (hint: add a [[mysql]] section)",
-            cfg.file.display()
-        ))
-        .into());
-    }
+    let names = super::select_jobs(&cfg, &args.jobs)?;
     let mut env = super::open_env(cfg)?;
     let counter = Arc::new(AtomicU64::new(0));
     env.progress = Some(counter.clone());

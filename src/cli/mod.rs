@@ -67,6 +67,36 @@ pub fn load_config(cli: &Cli) -> Result<Config, config::ConfigErrors> {
     config::load(&config::path_from(cli.config.as_deref()))
 }
 
+/// The jobs a verb works on: those named (each must exist), or all when none are; at least one.
+pub fn select_jobs(
+    cfg: &Config,
+    named: &[String],
+) -> Result<Vec<String>, crate::error::UsageError> {
+    let all = cfg.job_names();
+    if let Some(n) = named.iter().find(|n| !all.contains(&n.as_str())) {
+        return Err(crate::error::UsageError(format!(
+            "no job named `{n}` in {} (jobs: {})",
+            cfg.file.display(),
+            if all.is_empty() {
+                "none".to_string()
+            } else {
+                all.join(", ")
+            }
+        )));
+    }
+    if all.is_empty() {
+        return Err(crate::error::UsageError(format!(
+            "{} defines no backup jobs (hint: add a [[mysql]] section)",
+            cfg.file.display()
+        )));
+    }
+    Ok(if named.is_empty() {
+        all.iter().map(|s| s.to_string()).collect()
+    } else {
+        named.to_vec()
+    })
+}
+
 /// Opens the catalog and storage for a verb that works on backups.
 pub fn open_env(config: Config) -> anyhow::Result<Env> {
     let catalog = Arc::new(Catalog::open(&config.catalog_path())?);

@@ -2,7 +2,6 @@
 
 use super::Cli;
 use crate::backup::prune::apply;
-use crate::error::UsageError;
 
 /// Flags.
 #[derive(Debug, clap::Args)]
@@ -18,23 +17,13 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let cfg = super::load_config(cli)?;
     let zone = cfg.agent.zone;
+    let names = super::select_jobs(&cfg, &args.jobs)?;
     let jobs: Vec<_> = cfg
         .mysql
         .iter()
-        .filter(|j| args.jobs.is_empty() || args.jobs.contains(&j.name))
+        .filter(|j| names.contains(&j.name))
         .map(|j| (j.name.clone(), j.keep))
         .collect();
-    if let Some(unknown) = args
-        .jobs
-        .iter()
-        .find(|n| !jobs.iter().any(|(j, _)| j == *n))
-    {
-        return Err(UsageError(format!(
-            "no job named `{unknown}` (jobs: {})",
-            cfg.job_names().join(", ")
-        ))
-        .into());
-    }
     let env = super::open_env(cfg)?;
     let rt = super::runtime()?;
     for (name, keep) in jobs {

@@ -1,7 +1,6 @@
 //! `opsagent verify [JOB…]`: restore drills now.
 
 use super::Cli;
-use crate::error::UsageError;
 use crate::restore::verify::run_drill;
 
 /// Flags.
@@ -14,21 +13,7 @@ pub struct Args {
 /// Runs the drills; fails if any failed.
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let cfg = super::load_config(cli)?;
-    let names: Vec<String> = if args.jobs.is_empty() {
-        cfg.job_names().iter().map(|s| s.to_string()).collect()
-    } else {
-        args.jobs.clone()
-    };
-    if let Some(n) = names
-        .iter()
-        .find(|n| !cfg.job_names().contains(&n.as_str()))
-    {
-        return Err(UsageError(format!(
-            "no job named `{n}` (jobs: {})",
-            cfg.job_names().join(", ")
-        ))
-        .into());
-    }
+    let names = super::select_jobs(&cfg, &args.jobs)?;
     let env = super::open_env(cfg)?;
     let rt = super::runtime()?;
     let mut failed = Vec::new();
