@@ -7,7 +7,6 @@
 //! 1 MiB chunks through a bounded channel to the uploading task. Back-pressure from a slow store
 //! stops the reads, which stops the dump tool: memory stays flat whatever the dump's size.
 
-use super::mysql_cmd::Credentials;
 use crate::config::MysqlJob;
 use crate::storage::{ObjectWriter, PutInfo, Storage};
 use bytes::{Bytes, BytesMut};
@@ -132,7 +131,8 @@ fn produce(
     tx: mpsc::Sender<Bytes>,
     progress: Option<Arc<AtomicU64>>,
 ) -> Result<u64, String> {
-    let creds = Credentials::new(job).map_err(|e| format!("cannot prepare credentials: {e}"))?;
+    let creds = crate::backup::mysql_cmd::credentials(job)
+        .map_err(|e| format!("cannot prepare credentials: {e}"))?;
     let mut cmd = Command::new(tool);
     cmd.arg(creds.arg()).args(dump_args(job, db));
     creds.pass_to(&mut cmd);

@@ -1,93 +1,19 @@
-//! Running the MySQL client tools safely: credentials go to the tool in an option file that lives
-//! only in memory (a sealed-off `memfd`, mode 0600, inherited by the child alone and named as
-//! `--defaults-extra-file=/dev/fd/N`), so a password never appears on a command line, in the
-//! child's environment, on disk, or in a log.
+//! A job's MySQL tools: which dump tool and client to run, its credentials (handed over in
+//! memory by `mysql_client`, never on a command line), one-statement queries, operator hints.
 
-use crate::config::{MysqlEndpoint, MysqlJob};
-use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use crate::config::MysqlJob;
+use crate::mysql_client::{option_file, Credentials};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Escapes a value for a MySQL option file (`key="value"`), which interprets backslash escapes.
-pub fn option_value(v: &str) -> String {
-    let mut out = String::with_capacity(v.len() + 2);
-    out.push('"');
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// The `[client]` option file for a job.
-pub fn option_file(job: &MysqlJob) -> String {
-    let mut s = String::from("[client]\n");
-    if let Some(u) = &job.user {
-        s.push_str(&format!("user={}\n", option_value(u)));
-    }
-    if let Some(p) = &job.password {
-        s.push_str(&format!("password={}\n", option_value(p.expose())));
-    }
-    match &job.endpoint {
-        MysqlEndpoint::Tcp { host, port } => {
-            s.push_str(&format!(
-                "host={}\nport={port}\nprotocol=TCP\n",
-                option_value(host)
-            ));
-        }
-        MysqlEndpoint::Socket(p) => {
-            s.push_str(&format!(
-                "socket={}\nprotocol=SOCKET\n",
-                option_value(&p.to_string_lossy())
-            ));
-        }
-    }
-    s
-}
-
-/// An in-memory option file for one child process.
-pub struct Credentials {
-    fd: OwnedFd,
-}
-
-impl Credentials {
-    /// Writes the job's option file into a fresh memfd.
-    pub fn new(job: &MysqlJob) -> std::io::Result<Credentials> {
-        use rustix::fs::{fchmod, memfd_create, MemfdFlags, Mode};
-        let fd = memfd_create("opsagent-mysql-options", MemfdFlags::CLOEXEC)?;
-        // The client tools ignore world-writable option files; memfds start as 0777.
-        fchmod(&fd, Mode::from_raw_mode(0o600))?;
-        let mut f = std::fs::File::from(fd);
-        f.write_all(option_file(job).as_bytes())?;
-        Ok(Credentials { fd: f.into() })
-    }
-
-    /// The first argument the tool needs.
-    pub fn arg(&self) -> String {
-        format!("--defaults-extra-file=/dev/fd/{}", self.fd.as_raw_fd())
-    }
-
-    /// Lets `cmd`'s child (and only it) inherit the option file.
-    pub fn pass_to(&self, cmd: &mut Command) {
-        let raw = self.fd.as_raw_fd();
-        // SAFETY: between fork and exec we only call fcntl, which is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || {
-                let fd = rustix::fd::BorrowedFd::borrow_raw(raw);
-                rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
-                Ok(())
-            });
-        }
-    }
+/// The credentials of a job, for one child process.
+pub fn credentials(job: &MysqlJob) -> std::io::Result<Credentials> {
+    Credentials::new(&option_file(
+        &job.endpoint,
+        job.user.as_deref(),
+        job.password.as_ref(),
+        "",
+    ))
 }
 
 /// Finds a program on PATH.
@@ -129,7 +55,7 @@ pub fn client_tool(dump: &Path) -> Result<PathBuf, String> {
 
 /// Runs one SQL statement with the client, returning its tab-separated output rows.
 pub fn query(job: &MysqlJob, client: &Path, sql: &str) -> Result<Vec<String>, String> {
-    let creds = Credentials::new(job).map_err(|e| format!("cannot prepare credentials: {e}"))?;
+    let creds = credentials(job).map_err(|e| format!("cannot prepare credentials: {e}"))?;
     let mut cmd = Command::new(client);
     cmd.arg(creds.arg()).args([
         "--batch",
@@ -172,15 +98,4 @@ pub fn with_hint(err: &str) -> String {
         return err.to_string();
     };
     format!("{err} (hint: {hint})")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn option_values_are_escaped() {
-        assert_eq!(option_value("a b#c"), "\"a b#c\"");
-        assert_eq!(option_value("q\"\\\n"), "\"q\\\"\\\\\\n\"");
-    }
 }

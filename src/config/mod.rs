@@ -70,28 +70,8 @@ pub enum Databases {
     List(Vec<String>),
 }
 
-/// How to reach a MySQL/MariaDB server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MysqlEndpoint {
-    /// TCP.
-    Tcp {
-        /// Host name or address.
-        host: String,
-        /// Port.
-        port: u16,
-    },
-    /// A Unix socket.
-    Socket(PathBuf),
-}
-
-impl std::fmt::Display for MysqlEndpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            MysqlEndpoint::Tcp { host, port } => write!(f, "{host}:{port}"),
-            MysqlEndpoint::Socket(p) => write!(f, "socket {}", p.display()),
-        }
-    }
-}
+/// How to reach a MySQL/MariaDB server (owned by the client adapter).
+pub use crate::mysql_client::Endpoint as MysqlEndpoint;
 
 /// A `[[mysql]]` job, resolved.
 #[derive(Debug, Clone)]

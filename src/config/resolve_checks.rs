@@ -451,11 +451,7 @@ fn mysql(cx: &mut Ctx, c: &RawMysqlCheck, jobs: &[MysqlJob], q: &KeyPath) -> Opt
             );
             return None;
         };
-        let ep = match &job.endpoint {
-            MysqlEndpoint::Tcp { host, port } => health::mysql::Endpoint::Tcp(host.clone(), *port),
-            MysqlEndpoint::Socket(s) => health::mysql::Endpoint::Socket(s.clone()),
-        };
-        (ep, job.user.clone(), job.password.clone())
+        (job.endpoint.clone(), job.user.clone(), job.password.clone())
     } else {
         let ep = match &c.socket {
             Some(s) if c.host.is_some() || c.port.is_some() => {
@@ -464,13 +460,13 @@ fn mysql(cx: &mut Ctx, c: &RawMysqlCheck, jobs: &[MysqlJob], q: &KeyPath) -> Opt
                     "both `socket` and `host`/`port` are set",
                     "use either socket or host and port",
                 );
-                health::mysql::Endpoint::Socket(s.clone())
+                MysqlEndpoint::Socket(s.clone())
             }
-            Some(s) => health::mysql::Endpoint::Socket(s.clone()),
-            None => health::mysql::Endpoint::Tcp(
-                c.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
-                c.port.unwrap_or(3306),
-            ),
+            Some(s) => MysqlEndpoint::Socket(s.clone()),
+            None => MysqlEndpoint::Tcp {
+                host: c.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
+                port: c.port.unwrap_or(3306),
+            },
         };
         let password = c
             .password_file

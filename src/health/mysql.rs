@@ -5,18 +5,9 @@
 use super::state::{Level, Limits};
 use super::{inner_budget, CheckSpec, Sample};
 use crate::secret::Secret;
-use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
-/// Where the server is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// TCP host and port.
-    Tcp(String, u16),
-    /// Unix socket.
-    Socket(PathBuf),
-}
+pub use crate::mysql_client::Endpoint;
 
 /// A MySQL check.
 #[derive(Debug, Clone)]
@@ -33,47 +24,14 @@ pub struct Spec {
 
 const SQL: &str = "SELECT 'alive'; SHOW GLOBAL STATUS LIKE 'Threads_connected'; SHOW GLOBAL VARIABLES LIKE 'max_connections';";
 
-fn quote(v: &str) -> String {
-    let mut out = String::from("\"");
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// The `[client]` option file.
 pub fn option_file(m: &Spec) -> String {
-    let mut s = String::from("[client]\n");
-    if let Some(u) = &m.user {
-        s.push_str(&format!("user={}\n", quote(u)));
-    }
-    if let Some(p) = &m.password {
-        s.push_str(&format!("password={}\n", quote(p.expose())));
-    }
-    match &m.endpoint {
-        Endpoint::Tcp(h, p) => s.push_str(&format!("host={}\nport={p}\nprotocol=TCP\n", quote(h))),
-        Endpoint::Socket(p) => s.push_str(&format!(
-            "socket={}\nprotocol=SOCKET\n",
-            quote(&p.to_string_lossy())
-        )),
-    }
-    s.push_str("connect-timeout=5\n");
-    s
-}
-
-fn memfd(text: &str) -> std::io::Result<OwnedFd> {
-    use rustix::fs::{fchmod, memfd_create, MemfdFlags, Mode};
-    let fd = memfd_create("opsagent-check-options", MemfdFlags::CLOEXEC)?;
-    fchmod(&fd, Mode::from_raw_mode(0o600))?;
-    let mut f = std::fs::File::from(fd);
-    f.write_all(text.as_bytes())?;
-    Ok(f.into())
+    crate::mysql_client::option_file(
+        &m.endpoint,
+        m.user.as_deref(),
+        m.password.as_ref(),
+        "connect-timeout=5\n",
+    )
 }
 
 fn client() -> Option<PathBuf> {
@@ -106,29 +64,18 @@ pub async fn probe(spec: &CheckSpec, m: &Spec) -> Sample {
             "no mariadb or mysql client on PATH (hint: apt install mariadb-client)".into(),
         );
     };
-    let fd = match memfd(&option_file(m)) {
-        Ok(fd) => fd,
+    let creds = match crate::mysql_client::Credentials::new(&option_file(m)) {
+        Ok(c) => c,
         Err(e) => return Sample::failed(spec, format!("cannot prepare credentials: {e}")),
     };
-    let raw = fd.as_raw_fd();
     let mut cmd = tokio::process::Command::new(&client);
-    cmd.arg(format!("--defaults-extra-file=/dev/fd/{raw}"))
+    cmd.arg(creds.arg())
         .args(["--batch", "--skip-column-names", "--raw", "-e", SQL])
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
-    // SAFETY: between fork and exec only fcntl, which is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            let fd = rustix::fd::BorrowedFd::borrow_raw(raw);
-            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
-            Ok(())
-        });
-    }
+    creds.pass_to_async(&mut cmd);
     let budget = inner_budget(spec.timeout);
-    let where_ = match &m.endpoint {
-        Endpoint::Tcp(h, p) => format!("{h}:{p}"),
-        Endpoint::Socket(s) => s.display().to_string(),
-    };
+    let where_ = m.endpoint.to_string();
     let out = match tokio::time::timeout(budget, cmd.output()).await {
         Err(_) => {
             return Sample::judged(
@@ -141,7 +88,7 @@ pub async fn probe(spec: &CheckSpec, m: &Spec) -> Sample {
         Ok(Err(e)) => return Sample::failed(spec, format!("cannot run {}: {e}", client.display())),
         Ok(Ok(o)) => o,
     };
-    drop(fd);
+    drop(creds);
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
         return Sample::judged(spec, Level::Crit, None, format!("MySQL at {where_}: {err}"));
@@ -174,7 +121,10 @@ mod tests {
     #[test]
     fn option_file_quotes_and_never_leaks_into_args() {
         let m = Spec {
-            endpoint: Endpoint::Tcp("127.0.0.1".into(), 3306),
+            endpoint: Endpoint::Tcp {
+                host: "127.0.0.1".into(),
+                port: 3306,
+            },
             user: Some("mon\"itor".into()),
             password: None,
             connections: Limits::above(80.0, 90.0),

@@ -1,7 +1,7 @@
 //! Small SQL helpers for restores: identifier quoting, scripts fed on stdin (so bodies with `;`
 //! work under `DELIMITER`), and reading `SHOW CREATE …` output safely.
 
-use crate::backup::mysql_cmd::{with_hint, Credentials};
+use crate::backup::mysql_cmd::with_hint;
 use crate::config::MysqlJob;
 use std::io::Write;
 use std::path::Path;
@@ -20,7 +20,8 @@ pub fn literal(s: &str) -> String {
 /// Runs `script` (statements, `DELIMITER` allowed) with the client; returns the rows, fields
 /// unescaped (batch mode escapes tab, newline, backslash and NUL inside values).
 pub fn run(job: &MysqlJob, client: &Path, script: &str) -> Result<Vec<Vec<String>>, String> {
-    let creds = Credentials::new(job).map_err(|e| format!("cannot prepare credentials: {e}"))?;
+    let creds = crate::backup::mysql_cmd::credentials(job)
+        .map_err(|e| format!("cannot prepare credentials: {e}"))?;
     let mut cmd = Command::new(client);
     cmd.arg(creds.arg()).args([
         "--batch",

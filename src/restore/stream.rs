@@ -4,7 +4,6 @@
 //! the caller drops whatever was loaded.
 
 use crate::backup::manifest::ObjectRef;
-use crate::backup::mysql_cmd::Credentials;
 use crate::config::MysqlJob;
 use crate::storage::Storage;
 use bytes::Bytes;
@@ -129,7 +128,8 @@ fn run_client(
     rx: mpsc::Receiver<Bytes>,
     abort: &AtomicBool,
 ) -> Result<(), String> {
-    let creds = Credentials::new(job).map_err(|e| format!("cannot prepare credentials: {e}"))?;
+    let creds = crate::backup::mysql_cmd::credentials(job)
+        .map_err(|e| format!("cannot prepare credentials: {e}"))?;
     let mut cmd = Command::new(client);
     cmd.arg(creds.arg())
         .args([
