@@ -182,4 +182,12 @@ fn config_env_variable_and_next_run_shown() {
         stdout.contains("next run") && stdout.contains("02:30 -05"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("checks    every 30s: host cpu, load, memory"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("backup:main"),
+        "the freshness check is listed: {stdout}"
+    );
 }

@@ -78,7 +78,7 @@ pub fn summary(cfg: &Config) -> String {
         };
         s += &format!("    {:<12}        restore drill {drill}\n", "");
     }
-    s += "  checks    none configured\n";
+    s += &checks_summary(&cfg.health);
     match &cfg.email {
         None => s += "  alerts    no email configured ([alerts.email])\n",
         Some(e) => {
@@ -99,6 +99,36 @@ pub fn summary(cfg: &Config) -> String {
     }
     for w in &cfg.warnings {
         s += &format!("warning: {w}\n");
+    }
+    s
+}
+
+/// One line for the host checks, one for the configured and automatic ones.
+fn checks_summary(h: &crate::health::HealthConfig) -> String {
+    let host = &h.host;
+    let on: Vec<&str> = [
+        ("cpu", host.cpu.is_some()),
+        ("load", host.load.is_some()),
+        ("memory", host.memory.is_some()),
+        ("swap", host.swap.is_some()),
+        ("disks (space, inodes, time to full)", host.disk.is_some()),
+    ]
+    .iter()
+    .filter(|(_, enabled)| *enabled)
+    .map(|(n, _)| *n)
+    .collect();
+    let mut s = format!(
+        "  checks    every {}: host {}\n",
+        humantime::format_duration(h.interval),
+        if on.is_empty() {
+            "checks off".to_string()
+        } else {
+            on.join(", ")
+        }
+    );
+    if !h.checks.is_empty() {
+        let names: Vec<&str> = h.checks.iter().map(|c| c.name.as_str()).collect();
+        s += &format!("            {} more: {}\n", names.len(), names.join(", "));
     }
     s
 }
