@@ -575,10 +575,7 @@ pub(super) fn metrics(
 ) -> Option<std::net::SocketAddr> {
     let l = r?.listen.as_ref()?;
     match l.parse() {
-        Ok(a) => {
-            cx.warn(&p.key("listen"), "the Prometheus endpoint is not served by this version yet; `[metrics] listen` is validated and ignored", "`opsagent status --json` gives the same states meanwhile");
-            Some(a)
-        }
+        Ok(a) => Some(a),
         Err(_) => {
             cx.error(
                 &p.key("listen"),

@@ -98,6 +98,26 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
         crate::alert::Setup::from_config(&d.env.config),
         d.env.catalog.clone(),
     );
+    // The Prometheus endpoint, when `[metrics] listen` asks for one (not followed on reload).
+    let _metrics = match d.env.config.metrics_listen {
+        Some(addr) => {
+            let jobs = d
+                .env
+                .config
+                .job_names()
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            match crate::metrics::serve(addr, d.env.catalog.clone(), jobs).await {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::error!(%addr, error = %e, "cannot serve metrics; check [metrics] listen");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let mut watched = d.env.config.clone();
     let status = d.status_line();
     tracing::info!(jobs = d.clocks.len(), storage = %d.env.storage.describe(), "opsagent started");

@@ -1,0 +1,133 @@
+//! `[metrics] listen`: a Prometheus text endpoint (`GET /metrics`) on a loopback port, off by
+//! default, so a team that outgrows one box can scrape this one. Every scrape reads the catalog
+//! (check states written by the health runner, backup and drill runs), so the endpoint holds no
+//! state of its own and costs nothing between scrapes.
+
+use crate::catalog::{Catalog, RunStatus};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+type Labels = Vec<(String, String)>;
+type FloatGauges = Family<Labels, Gauge<f64, AtomicU64>>;
+
+/// Binds `addr` and serves until the task is dropped.
+pub async fn serve(
+    addr: SocketAddr,
+    catalog: Arc<Catalog>,
+    jobs: Vec<String>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "Prometheus metrics on http://{addr}/metrics");
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let (catalog, jobs) = (catalog.clone(), jobs.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = match tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    sock.read(&mut buf),
+                )
+                .await
+                {
+                    Ok(Ok(n)) => n,
+                    _ => return,
+                };
+                let head = String::from_utf8_lossy(&buf[..n]);
+                let response = if head.starts_with("GET /metrics ")
+                    || head.starts_with("GET /metrics?")
+                {
+                    let body = tokio::task::spawn_blocking(move || render(&catalog, &jobs))
+                        .await
+                        .unwrap_or_default();
+                    format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                } else {
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_string()
+                };
+                let _ = sock.write_all(response.as_bytes()).await;
+            });
+        }
+    }))
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The exposition text for the catalog's current state.
+pub fn render(catalog: &Catalog, jobs: &[String]) -> String {
+    let mut reg = Registry::with_prefix("opsagent");
+    let state = FloatGauges::default();
+    let value = FloatGauges::default();
+    let flapping = FloatGauges::default();
+    for c in catalog.check_states().unwrap_or_default() {
+        let l = labels(&[("check", &c.check), ("kind", &c.kind)]);
+        let code = match c.state.as_str() {
+            "OK" => 0.0,
+            "WARN" => 1.0,
+            "CRIT" => 2.0,
+            _ => 3.0,
+        };
+        state.get_or_create(&l).set(code);
+        flapping
+            .get_or_create(&l)
+            .set(if c.flapping { 1.0 } else { 0.0 });
+        if let Some(v) = c.value {
+            value.get_or_create(&l).set(v);
+        }
+    }
+    let last_success = FloatGauges::default();
+    let last_ok = FloatGauges::default();
+    for job in jobs {
+        for kind in ["mysql", "verify"] {
+            let l = labels(&[("job", job), ("kind", kind)]);
+            if let Ok(Some(r)) = catalog.last_finished_run(job, kind, true) {
+                last_success
+                    .get_or_create(&l)
+                    .set(r.started_at.timestamp() as f64);
+            }
+            if let Ok(Some(r)) = catalog.last_finished_run(job, kind, false) {
+                last_ok
+                    .get_or_create(&l)
+                    .set(if r.status == RunStatus::Success {
+                        1.0
+                    } else {
+                        0.0
+                    });
+            }
+        }
+    }
+    reg.register(
+        "check_state",
+        "Check state: 0 OK, 1 WARN, 2 CRIT, 3 UNKNOWN",
+        state,
+    );
+    reg.register("check_value", "Last sampled value of the check", value);
+    reg.register("check_flapping", "1 while the check is flapping", flapping);
+    reg.register(
+        "run_last_success_timestamp_seconds",
+        "Start of the newest successful backup (kind mysql) or restore drill (kind verify)",
+        last_success,
+    );
+    reg.register(
+        "run_last_ok",
+        "1 if the newest finished run of the job succeeded",
+        last_ok,
+    );
+    let mut out = String::new();
+    let _ = encode(&mut out, &reg);
+    out
+}
