@@ -67,12 +67,31 @@ fn write_completions(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         (Shell::Fish, "opsagent.fish"),
     ] {
         let mut buf = Vec::new();
-        clap_complete::generate(shell, &mut Cli::command(), "opsagent", &mut buf);
+        clap_complete::generate(shell, &mut visible_command(), "opsagent", &mut buf);
         let path = dir.join(file);
         write(&path, &buf)?;
         written.push(path);
     }
     Ok(written)
+}
+
+/// The command line without hidden verbs: clap_complete would offer them.
+fn visible_command() -> clap::Command {
+    let cmd = Cli::command();
+    let verbs: Vec<clap::Command> = cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+        .cloned()
+        .collect();
+    let mut visible = clap::Command::new("opsagent")
+        .version(env!("CARGO_PKG_VERSION"))
+        .subcommand_required(true);
+    if let Some(about) = cmd.get_about() {
+        visible = visible.about(about.clone());
+    }
+    visible
+        .args(cmd.get_arguments().cloned())
+        .subcommands(verbs)
 }
 
 fn create_dir(dir: &Path) -> anyhow::Result<()> {
@@ -104,6 +123,10 @@ mod tests {
         for f in ["opsagent.bash", "_opsagent", "opsagent.fish"] {
             let text = std::fs::read_to_string(dir.path().join("completions").join(f)).unwrap();
             assert!(text.contains("check-config"), "{f}: {text}");
+            assert!(
+                !text.contains("generate-assets"),
+                "{f} offers the hidden verb"
+            );
         }
         assert!(!dir.path().join("man/opsagent-generate-assets.1").exists());
     }
