@@ -131,7 +131,8 @@ async fn snapshot_one(
         host: env.config.agent.hostname.clone(),
         item: db.to_string(),
         started_at,
-        finished_at: Utc::now(),
+        // Never before the start, should the clock jump back during the dump.
+        finished_at: Utc::now().max(started_at),
         objects: vec![ObjectRef {
             key,
             size: put.size,
