@@ -217,6 +217,59 @@ fn assert_no_negative_durations(setup: &Setup, cfg: &Path) {
     }
 }
 
+/// Starts `opsagent run`, waits for its first `scheduled` log line, stops it with SIGTERM
+/// (it must exit 0) and returns its log.
+fn daemon_until_scheduled(config: &Path, envs: &[(&str, String)]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_opsagent"));
+    cmd.arg("--config")
+        .arg(config)
+        .arg("run")
+        .env("OPSAGENT_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut daemon = common::spawn(cmd).unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let (l, stderr) = (log.clone(), daemon.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut g = l.lock().unwrap();
+            g.push_str(&line);
+            g.push('\n');
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !log.lock().unwrap().contains("scheduled") {
+        if Instant::now() > deadline {
+            let _ = daemon.kill();
+            panic!("daemon not scheduling; log:\n{}", log.lock().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
+    let status = daemon.wait().unwrap();
+    // Let the reader thread drain the pipe.
+    std::thread::sleep(Duration::from_millis(100));
+    let log = log.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(0), "{log}");
+    log
+}
+
+fn faketime_lib() -> &'static str {
+    [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/faketime/libfaketime.so.1",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .expect("libfaketime (run scripts/install-test-deps)")
+}
+
 #[test]
 fn s3_stopped_mid_upload_and_back_after_10s_completes_or_fails_cleanly() {
     let db = MariaDb::shared();
@@ -377,38 +430,7 @@ fn opsagent_sigkilled_mid_backup_is_marked_interrupted_and_next_run_succeeds() {
     assert_eq!(manifests(s3, &setup.bucket), Vec::<String>::new());
 
     // The daemon repairs the stale run at start.
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_opsagent"));
-    cmd.arg("--config")
-        .arg(&cfg)
-        .arg("run")
-        .env("OPSAGENT_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut daemon = common::spawn(cmd).unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let (l, stderr) = (log.clone(), daemon.stderr.take().unwrap());
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let mut g = l.lock().unwrap();
-            g.push_str(&line);
-            g.push('\n');
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !log.lock().unwrap().contains("scheduled") {
-        assert!(
-            Instant::now() < deadline,
-            "daemon log:\n{}",
-            log.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
-        .status();
-    let status = daemon.wait().unwrap();
-    let log = log.lock().unwrap().clone();
-    assert_eq!(status.code(), Some(0), "{log}");
+    let log = daemon_until_scheduled(&cfg, &[]);
     assert!(log.contains("marked `interrupted`"), "{log}");
     let runs = setup.runs();
     assert_eq!(runs.len(), 1, "{runs:?}");
@@ -442,13 +464,7 @@ fn clock_jumping_back_an_hour_gives_no_negative_durations_nor_duplicates() {
     let setup = Setup::new(s3);
     let cfg = setup.config(s3, db, big);
     // libfaketime reads the offset from a file (uncached), so it can change mid-run.
-    let lib = [
-        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
-        "/usr/lib/faketime/libfaketime.so.1",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists())
-    .expect("libfaketime (run scripts/install-test-deps)");
+    let lib = faketime_lib();
     let offset = setup.path("faketime");
     std::fs::write(&offset, "+0\n").unwrap();
     let envs = [
@@ -496,4 +512,35 @@ fn clock_jumping_back_an_hour_gives_no_negative_durations_nor_duplicates() {
     ids.dedup();
     assert_eq!(ids.len(), 3, "duplicate snapshot ids");
     assert_no_negative_durations(&setup, &cfg);
+}
+
+#[test]
+fn clock_back_an_hour_across_a_daemon_restart_does_not_repeat_the_slot() {
+    let db = MariaDb::shared();
+    db.create_user("backup", PASSWORD);
+    let s3 = S3Server::shared();
+    let setup = Setup::new(s3);
+    let name = db.new_database();
+    db.sql_db(&name, "CREATE TABLE t (id INT); INSERT INTO t VALUES (1);");
+    let cfg = setup.config(s3, db, &name);
+    let at = |t: &str| {
+        vec![
+            ("LD_PRELOAD", faketime_lib().to_string()),
+            ("FAKETIME", format!("@{t}")),
+        ]
+    };
+    // The 02:30 slot is taken…
+    let out = spawn_backup(&cfg, &at("2026-11-23 02:30:01"))
+        .wait_with_output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    // …then the clock goes back an hour and the daemon starts: 02:30 today must not run again.
+    let log = daemon_until_scheduled(&cfg, &at("2026-11-23 01:35:00"));
+    let line = log
+        .lines()
+        .find(|l| l.contains("scheduled") && l.contains("job=j"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("2026-11-24 02:30"), "{line}");
+    assert!(!line.contains("catch_up=true"), "{line}");
+    assert_eq!(setup.runs().len(), 1);
 }

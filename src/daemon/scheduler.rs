@@ -45,7 +45,13 @@ impl JobClock {
                 catch_up: true,
             },
             None => {
-                let due = schedule.next_after(now, zone);
+                // A last run after `now` means the clock went back since: do not repeat the
+                // slot it took. Bounded, so a clock that was far ahead does not stop backups.
+                let floor = match last_run {
+                    Some(last) if last > now && last - now <= Duration::days(1) => last,
+                    _ => now,
+                };
+                let due = schedule.next_after(floor, zone);
                 JobClock {
                     schedule,
                     last_slot: last_run,
@@ -130,5 +136,22 @@ mod tests {
         // Now the clock jumps back to 09:05 when the 11:00 slot is taken: 10:00 must not rerun.
         c.advance(t(23, 9, 5), UTC);
         assert_eq!(c.due, Some(t(23, 12, 0)));
+    }
+
+    #[test]
+    fn clock_back_across_a_restart_does_not_repeat_the_last_slot() {
+        // Ran at 02:30; the daemon restarts after the clock went back to 01:35.
+        let last = t(23, 2, 30) + Duration::milliseconds(400);
+        let c = JobClock::new(daily(), UTC, Some(last), t(23, 1, 35), Duration::seconds(5));
+        assert_eq!((c.due, c.catch_up), (Some(t(24, 2, 30)), false));
+        // A last run more than a day "ahead" is a wrong clock, not a slot taken: ignored.
+        let c = JobClock::new(
+            daily(),
+            UTC,
+            Some(t(27, 2, 30)),
+            t(23, 1, 35),
+            Duration::zero(),
+        );
+        assert_eq!(c.due, Some(t(23, 2, 30)));
     }
 }
