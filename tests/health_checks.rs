@@ -305,6 +305,13 @@ async fn process_by_name_and_pidfile() {
         .arg("30")
         .spawn()
         .unwrap();
+    // Until exec completes the child still carries the test binary's name: wait for `sleep`.
+    let comm = format!("/proc/{}/comm", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::fs::read_to_string(&comm).map_or(true, |c| c.trim() != "sleep") {
+        assert!(std::time::Instant::now() < deadline, "sleep never exec'd");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let pidfile = d.path().join("sleep.pid");
     std::fs::write(&pidfile, format!("{}\n", child.id())).unwrap();
     let s = specs(
