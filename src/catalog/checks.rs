@@ -2,9 +2,9 @@
 //! `events` (with a `delivered` flag for alerting), and sample history downsampled from 1-minute
 //! points (`history_minute`) to hourly aggregates (`history_hour`).
 
-use super::{from_millis, to_millis, Catalog, CatalogError, RunRecord, RunStatus};
+use super::{from_millis, to_millis, Catalog, CatalogError};
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 
 /// One row of `check_state`.
 #[derive(Debug, Clone, PartialEq)]
@@ -254,51 +254,6 @@ impl Catalog {
             .map_err(|e| self.q(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.q(e))
     }
-
-    /// The newest finished run of `job` of `kind` (`mysql`, `verify`); only successful ones
-    /// when `success_only`.
-    pub fn last_finished_run(
-        &self,
-        job: &str,
-        kind: &str,
-        success_only: bool,
-    ) -> Result<Option<RunRecord>, CatalogError> {
-        self.conn()
-            .query_row(
-                "SELECT id, job, kind, trigger, started_at, ended_at, status, bytes, error, pid
-                 FROM runs WHERE job = ?1 AND kind = ?2 AND status != 'running'
-                   AND (?3 = 0 OR status = 'success')
-                 ORDER BY started_at DESC, id DESC LIMIT 1",
-                params![job, kind, success_only as i64],
-                |r| {
-                    Ok(RunRecord {
-                        id: r.get(0)?,
-                        job: r.get(1)?,
-                        kind: r.get(2)?,
-                        trigger: r.get(3)?,
-                        started_at: from_millis(r.get(4)?),
-                        ended_at: r.get::<_, Option<i64>>(5)?.map(from_millis),
-                        status: status_of(&r.get::<_, String>(6)?),
-                        bytes: r.get::<_, i64>(7)? as u64,
-                        error: r.get(8)?,
-                        pid: r.get::<_, i64>(9)? as u32,
-                    })
-                },
-            )
-            .optional()
-            .map_err(|e| self.q(e))
-    }
-}
-
-fn status_of(s: &str) -> RunStatus {
-    [
-        RunStatus::Success,
-        RunStatus::Partial,
-        RunStatus::Interrupted,
-    ]
-    .into_iter()
-    .find(|st| st.as_str() == s)
-    .unwrap_or(RunStatus::Failed)
 }
 
 #[cfg(test)]

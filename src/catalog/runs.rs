@@ -144,6 +144,28 @@ impl Catalog {
             .map_err(|e| self.q(e))
     }
 
+    /// The newest finished run of `job` of `kind` (`mysql`, `verify`); only successful ones
+    /// when `success_only`.
+    pub fn last_finished_run(
+        &self,
+        job: &str,
+        kind: &str,
+        success_only: bool,
+    ) -> Result<Option<RunRecord>, CatalogError> {
+        self.conn()
+            .query_row(
+                &format!(
+                    "SELECT {COLS} FROM runs WHERE job = ?1 AND kind = ?2 AND status != 'running'
+                       AND (?3 = 0 OR status = 'success')
+                     ORDER BY started_at DESC, id DESC LIMIT 1"
+                ),
+                params![job, kind, success_only as i64],
+                row,
+            )
+            .optional()
+            .map_err(|e| self.q(e))
+    }
+
     /// The newest `limit` runs, newest first.
     pub fn recent_runs(&self, limit: usize) -> Result<Vec<RunRecord>, CatalogError> {
         let conn = self.conn();
