@@ -147,6 +147,9 @@ fn every_file_under_config_loads() {
                 path.display(),
                 String::from_utf8_lossy(&out.stderr)
             );
+            // Relative paths (`./var/state`) are shown resolved, without `.` segments.
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(!stdout.contains("/./"), "{stdout}");
             n += 1;
         }
     }

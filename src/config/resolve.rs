@@ -177,14 +177,19 @@ fn key_at(text: &str, offset: usize) -> String {
     }
 }
 
+/// `p` made absolute against the working directory, without `.` components.
 fn absolute(p: &Path) -> PathBuf {
-    if p.is_absolute() {
+    let joined = if p.is_absolute() {
         p.to_path_buf()
     } else {
         std::env::current_dir()
             .map(|d| d.join(p))
             .unwrap_or_else(|_| p.to_path_buf())
-    }
+    };
+    joined
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
 }
 
 fn system_hostname() -> String {
