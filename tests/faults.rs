@@ -105,12 +105,7 @@ fn spawn_backup(config: &Path, envs: &[(&str, String)]) -> Child {
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    common::output_text(o)
 }
 
 /// `opsagent snapshots --json [--refresh]` as a JSON array.

@@ -7,7 +7,6 @@ mod common;
 
 use common::mariadb::MariaDb;
 use common::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -49,10 +48,8 @@ impl Setup {
     }
 }
 
-fn secret(dir: &Path, name: &str, value: &str) {
-    let p = dir.join(name);
-    std::fs::write(&p, format!("{value}\n")).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+fn secret(dir: &Path, name: &str, value: &str) -> PathBuf {
+    common::write_secret(dir, name, value)
 }
 
 fn opsagent(config: &Path, args: &[&str]) -> Output {
@@ -65,12 +62,7 @@ fn opsagent(config: &Path, args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    common::output_text(o)
 }
 
 fn tcp_job(db: &MariaDb, name: &str, databases: &str) -> String {

@@ -398,3 +398,22 @@ pub fn listens_on(pid: u32, port: u16) -> bool {
     fds.filter_map(|e| std::fs::read_link(e.path()).ok())
         .any(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
 }
+
+/// A finished command's exit status, stdout and stderr, for assertion messages.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Writes a secret file (`value` plus a newline, mode 0600) and returns its path.
+pub fn write_secret(dir: &Path, name: &str, value: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(name);
+    std::fs::write(&p, format!("{value}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    p
+}
