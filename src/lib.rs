@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod health;
+pub mod media;
 pub mod metrics;
 pub mod mysql_client;
 pub mod restore;

@@ -66,6 +66,35 @@ pub struct Manifest {
     pub objects: Vec<ObjectRef>,
     /// Tool versions.
     pub tools: Tools,
+    /// Media snapshots: what the tree holds and what this run added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaSummary>,
+}
+
+/// The part of a manifest only media snapshots have (`kind = "media"`, `item = "files"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaSummary {
+    /// The backed-up paths.
+    pub paths: Vec<String>,
+    /// Regular files in the tree.
+    pub files: u64,
+    /// Directories.
+    pub dirs: u64,
+    /// Symlinks.
+    pub symlinks: u64,
+    /// Bytes of all files.
+    pub bytes: u64,
+    /// Bytes of file content this run stored for the first time (before compression).
+    pub new_bytes: u64,
+    /// Bytes of the packs this run uploaded.
+    pub new_stored: u64,
+    /// `"complete"`, or `"partial"` when files were skipped or changed while read.
+    pub status: String,
+    /// What was skipped or may be inconsistent, one line each.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// Every pack the tree's chunks live in (lets prune work without reading trees).
+    pub packs: Vec<crate::media::Id>,
 }
 
 impl Manifest {

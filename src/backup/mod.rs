@@ -7,6 +7,7 @@
 pub mod dump;
 pub mod lock;
 pub mod manifest;
+pub mod media;
 pub mod mysql;
 pub mod mysql_cmd;
 pub mod prune;
@@ -99,6 +100,12 @@ pub fn schedules(config: &Config) -> Vec<(String, Schedule)> {
         .iter()
         .map(|j| (j.name.clone(), j.schedule.clone()))
         .collect();
+    v.extend(
+        config
+            .media
+            .iter()
+            .map(|j| (j.name.clone(), j.schedule.clone())),
+    );
     v.extend(config.mysql.iter().filter_map(|j| {
         j.verify_schedule
             .clone()
@@ -109,6 +116,9 @@ pub fn schedules(config: &Config) -> Vec<(String, Schedule)> {
 
 /// Runs job `name` once, recording it in the catalog. Logs the outcome.
 pub async fn run_job(env: &Env, name: &str, trigger: Trigger) -> Result<RunReport, BackupError> {
+    if let Some(job) = env.config.media.iter().find(|j| j.name == name).cloned() {
+        return run_media_job(env, &job, trigger).await;
+    }
     let job = env
         .config
         .mysql
@@ -131,21 +141,8 @@ pub async fn run_job(env: &Env, name: &str, trigger: Trigger) -> Result<RunRepor
         .finish_run(run_id, status, bytes, error.as_deref(), Utc::now())?;
     match result {
         Ok(mut report) => {
-            report.pruned = match prune::apply(env, name, &job.keep, false).await {
-                Ok(plan) => plan.iter().filter(|p| !p.keep).count(),
-                Err(e) => {
-                    tracing::warn!(job = name, error = %e, "retention failed; it will be retried after the next run");
-                    0
-                }
-            };
-            tracing::info!(
-                job = name,
-                snapshots = report.snapshots.len(),
-                bytes,
-                pruned = report.pruned,
-                secs = started.elapsed().as_secs_f64(),
-                "backup finished"
-            );
+            report.pruned = retention(env, name, &job.keep).await;
+            finished(name, &report, started);
             Ok(report)
         }
         Err(e) => {
@@ -156,4 +153,81 @@ pub async fn run_job(env: &Env, name: &str, trigger: Trigger) -> Result<RunRepor
             })
         }
     }
+}
+
+/// A `[[media]]` job's run: one snapshot of all its paths; `partial` when files were skipped.
+async fn run_media_job(
+    env: &Env,
+    job: &crate::config::MediaJob,
+    trigger: Trigger,
+) -> Result<RunReport, BackupError> {
+    let name = job.name.as_str();
+    let _lock = lock::JobLock::acquire(&env.config.agent.state_dir, name)?;
+    let run_id = env
+        .catalog
+        .start_run(name, "media", trigger.as_str(), Utc::now())?;
+    tracing::info!(
+        job = name,
+        trigger = trigger.as_str(),
+        "media backup started"
+    );
+    let started = std::time::Instant::now();
+    let result = media::run(env, job, run_id).await;
+    let uploaded =
+        |m: &manifest::Manifest| m.stored_size() + m.media.as_ref().map_or(0, |s| s.new_stored);
+    let (status, bytes, error) = match &result {
+        Ok(r) if r.partial => (
+            RunStatus::Partial,
+            uploaded(&r.manifest),
+            r.manifest
+                .media
+                .as_ref()
+                .map(|m| format!("{} warning(s); first: {}", m.warnings.len(), m.warnings[0])),
+        ),
+        Ok(r) => (RunStatus::Success, uploaded(&r.manifest), None),
+        Err(e) => (RunStatus::Failed, 0, Some(e.clone())),
+    };
+    env.catalog
+        .finish_run(run_id, status, bytes, error.as_deref(), Utc::now())?;
+    match result {
+        Ok(r) => {
+            let mut report = RunReport {
+                bytes,
+                ..RunReport::default()
+            };
+            report.snapshots.push(r.manifest);
+            report.pruned = retention(env, name, &job.keep).await;
+            finished(name, &report, started);
+            Ok(report)
+        }
+        Err(e) => {
+            tracing::error!(job = name, error = %e, "media backup failed");
+            Err(BackupError::Failed {
+                job: name.to_string(),
+                message: e,
+            })
+        }
+    }
+}
+
+/// Applies retention after a good run; a failure is logged and retried after the next run.
+async fn retention(env: &Env, name: &str, keep: &retention::KeepPolicy) -> usize {
+    match prune::apply(env, name, keep, false).await {
+        Ok(plan) => plan.iter().filter(|p| !p.keep).count(),
+        Err(e) => {
+            tracing::warn!(job = name, error = %e, "retention failed; it will be retried after the next run");
+            0
+        }
+    }
+}
+
+fn finished(name: &str, report: &RunReport, started: std::time::Instant) {
+    tracing::info!(
+        job = name,
+        snapshots = report.snapshots.len(),
+        bytes = report.bytes,
+        pruned = report.pruned,
+        secs = started.elapsed().as_secs_f64(),
+        "backup finished"
+    );
 }

@@ -141,6 +141,7 @@ async fn snapshot_one(
             compression: "zstd".into(),
         }],
         tools: tools.clone(),
+        media: None,
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
     env.storage
@@ -165,8 +166,8 @@ pub fn snapshot_row(m: &Manifest, json: String) -> SnapshotRow {
         item: m.item.clone(),
         started_at: m.started_at,
         finished_at: m.finished_at,
-        size: m.raw_size(),
-        stored_size: m.stored_size(),
+        size: m.media.as_ref().map_or(m.raw_size(), |s| s.bytes),
+        stored_size: m.stored_size() + m.media.as_ref().map_or(0, |s| s.new_stored),
         manifest_key: m.key(),
         manifest: json,
     }

@@ -9,6 +9,7 @@ mod resolve;
 mod resolve_alerts;
 mod resolve_checks;
 mod resolve_email;
+mod resolve_media;
 mod resolve_s3;
 pub mod schedule;
 pub mod span;
@@ -36,6 +37,8 @@ pub struct Config {
     pub storage: StorageSpec,
     /// `[[mysql]]` jobs.
     pub mysql: Vec<MysqlJob>,
+    /// `[[media]]` jobs.
+    pub media: Vec<MediaJob>,
     /// `[alerts.email]`, when configured.
     pub email: Option<EmailSettings>,
     /// `[alerts]`: grouping, reminders, maintenance windows.
@@ -119,10 +122,37 @@ impl MysqlJob {
 
 pub use crate::alert::email::{EmailSettings, SmtpTls};
 
+/// A `[[media]]` job, resolved.
+#[derive(Debug, Clone)]
+pub struct MediaJob {
+    /// Unique job name.
+    pub name: String,
+    /// Absolute paths to back up.
+    pub paths: Vec<PathBuf>,
+    /// gitignore-style exclude patterns.
+    pub exclude: Vec<String>,
+    /// When to run.
+    pub schedule: Schedule,
+    /// Retention.
+    pub keep: KeepPolicy,
+    /// Do not cross into other file systems.
+    pub one_file_system: bool,
+    /// Follow symlinks instead of storing them.
+    pub follow_symlinks: bool,
+    /// zstd level for compressible content.
+    pub compression_level: i32,
+    /// How long unreferenced packs survive prune.
+    pub prune_grace: Duration,
+}
+
 impl Config {
     /// All job names, in config order.
     pub fn job_names(&self) -> Vec<&str> {
-        self.mysql.iter().map(|j| j.name.as_str()).collect()
+        self.mysql
+            .iter()
+            .map(|j| j.name.as_str())
+            .chain(self.media.iter().map(|j| j.name.as_str()))
+            .collect()
     }
 
     /// The catalog's path.

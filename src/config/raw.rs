@@ -18,6 +18,9 @@ pub struct RawConfig {
     /// MySQL/MariaDB dump jobs.
     #[serde(default)]
     pub mysql: Vec<RawMysql>,
+    /// Media (directory tree) backup jobs.
+    #[serde(default)]
+    pub media: Vec<RawMedia>,
     /// Alert delivery.
     pub alerts: Option<RawAlerts>,
     /// Health checks.
@@ -123,6 +126,32 @@ pub struct RawMysql {
     /// When the daemon runs a restore drill of this job (crontab or @weekly…; "off" disables);
     /// default "@weekly".
     pub verify_schedule: Option<String>,
+}
+
+/// `[[media]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMedia {
+    /// Job name (letters, digits, `-`, `_`), unique among all jobs.
+    pub name: Option<String>,
+    /// Directories (or files) to back up, absolute or relative to the working directory.
+    pub paths: Option<Vec<PathBuf>>,
+    /// gitignore-style patterns of what to leave out (`cache/`, `*.tmp`, `/tmp-uploads`).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Crontab line or `@daily`-style word.
+    pub schedule: Option<String>,
+    /// Retention policy.
+    pub keep: Option<RawKeep>,
+    /// Stay on the file system of each path (do not descend into mounts); default true.
+    pub one_file_system: Option<bool>,
+    /// Back up what symlinks point to instead of the links; default false.
+    pub follow_symlinks: Option<bool>,
+    /// zstd level 1–19 for compressible content; default 3.
+    pub compression_level: Option<i32>,
+    /// How long prune keeps unreferenced packs before deleting them; default 24h.
+    #[serde(default, with = "humantime_serde")]
+    pub prune_grace: Option<Duration>,
 }
 
 /// `[alerts]`

@@ -85,6 +85,14 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
             mysql.push(job);
         }
     }
+    let mut media = Vec::new();
+    for (i, m) in raw.media.iter().enumerate() {
+        let p = root.key("media").index(i);
+        if let Some(job) = super::resolve_media::media_job(&mut cx, m, &p) {
+            job_name_unique(&mut cx, &mut names, &job.name, &p.key("name"));
+            media.push(job);
+        }
+    }
     let email = raw
         .alerts
         .as_ref()
@@ -108,6 +116,7 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         agent,
         storage: storage.expect("storage resolved when there are no errors"),
         mysql,
+        media,
         email,
         alerts,
         warnings: cx.warnings,
@@ -178,7 +187,7 @@ fn key_at(text: &str, offset: usize) -> String {
 }
 
 /// `p` made absolute against the working directory, without `.` components.
-fn absolute(p: &Path) -> PathBuf {
+pub(super) fn absolute(p: &Path) -> PathBuf {
     let joined = if p.is_absolute() {
         p.to_path_buf()
     } else {
@@ -251,7 +260,12 @@ pub(super) fn valid_name(s: &str, max: usize, dots: bool) -> bool {
         && !s.starts_with(['-', '.'])
 }
 
-fn job_name_unique(cx: &mut Ctx, seen: &mut Vec<(String, KeyPath)>, name: &str, p: &KeyPath) {
+pub(super) fn job_name_unique(
+    cx: &mut Ctx,
+    seen: &mut Vec<(String, KeyPath)>,
+    name: &str,
+    p: &KeyPath,
+) {
     if let Some((_, first)) = seen.iter().find(|(n, _)| n == name) {
         let first = first.to_string();
         cx.error(
@@ -507,7 +521,7 @@ fn mysql_job(cx: &mut Ctx, m: &RawMysql, p: &KeyPath) -> Option<MysqlJob> {
     })
 }
 
-fn job_name(cx: &mut Ctx, name: Option<&str>, p: &KeyPath) -> Option<String> {
+pub(super) fn job_name(cx: &mut Ctx, name: Option<&str>, p: &KeyPath) -> Option<String> {
     match name {
         None => {
             cx.missing(
@@ -594,7 +608,7 @@ pub(super) fn schedule(cx: &mut Ctx, text: Option<&str>, p: &KeyPath) -> Option<
     }
 }
 
-fn keep(cx: &mut Ctx, k: RawKeep, p: &KeyPath) -> Option<KeepPolicy> {
+pub(super) fn keep(cx: &mut Ctx, k: RawKeep, p: &KeyPath) -> Option<KeepPolicy> {
     let policy = KeepPolicy {
         last: k.last,
         hourly: k.hourly,

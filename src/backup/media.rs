@@ -1,0 +1,186 @@
+//! A run of a `[[media]]` job: load the job's index and the previous snapshot's tree, run the
+//! engine (src/media/backup.rs), then commit in order — index object for the new packs, tree,
+//! manifest last — so a snapshot exists only once every byte it needs is stored.
+
+use super::manifest::{new_id, Manifest, MediaSummary, ObjectRef, Tools, FORMAT_VERSION};
+use super::mysql::snapshot_row;
+use super::Env;
+use crate::config::MediaJob;
+use crate::media::backup::{EngineSettings, Outcome};
+use crate::media::index::{self, Index, IndexFile, INDEX_FORMAT};
+use crate::media::tree::{self, Node, NodeKind, RawPath};
+use crate::media::walk::WalkSettings;
+use crate::media::{keys, Id};
+use bytes::Bytes;
+use chrono::Utc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// What a media run committed.
+#[derive(Debug)]
+pub struct MediaRun {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Whether files were skipped or changed while read.
+    pub partial: bool,
+}
+
+/// Backs up `job` once and commits the snapshot.
+pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, String> {
+    let started_at = Utc::now();
+    let id = new_id(started_at);
+    let index = Index::load(&env.storage, &job.name)
+        .await
+        .map_err(|e| format!("reading the index of `{}`: {e}", job.name))?;
+    let previous = previous_tree(env, &job.name).await;
+    let settings = EngineSettings {
+        job: job.name.clone(),
+        walk: WalkSettings {
+            paths: job.paths.clone(),
+            exclude: job.exclude.clone(),
+            one_file_system: job.one_file_system,
+            follow_symlinks: job.follow_symlinks,
+        },
+        level: job.compression_level,
+        workers: std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
+    };
+    let index = Arc::new(index);
+    let outcome = crate::media::backup::run(
+        &env.storage,
+        &settings,
+        index.clone(),
+        previous,
+        env.progress.clone(),
+    )
+    .await?;
+    let Outcome {
+        nodes,
+        new_packs,
+        stats,
+        warnings,
+    } = outcome;
+    let mut packs: BTreeSet<Id> = BTreeSet::new();
+    let new: HashMap<Id, Id> = new_packs
+        .iter()
+        .flat_map(|p| p.blobs.iter().map(move |b| (b.id, p.id)))
+        .collect();
+    for n in &nodes {
+        for c in &n.chunks {
+            let pack = new
+                .get(c)
+                .copied()
+                .or_else(|| index.blobs.get(c).map(|l| l.pack))
+                .ok_or_else(|| {
+                    format!("chunk {c} of `{}` is in no pack (bug)", n.path.display())
+                })?;
+            packs.insert(pack);
+        }
+    }
+    if !new_packs.is_empty() {
+        let file = IndexFile {
+            format: INDEX_FORMAT,
+            packs: new_packs,
+            delete_pending: Vec::new(),
+        };
+        index::write(&env.storage, &job.name, &file)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let tree_bytes = tree::encode(&nodes).map_err(|e| format!("encoding the tree: {e}"))?;
+    let raw_size = tree_bytes.len() as u64;
+    let tree_key = keys::tree_key(&job.name, &id);
+    let put = env
+        .storage
+        .put_bytes(&tree_key, Bytes::from(tree_bytes))
+        .await
+        .map_err(|e| e.to_string())?;
+    let partial = !warnings.is_empty();
+    let manifest = Manifest {
+        format: FORMAT_VERSION,
+        id,
+        kind: "media".into(),
+        job: job.name.clone(),
+        host: env.config.agent.hostname.clone(),
+        item: keys::ITEM.into(),
+        started_at,
+        finished_at: Utc::now().max(started_at),
+        objects: vec![ObjectRef {
+            key: tree_key,
+            size: put.size,
+            sha256: put.sha256,
+            raw_size,
+            compression: "zstd".into(),
+        }],
+        tools: Tools {
+            opsagent: env!("CARGO_PKG_VERSION").into(),
+            ..Tools::default()
+        },
+        media: Some(MediaSummary {
+            paths: job.paths.iter().map(|p| p.display().to_string()).collect(),
+            files: stats.files,
+            dirs: stats.dirs,
+            symlinks: stats.symlinks,
+            bytes: stats.bytes,
+            new_bytes: stats.new_bytes,
+            new_stored: stats.new_stored,
+            status: if partial { "partial" } else { "complete" }.into(),
+            warnings: warnings.clone(),
+            packs: packs.into_iter().collect(),
+        }),
+    };
+    let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+    env.storage
+        .put_bytes(&manifest.key(), Bytes::from(json.clone()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let row = snapshot_row(&manifest, String::from_utf8(json).expect("json is utf-8"));
+    if let Err(e) = env.catalog.add_snapshot(&row, Some(run_id)) {
+        tracing::warn!(error = %e, "snapshot committed to storage but not to the catalog; `opsagent snapshots --refresh` fixes it");
+    }
+    for w in &warnings {
+        tracing::warn!(job = %job.name, "{w}");
+    }
+    tracing::info!(
+        job = %job.name, snapshot = %manifest.id, files = stats.files, bytes = stats.bytes,
+        files_read = stats.files_read, new_bytes = stats.new_bytes, uploaded = stats.new_stored,
+        partial, "media snapshot committed"
+    );
+    Ok(MediaRun { manifest, partial })
+}
+
+/// The newest snapshot's tree of `job`, by path, for change detection; empty when there is
+/// none or it cannot be read (then every file is read again, which is slower but correct).
+async fn previous_tree(env: &Env, job: &str) -> HashMap<RawPath, Node> {
+    let rows = match env.catalog.snapshots(Some(job)) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(job, error = %e, "catalog unreadable; reading every file");
+            return HashMap::new();
+        }
+    };
+    let Some(m) = rows
+        .iter()
+        .filter(|r| r.kind == "media")
+        .find_map(|r| Manifest::parse(&r.manifest_key, r.manifest.as_bytes()).ok())
+    else {
+        return HashMap::new();
+    };
+    let Some(obj) = m.objects.first() else {
+        return HashMap::new();
+    };
+    let nodes = match env.storage.get_bytes(&obj.key).await {
+        Ok(b) => tree::decode(&obj.key, &b),
+        Err(e) => Err(e.to_string()),
+    };
+    match nodes {
+        Ok(n) => n
+            .into_iter()
+            .filter(|n| n.kind == NodeKind::File)
+            .map(|n| (n.path.clone(), n))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(job, error = %e, "previous snapshot's tree unreadable; reading every file");
+            HashMap::new()
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Validation of `[[media]]` jobs.
+
+use super::raw::{RawKeep, RawMedia};
+use super::resolve::{absolute, job_name, keep, schedule, Ctx};
+use super::span::KeyPath;
+use super::MediaJob;
+use std::time::Duration;
+
+/// Resolves one `[[media]]` table; problems go to `cx`.
+pub(super) fn media_job(cx: &mut Ctx, m: &RawMedia, p: &KeyPath) -> Option<MediaJob> {
+    let name = job_name(cx, m.name.as_deref(), p);
+    let paths = match &m.paths {
+        None => {
+            cx.missing(
+                &p.key("paths"),
+                "paths = [\"/var/www/api/storage/app/public\"]: the directories to back up",
+            );
+            None
+        }
+        Some(v) if v.is_empty() => {
+            cx.error(
+                &p.key("paths"),
+                "the list is empty: this job would back up nothing",
+                "name at least one directory",
+            );
+            None
+        }
+        Some(v) => {
+            let resolved: Vec<_> = v.iter().map(|x| absolute(x)).collect();
+            for (i, a) in resolved.iter().enumerate() {
+                if resolved[..i]
+                    .iter()
+                    .any(|b| a.starts_with(b) || b.starts_with(a))
+                {
+                    cx.error(
+                        &p.key("paths").index(i),
+                        format!("`{}` overlaps another path of this job", a.display()),
+                        "list each directory once; a parent already includes its children",
+                    );
+                }
+            }
+            Some(resolved)
+        }
+    };
+    for (i, pat) in m.exclude.iter().enumerate() {
+        let mut b = ignore::gitignore::GitignoreBuilder::new("/");
+        if pat.trim().is_empty() || b.add_line(None, pat).is_err() {
+            cx.error(
+                &p.key("exclude").index(i),
+                format!("`{pat}` is not a valid exclude pattern"),
+                "gitignore syntax: `cache/`, `*.tmp`, `/tmp-uploads`, `**/thumbs/`",
+            );
+        }
+    }
+    let schedule = schedule(cx, m.schedule.as_deref(), &p.key("schedule"));
+    let keep = keep(
+        cx,
+        m.keep.unwrap_or(RawKeep {
+            last: Some(3),
+            daily: Some(7),
+            weekly: Some(4),
+            monthly: Some(12),
+            ..RawKeep::default()
+        }),
+        &p.key("keep"),
+    );
+    let compression_level = m.compression_level.unwrap_or(3);
+    if !(1..=19).contains(&compression_level) {
+        cx.error(
+            &p.key("compression_level"),
+            format!("compression level {compression_level} is out of range"),
+            "use 1 (fastest) to 19 (smallest); 3 is the default",
+        );
+    }
+    Some(MediaJob {
+        name: name?,
+        paths: paths?,
+        exclude: m.exclude.clone(),
+        schedule: schedule?,
+        keep: keep?,
+        one_file_system: m.one_file_system.unwrap_or(true),
+        follow_symlinks: m.follow_symlinks.unwrap_or(false),
+        compression_level,
+        prune_grace: m.prune_grace.unwrap_or(Duration::from_secs(24 * 3600)),
+    })
+}

@@ -1,0 +1,210 @@
+//! The index: which pack holds which blob. Each backup run writes one index object for the packs
+//! it uploaded (after the packs, before the snapshot manifest); prune rewrites them into one.
+//! An index object is zstd-compressed JSON (see docs/FORMAT.md):
+//!
+//! ```json
+//! {"format":1,"packs":[{"id":"<pack id>","size":8391234,"blobs":[{"id":"…","offset":0,
+//!   "length":1234,"raw_length":4096,"compression":"zstd"}]}],
+//!  "delete_pending":[{"pack":"<pack id>","since":"2026-11-20T03:00:00Z"}]}
+//! ```
+//!
+//! `delete_pending` lists packs no snapshot referenced when prune last looked; new backups do not
+//! reuse their blobs, and a later prune deletes them once the grace period has passed and they are
+//! still unreferenced (a backup that started before the mark and reused them makes them live again).
+
+use super::id::Id;
+use super::keys;
+use super::pack::BlobEntry;
+use crate::storage::{Storage, StorageError};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// Index format version.
+pub const INDEX_FORMAT: u32 = 1;
+
+/// One pack as the index lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackIndex {
+    /// The pack id (BLAKE3 of its bytes).
+    pub id: Id,
+    /// Stored size of the pack.
+    pub size: u64,
+    /// Its blobs.
+    pub blobs: Vec<BlobEntry>,
+}
+
+/// A pack marked for deletion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingDelete {
+    /// The pack id.
+    pub pack: Id,
+    /// When prune first found it unreferenced.
+    pub since: DateTime<Utc>,
+}
+
+/// The content of one index object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexFile {
+    /// [`INDEX_FORMAT`].
+    pub format: u32,
+    /// Packs listed.
+    pub packs: Vec<PackIndex>,
+    /// Packs waiting for deletion.
+    #[serde(default)]
+    pub delete_pending: Vec<PendingDelete>,
+}
+
+impl IndexFile {
+    /// Serializes and compresses; returns the object's id and bytes.
+    pub fn encode(&self) -> (Id, Vec<u8>) {
+        let json = serde_json::to_vec(self).expect("an index serializes");
+        let id = Id::of(&json);
+        (id, zstd::bulk::compress(&json, 3).expect("zstd compresses"))
+    }
+
+    /// Decompresses and parses an index object; `key` names it in errors.
+    pub fn decode(key: &str, bytes: &[u8]) -> Result<IndexFile, String> {
+        let json = zstd::stream::decode_all(bytes)
+            .map_err(|e| format!("index `{key}` is damaged: {e}"))?;
+        let f: IndexFile =
+            serde_json::from_slice(&json).map_err(|e| format!("index `{key}` is damaged: {e}"))?;
+        if f.format != INDEX_FORMAT {
+            return Err(format!(
+                "index `{key}` has format {}, unknown to this opsagent (hint: upgrade opsagent)",
+                f.format
+            ));
+        }
+        Ok(f)
+    }
+}
+
+/// Where a blob is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobLocation {
+    /// The pack holding it.
+    pub pack: Id,
+    /// Its entry in that pack.
+    pub entry: BlobEntry,
+}
+
+/// Every index object of a job, merged.
+#[derive(Debug, Default)]
+pub struct Index {
+    /// Pack id → its listing.
+    pub packs: BTreeMap<Id, PackIndex>,
+    /// Blob id → where it is (first pack found wins).
+    pub blobs: HashMap<Id, BlobLocation>,
+    /// Packs marked for deletion, with the earliest mark.
+    pub delete_pending: BTreeMap<Id, DateTime<Utc>>,
+    /// The index objects this was read from.
+    pub keys: Vec<String>,
+}
+
+impl Index {
+    /// Adds one index file's content.
+    pub fn add(&mut self, f: IndexFile) {
+        for p in f.packs {
+            for b in &p.blobs {
+                self.blobs.entry(b.id).or_insert(BlobLocation {
+                    pack: p.id,
+                    entry: *b,
+                });
+            }
+            self.packs.insert(p.id, p);
+        }
+        for d in f.delete_pending {
+            let e = self.delete_pending.entry(d.pack).or_insert(d.since);
+            *e = (*e).min(d.since);
+        }
+    }
+
+    /// Whether a new backup may reuse `blob` instead of uploading it: listed, and its pack is
+    /// not marked for deletion.
+    pub fn reusable(&self, blob: &Id) -> bool {
+        self.blobs
+            .get(blob)
+            .is_some_and(|l| !self.delete_pending.contains_key(&l.pack))
+    }
+
+    /// Reads and merges every index object of `job`. A damaged index object is an error naming
+    /// its key: guessing would risk reusing blobs that are not there.
+    pub async fn load(storage: &Storage, job: &str) -> Result<Index, IndexError> {
+        let mut index = Index::default();
+        for o in storage.list(&keys::index_prefix(job)).await? {
+            let bytes = storage.get_bytes(&o.key).await?;
+            let f = IndexFile::decode(&o.key, &bytes).map_err(IndexError::Damaged)?;
+            index.add(f);
+            index.keys.push(o.key);
+        }
+        Ok(index)
+    }
+}
+
+/// Writes `file` as a new index object of `job`; returns its key.
+pub async fn write(storage: &Storage, job: &str, file: &IndexFile) -> Result<String, StorageError> {
+    let (id, bytes) = file.encode();
+    let key = keys::index_key(job, &id);
+    storage.put_bytes(&key, bytes.into()).await?;
+    Ok(key)
+}
+
+/// Reading the index failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// An index object cannot be parsed.
+    #[error("{0} (hint: `opsagent verify` checks the packs; remove the damaged index only if every pack it lists is also listed elsewhere)")]
+    Damaged(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::pack::Compression;
+    use super::*;
+
+    fn entry(b: &[u8], offset: u64) -> BlobEntry {
+        BlobEntry {
+            id: Id::of(b),
+            offset,
+            length: b.len() as u64,
+            raw_length: b.len() as u64,
+            compression: Compression::None,
+        }
+    }
+
+    #[test]
+    fn encode_decode_merge() {
+        let p1 = PackIndex {
+            id: Id::of(b"p1"),
+            size: 10,
+            blobs: vec![entry(b"a", 0), entry(b"b", 1)],
+        };
+        let p2 = PackIndex {
+            id: Id::of(b"p2"),
+            size: 10,
+            blobs: vec![entry(b"c", 0)],
+        };
+        let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let f = IndexFile {
+            format: INDEX_FORMAT,
+            packs: vec![p1.clone(), p2],
+            delete_pending: vec![PendingDelete {
+                pack: p1.id,
+                since: t,
+            }],
+        };
+        let (_, bytes) = f.encode();
+        let back = IndexFile::decode("k", &bytes).unwrap();
+        assert_eq!(back, f);
+        let mut idx = Index::default();
+        idx.add(back);
+        assert_eq!(idx.blobs.len(), 3);
+        assert!(!idx.reusable(&Id::of(b"a")), "pack p1 is pending deletion");
+        assert!(idx.reusable(&Id::of(b"c")));
+        assert!(!idx.reusable(&Id::of(b"zz")));
+        assert!(IndexFile::decode("k", b"junk").unwrap_err().contains("`k`"));
+    }
+}

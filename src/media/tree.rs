@@ -1,0 +1,207 @@
+//! Snapshot trees: one JSON object per line, zstd-compressed (see docs/FORMAT.md). The first
+//! line is a header (`{"format":1}`), then one line per file, directory or symlink in path
+//! order. Paths are absolute byte strings: a JSON string when they are UTF-8, else
+//! `{"hex":"…"}` (Linux file names are bytes, and every byte but `/` and NUL is allowed).
+
+use super::id::Id;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Tree format version.
+pub const TREE_FORMAT: u32 = 1;
+
+/// A path as raw bytes, serialized losslessly.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RawPath(pub Vec<u8>);
+
+impl RawPath {
+    /// From a filesystem path.
+    pub fn from_path(p: &Path) -> RawPath {
+        RawPath(p.as_os_str().as_bytes().to_vec())
+    }
+
+    /// As a filesystem path.
+    pub fn to_path(&self) -> PathBuf {
+        PathBuf::from(std::ffi::OsStr::from_bytes(&self.0))
+    }
+
+    /// For messages.
+    pub fn display(&self) -> String {
+        String::from_utf8_lossy(&self.0).into_owned()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum PathRepr {
+    Utf8(String),
+    Bytes { hex: String },
+}
+
+impl Serialize for RawPath {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(&self.0) {
+            Ok(text) => s.serialize_str(text),
+            Err(_) => PathRepr::Bytes {
+                hex: hex::encode(&self.0),
+            }
+            .serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawPath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawPath, D::Error> {
+        match PathRepr::deserialize(d)? {
+            PathRepr::Utf8(s) => Ok(RawPath(s.into_bytes())),
+            PathRepr::Bytes { hex } => hex::decode(hex)
+                .map(RawPath)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// What a tree entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+}
+
+/// One entry of a tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// Absolute path on the backed-up host.
+    pub path: RawPath,
+    /// File, dir or symlink.
+    #[serde(rename = "type")]
+    pub kind: NodeKind,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Owner uid.
+    pub uid: u32,
+    /// Group gid.
+    pub gid: u32,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    /// Status-change time, nanoseconds (for change detection only).
+    #[serde(default)]
+    pub ctime_ns: i64,
+    /// Inode number (for change detection only).
+    #[serde(default)]
+    pub inode: u64,
+    /// Size in bytes (files).
+    #[serde(default)]
+    pub size: u64,
+    /// Link target (symlinks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<RawPath>,
+    /// Content chunks in order (files); their concatenation is the file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<Id>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TreeHeader {
+    format: u32,
+}
+
+/// Encodes nodes (already in path order) into a tree object.
+pub fn encode(nodes: &[Node]) -> std::io::Result<Vec<u8>> {
+    let mut z = zstd::Encoder::new(Vec::new(), 3)?;
+    serde_json::to_writer(
+        &mut z,
+        &TreeHeader {
+            format: TREE_FORMAT,
+        },
+    )?;
+    z.write_all(b"\n")?;
+    for n in nodes {
+        serde_json::to_writer(&mut z, n)?;
+        z.write_all(b"\n")?;
+    }
+    z.finish()
+}
+
+/// Decodes a tree object; `key` names it in errors.
+pub fn decode(key: &str, bytes: &[u8]) -> Result<Vec<Node>, String> {
+    let text =
+        zstd::stream::decode_all(bytes).map_err(|e| format!("tree `{key}` is damaged: {e}"))?;
+    let mut lines = text.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+    let header: TreeHeader = lines
+        .next()
+        .ok_or_else(|| format!("tree `{key}` is empty"))
+        .and_then(|l| serde_json::from_slice(l).map_err(|e| format!("tree `{key}` header: {e}")))?;
+    if header.format != TREE_FORMAT {
+        return Err(format!(
+            "tree `{key}` has format {}, unknown to this opsagent (hint: upgrade opsagent)",
+            header.format
+        ));
+    }
+    lines
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_slice(l).map_err(|e| format!("tree `{key}` line {}: {e}", i + 2))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_including_non_utf8_names() {
+        let nodes = vec![
+            Node {
+                path: RawPath(b"/srv/up".to_vec()),
+                kind: NodeKind::Dir,
+                mode: 0o755,
+                uid: 33,
+                gid: 33,
+                mtime_ns: 1_700_000_000_123_456_789,
+                ctime_ns: 0,
+                inode: 0,
+                size: 0,
+                target: None,
+                chunks: vec![],
+            },
+            Node {
+                path: RawPath(b"/srv/up/caf\xe9 \n\"x\".jpg".to_vec()),
+                kind: NodeKind::File,
+                mode: 0o4640,
+                uid: 0,
+                gid: 0,
+                mtime_ns: -5,
+                ctime_ns: 1,
+                inode: 77,
+                size: 3,
+                target: None,
+                chunks: vec![Id::of(b"abc")],
+            },
+            Node {
+                path: RawPath("/srv/up/ünï link".as_bytes().to_vec()),
+                kind: NodeKind::Symlink,
+                mode: 0o777,
+                uid: 1,
+                gid: 1,
+                mtime_ns: 0,
+                ctime_ns: 0,
+                inode: 0,
+                size: 0,
+                target: Some(RawPath(b"../\xff".to_vec())),
+                chunks: vec![],
+            },
+        ];
+        let bytes = encode(&nodes).unwrap();
+        assert_eq!(decode("t", &bytes).unwrap(), nodes);
+        assert!(decode("t", b"nope").unwrap_err().contains("`t`"));
+    }
+}

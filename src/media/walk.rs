@@ -1,0 +1,192 @@
+//! Walking the configured paths: which entries a snapshot holds, with their metadata, honouring
+//! `exclude` (gitignore syntax, relative to each path), `one_file_system` and `follow_symlinks`.
+//! Unreadable directories and vanished entries are reported as warnings, not failures.
+
+use super::tree::{Node, NodeKind, RawPath};
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// What to walk.
+#[derive(Debug, Clone)]
+pub struct WalkSettings {
+    /// Absolute roots.
+    pub paths: Vec<PathBuf>,
+    /// gitignore-style patterns.
+    pub exclude: Vec<String>,
+    /// Stay on each root's file system.
+    pub one_file_system: bool,
+    /// Follow symlinks.
+    pub follow_symlinks: bool,
+}
+
+/// A tree entry from its metadata (no chunks yet).
+pub fn node_from(path: &Path, md: &Metadata) -> Option<Node> {
+    let ft = md.file_type();
+    let kind = if ft.is_file() {
+        NodeKind::File
+    } else if ft.is_dir() {
+        NodeKind::Dir
+    } else if ft.is_symlink() {
+        NodeKind::Symlink
+    } else {
+        return None;
+    };
+    let target = if kind == NodeKind::Symlink {
+        std::fs::read_link(path)
+            .ok()
+            .map(|t| RawPath::from_path(&t))
+    } else {
+        None
+    };
+    Some(Node {
+        path: RawPath::from_path(path),
+        kind,
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+        inode: md.ino(),
+        size: if kind == NodeKind::File { md.len() } else { 0 },
+        target,
+        chunks: Vec::new(),
+    })
+}
+
+/// Walks every root, calling `each` with every entry in path order (parents first) and `warn`
+/// for what cannot be read. A root that does not exist is an error.
+pub fn walk(
+    s: &WalkSettings,
+    mut each: impl FnMut(Node) -> Result<(), String>,
+    mut warn: impl FnMut(String),
+) -> Result<(), String> {
+    for root in &s.paths {
+        let meta = if s.follow_symlinks {
+            std::fs::metadata(root)
+        } else {
+            std::fs::symlink_metadata(root)
+        };
+        if let Err(e) = meta {
+            return Err(format!(
+                "path `{}` cannot be read: {e} (hint: check `paths` in the job, and that the opsagent user may read it)",
+                root.display()
+            ));
+        }
+        let matcher = matcher(root, &s.exclude);
+        let walker = walkdir::WalkDir::new(root)
+            .follow_links(s.follow_symlinks)
+            .same_file_system(s.one_file_system)
+            .sort_by(|a, b| a.file_name().cmp(b.file_name()))
+            .into_iter()
+            .filter_entry(|e| {
+                e.depth() == 0
+                    || !matcher
+                        .matched(e.path(), e.file_type().is_dir())
+                        .is_ignore()
+            });
+        for entry in walker {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    let what = e
+                        .path()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default();
+                    warn(format!("skipped `{what}`: {}", io_reason(&e)));
+                    continue;
+                }
+            };
+            match entry.metadata() {
+                Ok(md) => {
+                    if let Some(node) = node_from(entry.path(), &md) {
+                        each(node)?;
+                    }
+                }
+                Err(e) => warn(format!(
+                    "skipped `{}`: {}",
+                    entry.path().display(),
+                    io_reason(&e)
+                )),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn io_reason(e: &walkdir::Error) -> String {
+    match e.io_error() {
+        Some(io) => io.to_string(),
+        None => e.to_string(),
+    }
+}
+
+fn matcher(root: &Path, patterns: &[String]) -> Gitignore {
+    let mut b = GitignoreBuilder::new(root);
+    for p in patterns {
+        let _ = b.add_line(None, p);
+    }
+    b.build().unwrap_or_else(|_| Gitignore::empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excludes_and_order() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("a/cache")).unwrap();
+        std::fs::create_dir_all(r.join("b")).unwrap();
+        std::fs::write(r.join("a/x.jpg"), b"1").unwrap();
+        std::fs::write(r.join("a/cache/y"), b"2").unwrap();
+        std::fs::write(r.join("b/z.tmp"), b"3").unwrap();
+        std::os::unix::fs::symlink("../a/x.jpg", r.join("b/link")).unwrap();
+        let s = WalkSettings {
+            paths: vec![r.to_path_buf()],
+            exclude: vec!["cache/".into(), "*.tmp".into()],
+            one_file_system: true,
+            follow_symlinks: false,
+        };
+        let mut seen = Vec::new();
+        walk(
+            &s,
+            |n| {
+                seen.push((n.path.display(), n.kind));
+                Ok(())
+            },
+            |w| panic!("{w}"),
+        )
+        .unwrap();
+        let rel: Vec<_> = seen
+            .iter()
+            .map(|(p, k)| {
+                (
+                    p.strip_prefix(&r.display().to_string())
+                        .unwrap()
+                        .to_string(),
+                    *k,
+                )
+            })
+            .collect();
+        assert_eq!(
+            rel,
+            [
+                ("".to_string(), NodeKind::Dir),
+                ("/a".into(), NodeKind::Dir),
+                ("/a/x.jpg".into(), NodeKind::File),
+                ("/b".into(), NodeKind::Dir),
+                ("/b/link".into(), NodeKind::Symlink),
+            ]
+        );
+        let missing = WalkSettings {
+            paths: vec![r.join("nope")],
+            ..s
+        };
+        assert!(walk(&missing, |_| Ok(()), |_| {})
+            .unwrap_err()
+            .contains("nope"));
+    }
+}
