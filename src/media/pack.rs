@@ -74,15 +74,58 @@ pub enum PackError {
 
 /// Compresses `raw` if that helps: zstd at `level`, kept only when it saves at least 3 %.
 pub fn encode_blob(raw: &[u8], try_compress: bool, level: i32) -> (Compression, Vec<u8>) {
-    if try_compress && raw.len() >= 64 {
-        if let Ok(z) = zstd::bulk::compress(raw, level) {
-            if z.len() < raw.len() - raw.len() / 32 {
-                return (Compression::Zstd, z);
-            }
+    let mut encoder = BlobEncoder::new(level);
+    let (c, stored) = encoder.encode(raw, try_compress);
+    (c, stored.to_vec())
+}
+
+/// [`encode_blob`] for many blobs: keeps one zstd context and one output buffer (a fresh
+/// context per small file costs more than compressing it), and hands back `raw` itself when
+/// it is stored as is instead of a copy.
+pub struct BlobEncoder {
+    level: i32,
+    zstd: Option<zstd::bulk::Compressor<'static>>,
+    out: Vec<u8>,
+}
+
+impl BlobEncoder {
+    /// An encoder compressing at zstd `level`.
+    pub fn new(level: i32) -> BlobEncoder {
+        BlobEncoder {
+            level,
+            zstd: None,
+            out: Vec::new(),
         }
     }
-    (Compression::None, raw.to_vec())
+
+    /// How `raw` is stored and the stored bytes (borrowed from `raw` or from the encoder).
+    pub fn encode<'a>(&'a mut self, raw: &'a [u8], try_compress: bool) -> (Compression, &'a [u8]) {
+        if try_compress && raw.len() >= 64 && self.compress(raw) {
+            return (Compression::Zstd, &self.out);
+        }
+        (Compression::None, raw)
+    }
+
+    /// Compresses into `out`; whether that saved at least 3 %.
+    fn compress(&mut self, raw: &[u8]) -> bool {
+        if self.zstd.is_none() {
+            self.zstd = zstd::bulk::Compressor::new(self.level).ok();
+        }
+        let Some(z) = self.zstd.as_mut() else {
+            return false;
+        };
+        self.out.clear();
+        self.out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+        z.compress_to_buffer(raw, &mut self.out).is_ok()
+            && self.out.len() < raw.len() - raw.len() / 32
+    }
 }
+
+/// Longest JSON header entry of a blob: 64 hex digits of id, three numbers of up to 20 digits
+/// (u64), the compression word, keys, quotes and separators.
+const MAX_HEADER_ENTRY: usize = 200;
+/// The header's `{"format":…,"blobs":[…]}` frame plus the 8-byte trailer.
+const HEADER_OVERHEAD: usize = 64;
 
 /// A pack being filled.
 #[derive(Debug, Default)]
@@ -126,6 +169,12 @@ impl PackBuilder {
     /// Bytes of blob data so far.
     pub fn len(&self) -> usize {
         self.buf.len()
+    }
+
+    /// An upper bound of the finished pack's size (header and trailer included) if one more
+    /// blob of `stored` bytes were pushed.
+    pub fn size_with(&self, stored: usize) -> usize {
+        self.buf.len() + stored + (self.blobs.len() + 1) * MAX_HEADER_ENTRY + HEADER_OVERHEAD
     }
 
     /// Whether no blob was added.
@@ -256,6 +305,47 @@ mod tests {
         let n = bad_len.len();
         bad_len[n - 8..n - 4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(parse_header("pk", &bad_len).is_err());
+    }
+
+    #[test]
+    fn a_reused_encoder_writes_what_a_fresh_context_writes() {
+        let mut enc = BlobEncoder::new(3);
+        let texts: Vec<Vec<u8>> = (0..4)
+            .map(|i| {
+                format!("{i} lorem ipsum dolor ")
+                    .repeat(100 << i)
+                    .into_bytes()
+            })
+            .collect();
+        for t in texts.iter().chain(texts.iter().rev()) {
+            let (c, stored) = enc.encode(t, true);
+            assert_eq!(c, Compression::Zstd);
+            assert_eq!(stored, zstd::bulk::compress(t, 3).unwrap());
+        }
+        let (c, stored) = enc.encode(b"short", true);
+        assert_eq!((c, stored), (Compression::None, &b"short"[..]));
+    }
+
+    #[test]
+    fn size_with_bounds_the_finished_pack_even_with_the_longest_numbers() {
+        let mut p = PackBuilder::with_capacity(0);
+        for n in [0usize, 1, 70_000, 5] {
+            let bound = p.size_with(n);
+            p.push(Id::of(&vec![9u8; n]), 0, Compression::Zstd, &vec![9u8; n]);
+            let worst = PackBuilder {
+                buf: p.buf.clone(),
+                blobs: (p.blobs.iter())
+                    .map(|b| BlobEntry {
+                        offset: u64::MAX,
+                        length: u64::MAX,
+                        raw_length: u64::MAX,
+                        ..*b
+                    })
+                    .collect(),
+            };
+            let finished = worst.finish().bytes.len();
+            assert!(finished <= bound, "{finished} > {bound}");
+        }
     }
 
     #[test]
