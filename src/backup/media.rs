@@ -27,6 +27,7 @@ pub struct MediaRun {
 
 /// Backs up `job` once and commits the snapshot.
 pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, String> {
+    crate::media::backup::return_large_blocks();
     let started_at = Utc::now();
     let id = new_id(started_at);
     let index = Index::load(&env.storage, &job.name)
@@ -168,16 +169,22 @@ async fn previous_tree(env: &Env, job: &str) -> HashMap<RawPath, Node> {
     let Some(obj) = m.objects.first() else {
         return HashMap::new();
     };
-    let nodes = match env.storage.get_bytes(&obj.key).await {
-        Ok(b) => tree::decode(&obj.key, &b),
+    // Sized once from the manifest's count: growing by doubling would hold two tables at times.
+    let count = m.media.as_ref().map_or(0, |s| s.files);
+    let mut files = HashMap::with_capacity(usize::try_from(count).unwrap_or(0));
+    let decoded = match env.storage.get_bytes(&obj.key).await {
+        Ok(b) => tree::decode_each(&obj.key, &b, |mut n| {
+            if n.kind == NodeKind::File {
+                // Decoding leaves room for 4 ids; most files have 1. The path is the key: the
+                // engine never reads the node's copy of it.
+                n.chunks.shrink_to_fit();
+                files.insert(std::mem::replace(&mut n.path, RawPath(Vec::new())), n);
+            }
+        }),
         Err(e) => Err(e.to_string()),
     };
-    match nodes {
-        Ok(n) => n
-            .into_iter()
-            .filter(|n| n.kind == NodeKind::File)
-            .map(|n| (n.path.clone(), n))
-            .collect(),
+    match decoded {
+        Ok(()) => files,
         Err(e) => {
             tracing::warn!(job, error = %e, "previous snapshot's tree unreadable; reading every file");
             HashMap::new()

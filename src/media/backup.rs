@@ -4,14 +4,15 @@
 //! [`PACK_SIZE`] bytes and uploads them while reading goes on.
 //!
 //! Threads: the walk runs on one blocking thread, file reading/hashing/compression on
-//! `workers` threads, uploads on the async runtime with two packs in flight. Memory stays
-//! bounded: one pack being filled, two queued, two uploading, one chunk buffer per worker.
+//! `workers` threads, uploads on the async runtime with [`UPLOADS`] packs in flight. Memory
+//! stays bounded: one pack being filled, [`PACKS_QUEUED`] queued, [`UPLOADS`] uploading, one
+//! chunk buffer per worker; finished files go back into the tree while the walk goes on.
 
-use super::chunker::{worth_compressing, Chunker};
+use super::chunker::{worth_compressing, Chunker, AVG_SIZE};
 use super::id::Id;
 use super::index::{Index, PackIndex};
 use super::keys;
-use super::pack::{encode_blob, FinishedPack, PackBuilder};
+use super::pack::{BlobEncoder, FinishedPack, PackBuilder};
 use super::tree::{Node, NodeKind, RawPath};
 use super::walk::{walk, WalkSettings};
 use crate::storage::Storage;
@@ -20,8 +21,15 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
-/// Target size of a pack.
+/// Largest pack, header and trailer included. Equal to the storage's first multipart part
+/// size (src/storage/upload.rs), so each pack goes up as one plain PUT rather than a
+/// multipart upload of four requests.
 pub const PACK_SIZE: usize = 8 << 20;
+
+/// Packs finished and waiting for an upload slot (each up to [`PACK_SIZE`] in memory).
+const PACKS_QUEUED: usize = 1;
+/// Pack uploads in flight.
+const UPLOADS: usize = 2;
 
 /// What one backup does.
 #[derive(Debug, Clone)]
@@ -83,25 +91,20 @@ struct Shared {
 }
 
 impl Shared {
-    fn add_blob(&self, data: &[u8], compress: bool) -> Result<Id, String> {
+    fn add_blob(&self, enc: &mut BlobEncoder, data: &[u8], compress: bool) -> Result<Id, String> {
         let id = Id::of(data);
         if self.index.reusable(&id) || !self.new_blobs.lock().unwrap().insert(id) {
             return Ok(id);
         }
-        let (c, stored) = encode_blob(data, compress, self.level);
+        let (c, stored) = enc.encode(data, compress);
         self.new_bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);
         let full = {
             let mut p = self.packer.lock().unwrap();
-            p.push(id, data.len() as u64, c, &stored);
-            if p.len() >= PACK_SIZE {
-                Some(std::mem::replace(
-                    &mut *p,
-                    PackBuilder::with_capacity(PACK_SIZE + (1 << 20)),
-                ))
-            } else {
-                None
-            }
+            let full = (!p.is_empty() && p.size_with(stored.len()) > PACK_SIZE)
+                .then(|| std::mem::replace(&mut *p, PackBuilder::with_capacity(PACK_SIZE)));
+            p.push(id, data.len() as u64, c, stored);
+            full
         };
         if let Some(p) = full {
             self.send(p)?;
@@ -145,12 +148,12 @@ pub async fn run(
     previous: HashMap<RawPath, Node>,
     progress: Option<Arc<AtomicU64>>,
 ) -> Result<Outcome, String> {
-    let (pack_tx, pack_rx) = tokio::sync::mpsc::channel::<FinishedPack>(2);
+    let (pack_tx, pack_rx) = tokio::sync::mpsc::channel::<FinishedPack>(PACKS_QUEUED);
     let uploader = tokio::spawn(upload_packs(storage.clone(), s.job.clone(), pack_rx));
     let shared = Arc::new(Shared {
         index,
         new_blobs: Mutex::new(HashSet::new()),
-        packer: Mutex::new(PackBuilder::with_capacity(PACK_SIZE + (1 << 20))),
+        packer: Mutex::new(PackBuilder::with_capacity(PACK_SIZE)),
         pack_tx,
         level: s.level,
         new_bytes: AtomicU64::new(0),
@@ -161,7 +164,7 @@ pub async fn run(
     let settings = s.clone();
     let reading = {
         let shared = shared.clone();
-        tokio::task::spawn_blocking(move || read_all(&settings, &shared, &previous))
+        tokio::task::spawn_blocking(move || read_all(&settings, &shared, previous))
     };
     let read = reading
         .await
@@ -185,14 +188,40 @@ pub async fn run(
 
 type Read = (Vec<Node>, Stats, Vec<String>, u64);
 
+/// The tree as it is being built: a slot per entry in walk order; files being read fill
+/// theirs when done.
+#[derive(Default)]
+struct Building {
+    nodes: Vec<Option<Node>>,
+    stats: Stats,
+    /// Warnings about files read (walk warnings are kept apart, and come first).
+    warnings: Vec<String>,
+}
+
+impl Building {
+    /// Puts a read file into its slot.
+    fn done(&mut self, done: FileDone) -> Result<(), String> {
+        match done.result {
+            Ok((node, warning)) => {
+                self.stats.files_read += 1;
+                self.stats.bytes_read += node.size;
+                self.warnings.extend(warning);
+                self.nodes[done.slot] = Some(node);
+            }
+            Err(FileIssue::Skip(w)) => self.warnings.push(w),
+            Err(FileIssue::Fatal(e)) => return Err(e),
+        }
+        Ok(())
+    }
+}
+
 fn read_all(
     s: &EngineSettings,
     shared: &Arc<Shared>,
-    previous: &HashMap<RawPath, Node>,
+    mut previous: HashMap<RawPath, Node>,
 ) -> Result<Read, String> {
-    let mut nodes: Vec<Option<Node>> = Vec::new();
-    let mut stats = Stats::default();
-    let mut warnings = Vec::new();
+    let mut b = Building::default();
+    let mut walk_warnings = Vec::new();
     let (job_tx, job_rx) = mpsc::sync_channel::<FileJob>(256);
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = mpsc::channel::<FileDone>();
@@ -208,58 +237,88 @@ fn read_all(
                 if shared.failed.load(Ordering::Relaxed) {
                     return Err("stopped after an error".into());
                 }
+                // Finished files go into the tree now, not after the walk: their results
+                // would otherwise pile up in the channel (a second copy of the tree).
+                for done in done_rx.try_iter() {
+                    b.done(done)?;
+                }
                 match node.kind {
-                    NodeKind::Dir => stats.dirs += 1,
-                    NodeKind::Symlink => stats.symlinks += 1,
+                    NodeKind::Dir => b.stats.dirs += 1,
+                    NodeKind::Symlink => b.stats.symlinks += 1,
                     NodeKind::File => {
-                        if let Some(prev) = previous
-                            .get(&node.path)
-                            .filter(|p| unchanged(p, &node, &shared.index))
-                        {
-                            node.chunks = prev.chunks.clone();
-                        } else {
-                            let slot = nodes.len();
-                            nodes.push(None);
-                            return job_tx
-                                .send(FileJob { slot, node })
-                                .map_err(|_| "the reading threads stopped".to_string());
+                        // Taken out of the map: its memory goes as the new tree's comes.
+                        let prev = previous.remove(&node.path);
+                        if previous.len() < previous.capacity() / 4 && previous.capacity() > 4096 {
+                            previous.shrink_to_fit(); // hand the emptied table back
+                        }
+                        match prev {
+                            Some(prev) if unchanged(&prev, &node, &shared.index) => {
+                                node.chunks = prev.chunks;
+                            }
+                            _ => {
+                                let slot = b.nodes.len();
+                                b.nodes.push(None);
+                                return job_tx
+                                    .send(FileJob { slot, node })
+                                    .map_err(|_| "the reading threads stopped".to_string());
+                            }
                         }
                     }
                 }
-                nodes.push(Some(node));
+                b.nodes.push(Some(node));
                 Ok(())
             },
-            |w| warnings.push(w),
+            |w| walk_warnings.push(w),
         );
         drop(job_tx);
         walked
     });
+    drop(previous);
     for done in done_rx.try_iter() {
-        match done.result {
-            Ok((node, warning)) => {
-                stats.files_read += 1;
-                stats.bytes_read += node.size;
-                warnings.extend(warning);
-                nodes[done.slot] = Some(node);
-            }
-            Err(FileIssue::Skip(w)) => warnings.push(w),
-            Err(FileIssue::Fatal(e)) => return Err(e),
-        }
+        b.done(done)?;
     }
     walked?;
     let last = std::mem::take(&mut *shared.packer.lock().unwrap());
     shared.send(last)?;
+    let Building {
+        nodes,
+        mut stats,
+        warnings,
+    } = b;
     let nodes: Vec<Node> = nodes.into_iter().flatten().collect();
     for n in nodes.iter().filter(|n| n.kind == NodeKind::File) {
         stats.files += 1;
         stats.bytes += n.size;
     }
+    walk_warnings.extend(warnings);
     Ok((
         nodes,
         stats,
-        warnings,
+        walk_warnings,
         shared.new_bytes.load(Ordering::Relaxed),
     ))
+}
+
+/// Makes glibc give large freed blocks (packs, part buffers, chunk windows) back to the
+/// system. By default it raises its mmap threshold to the largest block freed so far (up to
+/// 32 MiB); after the first pack is freed, 8 MiB buffers come from the heap instead and their
+/// memory stays with the process once freed. Measured on an incremental of 100k files: peak
+/// RSS 177 MiB with the default, 128 MiB with a fixed 1 MiB threshold. Process-wide, set once;
+/// call it before loading the index and the previous tree (their buffers count too).
+pub fn return_large_blocks() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        /// `M_MMAP_THRESHOLD` in glibc's malloc.h.
+        const M_MMAP_THRESHOLD: i32 = -3;
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // SAFETY: mallopt only changes allocator tuning; glibc serialises it with allocation.
+        ONCE.call_once(|| unsafe {
+            mallopt(M_MMAP_THRESHOLD, 1 << 20);
+        });
+    }
 }
 
 /// Whether a file may be taken from the previous snapshot without reading it.
@@ -275,12 +334,13 @@ fn unchanged(prev: &Node, now: &Node, index: &Index) -> bool {
 
 fn worker(rx: &Mutex<mpsc::Receiver<FileJob>>, tx: &mpsc::Sender<FileDone>, shared: &Shared) {
     let mut chunker = Chunker::default();
+    let mut encoder = BlobEncoder::new(shared.level);
     loop {
         let job = match rx.lock().unwrap().recv() {
             Ok(j) => j,
             Err(_) => return,
         };
-        let result = read_file(&mut chunker, shared, job.node);
+        let result = read_file(&mut chunker, &mut encoder, shared, job.node);
         if matches!(result, Err(FileIssue::Fatal(_))) {
             shared.failed.store(true, Ordering::Relaxed);
         }
@@ -299,6 +359,7 @@ fn worker(rx: &Mutex<mpsc::Receiver<FileJob>>, tx: &mpsc::Sender<FileDone>, shar
 /// Reads a file into chunks; a file that changes while read is read once more.
 fn read_file(
     chunker: &mut Chunker,
+    encoder: &mut BlobEncoder,
     shared: &Shared,
     mut node: Node,
 ) -> Result<(Node, Option<String>), FileIssue> {
@@ -316,13 +377,17 @@ fn read_file(
         }
         let file = opts.open(&path).map_err(|e| skip(&path, &e))?;
         let before = file.metadata().map_err(|e| skip(&path, &e))?;
-        let mut chunks = Vec::new();
+        let mut chunks = Vec::with_capacity(1 + (before.len() / AVG_SIZE as u64) as usize);
         let read = chunker
-            .chunks::<_, ReadError>(&file, |c| {
+            .chunks_upto::<_, ReadError>(&file, before.len(), |c| {
                 if let Some(p) = &shared.progress {
                     p.fetch_add(c.len() as u64, Ordering::Relaxed);
                 }
-                chunks.push(shared.add_blob(c, compress).map_err(ReadError::Fatal)?);
+                chunks.push(
+                    shared
+                        .add_blob(encoder, c, compress)
+                        .map_err(ReadError::Fatal)?,
+                );
                 Ok(())
             })
             .map_err(|e| match e {
@@ -376,7 +441,7 @@ fn skip(path: &std::path::Path, e: &std::io::Error) -> FileIssue {
     FileIssue::Skip(format!("skipped `{}`: {why}", path.display()))
 }
 
-/// Uploads packs as they come, two at a time; returns their index entries.
+/// Uploads packs as they come, [`UPLOADS`] at a time; returns their index entries.
 async fn upload_packs(
     storage: Storage,
     job: String,
@@ -384,10 +449,15 @@ async fn upload_packs(
 ) -> Result<Vec<PackIndex>, String> {
     let mut done = Vec::new();
     let mut running = tokio::task::JoinSet::new();
-    while let Some(pack) = rx.recv().await {
-        while running.len() >= 2 {
+    loop {
+        // A free slot first, then the next pack: a pack is taken from the queue only when it
+        // can go up at once (not held here while waiting, a fourth pack in memory).
+        while running.len() >= UPLOADS {
             done.push(joined(running.join_next().await)?);
         }
+        let Some(pack) = rx.recv().await else {
+            break;
+        };
         let storage = storage.clone();
         let key = keys::pack_key(&job, &pack.id);
         running.spawn(async move {

@@ -5,7 +5,7 @@
 
 use super::id::Id;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -132,25 +132,44 @@ pub fn encode(nodes: &[Node]) -> std::io::Result<Vec<u8>> {
 
 /// Decodes a tree object; `key` names it in errors.
 pub fn decode(key: &str, bytes: &[u8]) -> Result<Vec<Node>, String> {
-    let text =
-        zstd::stream::decode_all(bytes).map_err(|e| format!("tree `{key}` is damaged: {e}"))?;
-    let mut lines = text.split(|b| *b == b'\n').filter(|l| !l.is_empty());
-    let header: TreeHeader = lines
-        .next()
-        .ok_or_else(|| format!("tree `{key}` is empty"))
-        .and_then(|l| serde_json::from_slice(l).map_err(|e| format!("tree `{key}` header: {e}")))?;
-    if header.format != TREE_FORMAT {
-        return Err(format!(
-            "tree `{key}` has format {}, unknown to this opsagent (hint: upgrade opsagent)",
-            header.format
-        ));
+    let mut nodes = Vec::new();
+    decode_each(key, bytes, |n| nodes.push(n))?;
+    Ok(nodes)
+}
+
+/// Decodes a tree object node by node, in order. Streams: neither the decompressed text
+/// (several times the object's size) nor the list of nodes is ever in memory as a whole.
+pub fn decode_each(key: &str, bytes: &[u8], mut each: impl FnMut(Node)) -> Result<(), String> {
+    let damaged = |e: std::io::Error| format!("tree `{key}` is damaged: {e}");
+    let mut text = BufReader::new(zstd::Decoder::with_buffer(bytes).map_err(damaged)?);
+    let (mut line, mut n) = (Vec::new(), 0usize);
+    loop {
+        line.clear();
+        if text.read_until(b'\n', &mut line).map_err(damaged)? == 0 {
+            break;
+        }
+        let l = line.strip_suffix(b"\n").unwrap_or(&line);
+        if l.is_empty() {
+            continue;
+        }
+        n += 1;
+        if n == 1 {
+            let header: TreeHeader =
+                serde_json::from_slice(l).map_err(|e| format!("tree `{key}` header: {e}"))?;
+            if header.format != TREE_FORMAT {
+                return Err(format!(
+                    "tree `{key}` has format {}, unknown to this opsagent (hint: upgrade opsagent)",
+                    header.format
+                ));
+            }
+            continue;
+        }
+        each(serde_json::from_slice(l).map_err(|e| format!("tree `{key}` line {n}: {e}"))?);
     }
-    lines
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_slice(l).map_err(|e| format!("tree `{key}` line {}: {e}", i + 2))
-        })
-        .collect()
+    if n == 0 {
+        return Err(format!("tree `{key}` is empty"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
