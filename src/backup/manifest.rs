@@ -88,6 +88,12 @@ pub struct MediaSummary {
     pub new_bytes: u64,
     /// Bytes of the packs this run uploaded.
     pub new_stored: u64,
+    /// Files this run read (new or changed; the others were taken from the previous snapshot).
+    #[serde(default)]
+    pub files_read: u64,
+    /// Bytes this run read from disk.
+    #[serde(default)]
+    pub bytes_read: u64,
     /// `"complete"`, or `"partial"` when files were skipped or changed while read.
     pub status: String,
     /// What was skipped or may be inconsistent, one line each.

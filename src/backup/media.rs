@@ -32,6 +32,7 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
     let index = Index::load(&env.storage, &job.name)
         .await
         .map_err(|e| format!("reading the index of `{}`: {e}", job.name))?;
+    test_pause_after_index().await;
     let previous = previous_tree(env, &job.name).await;
     let settings = EngineSettings {
         job: job.name.clone(),
@@ -123,6 +124,8 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
             bytes: stats.bytes,
             new_bytes: stats.new_bytes,
             new_stored: stats.new_stored,
+            files_read: stats.files_read,
+            bytes_read: stats.bytes_read,
             status: if partial { "partial" } else { "complete" }.into(),
             warnings: warnings.clone(),
             packs: packs.into_iter().collect(),
@@ -146,6 +149,21 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
         partial, "media snapshot committed"
     );
     Ok(MediaRun { manifest, partial })
+}
+
+/// Test hook (tests/media_prune.rs): when `OPSAGENT_TEST_PAUSE_AFTER_INDEX` names a file,
+/// creates `<file>.paused` once the index is loaded and waits until the file is removed, so a
+/// test can run prune while this backup holds an index from before it.
+async fn test_pause_after_index() {
+    let Some(path) = std::env::var_os("OPSAGENT_TEST_PAUSE_AFTER_INDEX") else {
+        return;
+    };
+    let mut paused = path.clone();
+    paused.push(".paused");
+    let _ = std::fs::write(&paused, b"");
+    while std::path::Path::new(&path).exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// The newest snapshot's tree of `job`, by path, for change detection; empty when there is
