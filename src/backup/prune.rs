@@ -89,29 +89,33 @@ pub async fn apply(
     keep: &KeepPolicy,
     dry_run: bool,
 ) -> Result<Vec<Decision<SnapshotKey>>, PruneError> {
-    Ok(apply_all(env, job, keep, dry_run).await?.decisions)
+    Ok(apply_all(env, job, keep, dry_run, false).await?.decisions)
 }
 
-/// [`apply`], also returning what collecting a media job's packs did.
+/// [`apply`], also returning what collecting a media job's packs did. Media trees are read
+/// (to repack mostly-dead packs) when `thorough` or when a snapshot was forgotten; otherwise
+/// the manifests' pack lists decide, which needs no tree download after every backup.
 pub async fn apply_all(
     env: &Env,
     job: &str,
     keep: &KeepPolicy,
     dry_run: bool,
+    thorough: bool,
 ) -> Result<Pruned, PruneError> {
     let decisions = forget_snapshots(env, job, keep, dry_run).await?;
     let packs = match env.config.media.iter().find(|m| m.name == job) {
         Some(m) => {
-            let s = media_prune::Settings {
-                job: job.to_string(),
-                grace: m.prune_grace,
-                dry_run,
-            };
             let forgotten: Vec<&str> = decisions
                 .iter()
                 .filter(|d| !d.keep)
                 .map(|d| d.item.key.as_str())
                 .collect();
+            let s = media_prune::Settings {
+                job: job.to_string(),
+                grace: m.prune_grace,
+                dry_run,
+                read_trees: thorough || !forgotten.is_empty(),
+            };
             Some(collect_packs(env, &s, &forgotten).await?)
         }
         None => None,
@@ -119,6 +123,7 @@ pub async fn apply_all(
     Ok(Pruned { decisions, packs })
 }
 
+/// Retention proper: plans per item from the manifest keys and (unless `dry_run`) forgets.
 async fn forget_snapshots(
     env: &Env,
     job: &str,

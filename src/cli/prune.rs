@@ -31,7 +31,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let rt = super::runtime()?;
     for (name, keep) in jobs {
         let _lock = crate::backup::lock::JobLock::acquire(&env.config.agent.state_dir, &name)?;
-        let pruned = rt.block_on(apply_all(&env, &name, &keep, args.dry_run))?;
+        let pruned = rt.block_on(apply_all(&env, &name, &keep, args.dry_run, true))?;
         println!("{name}: keep {keep}");
         for d in &pruned.decisions {
             let verb = match (d.keep, args.dry_run) {

@@ -4,7 +4,9 @@
 //! 1. Use. Each remaining snapshot's tree is read and each chunk mapped to one pack holding it
 //!    (a pack in the bucket and not pending deletion if there is one). A snapshot whose tree
 //!    cannot be read (encrypted without the identity on this host, damaged) or names chunks no
-//!    index knows counts with the `packs` its manifest lists instead. The union is the live set.
+//!    index knows counts with the `packs` its manifest lists instead; so do all snapshots when
+//!    trees are not read (`read_trees` off: after a backup that forgot no snapshot, the cheap
+//!    way). The union is the live set.
 //! 2. Marks. A pack that is indexed or in the bucket but not live goes on the index's
 //!    `delete_pending` list (since now, if it is not there yet); a pending pack that is live
 //!    again (a backup that loaded the index before the mark reused it) comes off the list.
@@ -23,7 +25,7 @@
 
 use super::id::Id;
 use super::index::{self, Index, IndexError, IndexFile, PackIndex, PendingDelete, INDEX_FORMAT};
-use super::{keys, tree};
+use super::keys;
 use crate::storage::{Storage, StorageError};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -31,6 +33,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 mod repack;
 #[cfg(test)]
 mod tests;
+mod uses;
 
 /// Packs with less than this percentage of their bytes live are repacked.
 pub const REPACK_BELOW_PERCENT: u64 = 50;
@@ -44,6 +47,9 @@ pub struct Settings {
     pub grace: std::time::Duration,
     /// Compute and report, change nothing.
     pub dry_run: bool,
+    /// Read every tree: needed to repack and to keep manifests' pack lists exact. Without it
+    /// each manifest's `packs` list decides (safe, cheaper: no tree is downloaded).
+    pub read_trees: bool,
 }
 
 /// A remaining snapshot, as its manifest describes it.
@@ -127,15 +133,6 @@ pub struct Prepared {
     delete_trees: Vec<String>,
 }
 
-/// How one snapshot uses packs.
-struct Use {
-    manifest: String,
-    listed: BTreeSet<Id>,
-    packs: BTreeSet<Id>,
-    /// `packs` comes from the tree (else from the manifest's list).
-    exact: bool,
-}
-
 /// Reads the index, the packs in the bucket and every tree; marks, repacks, writes the new
 /// index (unless `dry_run`). `snaps` are all remaining snapshots of the job.
 pub async fn prepare(
@@ -157,116 +154,39 @@ pub async fn prepare(
         dry_run: s.dry_run,
         snapshots: snaps.len(),
         index_read: idx.keys.len(),
+        packs: idx
+            .packs
+            .keys()
+            .chain(bucket.keys())
+            .collect::<BTreeSet<_>>()
+            .len(),
         ..Report::default()
     };
-    let locations = Locations::new(&idx, &bucket);
-    let mut live_blobs: HashMap<Id, HashSet<Id>> = HashMap::new();
-    let mut uses = Vec::new();
-    for snap in snaps {
-        uses.push(snapshot_use(storage, snap, &locations, &mut live_blobs, &mut report).await);
-    }
-    let mut new_packs: Vec<PackIndex> = Vec::new();
-    let candidates = repack_candidates(&idx, &bucket, &live_blobs);
-    if let Some(why) = uses
-        .iter()
-        .find(|u| !u.exact)
-        .map(|u| format!("snapshot `{}` could not be read to the chunk", u.manifest))
-    {
-        report.repack_skipped = (!candidates.is_empty()).then_some(why);
-    } else if s.dry_run {
-        report.repacked = candidates.len();
-        report.repacked_bytes = candidates.iter().map(|(p, _)| p.size).sum();
-    } else if !candidates.is_empty() {
-        let r = repack::run(storage, &s.job, candidates).await?;
-        report.warnings.extend(r.warnings);
-        for (old, new) in &r.moved {
-            report.repacked += 1;
-            report.repacked_bytes += idx.packs.get(old).map_or(0, |p| p.size);
-            for u in uses.iter_mut() {
-                if u.packs.remove(old) {
-                    u.packs.extend(new.iter().copied());
-                }
-            }
-        }
-        report.repack_written = r.new_packs.iter().map(|p| p.size).sum();
-        new_packs = r.new_packs;
-    }
+    let (mut uses, live_blobs) =
+        uses::find(storage, snaps, &idx, &bucket, s.read_trees, &mut report).await;
+    let new_packs = repack_step(
+        storage,
+        s,
+        &idx,
+        &bucket,
+        &live_blobs,
+        &mut uses,
+        &mut report,
+    )
+    .await?;
     let live: BTreeSet<Id> = uses.iter().flat_map(|u| u.packs.iter().copied()).collect();
-    report.live = live.len();
-    let mut all: BTreeMap<Id, PackIndex> = idx.packs.clone();
-    all.extend(new_packs.iter().map(|p| (p.id, p.clone())));
-    let present = |p: &Id| bucket.contains_key(p) || new_packs.iter().any(|n| n.id == *p);
-    let mut sizes: BTreeMap<Id, u64> = bucket.clone();
-    sizes.extend(all.values().map(|p| (p.id, p.size)));
-    report.packs = idx
-        .packs
-        .keys()
-        .chain(bucket.keys())
-        .collect::<BTreeSet<_>>()
-        .len();
-    for p in live.iter().filter(|p| !present(p)) {
-        report.warnings.push(format!(
-            "pack {p} is used by a snapshot but missing from the bucket (hint: `opsagent verify` names the files affected)"
-        ));
-    }
-    // Marks: every pack that exists and is not live is pending; since its first mark.
-    let mut pending: BTreeMap<Id, DateTime<Utc>> = BTreeMap::new();
-    for (p, size) in sizes.iter().filter(|(p, _)| present(p)) {
-        let was = idx.delete_pending.get(p).copied();
-        if live.contains(p) {
-            report.unmarked += usize::from(was.is_some());
-            continue;
-        }
-        if was.is_none() {
-            report.marked += 1;
-            report.marked_bytes += size;
-        }
-        pending.insert(*p, was.unwrap_or(now));
-    }
-    let grace = chrono::Duration::from_std(s.grace).unwrap_or(chrono::Duration::MAX);
-    let delete_packs: Vec<(Id, u64)> = pending
-        .iter()
-        .filter(|(_, since)| now - **since >= grace)
-        .map(|(p, _)| (*p, sizes[p]))
-        .collect();
-    for (p, size) in &delete_packs {
-        pending.remove(p);
-        report.deleted += 1;
-        report.deleted_bytes += size;
-    }
-    report.pending = pending.len();
-    report.pending_bytes = pending.keys().map(|p| sizes[p]).sum();
-    // The new index: packs that still exist or are in use, the ones in use first so that a
-    // reader taking the first location of a blob finds one that is not pending.
-    let mut packs: Vec<PackIndex> = all
-        .into_values()
-        .filter(|p| {
-            (present(&p.id) || live.contains(&p.id))
-                && !delete_packs.iter().any(|(d, _)| *d == p.id)
-        })
-        .collect();
-    packs.sort_by_key(|p| pending.contains_key(&p.id));
-    let file = IndexFile {
-        format: INDEX_FORMAT,
-        delete_pending: pending
-            .iter()
-            .map(|(p, since)| PendingDelete {
-                pack: *p,
-                since: *since,
-            })
-            .collect(),
-        packs,
-    };
+    let marks = mark(&idx, &bucket, &new_packs, &live, now, s.grace, &mut report);
+    let file = index_file(&idx, new_packs, &live, &marks);
     let same_packs = file.packs.len() == idx.packs.len()
         && file.packs.iter().all(|p| idx.packs.contains_key(&p.id));
-    let changed = pending != idx.delete_pending || !same_packs || idx.keys.len() > 1;
+    let changed = marks.pending != idx.delete_pending || !same_packs || idx.keys.len() > 1;
     let manifest_updates: Vec<(String, Vec<Id>)> = uses
         .iter()
         .filter(|u| u.exact && u.packs != u.listed)
         .map(|u| (u.manifest.clone(), u.packs.iter().copied().collect()))
         .collect();
     report.manifests_rewritten = manifest_updates.len();
-    let delete_trees = orphan_trees(storage, &s.job, snaps, now, grace).await?;
+    let delete_trees = orphan_trees(storage, &s.job, snaps, now, marks.grace).await?;
     report.trees_deleted = delete_trees.len();
     let mut new_index = None;
     if changed && !s.dry_run && !(file.packs.is_empty() && file.delete_pending.is_empty()) {
@@ -279,9 +199,138 @@ pub async fn prepare(
         manifest_updates,
         old_index: if changed { idx.keys } else { Vec::new() },
         new_index,
-        delete_packs,
+        delete_packs: marks.delete,
         delete_trees,
     })
+}
+
+/// Repacks the mostly-dead packs when every tree could be read (counts them in a dry run);
+/// the snapshots using an old pack then use the new ones. Returns the new packs.
+async fn repack_step(
+    storage: &Storage,
+    s: &Settings,
+    idx: &Index,
+    bucket: &BTreeMap<Id, u64>,
+    live_blobs: &HashMap<Id, HashSet<Id>>,
+    uses: &mut [uses::Use],
+    report: &mut Report,
+) -> Result<Vec<PackIndex>, PruneError> {
+    let candidates = uses::repack_candidates(idx, bucket, live_blobs);
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let Some(u) = uses.iter().find(|u| !u.exact) {
+        report.repack_skipped = Some(format!(
+            "the tree of `{}` could not be read to the chunk",
+            u.manifest
+        ));
+        return Ok(Vec::new());
+    }
+    if s.dry_run {
+        report.repacked = candidates.len();
+        report.repacked_bytes = candidates.iter().map(|(p, _)| p.size).sum();
+        return Ok(Vec::new());
+    }
+    let r = repack::run(storage, &s.job, candidates).await?;
+    report.warnings.extend(r.warnings);
+    for (old, new) in &r.moved {
+        report.repacked += 1;
+        report.repacked_bytes += idx.packs.get(old).map_or(0, |p| p.size);
+        for u in uses.iter_mut() {
+            if u.packs.remove(old) {
+                u.packs.extend(new.iter().copied());
+            }
+        }
+    }
+    report.repack_written = r.new_packs.iter().map(|p| p.size).sum();
+    Ok(r.new_packs)
+}
+
+/// The pending list after this prune and the packs to delete.
+struct Marks {
+    pending: BTreeMap<Id, DateTime<Utc>>,
+    delete: Vec<(Id, u64)>,
+    grace: chrono::Duration,
+}
+
+/// Every pack that exists and is not live is pending, since its first mark; a live one is
+/// not. Pending packs whose grace period is over are to be deleted.
+fn mark(
+    idx: &Index,
+    bucket: &BTreeMap<Id, u64>,
+    new_packs: &[PackIndex],
+    live: &BTreeSet<Id>,
+    now: DateTime<Utc>,
+    grace: std::time::Duration,
+    report: &mut Report,
+) -> Marks {
+    let mut sizes: BTreeMap<Id, u64> = bucket.clone();
+    sizes.extend(idx.packs.values().chain(new_packs).map(|p| (p.id, p.size)));
+    let present = |p: &Id| bucket.contains_key(p) || new_packs.iter().any(|n| n.id == *p);
+    report.live = live.len();
+    for p in live.iter().filter(|p| !present(p)) {
+        report.warnings.push(format!(
+            "pack {p} is used by a snapshot but missing from the bucket (hint: `opsagent verify` names the files affected)"
+        ));
+    }
+    let mut pending = BTreeMap::new();
+    for (p, size) in sizes.iter().filter(|(p, _)| present(p)) {
+        let was = idx.delete_pending.get(p).copied();
+        if live.contains(p) {
+            report.unmarked += usize::from(was.is_some());
+            continue;
+        }
+        if was.is_none() {
+            report.marked += 1;
+            report.marked_bytes += size;
+        }
+        pending.insert(*p, was.unwrap_or(now));
+    }
+    let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+    let delete: Vec<(Id, u64)> = pending
+        .iter()
+        .filter(|(_, since)| now - **since >= grace)
+        .map(|(p, _)| (*p, sizes[p]))
+        .collect();
+    for (p, size) in &delete {
+        pending.remove(p);
+        report.deleted += 1;
+        report.deleted_bytes += size;
+    }
+    report.pending = pending.len();
+    report.pending_bytes = pending.keys().map(|p| sizes[p]).sum();
+    Marks {
+        pending,
+        delete,
+        grace,
+    }
+}
+
+/// The new index: packs that still exist or are in use, the ones not pending first so that a
+/// reader taking the first location of a blob finds one that stays; and the pending list.
+fn index_file(idx: &Index, new_packs: Vec<PackIndex>, live: &BTreeSet<Id>, m: &Marks) -> IndexFile {
+    let deleted: HashSet<Id> = m.delete.iter().map(|(p, _)| *p).collect();
+    let mut packs: Vec<PackIndex> = idx
+        .packs
+        .values()
+        .filter(|p| live.contains(&p.id) || m.pending.contains_key(&p.id))
+        .filter(|p| !deleted.contains(&p.id))
+        .cloned()
+        .chain(new_packs)
+        .collect();
+    packs.sort_by_key(|p| m.pending.contains_key(&p.id));
+    IndexFile {
+        format: INDEX_FORMAT,
+        packs,
+        delete_pending: m
+            .pending
+            .iter()
+            .map(|(p, since)| PendingDelete {
+                pack: *p,
+                since: *since,
+            })
+            .collect(),
+    }
 }
 
 impl Prepared {
@@ -316,123 +365,6 @@ impl Prepared {
         report.warnings.shrink_to_fit();
         Ok(report)
     }
-}
-
-/// Every location of every blob, and which packs exist.
-struct Locations<'a> {
-    blobs: HashMap<Id, Vec<Id>>,
-    pending: &'a BTreeMap<Id, DateTime<Utc>>,
-    bucket: &'a BTreeMap<Id, u64>,
-}
-
-impl<'a> Locations<'a> {
-    fn new(idx: &'a Index, bucket: &'a BTreeMap<Id, u64>) -> Locations<'a> {
-        let mut blobs: HashMap<Id, Vec<Id>> = HashMap::new();
-        for p in idx.packs.values() {
-            for b in &p.blobs {
-                blobs.entry(b.id).or_default().push(p.id);
-            }
-        }
-        Locations {
-            blobs,
-            pending: &idx.delete_pending,
-            bucket,
-        }
-    }
-
-    /// The pack to keep `blob` in: one in the bucket and not pending if there is one.
-    fn choose(&self, blob: &Id) -> Option<Id> {
-        self.blobs
-            .get(blob)?
-            .iter()
-            .copied()
-            .min_by_key(|p| (!self.bucket.contains_key(p), self.pending.contains_key(p)))
-    }
-}
-
-/// Which packs `snap` needs: from its tree when it can be read and every chunk is indexed,
-/// else the packs its manifest lists. Records live blobs per pack from trees.
-async fn snapshot_use(
-    storage: &Storage,
-    snap: &SnapshotRefs,
-    loc: &Locations<'_>,
-    live_blobs: &mut HashMap<Id, HashSet<Id>>,
-    report: &mut Report,
-) -> Use {
-    let listed: BTreeSet<Id> = snap.packs.iter().copied().collect();
-    let mut u = Use {
-        manifest: snap.manifest.clone(),
-        packs: listed.clone(),
-        listed,
-        exact: false,
-    };
-    let nodes = match &snap.tree {
-        None => Err("the manifest names no tree".to_string()),
-        Some(key) => match storage.get_bytes(key).await {
-            Ok(b) => tree::decode(key, &b),
-            Err(e) => Err(e.to_string()),
-        },
-    };
-    let nodes = match nodes {
-        Ok(n) => n,
-        Err(e) => {
-            report.trees_unreadable += 1;
-            report.warnings.push(format!(
-                "snapshot `{}`: {e}; counting the packs its manifest lists",
-                snap.manifest
-            ));
-            return u;
-        }
-    };
-    let chunks: HashSet<Id> = nodes
-        .iter()
-        .flat_map(|n| n.chunks.iter().copied())
-        .collect();
-    let mut packs = BTreeSet::new();
-    let mut missing = 0usize;
-    for c in &chunks {
-        match loc.choose(c) {
-            Some(p) => {
-                packs.insert(p);
-                live_blobs.entry(p).or_default().insert(*c);
-            }
-            None => missing += 1,
-        }
-    }
-    if missing > 0 {
-        report.warnings.push(format!(
-            "snapshot `{}`: {missing} chunk(s) are in no index; counting the packs its manifest lists too",
-            snap.manifest
-        ));
-        u.packs.extend(packs);
-    } else {
-        u.packs = packs;
-        u.exact = true;
-    }
-    u
-}
-
-/// Packs worth repacking: indexed, in the bucket, not pending, partly live, less than
-/// [`REPACK_BELOW_PERCENT`] of their bytes live; with their live blobs.
-fn repack_candidates(
-    idx: &Index,
-    bucket: &BTreeMap<Id, u64>,
-    live_blobs: &HashMap<Id, HashSet<Id>>,
-) -> Vec<(PackIndex, HashSet<Id>)> {
-    idx.packs
-        .values()
-        .filter(|p| bucket.contains_key(&p.id) && !idx.delete_pending.contains_key(&p.id))
-        .filter_map(|p| {
-            let live = live_blobs.get(&p.id)?;
-            let live_bytes: u64 = p
-                .blobs
-                .iter()
-                .filter(|b| live.contains(&b.id))
-                .map(|b| b.length)
-                .sum();
-            (live_bytes * 100 < REPACK_BELOW_PERCENT * p.size).then(|| (p.clone(), live.clone()))
-        })
-        .collect()
 }
 
 /// Trees no remaining manifest names whose snapshot started more than `grace` ago.

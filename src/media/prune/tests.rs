@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::media::pack::{encode_blob, extract, PackBuilder};
-use crate::media::tree::{Node, NodeKind, RawPath};
+use crate::media::tree::{self, Node, NodeKind, RawPath};
 
 const JOB: &str = "up";
 
@@ -93,6 +93,7 @@ fn settings(grace_hours: u64, dry_run: bool) -> Settings {
         job: JOB.into(),
         grace: std::time::Duration::from_secs(grace_hours * 3600),
         dry_run,
+        read_trees: true,
     }
 }
 
@@ -265,4 +266,23 @@ async fn trees_without_a_manifest_go_after_the_grace() {
     assert_eq!((r.trees_deleted, r.deleted), (1, 0), "{r:?}");
     assert!(!st.exists(orphan.tree.as_ref().unwrap()).await.unwrap());
     assert!(st.exists(kept[0].tree.as_ref().unwrap()).await.unwrap());
+}
+
+#[tokio::test]
+async fn without_trees_the_manifest_lists_decide_and_nothing_is_repacked() {
+    let st = Storage::in_memory();
+    let (a, c, d) = (noise(11, 100), noise(12, 8000), noise(13, 300));
+    let p1 = put_pack(&st, &[&a, &c]).await;
+    let p2 = put_pack(&st, &[&d]).await;
+    put_index(&st, &[&p1, &p2], &[]).await;
+    // The tree says only `a` is used; the manifest lists p1: p1 stays whole, p2 goes.
+    let snaps = [snapshot(&st, "20270115T080000Z-00000009", &[&a], &[&p1], true).await];
+    let s = Settings {
+        read_trees: false,
+        ..settings(0, false)
+    };
+    let (r, updates) = prune(&st, &s, &snaps, t(0)).await;
+    assert_eq!((r.repacked, r.deleted, r.live), (0, 1, 1), "{r:?}");
+    assert_eq!((r.repack_skipped, updates.len()), (None, 0));
+    assert!(exists(&st, &p1).await && !exists(&st, &p2).await);
 }
