@@ -113,7 +113,11 @@ fn excludes_symlinks_and_an_unchanged_rerun_that_reads_nothing() {
     std::fs::write(src.join("upload.tmp"), b"partial upload").unwrap();
     std::os::unix::fs::symlink("avatars/notes.txt", src.join("latest")).unwrap();
     std::os::unix::fs::symlink("/nonexistent/target", src.join("dangling")).unwrap();
-    let cfg = s.config(s3, std::slice::from_ref(&src), "exclude = [\"cache/\", \"*.tmp\"]\n");
+    let cfg = s.config(
+        s3,
+        std::slice::from_ref(&src),
+        "exclude = [\"cache/\", \"*.tmp\"]\n",
+    );
 
     let out = opsagent(&cfg, &["backup", "uploads"]);
     assert!(out.status.success(), "{}", common::output_text(&out));
