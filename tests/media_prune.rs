@@ -203,6 +203,22 @@ fn run(cfg: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A backup that starts in a later second than the previous one: snapshot ids (and so
+/// retention's "last N") have one-second resolution.
+fn backup(cfg: &Path) {
+    next_second();
+    ok(cfg, &["backup", JOB]);
+}
+
+fn next_second() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    std::thread::sleep(Duration::from_nanos(
+        1_000_000_000 - u64::from(now.subsec_nanos()),
+    ));
+}
+
 fn ok(cfg: &Path, args: &[&str]) -> String {
     let out = run(cfg, args);
     let text = common::output_text(&out);
@@ -213,7 +229,7 @@ fn ok(cfg: &Path, args: &[&str]) -> String {
 #[test]
 fn two_snapshots_prune_one_the_other_stays_identical() {
     let b = Bench::new();
-    let backup = b.config("agent", 100, "0s");
+    let agent = b.config("agent", 100, "0s");
     for i in 0..30 {
         write(
             &b.src.join(format!("ünï dir {}/file {i}.txt", i % 3)),
@@ -223,12 +239,12 @@ fn two_snapshots_prune_one_the_other_stays_identical() {
     std::fs::create_dir(b.src.join("empty dir")).unwrap();
     std::os::unix::fs::symlink("ünï dir 0/file 0.txt", b.src.join("link")).unwrap();
     write(&b.src.join("gone.bin"), &noise(100, 3 << 20));
-    ok(&backup, &["backup", JOB]);
+    backup(&agent);
     // The second snapshot keeps the small files (in the first run's one pack) and drops the
     // 3 MiB file: that pack is then mostly dead.
     std::fs::remove_file(b.src.join("gone.bin")).unwrap();
     write(&b.src.join("new.bin"), &noise(101, 1 << 20));
-    ok(&backup, &["backup", JOB]);
+    backup(&agent);
     let before = b.manifests();
     assert_eq!(before.len(), 2);
     let first: BTreeSet<Id> = before[0]
@@ -292,13 +308,13 @@ fn a_backup_running_during_prune_loses_nothing() {
     );
     let pack_of = |m: &Manifest| m.media.as_ref().unwrap().packs.clone();
     write(&z, &noise(1, 1 << 20));
-    ok(&agent, &["backup", JOB]); // A0 = {z}
+    backup(&agent); // A0 = {z}
     std::fs::remove_file(&z).unwrap();
     write(&x, &noise(2, 1 << 20));
-    ok(&agent, &["backup", JOB]); // A = {x}
+    backup(&agent); // A = {x}
     std::fs::remove_file(&x).unwrap();
     write(&y, &noise(3, 1 << 20));
-    ok(&agent, &["backup", JOB]); // B = {y}
+    backup(&agent); // B = {y}
     let m = b.manifests();
     let (p_z, p_x) = (pack_of(&m[0])[0], pack_of(&m[1])[0]);
 
@@ -306,6 +322,7 @@ fn a_backup_running_during_prune_loses_nothing() {
     write(&x, &noise(2, 1 << 20));
     let flag = b.dir.path().join("hold");
     std::fs::write(&flag, b"").unwrap();
+    next_second();
     let c = Command::new(env!("CARGO_BIN_EXE_opsagent"))
         .arg("--config")
         .arg(&agent)
@@ -329,7 +346,11 @@ fn a_backup_running_during_prune_loses_nothing() {
     let out = ok(&pruner, &["prune", JOB]);
     assert!(out.contains("marked for deletion 2"), "{out}");
     let idx = b.index();
-    assert!(idx.delete_pending.contains_key(&p_x) && idx.delete_pending.contains_key(&p_z));
+    assert!(
+        idx.delete_pending.contains_key(&p_x) && idx.delete_pending.contains_key(&p_z),
+        "{out}\n{:?}\nx={p_x:?} z={p_z:?}",
+        idx.delete_pending
+    );
     assert!(b.packs().contains(&p_x) && b.packs().contains(&p_z));
     // The grace passes while C still runs; then C reuses x's chunks from its (older) index.
     std::thread::sleep(GRACE + Duration::from_millis(500));

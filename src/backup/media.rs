@@ -32,8 +32,10 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
     let index = Index::load(&env.storage, &job.name)
         .await
         .map_err(|e| format!("reading the index of `{}`: {e}", job.name))?;
+    tracing::debug!(job = %job.name, packs = index.packs.len(), blobs = index.blobs.len(), objects = index.keys.len(), "index loaded");
     test_pause_after_index().await;
     let previous = previous_tree(env, &job.name).await;
+    tracing::debug!(job = %job.name, files = previous.len(), "previous tree loaded");
     let settings = EngineSettings {
         job: job.name.clone(),
         walk: WalkSettings {

@@ -88,6 +88,8 @@ pub struct RunReport {
     pub bytes: u64,
     /// Snapshots removed by retention.
     pub pruned: usize,
+    /// Files a media snapshot skipped or may hold inconsistently (the snapshot is `partial`).
+    pub warnings: Vec<String>,
 }
 
 /// Prefix of the scheduler's key for a job's restore drill.
@@ -193,6 +195,12 @@ async fn run_media_job(
         Ok(r) => {
             let mut report = RunReport {
                 bytes,
+                warnings: r
+                    .manifest
+                    .media
+                    .as_ref()
+                    .map(|m| m.warnings.clone())
+                    .unwrap_or_default(),
                 ..RunReport::default()
             };
             report.snapshots.push(r.manifest);

@@ -35,6 +35,24 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
             eprint!("\r\x1b[2K");
         }
         match result {
+            Ok(r) if !r.warnings.is_empty() => {
+                println!(
+                    "{name}: PARTIAL, 1 snapshot committed ({} stored in {:.1}s) with {} warning(s):",
+                    human_bytes(r.bytes),
+                    started.elapsed().as_secs_f64(),
+                    r.warnings.len()
+                );
+                for w in r.warnings.iter().take(20) {
+                    println!("  {w}");
+                }
+                if r.warnings.len() > 20 {
+                    println!(
+                        "  … and {} more (see `opsagent snapshots --json`)",
+                        r.warnings.len() - 20
+                    );
+                }
+                failed.push(format!("{name} (partial)"));
+            }
             Ok(r) => println!(
                 "{name}: ok, {} snapshot(s), {} stored in {:.1}s{}",
                 r.snapshots.len(),
@@ -56,7 +74,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         Ok(())
     } else {
         anyhow::bail!(
-            "{} of {} job(s) failed: {}",
+            "{} of {} job(s) failed or were partial: {}",
             failed.len(),
             names.len(),
             failed.join(", ")
@@ -72,7 +90,7 @@ fn spawn_progress(
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{spinner} {prefix}: {binary_bytes} dumped ({binary_bytes_per_sec}) {elapsed}",
+            "{spinner} {prefix}: {binary_bytes} read ({binary_bytes_per_sec}) {elapsed}",
         )
         .expect("valid template"),
     );

@@ -43,8 +43,8 @@ pub fn summary(cfg: &Config) -> String {
             .map(|st| st.describe())
             .unwrap_or_default()
     );
-    if cfg.mysql.is_empty() {
-        s += "  jobs      none (add [[mysql]] sections to back up databases)\n";
+    if cfg.mysql.is_empty() && cfg.media.is_empty() {
+        s += "  jobs      none (add [[mysql]] or [[media]] sections to back up databases or directories)\n";
     } else {
         s += "  jobs\n";
     }
@@ -77,6 +77,24 @@ pub fn summary(cfg: &Config) -> String {
             None => "off".to_string(),
         };
         s += &format!("    {:<12}        restore drill {drill}\n", "");
+    }
+    for j in &cfg.media {
+        let next = j
+            .schedule
+            .next_after(now, zone)
+            .map(|t| zone.format(t, "%Y-%m-%d %H:%M %Z"))
+            .unwrap_or_else(|| "never".into());
+        let paths: Vec<String> = j.paths.iter().map(|p| p.display().to_string()).collect();
+        s += &format!("    {:<12} media  {}\n", j.name, paths.join(", "));
+        if !j.exclude.is_empty() {
+            s += &format!("    {:<12}        exclude {}\n", "", j.exclude.join(", "));
+        }
+        s += &format!(
+            "    {:<12}        schedule \"{}\", next run {next}; keep {}\n",
+            "",
+            j.schedule.as_str(),
+            j.keep
+        );
     }
     s += &checks_summary(&cfg.health);
     match &cfg.email {

@@ -155,6 +155,17 @@ impl Config {
             .collect()
     }
 
+    /// The catalog's run kind of backup job `name`: `mysql` or `media` (`None`: no such job).
+    pub fn job_kind(&self, name: &str) -> Option<&'static str> {
+        if self.mysql.iter().any(|j| j.name == name) {
+            Some("mysql")
+        } else if self.media.iter().any(|j| j.name == name) {
+            Some("media")
+        } else {
+            None
+        }
+    }
+
     /// The catalog's path.
     pub fn catalog_path(&self) -> PathBuf {
         self.agent.state_dir.join("catalog.sqlite")

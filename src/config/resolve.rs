@@ -103,6 +103,7 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         &mut cx,
         raw.checks.as_ref(),
         &mysql,
+        &media,
         agent.zone,
         &root.key("checks"),
     );

@@ -154,7 +154,10 @@ impl Daemon {
                 _ => {
                     let (job, kind) = match name.strip_prefix(backup::VERIFY_PREFIX) {
                         Some(job) => (job, "verify"),
-                        None => (name.as_str(), "mysql"),
+                        None => (
+                            name.as_str(),
+                            self.env.config.job_kind(&name).unwrap_or("mysql"),
+                        ),
                     };
                     let last = self
                         .env
