@@ -76,7 +76,7 @@ pub struct Report {
     pub packs: usize,
     /// Packs in use by the remaining snapshots afterwards.
     pub live: usize,
-    /// Packs newly marked for deletion, and their bytes.
+    /// Packs newly marked for deletion.
     pub marked: usize,
     /// Bytes of those.
     pub marked_bytes: u64,
@@ -343,7 +343,7 @@ impl Prepared {
     /// Deletes the replaced index objects, then the packs whose grace period is over, then
     /// the trees of interrupted runs. Call it after the manifest updates are stored.
     pub async fn finish(self, storage: &Storage) -> Result<Report, PruneError> {
-        let mut report = self.report;
+        let report = self.report;
         if report.dry_run {
             return Ok(report);
         }
@@ -362,7 +362,6 @@ impl Prepared {
             storage.delete(key).await?;
             tracing::info!(job = %self.job, key = %key, "deleted the tree of an interrupted run");
         }
-        report.warnings.shrink_to_fit();
         Ok(report)
     }
 }
