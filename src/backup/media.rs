@@ -89,8 +89,8 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
             .await
             .map_err(|e| e.to_string())?;
     }
-    let tree_bytes = tree::encode(&nodes).map_err(|e| format!("encoding the tree: {e}"))?;
-    let raw_size = tree_bytes.len() as u64;
+    let (tree_bytes, raw_size) =
+        tree::encode_counted(&nodes).map_err(|e| format!("encoding the tree: {e}"))?;
     let tree_key = keys::tree_key(&job.name, &id);
     let put = env
         .storage
