@@ -43,6 +43,18 @@ pub fn summary(cfg: &Config) -> String {
             .map(|st| st.describe())
             .unwrap_or_default()
     );
+    if let Some(e) = &cfg.encryption {
+        s += &format!(
+            "  encrypted with age to {} recipient(s); identity {}
+",
+            e.recipients.len(),
+            e.identity_file
+                .as_ref()
+                .map_or("not configured (backups only)".to_string(), |p| p
+                    .display()
+                    .to_string())
+        );
+    }
     if cfg.mysql.is_empty() {
         s += "  jobs      none (add [[mysql]] sections to back up databases)\n";
     } else {

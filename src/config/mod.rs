@@ -9,6 +9,7 @@ mod resolve;
 mod resolve_alerts;
 mod resolve_checks;
 mod resolve_email;
+mod resolve_encryption;
 mod resolve_s3;
 pub mod schedule;
 pub mod span;
@@ -18,7 +19,7 @@ pub use schedule::{Schedule, Zone};
 
 use crate::backup::retention::KeepPolicy;
 use crate::secret::Secret;
-use crate::storage::StorageSpec;
+use crate::storage::{EncryptionSpec, StorageSpec};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -34,6 +35,8 @@ pub struct Config {
     pub agent: Agent,
     /// `[storage]`
     pub storage: StorageSpec,
+    /// `[encryption]`, when backups are encrypted with age.
+    pub encryption: Option<EncryptionSpec>,
     /// `[[mysql]]` jobs.
     pub mysql: Vec<MysqlJob>,
     /// `[alerts.email]`, when configured.
