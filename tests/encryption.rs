@@ -330,3 +330,29 @@ fn identity_file_with_loose_mode_is_warned_about_and_never_printed() {
         .unwrap();
     assert!(!all.contains(secret), "{all}");
 }
+
+#[test]
+fn example_encryption_section_is_valid() {
+    // The commented `[encryption]` block of config/opsagent.example.toml, uncommented (without
+    // its recipients_file, which names a file that does not exist here).
+    let example = include_str!("../config/opsagent.example.toml");
+    let block: String = example
+        .lines()
+        .skip_while(|l| *l != "# [encryption]")
+        .take_while(|l| l.starts_with('#'))
+        .filter(|l| !l.contains("recipients_file"))
+        .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+        .collect();
+    assert!(block.starts_with("[encryption]\nrecipients = "), "{block}");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("x.toml");
+    let storage = format!(
+        "[storage]\ntype = \"local\"\npath = \"{}\"\n",
+        dir.path().display()
+    );
+    std::fs::write(&cfg, format!("{storage}{block}")).unwrap();
+    let out = opsagent(&cfg, &["check-config"]);
+    let all = common::output_text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("encrypted with age to 1 recipient"), "{all}");
+}
