@@ -3,6 +3,7 @@
 
 use super::*;
 use sha2::Digest;
+use std::path::Path;
 use tokio::io::AsyncReadExt;
 
 fn key_pair() -> (Identity, Recipient) {
