@@ -162,6 +162,14 @@ fn encrypted_bucket_read_without_identity_nothing_readable_restore_with_identity
     }
     assert_eq!(dumps.len(), 1, "{objects:?}");
 
+    // check-config says drills cannot work here.
+    let out = opsagent(&server, &["check-config"]);
+    assert!(
+        common::output_text(&out).contains("every drill will fail"),
+        "{}",
+        common::output_text(&out)
+    );
+
     // Listing works without the identity; restoring and drilling refuse, saying what to do.
     let out = opsagent(&server, &["snapshots"]);
     assert!(

@@ -104,6 +104,7 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         .encryption
         .as_ref()
         .and_then(|e| super::resolve_encryption::encryption(&mut cx, e, &root.key("encryption")));
+    super::resolve_encryption::drills_need_identity(&mut cx, encryption.as_ref(), &mysql, &root);
     if !cx.errors.is_empty() {
         return Err(ConfigErrors(cx.errors));
     }

@@ -7,6 +7,7 @@
 use super::raw::RawEncryption;
 use super::resolve::Ctx;
 use super::span::KeyPath;
+use super::MysqlJob;
 use crate::storage::{parse_recipient, parse_recipients_file, EncryptionSpec};
 use std::path::Path;
 
@@ -143,4 +144,30 @@ fn identity_file(cx: &mut Ctx, file: &Path, p: &KeyPath) -> bool {
         ),
     }
     true
+}
+
+/// Warns when restore drills are scheduled but cannot decrypt: backups are encrypted and no
+/// identity file is set. (Keeping the identity off the server is right; the drills then belong
+/// where the key is.)
+pub(super) fn drills_need_identity(
+    cx: &mut Ctx,
+    enc: Option<&EncryptionSpec>,
+    jobs: &[MysqlJob],
+    root: &KeyPath,
+) {
+    if enc.is_none_or(|e| e.identity_file.is_some()) {
+        return;
+    }
+    for (i, job) in jobs.iter().enumerate() {
+        if job.verify_schedule.is_some() {
+            cx.warn(
+                &root.key("mysql").index(i).key("name"),
+                format!(
+                    "job `{}` has restore drills scheduled, but its backups are encrypted and no [encryption] identity_file is set: every drill will fail",
+                    job.name
+                ),
+                "set verify_schedule = \"off\" here and run `opsagent verify` where the key is, or set identity_file",
+            );
+        }
+    }
 }
