@@ -98,6 +98,13 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
         .await
         .map_err(|e| e.to_string())?;
     let partial = !warnings.is_empty();
+    let encryption =
+        env.storage
+            .recipients_for(&tree_key)
+            .map(|recipients| super::manifest::Encryption {
+                scheme: "age".into(),
+                recipients,
+            });
     let manifest = Manifest {
         format: FORMAT_VERSION,
         id,
@@ -118,6 +125,7 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
             opsagent: env!("CARGO_PKG_VERSION").into(),
             ..Tools::default()
         },
+        encryption,
         media: Some(MediaSummary {
             paths: job.paths.iter().map(|p| p.display().to_string()).collect(),
             files: stats.files,

@@ -262,12 +262,7 @@ async fn sweep_orphans(
         .filter_map(|o| o.key.rsplit('/').next()?.strip_suffix(".json"))
         .collect();
     for o in env.storage.list(&format!("mysql/{job}/")).await? {
-        let Some(id) = o
-            .key
-            .rsplit('/')
-            .next()
-            .and_then(|f| f.strip_suffix(".sql.zst"))
-        else {
+        let Some(id) = o.key.rsplit('/').next().and_then(super::manifest::dump_id) else {
             continue;
         };
         let Some((t, _)) = parse_manifest_key(&format!("snapshots/{job}/x/{id}.json")) else {

@@ -43,6 +43,17 @@ pub fn summary(cfg: &Config) -> String {
             .map(|st| st.describe())
             .unwrap_or_default()
     );
+    if let Some(e) = &cfg.encryption {
+        s += &format!(
+            "  encrypted with age to {} recipient(s); identity {}\n",
+            e.recipients.len(),
+            e.identity_file
+                .as_ref()
+                .map_or("not configured (backups only)".to_string(), |p| p
+                    .display()
+                    .to_string())
+        );
+    }
     if cfg.mysql.is_empty() && cfg.media.is_empty() {
         s += "  jobs      none (add [[mysql]] or [[media]] sections to back up databases or directories)\n";
     } else {

@@ -100,7 +100,7 @@ pub fn select_jobs(
 /// Opens the catalog and storage for a verb that works on backups.
 pub fn open_env(config: Config) -> anyhow::Result<Env> {
     let catalog = Arc::new(Catalog::open(&config.catalog_path())?);
-    let storage = Storage::open(&config.storage)?;
+    let storage = Storage::open(&config.storage)?.with_encryption(config.encryption.as_ref());
     Ok(Env {
         config: Arc::new(config),
         storage,

@@ -30,7 +30,7 @@ pub struct Args {
     /// Replace the live database: load into staging, then swap; the old tables are kept.
     #[arg(long, conflicts_with = "to_file")]
     pub in_place: bool,
-    /// Write the SQL to a file (.sql plain, .sql.zst compressed); touch no database.
+    /// Write the SQL to a file (.sql plain, .sql.zst compressed, .sql.zst.age as stored); touch no database.
     #[arg(long, value_name = "PATH")]
     pub to_file: Option<PathBuf>,
     /// Restore another host's backups (its storage prefix, `<HOST>/`).
@@ -63,7 +63,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
             StorageSpec::Local { prefix, .. } | StorageSpec::S3 { prefix, .. } => *prefix = p,
         }
     }
-    let storage = Storage::open(&spec)?;
+    let storage = Storage::open(&spec)?.with_encryption(cfg.encryption.as_ref());
     let rt = super::runtime()?;
     let filter = plan::Filter {
         jobs: args.jobs.clone(),
@@ -81,6 +81,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         .block_on(plan::load(&storage, chosen))
         .map_err(anyhow::Error::msg)?;
     let steps = restore::prepare(&cfg, chosen, &target).map_err(anyhow::Error::msg)?;
+    restore::check_decryptable(&storage, &steps, &target).map_err(anyhow::Error::msg)?;
     print_plan(&args.date, moment, &steps, &target, &storage, zone);
     if args.dry_run {
         println!("dry run: nothing was changed");

@@ -9,6 +9,7 @@ mod resolve;
 mod resolve_alerts;
 mod resolve_checks;
 mod resolve_email;
+mod resolve_encryption;
 mod resolve_media;
 mod resolve_s3;
 pub mod schedule;
@@ -19,7 +20,7 @@ pub use schedule::{Schedule, Zone};
 
 use crate::backup::retention::KeepPolicy;
 use crate::secret::Secret;
-use crate::storage::StorageSpec;
+use crate::storage::{EncryptionSpec, StorageSpec};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -35,6 +36,8 @@ pub struct Config {
     pub agent: Agent,
     /// `[storage]`
     pub storage: StorageSpec,
+    /// `[encryption]`, when backups are encrypted with age.
+    pub encryption: Option<EncryptionSpec>,
     /// `[[mysql]]` jobs.
     pub mysql: Vec<MysqlJob>,
     /// `[[media]]` jobs.

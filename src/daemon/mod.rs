@@ -62,7 +62,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
             "runs interrupted by a previous stop were marked `interrupted`"
         );
     }
-    let storage = Storage::open(&config.storage)?;
+    let storage = Storage::open(&config.storage)?.with_encryption(config.encryption.as_ref());
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -228,7 +228,9 @@ impl Daemon {
     fn reload(&mut self, why: &str) {
         systemd::reloading();
         match config::load(&self.config_path) {
-            Ok(new) => match Storage::open(&new.storage) {
+            Ok(new) => match Storage::open(&new.storage)
+                .map(|s| s.with_encryption(new.encryption.as_ref()))
+            {
                 Ok(storage) => {
                     for w in &new.warnings {
                         tracing::warn!("{w}");

@@ -31,7 +31,7 @@ pub enum Target {
     Database(String),
     /// Over the live database, through staging and a swap.
     InPlace,
-    /// A file (`.sql`, or `.sql.zst` kept compressed).
+    /// A file (`.sql`, `.sql.zst` kept compressed, or `.sql.zst.age` as stored).
     File(PathBuf),
 }
 
@@ -119,6 +119,34 @@ pub fn prepare(config: &Config, chosen: Vec<Chosen>, target: &Target) -> Result<
     Ok(steps)
 }
 
+/// Checks that every step's snapshot can be decrypted here (when it is encrypted), before
+/// anything is written. A `--to-file` ending in `.age` copies the stored bytes and needs no key.
+pub fn check_decryptable(storage: &Storage, steps: &[Step], target: &Target) -> Result<(), String> {
+    if let Target::File(p) = target {
+        if p.extension().is_some_and(|e| e == "age") {
+            return Ok(());
+        }
+    }
+    for s in steps {
+        decryptable(storage, &s.chosen)?;
+    }
+    Ok(())
+}
+
+/// [`check_decryptable`] for one snapshot.
+pub fn decryptable(storage: &Storage, c: &Chosen) -> Result<(), String> {
+    match &c.manifest.encryption {
+        Some(e) => storage.check_can_decrypt(
+            &format!(
+                "snapshot {} of `{}` (job {})",
+                c.key.id, c.manifest.item, c.key.job
+            ),
+            &e.recipients,
+        ),
+        None => Ok(()),
+    }
+}
+
 fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
@@ -138,6 +166,7 @@ pub async fn execute(
         .first()
         .ok_or_else(|| format!("manifest `{}` lists no data", step.chosen.key.key))?
         .clone();
+    check_decryptable(storage, std::slice::from_ref(step), target)?;
     if let Target::File(p) = target {
         return stream::write_file(storage, &obj, p, progress).await;
     }

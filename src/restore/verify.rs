@@ -83,6 +83,7 @@ async fn drill(env: &Env, job: &crate::config::MysqlJob) -> Result<Vec<Drill>, S
             .first()
             .ok_or_else(|| format!("manifest `{}` lists no data", c.key.key))?
             .clone();
+        super::decryptable(&env.storage, &c)?;
         let started = std::time::Instant::now();
         let (j, cl, s) = (job.clone(), client.clone(), scratch.clone());
         tokio::task::spawn_blocking(move || {
