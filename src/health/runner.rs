@@ -240,10 +240,11 @@ impl Collector {
         let mut states = Vec::with_capacity(batch.len());
         let mut events = Vec::new();
         for s in batch.iter().chain(forecasts.iter()) {
-            let tr = self
-                .trackers
-                .entry(s.check.clone())
-                .or_insert_with(|| Tracker::new(Level::Ok, now));
+            if !self.trackers.contains_key(&*s.check) {
+                let fresh = Tracker::new(Level::Ok, now);
+                self.trackers.insert(s.check.to_string(), fresh);
+            }
+            let tr = self.trackers.get_mut(&*s.check).expect("tracker just made");
             let obs = observe(&s.reading, &s.detail, tr.state);
             let policy = Policy {
                 hold: chrono::Duration::from_std(s.hold).unwrap_or_default(),
@@ -258,7 +259,7 @@ impl Collector {
                 log_event(&s.check, from, to, &t.detail);
                 events.push(EventRow {
                     id: 0,
-                    check: s.check.clone(),
+                    check: s.check.to_string(),
                     from_state: from.into(),
                     to_state: to.into(),
                     at: t.at,
@@ -270,7 +271,7 @@ impl Collector {
                 });
             }
             states.push(CheckStateRow {
-                check: s.check.clone(),
+                check: s.check.to_string(),
                 kind: s.kind.to_string(),
                 state: tr.state.as_str().into(),
                 since: tr.since,
@@ -311,7 +312,7 @@ impl Collector {
             None => (Level::Ok, format!("{mount} is not filling up")),
         };
         Some(Sample {
-            check: format!("disk-forecast:{mount}"),
+            check: Arc::from(format!("disk-forecast:{mount}")),
             kind: "disk-forecast",
             reading: Reading::Judged {
                 level,
