@@ -361,6 +361,12 @@ fn a_flipped_byte_in_a_pack_fails_restore_and_drill_naming_pack_and_files() {
     assert!(text.contains(&short), "{short}: {text}");
     assert!(text.contains("do not hash to its id"), "{text}");
     assert_eq!(affected(&text), lost);
+    let status = b.ok(&["status"]);
+    let row = status
+        .lines()
+        .find(|l| l.starts_with(JOB))
+        .unwrap_or_default();
+    assert!(row.contains("failed"), "the failed drill shows: {status}");
     // A missing pack: every file with content is named.
     s3.delete_object(&b.bucket, &key);
     let out = b.run(&[

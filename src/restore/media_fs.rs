@@ -6,12 +6,12 @@
 
 use crate::media::tree::{Node, RawPath};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
-use rustix::fs::{AtFlags, Timespec, Timestamps, CWD, UTIME_OMIT};
+use rustix::fs::{AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, Uid, CWD, UTIME_OMIT};
 use std::ffi::OsStr;
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -105,29 +105,42 @@ fn timespec(ns: i64) -> Timespec {
     }
 }
 
-/// Applies `node`'s owner (when `owners`: running as root), mode (not for symlinks) and mtime
-/// to `path`, without following a symlink there. Owner first: chown clears setgid bits.
-pub fn set_meta(path: &Path, node: &Node, owners: bool, symlink: bool) -> io::Result<()> {
-    if owners {
-        rustix::fs::chownat(
-            CWD,
-            path,
-            Some(rustix::fs::Uid::from_raw(node.uid)),
-            Some(rustix::fs::Gid::from_raw(node.gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )?;
-    }
-    if !symlink {
-        fs::set_permissions(path, fs::Permissions::from_mode(node.mode & 0o7777))?;
-    }
-    let times = Timestamps {
+fn times(node: &Node) -> Timestamps {
+    Timestamps {
         last_access: Timespec {
             tv_sec: 0,
             tv_nsec: UTIME_OMIT,
         },
         last_modification: timespec(node.mtime_ns),
-    };
-    rustix::fs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)?;
+    }
+}
+
+fn ids(node: &Node) -> (Option<Uid>, Option<Gid>) {
+    (Some(Uid::from_raw(node.uid)), Some(Gid::from_raw(node.gid)))
+}
+
+/// Applies `node`'s owner (when `owners`: running as root), mode (not for symlinks) and mtime
+/// to `path`. Nothing follows a symlink: files and directories are changed through a handle
+/// opened with `O_NOFOLLOW` (so a link swapped in meanwhile fails instead of redirecting a
+/// chmod or chown), symlinks themselves with the `*at(…, AT_SYMLINK_NOFOLLOW)` calls. Owner
+/// first: chown clears setuid/setgid bits.
+pub fn set_meta(path: &Path, node: &Node, owners: bool, symlink: bool) -> io::Result<()> {
+    if symlink {
+        if owners {
+            let (u, g) = ids(node);
+            rustix::fs::chownat(CWD, path, u, g, AtFlags::SYMLINK_NOFOLLOW)?;
+        }
+        rustix::fs::utimensat(CWD, path, &times(node), AtFlags::SYMLINK_NOFOLLOW)?;
+        return Ok(());
+    }
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let fd = rustix::fs::open(path, flags, Mode::empty())?;
+    if owners {
+        let (u, g) = ids(node);
+        rustix::fs::fchown(&fd, u, g)?;
+    }
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(node.mode & 0o7777))?;
+    rustix::fs::futimens(&fd, &times(node))?;
     Ok(())
 }
 

@@ -158,7 +158,7 @@ impl Restoring {
         Ok(())
     }
 
-    /// Renames a complete temporary file to `dest` and applies the node's metadata.
+    /// Applies the node's metadata to a complete temporary file and renames it to `dest`.
     fn put_in_place(
         &mut self,
         tmp: &std::path::Path,
@@ -166,7 +166,7 @@ impl Restoring {
         n: &Node,
     ) -> Result<(), String> {
         let done =
-            std::fs::rename(tmp, dest).and_then(|()| fs_ops::set_meta(dest, n, self.owners, false));
+            fs_ops::set_meta(tmp, n, self.owners, false).and_then(|()| std::fs::rename(tmp, dest));
         if let Err(e) = done {
             let _ = std::fs::remove_file(tmp);
             return Err(e.to_string());
