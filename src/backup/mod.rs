@@ -113,6 +113,11 @@ pub fn schedules(config: &Config) -> Vec<(String, Schedule)> {
             .clone()
             .map(|s| (format!("{VERIFY_PREFIX}{}", j.name), s))
     }));
+    v.extend(config.media.iter().filter_map(|j| {
+        j.verify_schedule
+            .clone()
+            .map(|s| (format!("{VERIFY_PREFIX}{}", j.name), s))
+    }));
     v
 }
 

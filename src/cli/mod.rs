@@ -49,9 +49,11 @@ pub enum Command {
     Prune(prune::Args),
     /// Health at a glance: checks, last backups and drills; exit 0 OK, 1 warnings, 2 critical.
     Status(status::Args),
-    /// Restore databases as of a date (side by side by default; --in-place, --to-file).
+    /// Restore databases or files as of a date (side by side by default; --in-place, --to-file,
+    /// --to-dir, --path).
     Restore(restore::Args),
-    /// Restore drill: restore the newest snapshots into scratch databases and check them.
+    /// Restore drill: restore the newest snapshots into scratch databases and check them; for
+    /// media jobs, check every pack and chunk of the newest snapshot.
     Verify(verify::Args),
     /// Mute alerts of a check for a while: add, list, rm.
     Silence(silence::Args),

@@ -146,6 +146,8 @@ pub struct MediaJob {
     pub compression_level: i32,
     /// How long unreferenced packs survive prune.
     pub prune_grace: Duration,
+    /// When the daemon runs a drill (`None`: never, the default).
+    pub verify_schedule: Option<Schedule>,
 }
 
 impl Config {

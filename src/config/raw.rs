@@ -166,6 +166,9 @@ pub struct RawMedia {
     /// How long prune keeps unreferenced packs before deleting them; default 24h.
     #[serde(default, with = "humantime_serde")]
     pub prune_grace: Option<Duration>,
+    /// When the daemon runs a drill of this job: every pack of the newest snapshot downloaded
+    /// and checked (crontab or @monthly…); default "off" (it downloads the whole snapshot).
+    pub verify_schedule: Option<String>,
 }
 
 /// `[alerts]`
