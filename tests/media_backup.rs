@@ -252,3 +252,83 @@ fn failures_commit_nothing_and_name_the_cause() {
         .unwrap();
     assert_eq!(runs[0].status, RunStatus::Failed);
 }
+
+#[test]
+fn encrypted_media_objects_hold_no_plaintext_and_restore_with_the_identity() {
+    let s3 = S3Server::shared();
+    let s = Setup::new(s3);
+    let src = s.path("src");
+    let marker = "MARKER-7f3a9c-profile-picture";
+    std::fs::write(src.join(format!("{marker}.txt")), marker.repeat(2000)).unwrap();
+    std::fs::write(src.join("avatar.jpg"), format!("{marker} jpeg bytes")).unwrap();
+    let key = s.path("key.txt");
+    let gen = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(gen.status.success(), "{}", common::output_text(&gen));
+    let recipient = Command::new("age-keygen")
+        .arg("-y")
+        .arg(&key)
+        .output()
+        .unwrap();
+    let recipient = String::from_utf8(recipient.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let cfg = s.config(
+        s3,
+        std::slice::from_ref(&src),
+        &format!("[encryption]\nrecipients = [\"{recipient}\"]\n"),
+    );
+    let out = opsagent(&cfg, &["backup", "uploads"]);
+    assert!(out.status.success(), "{}", common::output_text(&out));
+    let mut packs = 0;
+    for (key, _) in s3.list_keys(&s.bucket) {
+        let body = s3.get_object(&s.bucket, &key).unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(!text.contains(marker), "{key} holds plaintext");
+        if key.contains("/packs/") || key.contains("/trees/") {
+            assert!(
+                body.starts_with(b"age-encryption.org/v1"),
+                "{key} is not age-encrypted"
+            );
+            packs += 1;
+        }
+    }
+    assert!(packs >= 2, "a pack and a tree");
+    // Restoring needs the identity.
+    let out = opsagent(
+        &cfg,
+        &["restore", "--date", "now", "--job", "uploads", "--yes"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", common::output_text(&out));
+    let with_key = std::fs::read_to_string(&cfg).unwrap().replace(
+        "[encryption]\n",
+        &format!("[encryption]\nidentity_file = \"{}\"\n", key.display()),
+    );
+    std::fs::write(&cfg, with_key).unwrap();
+    let dest = s.path("restored");
+    let out = opsagent(
+        &cfg,
+        &[
+            "restore",
+            "--date",
+            "now",
+            "--job",
+            "uploads",
+            "--to-dir",
+            dest.to_str().unwrap(),
+            "--yes",
+        ],
+    );
+    assert!(out.status.success(), "{}", common::output_text(&out));
+    let restored = dest
+        .join(src.strip_prefix("/").unwrap())
+        .join(format!("{marker}.txt"));
+    assert_eq!(
+        std::fs::read_to_string(restored).unwrap(),
+        marker.repeat(2000)
+    );
+}

@@ -172,20 +172,31 @@ pub async fn load_tree(storage: &Storage, m: &Manifest) -> Result<Vec<Node>, Med
         .objects
         .first()
         .ok_or_else(|| err(format!("manifest `{}` lists no tree", m.key())))?;
-    let bytes = storage
-        .get_bytes(&obj.key)
+    // The manifest's sha256 is of the stored bytes (ciphertext when encrypted): check those,
+    // then decrypt.
+    let mut stored = Vec::new();
+    let mut reader = storage
+        .raw_reader(&obj.key)
         .await
         .map_err(|e| err(e.to_string()))?;
-    let sha = hex::encode(Sha256::digest(&bytes));
-    if bytes.len() as u64 != obj.size || sha != obj.sha256 {
+    tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut stored)
+        .await
+        .map_err(|e| err(format!("cannot download `{}`: {e}", obj.key)))?;
+    let sha = hex::encode(Sha256::digest(&stored));
+    if stored.len() as u64 != obj.size || sha != obj.sha256 {
         return Err(err(format!(
             "`{}` is corrupt: {} bytes with sha256 {sha}, the manifest recorded {} bytes with sha256 {}",
             obj.key,
-            bytes.len(),
+            stored.len(),
             obj.size,
             obj.sha256
         )));
     }
+    let mut bytes = Vec::new();
+    let mut plain = storage
+        .decrypting_read(&obj.key, std::io::Cursor::new(stored))
+        .map_err(|e| err(e.to_string()))?;
+    std::io::Read::read_to_end(&mut plain, &mut bytes).map_err(|e| err(e.to_string()))?;
     let key = obj.key.clone();
     tokio::task::spawn_blocking(move || tree::decode(&key, &bytes))
         .await
