@@ -109,6 +109,22 @@ pub fn open_env(config: Config) -> anyhow::Result<Env> {
     })
 }
 
+/// `--take-over`: claims the storage prefix for this agent, saying whom it replaced.
+pub fn take_over(rt: &tokio::runtime::Runtime, env: &Env) -> anyhow::Result<()> {
+    use crate::backup::owner::{ensure, Claim, Identity};
+    let me = Identity::of(env)?;
+    match rt.block_on(ensure(&env.storage, &me, true))? {
+        Claim::TakenOver { previous } => println!(
+            "took over {} from {}",
+            env.storage.describe(),
+            previous.who()
+        ),
+        Claim::Created => println!("claimed {} for this agent", env.storage.describe()),
+        Claim::Ours => println!("{} already belongs to this agent", env.storage.describe()),
+    }
+    Ok(())
+}
+
 /// Human-readable byte counts (`1.5 GiB`).
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];

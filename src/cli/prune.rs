@@ -1,7 +1,9 @@
-//! `opsagent prune [--dry-run] [JOB…]`: apply (or show) the retention policy now.
+//! `opsagent prune [--dry-run] [JOB…]`: apply (or show) the retention policy now, and abort
+//! multipart uploads interrupted runs left open.
 
 use super::Cli;
 use crate::backup::prune::apply;
+use crate::backup::stale;
 
 /// Flags.
 #[derive(Debug, clap::Args)]
@@ -26,6 +28,25 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         .collect();
     let env = super::open_env(cfg)?;
     let rt = super::runtime()?;
+    if !args.dry_run {
+        rt.block_on(crate::backup::owner::guard(&env))?;
+    }
+    let swept = rt.block_on(stale::sweep(&env, chrono::Utc::now(), args.dry_run))?;
+    for u in &swept.aborted {
+        let verb = if args.dry_run {
+            "would abort"
+        } else {
+            "aborted"
+        };
+        println!(
+            "{verb} stale upload {} (started {})",
+            u.key,
+            zone.format(u.initiated, "%Y-%m-%d %H:%M")
+        );
+    }
+    for u in &swept.busy {
+        println!("left upload {} alone: its job is running", u.key);
+    }
     for (name, keep) in jobs {
         let _lock = crate::backup::lock::JobLock::acquire(&env.config.agent.state_dir, &name)?;
         let plan = rt.block_on(apply(&env, &name, &keep, args.dry_run))?;

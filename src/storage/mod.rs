@@ -21,6 +21,7 @@
 mod error;
 mod key;
 mod local;
+pub mod multipart;
 mod object;
 mod opendal_backend;
 mod s3;
