@@ -3,7 +3,8 @@
 //!
 //! Here: S3 stopped mid-upload and for a whole run, MariaDB killed mid-dump, opsagent SIGKILLed
 //! mid-backup, the clock jumping back; in `faults/`: two agents on one storage prefix
-//! (`owner.rs`), open multipart uploads left by killed runs (`stale.rs`).
+//! (`owner.rs`), open multipart uploads left by killed runs (`stale.rs`), a full state_dir
+//! (`state_full.rs`).
 //!
 //! Rows covered elsewhere:
 //! * config broken while running → tests/daemon.rs `broken_config_is_refused_and_fixed_one_picked_up`
@@ -19,6 +20,8 @@ mod common;
 mod owner;
 #[path = "faults/stale.rs"]
 mod stale;
+#[path = "faults/state_full.rs"]
+mod state_full;
 
 use common::mariadb::MariaDb;
 use common::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
