@@ -27,7 +27,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     env.progress = Some(counter.clone());
     let rt = super::runtime()?;
     if args.take_over {
-        super::take_over(&rt, &env)?;
+        let me = crate::backup::owner::Identity::of(&env)?;
+        super::take_over(&rt, &env.storage, &me)?;
     }
     let mut failed = Vec::new();
     for name in &names {

@@ -30,20 +30,25 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
             ),
             Err(e) => anyhow::bail!("storage check failed: {e}"),
         }
-        owner(&rt, cfg, args.take_over)?;
+        owner(&rt, &cfg, &storage, args.take_over)?;
     }
     Ok(())
 }
 
-/// Claims the prefix when nobody has (or takes it over), and says who owns it.
-fn owner(rt: &tokio::runtime::Runtime, cfg: Config, take_over: bool) -> anyhow::Result<()> {
+/// Claims the prefix when nobody has (or takes it over), and says who owns it. Touches only
+/// `state_dir/agent-id`, not the catalog (this may run as root before the daemon ever did).
+fn owner(
+    rt: &tokio::runtime::Runtime,
+    cfg: &Config,
+    storage: &Storage,
+    take_over: bool,
+) -> anyhow::Result<()> {
     use crate::backup::owner::{ensure, Claim, Identity};
-    let env = super::open_env(cfg)?;
+    let me = Identity::load_or_create(&cfg.agent.state_dir, &cfg.agent.hostname)?;
     if take_over {
-        return super::take_over(rt, &env);
+        return super::take_over(rt, storage, &me);
     }
-    let me = Identity::of(&env)?;
-    match rt.block_on(ensure(&env.storage, &me, false)) {
+    match rt.block_on(ensure(storage, &me, false)) {
         Ok(Claim::Created) => println!("storage owner: claimed for this agent ({})", me.hostname),
         Ok(_) => println!("storage owner: this agent ({})", me.hostname),
         Err(e) => anyhow::bail!("storage owner check failed: {e}"),

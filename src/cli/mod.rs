@@ -110,17 +110,17 @@ pub fn open_env(config: Config) -> anyhow::Result<Env> {
 }
 
 /// `--take-over`: claims the storage prefix for this agent, saying whom it replaced.
-pub fn take_over(rt: &tokio::runtime::Runtime, env: &Env) -> anyhow::Result<()> {
-    use crate::backup::owner::{ensure, Claim, Identity};
-    let me = Identity::of(env)?;
-    match rt.block_on(ensure(&env.storage, &me, true))? {
-        Claim::TakenOver { previous } => println!(
-            "took over {} from {}",
-            env.storage.describe(),
-            previous.who()
-        ),
-        Claim::Created => println!("claimed {} for this agent", env.storage.describe()),
-        Claim::Ours => println!("{} already belongs to this agent", env.storage.describe()),
+pub fn take_over(
+    rt: &tokio::runtime::Runtime,
+    storage: &Storage,
+    me: &crate::backup::owner::Identity,
+) -> anyhow::Result<()> {
+    use crate::backup::owner::{ensure, Claim};
+    let at = storage.describe();
+    match rt.block_on(ensure(storage, me, true))? {
+        Claim::TakenOver { previous } => println!("took over {at} from {}", previous.who()),
+        Claim::Created => println!("claimed {at} for this agent"),
+        Claim::Ours => println!("{at} already belongs to this agent"),
     }
     Ok(())
 }
