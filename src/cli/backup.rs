@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 pub struct Args {
     /// Jobs to run (default: all).
     pub jobs: Vec<String>,
+    /// Take the storage prefix over from the agent that owns it (once, when this machine
+    /// replaces that one); see `opsagent-owner.json` in the README.
+    #[arg(long)]
+    pub take_over: bool,
 }
 
 /// Runs the jobs one after another; fails if any failed.
@@ -22,6 +26,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let counter = Arc::new(AtomicU64::new(0));
     env.progress = Some(counter.clone());
     let rt = super::runtime()?;
+    if args.take_over {
+        let me = crate::backup::owner::Identity::of(&env)?;
+        super::take_over(&rt, &env.storage, &me)?;
+    }
     let mut failed = Vec::new();
     for name in &names {
         counter.store(0, Ordering::Relaxed);

@@ -11,6 +11,9 @@ pub struct Args {
     /// Also try the storage (list the bucket or directory).
     #[arg(long)]
     pub connect: bool,
+    /// With --connect: take the storage prefix over from the agent that owns it.
+    #[arg(long, requires = "connect")]
+    pub take_over: bool,
 }
 
 /// Prints the summary; errors (exit 2) come from loading.
@@ -27,6 +30,28 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
             ),
             Err(e) => anyhow::bail!("storage check failed: {e}"),
         }
+        owner(&rt, &cfg, &storage, args.take_over)?;
+    }
+    Ok(())
+}
+
+/// Claims the prefix when nobody has (or takes it over), and says who owns it. Touches only
+/// `state_dir/agent-id`, not the catalog (this may run as root before the daemon ever did).
+fn owner(
+    rt: &tokio::runtime::Runtime,
+    cfg: &Config,
+    storage: &Storage,
+    take_over: bool,
+) -> anyhow::Result<()> {
+    use crate::backup::owner::{ensure, Claim, Identity};
+    let me = Identity::load_or_create(&cfg.agent.state_dir, &cfg.agent.hostname)?;
+    if take_over {
+        return super::take_over(rt, storage, &me);
+    }
+    match rt.block_on(ensure(storage, &me, false)) {
+        Ok(Claim::Created) => println!("storage owner: claimed for this agent ({})", me.hostname),
+        Ok(_) => println!("storage owner: this agent ({})", me.hostname),
+        Err(e) => anyhow::bail!("storage owner check failed: {e}"),
     }
     Ok(())
 }

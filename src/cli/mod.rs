@@ -111,6 +111,22 @@ pub fn open_env(config: Config) -> anyhow::Result<Env> {
     })
 }
 
+/// `--take-over`: claims the storage prefix for this agent, saying whom it replaced.
+pub fn take_over(
+    rt: &tokio::runtime::Runtime,
+    storage: &Storage,
+    me: &crate::backup::owner::Identity,
+) -> anyhow::Result<()> {
+    use crate::backup::owner::{ensure, Claim};
+    let at = storage.describe();
+    match rt.block_on(ensure(storage, me, true))? {
+        Claim::TakenOver { previous } => println!("took over {at} from {}", previous.who()),
+        Claim::Created => println!("claimed {at} for this agent"),
+        Claim::Ours => println!("{at} already belongs to this agent"),
+    }
+    Ok(())
+}
+
 /// Human-readable byte counts (`1.5 GiB`).
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];

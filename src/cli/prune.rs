@@ -1,8 +1,10 @@
 //! `opsagent prune [--dry-run] [JOB…]`: apply (or show) the retention policy now; for media
-//! jobs, then collect the packs no remaining snapshot uses.
+//! jobs, then collect the packs no remaining snapshot uses; and abort multipart uploads
+//! interrupted runs left open.
 
 use super::{human_bytes, Cli};
 use crate::backup::prune::apply_all;
+use crate::backup::stale;
 use crate::media::prune::Report;
 
 /// Flags.
@@ -29,6 +31,25 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         .collect();
     let env = super::open_env(cfg)?;
     let rt = super::runtime()?;
+    if !args.dry_run {
+        rt.block_on(crate::backup::owner::guard(&env))?;
+    }
+    let swept = rt.block_on(stale::sweep(&env, chrono::Utc::now(), args.dry_run))?;
+    for u in &swept.aborted {
+        let verb = if args.dry_run {
+            "would abort"
+        } else {
+            "aborted"
+        };
+        println!(
+            "{verb} stale upload {} (started {})",
+            u.key,
+            zone.format(u.initiated, "%Y-%m-%d %H:%M")
+        );
+    }
+    for u in &swept.busy {
+        println!("left upload {} alone: its job is running", u.key);
+    }
     for (name, keep) in jobs {
         let _lock = crate::backup::lock::JobLock::acquire(&env.config.agent.state_dir, &name)?;
         let pruned = rt.block_on(apply_all(&env, &name, &keep, args.dry_run, true))?;

@@ -141,7 +141,13 @@ pub struct Collector {
     catalog: Arc<Catalog>,
     trackers: HashMap<String, Tracker>,
     full_within: Option<Duration>,
+    /// Events a full or failing catalog did not take; stored with the next round's (the
+    /// trackers moved on, so they would not be produced again and their alerts would be lost).
+    pending: Vec<EventRow>,
 }
+
+/// At most this many unstored events are kept for a later round (the oldest go first).
+const MAX_PENDING: usize = 1000;
 
 /// The observation a sample makes for a check now in `current`.
 pub fn observe(reading: &Reading, detail: &str, current: Level) -> Observation {
@@ -182,6 +188,7 @@ impl Collector {
             catalog,
             trackers,
             full_within: None,
+            pending: Vec::new(),
         }
     }
 
@@ -238,7 +245,7 @@ impl Collector {
             .filter_map(|s| self.forecast(s, now))
             .collect();
         let mut states = Vec::with_capacity(batch.len());
-        let mut events = Vec::new();
+        let mut events = std::mem::take(&mut self.pending);
         for s in batch.iter().chain(forecasts.iter()) {
             if !self.trackers.contains_key(&*s.check) {
                 let fresh = Tracker::new(Level::Ok, now);
@@ -283,7 +290,10 @@ impl Collector {
             });
         }
         if let Err(e) = self.catalog.save_check_round(&states, &events) {
-            tracing::error!(error = %e, "cannot store check states and events");
+            tracing::error!(error = %e, pending_events = events.len(), "cannot store check states and events; the events are kept for the next round");
+            let excess = events.len().saturating_sub(MAX_PENDING);
+            events.drain(..excess);
+            self.pending = events;
         }
     }
 
