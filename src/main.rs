@@ -20,6 +20,14 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&cli);
+    if matches!(cli.command, Command::Snapshots(_) | Command::Status(_)) {
+        // Listings piped into `head` end quietly, like other Unix tools, instead of panicking
+        // on a closed stdout. (Sockets use MSG_NOSIGNAL, so network I/O is unaffected.)
+        // SAFETY: setting a signal disposition to its default before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = match &cli.command {
         Command::Run => cli::run::run(&cli),
         Command::CheckConfig(a) => cli::check_config::run(&cli, a),

@@ -92,7 +92,7 @@ pub fn render(catalog: &Catalog, jobs: &[String]) -> String {
     let last_success = FloatGauges::default();
     let last_ok = FloatGauges::default();
     for job in jobs {
-        for kind in ["mysql", "verify"] {
+        for kind in ["mysql", "media", "verify"] {
             let l = labels(&[("job", job), ("kind", kind)]);
             if let Ok(Some(r)) = catalog.last_finished_run(job, kind, true) {
                 last_success

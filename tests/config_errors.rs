@@ -56,6 +56,12 @@ fn bad_configs_are_refused_with_position_key_and_hint() {
         Case { name: "bad-bucket", text: "[storage]\ntype = \"s3\"\nbucket = \"My_Bucket\"\n".into(), line: 3, key: "storage.bucket", needles: &["not a valid bucket name", "lowercase"] },
         Case { name: "toml-syntax", text: format!("{STORAGE}\n[[mysql]\nname = \"x\"\n"), line: 5, key: "", needles: &["hint:"] },
         Case { name: "keep-nothing", text: mysql("keep = { last = 0 }\n"), line: 9, key: "mysql[0].keep", needles: &["keeps nothing", "daily = 7"] },
+        Case { name: "media-missing-paths", text: format!("{STORAGE}\n[[media]]\nname = \"uploads\"\nschedule = \"@daily\"\n"), line: 5, key: "media[0].paths", needles: &["required key is missing", "paths = ["] },
+        Case { name: "media-overlapping-paths", text: format!("{STORAGE}\n[[media]]\nname = \"uploads\"\npaths = [\"/srv/www\", \"/srv/www/uploads\"]\nschedule = \"@daily\"\n"), line: 7, key: "media[0].paths[1]", needles: &["overlaps another path", "a parent already includes"] },
+        Case { name: "media-job-name-clash", text: format!("{}\n[[media]]\nname = \"main\"\npaths = [\"/srv\"]\nschedule = \"@daily\"\n", mysql("")), line: 11, key: "media[0].name", needles: &["duplicate job name `main`"] },
+        Case { name: "bad-age-recipient", text: format!("{STORAGE}\n[encryption]\nrecipients = [\"age1notakey\"]\n"), line: 6, key: "encryption.recipients[0]", needles: &["`age1notakey` is not an age recipient", "age-keygen -y"] },
+        Case { name: "secret-key-as-recipient", text: format!("{STORAGE}\n[encryption]\nrecipients = [\"AGE-SECRET-KEY-1QQQQ\"]\n"), line: 6, key: "encryption.recipients[0]", needles: &["secret key, not a recipient", "keep the secret key off this server"] },
+        Case { name: "no-age-recipients", text: format!("{STORAGE}\n[encryption]\nidentity_file = \"/root/key.txt\"\n"), line: 5, key: "encryption", needles: &["no recipients", "age-keygen -o"] },
         Case { name: "bad-job-name", text: format!("{STORAGE}\n[[mysql]]\nname = \"main db\"\ndatabases = [\"shop\"]\nschedule = \"@daily\"\n"), line: 6, key: "mysql[0].name", needles: &["not a valid job name", "letters, digits"] },
     ];
     let mut failures = Vec::new();

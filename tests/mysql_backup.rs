@@ -235,6 +235,9 @@ fn failures_name_host_database_and_cause_and_commit_nothing() {
         ),
     ];
     for (state, job, needles) in cases {
+        // One agent (one id) tried with three configurations: the prefix stays its own.
+        std::fs::create_dir_all(setup.path(state)).unwrap();
+        std::fs::write(setup.path(state).join("agent-id"), "0f".repeat(16)).unwrap();
         let cfg = setup.config(s3, state, &job);
         let out = opsagent(&cfg, &["backup"]);
         assert_eq!(out.status.code(), Some(1), "{state}: {}", text(&out));
@@ -360,10 +363,13 @@ fn killed_dump_commits_nothing_and_password_never_on_a_command_line() {
         s3.list_multipart_uploads(&setup.bucket).is_empty(),
         "open uploads left behind"
     );
-    assert!(
-        s3.list_keys(&setup.bucket).is_empty(),
-        "{:?}",
+    // Only the owner object the run claimed the prefix with (see tests/faults/owner.rs).
+    assert_eq!(
         s3.list_keys(&setup.bucket)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>(),
+        vec!["web-01/opsagent-owner.json".to_string()]
     );
     let listed = opsagent(&cfg, &["snapshots", "--json"]);
     assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "[]");
@@ -446,7 +452,9 @@ fn retention_prunes_the_real_bucket_and_refresh_rebuilds_the_catalog() {
         "{keys:?}"
     );
     assert_eq!(
-        keys.iter().filter(|(k, _)| k.ends_with(".json")).count(),
+        keys.iter()
+            .filter(|(k, _)| k.contains("/snapshots/") && k.ends_with(".json"))
+            .count(),
         4,
         "{keys:?}"
     );
@@ -457,7 +465,7 @@ fn retention_prunes_the_real_bucket_and_refresh_rebuilds_the_catalog() {
         "{}",
         text(&out)
     );
-    assert_eq!(s3.list_keys(&setup.bucket).len(), 8);
+    assert_eq!(s3.list_keys(&setup.bucket).len(), 9, "8 + the owner object");
     // Dumps no manifest commits (a run died between upload and manifest) are swept by prune once
     // older than the grace; a fresh one may belong to a running backup and stays.
     let old_orphan = format!("web-01/mysql/main/{a}/20261101T000000Z-deadbeef.sql.zst");

@@ -119,7 +119,9 @@ fn hint(step: &Step) -> &'static str {
 #[derive(Clone)]
 pub struct Mailer {
     settings: EmailSettings,
-    tls: Option<TlsParameters>,
+    /// `ca_file`'s PEM, read and checked once; the TLS parameters (with the built-in roots) are
+    /// built per connection, so an idle daemon does not hold a parsed root store.
+    ca_pem: Option<Vec<u8>>,
     server: String,
 }
 
@@ -131,7 +133,7 @@ pub struct Session {
 }
 
 impl Mailer {
-    /// Prepares TLS parameters (reading `ca_file`).
+    /// Checks the settings (reading `ca_file`); TLS is set up when a connection needs it.
     pub fn new(settings: EmailSettings) -> Result<Mailer, SendError> {
         let server = format!("{}:{}", settings.smtp_host, settings.smtp_port);
         let fail = |message: String| SendError {
@@ -139,25 +141,33 @@ impl Mailer {
             step: Step::Setup,
             message,
         };
-        let tls = match settings.tls {
-            SmtpTls::None => None,
-            _ => {
-                let mut b = TlsParameters::builder(settings.smtp_host.clone());
-                if let Some(ca) = &settings.ca_file {
-                    let pem = std::fs::read(ca)
-                        .map_err(|e| fail(format!("cannot read {}: {e}", ca.display())))?;
-                    let cert = Certificate::from_pem(&pem)
-                        .map_err(|e| fail(format!("{}: {e}", ca.display())))?;
-                    b = b.add_root_certificate(cert);
-                }
-                Some(b.build().map_err(|e| fail(e.to_string()))?)
+        let ca_pem = match (&settings.ca_file, settings.tls) {
+            (Some(ca), SmtpTls::Starttls | SmtpTls::Tls) => {
+                let pem = std::fs::read(ca)
+                    .map_err(|e| fail(format!("cannot read {}: {e}", ca.display())))?;
+                Certificate::from_pem(&pem).map_err(|e| fail(format!("{}: {e}", ca.display())))?;
+                Some(pem)
             }
+            _ => None,
         };
         Ok(Mailer {
             settings,
-            tls,
+            ca_pem,
             server,
         })
+    }
+
+    /// The TLS parameters of one connection (`None` for `tls = "none"`).
+    fn tls_params(&self) -> Result<Option<TlsParameters>, SendError> {
+        if self.settings.tls == SmtpTls::None {
+            return Ok(None);
+        }
+        let mut b = TlsParameters::builder(self.settings.smtp_host.clone());
+        if let Some(pem) = &self.ca_pem {
+            let cert = Certificate::from_pem(pem).map_err(|e| self.err(Step::Setup, e))?;
+            b = b.add_root_certificate(cert);
+        }
+        b.build().map(Some).map_err(|e| self.err(Step::Setup, e))
     }
 
     /// The settings.
@@ -222,7 +232,8 @@ impl Mailer {
             return Err(last.unwrap_or_else(|| self.err(Step::Connect, "no address")));
         };
         let hello = ClientId::default();
-        let implicit = (s.tls == SmtpTls::Tls).then(|| self.tls.clone()).flatten();
+        let tls = self.tls_params()?;
+        let implicit = (s.tls == SmtpTls::Tls).then(|| tls.clone()).flatten();
         let first = if implicit.is_some() {
             Step::Tls
         } else {
@@ -242,7 +253,7 @@ impl Mailer {
             if !conn.can_starttls() {
                 return Err(self.err(Step::Tls, "the server does not offer STARTTLS"));
             }
-            let params = self.tls.clone().expect("TLS parameters for starttls");
+            let params = tls.expect("TLS parameters for starttls");
             self.step(Step::Tls, conn.starttls(params, &hello)).await?;
         }
         if let (Some(user), Some(pw)) = (&s.username, &s.password) {

@@ -50,10 +50,10 @@ pub fn rank(level: &str) -> u8 {
     }
 }
 
-/// The alert key of a failed run of `kind` (`mysql` backups, `verify` drills).
+/// The alert key of a failed run of `kind` (`mysql`/`media` backups, `verify` drills).
 pub fn run_key(kind: &str, job: &str) -> Option<String> {
     match kind {
-        "mysql" => Some(format!("backup-run:{job}")),
+        "mysql" | "media" => Some(format!("backup-run:{job}")),
         "verify" => Some(format!("drill:{job}")),
         _ => None,
     }
@@ -130,14 +130,15 @@ pub fn apply_event(alerts: &mut BTreeMap<String, AlertRow>, ev: &EventRow, min: 
 }
 
 /// Folds one finished backup or drill run into the alerts: a failure fires `backup-run:JOB` /
-/// `drill:JOB` (CRIT, WARN when interrupted), a success resolves it.
+/// `drill:JOB` (CRIT; WARN when interrupted or partial: a media snapshot that skipped files), a
+/// success resolves it.
 pub fn apply_run(alerts: &mut BTreeMap<String, AlertRow>, run: &FinishedRun, min: MinSeverity) {
     let Some(key) = run_key(&run.kind, &run.job) else {
         return;
     };
     let level = match run.status.as_str() {
         "failed" => "CRIT",
-        "interrupted" => "WARN",
+        "interrupted" | "partial" => "WARN",
         _ => "OK",
     };
     if level == "OK" && !alerts.contains_key(&key) {
@@ -407,6 +408,20 @@ mod tests {
             MinSeverity::Crit,
         );
         assert!(!map["backup-run:main"].firing);
+        let partial = FinishedRun {
+            id: 2,
+            job: "uploads".into(),
+            kind: "media".into(),
+            status: "partial".into(),
+            error: Some("1 warning(s); first: skipped `/srv/x`: Permission denied".into()),
+            ended_at: t(10),
+        };
+        apply_run(&mut map, &partial, MinSeverity::Warn);
+        let a = &map["backup-run:uploads"];
+        assert!(
+            a.firing && a.severity == "WARN" && a.detail.contains("partial"),
+            "{a:?}"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! <prefix>mysql/<job>/<database>/<snapshot-id>.sql.zst          the dump (plain zstd'd SQL)
+//! <prefix>mysql/<job>/<database>/<snapshot-id>.sql.zst.age      … encrypted with age, when on
 //! <prefix>snapshots/<job>/<database>/<snapshot-id>.json         its manifest: the commit point
 //! ```
 //! A snapshot exists when, and only when, its manifest exists; manifests are written after every
@@ -43,6 +44,15 @@ pub struct Tools {
     pub server: String,
 }
 
+/// How a snapshot's data objects are encrypted (the manifest itself never is).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encryption {
+    /// `"age"`: each data object is an age file (X25519 recipients, STREAM payload).
+    pub scheme: String,
+    /// The recipients (`age1…`) the data was encrypted to; any one's identity decrypts it.
+    pub recipients: Vec<String>,
+}
+
 /// A snapshot manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -66,6 +76,9 @@ pub struct Manifest {
     pub objects: Vec<ObjectRef>,
     /// Tool versions.
     pub tools: Tools,
+    /// Encryption of the data objects; absent when they are stored in plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
     /// Media snapshots: what the tree holds and what this run added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media: Option<MediaSummary>,
@@ -88,6 +101,12 @@ pub struct MediaSummary {
     pub new_bytes: u64,
     /// Bytes of the packs this run uploaded.
     pub new_stored: u64,
+    /// Files this run read (new or changed; the others were taken from the previous snapshot).
+    #[serde(default)]
+    pub files_read: u64,
+    /// Bytes this run read from disk.
+    #[serde(default)]
+    pub bytes_read: u64,
     /// `"complete"`, or `"partial"` when files were skipped or changed while read.
     pub status: String,
     /// What was skipped or may be inconsistent, one line each.
@@ -165,9 +184,16 @@ pub fn decode_segment(seg: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Where a MySQL dump is stored.
+/// Where a MySQL dump is stored (before the `.age` an encrypted dump adds).
 pub fn dump_key(job: &str, database: &str, id: &str) -> String {
     format!("mysql/{job}/{}/{id}.sql.zst", encode_segment(database))
+}
+
+/// The snapshot id in a dump's file name (`<id>.sql.zst` or `<id>.sql.zst.age`).
+pub fn dump_id(file_name: &str) -> Option<&str> {
+    file_name
+        .strip_suffix(".sql.zst.age")
+        .or_else(|| file_name.strip_suffix(".sql.zst"))
 }
 
 /// Where a snapshot's manifest is stored.
@@ -211,10 +237,28 @@ mod tests {
     }
 
     #[test]
+    fn encryption_field_is_optional_and_round_trips() {
+        let text = include_str!("../../tests/data/manifest-v1.json");
+        let mut m = Manifest::parse("k", text.as_bytes()).unwrap();
+        let plain = serde_json::to_string(&m).unwrap();
+        assert!(!plain.contains("encryption"), "{plain}");
+        m.encryption = Some(Encryption {
+            scheme: "age".into(),
+            recipients: vec!["age1x".into()],
+        });
+        let json = serde_json::to_vec(&m).unwrap();
+        assert_eq!(Manifest::parse("k", &json).unwrap(), m);
+        assert_eq!(dump_id("x.sql.zst.age"), Some("x"));
+        assert_eq!(dump_id("x.sql.zst"), Some("x"));
+        assert_eq!(dump_id("x.json"), None);
+    }
+
+    #[test]
     fn version_one_manifest_still_loads() {
         let text = include_str!("../../tests/data/manifest-v1.json");
         let m = Manifest::parse("k", text.as_bytes()).unwrap();
         assert_eq!((m.format, m.item.as_str()), (1, "shop-eu"));
+        assert_eq!(m.encryption, None);
         assert!(Manifest::parse("k", b"{\"format\": 99}").is_err());
         let future = text.replace("\"format\": 1", "\"format\": 2");
         assert!(Manifest::parse("k", future.as_bytes())

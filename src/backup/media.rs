@@ -33,7 +33,10 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
     let index = Index::load(&env.storage, &job.name)
         .await
         .map_err(|e| format!("reading the index of `{}`: {e}", job.name))?;
+    tracing::debug!(job = %job.name, packs = index.packs.len(), blobs = index.blobs.len(), objects = index.keys.len(), "index loaded");
+    test_pause_after_index().await;
     let previous = previous_tree(env, &job.name).await;
+    tracing::debug!(job = %job.name, files = previous.len(), "previous tree loaded");
     let settings = EngineSettings {
         job: job.name.clone(),
         walk: WalkSettings {
@@ -87,8 +90,8 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
             .await
             .map_err(|e| e.to_string())?;
     }
-    let tree_bytes = tree::encode(&nodes).map_err(|e| format!("encoding the tree: {e}"))?;
-    let raw_size = tree_bytes.len() as u64;
+    let (tree_bytes, raw_size) =
+        tree::encode_counted(&nodes).map_err(|e| format!("encoding the tree: {e}"))?;
     let tree_key = keys::tree_key(&job.name, &id);
     let put = env
         .storage
@@ -96,6 +99,13 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
         .await
         .map_err(|e| e.to_string())?;
     let partial = !warnings.is_empty();
+    let encryption =
+        env.storage
+            .recipients_for(&tree_key)
+            .map(|recipients| super::manifest::Encryption {
+                scheme: "age".into(),
+                recipients,
+            });
     let manifest = Manifest {
         format: FORMAT_VERSION,
         id,
@@ -116,6 +126,7 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
             opsagent: env!("CARGO_PKG_VERSION").into(),
             ..Tools::default()
         },
+        encryption,
         media: Some(MediaSummary {
             paths: job.paths.iter().map(|p| p.display().to_string()).collect(),
             files: stats.files,
@@ -124,6 +135,8 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
             bytes: stats.bytes,
             new_bytes: stats.new_bytes,
             new_stored: stats.new_stored,
+            files_read: stats.files_read,
+            bytes_read: stats.bytes_read,
             status: if partial { "partial" } else { "complete" }.into(),
             warnings: warnings.clone(),
             packs: packs.into_iter().collect(),
@@ -147,6 +160,21 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
         partial, "media snapshot committed"
     );
     Ok(MediaRun { manifest, partial })
+}
+
+/// Test hook (tests/media_prune.rs): when `OPSAGENT_TEST_PAUSE_AFTER_INDEX` names a file,
+/// creates `<file>.paused` once the index is loaded and waits until the file is removed, so a
+/// test can run prune while this backup holds an index from before it.
+async fn test_pause_after_index() {
+    let Some(path) = std::env::var_os("OPSAGENT_TEST_PAUSE_AFTER_INDEX") else {
+        return;
+    };
+    let mut paused = path.clone();
+    paused.push(".paused");
+    let _ = std::fs::write(&paused, b"");
+    while std::path::Path::new(&path).exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// The newest snapshot's tree of `job`, by path, for change detection; empty when there is

@@ -10,9 +10,11 @@ pub mod manifest;
 pub mod media;
 pub mod mysql;
 pub mod mysql_cmd;
+pub mod owner;
 pub mod prune;
 pub mod refresh;
 pub mod retention;
+pub mod stale;
 
 use crate::catalog::{Catalog, RunStatus};
 use crate::config::{Config, Schedule};
@@ -88,6 +90,8 @@ pub struct RunReport {
     pub bytes: u64,
     /// Snapshots removed by retention.
     pub pruned: usize,
+    /// Files a media snapshot skipped or may hold inconsistently (the snapshot is `partial`).
+    pub warnings: Vec<String>,
 }
 
 /// Prefix of the scheduler's key for a job's restore drill.
@@ -107,6 +111,11 @@ pub fn schedules(config: &Config) -> Vec<(String, Schedule)> {
             .map(|j| (j.name.clone(), j.schedule.clone())),
     );
     v.extend(config.mysql.iter().filter_map(|j| {
+        j.verify_schedule
+            .clone()
+            .map(|s| (format!("{VERIFY_PREFIX}{}", j.name), s))
+    }));
+    v.extend(config.media.iter().filter_map(|j| {
         j.verify_schedule
             .clone()
             .map(|s| (format!("{VERIFY_PREFIX}{}", j.name), s))
@@ -132,7 +141,14 @@ pub async fn run_job(env: &Env, name: &str, trigger: Trigger) -> Result<RunRepor
         .start_run(name, "mysql", trigger.as_str(), Utc::now())?;
     tracing::info!(job = name, trigger = trigger.as_str(), "backup started");
     let started = std::time::Instant::now();
-    let result = mysql::run(env, &job, run_id).await;
+    // Only the agent that owns the storage prefix writes to it (see `owner`).
+    let result = match owner::guard(env).await {
+        Ok(()) => mysql::run(env, &job, run_id).await,
+        Err(e) => Err(mysql::RunError {
+            message: e.to_string(),
+            bytes: 0,
+        }),
+    };
     let (status, bytes, error) = match &result {
         Ok(r) => (RunStatus::Success, r.bytes, None),
         Err(e) => (RunStatus::Failed, e.bytes, Some(e.to_string())),
@@ -172,7 +188,11 @@ async fn run_media_job(
         "media backup started"
     );
     let started = std::time::Instant::now();
-    let result = media::run(env, job, run_id).await;
+    // Only the agent that owns the storage prefix writes to it (see `owner`).
+    let result = match owner::guard(env).await {
+        Ok(()) => media::run(env, job, run_id).await,
+        Err(e) => Err(e.to_string()),
+    };
     let uploaded =
         |m: &manifest::Manifest| m.stored_size() + m.media.as_ref().map_or(0, |s| s.new_stored);
     let (status, bytes, error) = match &result {
@@ -193,6 +213,12 @@ async fn run_media_job(
         Ok(r) => {
             let mut report = RunReport {
                 bytes,
+                warnings: r
+                    .manifest
+                    .media
+                    .as_ref()
+                    .map(|m| m.warnings.clone())
+                    .unwrap_or_default(),
                 ..RunReport::default()
             };
             report.snapshots.push(r.manifest);

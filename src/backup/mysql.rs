@@ -3,7 +3,7 @@
 //! stop the others; the run fails if any did.
 
 use super::dump::{dump_to, Dumped};
-use super::manifest::{dump_key, new_id, Manifest, ObjectRef, Tools, FORMAT_VERSION};
+use super::manifest::{dump_key, new_id, Encryption, Manifest, ObjectRef, Tools, FORMAT_VERSION};
 use super::mysql_cmd::{client_tool, dump_tool, query};
 use super::{Env, RunReport};
 use crate::catalog::SnapshotRow;
@@ -111,7 +111,12 @@ async fn snapshot_one(
 ) -> Result<Manifest, String> {
     let started_at = Utc::now();
     let id = new_id(started_at);
-    let key = dump_key(&job.name, db, &id);
+    let mut key = dump_key(&job.name, db, &id);
+    let recipients = env.storage.recipients_for(&key);
+    if recipients.is_some() {
+        // So an admin knows to run `age -d` before `zstd -d`.
+        key.push_str(".age");
+    }
     let Dumped { put, raw_size } =
         dump_to(&env.storage, job, tool, db, &key, env.progress.clone()).await?;
     // Verify what the store holds before committing: the object is there, whole.
@@ -142,6 +147,10 @@ async fn snapshot_one(
         }],
         tools: tools.clone(),
         media: None,
+        encryption: recipients.map(|recipients| Encryption {
+            scheme: "age".into(),
+            recipients,
+        }),
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
     env.storage

@@ -1,12 +1,48 @@
 //! Applying retention to the bucket: plan per database from the manifest keys (the truth), then
-//! delete forgotten snapshots — manifest first (the snapshot stops existing), data after.
+//! delete forgotten snapshots — manifest first (the snapshot stops existing), data after. For
+//! media jobs, the packs no remaining snapshot uses are then collected (src/media/prune.rs).
 
 use super::manifest::{decode_segment, manifests_prefix, Manifest};
 use super::retention::{plan, Decision, KeepPolicy};
 use super::Env;
+use crate::media::prune as media_prune;
 use crate::storage::StorageError;
+use bytes::Bytes;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use std::collections::BTreeMap;
+
+/// Retention failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Collecting a media job's packs failed (the snapshots were forgotten already).
+    #[error("job `{job}`: collecting unused packs: {source}")]
+    Media {
+        /// The job.
+        job: String,
+        /// The cause.
+        source: media_prune::PruneError,
+    },
+    /// A remaining manifest cannot be read, so which packs are in use is unknown.
+    #[error("job `{job}`: {message} (hint: no pack was deleted; fix or remove the manifest, then prune again)")]
+    Manifest {
+        /// The job.
+        job: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// What retention did to one job.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    /// Every snapshot, kept or forgotten, with the reasons.
+    pub decisions: Vec<Decision<SnapshotKey>>,
+    /// For media jobs: what collecting unused packs did.
+    pub packs: Option<media_prune::Report>,
+}
 
 /// A snapshot as seen in a manifest key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,8 +81,50 @@ pub fn parse_manifest_key(key: &str) -> Option<(DateTime<Utc>, SnapshotKey)> {
     ))
 }
 
-/// Plans (and unless `dry_run`, applies) retention for every database of `job`.
+/// Plans (and unless `dry_run`, applies) retention for every database of `job`; for a media
+/// job, then collects the packs no remaining snapshot uses.
 pub async fn apply(
+    env: &Env,
+    job: &str,
+    keep: &KeepPolicy,
+    dry_run: bool,
+) -> Result<Vec<Decision<SnapshotKey>>, PruneError> {
+    Ok(apply_all(env, job, keep, dry_run, false).await?.decisions)
+}
+
+/// [`apply`], also returning what collecting a media job's packs did. Media trees are read
+/// (to repack mostly-dead packs) when `thorough` or when a snapshot was forgotten; otherwise
+/// the manifests' pack lists decide, which needs no tree download after every backup.
+pub async fn apply_all(
+    env: &Env,
+    job: &str,
+    keep: &KeepPolicy,
+    dry_run: bool,
+    thorough: bool,
+) -> Result<Pruned, PruneError> {
+    let decisions = forget_snapshots(env, job, keep, dry_run).await?;
+    let packs = match env.config.media.iter().find(|m| m.name == job) {
+        Some(m) => {
+            let forgotten: Vec<&str> = decisions
+                .iter()
+                .filter(|d| !d.keep)
+                .map(|d| d.item.key.as_str())
+                .collect();
+            let s = media_prune::Settings {
+                job: job.to_string(),
+                grace: m.prune_grace,
+                dry_run,
+                read_trees: thorough || !forgotten.is_empty(),
+            };
+            Some(collect_packs(env, &s, &forgotten).await?)
+        }
+        None => None,
+    };
+    Ok(Pruned { decisions, packs })
+}
+
+/// Retention proper: plans per item from the manifest keys and (unless `dry_run`) forgets.
+async fn forget_snapshots(
     env: &Env,
     job: &str,
     keep: &KeepPolicy,
@@ -75,6 +153,98 @@ pub async fn apply(
     Ok(all)
 }
 
+/// Collects the unused packs of media job `s.job`: reads the remaining manifests (those not
+/// in `forgotten`, which a dry run left in place), prepares, rewrites the manifests whose pack
+/// list changed, then lets the collector delete.
+async fn collect_packs(
+    env: &Env,
+    s: &media_prune::Settings,
+    forgotten: &[&str],
+) -> Result<media_prune::Report, PruneError> {
+    let job = s.job.as_str();
+    let manifest_err = |message: String| PruneError::Manifest {
+        job: job.to_string(),
+        message,
+    };
+    let media_err = |source| PruneError::Media {
+        job: job.to_string(),
+        source,
+    };
+    let mut snaps = Vec::new();
+    for o in env.storage.list(&manifests_prefix(Some(job))).await? {
+        if !o.key.ends_with(".json") || forgotten.contains(&o.key.as_str()) {
+            continue;
+        }
+        let bytes = match env.storage.get_bytes(&o.key).await {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => continue, // forgotten meanwhile
+            Err(e) => return Err(e.into()),
+        };
+        let m = Manifest::parse(&o.key, &bytes).map_err(manifest_err)?;
+        let Some(media) = m.media.as_ref() else {
+            return Err(manifest_err(format!(
+                "manifest `{}` has no media part",
+                o.key
+            )));
+        };
+        snaps.push(media_prune::SnapshotRefs {
+            manifest: o.key.clone(),
+            tree: m.objects.first().map(|t| t.key.clone()),
+            packs: media.packs.clone(),
+        });
+    }
+    let prepared = media_prune::prepare(&env.storage, s, &snaps, Utc::now())
+        .await
+        .map_err(media_err)?;
+    if !s.dry_run {
+        for (key, packs) in prepared.manifest_updates() {
+            rewrite_packs(env, job, key, packs).await?;
+        }
+    }
+    let report = prepared.finish(&env.storage).await.map_err(media_err)?;
+    for w in &report.warnings {
+        tracing::warn!(job, "{w}");
+    }
+    tracing::info!(
+        job,
+        dry_run = s.dry_run,
+        marked = report.marked,
+        unmarked = report.unmarked,
+        deleted = report.deleted,
+        freed = report.deleted_bytes,
+        pending = report.pending,
+        repacked = report.repacked,
+        trees_deleted = report.trees_deleted,
+        "unused packs collected"
+    );
+    Ok(report)
+}
+
+/// Stores `packs` as the pack list of the manifest at `key`, unless it was forgotten meanwhile
+/// (a manifest is never brought back).
+async fn rewrite_packs(
+    env: &Env,
+    job: &str,
+    key: &str,
+    packs: &[crate::media::Id],
+) -> Result<(), PruneError> {
+    let bytes = match env.storage.get_bytes(key).await {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut m = Manifest::parse(key, &bytes).map_err(|message| PruneError::Manifest {
+        job: job.to_string(),
+        message,
+    })?;
+    if let Some(media) = m.media.as_mut() {
+        media.packs = packs.to_vec();
+    }
+    let json = serde_json::to_vec_pretty(&m).expect("manifest serializes");
+    env.storage.put_bytes(key, Bytes::from(json)).await?;
+    Ok(())
+}
+
 /// Data objects younger than this are never treated as orphans (clock skew, slow uploads).
 const ORPHAN_GRACE_HOURS: i64 = 1;
 
@@ -92,12 +262,7 @@ async fn sweep_orphans(
         .filter_map(|o| o.key.rsplit('/').next()?.strip_suffix(".json"))
         .collect();
     for o in env.storage.list(&format!("mysql/{job}/")).await? {
-        let Some(id) = o
-            .key
-            .rsplit('/')
-            .next()
-            .and_then(|f| f.strip_suffix(".sql.zst"))
-        else {
+        let Some(id) = o.key.rsplit('/').next().and_then(super::manifest::dump_id) else {
             continue;
         };
         let Some((t, _)) = parse_manifest_key(&format!("snapshots/{job}/x/{id}.json")) else {

@@ -144,8 +144,8 @@ impl Catalog {
             .map_err(|e| self.q(e))
     }
 
-    /// The newest finished run of `job` of `kind` (`mysql`, `verify`); only successful ones
-    /// when `success_only`.
+    /// The newest finished run of `job` of `kind` (`mysql`, `media`, `verify`); only ones that
+    /// committed something (success or partial) when `success_only`.
     pub fn last_finished_run(
         &self,
         job: &str,
@@ -156,7 +156,7 @@ impl Catalog {
             .query_row(
                 &format!(
                     "SELECT {COLS} FROM runs WHERE job = ?1 AND kind = ?2 AND status != 'running'
-                       AND (?3 = 0 OR status = 'success')
+                       AND (?3 = 0 OR status IN ('success', 'partial'))
                      ORDER BY started_at DESC, id DESC LIMIT 1"
                 ),
                 params![job, kind, success_only as i64],

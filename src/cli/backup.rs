@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 pub struct Args {
     /// Jobs to run (default: all).
     pub jobs: Vec<String>,
+    /// Take the storage prefix over from the agent that owns it (once, when this machine
+    /// replaces that one); see `opsagent-owner.json` in the README.
+    #[arg(long)]
+    pub take_over: bool,
 }
 
 /// Runs the jobs one after another; fails if any failed.
@@ -22,6 +26,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let counter = Arc::new(AtomicU64::new(0));
     env.progress = Some(counter.clone());
     let rt = super::runtime()?;
+    if args.take_over {
+        let me = crate::backup::owner::Identity::of(&env)?;
+        super::take_over(&rt, &env.storage, &me)?;
+    }
     let mut failed = Vec::new();
     for name in &names {
         counter.store(0, Ordering::Relaxed);
@@ -35,6 +43,24 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
             eprint!("\r\x1b[2K");
         }
         match result {
+            Ok(r) if !r.warnings.is_empty() => {
+                println!(
+                    "{name}: PARTIAL, 1 snapshot committed ({} stored in {:.1}s) with {} warning(s):",
+                    human_bytes(r.bytes),
+                    started.elapsed().as_secs_f64(),
+                    r.warnings.len()
+                );
+                for w in r.warnings.iter().take(20) {
+                    println!("  {w}");
+                }
+                if r.warnings.len() > 20 {
+                    println!(
+                        "  … and {} more (see `opsagent snapshots --json`)",
+                        r.warnings.len() - 20
+                    );
+                }
+                failed.push(format!("{name} (partial)"));
+            }
             Ok(r) => println!(
                 "{name}: ok, {} snapshot(s), {} stored in {:.1}s{}",
                 r.snapshots.len(),
@@ -56,7 +82,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         Ok(())
     } else {
         anyhow::bail!(
-            "{} of {} job(s) failed: {}",
+            "{} of {} job(s) failed or were partial: {}",
             failed.len(),
             names.len(),
             failed.join(", ")
@@ -72,7 +98,7 @@ fn spawn_progress(
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{spinner} {prefix}: {binary_bytes} dumped ({binary_bytes_per_sec}) {elapsed}",
+            "{spinner} {prefix}: {binary_bytes} read ({binary_bytes_per_sec}) {elapsed}",
         )
         .expect("valid template"),
     );

@@ -11,6 +11,9 @@ pub struct Args {
     /// Also try the storage (list the bucket or directory).
     #[arg(long)]
     pub connect: bool,
+    /// With --connect: take the storage prefix over from the agent that owns it.
+    #[arg(long, requires = "connect")]
+    pub take_over: bool,
 }
 
 /// Prints the summary; errors (exit 2) come from loading.
@@ -27,6 +30,28 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
             ),
             Err(e) => anyhow::bail!("storage check failed: {e}"),
         }
+        owner(&rt, &cfg, &storage, args.take_over)?;
+    }
+    Ok(())
+}
+
+/// Claims the prefix when nobody has (or takes it over), and says who owns it. Touches only
+/// `state_dir/agent-id`, not the catalog (this may run as root before the daemon ever did).
+fn owner(
+    rt: &tokio::runtime::Runtime,
+    cfg: &Config,
+    storage: &Storage,
+    take_over: bool,
+) -> anyhow::Result<()> {
+    use crate::backup::owner::{ensure, Claim, Identity};
+    let me = Identity::load_or_create(&cfg.agent.state_dir, &cfg.agent.hostname)?;
+    if take_over {
+        return super::take_over(rt, storage, &me);
+    }
+    match rt.block_on(ensure(storage, &me, false)) {
+        Ok(Claim::Created) => println!("storage owner: claimed for this agent ({})", me.hostname),
+        Ok(_) => println!("storage owner: this agent ({})", me.hostname),
+        Err(e) => anyhow::bail!("storage owner check failed: {e}"),
     }
     Ok(())
 }
@@ -43,8 +68,19 @@ pub fn summary(cfg: &Config) -> String {
             .map(|st| st.describe())
             .unwrap_or_default()
     );
-    if cfg.mysql.is_empty() {
-        s += "  jobs      none (add [[mysql]] sections to back up databases)\n";
+    if let Some(e) = &cfg.encryption {
+        s += &format!(
+            "  encrypted with age to {} recipient(s); identity {}\n",
+            e.recipients.len(),
+            e.identity_file
+                .as_ref()
+                .map_or("not configured (backups only)".to_string(), |p| p
+                    .display()
+                    .to_string())
+        );
+    }
+    if cfg.mysql.is_empty() && cfg.media.is_empty() {
+        s += "  jobs      none (add [[mysql]] or [[media]] sections to back up databases or directories)\n";
     } else {
         s += "  jobs\n";
     }
@@ -77,6 +113,24 @@ pub fn summary(cfg: &Config) -> String {
             None => "off".to_string(),
         };
         s += &format!("    {:<12}        restore drill {drill}\n", "");
+    }
+    for j in &cfg.media {
+        let next = j
+            .schedule
+            .next_after(now, zone)
+            .map(|t| zone.format(t, "%Y-%m-%d %H:%M %Z"))
+            .unwrap_or_else(|| "never".into());
+        let paths: Vec<String> = j.paths.iter().map(|p| p.display().to_string()).collect();
+        s += &format!("    {:<12} media  {}\n", j.name, paths.join(", "));
+        if !j.exclude.is_empty() {
+            s += &format!("    {:<12}        exclude {}\n", "", j.exclude.join(", "));
+        }
+        s += &format!(
+            "    {:<12}        schedule \"{}\", next run {next}; keep {}\n",
+            "",
+            j.schedule.as_str(),
+            j.keep
+        );
     }
     s += &checks_summary(&cfg.health);
     match &cfg.email {

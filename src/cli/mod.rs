@@ -49,9 +49,11 @@ pub enum Command {
     Prune(prune::Args),
     /// Health at a glance: checks, last backups and drills; exit 0 OK, 1 warnings, 2 critical.
     Status(status::Args),
-    /// Restore databases as of a date (side by side by default; --in-place, --to-file).
+    /// Restore databases or files as of a date (side by side by default; --in-place, --to-file,
+    /// --to-dir, --path).
     Restore(restore::Args),
-    /// Restore drill: restore the newest snapshots into scratch databases and check them.
+    /// Restore drill: restore the newest snapshots into scratch databases and check them; for
+    /// media jobs, check every pack and chunk of the newest snapshot.
     Verify(verify::Args),
     /// Mute alerts of a check for a while: add, list, rm.
     Silence(silence::Args),
@@ -100,13 +102,29 @@ pub fn select_jobs(
 /// Opens the catalog and storage for a verb that works on backups.
 pub fn open_env(config: Config) -> anyhow::Result<Env> {
     let catalog = Arc::new(Catalog::open(&config.catalog_path())?);
-    let storage = Storage::open(&config.storage)?;
+    let storage = Storage::open(&config.storage)?.with_encryption(config.encryption.as_ref());
     Ok(Env {
         config: Arc::new(config),
         storage,
         catalog,
         progress: None,
     })
+}
+
+/// `--take-over`: claims the storage prefix for this agent, saying whom it replaced.
+pub fn take_over(
+    rt: &tokio::runtime::Runtime,
+    storage: &Storage,
+    me: &crate::backup::owner::Identity,
+) -> anyhow::Result<()> {
+    use crate::backup::owner::{ensure, Claim};
+    let at = storage.describe();
+    match rt.block_on(ensure(storage, me, true))? {
+        Claim::TakenOver { previous } => println!("took over {at} from {}", previous.who()),
+        Claim::Created => println!("claimed {at} for this agent"),
+        Claim::Ours => println!("{at} already belongs to this agent"),
+    }
+    Ok(())
 }
 
 /// Human-readable byte counts (`1.5 GiB`).

@@ -1,7 +1,11 @@
-//! `opsagent prune [--dry-run] [JOB…]`: apply (or show) the retention policy now.
+//! `opsagent prune [--dry-run] [JOB…]`: apply (or show) the retention policy now; for media
+//! jobs, then collect the packs no remaining snapshot uses; and abort multipart uploads
+//! interrupted runs left open.
 
-use super::Cli;
-use crate::backup::prune::apply;
+use super::{human_bytes, Cli};
+use crate::backup::prune::apply_all;
+use crate::backup::stale;
+use crate::media::prune::Report;
 
 /// Flags.
 #[derive(Debug, clap::Args)]
@@ -21,16 +25,36 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let jobs: Vec<_> = cfg
         .mysql
         .iter()
-        .filter(|j| names.contains(&j.name))
         .map(|j| (j.name.clone(), j.keep))
+        .chain(cfg.media.iter().map(|j| (j.name.clone(), j.keep)))
+        .filter(|(name, _)| names.contains(name))
         .collect();
     let env = super::open_env(cfg)?;
     let rt = super::runtime()?;
+    if !args.dry_run {
+        rt.block_on(crate::backup::owner::guard(&env))?;
+    }
+    let swept = rt.block_on(stale::sweep(&env, chrono::Utc::now(), args.dry_run))?;
+    for u in &swept.aborted {
+        let verb = if args.dry_run {
+            "would abort"
+        } else {
+            "aborted"
+        };
+        println!(
+            "{verb} stale upload {} (started {})",
+            u.key,
+            zone.format(u.initiated, "%Y-%m-%d %H:%M")
+        );
+    }
+    for u in &swept.busy {
+        println!("left upload {} alone: its job is running", u.key);
+    }
     for (name, keep) in jobs {
         let _lock = crate::backup::lock::JobLock::acquire(&env.config.agent.state_dir, &name)?;
-        let plan = rt.block_on(apply(&env, &name, &keep, args.dry_run))?;
+        let pruned = rt.block_on(apply_all(&env, &name, &keep, args.dry_run, true))?;
         println!("{name}: keep {keep}");
-        for d in &plan {
+        for d in &pruned.decisions {
             let verb = match (d.keep, args.dry_run) {
                 (true, _) => "keep  ",
                 (false, true) => "would remove",
@@ -44,6 +68,55 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
                 d.reasons.join(",")
             );
         }
+        if let Some(r) = &pruned.packs {
+            print_packs(r);
+        }
     }
     Ok(())
+}
+
+/// What collecting a media job's packs did, a few lines.
+fn print_packs(r: &Report) {
+    let w = |done: &'static str, would: &'static str| if r.dry_run { would } else { done };
+    println!(
+        "  packs: {} in use by {} snapshot(s) of {} found; {} {} ({}), {} back in use",
+        r.live,
+        r.snapshots,
+        r.packs,
+        w("marked for deletion", "would mark for deletion"),
+        r.marked,
+        human_bytes(r.marked_bytes),
+        r.unmarked,
+    );
+    println!(
+        "  packs: {} {} ({} freed); {} pending ({}) until their grace period ends",
+        w("deleted", "would delete"),
+        r.deleted,
+        human_bytes(r.deleted_bytes),
+        r.pending,
+        human_bytes(r.pending_bytes),
+    );
+    match &r.repack_skipped {
+        Some(why) => println!("  repack: skipped: {why}"),
+        None if r.repacked > 0 => println!(
+            "  repack: {} {} mostly unused pack(s) ({} into {})",
+            w("copied the live part of", "would copy the live part of"),
+            r.repacked,
+            human_bytes(r.repacked_bytes),
+            human_bytes(r.repack_written),
+        ),
+        None => {}
+    }
+    if r.trees_deleted > 0 || r.manifests_rewritten > 0 {
+        println!(
+            "  {} {} tree(s) of interrupted runs, {} {} manifest pack list(s)",
+            w("deleted", "would delete"),
+            r.trees_deleted,
+            w("rewrote", "would rewrite"),
+            r.manifests_rewritten,
+        );
+    }
+    for warning in &r.warnings {
+        println!("  warning: {warning}");
+    }
 }

@@ -1,4 +1,7 @@
 //! `opsagent restore --date EXPR …`: plan, confirm, restore with checked hashes, report the RTO.
+//! Dumps here; media snapshots (directory trees) in `restore/media.rs`.
+
+mod media;
 
 use super::{human_bytes, Cli};
 use crate::error::UsageError;
@@ -28,11 +31,23 @@ pub struct Args {
     #[arg(long, value_name = "NAME", conflicts_with_all = ["in_place", "to_file"])]
     pub to_database: Option<String>,
     /// Replace the live database: load into staging, then swap; the old tables are kept.
+    /// Media jobs: write over the original paths (files not in the snapshot are kept).
     #[arg(long, conflicts_with = "to_file")]
     pub in_place: bool,
-    /// Write the SQL to a file (.sql plain, .sql.zst compressed); touch no database.
+    /// Write the SQL to a file (.sql plain, .sql.zst compressed, .sql.zst.age as stored); touch no database.
     #[arg(long, value_name = "PATH")]
     pub to_file: Option<PathBuf>,
+    /// Media jobs: only what is at or under this path (absolute, or relative to a backed-up
+    /// directory).
+    #[arg(long, value_name = "SUBPATH")]
+    pub path: Option<PathBuf>,
+    /// Media jobs: restore under DIR, followed by each original absolute path.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["in_place", "to_database", "to_file"])]
+    pub to_dir: Option<PathBuf>,
+    /// Media jobs with --in-place: remove what the snapshot does not hold (except what the
+    /// job's exclude patterns match, and other file systems).
+    #[arg(long, requires = "in_place")]
+    pub delete: bool,
     /// Restore another host's backups (its storage prefix, `<HOST>/`).
     #[arg(long, value_name = "HOST")]
     pub from_host: Option<String>,
@@ -48,8 +63,8 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let cfg = super::load_config(cli)?;
     let zone = cfg.agent.zone;
-    let now = Utc::now();
-    let moment = date::parse(&args.date, now, zone).map_err(UsageError)?;
+    let moment = date::parse(&args.date, Utc::now(), zone).map_err(UsageError)?;
+    media::check_flags_for_jobs(&cfg, args)?;
     let target = match (&args.to_database, args.in_place, &args.to_file) {
         (Some(n), _, _) => Target::Database(n.clone()),
         (_, true, _) => Target::InPlace,
@@ -63,7 +78,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
             StorageSpec::Local { prefix, .. } | StorageSpec::S3 { prefix, .. } => *prefix = p,
         }
     }
-    let storage = Storage::open(&spec)?;
+    let storage = Storage::open(&spec)?.with_encryption(cfg.encryption.as_ref());
     let rt = super::runtime()?;
     let filter = plan::Filter {
         jobs: args.jobs.clone(),
@@ -73,42 +88,40 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         .block_on(plan::all_snapshots(&storage))
         .map_err(anyhow::Error::msg)?;
     let chosen = plan::choose(&snaps, &filter, moment.at, zone).map_err(anyhow::Error::msg)?;
-    if chosen.len() > 1 && matches!(target, Target::Database(_) | Target::File(_)) {
-        let dbs: Vec<&str> = chosen.iter().map(|c| c.1.item.as_str()).collect();
-        return Err(UsageError(format!("--to-database and --to-file take one database, but {} match ({}) (hint: add --database)", dbs.len(), dbs.join(", "))).into());
-    }
     let chosen = rt
         .block_on(plan::load(&storage, chosen))
         .map_err(anyhow::Error::msg)?;
-    let steps = restore::prepare(&cfg, chosen, &target).map_err(anyhow::Error::msg)?;
-    print_plan(&args.date, moment, &steps, &target, &storage, zone);
+    let (files, dumps): (Vec<_>, Vec<_>) = chosen
+        .into_iter()
+        .partition(|c| c.manifest.kind == media::KIND);
+    media::check_flags_for_snapshots(args, &files, &dumps)?;
+    if dumps.len() > 1 && matches!(target, Target::Database(_) | Target::File(_)) {
+        let dbs: Vec<&str> = dumps.iter().map(|c| c.manifest.item.as_str()).collect();
+        return Err(UsageError(format!("--to-database and --to-file take one database, but {} match ({}) (hint: add --database)", dbs.len(), dbs.join(", "))).into());
+    }
+    let steps = if dumps.is_empty() {
+        Vec::new()
+    } else {
+        restore::prepare(&cfg, dumps, &target).map_err(anyhow::Error::msg)?
+    };
+    restore::check_decryptable(&storage, &steps, &target).map_err(anyhow::Error::msg)?;
+    let files = media::prepare_all(&rt, &cfg, &storage, args, files)?;
+    println!(
+        "restore plan: as of `{}` = {} ({zone}), from {}",
+        args.date,
+        zone.format(moment.at, "%Y-%m-%d %H:%M:%S %Z"),
+        storage.describe()
+    );
+    print_plan(&steps, &target, zone);
+    media::print_plan(&files, args.dry_run, zone);
     if args.dry_run {
         println!("dry run: nothing was changed");
         return Ok(());
     }
     confirm(args.yes)?;
     let total = Instant::now();
-    for step in &steps {
-        let counter = Arc::new(AtomicU64::new(0));
-        let size = step.chosen.manifest.stored_size();
-        let bar = std::io::stderr()
-            .is_terminal()
-            .then(|| progress(&rt, &step.chosen.manifest.item, size, counter.clone()));
-        let started = Instant::now();
-        let r = rt.block_on(restore::execute(
-            &cfg,
-            &storage,
-            step,
-            &target,
-            Some(counter),
-        ));
-        if let Some(b) = bar {
-            b.abort();
-            eprint!("\r\x1b[2K");
-        }
-        r.map_err(|e| anyhow::anyhow!("restoring `{}` failed: {e}", step.chosen.manifest.item))?;
-        report(step, &target, started.elapsed());
-    }
+    restore_dumps(&rt, &cfg, &storage, &steps, &target)?;
+    media::restore_all(&rt, &storage, files)?;
     println!(
         "done in {:.1}s (recovery time)",
         total.elapsed().as_secs_f64()
@@ -116,19 +129,32 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_plan(
-    expr: &str,
-    m: date::Moment,
+fn restore_dumps(
+    rt: &tokio::runtime::Runtime,
+    cfg: &crate::config::Config,
+    storage: &Storage,
     steps: &[Step],
     target: &Target,
-    storage: &Storage,
-    zone: crate::config::Zone,
-) {
-    println!(
-        "restore plan: as of `{expr}` = {} ({zone}), from {}",
-        zone.format(m.at, "%Y-%m-%d %H:%M:%S %Z"),
-        storage.describe()
-    );
+) -> anyhow::Result<()> {
+    for step in steps {
+        let counter = Arc::new(AtomicU64::new(0));
+        let size = step.chosen.manifest.stored_size();
+        let bar = std::io::stderr()
+            .is_terminal()
+            .then(|| progress(rt, &step.chosen.manifest.item, size, counter.clone()));
+        let started = Instant::now();
+        let r = rt.block_on(restore::execute(cfg, storage, step, target, Some(counter)));
+        if let Some(b) = bar {
+            b.abort();
+            eprint!("\r\x1b[2K");
+        }
+        r.map_err(|e| anyhow::anyhow!("restoring `{}` failed: {e}", step.chosen.manifest.item))?;
+        report(step, target, started.elapsed());
+    }
+    Ok(())
+}
+
+fn print_plan(steps: &[Step], target: &Target, zone: crate::config::Zone) {
     for s in steps {
         let c = &s.chosen;
         let age = Utc::now() - c.time;
@@ -158,7 +184,7 @@ fn print_plan(
     }
 }
 
-fn confirm(yes: bool) -> anyhow::Result<()> {
+pub(crate) fn confirm(yes: bool) -> anyhow::Result<()> {
     if yes {
         return Ok(());
     }
@@ -198,7 +224,7 @@ fn report(step: &Step, target: &Target, took: Duration) {
     }
 }
 
-fn progress(
+pub(crate) fn progress(
     rt: &tokio::runtime::Runtime,
     name: &str,
     total: u64,

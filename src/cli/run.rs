@@ -9,6 +9,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
     let cfg = config::load(&path)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Keep an idle blocking thread across check intervals instead of starting one per tick.
+        .thread_keep_alive(std::time::Duration::from_secs(120))
         .enable_all()
         .build()?;
     rt.block_on(crate::daemon::run(path, cfg))?;

@@ -1,6 +1,7 @@
 //! `opsagent snapshots [--job J] [--json] [--refresh]`: what is backed up, newest first.
 
 use super::{human_bytes, Cli};
+use crate::backup::manifest::{Manifest, MediaSummary};
 use crate::backup::refresh::refresh;
 use crate::catalog::SnapshotRow;
 
@@ -54,13 +55,13 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     }
     println!(
         "{:<12} {:<24} {:<22} {:>10} {:>10} {:>8}  ID",
-        "JOB", "DATABASE", "TIME", "SIZE", "STORED", "TOOK"
+        "JOB", "WHAT", "TIME", "SIZE", "STORED", "TOOK"
     );
     for r in &rows {
         println!(
             "{:<12} {:<24} {:<22} {:>10} {:>10} {:>7}s  {}",
             r.job,
-            r.item,
+            what(r),
             zone.format(r.started_at, "%Y-%m-%d %H:%M:%S"),
             human_bytes(r.size),
             human_bytes(r.stored_size),
@@ -71,8 +72,40 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The database name, or for media snapshots the file count, what was new and the status.
+fn what(r: &SnapshotRow) -> String {
+    match media_summary(r) {
+        Some(m) => format!(
+            "{} files, +{}{}",
+            m.files,
+            human_bytes(m.new_bytes),
+            if m.status == "partial" {
+                " PARTIAL"
+            } else {
+                ""
+            }
+        ),
+        None => r.item.clone(),
+    }
+}
+
+fn media_summary(r: &SnapshotRow) -> Option<MediaSummary> {
+    (r.kind == "media")
+        .then(|| Manifest::parse(&r.manifest_key, r.manifest.as_bytes()).ok())
+        .flatten()
+        .and_then(|m| m.media)
+}
+
 fn json_row(r: &SnapshotRow) -> serde_json::Value {
+    let media = media_summary(r).map(|m| {
+        serde_json::json!({
+            "files": m.files, "dirs": m.dirs, "symlinks": m.symlinks, "bytes": m.bytes,
+            "new_bytes": m.new_bytes, "new_stored": m.new_stored, "status": m.status,
+            "warnings": m.warnings, "paths": m.paths,
+        })
+    });
     serde_json::json!({
+        "media": media,
         "id": r.id,
         "job": r.job,
         "kind": r.kind,

@@ -105,7 +105,7 @@ impl Report {
     pub fn gather(
         cat: &Catalog,
         host: &str,
-        jobs: &[&str],
+        jobs: &[(&str, &str)],
         interval: Duration,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Report> {
@@ -124,11 +124,11 @@ impl Report {
                 .then_with(|| a.row.check.cmp(&b.row.check))
         });
         let mut lines = Vec::new();
-        for j in jobs {
+        for &(j, kind) in jobs {
             lines.push(JobLine {
                 job: j.to_string(),
-                last_backup: cat.last_finished_run(j, "mysql", false)?,
-                last_good: cat.last_finished_run(j, "mysql", true)?,
+                last_backup: cat.last_finished_run(j, kind, false)?,
+                last_good: cat.last_finished_run(j, kind, true)?,
                 last_drill: cat.last_finished_run(j, "verify", false)?,
             });
         }
@@ -406,7 +406,11 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let cfg = super::load_config(cli)?;
     let cat = Catalog::open(&cfg.catalog_path())?;
     let now = Utc::now();
-    let jobs = cfg.job_names();
+    let jobs: Vec<(&str, &str)> = cfg
+        .job_names()
+        .into_iter()
+        .map(|j| (j, cfg.job_kind(j).unwrap_or("mysql")))
+        .collect();
     let setup = crate::alert::Setup::from_config(&cfg);
     let r = Report::gather(&cat, &cfg.agent.hostname, &jobs, cfg.health.interval, now)?
         .with_alerts(cat.alerts()?, Some(&setup), now);

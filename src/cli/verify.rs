@@ -1,7 +1,8 @@
-//! `opsagent verify [JOB…]`: restore drills now.
+//! `opsagent verify [JOB…]`: restore drills now (databases restored into scratch databases;
+//! media jobs: every pack and blob of the newest snapshot checked).
 
-use super::Cli;
-use crate::restore::verify::run_drill;
+use super::{human_bytes, Cli};
+use crate::restore::verify::{run_drill, Outcome};
 
 /// Flags.
 #[derive(Debug, clap::Args)]
@@ -19,7 +20,17 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let mut failed = Vec::new();
     for name in &names {
         match rt.block_on(run_drill(&env, name)) {
-            Ok(drills) => {
+            Ok(Outcome::Files(d)) => println!(
+                "{name}: files snapshot {}: ok, {} files ({}), {} packs ({}) and {} blobs checked in {:.1}s",
+                d.snapshot,
+                d.files,
+                human_bytes(d.bytes),
+                d.packs,
+                human_bytes(d.downloaded),
+                d.blobs,
+                d.seconds
+            ),
+            Ok(Outcome::Databases(drills)) => {
                 for d in drills {
                     println!(
                         "{name}: `{}` snapshot {}: ok, {} tables, {} rows, restored in {:.1}s",

@@ -9,6 +9,7 @@ mod resolve;
 mod resolve_alerts;
 mod resolve_checks;
 mod resolve_email;
+mod resolve_encryption;
 mod resolve_media;
 mod resolve_s3;
 pub mod schedule;
@@ -19,7 +20,7 @@ pub use schedule::{Schedule, Zone};
 
 use crate::backup::retention::KeepPolicy;
 use crate::secret::Secret;
-use crate::storage::StorageSpec;
+use crate::storage::{EncryptionSpec, StorageSpec};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -35,6 +36,8 @@ pub struct Config {
     pub agent: Agent,
     /// `[storage]`
     pub storage: StorageSpec,
+    /// `[encryption]`, when backups are encrypted with age.
+    pub encryption: Option<EncryptionSpec>,
     /// `[[mysql]]` jobs.
     pub mysql: Vec<MysqlJob>,
     /// `[[media]]` jobs.
@@ -143,6 +146,8 @@ pub struct MediaJob {
     pub compression_level: i32,
     /// How long unreferenced packs survive prune.
     pub prune_grace: Duration,
+    /// When the daemon runs a drill (`None`: never, the default).
+    pub verify_schedule: Option<Schedule>,
 }
 
 impl Config {
@@ -153,6 +158,17 @@ impl Config {
             .map(|j| j.name.as_str())
             .chain(self.media.iter().map(|j| j.name.as_str()))
             .collect()
+    }
+
+    /// The catalog's run kind of backup job `name`: `mysql` or `media` (`None`: no such job).
+    pub fn job_kind(&self, name: &str) -> Option<&'static str> {
+        if self.mysql.iter().any(|j| j.name == name) {
+            Some("mysql")
+        } else if self.media.iter().any(|j| j.name == name) {
+            Some("media")
+        } else {
+            None
+        }
     }
 
     /// The catalog's path.

@@ -27,6 +27,20 @@ pub struct RawConfig {
     pub checks: Option<super::raw_checks::RawChecks>,
     /// The Prometheus endpoint.
     pub metrics: Option<super::raw_checks::RawMetrics>,
+    /// Client-side encryption of backups with age.
+    pub encryption: Option<RawEncryption>,
+}
+
+/// `[encryption]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEncryption {
+    /// Public keys (`age1…`) every backup object is encrypted to.
+    pub recipients: Option<Vec<String>>,
+    /// File with more recipients, one per line (`#` comments), as `age -R` reads.
+    pub recipients_file: Option<PathBuf>,
+    /// Secret key file (`age-keygen -o`): needed only to restore and verify.
+    pub identity_file: Option<PathBuf>,
 }
 
 /// `[agent]`
@@ -152,6 +166,9 @@ pub struct RawMedia {
     /// How long prune keeps unreferenced packs before deleting them; default 24h.
     #[serde(default, with = "humantime_serde")]
     pub prune_grace: Option<Duration>,
+    /// When the daemon runs a drill of this job: every pack of the newest snapshot downloaded
+    /// and checked (crontab or @monthly…); default "off" (it downloads the whole snapshot).
+    pub verify_schedule: Option<String>,
 }
 
 /// `[alerts]`

@@ -103,11 +103,17 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         &mut cx,
         raw.checks.as_ref(),
         &mysql,
+        &media,
         agent.zone,
         &root.key("checks"),
     );
     let metrics_listen =
         super::resolve_checks::metrics(&mut cx, raw.metrics.as_ref(), &root.key("metrics"));
+    let encryption = raw
+        .encryption
+        .as_ref()
+        .and_then(|e| super::resolve_encryption::encryption(&mut cx, e, &root.key("encryption")));
+    super::resolve_encryption::drills_need_identity(&mut cx, encryption.as_ref(), &mysql, &root);
     if !cx.errors.is_empty() {
         return Err(ConfigErrors(cx.errors));
     }
@@ -115,6 +121,7 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         file: absolute(file),
         agent,
         storage: storage.expect("storage resolved when there are no errors"),
+        encryption,
         mysql,
         media,
         email,

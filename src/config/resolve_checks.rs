@@ -19,6 +19,7 @@ pub(super) fn checks(
     cx: &mut Ctx,
     raw: Option<&RawChecks>,
     jobs: &[MysqlJob],
+    media: &[super::MediaJob],
     zone: Zone,
     p: &KeyPath,
 ) -> HealthConfig {
@@ -100,15 +101,20 @@ pub(super) fn checks(
     }
     let grace = r.backup_grace.unwrap_or(Duration::from_secs(3600));
     let mut out = b.out;
-    for j in jobs {
+    let backup_jobs = jobs
+        .iter()
+        .map(|j| (&j.name, &j.schedule, "mysql"))
+        .chain(media.iter().map(|j| (&j.name, &j.schedule, "media")));
+    for (name, schedule, kind) in backup_jobs {
         out.push(CheckSpec {
-            name: format!("backup:{}", j.name),
+            name: format!("backup:{name}"),
             interval: interval.max(Duration::from_secs(60)),
             hold: Duration::ZERO,
             timeout,
             probe: ProbeSpec::Backup(health::backup::Spec {
-                job: j.name.clone(),
-                period: period(&j.schedule, zone),
+                job: name.clone(),
+                kind: kind.into(),
+                period: period(schedule, zone),
                 grace,
             }),
         });

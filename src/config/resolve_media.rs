@@ -64,6 +64,10 @@ pub(super) fn media_job(cx: &mut Ctx, m: &RawMedia, p: &KeyPath) -> Option<Media
         }),
         &p.key("keep"),
     );
+    let verify_schedule = match m.verify_schedule.as_deref() {
+        None | Some("off") | Some("never") => Some(None),
+        Some(s) => super::resolve::schedule(cx, Some(s), &p.key("verify_schedule")).map(Some),
+    };
     let compression_level = m.compression_level.unwrap_or(3);
     if !(1..=19).contains(&compression_level) {
         cx.error(
@@ -82,5 +86,6 @@ pub(super) fn media_job(cx: &mut Ctx, m: &RawMedia, p: &KeyPath) -> Option<Media
         follow_symlinks: m.follow_symlinks.unwrap_or(false),
         compression_level,
         prune_grace: m.prune_grace.unwrap_or(Duration::from_secs(24 * 3600)),
+        verify_schedule: verify_schedule?,
     })
 }

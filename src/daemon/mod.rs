@@ -62,7 +62,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
             "runs interrupted by a previous stop were marked `interrupted`"
         );
     }
-    let storage = Storage::open(&config.storage)?;
+    let storage = Storage::open(&config.storage)?.with_encryption(config.encryption.as_ref());
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -91,6 +91,9 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
         running: HashMap::new(),
     };
     d.schedule_all(true);
+    // Uploads a killed run left open are aborted beside the start (the bucket may be slow).
+    let env = d.env.clone();
+    tokio::spawn(async move { backup::stale::sweep_and_log(&env).await });
     // Health checks run beside the jobs; they follow the configuration across reloads.
     let health = crate::health::spawn(d.env.config.health.clone(), d.env.catalog.clone());
     // Alerting turns check events and failed runs into mails through the durable outbox.
@@ -154,7 +157,10 @@ impl Daemon {
                 _ => {
                     let (job, kind) = match name.strip_prefix(backup::VERIFY_PREFIX) {
                         Some(job) => (job, "verify"),
-                        None => (name.as_str(), "mysql"),
+                        None => (
+                            name.as_str(),
+                            self.env.config.job_kind(&name).unwrap_or("mysql"),
+                        ),
                     };
                     let last = self
                         .env
@@ -214,7 +220,16 @@ impl Daemon {
                 // Outcomes are logged and recorded in the catalog by the callees.
                 match job.strip_prefix(backup::VERIFY_PREFIX) {
                     Some(j) => drop(crate::restore::verify::run_drill(&env, j).await),
-                    None => drop(backup::run_job(&env, &job, trigger).await),
+                    None => {
+                        let result = backup::run_job(&env, &job, trigger).await;
+                        // Failures of the work were logged and recorded; these were not.
+                        if let Err(
+                            e @ (backup::BackupError::Catalog(_) | backup::BackupError::Locked(_)),
+                        ) = result
+                        {
+                            tracing::error!(job = %job, error = %e, "backup not started");
+                        }
+                    }
                 }
             });
             self.running.insert(name, handle);
@@ -225,7 +240,9 @@ impl Daemon {
     fn reload(&mut self, why: &str) {
         systemd::reloading();
         match config::load(&self.config_path) {
-            Ok(new) => match Storage::open(&new.storage) {
+            Ok(new) => match Storage::open(&new.storage)
+                .map(|s| s.with_encryption(new.encryption.as_ref()))
+            {
                 Ok(storage) => {
                     for w in &new.warnings {
                         tracing::warn!("{w}");

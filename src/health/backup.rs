@@ -14,6 +14,8 @@ use std::time::Duration;
 pub struct Spec {
     /// The job.
     pub job: String,
+    /// Its runs' kind in the catalog: `mysql` or `media`.
+    pub kind: String,
     /// The longest gap between two of its scheduled runs.
     pub period: Duration,
     /// Extra time allowed (a dump takes a while); default 1h.
@@ -23,7 +25,7 @@ pub struct Spec {
 /// What the catalog says about a job.
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
-    /// Its newest successful backup run.
+    /// Its newest successful (or partial: something was committed) backup run.
     pub last_good: Option<RunRecord>,
     /// Its newest finished backup run.
     pub last_run: Option<RunRecord>,
@@ -89,6 +91,21 @@ pub fn judge(b: &Spec, f: &Facts, now: DateTime<Utc>) -> (Level, Option<f64>, St
         }
         return (Level::Crit, Some(hours), d);
     }
+    if let Some(r) = f
+        .last_run
+        .as_ref()
+        .filter(|r| r.status == RunStatus::Partial)
+    {
+        return (
+            Level::Warn,
+            Some(hours),
+            format!(
+                "the last backup of `{}` ({human} ago) is partial: {}",
+                b.job,
+                r.error.as_deref().unwrap_or("some files were skipped")
+            ),
+        );
+    }
     (
         Level::Ok,
         Some(hours),
@@ -101,12 +118,12 @@ pub async fn probe(spec: &CheckSpec, catalog: Arc<Catalog>) -> Sample {
     let super::ProbeSpec::Backup(b) = &spec.probe else {
         return Sample::failed(spec, "internal: not a backup check".into());
     };
-    let job = b.job.clone();
+    let (job, kind) = (b.job.clone(), b.kind.clone());
     let facts =
         tokio::task::spawn_blocking(move || -> Result<Facts, crate::catalog::CatalogError> {
             Ok(Facts {
-                last_good: catalog.last_finished_run(&job, "mysql", true)?,
-                last_run: catalog.last_finished_run(&job, "mysql", false)?,
+                last_good: catalog.last_finished_run(&job, &kind, true)?,
+                last_run: catalog.last_finished_run(&job, &kind, false)?,
                 last_drill: catalog.last_finished_run(&job, "verify", false)?,
             })
         })
@@ -146,6 +163,7 @@ mod tests {
     fn freshness_table() {
         let spec = Spec {
             job: "main".into(),
+            kind: "mysql".into(),
             period: Duration::from_secs(24 * 3600),
             grace: Duration::from_secs(3600),
         };
@@ -185,6 +203,15 @@ mod tests {
                     ..Facts::default()
                 },
                 Level::Crit,
+            ),
+            (
+                "partial media run",
+                Facts {
+                    last_good: Some(run("media", 30, RunStatus::Partial)),
+                    last_run: Some(run("media", 30, RunStatus::Partial)),
+                    last_drill: None,
+                },
+                Level::Warn,
             ),
             (
                 "drill failed",

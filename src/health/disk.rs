@@ -1,13 +1,16 @@
 //! Disk checks: space (`disk:MOUNT`) and inodes (`inodes:MOUNT`) of every real, writable mounted
 //! filesystem from `/proc/self/mountinfo` (pseudo filesystems, read-only mounts and bind mounts of
-//! the same device skipped), with the biggest directories in the detail when one fills up. The
-//! time-until-full forecast (`disk-forecast:MOUNT`) is made by the runner from the history.
+//! the same device skipped), with the biggest directories in the detail when one fills up (walked
+//! again at most every 15 minutes). The time-until-full forecast (`disk-forecast:MOUNT`) is made
+//! by the runner from the history.
 
+use super::procfs::ProcReader;
 use super::state::{Level, Limits};
 use super::{Reading, Sample};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Filesystem types that are never checked.
 pub const PSEUDO_FS: &[&str] = &[
@@ -135,48 +138,107 @@ pub fn usage(path: &Path) -> std::io::Result<(f64, Option<f64>)> {
     Ok((space, inodes))
 }
 
-/// One round of disk samples (blocking).
-pub fn sample(cfg: &DiskConfig) -> Vec<Sample> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut out = Vec::new();
-    for m in real_mounts(&text) {
-        if cfg.ignore.contains(&m.path) {
-            continue;
+/// How long the biggest directories of a filling disk are reused before they are walked again
+/// (the walk reads up to 200 000 entries; a disk stays full for days).
+const BIGGEST_REFRESH: Duration = Duration::from_secs(15 * 60);
+
+/// One checked mount and its check names.
+#[derive(Debug)]
+struct Checked {
+    path: PathBuf,
+    disk: Arc<str>,
+    inodes: Arc<str>,
+    /// The last biggest-directories detail and when it was made.
+    biggest: Option<(Instant, String)>,
+}
+
+/// Samples the disks; keeps the mount list (rebuilt only when `/proc/self/mountinfo` changes)
+/// and the check names between ticks, so a round without a full disk allocates nothing.
+#[derive(Debug, Default)]
+pub struct DiskSampler {
+    mountinfo: String,
+    mounts: Vec<Checked>,
+}
+
+impl DiskSampler {
+    /// One round of disk samples appended to `out` (blocking; `proc` is the read buffer).
+    pub fn sample_into(&mut self, cfg: &DiskConfig, proc: &mut ProcReader, out: &mut Vec<Sample>) {
+        let text = proc.read("/proc/self/mountinfo").unwrap_or_default();
+        if text != self.mountinfo {
+            self.mountinfo.clear();
+            self.mountinfo.push_str(text);
+            self.mounts = real_mounts(text)
+                .into_iter()
+                .map(|m| {
+                    let name = m.path.display().to_string();
+                    Checked {
+                        disk: Arc::from(format!("disk:{name}")),
+                        inodes: Arc::from(format!("inodes:{name}")),
+                        path: m.path,
+                        biggest: None,
+                    }
+                })
+                .collect();
         }
-        let name = m.path.display().to_string();
-        let mk = |kind: &'static str, reading, detail| Sample {
-            check: format!("{kind}:{name}"),
-            kind,
-            reading,
-            detail,
-            hold: cfg.hold,
-        };
-        match usage(&m.path) {
-            Ok((space, inodes)) => {
-                let detail = if cfg.space.level(space, Level::Ok).0 != Level::Ok {
-                    biggest_dirs(&m.path, 5, 200_000)
-                } else {
-                    String::new()
-                };
-                out.push(mk(
-                    "disk",
-                    Reading::Value {
+        for m in &mut self.mounts {
+            if cfg.ignore.contains(&m.path) {
+                continue;
+            }
+            let mk = |check: &Arc<str>, kind: &'static str, reading, detail| Sample {
+                check: check.clone(),
+                kind,
+                reading,
+                detail,
+                hold: cfg.hold,
+            };
+            match usage(&m.path) {
+                Ok((space, inodes)) => {
+                    let detail = if cfg.space.level(space, Level::Ok).0 != Level::Ok {
+                        m.biggest_dirs()
+                    } else {
+                        m.biggest = None;
+                        String::new()
+                    };
+                    let r = Reading::Value {
                         value: space,
                         limits: cfg.space,
-                    },
-                    detail,
-                ));
-                if let Some(i) = inodes {
-                    let r = Reading::Value {
-                        value: i,
-                        limits: cfg.inodes,
                     };
-                    out.push(mk("inodes", r, String::new()));
+                    out.push(mk(&m.disk, "disk", r, detail));
+                    if let Some(i) = inodes {
+                        let r = Reading::Value {
+                            value: i,
+                            limits: cfg.inodes,
+                        };
+                        out.push(mk(&m.inodes, "inodes", r, String::new()));
+                    }
+                }
+                Err(e) => {
+                    let detail = format!("statvfs {}: {e}", m.path.display());
+                    out.push(mk(&m.disk, "disk", Reading::Failed, detail));
                 }
             }
-            Err(e) => out.push(mk("disk", Reading::Failed, format!("statvfs {name}: {e}"))),
         }
     }
+}
+
+impl Checked {
+    /// The biggest directories, walked again at most every [`BIGGEST_REFRESH`].
+    fn biggest_dirs(&mut self) -> String {
+        match &self.biggest {
+            Some((at, d)) if at.elapsed() < BIGGEST_REFRESH => d.clone(),
+            _ => {
+                let d = biggest_dirs(&self.path, 5, 200_000);
+                self.biggest = Some((Instant::now(), d.clone()));
+                d
+            }
+        }
+    }
+}
+
+/// One round of disk samples (blocking).
+pub fn sample(cfg: &DiskConfig) -> Vec<Sample> {
+    let mut out = Vec::new();
+    DiskSampler::default().sample_into(cfg, &mut ProcReader::new(), &mut out);
     out
 }
 

@@ -1,13 +1,18 @@
 //! Host checks from one sampler: `cpu` (% busy), `load` (5-minute load average per core),
-//! `memory` (% available), `swap` (% used), and the disks (see [`super::disk`]). The sampler keeps
-//! one `sysinfo::System` between ticks; the top processes are only collected when a value is
-//! bad, for the event's detail.
+//! `memory` (% available), `swap` (% used), and the disks (see [`super::disk`]), read from
+//! `/proc` (see [`super::procfs`]). The top processes (by `sysinfo`) are only collected when a
+//! value is bad, for the event's detail.
 
-use super::disk::{self, DiskConfig};
+use super::disk::{DiskConfig, DiskSampler};
+use super::procfs::{load_average, CpuTimes, MemInfo, ProcReader};
 use super::state::Limits;
 use super::{Reading, Sample};
+use std::sync::Arc;
 use std::time::Duration;
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
+
+/// The host checks' names, which are also their kinds (the disks name one check per mount).
+const HOST_NAMES: [&str; 4] = ["cpu", "load", "memory", "swap"];
 
 /// One host check's thresholds and `for`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,33 +73,24 @@ impl Default for HostConfig {
     }
 }
 
-/// Samples the host; keep one per daemon.
+/// Samples the host; keep one per daemon. After the first ticks a round allocates nothing
+/// while every value is good (check names are shared, `/proc` is read into one buffer, the
+/// mount list is rebuilt only when `/proc/self/mountinfo` changes); a bad value's detail
+/// (top processes, biggest directories) is built when it is needed.
 pub struct HostSampler {
+    /// For the top processes only.
     sys: System,
-    primed: bool,
+    proc: ProcReader,
+    cpu_before: Option<CpuTimes>,
+    /// Usable cores (cgroup quota and affinity included), read once.
+    cores: f64,
+    names: [Arc<str>; 4],
+    disks: DiskSampler,
 }
 
 impl Default for HostSampler {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-fn sample(check: &str, value: f64, c: &HostCheck, detail: String) -> Sample {
-    Sample {
-        check: check.to_string(),
-        kind: match check {
-            "cpu" => "cpu",
-            "load" => "load",
-            "memory" => "memory",
-            _ => "swap",
-        },
-        reading: Reading::Value {
-            value,
-            limits: c.limits,
-        },
-        detail,
-        hold: c.hold,
     }
 }
 
@@ -108,59 +104,111 @@ impl HostSampler {
     pub fn new() -> HostSampler {
         HostSampler {
             sys: System::new(),
-            primed: false,
+            proc: ProcReader::new(),
+            cpu_before: None,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
+            names: HOST_NAMES.map(Arc::from),
+            disks: DiskSampler::default(),
         }
     }
 
     /// One round of host samples (blocking: call from a blocking thread).
     pub fn sample(&mut self, cfg: &HostConfig) -> Vec<Sample> {
         let mut out = Vec::with_capacity(8);
+        self.sample_into(cfg, &mut out);
+        out
+    }
+
+    /// One round of host samples appended to `out` (blocking). A file that cannot be read
+    /// makes that check's sample UNKNOWN with the reason.
+    pub fn sample_into(&mut self, cfg: &HostConfig, out: &mut Vec<Sample>) {
         if let Some(c) = &cfg.cpu {
-            self.sys.refresh_cpu_usage();
-            if self.primed {
-                let v = f64::from(self.sys.global_cpu_usage());
-                let detail = if bad(v, &c.limits) {
-                    self.top_processes(true)
-                } else {
-                    String::new()
-                };
-                out.push(sample("cpu", v, c, detail));
+            let now = self.proc.read("/proc/stat").ok().and_then(CpuTimes::parse);
+            match (now, self.cpu_before) {
+                (Some(now), Some(before)) => {
+                    if let Some(v) = now.busy_since(&before) {
+                        let detail = if bad(v, &c.limits) {
+                            self.top_processes(true)
+                        } else {
+                            String::new()
+                        };
+                        out.push(self.value(0, v, c, detail));
+                    }
+                }
+                (None, _) => out.push(self.failed(0, c, "cannot read /proc/stat")),
+                (Some(_), None) => {}
             }
-            self.primed = true;
+            self.cpu_before = now;
         }
         if let Some(c) = &cfg.load {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-            let l = System::load_average();
-            let detail = format!(
-                "load {:.2} {:.2} {:.2} on {cores} cores",
-                l.one, l.five, l.fifteen
-            );
-            out.push(sample("load", l.five / cores, c, detail));
+            match self.proc.read("/proc/loadavg").ok().and_then(load_average) {
+                Some([one, five, fifteen]) => {
+                    let v = five / self.cores;
+                    let detail = if bad(v, &c.limits) {
+                        let cores = self.cores;
+                        format!("load {one:.2} {five:.2} {fifteen:.2} on {cores} cores")
+                    } else {
+                        String::new()
+                    };
+                    out.push(self.value(1, v, c, detail));
+                }
+                None => out.push(self.failed(1, c, "cannot read /proc/loadavg")),
+            }
         }
         if cfg.memory.is_some() || cfg.swap.is_some() {
-            self.sys.refresh_memory();
-        }
-        if let Some(c) = &cfg.memory {
-            let total = self.sys.total_memory().max(1) as f64;
-            let v = self.sys.available_memory() as f64 * 100.0 / total;
-            let detail = if bad(v, &c.limits) {
-                self.top_processes(false)
-            } else {
-                String::new()
-            };
-            out.push(sample("memory", v, c, detail));
-        }
-        if let Some(c) = &cfg.swap {
-            let total = self.sys.total_swap();
-            if total > 0 {
-                let v = self.sys.used_swap() as f64 * 100.0 / total as f64;
-                out.push(sample("swap", v, c, String::new()));
+            let mem = self
+                .proc
+                .read("/proc/meminfo")
+                .ok()
+                .and_then(MemInfo::parse);
+            if let Some(c) = &cfg.memory {
+                match mem {
+                    Some(m) => {
+                        let v = m.available as f64 * 100.0 / m.total.max(1) as f64;
+                        let detail = if bad(v, &c.limits) {
+                            self.top_processes(false)
+                        } else {
+                            String::new()
+                        };
+                        out.push(self.value(2, v, c, detail));
+                    }
+                    None => out.push(self.failed(2, c, "cannot read /proc/meminfo")),
+                }
+            }
+            if let (Some(c), Some(m)) = (&cfg.swap, mem) {
+                if m.swap_total > 0 {
+                    let used = m.swap_total.saturating_sub(m.swap_free);
+                    let v = used as f64 * 100.0 / m.swap_total as f64;
+                    out.push(self.value(3, v, c, String::new()));
+                }
             }
         }
         if let Some(d) = &cfg.disk {
-            out.extend(disk::sample(d));
+            self.disks.sample_into(d, &mut self.proc, out);
         }
-        out
+    }
+
+    fn value(&self, i: usize, value: f64, c: &HostCheck, detail: String) -> Sample {
+        Sample {
+            check: self.names[i].clone(),
+            kind: HOST_NAMES[i],
+            reading: Reading::Value {
+                value,
+                limits: c.limits,
+            },
+            detail,
+            hold: c.hold,
+        }
+    }
+
+    fn failed(&self, i: usize, c: &HostCheck, why: &str) -> Sample {
+        Sample {
+            check: self.names[i].clone(),
+            kind: HOST_NAMES[i],
+            reading: Reading::Failed,
+            detail: why.to_string(),
+            hold: c.hold,
+        }
     }
 
     /// "top: mysqld (pid 812) 85.2%, …" by CPU or by resident memory.
@@ -216,12 +264,12 @@ mod tests {
         let cfg = HostConfig::default();
         let first = s.sample(&cfg);
         assert!(
-            first.iter().all(|x| x.check != "cpu"),
+            first.iter().all(|x| &*x.check != "cpu"),
             "cpu needs two ticks"
         );
         std::thread::sleep(Duration::from_millis(250));
         let second = s.sample(&cfg);
-        let names: Vec<&str> = second.iter().map(|x| x.check.as_str()).collect();
+        let names: Vec<&str> = second.iter().map(|x| &*x.check).collect();
         for n in ["cpu", "load", "memory"] {
             assert!(names.contains(&n), "{names:?}");
         }

@@ -4,7 +4,8 @@
 
 use super::state::{Level, Limits};
 use super::{inner_budget, CheckSpec, Sample};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Instant;
 
 /// An HTTP check.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,14 +24,24 @@ pub struct Spec {
     pub tls_verify: bool,
 }
 
-/// The client of one check (built once: it keeps connections and TLS settings).
-pub fn client(spec: &Spec, timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(inner_budget(timeout))
-        .danger_accept_invalid_certs(!spec.tls_verify)
-        .user_agent(concat!("opsagent/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_default()
+/// The HTTP client for checks with this `tls_verify`: one per process for each setting, shared by
+/// every check (one connection pool, one TLS configuration); each request sets its own timeout.
+pub fn client(spec: &Spec) -> reqwest::Client {
+    static VERIFYING: OnceLock<reqwest::Client> = OnceLock::new();
+    static TRUSTING: OnceLock<reqwest::Client> = OnceLock::new();
+    let cell = if spec.tls_verify {
+        &VERIFYING
+    } else {
+        &TRUSTING
+    };
+    cell.get_or_init(|| {
+        reqwest::Client::builder()
+            .danger_accept_invalid_certs(!spec.tls_verify)
+            .user_agent(concat!("opsagent/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default()
+    })
+    .clone()
 }
 
 /// Sends one request.
@@ -40,7 +51,8 @@ pub async fn probe(spec: &CheckSpec, client: &reqwest::Client) -> Sample {
     };
     let method = reqwest::Method::from_bytes(h.method.as_bytes()).unwrap_or(reqwest::Method::GET);
     let start = Instant::now();
-    let resp = match client.request(method, &h.url).send().await {
+    let request = client.request(method, &h.url);
+    let resp = match request.timeout(inner_budget(spec.timeout)).send().await {
         Ok(r) => r,
         Err(e) => return Sample::judged(spec, Level::Crit, None, describe(&h.url, &e)),
     };

@@ -15,6 +15,7 @@ pub mod http;
 pub mod logfile;
 pub mod mysql;
 pub mod process;
+pub mod procfs;
 pub mod rate;
 pub mod runner;
 pub mod service;
@@ -134,8 +135,8 @@ pub enum Reading {
 /// One sample of one check.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
-    /// Check name.
-    pub check: String,
+    /// Check name (shared: a sampler keeps its names between ticks).
+    pub check: Arc<str>,
     /// Check kind.
     pub kind: &'static str,
     /// What was found.
@@ -150,7 +151,7 @@ impl Sample {
     /// A sample whose level the probe decided.
     pub fn judged(spec: &CheckSpec, level: Level, value: Option<f64>, detail: String) -> Sample {
         Sample {
-            check: spec.name.clone(),
+            check: Arc::from(spec.name.as_str()),
             kind: spec.probe.kind(),
             reading: Reading::Judged {
                 level,
@@ -165,7 +166,7 @@ impl Sample {
     /// A numeric sample.
     pub fn value(spec: &CheckSpec, value: f64, limits: Limits, detail: String) -> Sample {
         Sample {
-            check: spec.name.clone(),
+            check: Arc::from(spec.name.as_str()),
             kind: spec.probe.kind(),
             reading: Reading::Value { value, limits },
             detail,
@@ -176,7 +177,7 @@ impl Sample {
     /// The check could not run.
     pub fn failed(spec: &CheckSpec, detail: String) -> Sample {
         Sample {
-            check: spec.name.clone(),
+            check: Arc::from(spec.name.as_str()),
             kind: spec.probe.kind(),
             reading: Reading::Failed,
             detail,
@@ -189,7 +190,7 @@ impl Sample {
 pub enum Prober {
     /// Stateless probes read their spec.
     Plain(Arc<CheckSpec>),
-    /// HTTP keeps its client (connection pool, TLS config).
+    /// HTTP holds the shared client (connection pool, TLS config).
     Http(Arc<CheckSpec>, reqwest::Client),
     /// Log and rate checks follow a file.
     Log(Arc<CheckSpec>, logfile::Watcher),
@@ -207,7 +208,7 @@ impl Prober {
         let spec = Arc::new(spec);
         match &spec.probe {
             ProbeSpec::Http(h) => {
-                let client = http::client(h, spec.timeout);
+                let client = http::client(h);
                 Prober::Http(spec, client)
             }
             ProbeSpec::Log(l) => {

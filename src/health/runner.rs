@@ -141,7 +141,13 @@ pub struct Collector {
     catalog: Arc<Catalog>,
     trackers: HashMap<String, Tracker>,
     full_within: Option<Duration>,
+    /// Events a full or failing catalog did not take; stored with the next round's (the
+    /// trackers moved on, so they would not be produced again and their alerts would be lost).
+    pending: Vec<EventRow>,
 }
+
+/// At most this many unstored events are kept for a later round (the oldest go first).
+const MAX_PENDING: usize = 1000;
 
 /// The observation a sample makes for a check now in `current`.
 pub fn observe(reading: &Reading, detail: &str, current: Level) -> Observation {
@@ -182,6 +188,7 @@ impl Collector {
             catalog,
             trackers,
             full_within: None,
+            pending: Vec::new(),
         }
     }
 
@@ -238,12 +245,13 @@ impl Collector {
             .filter_map(|s| self.forecast(s, now))
             .collect();
         let mut states = Vec::with_capacity(batch.len());
-        let mut events = Vec::new();
+        let mut events = std::mem::take(&mut self.pending);
         for s in batch.iter().chain(forecasts.iter()) {
-            let tr = self
-                .trackers
-                .entry(s.check.clone())
-                .or_insert_with(|| Tracker::new(Level::Ok, now));
+            if !self.trackers.contains_key(&*s.check) {
+                let fresh = Tracker::new(Level::Ok, now);
+                self.trackers.insert(s.check.to_string(), fresh);
+            }
+            let tr = self.trackers.get_mut(&*s.check).expect("tracker just made");
             let obs = observe(&s.reading, &s.detail, tr.state);
             let policy = Policy {
                 hold: chrono::Duration::from_std(s.hold).unwrap_or_default(),
@@ -258,7 +266,7 @@ impl Collector {
                 log_event(&s.check, from, to, &t.detail);
                 events.push(EventRow {
                     id: 0,
-                    check: s.check.clone(),
+                    check: s.check.to_string(),
                     from_state: from.into(),
                     to_state: to.into(),
                     at: t.at,
@@ -270,7 +278,7 @@ impl Collector {
                 });
             }
             states.push(CheckStateRow {
-                check: s.check.clone(),
+                check: s.check.to_string(),
                 kind: s.kind.to_string(),
                 state: tr.state.as_str().into(),
                 since: tr.since,
@@ -282,7 +290,10 @@ impl Collector {
             });
         }
         if let Err(e) = self.catalog.save_check_round(&states, &events) {
-            tracing::error!(error = %e, "cannot store check states and events");
+            tracing::error!(error = %e, pending_events = events.len(), "cannot store check states and events; the events are kept for the next round");
+            let excess = events.len().saturating_sub(MAX_PENDING);
+            events.drain(..excess);
+            self.pending = events;
         }
     }
 
@@ -311,7 +322,7 @@ impl Collector {
             None => (Level::Ok, format!("{mount} is not filling up")),
         };
         Some(Sample {
-            check: format!("disk-forecast:{mount}"),
+            check: Arc::from(format!("disk-forecast:{mount}")),
             kind: "disk-forecast",
             reading: Reading::Judged {
                 level,

@@ -10,6 +10,7 @@ pub mod id;
 pub mod index;
 pub mod keys;
 pub mod pack;
+pub mod prune;
 pub mod tree;
 pub mod walk;
 

@@ -115,19 +115,38 @@ struct TreeHeader {
 
 /// Encodes nodes (already in path order) into a tree object.
 pub fn encode(nodes: &[Node]) -> std::io::Result<Vec<u8>> {
-    let mut z = zstd::Encoder::new(Vec::new(), 3)?;
-    serde_json::to_writer(
-        &mut z,
-        &TreeHeader {
-            format: TREE_FORMAT,
-        },
-    )?;
+    encode_counted(nodes).map(|(bytes, _)| bytes)
+}
+
+/// [`encode`], also returning the size of the JSON lines before compression.
+pub fn encode_counted(nodes: &[Node]) -> std::io::Result<(Vec<u8>, u64)> {
+    let mut z = Counted(zstd::Encoder::new(Vec::new(), 3)?, 0);
+    let header = TreeHeader {
+        format: TREE_FORMAT,
+    };
+    serde_json::to_writer(&mut z, &header)?;
     z.write_all(b"\n")?;
     for n in nodes {
         serde_json::to_writer(&mut z, n)?;
         z.write_all(b"\n")?;
     }
-    z.finish()
+    let raw = z.1;
+    Ok((z.0.finish()?, raw))
+}
+
+/// A writer that counts what passes through.
+struct Counted<W>(W, u64);
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.0.write(buf)?;
+        self.1 += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// Decodes a tree object; `key` names it in errors.
@@ -219,8 +238,10 @@ mod tests {
                 chunks: vec![],
             },
         ];
-        let bytes = encode(&nodes).unwrap();
+        let (bytes, raw) = encode_counted(&nodes).unwrap();
         assert_eq!(decode("t", &bytes).unwrap(), nodes);
+        let text = zstd::stream::decode_all(&bytes[..]).unwrap();
+        assert_eq!(raw, text.len() as u64);
         assert!(decode("t", b"nope").unwrap_err().contains("`t`"));
     }
 }

@@ -98,17 +98,19 @@ pub fn walk(
                     continue;
                 }
             };
-            match entry.metadata() {
+            // A root that is a symlink (Laravel's `public/storage`) stands for its target.
+            let md = if entry.depth() == 0 {
+                std::fs::metadata(entry.path()).map_err(|e| e.to_string())
+            } else {
+                entry.metadata().map_err(|e| io_reason(&e))
+            };
+            match md {
                 Ok(md) => {
                     if let Some(node) = node_from(entry.path(), &md) {
                         each(node)?;
                     }
                 }
-                Err(e) => warn(format!(
-                    "skipped `{}`: {}",
-                    entry.path().display(),
-                    io_reason(&e)
-                )),
+                Err(e) => warn(format!("skipped `{}`: {e}", entry.path().display())),
             }
         }
     }
@@ -180,6 +182,27 @@ mod tests {
                 ("/b".into(), NodeKind::Dir),
                 ("/b/link".into(), NodeKind::Symlink),
             ]
+        );
+        let link_root = d.path().join("link-root");
+        std::os::unix::fs::symlink(r.join("a"), &link_root).unwrap();
+        let mut kinds = Vec::new();
+        let via_link = WalkSettings {
+            paths: vec![link_root.clone()],
+            ..s.clone()
+        };
+        walk(
+            &via_link,
+            |n| {
+                kinds.push(n.kind);
+                Ok(())
+            },
+            |w| panic!("{w}"),
+        )
+        .unwrap();
+        assert_eq!(
+            kinds,
+            [NodeKind::Dir, NodeKind::File],
+            "a symlinked root is its target"
         );
         let missing = WalkSettings {
             paths: vec![r.join("nope")],

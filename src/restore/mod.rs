@@ -1,8 +1,15 @@
 //! Restores: pick snapshots for a moment (`plan`), stream them back with their sha256 checked
 //! (`stream`), into a new database side by side (default), a named one, a file, or in place
 //! through a staging database and an atomic swap (`swap`); and restore drills (`verify`).
+//! Media snapshots (directory trees) are restored by `media` and its `media_*` parts.
 
 pub mod date;
+pub mod media;
+pub mod media_fs;
+pub mod media_packs;
+pub mod media_select;
+pub mod media_verify;
+pub mod media_write;
 pub mod plan;
 pub mod sql;
 pub mod stream;
@@ -31,7 +38,7 @@ pub enum Target {
     Database(String),
     /// Over the live database, through staging and a swap.
     InPlace,
-    /// A file (`.sql`, or `.sql.zst` kept compressed).
+    /// A file (`.sql`, `.sql.zst` kept compressed, or `.sql.zst.age` as stored).
     File(PathBuf),
 }
 
@@ -119,6 +126,34 @@ pub fn prepare(config: &Config, chosen: Vec<Chosen>, target: &Target) -> Result<
     Ok(steps)
 }
 
+/// Checks that every step's snapshot can be decrypted here (when it is encrypted), before
+/// anything is written. A `--to-file` ending in `.age` copies the stored bytes and needs no key.
+pub fn check_decryptable(storage: &Storage, steps: &[Step], target: &Target) -> Result<(), String> {
+    if let Target::File(p) = target {
+        if p.extension().is_some_and(|e| e == "age") {
+            return Ok(());
+        }
+    }
+    for s in steps {
+        decryptable(storage, &s.chosen)?;
+    }
+    Ok(())
+}
+
+/// [`check_decryptable`] for one snapshot.
+pub fn decryptable(storage: &Storage, c: &Chosen) -> Result<(), String> {
+    match &c.manifest.encryption {
+        Some(e) => storage.check_can_decrypt(
+            &format!(
+                "snapshot {} of `{}` (job {})",
+                c.key.id, c.manifest.item, c.key.job
+            ),
+            &e.recipients,
+        ),
+        None => Ok(()),
+    }
+}
+
 fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
@@ -138,6 +173,7 @@ pub async fn execute(
         .first()
         .ok_or_else(|| format!("manifest `{}` lists no data", step.chosen.key.key))?
         .clone();
+    check_decryptable(storage, std::slice::from_ref(step), target)?;
     if let Target::File(p) = target {
         return stream::write_file(storage, &obj, p, progress).await;
     }

@@ -193,4 +193,26 @@ mod tests {
         .unwrap_err();
         assert!(e.contains("for job x"), "{e}");
     }
+
+    #[test]
+    fn media_snapshots_are_one_series_per_job() {
+        let all = vec![
+            snap(20, 2, "main", "shop"),
+            snap(20, 3, "uploads", "files"),
+            snap(21, 3, "uploads", "files"),
+        ];
+        let utc = Zone::Named(chrono_tz::UTC);
+        let at = Utc.with_ymd_and_hms(2026, 11, 20, 23, 0, 0).unwrap();
+        let only = Filter {
+            jobs: vec!["uploads".into()],
+            ..Default::default()
+        };
+        let got = choose(&all, &only, at, utc).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].1.item.as_str(), got[0].0.format("%d %H").to_string()),
+            ("files", "20 03".into())
+        );
+        assert_eq!(choose(&all, &Filter::default(), at, utc).unwrap().len(), 2);
+    }
 }

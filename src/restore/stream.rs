@@ -1,7 +1,9 @@
 //! Streaming a stored dump out of storage, checking its sha256 on the way: into a MySQL client
-//! (decompressed), or into a file. The last chunk is held back until the whole object's hash is
-//! known, so a corrupted object never reaches the end of its SQL: the consumer is stopped, and
-//! the caller drops whatever was loaded.
+//! (decrypted when it is an age file, then decompressed), or into a file. The hash is of the
+//! stored bytes (the ciphertext when encrypted); the last chunk is held back until the whole
+//! object's hash is known, so a corrupted object never reaches the end of its SQL: the consumer
+//! is stopped, and the caller drops whatever was loaded. (A flipped byte in an encrypted dump
+//! already fails age's authentication of its 64 KiB chunk, naming the object the same way.)
 
 use crate::backup::manifest::ObjectRef;
 use crate::config::MysqlJob;
@@ -15,6 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
+
+/// What [`feed`] says when the consumer went away first (its own error is the cause).
+const STOPPED: &str = "the restore stopped reading (see the error above)";
 
 /// Reads `obj`, verifying size and sha256, and hands its bytes to `tx`; the last chunk only
 /// after the hash matched. On mismatch sets `abort` and returns the error naming the object.
@@ -38,12 +43,15 @@ async fn feed_inner(
     tx: &mpsc::Sender<Bytes>,
     progress: Option<&AtomicU64>,
 ) -> Result<(), String> {
-    let mut reader = storage.reader(&obj.key).await.map_err(|e| e.to_string())?;
+    let mut reader = storage
+        .raw_reader(&obj.key)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut hash = Sha256::new();
     let mut size = 0u64;
     let mut held: Option<Bytes> = None;
     let mut buf = vec![0u8; 1 << 20];
-    let stopped = || "the restore stopped reading (see the error above)".to_string();
+    let stopped = || STOPPED.to_string();
     loop {
         let n = reader
             .read(&mut buf)
@@ -107,8 +115,18 @@ pub async fn load_into_database(
     let abort = Arc::new(AtomicBool::new(false));
     let (job2, client2, abort2) = (job.clone(), client.to_path_buf(), abort.clone());
     let names = (source.to_string(), target.to_string());
-    let consumer =
-        tokio::task::spawn_blocking(move || run_client(&job2, &client2, &names, rx, &abort2));
+    let (storage2, key) = (storage.clone(), obj.key.clone());
+    let consumer = tokio::task::spawn_blocking(move || {
+        let stored = ChannelReader {
+            rx,
+            cur: Bytes::new(),
+        };
+        // Decrypts when the object is an age file; reads of the header wait on the channel.
+        let plain = storage2
+            .decrypting_read(&key, stored)
+            .map_err(|e| e.to_string());
+        run_client(&job2, &client2, &names, plain, &abort2)
+    });
     let fed = feed(storage, obj, tx, &abort, progress.as_deref()).await;
     let consumed = consumer
         .await
@@ -125,7 +143,7 @@ fn run_client(
     job: &MysqlJob,
     client: &Path,
     (source, target): &(String, String),
-    rx: mpsc::Receiver<Bytes>,
+    plain: Result<Box<dyn Read + Send>, String>,
     abort: &AtomicBool,
 ) -> Result<(), String> {
     let creds = crate::backup::mysql_cmd::credentials(job)
@@ -153,18 +171,16 @@ fn run_client(
         s
     });
     let rename = (source != target).then_some(source.as_str());
-    let copied = zstd::Decoder::new(ChannelReader {
-        rx,
-        cur: Bytes::new(),
-    })
-    .map_err(|e| e.to_string())
-    .and_then(|dec| {
-        copy_sql(
-            std::io::BufReader::with_capacity(1 << 20, dec),
-            &mut stdin,
-            rename,
-        )
-        .map_err(|e| e.to_string())
+    let copied = plain.and_then(|plain| {
+        zstd::Decoder::new(plain)
+            .and_then(|dec| {
+                copy_sql(
+                    std::io::BufReader::with_capacity(1 << 20, dec),
+                    &mut stdin,
+                    rename,
+                )
+            })
+            .map_err(|e| format!("reading the dump failed: {e}"))
     });
     if abort.load(Ordering::SeqCst) || copied.is_err() {
         // Never let the client see a clean end of a bad stream.
@@ -176,9 +192,7 @@ fn run_client(
     if abort.load(Ordering::SeqCst) {
         return Err("stopped".into());
     }
-    if let Err(e) = copied {
-        return Err(format!("decompressing the dump failed: {e}"));
-    }
+    copied?;
     if !status.success() {
         return Err(format!(
             "loading into `{target}` failed: {}",
@@ -225,8 +239,9 @@ pub fn copy_sql(
     }
 }
 
-/// Writes the dump to `path`: the stored `.sql.zst` as is when the path ends in `.zst`, plain
-/// SQL otherwise. Written to a temporary name and renamed only when the hash matched.
+/// Writes the dump to `path`: the stored bytes as they are when the path ends in `.age`, the
+/// `.sql.zst` (decrypted if need be) when it ends in `.zst`, plain SQL otherwise. Written to a
+/// temporary name and renamed only when the hash matched.
 pub async fn write_file(
     storage: &Storage,
     obj: &ObjectRef,
@@ -238,17 +253,24 @@ pub async fn write_file(
         path.extension().and_then(|e| e.to_str()).unwrap_or("")
     ));
     let compressed = path.extension().is_some_and(|e| e == "zst");
+    let stored_as_is = path.extension().is_some_and(|e| e == "age");
+    let (storage2, key) = (storage.clone(), obj.key.clone());
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     let abort = Arc::new(AtomicBool::new(false));
     let tmp2 = tmp.clone();
     let consumer = tokio::task::spawn_blocking(move || -> Result<(), String> {
         let mut f = std::fs::File::create(&tmp2)
             .map_err(|e| format!("cannot create {}: {e}", tmp2.display()))?;
-        let mut src = ChannelReader {
+        let mut src: Box<dyn Read + Send> = Box::new(ChannelReader {
             rx,
             cur: Bytes::new(),
-        };
-        let r = if compressed {
+        });
+        if !stored_as_is {
+            src = storage2
+                .decrypting_read(&key, src)
+                .map_err(|e| e.to_string())?;
+        }
+        let r = if compressed || stored_as_is {
             std::io::copy(&mut src, &mut f).map(|_| ())
         } else {
             zstd::Decoder::new(src)
@@ -261,7 +283,12 @@ pub async fn write_file(
     });
     let fed = feed(storage, obj, tx, &abort, progress.as_deref()).await;
     let consumed = consumer.await.unwrap_or_else(|e| Err(e.to_string()));
-    if let Err(e) = fed.and(consumed) {
+    // The consumer's error is the cause when it stopped first (e.g. a chunk failing age's check).
+    let result = match fed {
+        Err(f) if f == STOPPED => consumed.and(Err(f)),
+        fed => fed.and(consumed),
+    };
+    if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }

@@ -1,7 +1,9 @@
 //! Restore drills (`opsagent verify`, and `verify_schedule` in the daemon): the newest snapshot
 //! of each database of a job is restored into a scratch database, checked, and dropped. A backup
 //! nobody has restored is a hope; a drill makes it a fact, and records how long it took (RTO).
+//! Media jobs have their own drill (`media_verify`): every pack and blob of the newest snapshot.
 
+use super::media_verify::{self, MediaDrill};
 use super::plan::{all_snapshots, choose, load, Filter};
 use super::{sql, stream};
 use crate::backup::mysql_cmd::{client_tool, dump_tool};
@@ -25,15 +27,30 @@ pub struct Drill {
     pub seconds: f64,
 }
 
-/// Runs the drill for job `name`, recording it in the catalog as a `verify` run.
-pub async fn run_drill(env: &Env, name: &str) -> Result<Vec<Drill>, String> {
-    let job = env
-        .config
-        .mysql
-        .iter()
-        .find(|j| j.name == name)
-        .ok_or_else(|| format!("no job named `{name}`"))?
-        .for_restore();
+/// What a drill checked.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A MySQL job: one drill per database.
+    Databases(Vec<Drill>),
+    /// A media job: its newest snapshot's packs and blobs.
+    Files(MediaDrill),
+}
+
+/// Runs the drill for job `name` (MySQL or media), recording it in the catalog as a `verify`
+/// run, which the job's `backup:` health check reads.
+pub async fn run_drill(env: &Env, name: &str) -> Result<Outcome, String> {
+    let media = env.config.media.iter().any(|j| j.name == name);
+    let job = match media {
+        true => None,
+        false => Some(
+            env.config
+                .mysql
+                .iter()
+                .find(|j| j.name == name)
+                .ok_or_else(|| format!("no job named `{name}`"))?
+                .for_restore(),
+        ),
+    };
     let _lock = crate::backup::lock::JobLock::acquire(
         &env.config.agent.state_dir,
         &format!("verify-{name}"),
@@ -43,17 +60,35 @@ pub async fn run_drill(env: &Env, name: &str) -> Result<Vec<Drill>, String> {
         .catalog
         .start_run(name, "verify", "drill", Utc::now())
         .map_err(|e| e.to_string())?;
-    let result = drill(env, &job).await;
+    let result = match &job {
+        Some(job) => drill(env, job).await.map(Outcome::Databases),
+        None => media_verify::drill(&env.storage, name, env.config.agent.zone)
+            .await
+            .map(Outcome::Files),
+    };
     let (status, err) = match &result {
         Ok(_) => (RunStatus::Success, None),
-        Err(e) => (RunStatus::Failed, Some(e.as_str())),
+        Err(e) => (RunStatus::Failed, Some(e.replace('\n', "; "))),
     };
-    let bytes = 0;
+    let bytes = match &result {
+        Ok(Outcome::Files(d)) => d.downloaded,
+        _ => 0,
+    };
     env.catalog
-        .finish_run(run_id, status, bytes, err, Utc::now())
+        .finish_run(run_id, status, bytes, err.as_deref(), Utc::now())
         .map_err(|e| e.to_string())?;
     match &result {
-        Ok(d) => tracing::info!(job = name, databases = d.len(), "restore drill passed"),
+        Ok(Outcome::Databases(d)) => {
+            tracing::info!(job = name, databases = d.len(), "restore drill passed")
+        }
+        Ok(Outcome::Files(d)) => {
+            tracing::info!(
+                job = name,
+                packs = d.packs,
+                blobs = d.blobs,
+                "restore drill passed"
+            )
+        }
         Err(e) => tracing::error!(job = name, error = %e, "restore drill FAILED"),
     }
     result
@@ -83,6 +118,7 @@ async fn drill(env: &Env, job: &crate::config::MysqlJob) -> Result<Vec<Drill>, S
             .first()
             .ok_or_else(|| format!("manifest `{}` lists no data", c.key.key))?
             .clone();
+        super::decryptable(&env.storage, &c)?;
         let started = std::time::Instant::now();
         let (j, cl, s) = (job.clone(), client.clone(), scratch.clone());
         tokio::task::spawn_blocking(move || {

@@ -18,9 +18,11 @@
 //! through an [`ObjectWriter`] with bounded memory and become visible only on
 //! [`ObjectWriter::finish`]; a failed, aborted or dropped upload leaves nothing behind.
 
+mod crypt;
 mod error;
 mod key;
 mod local;
+pub mod multipart;
 mod object;
 mod opendal_backend;
 mod s3;
@@ -36,6 +38,10 @@ use tokio::io::AsyncReadExt;
 
 use crate::secret::Secret;
 
+pub use crypt::{
+    parse_recipient, parse_recipients_file, read_identity_file, stays_plaintext, EncryptionSpec,
+    AGE_MAGIC,
+};
 pub use error::{Op, StorageError};
 pub use key::validate_key;
 pub use object::{ObjectReader, ObjectWriter};
@@ -127,6 +133,8 @@ pub(crate) trait BackendWriter: Send {
 #[derive(Clone)]
 pub struct Storage {
     backend: Arc<dyn Backend>,
+    /// Client-side encryption (`crypt.rs`), when configured.
+    crypt: Option<Arc<crypt::Crypt>>,
 }
 
 impl fmt::Debug for Storage {
@@ -161,13 +169,17 @@ impl Storage {
                 secret_access_key: secret_access_key.as_ref(),
             })?),
         };
-        Ok(Storage { backend })
+        Ok(Storage {
+            backend,
+            crypt: None,
+        })
     }
 
     /// An empty in-memory storage, for tests of code that uses storage. Clones share it.
     pub fn in_memory() -> Storage {
         Storage {
             backend: Arc::new(opendal_backend::memory()),
+            crypt: None,
         }
     }
 
@@ -183,10 +195,11 @@ impl Storage {
     }
 
     /// Starts a streaming upload to `key`; nothing is visible until [`ObjectWriter::finish`].
+    /// With encryption on, the bytes are encrypted unless [`stays_plaintext`] exempts `key`.
     pub async fn writer(&self, key: &str) -> Result<ObjectWriter, StorageError> {
         validate_key(key)?;
         let inner = self.backend.writer(key).await?;
-        Ok(ObjectWriter::new(key, inner))
+        Ok(ObjectWriter::new(key, inner, self.encryptor_for(key)))
     }
 
     /// Uploads `data` as `key` in one go.
@@ -197,9 +210,10 @@ impl Storage {
     }
 
     /// Opens `key` for streaming reads; [`StorageError::NotFound`] if it does not exist.
+    /// Yields plaintext: an age-encrypted object is decrypted with the configured identity.
     pub async fn reader(&self, key: &str) -> Result<ObjectReader, StorageError> {
-        validate_key(key)?;
-        self.backend.reader(key).await
+        let stored = self.raw_reader(key).await?;
+        self.plaintext(key, stored).await
     }
 
     /// Reads the whole object `key` into memory (for small objects: manifests, markers).

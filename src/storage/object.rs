@@ -10,12 +10,14 @@ use futures::Stream;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
 
+use super::crypt::Encryptor;
 use super::{BackendWriter, PutInfo, StorageError};
 
 /// Chunks at least this big are hashed on the blocking pool, not on the async worker.
 const HASH_OFFLOAD_BYTES: usize = 1 << 20;
 
-/// A streaming upload of one object, from [`super::Storage::writer`].
+/// A streaming upload of one object, from [`super::Storage::writer`]. With encryption on, the
+/// bytes are encrypted first; size and hash are then those of the stored ciphertext.
 ///
 /// Memory stays bounded whatever the object size. The object becomes visible only when
 /// [`finish`](Self::finish) succeeds. [`abort`](Self::abort), a failed `finish`, or dropping
@@ -24,15 +26,21 @@ const HASH_OFFLOAD_BYTES: usize = 1 << 20;
 pub struct ObjectWriter {
     key: String,
     inner: Option<Box<dyn BackendWriter>>,
+    encryptor: Option<Encryptor>,
     hasher: Sha256,
     size: u64,
 }
 
 impl ObjectWriter {
-    pub(crate) fn new(key: &str, inner: Box<dyn BackendWriter>) -> Self {
+    pub(crate) fn new(
+        key: &str,
+        inner: Box<dyn BackendWriter>,
+        encryptor: Option<Encryptor>,
+    ) -> Self {
         ObjectWriter {
             key: key.to_string(),
             inner: Some(inner),
+            encryptor,
             hasher: Sha256::new(),
             size: 0,
         }
@@ -43,7 +51,7 @@ impl ObjectWriter {
         &self.key
     }
 
-    /// Bytes written so far.
+    /// Bytes stored so far (ciphertext when encrypted).
     pub fn written(&self) -> u64 {
         self.size
     }
@@ -54,6 +62,15 @@ impl ObjectWriter {
         if data.is_empty() {
             return Ok(());
         }
+        let data = self.seal(data).await;
+        self.store(data).await
+    }
+
+    /// Hashes, counts and hands `data` (as stored) to the backend.
+    async fn store(&mut self, data: Bytes) -> Result<(), StorageError> {
+        if data.is_empty() {
+            return Ok(());
+        }
         self.hash(&data).await;
         self.size += data.len() as u64;
         let inner = self
@@ -61,6 +78,25 @@ impl ObjectWriter {
             .as_mut()
             .expect("writer is live until finish/abort");
         inner.write(data).await
+    }
+
+    /// Encrypts `data` when encryption is on (big chunks on the blocking pool).
+    async fn seal(&mut self, data: Bytes) -> Bytes {
+        let Some(encryptor) = self.encryptor.as_mut() else {
+            return data;
+        };
+        if data.len() < HASH_OFFLOAD_BYTES {
+            return encryptor.push(&data);
+        }
+        let mut encryptor = self.encryptor.take().expect("checked above");
+        let (encryptor, sealed) = tokio::task::spawn_blocking(move || {
+            let sealed = encryptor.push(&data);
+            (encryptor, sealed)
+        })
+        .await
+        .expect("encrypting a chunk does not panic");
+        self.encryptor = Some(encryptor);
+        sealed
     }
 
     async fn hash(&mut self, data: &Bytes) {
@@ -80,6 +116,9 @@ impl ObjectWriter {
 
     /// Completes the upload: the object becomes visible. Returns its size and SHA-256.
     pub async fn finish(mut self) -> Result<PutInfo, StorageError> {
+        if let Some(encryptor) = self.encryptor.take() {
+            self.store(encryptor.finish()).await?;
+        }
         let inner = self
             .inner
             .take()
@@ -137,7 +176,7 @@ pub struct ObjectReader {
 }
 
 impl ObjectReader {
-    /// A reader over `inner`; `what` starts the message of every I/O error.
+    /// A reader over `inner`; `what` starts the message of every I/O error (none when empty).
     pub(crate) fn new(
         inner: impl AsyncRead + Send + 'static,
         size: Option<u64>,
@@ -183,6 +222,10 @@ impl AsyncRead for ObjectReader {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let result = ready!(self.inner.as_mut().poll_read(cx, buf));
+        if self.what.is_empty() {
+            // A decorating reader whose inner errors are already named (`crypt.rs`).
+            return Poll::Ready(result);
+        }
         Poll::Ready(
             result.map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", self.what))),
         )

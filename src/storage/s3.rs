@@ -129,7 +129,7 @@ fn describe(s: &S3Settings<'_>) -> String {
 }
 
 /// The endpoint opendal takes from the environment when none is configured.
-fn env_endpoint() -> Option<String> {
+pub(super) fn env_endpoint() -> Option<String> {
     ["AWS_ENDPOINT_URL", "AWS_ENDPOINT", "AWS_S3_ENDPOINT"]
         .iter()
         .find_map(|name| std::env::var(name).ok())

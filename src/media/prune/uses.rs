@@ -1,0 +1,166 @@
+//! Which packs the remaining snapshots use: each tree's chunks mapped to one pack holding them
+//! (one in the bucket and not pending deletion if there is one), or, when trees are not read
+//! or a tree cannot be read, the packs its manifest lists. Also which blobs of each pack are
+//! live, for repacking.
+
+use super::{Report, SnapshotRefs, REPACK_BELOW_PERCENT};
+use crate::media::id::Id;
+use crate::media::index::{Index, PackIndex};
+use crate::media::tree;
+use crate::storage::Storage;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// How one snapshot uses packs.
+pub(super) struct Use {
+    pub manifest: String,
+    pub listed: BTreeSet<Id>,
+    pub packs: BTreeSet<Id>,
+    /// `packs` comes from the tree (else from the manifest's list).
+    pub exact: bool,
+}
+
+/// How every snapshot in `snaps` uses packs, and the live blobs of each pack (from trees,
+/// only when `read_trees`; else each manifest's list counts).
+pub(super) async fn find(
+    storage: &Storage,
+    snaps: &[SnapshotRefs],
+    idx: &Index,
+    bucket: &BTreeMap<Id, u64>,
+    read_trees: bool,
+    report: &mut Report,
+) -> (Vec<Use>, HashMap<Id, HashSet<Id>>) {
+    let mut live_blobs = HashMap::new();
+    let mut uses = Vec::new();
+    if !read_trees {
+        uses.extend(snaps.iter().map(listed));
+        return (uses, live_blobs);
+    }
+    let loc = Locations::new(idx, bucket);
+    for snap in snaps {
+        uses.push(snapshot_use(storage, snap, &loc, &mut live_blobs, report).await);
+    }
+    (uses, live_blobs)
+}
+
+/// The use a snapshot's manifest lists.
+fn listed(snap: &SnapshotRefs) -> Use {
+    let listed: BTreeSet<Id> = snap.packs.iter().copied().collect();
+    Use {
+        manifest: snap.manifest.clone(),
+        packs: listed.clone(),
+        listed,
+        exact: false,
+    }
+}
+
+/// Every location of every blob, and which packs exist.
+struct Locations<'a> {
+    blobs: HashMap<Id, Vec<Id>>,
+    pending: &'a BTreeMap<Id, DateTime<Utc>>,
+    bucket: &'a BTreeMap<Id, u64>,
+}
+
+impl<'a> Locations<'a> {
+    fn new(idx: &'a Index, bucket: &'a BTreeMap<Id, u64>) -> Locations<'a> {
+        let mut blobs: HashMap<Id, Vec<Id>> = HashMap::new();
+        for p in idx.packs.values() {
+            for b in &p.blobs {
+                blobs.entry(b.id).or_default().push(p.id);
+            }
+        }
+        Locations {
+            blobs,
+            pending: &idx.delete_pending,
+            bucket,
+        }
+    }
+
+    /// The pack to keep `blob` in: one in the bucket and not pending if there is one.
+    fn choose(&self, blob: &Id) -> Option<Id> {
+        self.blobs
+            .get(blob)?
+            .iter()
+            .copied()
+            .min_by_key(|p| (!self.bucket.contains_key(p), self.pending.contains_key(p)))
+    }
+}
+
+/// Which packs `snap` needs: from its tree when it can be read and every chunk is indexed,
+/// else the packs its manifest lists. Records live blobs per pack from trees.
+async fn snapshot_use(
+    storage: &Storage,
+    snap: &SnapshotRefs,
+    loc: &Locations<'_>,
+    live_blobs: &mut HashMap<Id, HashSet<Id>>,
+    report: &mut Report,
+) -> Use {
+    let mut u = listed(snap);
+    let nodes = match &snap.tree {
+        None => Err("the manifest names no tree".to_string()),
+        Some(key) => match storage.get_bytes(key).await {
+            Ok(b) => tree::decode(key, &b),
+            Err(e) => Err(e.to_string()),
+        },
+    };
+    let nodes = match nodes {
+        Ok(n) => n,
+        Err(e) => {
+            report.trees_unreadable += 1;
+            report.warnings.push(format!(
+                "snapshot `{}`: {e}; counting the packs its manifest lists",
+                snap.manifest
+            ));
+            return u;
+        }
+    };
+    let chunks: HashSet<Id> = nodes
+        .iter()
+        .flat_map(|n| n.chunks.iter().copied())
+        .collect();
+    let mut packs = BTreeSet::new();
+    let mut missing = 0usize;
+    for c in &chunks {
+        match loc.choose(c) {
+            Some(p) => {
+                packs.insert(p);
+                live_blobs.entry(p).or_default().insert(*c);
+            }
+            None => missing += 1,
+        }
+    }
+    if missing > 0 {
+        report.warnings.push(format!(
+            "snapshot `{}`: {missing} chunk(s) are in no index; counting the packs its manifest lists too",
+            snap.manifest
+        ));
+        u.packs.extend(packs);
+    } else {
+        u.packs = packs;
+        u.exact = true;
+    }
+    u
+}
+
+/// Packs worth repacking: indexed, in the bucket, not pending, partly live, less than
+/// [`REPACK_BELOW_PERCENT`] of their bytes live; with their live blobs.
+pub(super) fn repack_candidates(
+    idx: &Index,
+    bucket: &BTreeMap<Id, u64>,
+    live_blobs: &HashMap<Id, HashSet<Id>>,
+) -> Vec<(PackIndex, HashSet<Id>)> {
+    idx.packs
+        .values()
+        .filter(|p| bucket.contains_key(&p.id) && !idx.delete_pending.contains_key(&p.id))
+        .filter_map(|p| {
+            let live = live_blobs.get(&p.id)?;
+            let live_bytes: u64 = p
+                .blobs
+                .iter()
+                .filter(|b| live.contains(&b.id))
+                .map(|b| b.length)
+                .sum();
+            (live_bytes * 100 < REPACK_BELOW_PERCENT * p.size).then(|| (p.clone(), live.clone()))
+        })
+        .collect()
+}

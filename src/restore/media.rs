@@ -1,0 +1,300 @@
+//! Restoring a media snapshot: its tree (checked against the manifest's sha256), the entries
+//! `--path` selects, written side by side (`<state_dir>/restore/<job>/<time>/` + original path),
+//! under `--to-dir`, or over the original paths (`--in-place`, `--delete` to remove what the
+//! snapshot does not hold). Work goes pack by pack like restic's: each needed pack is downloaded
+//! once, its blobs are checked and written at their offsets (`media_packs`, `media_write`).
+//!
+//! A damaged or missing pack does not stop the restore: everything else is restored, then
+//! [`MediaError::Damaged`] names each pack and every file it cost.
+
+use super::media_fs::Excludes;
+use super::media_packs;
+use super::media_select::{self, Destination};
+use super::media_write::{Counts, Restoring};
+use super::plan::Chosen;
+use crate::backup::manifest::Manifest;
+use crate::media::index::Index;
+use crate::media::tree::{self, Node, NodeKind};
+use crate::storage::Storage;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+/// How many files a damage report names before it only counts.
+pub const NAMED_FILES: usize = 20;
+/// How many problems a damage report lists before it only counts.
+pub const NAMED_PROBLEMS: usize = 10;
+
+/// What could not be restored (or verified), and why.
+#[derive(Debug, Default, Clone)]
+pub struct Damage {
+    /// (what failed: a pack key, a path; why) → how many times.
+    pub problems: BTreeMap<(String, String), u64>,
+    /// Original paths of the files (and other entries) that were not restored.
+    pub files: BTreeSet<String>,
+    /// Not failures, but worth saying.
+    pub warnings: Vec<String>,
+}
+
+impl Damage {
+    /// Records that `what` failed because of `why`.
+    pub fn problem(&mut self, what: &str, why: &str) {
+        *self
+            .problems
+            .entry((what.to_string(), why.to_string()))
+            .or_default() += 1;
+    }
+
+    /// Records an affected file.
+    pub fn file(&mut self, path: &str) {
+        self.files.insert(path.to_string());
+    }
+
+    /// Whether nothing failed.
+    pub fn is_empty(&self) -> bool {
+        self.problems.is_empty() && self.files.is_empty()
+    }
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} file(s) affected by:", self.files.len())?;
+        for ((what, why), n) in self.problems.iter().take(NAMED_PROBLEMS) {
+            let more = if *n > 1 {
+                format!(" ({n} times)")
+            } else {
+                String::new()
+            };
+            write!(f, "\n  `{}`: {why}{more}", what.escape_debug())?;
+        }
+        if self.problems.len() > NAMED_PROBLEMS {
+            write!(
+                f,
+                "\n  and {} more problems",
+                self.problems.len() - NAMED_PROBLEMS
+            )?;
+        }
+        if !self.files.is_empty() {
+            let named: Vec<String> = self
+                .files
+                .iter()
+                .take(NAMED_FILES)
+                .map(|p| format!("`{}`", p.escape_debug()))
+                .collect();
+            write!(f, "\nfiles affected: {}", named.join(", "))?;
+            if self.files.len() > NAMED_FILES {
+                write!(f, " and {} more", self.files.len() - NAMED_FILES)?;
+            }
+        }
+        for w in &self.warnings {
+            write!(f, "\nwarning: {w}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a media restore failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// The snapshot's tree object cannot be read or is damaged.
+    #[error("the tree of snapshot {snapshot} cannot be read: {why} (hint: restore an older snapshot with an earlier --date)")]
+    Tree {
+        /// Snapshot id.
+        snapshot: String,
+        /// What is wrong, naming the key.
+        why: String,
+    },
+    /// `--path` selects nothing, or is not a usable path.
+    #[error("{0}")]
+    Select(String),
+    /// The job's index cannot be read.
+    #[error("reading the index of job `{job}`: {why}")]
+    Index {
+        /// The job.
+        job: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// Some entries could not be restored; everything else was.
+    #[error("{0}\neverything else was restored (hint: an older snapshot, with an earlier --date, may hold intact copies; `opsagent verify` checks every pack of the newest)")]
+    Damaged(Damage),
+    /// Something else (a task failed).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What to restore where.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where entries go.
+    pub dest: Destination,
+    /// Only what is at or under this path (absolute, or relative to a backed-up directory).
+    pub path: Option<PathBuf>,
+    /// `--in-place --delete`: remove what the snapshot does not hold.
+    pub delete: bool,
+    /// The job's `exclude` patterns: `--delete` keeps what they match.
+    pub exclude: Vec<String>,
+}
+
+/// A restore ready to run: the selected entries and their totals.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The job.
+    pub job: String,
+    /// The snapshot id.
+    pub snapshot: String,
+    /// The backed-up directories.
+    pub roots: Vec<String>,
+    /// Selected entries, in tree order.
+    pub nodes: Vec<Node>,
+    /// The options.
+    pub options: Options,
+    /// Regular files, directories, symlinks selected.
+    pub files: u64,
+    /// Directories selected.
+    pub dirs: u64,
+    /// Symlinks selected.
+    pub symlinks: u64,
+    /// Bytes of the selected files.
+    pub bytes: u64,
+}
+
+/// Downloads the tree of media snapshot `m`, checking size and sha256 against the manifest.
+pub async fn load_tree(storage: &Storage, m: &Manifest) -> Result<Vec<Node>, MediaError> {
+    let err = |why: String| MediaError::Tree {
+        snapshot: m.id.clone(),
+        why,
+    };
+    let obj = m
+        .objects
+        .first()
+        .ok_or_else(|| err(format!("manifest `{}` lists no tree", m.key())))?;
+    // The manifest's sha256 is of the stored bytes (ciphertext when encrypted): check those,
+    // then decrypt.
+    let mut stored = Vec::new();
+    let mut reader = storage
+        .raw_reader(&obj.key)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut stored)
+        .await
+        .map_err(|e| err(format!("cannot download `{}`: {e}", obj.key)))?;
+    let sha = hex::encode(Sha256::digest(&stored));
+    if stored.len() as u64 != obj.size || sha != obj.sha256 {
+        return Err(err(format!(
+            "`{}` is corrupt: {} bytes with sha256 {sha}, the manifest recorded {} bytes with sha256 {}",
+            obj.key,
+            stored.len(),
+            obj.size,
+            obj.sha256
+        )));
+    }
+    let mut bytes = Vec::new();
+    let mut plain = storage
+        .decrypting_read(&obj.key, std::io::Cursor::new(stored))
+        .map_err(|e| err(e.to_string()))?;
+    std::io::Read::read_to_end(&mut plain, &mut bytes).map_err(|e| err(e.to_string()))?;
+    let key = obj.key.clone();
+    tokio::task::spawn_blocking(move || tree::decode(&key, &bytes))
+        .await
+        .map_err(|e| MediaError::Other(e.to_string()))?
+        .map_err(err)
+}
+
+/// Loads the tree of `chosen` and selects what `opts` asks for. Writes nothing.
+pub async fn prepare(
+    storage: &Storage,
+    chosen: &Chosen,
+    opts: Options,
+) -> Result<Prepared, MediaError> {
+    let m = &chosen.manifest;
+    let roots = m
+        .media
+        .as_ref()
+        .map(|s| s.paths.clone())
+        .unwrap_or_default();
+    let nodes = load_tree(storage, m).await?;
+    let nodes =
+        media_select::select(nodes, &roots, opts.path.as_deref()).map_err(MediaError::Select)?;
+    let count = |k: NodeKind| nodes.iter().filter(|n| n.kind == k).count() as u64;
+    Ok(Prepared {
+        job: m.job.clone(),
+        snapshot: m.id.clone(),
+        files: count(NodeKind::File),
+        dirs: count(NodeKind::Dir),
+        symlinks: count(NodeKind::Symlink),
+        bytes: nodes
+            .iter()
+            .filter(|n| n.kind == NodeKind::File)
+            .map(|n| n.size)
+            .sum(),
+        roots,
+        nodes,
+        options: opts,
+    })
+}
+
+/// What a finished restore did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Counts.
+    pub counts: Counts,
+    /// Things worth saying that did not fail the restore.
+    pub warnings: Vec<String>,
+}
+
+/// Runs a prepared restore. `progress` counts file bytes written. Fails with
+/// [`MediaError::Damaged`] when anything could not be restored, after restoring the rest.
+pub async fn execute(
+    storage: &Storage,
+    p: Prepared,
+    progress: Option<Arc<AtomicU64>>,
+) -> Result<Report, MediaError> {
+    let index = Index::load(storage, &p.job)
+        .await
+        .map_err(|e| MediaError::Index {
+            job: p.job.clone(),
+            why: e.to_string(),
+        })?;
+    let owners = rustix::process::geteuid().is_root();
+    let opts = p.options;
+    let excludes = Excludes::new(&p.roots, &opts.exclude);
+    let mut r = Restoring::new(
+        Arc::new(p.nodes),
+        opts.dest.clone(),
+        owners,
+        opts.delete,
+        progress,
+    );
+    let job = p.job.clone();
+    let (r, work) = tokio::task::spawn_blocking(move || {
+        let files = r.lay_out();
+        let plan = media_packs::plan(&job, &files, &index);
+        drop(files);
+        let work = r.apply_plan(plan);
+        (r, work)
+    })
+    .await
+    .map_err(|e| MediaError::Other(format!("the restore writer failed: {e}")))?;
+    let r = media_packs::pipeline(storage, work, 2, r, |r, w, got| r.apply(w, got))
+        .await
+        .map_err(MediaError::Other)?;
+    let mut r = tokio::task::spawn_blocking(move || {
+        let mut r = r;
+        r.finish(&excludes);
+        r
+    })
+    .await
+    .map_err(|e| MediaError::Other(format!("the restore writer failed: {e}")))?;
+    if r.damage.is_empty() {
+        Ok(Report {
+            counts: r.counts.clone(),
+            warnings: std::mem::take(&mut r.damage.warnings),
+        })
+    } else {
+        Err(MediaError::Damaged(std::mem::take(&mut r.damage)))
+    }
+}

@@ -1,0 +1,345 @@
+//! The writing side of a media restore, run on one blocking thread: lays out directories,
+//! symlinks and temporary files first, then writes each pack's blobs at their offsets (every
+//! blob checked against its BLAKE3 id by `pack::extract`), renames each file into place the
+//! moment its last chunk is written, and ends with `--delete` and the directories' own modes and
+//! mtimes (deepest first, after everything inside them was written).
+//!
+//! A failure costs only the entries it touches: they are recorded in [`Damage`] (what failed,
+//! which files) and the rest goes on.
+
+use super::media::Damage;
+use super::media_fs::{self as fs_ops, Excludes, Swept};
+use super::media_packs::{Fetched, PackWork, Plan, Target};
+use super::media_select::{depth, Destination};
+use crate::media::pack;
+use crate::media::tree::{Node, NodeKind};
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// One regular file with content being restored.
+#[derive(Debug)]
+struct FileState {
+    /// Index of its node.
+    node: usize,
+    /// Its final path.
+    dest: PathBuf,
+    /// The temporary file while it is being written.
+    temp: Option<PathBuf>,
+    /// Chunk writes still missing.
+    remaining: u32,
+    /// Given up on (recorded in the damage).
+    failed: bool,
+}
+
+/// Counts of what a restore did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Counts {
+    /// Regular files restored.
+    pub files: u64,
+    /// Directories restored.
+    pub dirs: u64,
+    /// Symlinks restored.
+    pub symlinks: u64,
+    /// File bytes written.
+    pub bytes: u64,
+    /// Packs downloaded.
+    pub packs: u64,
+    /// Bytes downloaded.
+    pub downloaded: u64,
+    /// What `--delete` removed and kept.
+    pub swept: Swept,
+}
+
+/// The state of one restore.
+pub struct Restoring {
+    nodes: Arc<Vec<Node>>,
+    dest: Destination,
+    owners: bool,
+    delete: bool,
+    files: Vec<FileState>,
+    progress: Option<Arc<AtomicU64>>,
+    /// What failed.
+    pub damage: Damage,
+    /// What was done.
+    pub counts: Counts,
+}
+
+impl Restoring {
+    /// A restore of `nodes` (tree order) to `dest`; `owners` when running as root.
+    pub fn new(
+        nodes: Arc<Vec<Node>>,
+        dest: Destination,
+        owners: bool,
+        delete: bool,
+        progress: Option<Arc<AtomicU64>>,
+    ) -> Restoring {
+        Restoring {
+            nodes,
+            dest,
+            owners,
+            delete,
+            files: Vec::new(),
+            progress,
+            damage: Damage::default(),
+            counts: Counts::default(),
+        }
+    }
+
+    fn lost(&mut self, node: usize, what: &str, why: &str) {
+        self.damage.problem(what, why);
+        self.damage.file(&self.nodes[node].path.display());
+    }
+
+    /// Creates directories and symlinks, empty files, and a temporary file for every other
+    /// file; returns the files to fill, in the order [`Restoring::apply_plan`] expects.
+    pub fn lay_out(&mut self) -> Vec<&Node> {
+        let nodes = self.nodes.clone();
+        let mut ready: HashSet<PathBuf> = HashSet::new();
+        for (i, n) in nodes.iter().enumerate() {
+            let dest = self.dest.of(n);
+            let shown = dest.display().to_string();
+            if let Some(parent) = dest.parent().filter(|p| !ready.contains(*p)) {
+                if !parent.is_dir() {
+                    if let Err(e) = fs_ops::ensure_dir(parent) {
+                        self.lost(i, &parent.display().to_string(), &e.to_string());
+                        continue;
+                    }
+                }
+                ready.insert(parent.to_path_buf());
+            }
+            let done = match n.kind {
+                NodeKind::Dir => fs_ops::ensure_dir(&dest).map_err(|e| e.to_string()),
+                NodeKind::Symlink => self.symlink(n, &dest),
+                NodeKind::File => self.file(i, n, &dest),
+            };
+            match done {
+                Ok(()) if n.kind == NodeKind::Dir => {
+                    ready.insert(dest);
+                }
+                Ok(()) => {}
+                Err(why) => self.lost(i, &shown, &why),
+            }
+        }
+        self.files.iter().map(|f| &self.nodes[f.node]).collect()
+    }
+
+    fn symlink(&mut self, n: &Node, dest: &std::path::Path) -> Result<(), String> {
+        let target = n
+            .target
+            .as_ref()
+            .ok_or("its target could not be read at backup time")?;
+        fs_ops::clear_for_entry(dest, self.delete)?;
+        fs_ops::make_symlink(dest, target)
+            .and_then(|()| fs_ops::set_meta(dest, n, self.owners, true))
+            .map_err(|e| e.to_string())?;
+        self.counts.symlinks += 1;
+        Ok(())
+    }
+
+    fn file(&mut self, i: usize, n: &Node, dest: &std::path::Path) -> Result<(), String> {
+        fs_ops::clear_for_entry(dest, self.delete)?;
+        if n.size == 0 {
+            let tmp = fs_ops::create_temp(dest, 0).map_err(|e| e.to_string())?;
+            return self.put_in_place(&tmp, dest, n);
+        }
+        let temp = fs_ops::create_temp(dest, n.size).map_err(|e| e.to_string())?;
+        self.files.push(FileState {
+            node: i,
+            dest: dest.to_path_buf(),
+            temp: Some(temp),
+            remaining: 0,
+            failed: false,
+        });
+        Ok(())
+    }
+
+    /// Applies the node's metadata to a complete temporary file and renames it to `dest`.
+    fn put_in_place(
+        &mut self,
+        tmp: &std::path::Path,
+        dest: &std::path::Path,
+        n: &Node,
+    ) -> Result<(), String> {
+        let done =
+            fs_ops::set_meta(tmp, n, self.owners, false).and_then(|()| std::fs::rename(tmp, dest));
+        if let Err(e) = done {
+            let _ = std::fs::remove_file(tmp);
+            return Err(e.to_string());
+        }
+        self.counts.files += 1;
+        self.counts.bytes += n.size;
+        Ok(())
+    }
+
+    /// Takes the planned number of writes per file and fails the files that cannot be planned.
+    /// Returns the packs that still hold something to write.
+    pub fn apply_plan(&mut self, plan: Plan) -> Vec<PackWork> {
+        for (f, w) in self.files.iter_mut().zip(&plan.writes) {
+            f.remaining = *w;
+        }
+        for (f, why) in &plan.unplannable {
+            let shown = self.nodes[self.files[*f as usize].node].path.display();
+            self.fail(*f, &shown, why);
+        }
+        let files = &self.files;
+        plan.packs
+            .into_iter()
+            .filter(|w| {
+                w.blobs
+                    .iter()
+                    .any(|b| b.targets.iter().any(|t| !files[t.file as usize].failed))
+            })
+            .collect()
+    }
+
+    fn fail(&mut self, file: u32, what: &str, why: &str) {
+        let f = &mut self.files[file as usize];
+        if let Some(t) = f.temp.take() {
+            let _ = std::fs::remove_file(t);
+        }
+        if !f.failed {
+            f.failed = true;
+            let node = f.node;
+            self.lost(node, what, why);
+        } else {
+            self.damage.problem(what, why);
+        }
+    }
+
+    /// Writes what `work` needs from one downloaded pack (or fails its files).
+    pub fn apply(&mut self, work: &PackWork, got: Result<Fetched, String>) {
+        self.counts.packs += 1;
+        let fetched = match got {
+            Ok(f) => f,
+            Err(why) => {
+                for t in work.blobs.iter().flat_map(|b| &b.targets) {
+                    self.fail(t.file, &work.key, &why);
+                }
+                return;
+            }
+        };
+        self.counts.downloaded += fetched.bytes.len() as u64;
+        let mut open: HashMap<u32, File> = HashMap::new();
+        let mut bad_blobs = false;
+        for b in &work.blobs {
+            if b.targets.iter().all(|t| self.files[t.file as usize].failed) {
+                continue;
+            }
+            match pack::extract(&work.key, &fetched.bytes, &b.entry) {
+                Ok(data) => {
+                    for t in &b.targets {
+                        self.write(&mut open, *t, &data);
+                    }
+                }
+                Err(e) => {
+                    bad_blobs = true;
+                    for t in &b.targets {
+                        self.fail(t.file, &work.key, &e.to_string());
+                    }
+                }
+            }
+        }
+        if !fetched.id_ok && !bad_blobs {
+            self.damage.warnings.push(format!(
+                "pack `{}` does not hash to its id, but every blob this restore took from it checked out (hint: `opsagent verify` names what else it holds)",
+                work.key
+            ));
+        }
+    }
+
+    fn write(&mut self, open: &mut HashMap<u32, File>, t: Target, data: &[u8]) {
+        let f = &self.files[t.file as usize];
+        let Some(temp) = f.temp.clone().filter(|_| !f.failed) else {
+            return;
+        };
+        let written = match open.entry(t.file) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => match fs_ops::open_temp(&temp) {
+                Ok(h) => v.insert(h),
+                Err(e) => return self.fail(t.file, &temp.display().to_string(), &e.to_string()),
+            },
+        }
+        .write_all_at(data, t.offset);
+        if let Err(e) = written {
+            open.remove(&t.file);
+            let shown = self.files[t.file as usize].dest.display().to_string();
+            return self.fail(t.file, &shown, &e.to_string());
+        }
+        if let Some(p) = &self.progress {
+            p.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        let f = &mut self.files[t.file as usize];
+        f.remaining -= 1;
+        if f.remaining == 0 {
+            open.remove(&t.file);
+            let (node, dest) = (f.node, f.dest.clone());
+            let temp = f.temp.take().expect("a file being written has a temp file");
+            let n = self.nodes[node].clone();
+            if let Err(why) = self.put_in_place(&temp, &dest, &n) {
+                self.files[t.file as usize].temp = None;
+                self.fail(t.file, &dest.display().to_string(), &why);
+            }
+        }
+    }
+
+    /// Cleans up, runs `--delete` (only when nothing failed), and sets the directories' modes
+    /// and mtimes, deepest first.
+    pub fn finish(&mut self, excludes: &Excludes) {
+        for i in 0..self.files.len() {
+            if self.files[i].temp.is_some() {
+                let shown = self.files[i].dest.display().to_string();
+                self.fail(i as u32, &shown, "not every chunk was written (bug)");
+            }
+        }
+        let nodes = self.nodes.clone();
+        let mut dirs: Vec<&Node> = nodes.iter().filter(|n| n.kind == NodeKind::Dir).collect();
+        if self.delete {
+            self.sweep(&dirs, excludes);
+        }
+        dirs.sort_by_key(|n| std::cmp::Reverse(depth(&n.path.0)));
+        for n in dirs {
+            let dest = self.dest.of(n);
+            match fs_ops::set_meta(&dest, n, self.owners, false) {
+                Ok(()) => self.counts.dirs += 1,
+                Err(e) => {
+                    self.damage
+                        .problem(&dest.display().to_string(), &e.to_string());
+                    self.damage.file(&n.path.display());
+                }
+            }
+        }
+    }
+
+    fn sweep(&mut self, dirs: &[&Node], excludes: &Excludes) {
+        if !self.damage.is_empty() {
+            self.damage.warnings.push(
+                "--delete was skipped because entries could not be restored; nothing was removed"
+                    .into(),
+            );
+            return;
+        }
+        let wanted: HashSet<Vec<u8>> = self
+            .nodes
+            .iter()
+            .map(|n| self.dest.of(n).into_os_string().into_vec())
+            .collect();
+        for d in dirs {
+            let dest = self.dest.of(d);
+            let is_wanted = |p: &[u8]| wanted.contains(p);
+            match fs_ops::sweep(&dest, &is_wanted, excludes) {
+                Ok(s) => {
+                    self.counts.swept.removed += s.removed;
+                    self.counts.swept.kept += s.kept;
+                }
+                Err(e) => self
+                    .damage
+                    .problem(&dest.display().to_string(), &format!("--delete: {e}")),
+            }
+        }
+    }
+}
