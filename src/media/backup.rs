@@ -21,10 +21,11 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
-/// Largest pack, header and trailer included. Equal to the storage's first multipart part
-/// size (src/storage/upload.rs), so each pack goes up as one plain PUT rather than a
-/// multipart upload of four requests.
-pub const PACK_SIZE: usize = 8 << 20;
+/// Largest pack, header and trailer included: the storage's first multipart part size
+/// (8 MiB, src/storage/upload.rs) less room for age encryption (16 bytes per 64 KiB plus a
+/// header of about 100 bytes per recipient), so each pack goes up as one plain PUT rather
+/// than a multipart upload of four requests.
+pub const PACK_SIZE: usize = (8 << 20) - (64 << 10);
 
 /// Packs finished and waiting for an upload slot (each up to [`PACK_SIZE`] in memory).
 const PACKS_QUEUED: usize = 1;
