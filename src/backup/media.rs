@@ -8,7 +8,8 @@ use super::Env;
 use crate::config::MediaJob;
 use crate::media::backup::{EngineSettings, Outcome};
 use crate::media::index::{self, Index, IndexFile, INDEX_FORMAT};
-use crate::media::tree::{self, Node, NodeKind, RawPath};
+use crate::media::previous::{Previous, Seen};
+use crate::media::tree::{self, NodeKind};
 use crate::media::walk::WalkSettings;
 use crate::media::{keys, Id};
 use bytes::Bytes;
@@ -179,7 +180,7 @@ async fn test_pause_after_index() {
 
 /// The newest snapshot's tree of `job`, by path, for change detection; empty when there is
 /// none or it cannot be read (then every file is read again, which is slower but correct).
-async fn previous_tree(env: &Env, job: &str) -> HashMap<RawPath, Node> {
+async fn previous_tree(env: &Env, job: &str) -> Previous {
     let rows = match env.catalog.snapshots(Some(job)) {
         Ok(r) => r,
         Err(e) => {
@@ -201,12 +202,10 @@ async fn previous_tree(env: &Env, job: &str) -> HashMap<RawPath, Node> {
     let count = m.media.as_ref().map_or(0, |s| s.files);
     let mut files = HashMap::with_capacity(usize::try_from(count).unwrap_or(0));
     let decoded = match env.storage.get_bytes(&obj.key).await {
-        Ok(b) => tree::decode_each(&obj.key, &b, |mut n| {
+        Ok(b) => tree::decode_each(&obj.key, &b, |n| {
             if n.kind == NodeKind::File {
-                // Decoding leaves room for 4 ids; most files have 1. The path is the key: the
-                // engine never reads the node's copy of it.
-                n.chunks.shrink_to_fit();
-                files.insert(std::mem::replace(&mut n.path, RawPath(Vec::new())), n);
+                let (path, seen) = Seen::of(n);
+                files.insert(path, seen);
             }
         }),
         Err(e) => Err(e.to_string()),

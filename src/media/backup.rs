@@ -4,19 +4,22 @@
 //! [`PACK_SIZE`] bytes and uploads them while reading goes on.
 //!
 //! Threads: the walk runs on one blocking thread, file reading/hashing/compression on
-//! `workers` threads, uploads on the async runtime with [`UPLOADS`] packs in flight. Memory
-//! stays bounded: one pack being filled, [`PACKS_QUEUED`] queued, [`UPLOADS`] uploading, one
-//! chunk buffer per worker; finished files go back into the tree while the walk goes on.
+//! `workers` threads, uploads on the async runtime (src/media/upload.rs) with two packs in
+//! flight. Memory stays bounded: one pack being filled, [`PACKS_QUEUED`] queued, two
+//! uploading, one chunk window per worker; finished files go back into the tree while the
+//! walk goes on.
 
 use super::chunker::{worth_compressing, Chunker, AVG_SIZE};
 use super::id::Id;
 use super::index::{Index, PackIndex};
-use super::keys;
 use super::pack::{BlobEncoder, FinishedPack, PackBuilder};
-use super::tree::{Node, NodeKind, RawPath};
+use super::previous::unchanged;
+use super::previous::Previous;
+use super::tree::{Node, NodeKind};
+use super::upload::upload_packs;
 use super::walk::{walk, WalkSettings};
 use crate::storage::Storage;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -29,8 +32,6 @@ pub const PACK_SIZE: usize = (8 << 20) - (64 << 10);
 
 /// Packs finished and waiting for an upload slot (each up to [`PACK_SIZE`] in memory).
 const PACKS_QUEUED: usize = 1;
-/// Pack uploads in flight.
-const UPLOADS: usize = 2;
 
 /// What one backup does.
 #[derive(Debug, Clone)]
@@ -146,7 +147,7 @@ pub async fn run(
     storage: &Storage,
     s: &EngineSettings,
     index: Arc<Index>,
-    previous: HashMap<RawPath, Node>,
+    previous: Previous,
     progress: Option<Arc<AtomicU64>>,
 ) -> Result<Outcome, String> {
     let (pack_tx, pack_rx) = tokio::sync::mpsc::channel::<FinishedPack>(PACKS_QUEUED);
@@ -219,7 +220,7 @@ impl Building {
 fn read_all(
     s: &EngineSettings,
     shared: &Arc<Shared>,
-    mut previous: HashMap<RawPath, Node>,
+    mut previous: Previous,
 ) -> Result<Read, String> {
     let mut b = Building::default();
     let mut walk_warnings = Vec::new();
@@ -320,17 +321,6 @@ pub fn return_large_blocks() {
             mallopt(M_MMAP_THRESHOLD, 1 << 20);
         });
     }
-}
-
-/// Whether a file may be taken from the previous snapshot without reading it.
-fn unchanged(prev: &Node, now: &Node, index: &Index) -> bool {
-    prev.kind == NodeKind::File
-        && prev.size == now.size
-        && prev.mtime_ns == now.mtime_ns
-        && prev.ctime_ns == now.ctime_ns
-        && prev.inode == now.inode
-        && (prev.size == 0 || !prev.chunks.is_empty())
-        && prev.chunks.iter().all(|c| index.reusable(c))
 }
 
 fn worker(rx: &Mutex<mpsc::Receiver<FileJob>>, tx: &mpsc::Sender<FileDone>, shared: &Shared) {
@@ -440,52 +430,4 @@ fn skip(path: &std::path::Path, e: &std::io::Error) -> FileIssue {
         _ => e.to_string(),
     };
     FileIssue::Skip(format!("skipped `{}`: {why}", path.display()))
-}
-
-/// Uploads packs as they come, [`UPLOADS`] at a time; returns their index entries.
-async fn upload_packs(
-    storage: Storage,
-    job: String,
-    mut rx: tokio::sync::mpsc::Receiver<FinishedPack>,
-) -> Result<Vec<PackIndex>, String> {
-    let mut done = Vec::new();
-    let mut running = tokio::task::JoinSet::new();
-    loop {
-        // A free slot first, then the next pack: a pack is taken from the queue only when it
-        // can go up at once (not held here while waiting, a fourth pack in memory).
-        while running.len() >= UPLOADS {
-            done.push(joined(running.join_next().await)?);
-        }
-        let Some(pack) = rx.recv().await else {
-            break;
-        };
-        let storage = storage.clone();
-        let key = keys::pack_key(&job, &pack.id);
-        running.spawn(async move {
-            let size = pack.bytes.len() as u64;
-            storage
-                .put_bytes(&key, pack.bytes.into())
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>(PackIndex {
-                id: pack.id,
-                size,
-                blobs: pack.blobs,
-            })
-        });
-    }
-    while let Some(r) = running.join_next().await {
-        done.push(joined(Some(r))?);
-    }
-    Ok(done)
-}
-
-fn joined(
-    r: Option<Result<Result<PackIndex, String>, tokio::task::JoinError>>,
-) -> Result<PackIndex, String> {
-    match r {
-        Some(Ok(x)) => x,
-        Some(Err(e)) => Err(format!("a pack upload task failed: {e}")),
-        None => Err("no pack upload was running".into()),
-    }
 }

@@ -10,8 +10,10 @@ pub mod id;
 pub mod index;
 pub mod keys;
 pub mod pack;
+pub mod previous;
 pub mod prune;
 pub mod tree;
+mod upload;
 pub mod walk;
 
 pub use id::Id;
