@@ -3,7 +3,7 @@
 //! manifest last — so a snapshot exists only once every byte it needs is stored.
 
 use super::manifest::{new_id, Manifest, MediaSummary, ObjectRef, Tools, FORMAT_VERSION};
-use super::mysql::snapshot_row;
+use super::mysql::commit;
 use super::Env;
 use crate::config::MediaJob;
 use crate::media::backup::{EngineSettings, Outcome};
@@ -143,15 +143,7 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
             packs: packs.into_iter().collect(),
         }),
     };
-    let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
-    env.storage
-        .put_bytes(&manifest.key(), Bytes::from(json.clone()))
-        .await
-        .map_err(|e| e.to_string())?;
-    let row = snapshot_row(&manifest, String::from_utf8(json).expect("json is utf-8"));
-    if let Err(e) = env.catalog.add_snapshot(&row, Some(run_id)) {
-        tracing::warn!(error = %e, "snapshot committed to storage but not to the catalog; `opsagent snapshots --refresh` fixes it");
-    }
+    commit(env, &manifest, run_id).await?;
     for w in &warnings {
         tracing::warn!(job = %job.name, "{w}");
     }

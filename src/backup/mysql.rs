@@ -152,17 +152,24 @@ async fn snapshot_one(
             recipients,
         }),
     };
-    let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+    commit(env, &manifest, run_id).await?;
+    tracing::info!(job = %job.name, database = %db, snapshot = %manifest.id, bytes = put.size, raw = raw_size, "snapshot committed");
+    Ok(manifest)
+}
+
+/// Commits a snapshot: writes its manifest (the commit point), then records it in the catalog
+/// (a catalog failure is only logged: `snapshots --refresh` rebuilds the row from the manifest).
+pub async fn commit(env: &Env, manifest: &Manifest, run_id: i64) -> Result<(), String> {
+    let json = serde_json::to_vec_pretty(manifest).expect("manifest serializes");
     env.storage
         .put_bytes(&manifest.key(), Bytes::from(json.clone()))
         .await
         .map_err(|e| e.to_string())?;
-    let row = snapshot_row(&manifest, String::from_utf8(json).expect("json is utf-8"));
+    let row = snapshot_row(manifest, String::from_utf8(json).expect("json is utf-8"));
     if let Err(e) = env.catalog.add_snapshot(&row, Some(run_id)) {
         tracing::warn!(error = %e, "snapshot committed to storage but not to the catalog; `opsagent snapshots --refresh` fixes it");
     }
-    tracing::info!(job = %job.name, database = %db, snapshot = %manifest.id, bytes = put.size, raw = raw_size, "snapshot committed");
-    Ok(manifest)
+    Ok(())
 }
 
 /// The catalog row for a manifest.
