@@ -7,14 +7,14 @@ use super::mysql::commit;
 use super::Env;
 use crate::config::MediaJob;
 use crate::media::backup::{EngineSettings, Outcome};
-use crate::media::index::{self, Index, IndexFile, INDEX_FORMAT};
+use crate::media::index::{self, Index, IndexFile, Reuse, INDEX_FORMAT};
+use crate::media::keys;
 use crate::media::previous::{Previous, Seen};
 use crate::media::tree::{self, NodeKind};
 use crate::media::walk::WalkSettings;
-use crate::media::{keys, Id};
 use bytes::Bytes;
 use chrono::Utc;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// What a media run committed.
@@ -35,6 +35,10 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
         .await
         .map_err(|e| format!("reading the index of `{}`: {e}", job.name))?;
     tracing::debug!(job = %job.name, packs = index.packs.len(), blobs = index.blobs.len(), objects = index.keys.len(), "index loaded");
+    // The whole index is let go before the previous tree comes in: a backup needs only
+    // which blobs it may reuse.
+    let reuse = Arc::new(Reuse::of(&index));
+    drop(index);
     test_pause_after_index().await;
     let previous = previous_tree(env, &job.name).await;
     tracing::debug!(job = %job.name, files = previous.len(), "previous tree loaded");
@@ -49,38 +53,25 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
         level: job.compression_level,
         workers: std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
     };
-    let index = Arc::new(index);
     let outcome = crate::media::backup::run(
         &env.storage,
         &settings,
-        index.clone(),
+        reuse,
         previous,
         env.progress.clone(),
     )
     .await?;
     let Outcome {
-        nodes,
+        tree: tree_bytes,
+        tree_raw_size: raw_size,
+        reused_packs: mut packs,
         new_packs,
         stats,
         warnings,
     } = outcome;
-    let mut packs: BTreeSet<Id> = BTreeSet::new();
-    let new: HashMap<Id, Id> = new_packs
-        .iter()
-        .flat_map(|p| p.blobs.iter().map(move |b| (b.id, p.id)))
-        .collect();
-    for n in &nodes {
-        for c in &n.chunks {
-            let pack = new
-                .get(c)
-                .copied()
-                .or_else(|| index.blobs.get(c).map(|l| l.pack))
-                .ok_or_else(|| {
-                    format!("chunk {c} of `{}` is in no pack (bug)", n.path.display())
-                })?;
-            packs.insert(pack);
-        }
-    }
+    // Every new pack holds chunks of this tree, except blobs of a file that changed while it
+    // was read (or was skipped after): listing such a pack too only makes prune keep it longer.
+    packs.extend(new_packs.iter().map(|p| p.id));
     if !new_packs.is_empty() {
         let file = IndexFile {
             format: INDEX_FORMAT,
@@ -91,8 +82,6 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
             .await
             .map_err(|e| e.to_string())?;
     }
-    let (tree_bytes, raw_size) =
-        tree::encode_counted(&nodes).map_err(|e| format!("encoding the tree: {e}"))?;
     let tree_key = keys::tree_key(&job.name, &id);
     let put = env
         .storage

@@ -11,15 +11,15 @@
 
 use super::chunker::{worth_compressing, Chunker, AVG_SIZE};
 use super::id::Id;
-use super::index::{Index, PackIndex};
+use super::index::{PackIndex, Reuse};
 use super::pack::{BlobEncoder, FinishedPack, PackBuilder};
 use super::previous::unchanged;
 use super::previous::Previous;
-use super::tree::{Node, NodeKind};
+use super::tree::{Node, NodeKind, TreeWriter};
 use super::upload::upload_packs;
 use super::walk::{walk, WalkSettings};
 use crate::storage::Storage;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -70,8 +70,12 @@ pub struct Stats {
 /// What a backup produced; nothing of it is committed yet.
 #[derive(Debug)]
 pub struct Outcome {
-    /// The tree, in path order.
-    pub nodes: Vec<Node>,
+    /// The tree object (src/media/tree.rs), written as the walk went.
+    pub tree: Vec<u8>,
+    /// Size of the tree's JSON lines before compression.
+    pub tree_raw_size: u64,
+    /// Packs of earlier runs that hold chunks of this tree.
+    pub reused_packs: BTreeSet<Id>,
     /// Packs uploaded by this run, for the new index object.
     pub new_packs: Vec<PackIndex>,
     /// Counts.
@@ -81,7 +85,7 @@ pub struct Outcome {
 }
 
 struct Shared {
-    index: Arc<Index>,
+    reuse: Arc<Reuse>,
     new_blobs: Mutex<HashSet<Id>>,
     packer: Mutex<PackBuilder>,
     pack_tx: tokio::sync::mpsc::Sender<FinishedPack>,
@@ -95,7 +99,7 @@ struct Shared {
 impl Shared {
     fn add_blob(&self, enc: &mut BlobEncoder, data: &[u8], compress: bool) -> Result<Id, String> {
         let id = Id::of(data);
-        if self.index.reusable(&id) || !self.new_blobs.lock().unwrap().insert(id) {
+        if self.reuse.reusable(&id) || !self.new_blobs.lock().unwrap().insert(id) {
             return Ok(id);
         }
         let (c, stored) = enc.encode(data, compress);
@@ -142,18 +146,18 @@ struct FileDone {
     result: Result<(Node, Option<String>), FileIssue>,
 }
 
-/// Runs one backup against `index`, reusing unchanged files of `previous`.
+/// Runs one backup storing only blobs not in `reuse`, reusing unchanged files of `previous`.
 pub async fn run(
     storage: &Storage,
     s: &EngineSettings,
-    index: Arc<Index>,
+    reuse: Arc<Reuse>,
     previous: Previous,
     progress: Option<Arc<AtomicU64>>,
 ) -> Result<Outcome, String> {
     let (pack_tx, pack_rx) = tokio::sync::mpsc::channel::<FinishedPack>(PACKS_QUEUED);
     let uploader = tokio::spawn(upload_packs(storage.clone(), s.job.clone(), pack_rx));
     let shared = Arc::new(Shared {
-        index,
+        reuse,
         new_blobs: Mutex::new(HashSet::new()),
         packer: Mutex::new(PackBuilder::with_capacity(PACK_SIZE)),
         pack_tx,
@@ -177,41 +181,128 @@ pub async fn run(
         .map_err(|e| format!("the upload task failed: {e}"))?;
     // An upload failure explains a reading failure ("the pack upload stopped"), so it goes first.
     let new_packs = uploaded?;
-    let (nodes, mut stats, warnings, new_bytes) = read??;
+    let (built, new_bytes) = read??;
+    let Built {
+        tree,
+        tree_raw_size,
+        reused_packs,
+        mut stats,
+        warnings,
+    } = built;
     stats.new_bytes = new_bytes;
     stats.new_stored = new_packs.iter().map(|p| p.size).sum();
     Ok(Outcome {
-        nodes,
+        tree,
+        tree_raw_size,
+        reused_packs,
         new_packs,
         stats,
         warnings,
     })
 }
 
-type Read = (Vec<Node>, Stats, Vec<String>, u64);
+/// What reading produced, and the bytes of new blobs.
+type Read = (Built, u64);
 
-/// The tree as it is being built: a slot per entry in walk order; files being read fill
-/// theirs when done.
-#[derive(Default)]
+/// The tree and what was learnt while writing it.
+struct Built {
+    tree: Vec<u8>,
+    tree_raw_size: u64,
+    reused_packs: BTreeSet<Id>,
+    stats: Stats,
+    warnings: Vec<String>,
+}
+
+/// A tree entry in walk order, as far as it is known.
+enum Slot {
+    /// A file some worker is reading.
+    Reading,
+    /// Complete.
+    Ready(Node),
+    /// A file that could not be read (not in the snapshot).
+    Skipped,
+}
+
+/// The tree as it is being built: entries are written to the tree object in walk order as
+/// soon as every entry before them is complete, so only the entries behind a file still
+/// being read are held (a few hundred, not the whole tree).
 struct Building {
-    nodes: Vec<Option<Node>>,
+    /// Entries not written yet, from slot number `written` on.
+    window: VecDeque<Slot>,
+    /// Slot number of `window[0]`.
+    written: usize,
+    tree: TreeWriter,
+    reused_packs: BTreeSet<Id>,
     stats: Stats,
     /// Warnings about files read (walk warnings are kept apart, and come first).
     warnings: Vec<String>,
 }
 
 impl Building {
+    fn new() -> Result<Building, String> {
+        Ok(Building {
+            window: VecDeque::new(),
+            written: 0,
+            tree: TreeWriter::new().map_err(|e| format!("encoding the tree: {e}"))?,
+            reused_packs: BTreeSet::new(),
+            stats: Stats::default(),
+            warnings: Vec::new(),
+        })
+    }
+
+    /// Adds the next entry in walk order; returns its slot number.
+    fn push(&mut self, slot: Slot) -> usize {
+        self.window.push_back(slot);
+        self.written + self.window.len() - 1
+    }
+
     /// Puts a read file into its slot.
     fn done(&mut self, done: FileDone) -> Result<(), String> {
-        match done.result {
+        let slot = match done.result {
             Ok((node, warning)) => {
                 self.stats.files_read += 1;
                 self.stats.bytes_read += node.size;
                 self.warnings.extend(warning);
-                self.nodes[done.slot] = Some(node);
+                Slot::Ready(node)
             }
-            Err(FileIssue::Skip(w)) => self.warnings.push(w),
+            Err(FileIssue::Skip(w)) => {
+                self.warnings.push(w);
+                Slot::Skipped
+            }
             Err(FileIssue::Fatal(e)) => return Err(e),
+        };
+        self.window[done.slot - self.written] = slot;
+        Ok(())
+    }
+
+    /// Writes the complete entries at the front of the window.
+    fn flush(&mut self, shared: &Shared) -> Result<(), String> {
+        while !matches!(self.window.front(), None | Some(Slot::Reading)) {
+            self.written += 1;
+            let Some(Slot::Ready(node)) = self.window.pop_front() else {
+                continue;
+            };
+            if node.kind == NodeKind::File {
+                self.stats.files += 1;
+                self.stats.bytes += node.size;
+            }
+            for c in &node.chunks {
+                match shared.reuse.pack_of(c) {
+                    Some(pack) => {
+                        self.reused_packs.insert(pack);
+                    }
+                    None if shared.new_blobs.lock().unwrap().contains(c) => {}
+                    None => {
+                        return Err(format!(
+                            "chunk {c} of `{}` is in no pack (bug)",
+                            node.path.display()
+                        ))
+                    }
+                }
+            }
+            self.tree
+                .push(&node)
+                .map_err(|e| format!("encoding the tree: {e}"))?;
         }
         Ok(())
     }
@@ -222,7 +313,7 @@ fn read_all(
     shared: &Arc<Shared>,
     mut previous: Previous,
 ) -> Result<Read, String> {
-    let mut b = Building::default();
+    let mut b = Building::new()?;
     let mut walk_warnings = Vec::new();
     let (job_tx, job_rx) = mpsc::sync_channel::<FileJob>(256);
     let job_rx = Arc::new(Mutex::new(job_rx));
@@ -244,6 +335,7 @@ fn read_all(
                 for done in done_rx.try_iter() {
                     b.done(done)?;
                 }
+                b.flush(shared)?;
                 match node.kind {
                     NodeKind::Dir => b.stats.dirs += 1,
                     NodeKind::Symlink => b.stats.symlinks += 1,
@@ -254,12 +346,11 @@ fn read_all(
                             previous.shrink_to_fit(); // hand the emptied table back
                         }
                         match prev {
-                            Some(prev) if unchanged(&prev, &node, &shared.index) => {
+                            Some(prev) if unchanged(&prev, &node, &shared.reuse) => {
                                 node.chunks = prev.chunks;
                             }
                             _ => {
-                                let slot = b.nodes.len();
-                                b.nodes.push(None);
+                                let slot = b.push(Slot::Reading);
                                 return job_tx
                                     .send(FileJob { slot, node })
                                     .map_err(|_| "the reading threads stopped".to_string());
@@ -267,7 +358,7 @@ fn read_all(
                         }
                     }
                 }
-                b.nodes.push(Some(node));
+                b.push(Slot::Ready(node));
                 Ok(())
             },
             |w| walk_warnings.push(w),
@@ -280,25 +371,23 @@ fn read_all(
         b.done(done)?;
     }
     walked?;
+    b.flush(shared)?;
+    debug_assert!(b.window.is_empty(), "every file read came back");
     let last = std::mem::take(&mut *shared.packer.lock().unwrap());
     shared.send(last)?;
-    let Building {
-        nodes,
-        mut stats,
-        warnings,
-    } = b;
-    let nodes: Vec<Node> = nodes.into_iter().flatten().collect();
-    for n in nodes.iter().filter(|n| n.kind == NodeKind::File) {
-        stats.files += 1;
-        stats.bytes += n.size;
-    }
-    walk_warnings.extend(warnings);
-    Ok((
-        nodes,
-        stats,
-        walk_warnings,
-        shared.new_bytes.load(Ordering::Relaxed),
-    ))
+    let (tree, tree_raw_size) = b
+        .tree
+        .finish()
+        .map_err(|e| format!("encoding the tree: {e}"))?;
+    walk_warnings.extend(b.warnings);
+    let built = Built {
+        tree,
+        tree_raw_size,
+        reused_packs: b.reused_packs,
+        stats: b.stats,
+        warnings: walk_warnings,
+    };
+    Ok((built, shared.new_bytes.load(Ordering::Relaxed)))
 }
 
 /// Makes glibc give large freed blocks (packs, part buffers, chunk windows) back to the

@@ -2,7 +2,7 @@
 //! (size, mtime, ctime, inode) and its chunks, so an unchanged file is not read again.
 
 use super::id::Id;
-use super::index::Index;
+use super::index::Reuse;
 use super::tree::{Node, RawPath};
 use std::collections::HashMap;
 
@@ -38,13 +38,13 @@ impl Seen {
 pub type Previous = HashMap<RawPath, Seen>;
 
 /// Whether a file may be taken from the previous snapshot without reading it.
-pub(super) fn unchanged(prev: &Seen, now: &Node, index: &Index) -> bool {
+pub(super) fn unchanged(prev: &Seen, now: &Node, reuse: &Reuse) -> bool {
     prev.size == now.size
         && prev.mtime_ns == now.mtime_ns
         && prev.ctime_ns == now.ctime_ns
         && prev.inode == now.inode
         && (prev.size == 0 || !prev.chunks.is_empty())
-        && prev.chunks.iter().all(|c| index.reusable(c))
+        && prev.chunks.iter().all(|c| reuse.reusable(c))
 }
 
 #[cfg(test)]
@@ -67,7 +67,7 @@ mod tests {
             target: None,
             chunks: vec![],
         };
-        let index = Index::default();
+        let index = Reuse::default();
         let (path, seen) = Seen::of(node.clone());
         assert_eq!(path, node.path);
         assert!(unchanged(&seen, &node, &index));

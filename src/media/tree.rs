@@ -115,23 +115,49 @@ struct TreeHeader {
 
 /// Encodes nodes (already in path order) into a tree object.
 pub fn encode(nodes: &[Node]) -> std::io::Result<Vec<u8>> {
-    encode_counted(nodes).map(|(bytes, _)| bytes)
+    let mut w = TreeWriter::new()?;
+    for n in nodes {
+        w.push(n)?;
+    }
+    w.finish().map(|(bytes, _)| bytes)
 }
 
-/// [`encode`], also returning the size of the JSON lines before compression.
-pub fn encode_counted(nodes: &[Node]) -> std::io::Result<(Vec<u8>, u64)> {
-    let mut z = Counted(zstd::Encoder::new(Vec::new(), 3)?, 0);
-    let header = TreeHeader {
-        format: TREE_FORMAT,
-    };
-    serde_json::to_writer(&mut z, &header)?;
-    z.write_all(b"\n")?;
-    for n in nodes {
-        serde_json::to_writer(&mut z, n)?;
+/// Writes a tree object node by node (in path order), compressing as it goes: a backup hands
+/// each entry over once it is complete instead of holding the whole tree.
+pub struct TreeWriter {
+    z: Counted<zstd::Encoder<'static, Vec<u8>>>,
+    /// One line, serialized before it goes to the encoder in one write.
+    line: Vec<u8>,
+}
+
+impl TreeWriter {
+    /// Starts a tree (writes its header line).
+    pub fn new() -> std::io::Result<TreeWriter> {
+        let mut z = Counted(zstd::Encoder::new(Vec::new(), 3)?, 0);
+        let header = TreeHeader {
+            format: TREE_FORMAT,
+        };
+        serde_json::to_writer(&mut z, &header)?;
         z.write_all(b"\n")?;
+        Ok(TreeWriter {
+            z,
+            line: Vec::with_capacity(512),
+        })
     }
-    let raw = z.1;
-    Ok((z.0.finish()?, raw))
+
+    /// Appends one entry.
+    pub fn push(&mut self, n: &Node) -> std::io::Result<()> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, n)?;
+        self.line.push(b'\n');
+        self.z.write_all(&self.line)
+    }
+
+    /// The tree object's bytes, and the size of its JSON lines before compression.
+    pub fn finish(self) -> std::io::Result<(Vec<u8>, u64)> {
+        let raw = self.z.1;
+        Ok((self.z.0.finish()?, raw))
+    }
 }
 
 /// A writer that counts what passes through.
@@ -238,7 +264,12 @@ mod tests {
                 chunks: vec![],
             },
         ];
-        let (bytes, raw) = encode_counted(&nodes).unwrap();
+        let mut w = TreeWriter::new().unwrap();
+        for n in &nodes {
+            w.push(n).unwrap();
+        }
+        let (bytes, raw) = w.finish().unwrap();
+        assert_eq!(bytes, encode(&nodes).unwrap());
         assert_eq!(decode("t", &bytes).unwrap(), nodes);
         let text = zstd::stream::decode_all(&bytes[..]).unwrap();
         assert_eq!(raw, text.len() as u64);
