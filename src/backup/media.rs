@@ -9,12 +9,10 @@ use crate::config::MediaJob;
 use crate::media::backup::{EngineSettings, Outcome};
 use crate::media::index::{self, Index, IndexFile, Reuse, INDEX_FORMAT};
 use crate::media::keys;
-use crate::media::previous::{Previous, Seen};
-use crate::media::tree::{self, NodeKind};
+use crate::media::previous::Previous;
 use crate::media::walk::WalkSettings;
 use bytes::Bytes;
 use chrono::Utc;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// What a media run committed.
@@ -40,8 +38,7 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
     let reuse = Arc::new(Reuse::of(&index));
     drop(index);
     test_pause_after_index().await;
-    let previous = previous_tree(env, &job.name).await;
-    tracing::debug!(job = %job.name, files = previous.len(), "previous tree loaded");
+    let previous = previous_tree(env, job).await;
     let settings = EngineSettings {
         job: job.name.clone(),
         walk: WalkSettings {
@@ -159,14 +156,15 @@ async fn test_pause_after_index() {
     }
 }
 
-/// The newest snapshot's tree of `job`, by path, for change detection; empty when there is
-/// none or it cannot be read (then every file is read again, which is slower but correct).
-async fn previous_tree(env: &Env, job: &str) -> Previous {
-    let rows = match env.catalog.snapshots(Some(job)) {
+/// The newest snapshot's tree of `job`, for change detection; none when there is none or it
+/// cannot be read (then every file is read again, which is slower but correct).
+async fn previous_tree(env: &Env, job: &MediaJob) -> Previous {
+    let name = job.name.as_str();
+    let rows = match env.catalog.snapshots(Some(name)) {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(job, error = %e, "catalog unreadable; reading every file");
-            return HashMap::new();
+            tracing::warn!(job = name, error = %e, "catalog unreadable; reading every file");
+            return Previous::none();
         }
     };
     let Some(m) = rows
@@ -174,28 +172,17 @@ async fn previous_tree(env: &Env, job: &str) -> Previous {
         .filter(|r| r.kind == "media")
         .find_map(|r| Manifest::parse(&r.manifest_key, r.manifest.as_bytes()).ok())
     else {
-        return HashMap::new();
+        return Previous::none();
     };
     let Some(obj) = m.objects.first() else {
-        return HashMap::new();
+        return Previous::none();
     };
-    // Sized once from the manifest's count: growing by doubling would hold two tables at times.
-    let count = m.media.as_ref().map_or(0, |s| s.files);
-    let mut files = HashMap::with_capacity(usize::try_from(count).unwrap_or(0));
-    let decoded = match env.storage.get_bytes(&obj.key).await {
-        Ok(b) => tree::decode_each(&obj.key, &b, |n| {
-            if n.kind == NodeKind::File {
-                let (path, seen) = Seen::of(n);
-                files.insert(path, seen);
-            }
-        }),
+    let opened = match env.storage.get_bytes(&obj.key).await {
+        Ok(b) => Previous::open(&obj.key, b, &job.paths),
         Err(e) => Err(e.to_string()),
     };
-    match decoded {
-        Ok(()) => files,
-        Err(e) => {
-            tracing::warn!(job, error = %e, "previous snapshot's tree unreadable; reading every file");
-            HashMap::new()
-        }
-    }
+    opened.unwrap_or_else(|e| {
+        tracing::warn!(job = name, error = %e, "previous snapshot's tree unreadable; reading every file");
+        Previous::none()
+    })
 }

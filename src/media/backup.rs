@@ -339,24 +339,17 @@ fn read_all(
                 match node.kind {
                     NodeKind::Dir => b.stats.dirs += 1,
                     NodeKind::Symlink => b.stats.symlinks += 1,
-                    NodeKind::File => {
-                        // Taken out of the map: its memory goes as the new tree's comes.
-                        let prev = previous.remove(&node.path);
-                        if previous.len() < previous.capacity() / 4 && previous.capacity() > 4096 {
-                            previous.shrink_to_fit(); // hand the emptied table back
+                    NodeKind::File => match previous.take(&node.path) {
+                        Some(prev) if unchanged(&prev, &node, &shared.reuse) => {
+                            node.chunks = prev.chunks;
                         }
-                        match prev {
-                            Some(prev) if unchanged(&prev, &node, &shared.reuse) => {
-                                node.chunks = prev.chunks;
-                            }
-                            _ => {
-                                let slot = b.push(Slot::Reading);
-                                return job_tx
-                                    .send(FileJob { slot, node })
-                                    .map_err(|_| "the reading threads stopped".to_string());
-                            }
+                        _ => {
+                            let slot = b.push(Slot::Reading);
+                            return job_tx
+                                .send(FileJob { slot, node })
+                                .map_err(|_| "the reading threads stopped".to_string());
                         }
-                    }
+                    },
                 }
                 b.push(Slot::Ready(node));
                 Ok(())
@@ -366,6 +359,9 @@ fn read_all(
         drop(job_tx);
         walked
     });
+    if let Some(e) = previous.error.take() {
+        tracing::warn!(job = %s.job, error = %e, "previous snapshot's tree unreadable; its later files were read again");
+    }
     drop(previous);
     for done in done_rx.try_iter() {
         b.done(done)?;

@@ -185,36 +185,78 @@ pub fn decode(key: &str, bytes: &[u8]) -> Result<Vec<Node>, String> {
 /// Decodes a tree object node by node, in order. Streams: neither the decompressed text
 /// (several times the object's size) nor the list of nodes is ever in memory as a whole.
 pub fn decode_each(key: &str, bytes: &[u8], mut each: impl FnMut(Node)) -> Result<(), String> {
-    let damaged = |e: std::io::Error| format!("tree `{key}` is damaged: {e}");
-    let mut text = BufReader::new(zstd::Decoder::with_buffer(bytes).map_err(damaged)?);
-    let (mut line, mut n) = (Vec::new(), 0usize);
-    loop {
-        line.clear();
-        if text.read_until(b'\n', &mut line).map_err(damaged)? == 0 {
-            break;
-        }
-        let l = line.strip_suffix(b"\n").unwrap_or(&line);
-        if l.is_empty() {
-            continue;
-        }
-        n += 1;
-        if n == 1 {
-            let header: TreeHeader =
-                serde_json::from_slice(l).map_err(|e| format!("tree `{key}` header: {e}"))?;
-            if header.format != TREE_FORMAT {
-                return Err(format!(
-                    "tree `{key}` has format {}, unknown to this opsagent (hint: upgrade opsagent)",
-                    header.format
-                ));
-            }
-            continue;
-        }
-        each(serde_json::from_slice(l).map_err(|e| format!("tree `{key}` line {n}: {e}"))?);
-    }
-    if n == 0 {
-        return Err(format!("tree `{key}` is empty"));
+    let mut r = TreeReader::new(key, bytes)?;
+    while let Some(n) = r.next_node()? {
+        each(n);
     }
     Ok(())
+}
+
+/// Reads a tree object's entries one at a time (in path order) from its compressed bytes.
+pub struct TreeReader<R: std::io::Read> {
+    text: BufReader<zstd::Decoder<'static, BufReader<R>>>,
+    key: String,
+    line: Vec<u8>,
+    /// Lines read, the header included.
+    n: usize,
+}
+
+impl<R: std::io::Read> TreeReader<R> {
+    /// Opens a tree object and checks its header; `key` names it in errors.
+    pub fn new(key: &str, compressed: R) -> Result<TreeReader<R>, String> {
+        let decoder =
+            zstd::Decoder::new(compressed).map_err(|e| format!("tree `{key}` is damaged: {e}"))?;
+        let mut r = TreeReader {
+            text: BufReader::new(decoder),
+            key: key.to_string(),
+            line: Vec::new(),
+            n: 0,
+        };
+        if !r.next_line()? {
+            return Err(format!("tree `{key}` is empty"));
+        }
+        let header: TreeHeader = serde_json::from_slice(r.line_text())
+            .map_err(|e| format!("tree `{key}` header: {e}"))?;
+        if header.format != TREE_FORMAT {
+            return Err(format!(
+                "tree `{key}` has format {}, unknown to this opsagent (hint: upgrade opsagent)",
+                header.format
+            ));
+        }
+        Ok(r)
+    }
+
+    /// The next entry; `None` at the end.
+    pub fn next_node(&mut self) -> Result<Option<Node>, String> {
+        if !self.next_line()? {
+            return Ok(None);
+        }
+        serde_json::from_slice(self.line_text())
+            .map(Some)
+            .map_err(|e| format!("tree `{}` line {}: {e}", self.key, self.n))
+    }
+
+    /// Reads the next non-empty line into `line`; false at the end.
+    fn next_line(&mut self) -> Result<bool, String> {
+        loop {
+            self.line.clear();
+            let read = self
+                .text
+                .read_until(b'\n', &mut self.line)
+                .map_err(|e| format!("tree `{}` is damaged: {e}", self.key))?;
+            if read == 0 {
+                return Ok(false);
+            }
+            if !self.line_text().is_empty() {
+                self.n += 1;
+                return Ok(true);
+            }
+        }
+    }
+
+    fn line_text(&self) -> &[u8] {
+        self.line.strip_suffix(b"\n").unwrap_or(&self.line)
+    }
 }
 
 #[cfg(test)]
