@@ -211,3 +211,25 @@ fn config_env_variable_and_next_run_shown() {
         "the freshness check is listed: {stdout}"
     );
 }
+
+#[test]
+fn a_missing_media_path_is_a_warning_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{STORAGE}\n[[media]]\nname = \"up\"\npaths = [\"{}\", \"/nonexistent/uploads\"]\nschedule = \"@daily\"\n", dir.path().display());
+    let file = dir.path().join("missing-path.toml");
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_opsagent"))
+        .args(["--config", file.to_str().unwrap(), "check-config"])
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    let err = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(code, 0, "a late mount must not stop the daemon: {err}");
+    assert!(
+        err.contains(&format!("{}:7:", file.display()))
+            && err.contains("`/nonexistent/uploads` does not exist")
+            && err.contains("hint: check the path"),
+        "{err}"
+    );
+    assert!(!err.contains(&format!("`{}`", dir.path().display())), "{err}");
+}
