@@ -231,5 +231,8 @@ fn a_missing_media_path_is_a_warning_with_its_position() {
             && err.contains("hint: check the path"),
         "{err}"
     );
-    assert!(!err.contains(&format!("`{}`", dir.path().display())), "{err}");
+    assert!(
+        !err.contains(&format!("`{}`", dir.path().display())),
+        "{err}"
+    );
 }

@@ -239,7 +239,10 @@ mod tests {
     fn future_dates_are_refused_but_later_today_is_fine() {
         for bad in ["2099-01-01", "2099-01-01 10:00", "2099-01-01T00:00:00Z"] {
             let e = parse(bad, now(), bogota()).unwrap_err();
-            assert!(e.contains("is in the future") && e.contains("use `now`"), "{bad}: {e}");
+            assert!(
+                e.contains("is in the future") && e.contains("use `now`"),
+                "{bad}: {e}"
+            );
         }
         let today = local_date(now(), bogota());
         for ok in ["today", &today.to_string(), &format!("{today} 23:59")] {

@@ -11,7 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::fs;
@@ -120,7 +120,7 @@ impl LocalBackend {
         fs::create_dir_all(&tmp_dir)
             .await
             .map_err(|e| fail(format!("cannot create {}", tmp_dir.display()), e))?;
-        self.sweep_leftovers(&tmp_dir).await;
+        local_tmp::sweep_now_and_then(&self.place.swept, &tmp_dir).await;
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let tmp_path = tmp_dir.join(format!("{}-{n}.tmp", std::process::id()));
         let file = fs::OpenOptions::new()
@@ -140,31 +140,6 @@ impl LocalBackend {
             file: Some(file),
             done: false,
         })
-    }
-
-    /// Removes temp files killed runs left, at most every `SWEEP_EVERY`; failures are logged
-    /// and never fail the upload.
-    async fn sweep_leftovers(&self, tmp_dir: &Path) {
-        {
-            let mut swept = self.place.swept.lock().unwrap_or_else(|p| p.into_inner());
-            if swept.is_some_and(|t| t.elapsed() < local_tmp::SWEEP_EVERY) {
-                return;
-            }
-            *swept = Some(Instant::now());
-        }
-        let dir = tmp_dir.to_path_buf();
-        let done =
-            tokio::task::spawn_blocking(move || local_tmp::sweep(&dir, SystemTime::now())).await;
-        match done {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => {
-                tracing::info!(dir = %tmp_dir.display(), removed = n, "removed temp files left by interrupted runs")
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(dir = %tmp_dir.display(), error = %e, "cannot sweep leftover temp files")
-            }
-            Err(e) => tracing::warn!(error = %e, "temp file sweep panicked"),
-        }
     }
 
     async fn open_reader(&self, key: &str) -> Result<ObjectReader, StorageError> {

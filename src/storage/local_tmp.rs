@@ -8,7 +8,8 @@
 
 use std::io;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
 
 use rustix::fs::{flock, FlockOperation};
 
@@ -21,6 +22,30 @@ pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 /// Takes the writer's lock on a temp file just created.
 pub(crate) fn lock(file: &impl std::os::fd::AsFd) -> io::Result<()> {
     flock(file, FlockOperation::NonBlockingLockExclusive).map_err(io::Error::from)
+}
+
+/// Sweeps `dir` unless `swept` (the backend's last sweep) is under [`SWEEP_EVERY`] ago;
+/// failures are logged and never fail the upload that triggered it.
+pub(crate) async fn sweep_now_and_then(swept: &Mutex<Option<Instant>>, dir: &Path) {
+    {
+        let mut swept = swept.lock().unwrap_or_else(|p| p.into_inner());
+        if swept.is_some_and(|t| t.elapsed() < SWEEP_EVERY) {
+            return;
+        }
+        *swept = Some(Instant::now());
+    }
+    let owned = dir.to_path_buf();
+    let done = tokio::task::spawn_blocking(move || sweep(&owned, SystemTime::now())).await;
+    match done {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => {
+            tracing::info!(dir = %dir.display(), removed = n, "removed temp files left by interrupted runs")
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot sweep leftover temp files")
+        }
+        Err(e) => tracing::warn!(error = %e, "temp file sweep panicked"),
+    }
 }
 
 /// Removes leftover temp files in `dir` (see the module doc); returns how many.
