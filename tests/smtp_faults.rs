@@ -2,8 +2,8 @@
 //! --fault`): one recipient refused (the others still get the mail, the refused one is shown
 //! by `status`), 4xx on DATA then a dropped connection mid-DATA (retried, delivered once), a
 //! permanent 5xx on DATA (not retried, ERROR in the log, REFUSED in `status`, exit 1), a slow
-//! server (the timeout is named), implicit TLS vs STARTTLS mixed up, and credentials set for a
-//! server that offers no AUTH.
+//! server (the timeout is named), implicit TLS vs STARTTLS mixed up, credentials set for a
+//! server that offers no AUTH, and one TCP connection per attempt.
 
 mod common;
 
@@ -237,7 +237,11 @@ fn slow_server_tls_mixups_and_missing_auth_are_named() {
     // One recipient refused: the others get it, the command says so and exits 1.
     let picky = server(&["rcpt:nobody@example.com:550"]);
     let two = "to = [\"oncall@example.com\", \"nobody@example.com\"]\ntimeout = \"5s\"\n";
+    let before = picky.connections();
     let (code, out) = notify(dir.path(), picky.port(), &format!("tls = \"none\"\n{two}"));
+    // One connection per attempt: no reachability probe that hangs up (servers log and
+    // rate-limit those).
+    assert_eq!(picky.connections() - before, 1, "{out}");
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("accepted the test mail for oncall@example.com only")

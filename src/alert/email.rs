@@ -259,34 +259,45 @@ impl Mailer {
                 .step(Step::Connect, tokio::net::TcpStream::connect(a))
                 .await
             {
-                Ok(_) => {
-                    reachable = Some(*a);
+                Ok(stream) => {
+                    reachable = Some((*a, stream));
                     break;
                 }
                 Err(e) => last = Some(e),
             }
         }
-        let Some(addr) = reachable else {
+        let Some((addr, stream)) = reachable else {
             return Err(last.unwrap_or_else(|| self.err(Step::Connect, "no address")));
         };
         let hello = ClientId::default();
         let tls = self.tls_params()?;
-        let implicit = (s.tls == SmtpTls::Tls).then(|| tls.clone()).flatten();
-        let first = if implicit.is_some() {
-            Step::Tls
-        } else {
-            Step::Greeting
-        };
-        let connect =
-            AsyncSmtpConnection::connect_tokio1(addr, Some(s.timeout), &hello, implicit, None);
-        let mut conn = match self.step(first.clone(), connect).await {
-            Ok(c) => c,
-            // Implicit TLS: the handshake worked when the server answered with a reply code.
-            Err(mut e) if first == Step::Tls && e.code.is_some() => {
-                e.step = Step::Greeting;
-                return Err(e);
+        let mut conn = match (s.tls, tls.clone()) {
+            (SmtpTls::Tls, Some(implicit)) => {
+                // lettre does the TLS handshake only on a connection it opens itself.
+                drop(stream);
+                let connect = AsyncSmtpConnection::connect_tokio1(
+                    addr,
+                    Some(s.timeout),
+                    &hello,
+                    Some(implicit),
+                    None,
+                );
+                match self.step(Step::Tls, connect).await {
+                    Ok(c) => c,
+                    // The handshake worked when the server answered with a reply code.
+                    Err(mut e) if e.code.is_some() => {
+                        e.step = Step::Greeting;
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            Err(e) => return Err(e),
+            // Plain or STARTTLS: the connection just made carries the session (one
+            // connection per attempt, as mail servers expect).
+            _ => {
+                let connect = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello);
+                self.step(Step::Greeting, connect).await?
+            }
         };
         if s.tls == SmtpTls::Starttls {
             if !conn.can_starttls() {

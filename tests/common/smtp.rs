@@ -137,6 +137,14 @@ impl SmtpServer {
         self.child.as_ref().map(Child::id)
     }
 
+    /// TCP connections the server accepted so far (its own readiness probe included).
+    pub fn connections(&self) -> u64 {
+        std::fs::read_to_string(self.mail_dir().join("connections"))
+            .ok()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Where `N.eml` / `N.env` are written.
     pub fn mail_dir(&self) -> PathBuf {
         self.dir.join("mail")

@@ -8,7 +8,8 @@ Listens on 127.0.0.1:PORT with aiosmtpd and stores every accepted message in DIR
 
 Both are written to a temporary name first and renamed, the .env before the .eml, so a reader
 that sees N.eml sees complete files. Numbering continues after the highest N already in DIR, so
-a restarted server keeps appending. Once the server accepts connections the script writes
+a restarted server keeps appending. DIR/connections holds the number of TCP connections
+accepted so far (the controller's own readiness probe included). Once the server accepts connections the script writes
 DIR/ready containing its pid; it then runs until killed.
 
 Options:
@@ -35,7 +36,30 @@ import sys
 import threading
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+
+class CountingController(Controller):
+    """Writes the number of TCP connections accepted so far to DIR/connections."""
+
+    def __init__(self, handler, directory, **kwargs):
+        self.directory = directory
+        self.connections = 0
+        super().__init__(handler, **kwargs)
+
+    def factory(self):
+        controller = self
+
+        class CountingSMTP(SMTP):
+            def connection_made(self, transport):
+                controller.connections += 1
+                tmp = os.path.join(controller.directory, "connections.tmp")
+                with open(tmp, "w") as f:
+                    f.write(str(controller.connections))
+                os.replace(tmp, os.path.join(controller.directory, "connections"))
+                super().connection_made(transport)
+
+        return CountingSMTP(self.handler, **self.SMTP_kwargs)
 
 
 class Fault:
@@ -163,8 +187,9 @@ def main():
     finally:
         probe.close()
 
-    controller = Controller(
+    controller = CountingController(
         CaptureHandler(args.dir, [Fault(f) for f in args.fault]),
+        args.dir,
         hostname="127.0.0.1",
         port=args.port,
         **kwargs,
