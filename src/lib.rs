@@ -15,6 +15,7 @@ pub mod health;
 pub mod media;
 pub mod metrics;
 pub mod mysql_client;
+pub mod repeated;
 pub mod restore;
 pub mod secret;
 pub mod storage;

@@ -223,6 +223,7 @@ fn notify_test_over_starttls_with_auth_and_clear_errors() {
     let smtp = SmtpServer::start_with(SmtpOptions {
         starttls_cert: Some((cert, key)),
         auth: Some(("alerts".into(), "s3cret pass".into())),
+        ..Default::default()
     });
     let port = smtp.port();
     let (code, out) = notify_test(dir.path(), port, "s3cret pass", Some(&ca));

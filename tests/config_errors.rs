@@ -37,6 +37,8 @@ struct Case {
 fn bad_configs_are_refused_with_position_key_and_hint() {
     let dir = tempfile::tempdir().unwrap();
     let unreadable = dir.path().join("no-such-secret");
+    let huge = dir.path().join("huge-secret");
+    std::fs::write(&huge, vec![b'x'; 100_000]).unwrap();
     let cases = vec![
         Case { name: "unknown-key", text: format!("{STORAGE}\n[[mysql]]\nname = \"main\"\ndatabases = [\"shop\"]\nscheduel = \"@daily\"\n"), line: 8, key: "scheduel", needles: &["unknown field", "did you mean `schedule`?"] },
         Case { name: "unknown-section", text: format!("{STORAGE}\n[chekcs]\ninterval = \"30s\"\n"), line: 5, key: "chekcs", needles: &["unknown field `chekcs`", "hint:"] },
@@ -50,6 +52,8 @@ fn bad_configs_are_refused_with_position_key_and_hint() {
         Case { name: "unknown-storage-type", text: "[storage]\ntype = \"gcs\"\npath = \"/x\"\n".into(), line: 2, key: "storage.type", needles: &["unknown storage type `gcs`", "\"local\" and \"s3\""] },
         Case { name: "duplicate-job", text: format!("{}\n[[mysql]]\nname = \"main\"\ndatabases = [\"crm\"]\nschedule = \"@daily\"\n", mysql("")), line: 11, key: "mysql[1].name", needles: &["duplicate job name `main`", "its own name"] },
         Case { name: "unreadable-password-file", text: mysql(&format!("password_file = \"{}\"\n", unreadable.display())), line: 9, key: "mysql[0].password_file", needles: &["cannot read secret file", "no-such-secret", "hint: create it"] },
+        Case { name: "device-as-secret", text: mysql("password_file = \"/dev/zero\"\n"), line: 9, key: "mysql[0].password_file", needles: &["cannot read secret file /dev/zero: it is a character device, not a regular file", "hint: point the setting at a regular file"] },
+        Case { name: "huge-secret", text: format!("{STORAGE}\n[alerts.email]\nsmtp_host = \"smtp.example.com\"\nfrom = \"a@example.com\"\nto = [\"b@example.com\"]\nusername = \"a\"\npassword_file = \"{}\"\n", huge.display()), line: 10, key: "alerts.email.password_file", needles: &["huge-secret: it is larger than 65536 bytes", "hint: is this the right file?"] },
         Case { name: "bad-email", text: format!("{STORAGE}\n[alerts.email]\nsmtp_host = \"smtp.example.com\"\nfrom = \"opsagent@example.com\"\nto = [\"oncall@example.com\", \"not an address\"]\n"), line: 8, key: "alerts.email.to[1]", needles: &["`not an address` is not a valid email address", "user@example.com"] },
         Case { name: "empty-databases", text: format!("{STORAGE}\n[[mysql]]\nname = \"main\"\ndatabases = []\nschedule = \"@daily\"\n"), line: 7, key: "mysql[0].databases", needles: &["the list is empty", "[\"*\"]"] },
         Case { name: "relative-socket", text: mysql("socket = \"run/mysqld/mysqld.sock\"\n"), line: 9, key: "mysql[0].socket", needles: &["relative path", "absolute path"] },
@@ -113,6 +117,8 @@ fn missing_file_and_secrets_never_printed() {
 
     let secret = dir.path().join("s3-secret");
     std::fs::write(&secret, "TOPSECRETVALUE\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
     let text = format!("[storage]\ntype = \"s3\"\nbucket = \"backups\"\naccess_key_id = \"AKIA1\"\nsecret_access_key_file = \"{}\"\n[[mysql]]\nname = \"m\"\ndatabases = [\"*\"]\nschedule = \"@daily\"\n", secret.display());
     let path = dir.path().join("ok.toml");
     std::fs::write(&path, text).unwrap();
@@ -127,13 +133,18 @@ fn missing_file_and_secrets_never_printed() {
     );
     assert_eq!(out.status.code(), Some(0), "{all}");
     assert!(!all.contains("TOPSECRETVALUE"), "{all}");
-    // The secret file is world-readable (tempfile default umask): warned about, by name.
+    // The secret file is world-readable (umask 022): warned about, by name; 0640 is fine.
     assert!(
-        all.contains("readable by group or others")
-            || all.contains("s3-secret")
-            || !all.contains("warning"),
+        all.contains("can be read by every user (mode 644)") && all.contains("s3-secret"),
         "{all}"
     );
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_opsagent"))
+        .args(["--config", path.to_str().unwrap(), "check-config"])
+        .output()
+        .unwrap();
+    let all = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !all.contains("s3-secret"), "{all}");
 }
 
 #[test]
@@ -198,5 +209,30 @@ fn config_env_variable_and_next_run_shown() {
     assert!(
         stdout.contains("backup:main"),
         "the freshness check is listed: {stdout}"
+    );
+}
+
+#[test]
+fn a_missing_media_path_is_a_warning_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{STORAGE}\n[[media]]\nname = \"up\"\npaths = [\"{}\", \"/nonexistent/uploads\"]\nschedule = \"@daily\"\n", dir.path().display());
+    let file = dir.path().join("missing-path.toml");
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_opsagent"))
+        .args(["--config", file.to_str().unwrap(), "check-config"])
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    let err = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(code, 0, "a late mount must not stop the daemon: {err}");
+    assert!(
+        err.contains(&format!("{}:7:", file.display()))
+            && err.contains("`/nonexistent/uploads` does not exist")
+            && err.contains("hint: check the path"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(&format!("`{}`", dir.path().display())),
+        "{err}"
     );
 }

@@ -328,7 +328,7 @@ fn identity_file_with_loose_mode_is_warned_about_and_never_printed() {
     assert!(out.status.success(), "{all}");
     assert!(
         all.contains("identity file")
-            && all.contains("readable by group or others")
+            && all.contains("can be read by every user")
             && all.contains("chmod 600"),
         "{all}"
     );

@@ -277,6 +277,7 @@ fn smtp_starttls_and_auth_are_enforced() {
     let smtp = SmtpServer::start_with(SmtpOptions {
         starttls_cert: Some((cert, key)),
         auth: Some(("alerts".into(), "pa55".into())),
+        ..Default::default()
     });
     let script = r#"
 import smtplib, ssl, sys

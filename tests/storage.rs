@@ -434,6 +434,46 @@ async fn local_failed_upload_leaves_nothing() {
     assert_eq!(storage.list("").await.unwrap(), vec![]);
 }
 
+/// Temp files a killed run left in `.opsagent-tmp/` go at the next upload once over an hour
+/// old; a fresh one and one a running upload still holds (idle for two hours) stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_leftover_temp_files_are_swept_but_never_a_running_upload() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("web-01/.opsagent-tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    let age = |p: &Path| {
+        let f = std::fs::File::options().write(true).open(p).unwrap();
+        f.set_modified(two_hours_ago).unwrap();
+    };
+    let (dead, fresh) = (tmp.join("4242-0.tmp"), tmp.join("4242-1.tmp"));
+    std::fs::write(&dead, vec![0u8; MIB]).unwrap();
+    std::fs::write(&fresh, b"just created").unwrap();
+    age(&dead);
+    // A long upload of another storage handle (as another process's would be), idle for 2 h.
+    let busy = Storage::open(&local_spec(dir.path(), "web-01")).unwrap();
+    let writer = write_30_mib(&busy, "mysql/long.sql.zst").await;
+    let live: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| *p != dead && *p != fresh)
+        .collect();
+    assert_eq!(live.len(), 1, "{live:?}");
+    age(&live[0]);
+
+    let storage = Storage::open(&local_spec(dir.path(), "web-01")).unwrap();
+    storage
+        .put_bytes("mysql/x", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    assert!(!dead.exists(), "the killed run's temp file is removed");
+    assert!(fresh.exists(), "a temp file under an hour old stays");
+    assert!(live[0].exists(), "the running upload's temp file stays");
+    let info = writer.finish().await.unwrap();
+    assert_eq!(info.size, 30 * MIB as u64);
+    assert!(storage.exists("mysql/long.sql.zst").await.unwrap());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_down_fails_after_retries_naming_endpoint_and_bucket() {
     let mut s3 = S3Server::start();

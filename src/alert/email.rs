@@ -16,6 +16,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The largest `ca_file` read (Debian's whole CA bundle is ~220 KB).
+pub const MAX_CA_FILE: u64 = 4 << 20;
+
 /// TLS mode of the SMTP connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmtpTls {
@@ -99,6 +102,42 @@ pub struct SendError {
     pub step: Step,
     /// What went wrong.
     pub message: String,
+    /// The server's reply code when it answered with a refusal (4xx, 5xx); `None` for a
+    /// timeout, a closed connection or a local problem.
+    pub code: Option<u16>,
+}
+
+impl SendError {
+    /// A 5xx reply: the same mail will be refused again, retrying it is pointless.
+    pub fn permanent(&self) -> bool {
+        self.code.is_some_and(|c| c >= 500)
+    }
+}
+
+/// The reply code in an error, when the server answered.
+pub(crate) trait ReplyCode {
+    /// `Some(code)` for a negative SMTP reply.
+    fn reply_code(&self) -> Option<u16>;
+}
+
+impl ReplyCode for lettre::transport::smtp::Error {
+    fn reply_code(&self) -> Option<u16> {
+        self.status().and_then(|c| c.to_string().parse().ok())
+    }
+}
+
+impl ReplyCode for std::io::Error {
+    fn reply_code(&self) -> Option<u16> {
+        None
+    }
+}
+
+/// "no answer within 10s (alerts.email.timeout)".
+fn no_answer(timeout: Duration) -> String {
+    format!(
+        "no answer within {} (`timeout` in [alerts.email])",
+        humantime::format_duration(timeout)
+    )
 }
 
 fn hint(step: &Step) -> &'static str {
@@ -107,7 +146,7 @@ fn hint(step: &Step) -> &'static str {
         Step::Dns => "check smtp_host and the DNS resolver (/etc/resolv.conf)",
         Step::Connect => "check smtp_host, smtp_port and any firewall between this host and the server",
         Step::Tls => "check tls (\"starttls\" for 587, \"tls\" for 465) and that the server's certificate is trusted (ca_file for a private CA)",
-        Step::Greeting => "is this an SMTP server? check smtp_port and tls",
+        Step::Greeting => "is this an SMTP server? check smtp_port and tls: port 465 speaks TLS at once (tls = \"tls\"), 587 and 25 start in plain text (tls = \"starttls\")",
         Step::Auth => "check username and the password in password_file",
         Step::Sender => "the server refuses this sender: check `from` (many servers only accept the authenticated user's address)",
         Step::Recipient(_) => "check the address in `to`, and that the server relays for it",
@@ -140,10 +179,11 @@ impl Mailer {
             server: server.clone(),
             step: Step::Setup,
             message,
+            code: None,
         };
         let ca_pem = match (&settings.ca_file, settings.tls) {
             (Some(ca), SmtpTls::Starttls | SmtpTls::Tls) => {
-                let pem = std::fs::read(ca)
+                let pem = crate::secret::read_small_file(ca, MAX_CA_FILE, true)
                     .map_err(|e| fail(format!("cannot read {}: {e}", ca.display())))?;
                 Certificate::from_pem(&pem).map_err(|e| fail(format!("{}: {e}", ca.display())))?;
                 Some(pem)
@@ -180,24 +220,22 @@ impl Mailer {
             server: self.server.clone(),
             step,
             message: message.to_string(),
+            code: None,
         }
     }
 
-    async fn step<T, E: fmt::Display>(
+    async fn step<T, E: fmt::Display + ReplyCode>(
         &self,
         step: Step,
         f: impl Future<Output = Result<T, E>>,
     ) -> Result<T, SendError> {
         match tokio::time::timeout(self.settings.timeout, f).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.err(step, e)),
-            Err(_) => Err(self.err(
-                step,
-                format!(
-                    "no answer within {}",
-                    humantime::format_duration(self.settings.timeout)
-                ),
-            )),
+            Ok(Err(e)) => Err(SendError {
+                code: e.reply_code(),
+                ..self.err(step, &e)
+            }),
+            Err(_) => Err(self.err(step, no_answer(self.settings.timeout))),
         }
     }
 
@@ -221,33 +259,45 @@ impl Mailer {
                 .step(Step::Connect, tokio::net::TcpStream::connect(a))
                 .await
             {
-                Ok(_) => {
-                    reachable = Some(*a);
+                Ok(stream) => {
+                    reachable = Some((*a, stream));
                     break;
                 }
                 Err(e) => last = Some(e),
             }
         }
-        let Some(addr) = reachable else {
+        let Some((addr, stream)) = reachable else {
             return Err(last.unwrap_or_else(|| self.err(Step::Connect, "no address")));
         };
         let hello = ClientId::default();
         let tls = self.tls_params()?;
-        let implicit = (s.tls == SmtpTls::Tls).then(|| tls.clone()).flatten();
-        let first = if implicit.is_some() {
-            Step::Tls
-        } else {
-            Step::Greeting
-        };
-        let connect =
-            AsyncSmtpConnection::connect_tokio1(addr, Some(s.timeout), &hello, implicit, None);
-        let mut conn = match self.step(first.clone(), connect).await {
-            Ok(c) => c,
-            Err(mut e) if first == Step::Tls && !e.message.to_lowercase().contains("tls") => {
-                e.step = Step::Greeting;
-                return Err(e);
+        let mut conn = match (s.tls, tls.clone()) {
+            (SmtpTls::Tls, Some(implicit)) => {
+                // lettre does the TLS handshake only on a connection it opens itself.
+                drop(stream);
+                let connect = AsyncSmtpConnection::connect_tokio1(
+                    addr,
+                    Some(s.timeout),
+                    &hello,
+                    Some(implicit),
+                    None,
+                );
+                match self.step(Step::Tls, connect).await {
+                    Ok(c) => c,
+                    // The handshake worked when the server answered with a reply code.
+                    Err(mut e) if e.code.is_some() => {
+                        e.step = Step::Greeting;
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            Err(e) => return Err(e),
+            // Plain or STARTTLS: the connection just made carries the session (one
+            // connection per attempt, as mail servers expect).
+            _ => {
+                let connect = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello);
+                self.step(Step::Greeting, connect).await?
+            }
         };
         if s.tls == SmtpTls::Starttls {
             if !conn.can_starttls() {
@@ -257,12 +307,17 @@ impl Mailer {
             self.step(Step::Tls, conn.starttls(params, &hello)).await?;
         }
         if let (Some(user), Some(pw)) = (&s.username, &s.password) {
+            let mechanisms = [Mechanism::Plain, Mechanism::Login];
+            if conn.server_info().get_auth_mechanism(&mechanisms).is_none() {
+                let why = match s.tls {
+                    SmtpTls::None => "the server offers no AUTH (PLAIN or LOGIN) on this connection; most offer it only over TLS: set tls = \"starttls\" (port 587) or \"tls\" (465), or remove username and password_file if this relay needs no login",
+                    _ => "the server offers no AUTH (PLAIN or LOGIN): remove username and password_file if this relay needs no login, or use its submission port (587)",
+                };
+                return Err(self.err(Step::Auth, why));
+            }
             let creds = Credentials::new(user.clone(), pw.expose().to_string());
-            self.step(
-                Step::Auth,
-                conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds),
-            )
-            .await?;
+            self.step(Step::Auth, conn.auth(&mechanisms, &creds))
+                .await?;
         }
         Ok(Session {
             conn,
@@ -270,6 +325,21 @@ impl Mailer {
             timeout: s.timeout,
         })
     }
+}
+
+/// One error for "every recipient was refused": the first one's step, permanent only when
+/// every refusal was.
+fn all_refused(mut refused: Vec<SendError>) -> SendError {
+    let permanent = refused.iter().all(SendError::permanent);
+    let mut first = refused.remove(0);
+    if !refused.is_empty() {
+        let others: Vec<String> = refused.iter().map(|e| e.step.to_string()).collect();
+        first.message = format!("{} (also refused: {})", first.message, others.join(", "));
+    }
+    if !permanent && first.permanent() {
+        first.code = refused.iter().find_map(|e| e.code.filter(|c| *c < 500));
+    }
+    first
 }
 
 fn address(mailbox: &str) -> Result<lettre::Address, String> {
@@ -280,60 +350,88 @@ fn address(mailbox: &str) -> Result<lettre::Address, String> {
 }
 
 impl Session {
-    async fn step<T, E: fmt::Display>(
+    async fn step<T>(
         server: &str,
         timeout: Duration,
         step: Step,
-        f: impl Future<Output = Result<T, E>>,
+        f: impl Future<Output = Result<T, lettre::transport::smtp::Error>>,
     ) -> Result<T, SendError> {
-        let err = |message: String| SendError {
+        let err = |message: String, code| SendError {
             server: server.to_string(),
             step: step.clone(),
             message,
+            code,
         };
         match tokio::time::timeout(timeout, f).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(err(e.to_string())),
-            Err(_) => Err(err("no answer in time".into())),
+            Ok(Err(e)) => Err(err(e.to_string(), e.reply_code())),
+            Err(_) => Err(err(no_answer(timeout), None)),
         }
     }
 
-    /// Sends one formatted message (RFC 5322 text) to `to`.
-    pub async fn send(&mut self, from: &str, to: &[String], raw: &[u8]) -> Result<(), SendError> {
+    /// Sends one formatted message (RFC 5322 text) to `to`. Like an MTA, a recipient the
+    /// server refuses does not stop the others: the message goes to those it accepted and the
+    /// refusals are returned (empty: everyone got it). An error means nobody got it. After a
+    /// refusal the transaction is reset, so the session can send the next message.
+    pub async fn send(
+        &mut self,
+        from: &str,
+        to: &[String],
+        raw: &[u8],
+    ) -> Result<Vec<SendError>, SendError> {
+        let result = self.transaction(from, to, raw).await;
+        if let Err(e) = &result {
+            if e.code.is_some() && !self.conn.has_broken() {
+                let reset = self.conn.command(lettre::transport::smtp::commands::Rset);
+                if !matches!(tokio::time::timeout(self.timeout, reset).await, Ok(Ok(_))) {
+                    self.conn.abort().await;
+                }
+            }
+        }
+        result
+    }
+
+    async fn transaction(
+        &mut self,
+        from: &str,
+        to: &[String],
+        raw: &[u8],
+    ) -> Result<Vec<SendError>, SendError> {
         let (server, t) = (self.server.clone(), self.timeout);
-        let from_addr = address(from).map_err(|m| SendError {
+        let local = |step: Step, message: String| SendError {
             server: server.clone(),
-            step: Step::Sender,
-            message: m,
-        })?;
-        Self::step(
-            &server,
-            t,
-            Step::Sender,
-            self.conn.command(Mail::new(Some(from_addr), vec![])),
-        )
-        .await?;
+            step,
+            message,
+            code: None,
+        };
+        let from_addr = address(from).map_err(|m| local(Step::Sender, m))?;
+        let mail = self.conn.command(Mail::new(Some(from_addr), vec![]));
+        Self::step(&server, t, Step::Sender, mail).await?;
+        let mut refused = Vec::new();
         for r in to {
             let step = Step::Recipient(r.clone());
-            let a = address(r).map_err(|m| SendError {
-                server: server.clone(),
-                step: step.clone(),
-                message: m,
-            })?;
-            Self::step(&server, t, step, self.conn.command(Rcpt::new(a, vec![]))).await?;
+            let a = address(r).map_err(|m| local(step.clone(), m))?;
+            match Self::step(&server, t, step, self.conn.command(Rcpt::new(a, vec![]))).await {
+                Ok(_) => {}
+                Err(e) if e.code.is_some() => refused.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        if refused.len() == to.len() {
+            return Err(all_refused(refused));
         }
         Self::step(&server, t, Step::Data, self.conn.command(Data)).await?;
         Self::step(&server, t, Step::Data, self.conn.message(raw)).await?;
-        Ok(())
+        Ok(refused)
+    }
+
+    /// Whether the connection can carry another message.
+    pub fn usable(&self) -> bool {
+        !self.conn.has_broken()
     }
 
     /// Says goodbye (errors ignored: the mail is already accepted).
     pub async fn close(mut self) {
         let _ = tokio::time::timeout(self.timeout, self.conn.quit()).await;
-    }
-
-    /// Whether the connection is still usable after an error.
-    pub fn broken(&self) -> bool {
-        self.conn.has_broken()
     }
 }

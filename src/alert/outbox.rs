@@ -3,9 +3,16 @@
 //! attempts are retried with exponential backoff capped at [`MAX_BACKOFF`]; the daemon retries
 //! everything at once when it starts. At-least-once: a crash between acceptance and deletion
 //! sends the mail again with the same Message-ID, so a duplicate is recognisable.
+//!
+//! Refusals are handled like an MTA would: a recipient the server refuses does not keep the
+//! mail from the others; the row then waits only for the refused ones. A permanent refusal
+//! (5xx: of the sender, the message, or every remaining recipient) is not retried on the
+//! backoff schedule, since the same mail would be refused again: the row stays in the outbox,
+//! shown by `opsagent status` as refused, logged as an ERROR, and is tried once more when the
+//! daemon restarts or the mail settings change (after the operator fixed the cause).
 
-use super::email::{Mailer, SendError};
-use crate::catalog::{Catalog, OutboxRow};
+use super::email::{Mailer, SendError, Step};
+use crate::catalog::{Catalog, OutboxRow, GIVEN_UP};
 use chrono::Utc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +32,13 @@ const LOUD_AFTER: u32 = 5;
 
 fn failed(cat: &Catalog, row: &OutboxRow, e: &SendError) {
     let attempts = row.attempts + 1;
+    if e.permanent() {
+        if let Err(ce) = cat.outbox_failed(row.id, GIVEN_UP, &e.to_string()) {
+            tracing::error!(error = %ce, "cannot record a failed mail attempt");
+        }
+        tracing::error!(subject = %row.subject, attempts, error = %e, "alert mail refused for good by the SMTP server; not retried until the daemon restarts or [alerts.email] changes (see opsagent status)");
+        return;
+    }
     let wait = backoff(attempts);
     let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
     if let Err(ce) = cat.outbox_failed(row.id, next, &e.to_string()) {
@@ -35,6 +49,42 @@ fn failed(cat: &Catalog, row: &OutboxRow, e: &SendError) {
     } else {
         tracing::warn!(subject = %row.subject, attempts, retry_in = ?wait, error = %e, "alert mail not delivered yet; it stays in the outbox");
     }
+}
+
+/// The server took the mail for some recipients and refused `refused`: the row now waits for
+/// those only (for good if every refusal was permanent).
+fn partly_sent(cat: &Catalog, row: &OutboxRow, refused: &[SendError]) {
+    let rest: Vec<String> = row
+        .rcpt_to
+        .iter()
+        .filter(|r| {
+            refused
+                .iter()
+                .any(|e| e.step == Step::Recipient(r.to_string()))
+        })
+        .cloned()
+        .collect();
+    let reached: Vec<&str> = row
+        .rcpt_to
+        .iter()
+        .filter(|r| !rest.contains(r))
+        .map(String::as_str)
+        .collect();
+    tracing::info!(subject = %row.subject, to = %reached.join(", "), "alert mail sent to some recipients");
+    if let Err(ce) = cat.outbox_recipients(row.id, &rest) {
+        tracing::error!(error = %ce, "cannot record the recipients still to reach; the mail may be sent to all again");
+    }
+    let why = refused
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let err = SendError {
+        message: why,
+        code: refused.iter().map(|e| e.code.unwrap_or(0)).min(),
+        ..refused[0].clone()
+    };
+    failed(cat, row, &err);
 }
 
 /// Sends every mail due now over one SMTP session; returns how many the server accepted.
@@ -53,7 +103,14 @@ pub async fn deliver_due(cat: &Catalog, mailer: &Mailer) -> usize {
         Ok(s) => s,
         Err(e) => {
             for row in &due {
-                failed(cat, row, &e);
+                failed(
+                    cat,
+                    row,
+                    &SendError {
+                        code: None,
+                        ..e.clone()
+                    },
+                );
             }
             return 0;
         }
@@ -61,18 +118,25 @@ pub async fn deliver_due(cat: &Catalog, mailer: &Mailer) -> usize {
     let mut sent = 0;
     for row in &due {
         match session.send(&row.mail_from, &row.rcpt_to, &row.raw).await {
-            Ok(()) => {
+            Ok(refused) => {
                 sent += 1;
+                if !refused.is_empty() {
+                    partly_sent(cat, row, &refused);
+                    continue;
+                }
                 tracing::info!(subject = %row.subject, message_id = %row.message_id, "alert mail sent");
                 if let Err(e) = cat.outbox_sent(row.id) {
                     tracing::error!(error = %e, "mail sent but not removed from the outbox; it will be sent again");
                 }
             }
             Err(e) => {
-                // The session is in an unknown state (mid-transaction): the rest waits for
-                // the next round, over a new connection.
                 failed(cat, row, &e);
-                return sent;
+                // A refusal leaves the session usable (it was reset); anything else (timeout,
+                // closed connection) leaves it in an unknown state: the rest waits for the
+                // next round, over a new connection.
+                if e.code.is_none() || !session.usable() {
+                    return sent;
+                }
             }
         }
     }
@@ -107,7 +171,15 @@ pub async fn run(
         }
         tokio::select! {
             _ = wake.notified() => {}
-            changed = mailer.changed() => if changed.is_err() { return },
+            changed = mailer.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                // New mail settings: whatever waits (refused ones too) is tried with them now.
+                if let Err(e) = cat.outbox_retry_now(Utc::now()) {
+                    tracing::warn!(error = %e, "cannot reset the outbox retry times");
+                }
+            }
             _ = tokio::time::sleep(pause.max(Duration::from_millis(50))) => {}
         }
     }

@@ -65,6 +65,18 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
 }
 
+/// `next_attempt` of a mail the server refused for good (5xx): not retried until the daemon
+/// restarts or the mail settings change ([`Catalog::outbox_retry_now`]).
+pub const GIVEN_UP: DateTime<Utc> =
+    DateTime::<Utc>::from_timestamp_nanos(7_258_118_400_000_000_000); // 2200-01-01
+
+impl OutboxRow {
+    /// Whether the server refused it for good (see [`GIVEN_UP`]).
+    pub fn given_up(&self) -> bool {
+        self.next_attempt >= GIVEN_UP
+    }
+}
+
 /// One row of `silences`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SilenceRow {
@@ -290,6 +302,17 @@ impl Catalog {
             .execute(
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?2, last_error = ?3 WHERE id = ?1",
                 params![id, to_millis(next), error],
+            )
+            .map_err(|e| self.q(e))?;
+        Ok(())
+    }
+
+    /// The server accepted the mail for some recipients: only `rest` are still to be reached.
+    pub fn outbox_recipients(&self, id: i64, rest: &[String]) -> Result<(), CatalogError> {
+        self.conn()
+            .execute(
+                "UPDATE outbox SET rcpt_to = ?2 WHERE id = ?1",
+                params![id, rest.join("\n")],
             )
             .map_err(|e| self.q(e))?;
         Ok(())

@@ -11,7 +11,7 @@ mod migrations;
 mod runs;
 mod snapshots;
 
-pub use alerts::{AlertRow, FinishedRun, OutboxRow, SilenceRow};
+pub use alerts::{AlertRow, FinishedRun, OutboxRow, SilenceRow, GIVEN_UP};
 pub use checks::{CheckStateRow, EventRow};
 pub use runs::{RunRecord, RunStatus};
 pub use snapshots::SnapshotRow;

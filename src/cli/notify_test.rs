@@ -5,7 +5,7 @@
 
 use super::Cli;
 use crate::alert::compose::{self, Envelope};
-use crate::alert::email::{Mailer, SmtpTls};
+use crate::alert::email::{Mailer, SmtpTls, Step};
 use crate::error::UsageError;
 use chrono::Utc;
 
@@ -49,12 +49,30 @@ pub fn run(cli: &Cli, _args: &Args) -> anyhow::Result<()> {
     );
     let mailer = Mailer::new(email.clone())?;
     let rt = super::runtime()?;
-    rt.block_on(async {
+    let refused = rt.block_on(async {
         let mut s = mailer.open().await?;
-        s.send(&email.from, &email.to, &raw).await?;
+        let refused = s.send(&email.from, &email.to, &raw).await?;
         s.close().await;
-        Ok::<_, crate::alert::email::SendError>(())
+        Ok::<_, crate::alert::email::SendError>(refused)
     })?;
+    if !refused.is_empty() {
+        let got: Vec<&str> = email
+            .to
+            .iter()
+            .filter(|r| {
+                !refused
+                    .iter()
+                    .any(|e| e.step == Step::Recipient(r.to_string()))
+            })
+            .map(String::as_str)
+            .collect();
+        println!(
+            "partly: the server accepted the test mail for {} only (Message-ID {id})",
+            got.join(", ")
+        );
+        let why: Vec<String> = refused.iter().map(ToString::to_string).collect();
+        anyhow::bail!("{}", why.join("\n"));
+    }
     println!("ok: the server accepted the test mail (Message-ID {id})");
     Ok(())
 }

@@ -94,11 +94,14 @@ pub struct AlertLine {
 impl Report {
     /// 0 all OK, 1 warnings, 2 critical.
     pub fn exit_code(&self) -> u8 {
+        // A mail the server refused for good means alerts do not arrive: a warning.
+        let mail = u8::from(self.outbox.iter().any(OutboxRow::given_up));
         self.checks
             .iter()
             .map(CheckLine::severity)
             .max()
             .unwrap_or(0)
+            .max(mail)
     }
 
     /// Reads the catalog.
@@ -214,7 +217,9 @@ fn alerts_section(o: &mut String, r: &Report, zone: Zone) {
             s.reason
         );
     }
-    if let Some(first) = r.outbox.first() {
+    let (refused, waiting): (Vec<&OutboxRow>, Vec<&OutboxRow>) =
+        r.outbox.iter().partition(|m| m.given_up());
+    if let Some(first) = waiting.first() {
         let why = first
             .last_error
             .as_deref()
@@ -223,9 +228,19 @@ fn alerts_section(o: &mut String, r: &Report, zone: Zone) {
         let _ = writeln!(
             o,
             "mails waiting in the outbox: {} (oldest queued {}, {} attempts{why})",
-            r.outbox.len(),
+            waiting.len(),
             zone.format(first.created_at, "%Y-%m-%d %H:%M"),
             first.attempts
+        );
+    }
+    for m in refused {
+        let _ = writeln!(
+            o,
+            "mail REFUSED by the SMTP server, not retried until restart or a mail settings change: \"{}\" to {} (queued {}): {}",
+            m.subject,
+            m.rcpt_to.join(", "),
+            zone.format(m.created_at, "%Y-%m-%d %H:%M"),
+            m.last_error.as_deref().unwrap_or("-")
         );
     }
 }
@@ -396,7 +411,7 @@ pub fn to_json(r: &Report, now: DateTime<Utc>) -> serde_json::Value {
     let outbox: Vec<_> = r
         .outbox
         .iter()
-        .map(|m| serde_json::json!({"subject": m.subject, "message_id": m.message_id, "attempts": m.attempts, "last_error": m.last_error}))
+        .map(|m| serde_json::json!({"subject": m.subject, "message_id": m.message_id, "to": m.rcpt_to, "attempts": m.attempts, "refused": m.given_up(), "last_error": m.last_error}))
         .collect();
     serde_json::json!({"host": r.host, "status": status, "exit_code": r.exit_code(), "checks": checks, "jobs": jobs, "pending_events": r.pending_events, "alerts": alerts, "silences": silences, "outbox": outbox})
 }

@@ -177,17 +177,34 @@ impl Config {
     }
 }
 
+/// The largest configuration file read (a TOML file of this size is a mistake).
+const MAX_CONFIG_FILE: u64 = 16 << 20;
+
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        let hint = match e.kind() {
-            std::io::ErrorKind::NotFound => "create it (the package installs a commented default; see config/opsagent.example.toml), or point --config / OPSAGENT_CONFIG at another file".to_string(),
-            std::io::ErrorKind::PermissionDenied => {
-                "run as root or as a member of the `opsagent` group".to_string()
-            }
-            _ => "check the path".to_string(),
+    let read = crate::secret::read_small_file(path, MAX_CONFIG_FILE, false);
+    let bytes = read.map_err(|e| {
+        let hint = match &e {
+            crate::secret::SmallFileError::Io(io) => match io.kind() {
+                std::io::ErrorKind::NotFound => "create it (the package installs a commented default; see config/opsagent.example.toml), or point --config / OPSAGENT_CONFIG at another file".to_string(),
+                std::io::ErrorKind::PermissionDenied => {
+                    "run as root or as a member of the `opsagent` group".to_string()
+                }
+                _ => "check the path".to_string(),
+            },
+            _ => "point --config / OPSAGENT_CONFIG at the TOML configuration file".to_string(),
         };
         ConfigErrors::whole_file(path, format!("cannot read the configuration: {e}"), Some(hint))
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        ConfigErrors::whole_file(
+            path,
+            format!(
+                "cannot read the configuration: it is not UTF-8 text ({})",
+                e.utf8_error()
+            ),
+            Some("save the file as UTF-8".to_string()),
+        )
     })?;
     parse(path, &text)
 }

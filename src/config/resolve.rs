@@ -285,6 +285,28 @@ pub(super) fn job_name_unique(
     }
 }
 
+/// Warns when `file` can be read (or written) by every user. Group access is fine: the package
+/// installs secrets 0640 root:opsagent.
+pub(super) fn warn_if_world_readable(cx: &mut Ctx, file: &Path, p: &KeyPath, what: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(md) = std::fs::metadata(file) {
+        let mode = md.permissions().mode() & 0o777;
+        if mode & 0o006 != 0 {
+            cx.warn(
+                p,
+                format!(
+                    "{what} {} can be read by every user (mode {mode:o})",
+                    file.display()
+                ),
+                format!(
+                    "chmod 600 {} (or 0640 owned by root, group opsagent)",
+                    file.display()
+                ),
+            );
+        }
+    }
+}
+
 /// Reads a secret file, with errors and loose-permission warnings at `p`.
 pub(super) fn secret_file(cx: &mut Ctx, file: &Path, p: &KeyPath) -> Option<Secret> {
     if !file.is_absolute() {
@@ -297,32 +319,14 @@ pub(super) fn secret_file(cx: &mut Ctx, file: &Path, p: &KeyPath) -> Option<Secr
     }
     match Secret::from_file(file) {
         Ok(s) => {
-            use std::os::unix::fs::PermissionsExt;
-            if let Ok(md) = std::fs::metadata(file) {
-                if md.permissions().mode() & 0o077 != 0 {
-                    cx.warn(
-                        p,
-                        format!(
-                            "secret file {} is readable by group or others (mode {:o})",
-                            file.display(),
-                            md.permissions().mode() & 0o777
-                        ),
-                        format!("chmod 600 {}", file.display()),
-                    );
-                }
-            }
+            warn_if_world_readable(cx, file, p, "secret file");
             Some(s)
         }
         Err(e) => {
-            let hint = match e.kind() {
-                std::io::ErrorKind::PermissionDenied => "the file must be readable by the user opsagent runs as (`chown opsagent: FILE; chmod 600 FILE`)",
-                std::io::ErrorKind::NotFound => "create it with the secret on one line, mode 0600",
-                _ => "check the file",
-            };
             cx.error(
                 p,
                 format!("cannot read secret file {}: {e}", file.display()),
-                hint,
+                e.hint("the secret on one line"),
             );
             None
         }

@@ -36,6 +36,26 @@ pub(super) fn email(cx: &mut Ctx, e: &RawEmail, p: &KeyPath) -> Option<EmailSett
         Some(SmtpTls::None) => 25,
         _ => 587,
     });
+    match (tls, port) {
+        (Some(SmtpTls::Starttls | SmtpTls::None), 465) => cx.warn(
+            &p.key("tls"),
+            "port 465 speaks TLS from the first byte (SMTPS), but tls is not \"tls\": the server will not answer",
+            "set tls = \"tls\" for port 465, or use port 587 with tls = \"starttls\"",
+        ),
+        (Some(SmtpTls::Tls), 25 | 587) => cx.warn(
+            &p.key("tls"),
+            format!("port {port} starts in plain text (STARTTLS), but tls = \"tls\" expects TLS at once: the handshake will fail"),
+            "set tls = \"starttls\" for ports 587 and 25, or use port 465 with tls = \"tls\"",
+        ),
+        _ => {}
+    }
+    if e.username.is_some() && e.password_file.is_none() {
+        cx.error(
+            &p.key("username"),
+            "a username is set but no password_file",
+            "set password_file = \"/etc/opsagent/secrets/smtp\" (the password on one line), or remove username for a relay without login",
+        );
+    }
     let password = e
         .password_file
         .as_ref()
@@ -83,7 +103,9 @@ pub(super) fn email(cx: &mut Ctx, e: &RawEmail, p: &KeyPath) -> Option<EmailSett
                 format!("`{}` is a relative path", ca.display()),
                 "use an absolute path to a PEM file",
             );
-        } else if let Err(err) = std::fs::metadata(ca) {
+        } else if let Err(err) =
+            crate::secret::read_small_file(ca, crate::alert::email::MAX_CA_FILE, true)
+        {
             cx.error(
                 &p.key("ca_file"),
                 format!("cannot read {}: {err}", ca.display()),

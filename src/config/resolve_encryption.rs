@@ -76,13 +76,14 @@ fn recipients_file(
         );
         return false;
     }
-    let text = match std::fs::read_to_string(file) {
+    let read = crate::secret::read_small_file(file, crate::secret::MAX_SECRET_FILE, true);
+    let text = match read.map(|b| String::from_utf8_lossy(&b).into_owned()) {
         Ok(t) => t,
         Err(err) => {
             cx.error(
                 p,
                 format!("cannot read recipients file {}: {err}", file.display()),
-                "create it with one `age1…` public key per line",
+                err.hint("one `age1…` public key per line"),
             );
             return false;
         }
@@ -114,7 +115,6 @@ fn recipients_file(
 /// Checks the identity file's path; warns (never fails) about its mode or readability, since
 /// a server that only makes backups may rightly not have it yet.
 fn identity_file(cx: &mut Ctx, file: &Path, p: &KeyPath) -> bool {
-    use std::os::unix::fs::PermissionsExt;
     if !file.is_absolute() {
         cx.error(
             p,
@@ -124,16 +124,12 @@ fn identity_file(cx: &mut Ctx, file: &Path, p: &KeyPath) -> bool {
         return false;
     }
     match std::fs::metadata(file) {
-        Ok(md) if md.permissions().mode() & 0o077 != 0 => cx.warn(
+        Ok(md) if !md.is_file() => cx.error(
             p,
-            format!(
-                "identity file {} is readable by group or others (mode {:o})",
-                file.display(),
-                md.permissions().mode() & 0o777
-            ),
-            format!("chmod 600 {}", file.display()),
+            format!("identity file {} is not a regular file", file.display()),
+            "point identity_file at the key file `age-keygen -o` wrote",
         ),
-        Ok(_) => {}
+        Ok(_) => super::resolve::warn_if_world_readable(cx, file, p, "identity file"),
         Err(err) => cx.warn(
             p,
             format!(

@@ -28,6 +28,17 @@ pub(super) fn media_job(cx: &mut Ctx, m: &RawMedia, p: &KeyPath) -> Option<Media
         Some(v) => {
             let resolved: Vec<_> = v.iter().map(|x| absolute(x)).collect();
             for (i, a) in resolved.iter().enumerate() {
+                // A warning, not an error: a late mount must not keep the daemon (and its
+                // health checks) from starting; the backup itself fails, naming the path.
+                if let Err(e) = std::fs::metadata(a) {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        cx.warn(
+                            &p.key("paths").index(i),
+                            format!("`{}` does not exist: backups of this job will fail until it does", a.display()),
+                            "check the path (a typo?); a directory on a file system mounted later is fine",
+                        );
+                    }
+                }
                 if resolved[..i]
                     .iter()
                     .any(|b| a.starts_with(b) || b.starts_with(a))

@@ -7,11 +7,12 @@ use super::history::{time_until_full, LOOKBACK};
 use super::host::HostSampler;
 use super::state::{EventKind, Level, Observation, Policy, Tracker};
 use super::{HealthConfig, Prober, Reading, Sample};
-use crate::catalog::{Catalog, CheckStateRow, EventRow};
+use crate::catalog::{Catalog, CatalogError, CheckStateRow, EventRow};
+use crate::repeated::{Repeated, Report};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -144,10 +145,53 @@ pub struct Collector {
     /// Events a full or failing catalog did not take; stored with the next round's (the
     /// trackers moved on, so they would not be produced again and their alerts would be lost).
     pending: Vec<EventRow>,
+    /// Repeated failures to store states and events (logged rate-limited).
+    store_failures: Repeated,
+    /// Repeated failures to store history points.
+    history_failures: Repeated,
 }
 
 /// At most this many unstored events are kept for a later round (the oldest go first).
 const MAX_PENDING: usize = 1000;
+
+/// Logs a failure to store a round (rate-limited: see [`Repeated`]) and the recovery.
+fn round_stored(gate: &mut Repeated, err: Option<&CatalogError>, pending: usize) {
+    let now = Instant::now();
+    let Some(e) = err else {
+        if let Some((rounds, lasted)) = gate.succeeded(now) {
+            let lasted = humantime::format_duration(Duration::from_secs(lasted.as_secs()));
+            tracing::info!(failed_rounds = rounds, %lasted, "check states and events are stored again");
+        }
+        return;
+    };
+    match gate.failed(now) {
+        Report::First => {
+            tracing::error!(error = %e, pending_events = pending, "cannot store check states and events; the events are kept for the next round (while this lasts, it is logged every 10 minutes)")
+        }
+        Report::Again { skipped } => {
+            tracing::error!(error = %e, pending_events = pending, rounds_not_logged = skipped, "cannot store check states and events, still; the events are kept for the next round")
+        }
+        Report::Quiet => {}
+    }
+}
+
+/// Logs a failure to store history points (rate-limited) and the recovery.
+fn history_stored(gate: &mut Repeated, err: Option<CatalogError>) {
+    let now = Instant::now();
+    let Some(e) = err else {
+        if gate.succeeded(now).is_some() {
+            tracing::info!("check history is stored again");
+        }
+        return;
+    };
+    match gate.failed(now) {
+        Report::First => tracing::warn!(error = %e, "cannot store check history"),
+        Report::Again { skipped } => {
+            tracing::warn!(error = %e, rounds_not_logged = skipped, "cannot store check history, still")
+        }
+        Report::Quiet => {}
+    }
+}
 
 /// The observation a sample makes for a check now in `current`.
 pub fn observe(reading: &Reading, detail: &str, current: Level) -> Observation {
@@ -189,6 +233,8 @@ impl Collector {
             trackers,
             full_within: None,
             pending: Vec::new(),
+            store_failures: Repeated::default(),
+            history_failures: Repeated::default(),
         }
     }
 
@@ -236,9 +282,8 @@ impl Collector {
                 hist.push((&s.check, now, *value));
             }
         }
-        if let Err(e) = self.catalog.add_samples(&hist) {
-            tracing::warn!(error = %e, "cannot store check history");
-        }
+        let stored = self.catalog.add_samples(&hist);
+        history_stored(&mut self.history_failures, stored.err());
         let forecasts: Vec<Sample> = batch
             .iter()
             .filter(|s| s.kind == "disk" && !matches!(s.reading, Reading::Failed))
@@ -289,8 +334,9 @@ impl Collector {
                 flapping: tr.flapping,
             });
         }
-        if let Err(e) = self.catalog.save_check_round(&states, &events) {
-            tracing::error!(error = %e, pending_events = events.len(), "cannot store check states and events; the events are kept for the next round");
+        let saved = self.catalog.save_check_round(&states, &events);
+        round_stored(&mut self.store_failures, saved.as_ref().err(), events.len());
+        if saved.is_err() {
             let excess = events.len().saturating_sub(MAX_PENDING);
             events.drain(..excess);
             self.pending = events;

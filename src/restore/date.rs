@@ -57,7 +57,16 @@ pub fn parse(expr: &str, now: DateTime<Utc>, zone: Zone) -> Result<Moment, Strin
             .ok()
             .and_then(|t| moment(t.with_timezone(&Utc)))
     });
-    found.ok_or_else(|| format!("cannot understand the date `{expr}`; accepted: {FORMS}"))
+    let found =
+        found.ok_or_else(|| format!("cannot understand the date `{expr}`; accepted: {FORMS}"))?;
+    // Later today is fine (`today` itself is the end of today); past that it is a typo.
+    if end_of_day(today, zone).is_some_and(|end| found.at > end) {
+        return Err(format!(
+            "the date `{expr}` is in the future ({}); a restore goes back in time: use `now` for the newest snapshot, or a past date",
+            found.at.format("%Y-%m-%d %H:%M UTC")
+        ));
+    }
+    Ok(found)
 }
 
 fn ago(e: &str, now: DateTime<Utc>, today: NaiveDate, zone: Zone) -> Option<Moment> {
@@ -211,6 +220,7 @@ mod tests {
             utc("2026-03-29T01:30:00Z")
         );
         // DST ends 2026-10-25 03:00 → 02:00: 02:30 happens twice; the later one is taken.
+        let now = utc("2026-11-01T00:00:00Z");
         assert_eq!(
             parse("2026-10-25 02:30", now, berlin).unwrap().at,
             utc("2026-10-25T01:30:00Z")
@@ -223,6 +233,21 @@ mod tests {
                 .at,
             utc("2026-12-31T23:59:59.999Z")
         );
+    }
+
+    #[test]
+    fn future_dates_are_refused_but_later_today_is_fine() {
+        for bad in ["2099-01-01", "2099-01-01 10:00", "2099-01-01T00:00:00Z"] {
+            let e = parse(bad, now(), bogota()).unwrap_err();
+            assert!(
+                e.contains("is in the future") && e.contains("use `now`"),
+                "{bad}: {e}"
+            );
+        }
+        let today = local_date(now(), bogota());
+        for ok in ["today", &today.to_string(), &format!("{today} 23:59")] {
+            assert!(parse(ok, now(), bogota()).is_ok(), "{ok}");
+        }
     }
 
     #[test]

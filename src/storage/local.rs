@@ -4,11 +4,14 @@
 //! place and the target directory is fsynced, so an object is either complete or absent,
 //! also after a crash. The temp directory never shows in listings and its name is not
 //! allowed as a key segment. Deleting an object removes directories it leaves empty.
+//! Temp files left by killed runs are swept at the next upload, at most hourly (see
+//! `local_tmp`).
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::fs;
@@ -16,6 +19,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::error::{ErrorContext, Op};
 use super::key::normalize_prefix;
+use super::local_tmp;
 use super::{Backend, BackendWriter, ObjectInfo, ObjectReader, StorageError, StorageFuture};
 
 /// Name of the temp directory under the storage root.
@@ -36,6 +40,8 @@ struct Place {
     base: PathBuf,
     /// `local directory /srv/backups/web-01/`.
     describe: String,
+    /// When the temp directory was last swept for leftovers.
+    swept: Mutex<Option<Instant>>,
 }
 
 impl Place {
@@ -87,6 +93,7 @@ impl LocalBackend {
                 root,
                 base,
                 describe,
+                swept: Mutex::new(None),
             }),
         })
     }
@@ -113,6 +120,7 @@ impl LocalBackend {
         fs::create_dir_all(&tmp_dir)
             .await
             .map_err(|e| fail(format!("cannot create {}", tmp_dir.display()), e))?;
+        local_tmp::sweep_now_and_then(&self.place.swept, &tmp_dir).await;
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let tmp_path = tmp_dir.join(format!("{}-{n}.tmp", std::process::id()));
         let file = fs::OpenOptions::new()
@@ -121,6 +129,9 @@ impl LocalBackend {
             .open(&tmp_path)
             .await
             .map_err(|e| fail(format!("cannot create {}", tmp_path.display()), e))?;
+        // Held until the file is renamed or removed: tells a sweep that it is being written.
+        local_tmp::lock(&file)
+            .map_err(|e| fail(format!("cannot lock {}", tmp_path.display()), e))?;
         Ok(LocalWriter {
             place: self.place.clone(),
             key: key.to_string(),
@@ -332,7 +343,7 @@ impl LocalWriter {
         file.sync_all()
             .await
             .map_err(|e| self.error(format!("cannot fsync {tmp}"), e))?;
-        drop(file);
+        // `file` (and its lock) stays open until the rename, so a sweep never takes it.
         let parent = self
             .final_path
             .parent()
@@ -356,6 +367,7 @@ impl LocalWriter {
             }
         }
         self.done = true;
+        drop(file);
         let dir = fs::File::open(&parent).await;
         let synced = match dir {
             Ok(dir) => dir.sync_all().await,

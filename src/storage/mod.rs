@@ -22,6 +22,7 @@ mod crypt;
 mod error;
 mod key;
 mod local;
+mod local_tmp;
 pub mod multipart;
 mod object;
 mod opendal_backend;

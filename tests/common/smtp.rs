@@ -31,6 +31,11 @@ pub struct SmtpOptions {
     pub starttls_cert: Option<(PathBuf, PathBuf)>,
     /// (user, password): require AUTH with exactly these.
     pub auth: Option<(String, String)>,
+    /// With `starttls_cert`: TLS from the first byte (port 465 style) instead of STARTTLS.
+    pub implicit_tls: bool,
+    /// Scripted misbehaviour, `--fault` specs of `tests/support/smtp_capture.py` (`rcpt:ADDR:550`,
+    /// `data:451:2`, `drop-data:1`, `slow-data:SECONDS:N`).
+    pub faults: Vec<String>,
 }
 
 /// The SMTP envelope of a captured message.
@@ -107,6 +112,12 @@ impl SmtpServer {
         if let Some((user, password)) = &self.opts.auth {
             cmd.args(["--auth-user", user, "--auth-password", password]);
         }
+        if self.opts.implicit_tls {
+            cmd.arg("--implicit-tls");
+        }
+        for f in &self.opts.faults {
+            cmd.args(["--fault", f]);
+        }
         let mut child = spawn(cmd).unwrap_or_else(|e| {
             panic!("SmtpServer: cannot run python3 ({e}); run scripts/install-test-deps")
         });
@@ -124,6 +135,14 @@ impl SmtpServer {
     /// The server process's pid while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// TCP connections the server accepted so far (its own readiness probe included).
+    pub fn connections(&self) -> u64 {
+        std::fs::read_to_string(self.mail_dir().join("connections"))
+            .ok()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// Where `N.eml` / `N.env` are written.

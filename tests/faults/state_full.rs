@@ -1,7 +1,8 @@
 //! Row "state_dir filesystem full": `state_dir` on a 3 MiB tmpfs that the test fills up while
 //! the daemon runs. A check that fails meanwhile cannot be stored; the daemon keeps running,
 //! keeps the event, and once space returns the alert is mailed through the outbox; the catalog
-//! passes `PRAGMA integrity_check`. Mounting needs CAP_SYS_ADMIN: without it the test says so
+//! passes `PRAGMA integrity_check`. The failure is logged once (then every 10 minutes), not every
+//! round, and its end is logged. Mounting needs CAP_SYS_ADMIN: without it the test says so
 //! and returns.
 
 use super::*;
@@ -184,6 +185,15 @@ fn full_state_dir_keeps_the_daemon_running_and_the_alert_comes_when_space_return
     let status = daemon.wait().unwrap();
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(status.success(), "daemon exit {status}:\n{log_text}");
+    // Logged once while it lasted (a round a second), not once a round; then the recovery.
+    let full = log_text
+        .matches("cannot store check states and events")
+        .count();
+    assert_eq!(full, 1, "rate-limited:\n{log_text}");
+    assert!(
+        log_text.contains("check states and events are stored again"),
+        "{log_text}"
+    );
     assert_eq!(cat.integrity_check().unwrap(), "ok");
     assert_eq!(smtp.messages_to(&rcpt).len(), 1, "mailed twice");
     drop(cat);

@@ -41,20 +41,20 @@ pub fn parse_recipients_file(text: &str) -> Result<Vec<Recipient>, (usize, Strin
 /// Reads the X25519 identities of an identity file (`age-keygen` output). Errors name the file
 /// and line but never quote it; the second string is a hint.
 pub fn read_identity_file(path: &Path) -> Result<Vec<Identity>, (String, String)> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        let hint = match e.kind() {
-            io::ErrorKind::NotFound => IDENTITY_HINT.to_string(),
-            io::ErrorKind::PermissionDenied => {
-                "make it readable by the user opsagent runs as (`chmod 600`, owned by that user)"
-                    .to_string()
-            }
-            _ => "check the file".to_string(),
-        };
-        (
-            format!("cannot read the identity file {}: {e}", path.display()),
-            hint,
-        )
-    })?;
+    let bytes = crate::secret::read_small_file(path, crate::secret::MAX_SECRET_FILE, true)
+        .map_err(|e| {
+            let hint = match &e {
+                crate::secret::SmallFileError::Io(io) if io.kind() == io::ErrorKind::NotFound => {
+                    IDENTITY_HINT.to_string()
+                }
+                _ => e.hint("the age identity (`age-keygen -o` output)"),
+            };
+            (
+                format!("cannot read the identity file {}: {e}", path.display()),
+                hint,
+            )
+        })?;
+    let text = String::from_utf8_lossy(&bytes);
     let mut ids = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
