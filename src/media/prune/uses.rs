@@ -96,28 +96,23 @@ async fn snapshot_use(
     report: &mut Report,
 ) -> Use {
     let mut u = listed(snap);
-    let nodes = match &snap.tree {
+    // The tree is decoded as it streams: only its chunk ids are kept, not its nodes.
+    let mut chunks: HashSet<Id> = HashSet::new();
+    let read = match &snap.tree {
         None => Err("the manifest names no tree".to_string()),
         Some(key) => match storage.get_bytes(key).await {
-            Ok(b) => tree::decode(key, &b),
+            Ok(b) => tree::decode_each(key, &b, |n| chunks.extend(n.chunks)),
             Err(e) => Err(e.to_string()),
         },
     };
-    let nodes = match nodes {
-        Ok(n) => n,
-        Err(e) => {
-            report.trees_unreadable += 1;
-            report.warnings.push(format!(
-                "snapshot `{}`: {e}; counting the packs its manifest lists",
-                snap.manifest
-            ));
-            return u;
-        }
-    };
-    let chunks: HashSet<Id> = nodes
-        .iter()
-        .flat_map(|n| n.chunks.iter().copied())
-        .collect();
+    if let Err(e) = read {
+        report.trees_unreadable += 1;
+        report.warnings.push(format!(
+            "snapshot `{}`: {e}; counting the packs its manifest lists",
+            snap.manifest
+        ));
+        return u;
+    }
     let mut packs = BTreeSet::new();
     let mut missing = 0usize;
     for c in &chunks {
