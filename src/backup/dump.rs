@@ -24,8 +24,17 @@ const TRAILER: &[u8] = b"-- Dump completed";
 const PIPE_SIZE: usize = 1 << 20;
 const ZSTD_JOB: u32 = 2 << 20;
 
+/// What one dump adds to the job's settings (see `mysql_inspect`).
+#[derive(Debug, Clone, Default)]
+pub struct DumpOptions {
+    /// Arguments after the job's `extra_args`.
+    pub args: Vec<String>,
+    /// SQL put in front of the tool's output (after its sandbox-mode first line).
+    pub preamble: Vec<u8>,
+}
+
 /// The arguments for dumping `db` (after the credentials argument, which must come first).
-pub fn dump_args(job: &MysqlJob, db: &str) -> Vec<String> {
+pub fn dump_args(job: &MysqlJob, db: &str, more: &[String]) -> Vec<String> {
     let mut a: Vec<String> = [
         "--single-transaction",
         "--quick",
@@ -41,6 +50,7 @@ pub fn dump_args(job: &MysqlJob, db: &str) -> Vec<String> {
     .map(|s| s.to_string())
     .collect();
     a.extend(job.extra_args.iter().cloned());
+    a.extend(more.iter().cloned());
     // One database, without CREATE DATABASE/USE, so it restores under any name.
     a.push("--".to_string());
     a.push(db.to_string());
@@ -64,11 +74,18 @@ pub async fn dump_to(
     db: &str,
     key: &str,
     progress: Option<Arc<AtomicU64>>,
+    opts: &DumpOptions,
 ) -> Result<Dumped, String> {
     let mut writer = storage.writer(key).await.map_err(|e| e.to_string())?;
     let (tx, mut rx) = mpsc::channel::<Bytes>(4);
-    let (job2, tool2, db2) = (job.clone(), tool.to_path_buf(), db.to_string());
-    let producer = tokio::task::spawn_blocking(move || produce(&job2, &tool2, &db2, tx, progress));
+    let (job2, tool2, db2, opts2) = (
+        job.clone(),
+        tool.to_path_buf(),
+        db.to_string(),
+        opts.clone(),
+    );
+    let producer =
+        tokio::task::spawn_blocking(move || produce(&job2, &tool2, &db2, &opts2, tx, progress));
     let mut upload_err = None;
     while let Some(chunk) = rx.recv().await {
         if let Err(e) = writer.write(chunk).await {
@@ -128,13 +145,14 @@ fn produce(
     job: &MysqlJob,
     tool: &Path,
     db: &str,
+    opts: &DumpOptions,
     tx: mpsc::Sender<Bytes>,
     progress: Option<Arc<AtomicU64>>,
 ) -> Result<u64, String> {
     let creds = crate::backup::mysql_cmd::credentials(job)
         .map_err(|e| format!("cannot prepare credentials: {e}"))?;
     let mut cmd = Command::new(tool);
-    cmd.arg(creds.arg()).args(dump_args(job, db));
+    cmd.arg(creds.arg()).args(dump_args(job, db, &opts.args));
     creds.pass_to(&mut cmd);
     let mut child = cmd
         .stdin(Stdio::null())
@@ -160,7 +178,13 @@ fn produce(
     let mut stdout = child.stdout.take().expect("piped stdout");
     // A deeper pipe lets the dump tool run ahead while a chunk is compressed (best effort).
     let _ = rustix::pipe::fcntl_setpipe_size(&stdout, PIPE_SIZE);
-    let streamed = stream(&mut stdout, job.compression_level, tx, progress);
+    let streamed = stream(
+        &mut stdout,
+        job.compression_level,
+        &opts.preamble,
+        tx,
+        progress,
+    );
     if streamed.is_err() {
         let _ = child.kill();
     }
@@ -177,6 +201,7 @@ fn produce(
 fn stream(
     src: &mut impl Read,
     level: i32,
+    preamble: &[u8],
     tx: mpsc::Sender<Bytes>,
     progress: Option<Arc<AtomicU64>>,
 ) -> Result<(u64, Vec<u8>), String> {
@@ -194,6 +219,7 @@ fn stream(
     let mut tail: Vec<u8> = Vec::with_capacity(1024);
     let mut raw = 0u64;
     let upload_stopped = |_| "the upload stopped".to_string();
+    let mut preamble = (!preamble.is_empty()).then_some(preamble);
     loop {
         let n = match src.read(&mut buf) {
             Ok(0) => break,
@@ -201,7 +227,15 @@ fn stream(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(format!("reading the dump failed: {e}")),
         };
-        enc.write_all(&buf[..n]).map_err(upload_stopped)?;
+        if let Some(p) = preamble.take() {
+            let at = after_sandbox_line(&buf[..n]);
+            enc.write_all(&buf[..at]).map_err(upload_stopped)?;
+            enc.write_all(p).map_err(upload_stopped)?;
+            enc.write_all(&buf[at..n]).map_err(upload_stopped)?;
+            raw += p.len() as u64;
+        } else {
+            enc.write_all(&buf[..n]).map_err(upload_stopped)?;
+        }
         raw += n as u64;
         if let Some(p) = &progress {
             p.fetch_add(n as u64, Ordering::Relaxed);
@@ -214,6 +248,18 @@ fn stream(
     let mut sink = enc.finish().map_err(upload_stopped)?;
     sink.flush().map_err(upload_stopped)?;
     Ok((raw, tail))
+}
+
+/// Where the preamble goes in the first piece of output: after the sandbox-mode marker line
+/// (`/*M!999999\- enable the sandbox mode */`, which newer clients honour only as the first
+/// line), else at the very start.
+fn after_sandbox_line(first: &[u8]) -> usize {
+    if first.starts_with(b"/*M!999999") {
+        if let Some(i) = first.iter().position(|b| *b == b'\n') {
+            return i + 1;
+        }
+    }
+    0
 }
 
 /// Decides whether a finished dump is complete.
@@ -269,6 +315,24 @@ mod tests {
 
     fn ok() -> std::process::ExitStatus {
         std::process::ExitStatus::from_raw(0)
+    }
+
+    #[test]
+    fn preamble_goes_after_the_sandbox_line() {
+        let out = |src: &[u8]| {
+            let (tx, mut rx) = mpsc::channel(16);
+            let (raw, _) = stream(&mut &src[..], 1, b"PRE;\n", tx, None).unwrap();
+            let mut all = Vec::new();
+            while let Ok(c) = rx.try_recv() {
+                all.extend_from_slice(&c);
+            }
+            (raw, zstd::decode_all(&all[..]).unwrap())
+        };
+        let sandbox = b"/*M!999999\\- enable the sandbox mode */ \n-- MariaDB dump\n";
+        let (raw, sql) = out(sandbox);
+        assert_eq!(raw, sandbox.len() as u64 + 5);
+        assert!(sql.starts_with(b"/*M!999999") && sql.ends_with(b"\nPRE;\n-- MariaDB dump\n"));
+        assert_eq!(out(b"-- MySQL dump\n").1, b"PRE;\n-- MySQL dump\n");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod media;
 pub mod mysql;
 pub mod mysql_cmd;
+pub mod mysql_inspect;
 pub mod owner;
 pub mod prune;
 pub mod refresh;

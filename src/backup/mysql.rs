@@ -2,9 +2,10 @@
 //! snapshot (data, then manifest), record each in the catalog. One database failing does not
 //! stop the others; the run fails if any did.
 
-use super::dump::{dump_to, Dumped};
+use super::dump::{dump_to, DumpOptions, Dumped};
 use super::manifest::{dump_key, new_id, Encryption, Manifest, ObjectRef, Tools, FORMAT_VERSION};
 use super::mysql_cmd::{client_tool, dump_tool, query};
+use super::mysql_inspect::{has_dump_history, inspect, preamble};
 use super::{Env, RunReport};
 use crate::catalog::SnapshotRow;
 use crate::config::{Databases, MysqlJob};
@@ -62,12 +63,19 @@ pub async fn run(env: &Env, job: &MysqlJob, run_id: i64) -> Result<RunReport, Ru
     };
     let mut report = RunReport::default();
     let mut failures = Vec::new();
+    let dump = Dump {
+        tool: &tool,
+        client: &client,
+        history: has_dump_history(&tool),
+        tools: &tools,
+    };
     for db in &databases {
-        match snapshot_one(env, job, &tool, db, &tools, run_id).await {
-            Ok(m) => {
+        match snapshot_one(env, job, &dump, db, run_id).await {
+            Ok(Some(m)) => {
                 report.bytes += m.stored_size();
                 report.snapshots.push(m);
             }
+            Ok(None) => {}
             Err(e) => {
                 tracing::error!(job = %job.name, database = %db, server = %job.endpoint, error = %e, "database backup failed");
                 failures.push(format!("database `{db}` on {at}: {e}"));
@@ -100,15 +108,54 @@ async fn tool_version(tool: &std::path::Path) -> String {
     }
 }
 
-/// Dumps one database and commits it as a snapshot.
+/// The tools of a run.
+struct Dump<'a> {
+    tool: &'a std::path::Path,
+    client: &'a std::path::Path,
+    /// The dump tool has `--dump-history`.
+    history: bool,
+    tools: &'a Tools,
+}
+
+/// How `db` is dumped, from what the server says about it; `None` when a database listed by
+/// `["*"]` has been dropped since (nothing to back up, so no failure).
+async fn options(job: &MysqlJob, d: &Dump<'_>, db: &str) -> Result<Option<DumpOptions>, String> {
+    let (j, c, name) = (job.clone(), d.client.to_path_buf(), db.to_string());
+    let i = tokio::task::spawn_blocking(move || inspect(&j, &c, &name))
+        .await
+        .map_err(|e| e.to_string())??;
+    if !i.exists && matches!(job.databases, Databases::All) {
+        tracing::warn!(job = %job.name, database = %db, "database was dropped after it was listed; skipped");
+        return Ok(None);
+    }
+    let mut args = Vec::new();
+    if !i.versioned.is_empty() {
+        if d.history {
+            args.push("--dump-history".to_string());
+        } else {
+            tracing::warn!(job = %job.name, database = %db, tables = %i.versioned.join(", "), "only the current rows of system-versioned tables are dumped: the dump tool has no --dump-history (MariaDB 10.11 or later has)");
+        }
+    }
+    if !i.floats.is_empty() {
+        tracing::warn!(job = %job.name, database = %db, columns = %i.floats.join(", "), "FLOAT columns are dumped with 6 significant digits (as by any mysqldump); use DOUBLE or DECIMAL to keep every digit");
+    }
+    Ok(Some(DumpOptions {
+        args,
+        preamble: preamble(&i),
+    }))
+}
+
+/// Dumps one database and commits it as a snapshot (`None`: skipped, see [`options`]).
 async fn snapshot_one(
     env: &Env,
     job: &MysqlJob,
-    tool: &std::path::Path,
+    d: &Dump<'_>,
     db: &str,
-    tools: &Tools,
     run_id: i64,
-) -> Result<Manifest, String> {
+) -> Result<Option<Manifest>, String> {
+    let Some(mut opts) = options(job, d, db).await? else {
+        return Ok(None);
+    };
     let started_at = Utc::now();
     let id = new_id(started_at);
     let mut key = dump_key(&job.name, db, &id);
@@ -117,8 +164,15 @@ async fn snapshot_one(
         // So an admin knows to run `age -d` before `zstd -d`.
         key.push_str(".age");
     }
-    let Dumped { put, raw_size } =
-        dump_to(&env.storage, job, tool, db, &key, env.progress.clone()).await?;
+    let progress = env.progress.clone();
+    let mut dumped = dump_to(&env.storage, job, d.tool, db, &key, progress.clone(), &opts).await;
+    if matches!(&dumped, Err(e) if e.contains("transaction-precise")) {
+        // --dump-history cannot read history kept by transaction id: dump the current rows.
+        tracing::warn!(job = %job.name, database = %db, "a system-versioned table keeps transaction-precise history, which no dump tool can dump: only the current rows are dumped");
+        opts.args.retain(|a| a != "--dump-history");
+        dumped = dump_to(&env.storage, job, d.tool, db, &key, progress, &opts).await;
+    }
+    let Dumped { put, raw_size } = dumped?;
     // Verify what the store holds before committing: the object is there, whole.
     let listed = env.storage.list(&key).await.map_err(|e| e.to_string())?;
     let stored = listed.iter().find(|o| o.key == key).map(|o| o.size);
@@ -145,7 +199,7 @@ async fn snapshot_one(
             raw_size,
             compression: "zstd".into(),
         }],
-        tools: tools.clone(),
+        tools: d.tools.clone(),
         media: None,
         encryption: recipients.map(|recipients| Encryption {
             scheme: "age".into(),
@@ -154,7 +208,7 @@ async fn snapshot_one(
     };
     commit(env, &manifest, run_id).await?;
     tracing::info!(job = %job.name, database = %db, snapshot = %manifest.id, bytes = put.size, raw = raw_size, "snapshot committed");
-    Ok(manifest)
+    Ok(Some(manifest))
 }
 
 /// Commits a snapshot: writes its manifest (the commit point), then records it in the catalog

@@ -80,20 +80,36 @@ pub fn query(job: &MysqlJob, client: &Path, sql: &str) -> Result<Vec<String>, St
         .collect())
 }
 
+/// Whether `err` carries MySQL error number `n` as the tools print it: `ERROR n (…)` (client),
+/// `… (n)` (dump tool), `error: n:` (dump tool connecting).
+fn code(err: &str, n: u32) -> bool {
+    [
+        format!("ERROR {n} "),
+        format!("({n})"),
+        format!("error: {n}:"),
+    ]
+    .iter()
+    .any(|p| err.contains(p.as_str()))
+}
+
 /// Adds an operator hint to a client error by its MySQL error number.
 pub fn with_hint(err: &str) -> String {
-    let hint = if err.contains("1045") || err.contains("Access denied") {
+    let hint = if code(err, 1044)
+        || code(err, 1142)
+        || code(err, 1143)
+        || code(err, 1227)
+        || code(err, 1370)
+    {
+        "the user lacks a privilege; see the README for the GRANT statements"
+    } else if code(err, 1045) || err.contains("Access denied") {
         "check `user` and the password in `password_file`"
-    } else if err.contains("2002")
-        || err.contains("2003")
-        || err.contains("2013")
-        || err.contains("Can't connect")
+    } else if code(err, 2002) || code(err, 2003) || code(err, 2013) || err.contains("Can't connect")
     {
         "is the server running and reachable? check `host`/`port` or `socket`"
-    } else if err.contains("1049") || err.contains("Unknown database") {
+    } else if code(err, 1049) || err.contains("Unknown database") {
         "check the names in `databases` (SHOW DATABASES lists them)"
-    } else if err.contains("1044") || err.contains("1142") || err.contains("1227") {
-        "the backup user lacks a privilege; see the README for the GRANT statement"
+    } else if err.contains("max_allowed_packet") || code(err, 2006) {
+        "a row is larger than the server's max_allowed_packet: raise it (`SET GLOBAL max_allowed_packet = 1073741824`, or `max_allowed_packet = 1G` under [mysqld]) or restore as a user with SUPER, which opsagent raises it for"
     } else {
         return err.to_string();
     };

@@ -446,12 +446,13 @@ fn mysql_job(cx: &mut Ctx, m: &RawMysql, p: &KeyPath) -> Option<MysqlJob> {
         }
         Some(v) => {
             for (i, d) in v.iter().enumerate() {
-                if d.is_empty()
-                    || d.len() > 64
-                    || d.contains(['/', '\\', '.', '\0'])
-                    || d.ends_with(' ')
-                {
-                    cx.error(&p.key("databases").index(i), format!("`{d}` is not a valid database name"), "MySQL names are at most 64 characters, without `/`, `\\`, `.` or trailing spaces");
+                // `/`, `\\`, `.` and spaces are fine in (quoted) names: MariaDB encodes them.
+                if d.is_empty() || d.chars().count() > 64 || d.contains('\0') || d.ends_with(' ') {
+                    cx.error(
+                        &p.key("databases").index(i),
+                        format!("`{d}` is not a valid database name"),
+                        "MySQL names are 1 to 64 characters, without NUL or trailing spaces",
+                    );
                 } else if SYSTEM_DATABASES.contains(&d.to_ascii_lowercase().as_str()) {
                     cx.warn(&p.key("databases").index(i), format!("`{d}` is a system database"), "users and grants live in `mysql`; dumping it is fine but it is not restorable under another name");
                 }

@@ -10,6 +10,7 @@ pub mod media_packs;
 pub mod media_select;
 pub mod media_verify;
 pub mod media_write;
+pub mod objects;
 pub mod plan;
 pub mod sql;
 pub mod stream;
@@ -85,9 +86,10 @@ pub fn prepare(config: &Config, chosen: Vec<Chosen>, target: &Target) -> Result<
             Target::Database(n) => (n.clone(), None),
             Target::InPlace => (
                 db.clone(),
+                // 37 + 12 + 15 characters: within MySQL's 64 for any database name.
                 Some(format!(
                     "{}_prerestore_{}",
-                    truncate(&db, 40),
+                    truncate(&db, 37),
                     zone.format(Utc::now(), "%Y%m%d_%H%M%S")
                 )),
             ),

@@ -20,6 +20,20 @@ pub fn literal(s: &str) -> String {
 /// Runs `script` (statements, `DELIMITER` allowed) with the client; returns the rows, fields
 /// unescaped (batch mode escapes tab, newline, backslash and NUL inside values).
 pub fn run(job: &MysqlJob, client: &Path, script: &str) -> Result<Vec<Vec<String>>, String> {
+    run_with(job, client, script, false)
+}
+
+/// [`run`], going on after a statement fails (`--force`); the error is the client's stderr.
+pub fn run_forced(job: &MysqlJob, client: &Path, script: &str) -> Result<Vec<Vec<String>>, String> {
+    run_with(job, client, script, true)
+}
+
+fn run_with(
+    job: &MysqlJob,
+    client: &Path,
+    script: &str,
+    force: bool,
+) -> Result<Vec<Vec<String>>, String> {
     let creds = crate::backup::mysql_cmd::credentials(job)
         .map_err(|e| format!("cannot prepare credentials: {e}"))?;
     let mut cmd = Command::new(client);
@@ -28,6 +42,9 @@ pub fn run(job: &MysqlJob, client: &Path, script: &str) -> Result<Vec<Vec<String
         "--skip-column-names",
         "--default-character-set=utf8mb4",
     ]);
+    if force {
+        cmd.arg("--force");
+    }
     creds.pass_to(&mut cmd);
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -73,6 +90,18 @@ pub fn unescape(s: &str) -> String {
     out
 }
 
+/// `db`'s default character set and collation, when it exists.
+pub fn charset(job: &MysqlJob, client: &Path, db: &str) -> Result<Option<String>, String> {
+    let rows = run(job, client, &format!(
+        "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {};",
+        literal(db)
+    ))?;
+    Ok(rows
+        .first()
+        .filter(|r| r.len() == 2)
+        .map(|r| format!("CHARACTER SET {} COLLATE {}", r[0], r[1])))
+}
+
 /// Whether database `db` exists, and how many tables and views it holds.
 pub fn database_tables(job: &MysqlJob, client: &Path, db: &str) -> Result<Option<usize>, String> {
     let rows = run(job, client, &format!(
@@ -86,6 +115,50 @@ pub fn database_tables(job: &MysqlJob, client: &Path, db: &str) -> Result<Option
             .unwrap_or(0)
     };
     Ok((n(0) > 0).then(|| n(1)))
+}
+
+/// The largest `max_allowed_packet` a server accepts (1 GiB).
+pub const MAX_PACKET: u64 = 1 << 30;
+
+/// A server's `max_allowed_packet`, raised for one load and put back afterwards.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketLimit {
+    /// The value before it was raised.
+    pub was: u64,
+}
+
+impl PacketLimit {
+    /// Raises the global `max_allowed_packet` to [`MAX_PACKET`] when it is lower and the user
+    /// may (SUPER); new connections get the new value. `None` when nothing was changed.
+    pub fn raise(job: &MysqlJob, client: &Path) -> Option<PacketLimit> {
+        let rows = run(job, client, "SELECT @@GLOBAL.max_allowed_packet;").ok()?;
+        let was: u64 = rows.first()?.first()?.parse().ok()?;
+        if was >= MAX_PACKET {
+            return None;
+        }
+        match run(
+            job,
+            client,
+            &format!("SET GLOBAL max_allowed_packet = {MAX_PACKET};"),
+        ) {
+            Ok(_) => {
+                tracing::info!(server = %job.endpoint, was, now = MAX_PACKET, "max_allowed_packet raised for the restore");
+                Some(PacketLimit { was })
+            }
+            Err(e) => {
+                tracing::debug!(server = %job.endpoint, error = %e, "cannot raise max_allowed_packet; rows larger than it will fail to load");
+                None
+            }
+        }
+    }
+
+    /// Puts the old value back.
+    pub fn restore(self, job: &MysqlJob, client: &Path) {
+        let sql = format!("SET GLOBAL max_allowed_packet = {};", self.was);
+        if let Err(e) = run(job, client, &sql) {
+            tracing::warn!(server = %job.endpoint, error = %e, "could not put max_allowed_packet back to {}; run `{sql}`", self.was);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -146,6 +146,24 @@ fn run_client(
     plain: Result<Box<dyn Read + Send>, String>,
     abort: &AtomicBool,
 ) -> Result<(), String> {
+    // Dumps hold each row in one statement, blobs in hex: a row the server took may need a
+    // packet twice its size to come back. Lift the server's limit for this load if allowed.
+    let raised = super::sql::PacketLimit::raise(job, client);
+    let result = load(job, client, target, source, plain, abort);
+    if let Some(r) = raised {
+        r.restore(job, client);
+    }
+    result
+}
+
+fn load(
+    job: &MysqlJob,
+    client: &Path,
+    target: &str,
+    source: &str,
+    plain: Result<Box<dyn Read + Send>, String>,
+    abort: &AtomicBool,
+) -> Result<(), String> {
     let creds = crate::backup::mysql_cmd::credentials(job)
         .map_err(|e| format!("cannot prepare credentials: {e}"))?;
     let mut cmd = Command::new(client);
@@ -170,7 +188,7 @@ fn run_client(
         let _ = stderr.read_to_string(&mut s);
         s
     });
-    let rename = (source != target).then_some(source.as_str());
+    let rename = (source != target).then_some(source);
     let copied = plain.and_then(|plain| {
         zstd::Decoder::new(plain)
             .and_then(|dec| {
@@ -192,6 +210,13 @@ fn run_client(
     if abort.load(Ordering::SeqCst) {
         return Err("stopped".into());
     }
+    if !status.success() && !err.trim().is_empty() {
+        // The client stopped first (a broken pipe on our side): its error is the cause.
+        return Err(format!(
+            "loading into `{target}` failed: {}",
+            crate::backup::mysql_cmd::with_hint(err.trim())
+        ));
+    }
     copied?;
     if !status.success() {
         return Err(format!(
@@ -202,10 +227,16 @@ fn run_client(
     Ok(())
 }
 
-/// Copies SQL from `src` to `dst`. With `rename_from`, qualified references to that database
-/// (`` `db`. ``) inside `DELIMITER ;;` blocks — triggers, routines and events, whose original
-/// statements the dump tool keeps verbatim — are made unqualified, so a trigger written as
-/// `CREATE TRIGGER `shop`.t_ai … ON `shop`.t` loads into a database of another name.
+/// Copies SQL from `src` to `dst`. With `rename_from`, the dump is made to load into the
+/// client's current database instead of the one it was taken from:
+/// - qualified references to that database (`` `db`. ``) inside `DELIMITER ;;` blocks —
+///   triggers, routines and events, whose original statements the dump tool keeps verbatim —
+///   are made unqualified, so a trigger written as `CREATE TRIGGER `shop`.t_ai … ON `shop`.t`
+///   loads into a database of another name;
+/// - `ALTER DATABASE `db` CHARACTER SET … ;` lines, which the dump tool writes around routines,
+///   triggers and events created under another database collation, lose the name, so they
+///   apply to the database being loaded and never touch the original (which may be live, or
+///   not exist at all on a new machine).
 pub fn copy_sql(
     mut src: impl std::io::BufRead,
     dst: &mut impl Write,
@@ -214,7 +245,9 @@ pub fn copy_sql(
     let Some(db) = rename_from else {
         return std::io::copy(&mut src, dst);
     };
-    let qualified = format!("`{}`.", db.replace('`', "``"));
+    let quoted = format!("`{}`", db.replace('`', "``"));
+    let qualified = format!("{quoted}.");
+    let alter = format!("ALTER DATABASE {quoted} CHARACTER SET ");
     let mut line = Vec::with_capacity(1 << 16);
     let mut in_block = false;
     let mut total = 0u64;
@@ -227,6 +260,10 @@ pub fn copy_sql(
         total += n as u64;
         if line.starts_with(b"DELIMITER ") {
             in_block = line.starts_with(b"DELIMITER ;;");
+        } else if line.starts_with(alter.as_bytes()) {
+            dst.write_all(b"ALTER DATABASE ")?;
+            dst.write_all(&line["ALTER DATABASE ".len() + quoted.len() + 1..])?;
+            continue;
         } else if in_block {
             if let Ok(text) = std::str::from_utf8(&line) {
                 if text.contains(&qualified) {
@@ -318,5 +355,16 @@ mod tests {
         let mut same = Vec::new();
         copy_sql(sql.as_bytes(), &mut same, None).unwrap();
         assert_eq!(same, sql.as_bytes());
+    }
+
+    #[test]
+    fn alter_database_lines_lose_the_original_name() {
+        let sql = "ALTER DATABASE `my db` CHARACTER SET latin1 COLLATE latin1_swedish_ci ;\nDELIMITER ;;\nALTER DATABASE `my db` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin ;;\nDELIMITER ;\nINSERT INTO t VALUES ('ALTER DATABASE `my db` CHARACTER SET x');\nALTER DATABASE `other` CHARACTER SET latin1 ;\n";
+        let mut out = Vec::new();
+        copy_sql(sql.as_bytes(), &mut out, Some("my db")).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "ALTER DATABASE CHARACTER SET latin1 COLLATE latin1_swedish_ci ;\nDELIMITER ;;\nALTER DATABASE CHARACTER SET utf8mb4 COLLATE utf8mb4_bin ;;\nDELIMITER ;\nINSERT INTO t VALUES ('ALTER DATABASE `my db` CHARACTER SET x');\nALTER DATABASE `other` CHARACTER SET latin1 ;\n"
+        );
     }
 }

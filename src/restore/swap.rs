@@ -1,21 +1,15 @@
 //! In-place restore, the swap: after the snapshot loaded completely into a staging database,
 //! the live tables move aside into a pre-restore database and the restored ones move in, with
-//! one multi-table `RENAME TABLE` (atomic in MariaDB/MySQL). Objects that cannot be renamed
-//! across databases (triggers, views, routines, events) are captured with `SHOW CREATE`, dropped,
-//! and re-created on the other side, under the sql_mode they were created with.
+//! one multi-table `RENAME TABLE` (atomic in MariaDB/MySQL). Tables, system-versioned tables
+//! and sequences move; objects that cannot be renamed across databases (triggers, views,
+//! routines, events) are captured with `SHOW CREATE`, dropped, and re-created on the other side
+//! (see `objects`), each under the settings it was created with. The database's own default
+//! character set and collation follow the snapshot; the pre-restore database keeps the old ones.
 
-use super::sql::{ident, literal, run};
+use super::objects::{self, Object};
+use super::sql::{charset, ident, literal, run};
 use crate::config::MysqlJob;
 use std::path::Path;
-
-/// A schema object re-created by DDL.
-#[derive(Debug, Clone)]
-struct Object {
-    kind: &'static str,
-    name: String,
-    sql_mode: String,
-    ddl: String,
-}
 
 fn list(job: &MysqlJob, client: &Path, db: &str, sql: &str) -> Result<Vec<String>, String> {
     Ok(run(job, client, &sql.replace("{db}", &literal(db)))?
@@ -24,52 +18,12 @@ fn list(job: &MysqlJob, client: &Path, db: &str, sql: &str) -> Result<Vec<String
         .collect())
 }
 
-/// Captures every trigger, view, routine and event of `db`.
-fn objects(job: &MysqlJob, client: &Path, db: &str) -> Result<Vec<Object>, String> {
-    let mut out = Vec::new();
-    // (kind, listing query, SHOW CREATE verb, index of sql_mode, index of the DDL column)
-    let kinds: [(&str, &str, &str, Option<usize>, usize); 5] = [
-        ("TRIGGER", "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = {db}", "TRIGGER", Some(1), 2),
-        ("VIEW", "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = {db}", "VIEW", None, 1),
-        ("PROCEDURE", "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = {db} AND ROUTINE_TYPE = 'PROCEDURE'", "PROCEDURE", Some(1), 2),
-        ("FUNCTION", "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = {db} AND ROUTINE_TYPE = 'FUNCTION'", "FUNCTION", Some(1), 2),
-        ("EVENT", "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {db}", "EVENT", Some(1), 3),
-    ];
-    for (kind, q, verb, mode_col, ddl_col) in kinds {
-        for name in list(job, client, db, q)? {
-            let rows = run(
-                job,
-                client,
-                &format!("SHOW CREATE {verb} {}.{}", ident(db), ident(&name)),
-            )?;
-            let row = rows
-                .into_iter()
-                .next()
-                .ok_or_else(|| format!("SHOW CREATE {verb} {name} returned nothing"))?;
-            let ddl = row
-                .get(ddl_col)
-                .cloned()
-                .ok_or_else(|| format!("SHOW CREATE {verb} {name}: unexpected output"))?;
-            let sql_mode = mode_col
-                .and_then(|i| row.get(i).cloned())
-                .unwrap_or_default();
-            out.push(Object {
-                kind,
-                name,
-                sql_mode,
-                ddl,
-            });
-        }
-    }
-    Ok(out)
-}
-
 fn drop_script(db: &str, objs: &[Object]) -> String {
     objs.iter()
         .map(|o| {
             format!(
                 "DROP {} IF EXISTS {}.{};\n",
-                o.kind,
+                o.kind.verb(),
                 ident(db),
                 ident(&o.name)
             )
@@ -77,23 +31,9 @@ fn drop_script(db: &str, objs: &[Object]) -> String {
         .collect()
 }
 
-/// Re-creates `objs` (captured in `from`) inside `to`. Definitions may name their database
-/// (views always do, triggers when written so); those qualifications are removed.
-fn create_script(from: &str, to: &str, objs: &[Object]) -> String {
-    let mut s = format!("USE {};\nDELIMITER ;;\n", ident(to));
-    // Views first need their tables; triggers need theirs; routines and events are independent.
-    for o in objs {
-        let ddl = o.ddl.replace(&format!("{}.", ident(from)), "");
-        s += &format!(
-            "SET SESSION sql_mode = {};;\n{ddl};;\n",
-            literal(&o.sql_mode)
-        );
-    }
-    s + "DELIMITER ;\n"
-}
-
-fn base_tables(job: &MysqlJob, client: &Path, db: &str) -> Result<Vec<String>, String> {
-    list(job, client, db, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = {db} AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1")
+/// Everything `RENAME TABLE` moves: base tables, system-versioned tables, sequences.
+fn tables(job: &MysqlJob, client: &Path, db: &str) -> Result<Vec<String>, String> {
+    list(job, client, db, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = {db} AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED', 'SEQUENCE') ORDER BY 1")
 }
 
 /// Swaps the contents of `staging` into `live`, keeping the old `live` contents in `pre`
@@ -105,10 +45,13 @@ pub fn swap(
     staging: &str,
     pre: &str,
 ) -> Result<(), String> {
-    let live_objs = objects(job, client, live)?;
-    let new_objs = objects(job, client, staging)?;
-    let live_tables = base_tables(job, client, live)?;
-    let new_tables = base_tables(job, client, staging)?;
+    let live_objs = objects::capture(job, client, live)?;
+    let new_objs = objects::capture(job, client, staging)?;
+    let live_tables = tables(job, client, live)?;
+    let new_tables = tables(job, client, staging)?;
+    let utf8 = "CHARACTER SET utf8mb4".to_string();
+    let live_cs = charset(job, client, live)?.unwrap_or_else(|| utf8.clone());
+    let new_cs = charset(job, client, staging)?.unwrap_or(utf8);
     let mut renames: Vec<String> = live_tables
         .iter()
         .map(|t| {
@@ -130,33 +73,61 @@ pub fn swap(
             ident(t)
         )
     }));
-    let mut script = format!(
-        "CREATE DATABASE {} CHARACTER SET utf8mb4;\nCREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4;\n",
-        ident(pre),
-        ident(live)
-    );
-    script += &drop_script(live, &live_objs);
+    // Nothing is dropped before both databases are there (a bad name fails here, harmlessly).
+    run(
+        job,
+        client,
+        &format!(
+            "CREATE DATABASE {} {live_cs};\nCREATE DATABASE IF NOT EXISTS {} {new_cs};",
+            ident(pre),
+            ident(live)
+        ),
+    )
+    .map_err(|e| format!("swapping `{staging}` into `{live}` failed, nothing was changed: {e}"))?;
+    let mut script = drop_script(live, &live_objs);
     script += &drop_script(staging, &new_objs);
     script += "SET FOREIGN_KEY_CHECKS = 0;\n";
     if !renames.is_empty() {
         script += &format!("RENAME TABLE {};\n", renames.join(", "));
     }
-    run(job, client, &script)
-        .map_err(|e| format!("swapping `{staging}` into `{live}` failed: {e}"))?;
-    // From here the data is swapped; re-creating objects failing is reported with the DDL saved.
+    if let Err(e) = run(job, client, &script) {
+        // Put back what was dropped, so a failed swap leaves both databases as they were.
+        let mut back = objects::create(job, client, live, live, &live_objs);
+        back.extend(objects::create(job, client, staging, staging, &new_objs));
+        let _ = run(
+            job,
+            client,
+            &format!("DROP DATABASE IF EXISTS {};", ident(pre)),
+        );
+        return Err(format!(
+            "swapping `{staging}` into `{live}` failed, the live tables were not touched: {e}{}",
+            if back.is_empty() {
+                String::new()
+            } else {
+                format!("; and putting objects back failed: {}", back.join("; "))
+            }
+        ));
+    }
+    // From here the data is swapped; an object failing is reported with the DDL saved.
     let mut problems = Vec::new();
-    if let Err(e) = run(job, client, &create_script(staging, live, &new_objs)) {
+    if let Err(e) = run(
+        job,
+        client,
+        &format!("ALTER DATABASE {} {new_cs};", ident(live)),
+    ) {
         problems.push(format!(
-            "re-creating triggers/views/routines/events in `{live}`: {e}"
+            "setting the default character set of `{live}`: {e}"
         ));
     }
-    if let Err(e) = run(job, client, &create_script(live, pre, &live_objs)) {
-        problems.push(format!(
-            "keeping the old triggers/views/routines/events in `{pre}`: {e}"
-        ));
+    for p in objects::create(job, client, staging, live, &new_objs) {
+        problems.push(format!("in `{live}`: {p}"));
     }
+    for p in objects::create(job, client, live, pre, &live_objs) {
+        problems.push(format!("keeping the old one in `{pre}`: {p}"));
+    }
+    // Staging is empty now: its tables moved, its objects were dropped.
+    run(job, client, &format!("DROP DATABASE {};", ident(staging)))?;
     if problems.is_empty() {
-        run(job, client, &format!("DROP DATABASE {};", ident(staging)))?;
         Ok(())
     } else {
         Err(format!(

@@ -251,7 +251,7 @@ impl MariaDb {
     /// global grants a backup user needs.
     pub fn create_user(&self, user: &str, password: &str) {
         let grants =
-            "SELECT, SHOW VIEW, TRIGGER, LOCK TABLES, EVENT, PROCESS, RELOAD, SHOW DATABASES";
+            "SELECT, SHOW VIEW, TRIGGER, LOCK TABLES, EVENT, EXECUTE, PROCESS, RELOAD, SHOW DATABASES";
         let (u, p) = (quote(user), quote(password));
         let mut sql = String::new();
         for host in ["'127.0.0.1'", "'localhost'"] {
