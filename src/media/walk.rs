@@ -46,13 +46,19 @@ pub fn node_from(path: &Path, md: &Metadata) -> Option<Node> {
         mode: md.mode() & 0o7777,
         uid: md.uid(),
         gid: md.gid(),
-        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-        ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+        mtime_ns: nanos(md.mtime(), md.mtime_nsec()),
+        ctime_ns: nanos(md.ctime(), md.ctime_nsec()),
         inode: md.ino(),
         size: if kind == NodeKind::File { md.len() } else { 0 },
         target,
         chunks: Vec::new(),
     })
+}
+
+/// Nanoseconds since the epoch, clamped to what an `i64` holds (1677-09-21 to 2262-04-11):
+/// ext4 and XFS take times up to 2446 and `touch -d 2500-01-01` is one command away.
+pub fn nanos(sec: i64, nsec: i64) -> i64 {
+    sec.saturating_mul(1_000_000_000).saturating_add(nsec)
 }
 
 /// Walks every root, calling `each` with every entry in path order (parents first) and `warn`
@@ -135,6 +141,13 @@ fn matcher(root: &Path, patterns: &[String]) -> Gitignore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_past_2262_are_clamped_not_overflowed() {
+        assert_eq!(nanos(-2, 499_999_999), -1_500_000_001);
+        assert_eq!(nanos(15_000_000_000, 5), i64::MAX);
+        assert_eq!(nanos(-15_000_000_000, 5), i64::MIN + 5);
+    }
 
     #[test]
     fn excludes_and_order() {
