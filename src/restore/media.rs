@@ -264,6 +264,7 @@ pub async fn execute(
     let excludes = Excludes::new(&p.roots, &opts.exclude);
     let mut r = Restoring::new(
         Arc::new(p.nodes),
+        &p.roots,
         opts.dest.clone(),
         owners,
         opts.delete,

@@ -1,0 +1,215 @@
+//! Where a media restore writes, resolved one name at a time without following symlinks.
+//!
+//! A restore writes entries by their snapshot paths (`/srv/up/a/b.jpg`), but the directories on
+//! the way are whatever is on disk now: in an upload directory the web server's user may have
+//! put a symlink where the snapshot has a directory (`a` → `/etc`). Opening `…/a/b.jpg` by path
+//! would follow it and write outside the tree, as root. So only the *anchors* are opened by
+//! path, following symlinks: the `--to-dir`/side-by-side directory, or, in place, the backed-up
+//! directories and their ancestors (what the configuration names, such as Laravel's
+//! `public/storage` link). Every name below an anchor is opened with `openat(…, O_NOFOLLOW |
+//! O_DIRECTORY)` from its parent's descriptor, and entries are then created, renamed and changed
+//! with the `*at` calls relative to that descriptor. This also lifts the 4096-byte `PATH_MAX`
+//! limit on the paths a restore can write (a side-by-side restore adds its directory in front
+//! of every original path).
+
+use super::media_select::Destination;
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirBuilderExt;
+use std::sync::Arc;
+
+/// Directory descriptors kept for reuse before the cache starts over.
+const CACHED: usize = 1024;
+
+/// An entry to write: a directory opened without following symlinks, and a name in it.
+#[derive(Debug, Clone)]
+pub struct Place {
+    /// The directory holding the entry.
+    pub dir: Arc<OwnedFd>,
+    /// The entry's name in `dir`; empty when the entry is the anchor itself (a backed-up
+    /// directory restored in place), which is then `dir`.
+    pub name: OsString,
+}
+
+/// Opens the directories a restore writes into (see the module docs).
+pub struct Resolver {
+    dest: Destination,
+    /// In place: the backed-up directories, without trailing slashes.
+    roots: Vec<Vec<u8>>,
+    cache: HashMap<Vec<u8>, Arc<OwnedFd>>,
+}
+
+/// The parent of absolute path `p` (`/` for `/x` and for `/`).
+fn parent(p: &[u8]) -> &[u8] {
+    match p.iter().rposition(|b| *b == b'/') {
+        Some(0) | None => b"/",
+        Some(i) => &p[..i],
+    }
+}
+
+/// `p` without trailing slashes (`/` stays).
+fn trim(p: &[u8]) -> &[u8] {
+    let end = p.iter().rposition(|b| *b != b'/').map_or(1, |i| i + 1);
+    &p[..end.min(p.len())]
+}
+
+/// Whether `path` is `prefix` or under it.
+fn at_or_under(path: &[u8], prefix: &[u8]) -> bool {
+    prefix == b"/"
+        || (path.starts_with(prefix) && (path.len() == prefix.len() || path[prefix.len()] == b'/'))
+}
+
+/// Opens the directory `name` in `dir` without following a symlink. With `create`, a missing
+/// one is made (mode 0700 until its own mode is set) and a file or symlink in the way is
+/// replaced (removed, never followed).
+pub fn step(dir: &OwnedFd, name: &OsStr, create: bool) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+        Err(Errno::NOENT) if create => {}
+        Err(Errno::NOTDIR | Errno::LOOP) if create => {
+            rustix::fs::unlinkat(dir, name, AtFlags::empty())?;
+        }
+        other => return Ok(other?),
+    }
+    match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(rustix::fs::openat(dir, name, flags, Mode::empty())?)
+}
+
+impl Resolver {
+    /// A resolver for `dest`; `roots` are the snapshot's backed-up paths.
+    pub fn new(dest: Destination, roots: &[String]) -> Resolver {
+        Resolver {
+            dest,
+            roots: roots.iter().map(|r| trim(r.as_bytes()).to_vec()).collect(),
+            cache: HashMap::new(),
+        }
+    }
+
+    /// Whether snapshot path `p` is opened by path, following symlinks: the destination
+    /// directory, or in place a backed-up directory or one of its ancestors.
+    fn anchor(&self, p: &[u8]) -> bool {
+        match self.dest {
+            Destination::Under(_) => p == b"/",
+            Destination::InPlace => self.roots.iter().any(|r| at_or_under(r, p)),
+        }
+    }
+
+    /// The directory at snapshot path `p`, created (with missing parents) when missing.
+    pub fn dir(&mut self, p: &[u8]) -> io::Result<Arc<OwnedFd>> {
+        let p = trim(p);
+        if let Some(fd) = self.cache.get(p) {
+            return Ok(fd.clone());
+        }
+        let fd = if self.anchor(p) {
+            let path = self.dest.of_bytes(p);
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&path)?;
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+            rustix::fs::open(&path, flags, Mode::empty())?
+        } else {
+            let up = self.dir(parent(p))?;
+            step(&up, name_of(p), true)?
+        };
+        let fd = Arc::new(fd);
+        if self.cache.len() >= CACHED {
+            self.cache.clear();
+        }
+        self.cache.insert(p.to_vec(), fd.clone());
+        Ok(fd)
+    }
+
+    /// Where the entry at snapshot path `p` goes; its parent directories are made if missing.
+    /// A directory that is an anchor is its own place (empty name).
+    pub fn place(&mut self, p: &[u8], is_dir: bool) -> io::Result<Place> {
+        let p = trim(p);
+        if is_dir && self.anchor(p) {
+            return Ok(Place {
+                dir: self.dir(p)?,
+                name: OsString::new(),
+            });
+        }
+        Ok(Place {
+            dir: self.dir(parent(p))?,
+            name: name_of(p).to_os_string(),
+        })
+    }
+
+    /// Forgets every descriptor (after a directory was removed or replaced).
+    pub fn forget(&mut self) {
+        self.cache.clear();
+    }
+}
+
+/// The last name of absolute path `p`.
+fn name_of(p: &[u8]) -> &OsStr {
+    let start = p.iter().rposition(|b| *b == b'/').map_or(0, |i| i + 1);
+    OsStr::from_bytes(&p[start..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_pieces() {
+        assert_eq!(parent(b"/a/b"), b"/a");
+        assert_eq!(parent(b"/a"), b"/");
+        assert_eq!(parent(b"/"), b"/");
+        assert_eq!(trim(b"/a/b//"), b"/a/b");
+        assert_eq!(trim(b"/"), b"/");
+        assert_eq!(trim(b"//"), b"/");
+        assert_eq!(name_of(b"/a/b\xff"), OsStr::from_bytes(b"b\xff"));
+        assert!(at_or_under(b"/a/b", b"/a") && !at_or_under(b"/ab", b"/a"));
+    }
+
+    #[test]
+    fn symlinks_below_an_anchor_are_replaced_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = d.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let root = d.path().join("root");
+        std::fs::create_dir_all(root.join("real")).unwrap();
+        // The backed-up directory itself is a symlink: followed (configuration).
+        let link_root = d.path().join("link-root");
+        std::os::unix::fs::symlink(&root, &link_root).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("a")).unwrap();
+        let lr = link_root.display().to_string();
+        let mut r = Resolver::new(Destination::InPlace, std::slice::from_ref(&lr));
+        let p = r.place(format!("{lr}/a/f").as_bytes(), false).unwrap();
+        assert_eq!(p.name, "f");
+        assert!(root.join("a").is_dir() && !root.join("a").is_symlink());
+        assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
+        let top = r.place(lr.as_bytes(), true).unwrap();
+        assert!(top.name.is_empty());
+        assert!(std::fs::symlink_metadata(&link_root)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // Side by side, deeper than PATH_MAX.
+        let mut deep = String::new();
+        for i in 0..30 {
+            deep.push_str(&format!("/{i:03}{}", "x".repeat(200)));
+        }
+        let base = d.path().join("under");
+        let mut u = Resolver::new(Destination::Under(base.clone()), &[]);
+        let p = u.place(format!("{deep}/f").as_bytes(), false).unwrap();
+        rustix::fs::openat(
+            &*p.dir,
+            "f",
+            OFlags::CREATE | OFlags::WRONLY,
+            Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        assert!(base.exists());
+    }
+}
