@@ -289,6 +289,28 @@ fn in_place_never_follows_a_symlink_below_the_backed_up_path() {
     std::os::unix::fs::symlink(&victim, real.join("sub")).unwrap();
     std::fs::write(real.join("top"), b"damaged\n").unwrap();
     for sel in ["sub/f", "sub/deep", "sub/deep/c"] {
+        // Without --delete the link is not replaced, and nothing goes through it.
+        let out = b.run(&[
+            "restore",
+            "--date",
+            "now",
+            "--path",
+            sel,
+            "--in-place",
+            "--yes",
+        ]);
+        let text = common::output_text(&out);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(
+            text.contains("--delete") && text.contains("/link-root/sub`"),
+            "{text}"
+        );
+        assert!(real.join("sub").is_symlink());
+        assert_eq!(
+            walk_names(&victim),
+            ["deep", "deep/precious"],
+            "{sel}: {text}"
+        );
         b.ok(&[
             "restore",
             "--date",

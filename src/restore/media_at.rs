@@ -41,6 +41,8 @@ pub struct Resolver {
     dest: Destination,
     /// In place: the backed-up directories, without trailing slashes.
     roots: Vec<Vec<u8>>,
+    /// What to do with a file or symlink where a directory goes.
+    make: Make,
     cache: HashMap<Vec<u8>, Arc<OwnedFd>>,
 }
 
@@ -64,15 +66,31 @@ fn at_or_under(path: &[u8], prefix: &[u8]) -> bool {
         || (path.starts_with(prefix) && (path.len() == prefix.len() || path[prefix.len()] == b'/'))
 }
 
-/// Opens the directory `name` in `dir` without following a symlink. With `create`, a missing
-/// one is made (mode 0700 until its own mode is set) and a file or symlink in the way is
-/// replaced (removed, never followed).
-pub fn step(dir: &OwnedFd, name: &OsStr, create: bool) -> io::Result<OwnedFd> {
+/// How [`step`] treats a missing directory or something else in its place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Make {
+    /// Open only.
+    Open,
+    /// Create a missing directory; refuse a file or symlink in the way.
+    Create,
+    /// Create it, replacing a file or symlink in the way (`--delete`).
+    Replace,
+}
+
+/// Opens the directory `name` in `dir` without following a symlink. A missing one is made
+/// (mode 0700 until its own mode is set) unless `make` is [`Make::Open`]; a file or symlink in
+/// the way is removed (never followed) with [`Make::Replace`], else refused.
+pub fn step(dir: &OwnedFd, name: &OsStr, make: Make) -> io::Result<OwnedFd> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     match rustix::fs::openat(dir, name, flags, Mode::empty()) {
-        Err(Errno::NOENT) if create => {}
-        Err(Errno::NOTDIR | Errno::LOOP) if create => {
+        Err(Errno::NOENT) if make != Make::Open => {}
+        Err(Errno::NOTDIR | Errno::LOOP) if make == Make::Replace => {
             rustix::fs::unlinkat(dir, name, AtFlags::empty())?;
+        }
+        Err(Errno::NOTDIR | Errno::LOOP) if make == Make::Create => {
+            return Err(io::Error::other(
+                "a file or symlink is there now, where the snapshot has a directory; it was not replaced (hint: add --delete to replace it)",
+            ));
         }
         other => return Ok(other?),
     }
@@ -84,10 +102,12 @@ pub fn step(dir: &OwnedFd, name: &OsStr, create: bool) -> io::Result<OwnedFd> {
 }
 
 impl Resolver {
-    /// A resolver for `dest`; `roots` are the snapshot's backed-up paths.
-    pub fn new(dest: Destination, roots: &[String]) -> Resolver {
+    /// A resolver for `dest`; `roots` are the snapshot's backed-up paths; `replace` (`--delete`)
+    /// lets a file or symlink where the snapshot has a directory be replaced.
+    pub fn new(dest: Destination, roots: &[String], replace: bool) -> Resolver {
         Resolver {
             dest,
+            make: if replace { Make::Replace } else { Make::Create },
             roots: roots.iter().map(|r| trim(r.as_bytes()).to_vec()).collect(),
             cache: HashMap::new(),
         }
@@ -118,7 +138,12 @@ impl Resolver {
             rustix::fs::open(&path, flags, Mode::empty())?
         } else {
             let up = self.dir(parent(p))?;
-            step(&up, name_of(p), true)?
+            step(&up, name_of(p), self.make).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("`{}`: {e}", self.dest.of_bytes(p).display()),
+                )
+            })?
         };
         let fd = Arc::new(fd);
         if self.cache.len() >= CACHED {
@@ -142,6 +167,11 @@ impl Resolver {
             dir: self.dir(parent(p))?,
             name: name_of(p).to_os_string(),
         })
+    }
+
+    /// What to do with a file or symlink where a directory goes.
+    pub fn make(&self) -> Make {
+        self.make
     }
 
     /// Forgets every descriptor (after a directory was removed or replaced).
@@ -184,7 +214,13 @@ mod tests {
         std::os::unix::fs::symlink(&root, &link_root).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("a")).unwrap();
         let lr = link_root.display().to_string();
-        let mut r = Resolver::new(Destination::InPlace, std::slice::from_ref(&lr));
+        let mut r = Resolver::new(Destination::InPlace, std::slice::from_ref(&lr), true);
+        let mut keep = Resolver::new(Destination::InPlace, std::slice::from_ref(&lr), false);
+        let e = keep
+            .place(format!("{lr}/a/f").as_bytes(), false)
+            .unwrap_err();
+        assert!(e.to_string().contains("--delete"), "{e}");
+        assert!(root.join("a").is_symlink());
         let p = r.place(format!("{lr}/a/f").as_bytes(), false).unwrap();
         assert_eq!(p.name, "f");
         assert!(root.join("a").is_dir() && !root.join("a").is_symlink());
@@ -201,7 +237,7 @@ mod tests {
             deep.push_str(&format!("/{i:03}{}", "x".repeat(200)));
         }
         let base = d.path().join("under");
-        let mut u = Resolver::new(Destination::Under(base.clone()), &[]);
+        let mut u = Resolver::new(Destination::Under(base.clone()), &[], false);
         let p = u.place(format!("{deep}/f").as_bytes(), false).unwrap();
         rustix::fs::openat(
             &*p.dir,

@@ -5,7 +5,7 @@
 //! own times), and the `--delete` sweep, which never crosses into another file system and
 //! keeps what the job's `exclude` patterns leave out of backups.
 
-use super::media_at::{step, Place};
+use super::media_at::{step, Make, Place};
 use crate::media::tree::{Node, RawPath};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use rustix::fs::{
@@ -42,13 +42,13 @@ fn is_dir(st: &Stat) -> bool {
     FileType::from_raw_mode(st.st_mode) == FileType::Directory
 }
 
-/// Makes `at` a directory: keeps one that is there, replaces a file or symlink (never
-/// followed), or creates it (mode 0700 until its own mode is set).
-pub fn ensure_dir(at: &Place) -> io::Result<()> {
+/// Makes `at` a directory: keeps one that is there, creates it (mode 0700 until its own mode
+/// is set), or, with [`Make::Replace`], replaces a file or symlink there (never followed).
+pub fn ensure_dir(at: &Place, make: Make) -> io::Result<()> {
     if at.name.is_empty() {
         return Ok(());
     }
-    step(&at.dir, &at.name, true).map(drop)
+    step(&at.dir, &at.name, make).map(drop)
 }
 
 /// Makes sure a file or symlink may be renamed to `at`: a directory there is removed only
@@ -200,7 +200,7 @@ pub fn remove_tree(dir: &OwnedFd, name: &OsStr, dev: u64) -> io::Result<u64> {
     if st.st_dev != dev {
         return Ok(0);
     }
-    let sub = step(dir, name, false)?;
+    let sub = step(dir, name, Make::Open)?;
     let mut n = 0;
     for child in names(&sub)? {
         n += remove_tree(&sub, &child, dev)?;
@@ -288,7 +288,7 @@ mod tests {
     #[test]
     fn temp_files_symlinks_meta_and_sweep() {
         let d = tempfile::tempdir().unwrap();
-        let mut r = Resolver::new(Destination::Under(d.path().to_path_buf()), &[]);
+        let mut r = Resolver::new(Destination::Under(d.path().to_path_buf()), &[], false);
         let at = r.place(b"/sub/f", false).unwrap();
         let tmp = create_temp(&at, 10).unwrap();
         assert!(tmp.to_str().unwrap().starts_with(TEMP_PREFIX));

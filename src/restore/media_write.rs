@@ -85,7 +85,7 @@ impl Restoring {
     ) -> Restoring {
         Restoring {
             nodes,
-            at: Resolver::new(dest.clone(), roots),
+            at: Resolver::new(dest.clone(), roots, delete),
             dest,
             owners,
             delete,
@@ -115,7 +115,7 @@ impl Restoring {
                 }
             };
             let done = match n.kind {
-                NodeKind::Dir => fs_ops::ensure_dir(&at).map_err(|e| e.to_string()),
+                NodeKind::Dir => fs_ops::ensure_dir(&at, self.at.make()).map_err(|e| e.to_string()),
                 NodeKind::Symlink => self.symlink(n, &at),
                 NodeKind::File => self.file(i, n, &at),
             };
