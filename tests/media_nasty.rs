@@ -352,3 +352,98 @@ fn walk_names(root: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Unmounts a test tmpfs when dropped.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A tmpfs of `size` at `at` when this process may mount one (root with CAP_SYS_ADMIN).
+fn small_fs(at: &Path, size: &str) -> Option<Mount> {
+    std::fs::create_dir_all(at).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(at)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then(|| Mount(at.to_path_buf()))
+}
+
+#[test]
+fn a_killed_restore_is_cleaned_up_by_the_next_and_a_full_disk_is_named() {
+    let b = Bench::new(&["src"]);
+    let src = b.path("src");
+    for i in 0..24 {
+        write(
+            &src.join(format!("f{i:02}")),
+            &media_tree::noise(i + 1, 1 << 20),
+        );
+    }
+    b.ok(&["backup", JOB]);
+    // Files lost, then an in-place restore killed while its temporary files exist.
+    for i in 0..24 {
+        std::fs::remove_file(src.join(format!("f{i:02}"))).unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_opsagent"))
+        .arg("--config")
+        .arg(&b.cfg)
+        .args(["restore", "--date", "now", "--in-place", "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while temp_leftovers(&src).is_empty() && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = temp_leftovers(&src).len();
+    assert!(
+        left > 0,
+        "the restore was killed with temporary files in place"
+    );
+    let out = b.run(&["restore", "--date", "now", "--in-place", "--yes"]);
+    let text = common::output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(temp_leftovers(&src).is_empty(), "{text}");
+    assert!(text.contains("left by an interrupted restore"), "{text}");
+    for i in 0..24 {
+        let got = std::fs::read(src.join(format!("f{i:02}"))).unwrap();
+        assert!(got == media_tree::noise(i + 1, 1 << 20), "f{i:02}");
+    }
+    // A target that fills up: named, with the right hint, and no half-written file.
+    let Some(_m) = small_fs(&b.path("small"), "6m") else {
+        eprintln!("skipped the full-disk part: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let to = b.path("small/out");
+    let out = b.run(&[
+        "restore",
+        "--date",
+        "now",
+        "--to-dir",
+        to.to_str().unwrap(),
+        "--yes",
+    ]);
+    let text = common::output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("No space left on device") && text.contains("file system is full"),
+        "{text}"
+    );
+    let got = under(&to, &src);
+    assert!(temp_leftovers(&got).is_empty(), "{text}");
+    let mut whole = 0;
+    for e in std::fs::read_dir(&got).unwrap().flatten() {
+        let i: u64 = e.file_name().to_str().unwrap()[1..].parse().unwrap();
+        assert!(std::fs::read(e.path()).unwrap() == media_tree::noise(i + 1, 1 << 20));
+        whole += 1;
+    }
+    assert!((1..24).contains(&whole), "{whole} files fit: {text}");
+}

@@ -57,6 +57,16 @@ impl Damage {
     pub fn is_empty(&self) -> bool {
         self.problems.is_empty() && self.files.is_empty()
     }
+
+    /// What to do next: make room when the target ran full, else look for intact copies.
+    pub fn hint(&self) -> &'static str {
+        let full = std::io::Error::from_raw_os_error(libc::ENOSPC).to_string();
+        if self.problems.keys().any(|(_, why)| why.contains(&full)) {
+            "the target file system is full: make room (`df -h`) or restore elsewhere with --to-dir, then run the restore again; files that did not fit were not left behind half-written"
+        } else {
+            "an older snapshot, with an earlier --date, may hold intact copies; `opsagent verify` checks every pack of the newest"
+        }
+    }
 }
 
 impl fmt::Display for Damage {
@@ -119,7 +129,7 @@ pub enum MediaError {
         why: String,
     },
     /// Some entries could not be restored; everything else was.
-    #[error("{0}\neverything else was restored (hint: an older snapshot, with an earlier --date, may hold intact copies; `opsagent verify` checks every pack of the newest)")]
+    #[error("{0}\neverything else was restored (hint: {hint})", hint = .0.hint())]
     Damaged(Damage),
     /// Something else (a task failed).
     #[error("{0}")]

@@ -188,6 +188,29 @@ fn names(dir: &OwnedFd) -> io::Result<Vec<OsString>> {
     Ok(out)
 }
 
+/// Removes the temporary files an interrupted restore (a process no longer running) left in
+/// `dir`; returns how many.
+pub fn remove_stale_temps(dir: &OwnedFd) -> io::Result<u64> {
+    let mut n = 0;
+    for name in names(dir)? {
+        let Some(rest) = name.as_bytes().strip_prefix(TEMP_PREFIX.as_bytes()) else {
+            continue;
+        };
+        let pid = std::str::from_utf8(rest.split(|b| *b == b'-').next().unwrap_or_default())
+            .ok()
+            .and_then(|p| p.parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw);
+        let running = pid.is_some_and(|p| {
+            p.as_raw_nonzero().get() as u32 == std::process::id()
+                || !matches!(rustix::process::test_kill_process(p), Err(Errno::SRCH))
+        });
+        if pid.is_some() && !running && rustix::fs::unlinkat(dir, &name, AtFlags::empty()).is_ok() {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Removes entry `name` of `dir` and everything under it without following symlinks or
 /// entering another file system than `dev` (such entries stay). Returns how many entries were
 /// removed.
@@ -359,5 +382,12 @@ mod tests {
         );
         assert!(dest.exists() && !d.path().join("sub/old").exists());
         assert!(d.path().join("outside/keep").exists());
+        // Temporary files of a dead process go, this one's stay.
+        let dead = format!("{TEMP_PREFIX}{}-3", i32::MAX);
+        fs::write(d.path().join("sub").join(&dead), b"").unwrap();
+        let mine = create_temp(&at, 1).unwrap();
+        assert_eq!(remove_stale_temps(&sub).unwrap(), 1);
+        assert!(!d.path().join("sub").join(&dead).exists());
+        assert!(d.path().join("sub").join(&mine).exists());
     }
 }

@@ -1,5 +1,6 @@
-//! The writing side of a media restore, run on one blocking thread: lays out directories,
-//! symlinks and temporary files first, then writes each pack's blobs at their offsets (every
+//! The writing side of a media restore, run on one blocking thread: lays out directories
+//! (removing temporary files an interrupted restore left there), symlinks and temporary files
+//! first, then writes each pack's blobs at their offsets (every
 //! blob checked against its BLAKE3 id by `pack::extract`), renames each file into place the
 //! moment its last chunk is written, and ends with `--delete` and the directories' own modes and
 //! mtimes (deepest first, after everything inside them was written).
@@ -105,6 +106,7 @@ impl Restoring {
     /// file; returns the files to fill, in the order [`Restoring::apply_plan`] expects.
     pub fn lay_out(&mut self) -> Vec<&Node> {
         let nodes = self.nodes.clone();
+        let mut stale = 0;
         for (i, n) in nodes.iter().enumerate() {
             let shown = self.dest.of(n).display().to_string();
             let at = match self.at.place(&n.path.0, n.kind == NodeKind::Dir) {
@@ -121,7 +123,19 @@ impl Restoring {
             };
             if let Err(why) = done {
                 self.lost(i, &shown, &why);
+            } else if n.kind == NodeKind::Dir {
+                stale += self
+                    .at
+                    .dir(&n.path.0)
+                    .and_then(|d| fs_ops::remove_stale_temps(&d))
+                    .unwrap_or(0);
             }
+        }
+        if stale > 0 {
+            self.damage.warnings.push(format!(
+                "removed {stale} temporary file(s) `{}*` left by an interrupted restore",
+                fs_ops::TEMP_PREFIX
+            ));
         }
         self.files.iter().map(|f| &self.nodes[f.node]).collect()
     }
