@@ -446,13 +446,24 @@ fn read_file(
         .unwrap_or_default();
     let compress = worth_compressing(&name);
     for attempt in 0..2 {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.read(true);
+        // O_NONBLOCK: a FIFO renamed over the file since the walk must not block the open
+        // (it is then skipped below); reads of regular files ignore the flag.
+        let mut flags = rustix::fs::OFlags::NONBLOCK;
         if !shared.follow_symlinks {
-            opts.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+            flags |= rustix::fs::OFlags::NOFOLLOW;
         }
-        let file = opts.open(&path).map_err(|e| skip(&path, &e))?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags.bits() as i32)
+            .open(&path)
+            .map_err(|e| skip(&path, &e))?;
         let before = file.metadata().map_err(|e| skip(&path, &e))?;
+        if !before.is_file() {
+            return Err(FileIssue::Skip(format!(
+                "skipped `{}`: it is no longer a regular file (replaced while the backup ran)",
+                path.display()
+            )));
+        }
         let mut chunks = Vec::with_capacity(1 + (before.len() / AVG_SIZE as u64) as usize);
         let read = chunker
             .chunks_upto::<_, ReadError>(&file, before.len(), |c| {
@@ -515,4 +526,47 @@ fn skip(path: &std::path::Path, e: &std::io::Error) -> FileIssue {
         _ => e.to_string(),
     };
     FileIssue::Skip(format!("skipped `{}`: {why}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_swapped_in_for_a_file_is_skipped_not_waited_on() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("f");
+        std::fs::write(&file, b"regular at walk time").unwrap();
+        let md = std::fs::symlink_metadata(&file).unwrap();
+        let node = super::super::walk::node_from(&file, &md).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &file,
+            rustix::fs::Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
+        let (pack_tx, _rx) = tokio::sync::mpsc::channel(1);
+        let shared = Shared {
+            reuse: Arc::new(Reuse::default()),
+            new_blobs: Mutex::new(HashSet::new()),
+            packer: Mutex::new(PackBuilder::with_capacity(1024)),
+            pack_tx,
+            level: 3,
+            new_bytes: AtomicU64::new(0),
+            failed: AtomicBool::new(false),
+            progress: None,
+            follow_symlinks: false,
+        };
+        let got = read_file(
+            &mut Chunker::default(),
+            &mut BlobEncoder::new(3),
+            &shared,
+            node,
+        );
+        match got {
+            Err(FileIssue::Skip(w)) => assert!(w.contains("no longer a regular file"), "{w}"),
+            _ => panic!("a FIFO must be skipped"),
+        }
+    }
 }
