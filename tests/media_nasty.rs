@@ -447,3 +447,54 @@ fn a_killed_restore_is_cleaned_up_by_the_next_and_a_full_disk_is_named() {
     }
     assert!((1..24).contains(&whole), "{whole} files fit: {text}");
 }
+
+#[test]
+fn a_pack_deleted_by_hand_is_not_reused_by_the_next_backup() {
+    let b = Bench::new(&["src"]);
+    let src = b.path("src");
+    for i in 0..3 {
+        write(
+            &src.join(format!("f{i}")),
+            &media_tree::noise(i + 7, 5 << 20),
+        );
+    }
+    b.ok(&["backup", JOB]);
+    let s3 = S3Server::shared();
+    let bucket = std::fs::read_to_string(&b.cfg)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("bucket = \"")?
+                .strip_suffix('"')
+                .map(String::from)
+        })
+        .unwrap();
+    let packs: Vec<String> = s3
+        .list_keys(&bucket)
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.contains("/packs/"))
+        .collect();
+    assert!(packs.len() >= 2, "{packs:?}");
+    s3.delete_object(&bucket, &packs[0]);
+    // Nothing changed on disk, but the lost chunks are read and stored again.
+    let out = b.run(&["backup", JOB]);
+    let text = common::output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("missing from the bucket"), "{text}");
+    let out = b.ok(&["verify", JOB]);
+    assert!(out.contains(": ok, 3 files"), "{out}");
+    let to = b.path("out");
+    b.ok(&[
+        "restore",
+        "--date",
+        "now",
+        "--to-dir",
+        to.to_str().unwrap(),
+        "--yes",
+    ]);
+    for i in 0..3 {
+        let got = std::fs::read(under(&to, &src).join(format!("f{i}"))).unwrap();
+        assert!(got == media_tree::noise(i + 7, 5 << 20), "f{i}");
+    }
+}
