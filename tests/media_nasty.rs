@@ -270,6 +270,24 @@ fn nasty_names_modes_times_and_special_files_round_trip() {
         assert_eq!(std::fs::read(p).unwrap(), vec![b; b as usize]);
     }
     assert!(temp_leftovers(&got).is_empty());
+    // Past PATH_MAX the backup cannot read: a warning names the directory and the limit.
+    // (Made at a short path, then moved in below the deep leaf's directory.)
+    let ext = b.path("ext");
+    let mut deeper = ext.clone();
+    for i in 0..3 {
+        deeper.push(format!("x{i}{}", "e".repeat(100)));
+    }
+    write(&deeper.join("too-deep"), b"x");
+    let x0 = format!("x0{}", "e".repeat(100));
+    let leaf_dir = src.join("deep").join(&first).join(rest.parent().unwrap());
+    std::fs::rename(ext.join(&x0), leaf_dir.join(&x0)).unwrap();
+    let out = b.run(&["backup", JOB]);
+    let text = common::output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("PARTIAL") && text.contains("PATH_MAX"),
+        "{text}"
+    );
 }
 
 #[test]

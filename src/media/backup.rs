@@ -523,7 +523,7 @@ impl From<std::io::Error> for ReadError {
 fn skip(path: &std::path::Path, e: &std::io::Error) -> FileIssue {
     let why = match e.kind() {
         std::io::ErrorKind::NotFound => "it vanished before it could be read".to_string(),
-        _ => e.to_string(),
+        _ => super::walk::reason(e),
     };
     FileIssue::Skip(format!("skipped `{}`: {why}", path.display()))
 }

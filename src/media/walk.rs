@@ -125,8 +125,17 @@ pub fn walk(
 
 fn io_reason(e: &walkdir::Error) -> String {
     match e.io_error() {
-        Some(io) => io.to_string(),
+        Some(io) => reason(io),
         None => e.to_string(),
+    }
+}
+
+/// Why an entry could not be read, with a hint for the limit an operator cannot guess.
+pub fn reason(e: &std::io::Error) -> String {
+    if e.raw_os_error() == Some(libc::ENAMETOOLONG) {
+        format!("{e}: paths longer than 4096 bytes (PATH_MAX) are not backed up (hint: shorten the names on the way, or `exclude` the directory)")
+    } else {
+        e.to_string()
     }
 }
 
