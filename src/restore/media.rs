@@ -170,6 +170,8 @@ pub struct Prepared {
     pub symlinks: u64,
     /// Bytes of the selected files.
     pub bytes: u64,
+    /// The packs the manifest lists (preferred where a blob is in several).
+    pub packs: Vec<crate::media::Id>,
 }
 
 /// Downloads the tree of media snapshot `m`, checking size and sha256 against the manifest.
@@ -241,6 +243,11 @@ pub async fn prepare(
             .filter(|n| n.kind == NodeKind::File)
             .map(|n| n.size)
             .sum(),
+        packs: m
+            .media
+            .as_ref()
+            .map(|s| s.packs.clone())
+            .unwrap_or_default(),
         roots,
         nodes,
         options: opts,
@@ -263,12 +270,13 @@ pub async fn execute(
     p: Prepared,
     progress: Option<Arc<AtomicU64>>,
 ) -> Result<Report, MediaError> {
-    let index = Index::load(storage, &p.job)
+    let mut index = Index::load(storage, &p.job)
         .await
         .map_err(|e| MediaError::Index {
             job: p.job.clone(),
             why: e.to_string(),
         })?;
+    index.prefer(&p.packs);
     let owners = rustix::process::geteuid().is_root();
     let opts = p.options;
     let excludes = Excludes::new(&p.roots, &opts.exclude);
