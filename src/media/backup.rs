@@ -9,6 +9,7 @@
 //! uploading, one chunk window per worker; finished files go back into the tree while the
 //! walk goes on.
 
+use super::beneath::Opener;
 use super::chunker::{worth_compressing, Chunker, AVG_SIZE};
 use super::id::Id;
 use super::index::{PackIndex, Reuse};
@@ -20,7 +21,7 @@ use super::upload::upload_packs;
 use super::walk::{walk, WalkSettings};
 use crate::storage::Storage;
 use std::collections::{BTreeSet, HashSet, VecDeque};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -321,7 +322,8 @@ fn read_all(
     let walked = std::thread::scope(|scope| {
         for _ in 0..s.workers.max(1) {
             let (rx, tx, shared) = (job_rx.clone(), done_tx.clone(), shared.clone());
-            scope.spawn(move || worker(&rx, &tx, &shared));
+            let roots = &s.walk.paths;
+            scope.spawn(move || worker(&rx, &tx, &shared, roots));
         }
         drop(done_tx);
         let walked = walk(
@@ -408,7 +410,13 @@ pub fn return_large_blocks() {
     }
 }
 
-fn worker(rx: &Mutex<mpsc::Receiver<FileJob>>, tx: &mpsc::Sender<FileDone>, shared: &Shared) {
+fn worker(
+    rx: &Mutex<mpsc::Receiver<FileJob>>,
+    tx: &mpsc::Sender<FileDone>,
+    shared: &Shared,
+    roots: &[std::path::PathBuf],
+) {
+    let mut opener = Opener::new(roots, shared.follow_symlinks);
     let mut chunker = Chunker::default();
     let mut encoder = BlobEncoder::new(shared.level);
     loop {
@@ -416,7 +424,7 @@ fn worker(rx: &Mutex<mpsc::Receiver<FileJob>>, tx: &mpsc::Sender<FileDone>, shar
             Ok(j) => j,
             Err(_) => return,
         };
-        let result = read_file(&mut chunker, &mut encoder, shared, job.node);
+        let result = read_file(&mut opener, &mut chunker, &mut encoder, shared, job.node);
         if matches!(result, Err(FileIssue::Fatal(_))) {
             shared.failed.store(true, Ordering::Relaxed);
         }
@@ -434,6 +442,7 @@ fn worker(rx: &Mutex<mpsc::Receiver<FileJob>>, tx: &mpsc::Sender<FileDone>, shar
 
 /// Reads a file into chunks; a file that changes while read is read once more.
 fn read_file(
+    opener: &mut Opener,
     chunker: &mut Chunker,
     encoder: &mut BlobEncoder,
     shared: &Shared,
@@ -446,17 +455,9 @@ fn read_file(
         .unwrap_or_default();
     let compress = worth_compressing(&name);
     for attempt in 0..2 {
-        // O_NONBLOCK: a FIFO renamed over the file since the walk must not block the open
-        // (it is then skipped below); reads of regular files ignore the flag.
-        let mut flags = rustix::fs::OFlags::NONBLOCK;
-        if !shared.follow_symlinks {
-            flags |= rustix::fs::OFlags::NOFOLLOW;
-        }
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(flags.bits() as i32)
-            .open(&path)
-            .map_err(|e| skip(&path, &e))?;
+        // Non-blocking (a FIFO renamed over the file since the walk is skipped below) and
+        // never through a symlink below the backed-up directory (src/media/beneath.rs).
+        let file = opener.open(&path).map_err(|e| skip(&path, &e))?;
         let before = file.metadata().map_err(|e| skip(&path, &e))?;
         if !before.is_file() {
             return Err(FileIssue::Skip(format!(
@@ -559,6 +560,7 @@ mod tests {
             follow_symlinks: false,
         };
         let got = read_file(
+            &mut Opener::new(&[d.path().to_path_buf()], false),
             &mut Chunker::default(),
             &mut BlobEncoder::new(3),
             &shared,
