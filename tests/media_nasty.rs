@@ -4,7 +4,7 @@
 //! - names of every byte 0x01–0xFF, tabs, 255-byte names, names starting with `-`, names that
 //!   differ only in case; FIFOs, sockets and device files (left out, and a FIFO must not hang
 //!   the backup); symlink loops; setuid/setgid/sticky bits and mode 000; mtimes before 1970
-//!   and after 2262 (clamped); a path near `PATH_MAX` restored under a directory that pushes it
+//!   and after 2262 (clamped); a sparse file (its holes come back); a path near `PATH_MAX` restored under a directory that pushes it
 //!   past 4096 bytes;
 //! - `--in-place` where a directory of the snapshot is now a symlink to elsewhere (nothing is
 //!   written or deleted through it), and a job whose path is itself a symlink (Laravel's
@@ -189,6 +189,10 @@ fn nasty_tree(root: &Path) -> Vec<Vec<u8>> {
         std::os::unix::fs::chown(root.join("modes/www"), Some(33), Some(4343)).unwrap();
         chmod(&root.join("modes/www"), 0o6750);
     }
+    // A sparse 64 MiB file with a few bytes at its end: restored with its holes.
+    let sparse = std::fs::File::create(root.join("sparse.img")).unwrap();
+    sparse.set_len(64 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&sparse, b"tail", (64 << 20) - 4).unwrap();
     // Times: zero-length file before 1970; one past 2262 when the file system takes it.
     write(&root.join("zero"), b"");
     set_mtime(&root.join("zero"), -2_000_000_000, 1);
@@ -265,6 +269,9 @@ fn nasty_names_modes_times_and_special_files_round_trip() {
         assert_eq!(have.get(k), Some(v), "`{name}`");
     }
     assert_eq!(have.len(), want.len());
+    let img = std::fs::metadata(got.join("sparse.img")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert!(img.blocks() * 512 < 4 << 20, "{} blocks", img.blocks());
     for b in [1u8, b'\n', 0x7f, 0xff] {
         let p = got.join("bytes").join(OsStr::from_bytes(&[b]));
         assert_eq!(std::fs::read(p).unwrap(), vec![b; b as usize]);

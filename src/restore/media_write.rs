@@ -281,26 +281,10 @@ impl Restoring {
         let Some(temp) = f.temp.clone().filter(|_| !f.failed) else {
             return;
         };
-        let written = match open.entry(t.file) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                let opened = self
-                    .place_of(t.file as usize)
-                    .and_then(|at| fs_ops::open_temp(&at.dir, &temp));
-                match opened {
-                    Ok(h) => v.insert(h),
-                    Err(e) => {
-                        let shown = self.files[t.file as usize].dest.display().to_string();
-                        return self.fail(t.file, &shown, &e.to_string());
-                    }
-                }
-            }
-        }
-        .write_all_at(data, t.offset);
-        if let Err(e) = written {
+        if let Err(e) = self.write_at(open, t, &temp, data) {
             open.remove(&t.file);
             let shown = self.files[t.file as usize].dest.display().to_string();
-            return self.fail(t.file, &shown, &e.to_string());
+            return self.fail(t.file, &shown, &e);
         }
         if let Some(p) = &self.progress {
             p.fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -321,6 +305,38 @@ impl Restoring {
                 self.fail(t.file, &dest.display().to_string(), &why);
             }
         }
+    }
+
+    /// Writes `data` at its offset of temporary file `temp` (opened once per pack). The file
+    /// starts as a hole of its full size, so blocks of zeros are skipped: sparse files (disk
+    /// images, preallocated files) come back sparse.
+    fn write_at(
+        &mut self,
+        open: &mut HashMap<u32, File>,
+        t: Target,
+        temp: &OsString,
+        data: &[u8],
+    ) -> Result<(), String> {
+        const BLOCK: usize = 64 << 10;
+        for (i, block) in data.chunks(BLOCK).enumerate() {
+            if block.iter().all(|b| *b == 0) {
+                continue;
+            }
+            let handle = match open.entry(t.file) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let node = self.files[t.file as usize].node;
+                    let at = self
+                        .at
+                        .place(&self.nodes[node].path.0, false)
+                        .map_err(|e| e.to_string())?;
+                    v.insert(fs_ops::open_temp(&at.dir, temp).map_err(|e| e.to_string())?)
+                }
+            };
+            let at = t.offset + (i * BLOCK) as u64;
+            handle.write_all_at(block, at).map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     /// Cleans up, runs `--delete` (only when nothing failed), and sets the directories' modes
