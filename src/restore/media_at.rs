@@ -23,8 +23,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 
-/// Directory descriptors kept for reuse before the cache starts over.
-const CACHED: usize = 1024;
+/// Directory descriptors kept for reuse before the cache starts over: well under the usual
+/// soft limit of 1024 open files (a restore also holds sockets and the files being written).
+const CACHED: usize = 64;
 
 /// An entry to write: a directory opened without following symlinks, and a name in it.
 #[derive(Debug, Clone)]
