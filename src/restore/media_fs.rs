@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Name prefix of the temporary files and links a restore writes before renaming them.
-pub const TEMP_PREFIX: &str = ".opsagent-restore-";
+pub const TEMP_PREFIX: &str = crate::media::walk::RESTORE_TEMP_PREFIX;
 
 /// A fresh temporary name (in the directory of the entry it stands for).
 pub fn temp_name() -> OsString {
