@@ -155,9 +155,25 @@ impl Resolver {
     }
 
     /// Where the entry at snapshot path `p` goes; its parent directories are made if missing.
-    /// A directory that is an anchor is its own place (empty name).
+    /// A directory that is an anchor is its own place (empty name). A path that could lead
+    /// elsewhere (`..`, `.` or empty names, relative, or in place outside every backed-up
+    /// directory: only a tampered tree has one) is refused.
     pub fn place(&mut self, p: &[u8], is_dir: bool) -> io::Result<Place> {
         let p = trim(p);
+        let names_ok = p
+            .split(|b| *b == b'/')
+            .skip(1)
+            .all(|n| !matches!(n, b"" | b"." | b".."));
+        let inside = match self.dest {
+            Destination::Under(_) => true,
+            Destination::InPlace => self.roots.iter().any(|r| at_or_under(p, r)),
+        };
+        if !p.starts_with(b"/") || !(names_ok || p == b"/") || !inside {
+            return Err(io::Error::other(format!(
+                "the snapshot's path `{}` is not a plain path under its backed-up directories; refused (hint: the tree object may have been tampered with)",
+                String::from_utf8_lossy(p).escape_debug()
+            )));
+        }
         if is_dir && self.anchor(p) {
             return Ok(Place {
                 dir: self.dir(p)?,
@@ -232,6 +248,19 @@ mod tests {
             .unwrap()
             .file_type()
             .is_symlink());
+        // A tampered tree cannot lead out.
+        for bad in [
+            format!("{lr}/../x"),
+            format!("{lr}/a/./x"),
+            format!("{lr}//x"),
+            "/etc/cron.d/x".to_string(),
+            "relative/x".to_string(),
+        ] {
+            let e = r.place(bad.as_bytes(), false).unwrap_err();
+            assert!(e.to_string().contains("refused"), "{bad}: {e}");
+        }
+        let mut under = Resolver::new(Destination::Under(d.path().join("u")), &[], false);
+        assert!(under.place(b"/srv/../../x", false).is_err());
         // Side by side, deeper than PATH_MAX.
         let mut deep = String::new();
         for i in 0..30 {
