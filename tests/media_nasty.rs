@@ -8,7 +8,8 @@
 //!   past 4096 bytes;
 //! - `--in-place` where a directory of the snapshot is now a symlink to elsewhere (nothing is
 //!   written or deleted through it), and a job whose path is itself a symlink (Laravel's
-//!   `public/storage`: the link stays, its target is restored).
+//!   `public/storage`: the link stays, its target is restored; re-pointed elsewhere, it is
+//!   not followed).
 
 mod common;
 #[allow(dead_code)] // the acceptance tree is media_restore.rs's
@@ -375,6 +376,23 @@ fn in_place_never_follows_a_symlink_below_the_backed_up_path() {
         std::fs::remove_dir_all(real.join("sub")).unwrap();
         std::os::unix::fs::symlink(&victim, real.join("sub")).unwrap();
     }
+    // The job's link itself pointed at the victim: not followed, nothing written there.
+    std::fs::remove_file(b.path("link-root")).unwrap();
+    std::os::unix::fs::symlink(&victim, b.path("link-root")).unwrap();
+    let out = b.run(&[
+        "restore",
+        "--date",
+        "now",
+        "--in-place",
+        "--delete",
+        "--yes",
+    ]);
+    let text = common::output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("not followed"), "{text}");
+    assert_eq!(walk_names(&victim), ["deep", "deep/precious"]);
+    std::fs::remove_file(b.path("link-root")).unwrap();
+    std::os::unix::fs::symlink(&real, b.path("link-root")).unwrap();
     // The whole snapshot in place: the job's own link stays a link, its target is restored.
     b.ok(&[
         "restore",

@@ -7,6 +7,7 @@
 //! A damaged or missing pack does not stop the restore: everything else is restored, then
 //! [`MediaError::Damaged`] names each pack and every file it cost.
 
+use super::media_at::trim;
 use super::media_fs::Excludes;
 use super::media_packs;
 use super::media_select::{self, Destination};
@@ -17,7 +18,7 @@ use crate::media::index::Index;
 use crate::media::tree::{self, Node, NodeKind};
 use crate::storage::Storage;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -170,6 +171,8 @@ pub struct Prepared {
     pub symlinks: u64,
     /// Bytes of the selected files.
     pub bytes: u64,
+    /// The inode of each backed-up directory at backup time (keys without trailing slashes).
+    pub root_inodes: HashMap<Vec<u8>, u64>,
     /// The packs the manifest lists (preferred where a blob is in several).
     pub packs: Vec<crate::media::Id>,
 }
@@ -229,6 +232,15 @@ pub async fn prepare(
         .map(|s| s.paths.clone())
         .unwrap_or_default();
     let nodes = load_tree(storage, m).await?;
+    // What each backed-up directory was (its inode), before `--path` narrows the tree: an
+    // in-place restore follows a symlink found there now only to that very directory.
+    let root_inodes = nodes
+        .iter()
+        .filter(|n| {
+            n.kind == NodeKind::Dir && roots.iter().any(|r| trim(r.as_bytes()) == trim(&n.path.0))
+        })
+        .map(|n| (trim(&n.path.0).to_vec(), n.inode))
+        .collect();
     let nodes =
         media_select::select(nodes, &roots, opts.path.as_deref()).map_err(MediaError::Select)?;
     let count = |k: NodeKind| nodes.iter().filter(|n| n.kind == k).count() as u64;
@@ -249,6 +261,7 @@ pub async fn prepare(
             .map(|s| s.packs.clone())
             .unwrap_or_default(),
         roots,
+        root_inodes,
         nodes,
         options: opts,
     })
@@ -283,6 +296,7 @@ pub async fn execute(
     let mut r = Restoring::new(
         Arc::new(p.nodes),
         &p.roots,
+        &p.root_inodes,
         opts.dest.clone(),
         owners,
         opts.delete,

@@ -20,7 +20,7 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::sync::Arc;
 
 /// Directory descriptors kept for reuse before the cache starts over: well under the usual
@@ -44,6 +44,8 @@ pub struct Resolver {
     roots: Vec<Vec<u8>>,
     /// What to do with a file or symlink where a directory goes.
     make: Make,
+    /// In place: each backed-up directory's inode at backup time.
+    root_inodes: HashMap<Vec<u8>, u64>,
     cache: HashMap<Vec<u8>, Arc<OwnedFd>>,
 }
 
@@ -56,7 +58,7 @@ fn parent(p: &[u8]) -> &[u8] {
 }
 
 /// `p` without trailing slashes (`/` stays).
-fn trim(p: &[u8]) -> &[u8] {
+pub fn trim(p: &[u8]) -> &[u8] {
     let end = p.iter().rposition(|b| *b != b'/').map_or(1, |i| i + 1);
     &p[..end.min(p.len())]
 }
@@ -103,11 +105,18 @@ pub fn step(dir: &OwnedFd, name: &OsStr, make: Make) -> io::Result<OwnedFd> {
 }
 
 impl Resolver {
-    /// A resolver for `dest`; `roots` are the snapshot's backed-up paths; `replace` (`--delete`)
-    /// lets a file or symlink where the snapshot has a directory be replaced.
-    pub fn new(dest: Destination, roots: &[String], replace: bool) -> Resolver {
+    /// A resolver for `dest`; `roots` are the snapshot's backed-up paths, `root_inodes` what they
+    /// were at backup time; `replace` (`--delete`) lets a file or symlink where the snapshot has
+    /// a directory be replaced.
+    pub fn new(
+        dest: Destination,
+        roots: &[String],
+        root_inodes: HashMap<Vec<u8>, u64>,
+        replace: bool,
+    ) -> Resolver {
         Resolver {
             dest,
+            root_inodes,
             make: if replace { Make::Replace } else { Make::Create },
             roots: roots.iter().map(|r| trim(r.as_bytes()).to_vec()).collect(),
             cache: HashMap::new(),
@@ -131,6 +140,7 @@ impl Resolver {
         }
         let fd = if self.anchor(p) {
             let path = self.dest.of_bytes(p);
+            self.check_root(p, &path)?;
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -152,6 +162,44 @@ impl Resolver {
         }
         self.cache.insert(p.to_vec(), fd.clone());
         Ok(fd)
+    }
+
+    /// In place, a backed-up directory that is a symlink now is followed only to the very
+    /// directory that was backed up (Laravel's `public/storage`); one pointing elsewhere (the
+    /// directory replaced by a link to `/etc`) is refused, and a file there is replaced only
+    /// with `--delete`. Ancestors of backed-up directories are followed: the configuration
+    /// names them.
+    fn check_root(&self, p: &[u8], path: &std::path::Path) -> io::Result<()> {
+        if self.dest != Destination::InPlace || !self.roots.iter().any(|r| r == p) {
+            return Ok(());
+        }
+        let md = match std::fs::symlink_metadata(path) {
+            Ok(md) => md,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let shown = path.display();
+        if md.file_type().is_symlink() {
+            let target = std::fs::read_link(path).unwrap_or_default();
+            let same = std::fs::metadata(path)
+                .is_ok_and(|t| t.is_dir() && self.root_inodes.get(p) == Some(&t.ino()));
+            if same {
+                return Ok(());
+            }
+            return Err(io::Error::other(format!(
+                "`{shown}` is now a symlink to `{}`, not the directory that was backed up; it was not followed (hint: remove the link and restore again, or restore with --to-dir and copy back)",
+                target.display()
+            )));
+        }
+        if !md.is_dir() {
+            if self.make != Make::Replace {
+                return Err(io::Error::other(format!(
+                    "`{shown}` is a file now, where the snapshot has a directory; it was not replaced (hint: add --delete to replace it)"
+                )));
+            }
+            std::fs::remove_file(path)?;
+        }
+        Ok(())
     }
 
     /// Where the entry at snapshot path `p` goes; its parent directories are made if missing.
@@ -231,8 +279,20 @@ mod tests {
         std::os::unix::fs::symlink(&root, &link_root).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("a")).unwrap();
         let lr = link_root.display().to_string();
-        let mut r = Resolver::new(Destination::InPlace, std::slice::from_ref(&lr), true);
-        let mut keep = Resolver::new(Destination::InPlace, std::slice::from_ref(&lr), false);
+        let ino = std::fs::metadata(&root).unwrap().ino();
+        let inodes = HashMap::from([(lr.as_bytes().to_vec(), ino)]);
+        let mut r = Resolver::new(
+            Destination::InPlace,
+            std::slice::from_ref(&lr),
+            inodes.clone(),
+            true,
+        );
+        let mut keep = Resolver::new(
+            Destination::InPlace,
+            std::slice::from_ref(&lr),
+            inodes.clone(),
+            false,
+        );
         let e = keep
             .place(format!("{lr}/a/f").as_bytes(), false)
             .unwrap_err();
@@ -248,6 +308,22 @@ mod tests {
             .unwrap()
             .file_type()
             .is_symlink());
+        // The backed-up directory's link pointed elsewhere: refused, not followed.
+        std::fs::remove_file(&link_root).unwrap();
+        std::os::unix::fs::symlink(&outside, &link_root).unwrap();
+        let mut moved = Resolver::new(
+            Destination::InPlace,
+            std::slice::from_ref(&lr),
+            inodes.clone(),
+            true,
+        );
+        let e = moved
+            .place(format!("{lr}/x").as_bytes(), false)
+            .unwrap_err();
+        assert!(e.to_string().contains("not followed"), "{e}");
+        assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
+        std::fs::remove_file(&link_root).unwrap();
+        std::os::unix::fs::symlink(&root, &link_root).unwrap();
         // A tampered tree cannot lead out.
         for bad in [
             format!("{lr}/../x"),
@@ -259,7 +335,12 @@ mod tests {
             let e = r.place(bad.as_bytes(), false).unwrap_err();
             assert!(e.to_string().contains("refused"), "{bad}: {e}");
         }
-        let mut under = Resolver::new(Destination::Under(d.path().join("u")), &[], false);
+        let mut under = Resolver::new(
+            Destination::Under(d.path().join("u")),
+            &[],
+            HashMap::new(),
+            false,
+        );
         assert!(under.place(b"/srv/../../x", false).is_err());
         // Side by side, deeper than PATH_MAX.
         let mut deep = String::new();
@@ -267,7 +348,7 @@ mod tests {
             deep.push_str(&format!("/{i:03}{}", "x".repeat(200)));
         }
         let base = d.path().join("under");
-        let mut u = Resolver::new(Destination::Under(base.clone()), &[], false);
+        let mut u = Resolver::new(Destination::Under(base.clone()), &[], HashMap::new(), false);
         let p = u.place(format!("{deep}/f").as_bytes(), false).unwrap();
         rustix::fs::openat(
             &*p.dir,

@@ -311,7 +311,12 @@ mod tests {
     #[test]
     fn temp_files_symlinks_meta_and_sweep() {
         let d = tempfile::tempdir().unwrap();
-        let mut r = Resolver::new(Destination::Under(d.path().to_path_buf()), &[], false);
+        let mut r = Resolver::new(
+            Destination::Under(d.path().to_path_buf()),
+            &[],
+            Default::default(),
+            false,
+        );
         let at = r.place(b"/sub/f", false).unwrap();
         let tmp = create_temp(&at, 10).unwrap();
         assert!(tmp.to_str().unwrap().starts_with(TEMP_PREFIX));

@@ -74,11 +74,12 @@ pub struct Restoring {
 }
 
 impl Restoring {
-    /// A restore of `nodes` (tree order) of a snapshot of `roots` to `dest`; `owners` when
-    /// running as root.
+    /// A restore of `nodes` (tree order) of a snapshot of `roots` (their inodes at backup time
+    /// in `root_inodes`) to `dest`; `owners` when running as root.
     pub fn new(
         nodes: Arc<Vec<Node>>,
         roots: &[String],
+        root_inodes: &HashMap<Vec<u8>, u64>,
         dest: Destination,
         owners: bool,
         delete: bool,
@@ -86,7 +87,7 @@ impl Restoring {
     ) -> Restoring {
         Restoring {
             nodes,
-            at: Resolver::new(dest.clone(), roots, delete),
+            at: Resolver::new(dest.clone(), roots, root_inodes.clone(), delete),
             dest,
             owners,
             delete,
