@@ -564,3 +564,35 @@ fn a_pack_deleted_by_hand_is_not_reused_by_the_next_backup() {
         assert!(got == media_tree::noise(i + 7, 5 << 20), "f{i}");
     }
 }
+
+#[test]
+fn two_snapshots_of_one_minute_restore_side_by_side_apart() {
+    let b = Bench::new(&["src"]);
+    let src = b.path("src");
+    write(&src.join("kept"), b"kept");
+    write(&src.join("gone"), b"deleted before the second backup");
+    b.ok(&["backup", JOB]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let first = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    std::fs::remove_file(src.join("gone")).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    b.ok(&["backup", JOB]);
+    // Newest first, then the older one, then the newest again: each gets its own directory.
+    for date in ["now", &first, "now"] {
+        b.ok(&["restore", "--date", date, "--yes"]);
+    }
+    let base = b.path("state/restore").join(JOB);
+    let dirs: Vec<PathBuf> = std::fs::read_dir(&base)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 2, "{dirs:?}");
+    let with_gone = dirs
+        .iter()
+        .filter(|d| under(d, &src).join("gone").exists())
+        .count();
+    assert_eq!(
+        with_gone, 1,
+        "only the older snapshot's restore has `gone`: {dirs:?}"
+    );
+}
