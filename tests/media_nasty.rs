@@ -4,120 +4,31 @@
 //! - names of every byte 0x01–0xFF, tabs, 255-byte names, names starting with `-`, names that
 //!   differ only in case; FIFOs, sockets and device files (left out, and a FIFO must not hang
 //!   the backup); symlink loops; setuid/setgid/sticky bits and mode 000; mtimes before 1970
-//!   and after 2262 (clamped); a sparse file (its holes come back); a path near `PATH_MAX` restored under a directory that pushes it
-//!   past 4096 bytes;
+//!   and after 2262 (clamped); a sparse file (its holes come back); 300 directories restored
+//!   under `ulimit -n 128`; a path near `PATH_MAX` restored under a directory that pushes it
+//!   past 4096 bytes, and one past it in the source (a warning);
 //! - `--in-place` where a directory of the snapshot is now a symlink to elsewhere (nothing is
 //!   written or deleted through it), and a job whose path is itself a symlink (Laravel's
 //!   `public/storage`: the link stays, its target is restored; re-pointed elsewhere, it is
 //!   not followed).
+//!
+//! Faults (a killed restore, a full disk, a lost pack) are in media_faults.rs.
 
 mod common;
+#[allow(dead_code)]
+#[path = "support/media_bench.rs"]
+mod media_bench;
 #[allow(dead_code)] // the acceptance tree is media_restore.rs's
 #[path = "support/media_tree.rs"]
 mod media_tree;
 
-use common::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
+use media_bench::{under, write, Bench, JOB};
 use media_tree::{chmod, is_root, metas, set_mtime, temp_leftovers, Meta};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-const JOB: &str = "up";
-
-struct Bench {
-    dir: tempfile::TempDir,
-    cfg: PathBuf,
-}
-
-impl Bench {
-    /// A job backing up `paths` (relative to the bench directory).
-    fn new(paths: &[&str]) -> Bench {
-        let dir = tempfile::tempdir().unwrap();
-        let s3 = S3Server::shared();
-        let sec = common::write_secret(dir.path(), "s3", SECRET_KEY);
-        let list: Vec<String> = paths
-            .iter()
-            .map(|p| format!("\"{}\"", dir.path().join(p).display()))
-            .collect();
-        let text = format!(
-            "[agent]\nhostname = \"web\"\nstate_dir = \"{state}\"\ntimezone = \"UTC\"\n\
-             [storage]\ntype = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{ep}\"\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key_file = \"{sec}\"\n\
-             [[media]]\nname = \"{JOB}\"\npaths = [{list}]\nschedule = \"@daily\"\n",
-            state = dir.path().join("state").display(),
-            bucket = s3.new_bucket(),
-            ep = s3.endpoint(),
-            sec = sec.display(),
-            list = list.join(", "),
-        );
-        let cfg = dir.path().join("opsagent.toml");
-        std::fs::write(&cfg, text).unwrap();
-        Bench { dir, cfg }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_with_files(args, None)
-    }
-
-    /// Runs with at most `files` open files (`ulimit -n`) when given.
-    fn run_with_files(&self, args: &[&str], files: Option<u32>) -> Output {
-        let mut cmd = match files {
-            None => Command::new(env!("CARGO_BIN_EXE_opsagent")),
-            Some(n) => {
-                let mut c = Command::new("sh");
-                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\"")])
-                    .arg(env!("CARGO_BIN_EXE_opsagent"));
-                c
-            }
-        };
-        let mut child = cmd
-            .arg("--config")
-            .arg(&self.cfg)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // A FIFO opened for reading blocks: a hang is a failure, not a stuck CI job.
-        let t = Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            if t.elapsed() > Duration::from_secs(60) {
-                let _ = child.kill();
-                panic!("{args:?} hung for 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.wait_with_output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            common::output_text(&out)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-fn write(p: &Path, data: &[u8]) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, data).unwrap();
-}
-
-/// `base` followed by absolute path `p`.
-fn under(base: &Path, p: &Path) -> PathBuf {
-    base.join(p.strip_prefix("/").unwrap())
-}
 
 /// Sets an mtime the file system may refuse (too far out); returns whether it took.
 fn try_mtime(p: &Path, sec: i64) -> bool {
@@ -417,182 +328,4 @@ fn walk_names(root: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-/// Unmounts a test tmpfs when dropped.
-struct Mount(PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-/// A tmpfs of `size` at `at` when this process may mount one (root with CAP_SYS_ADMIN).
-fn small_fs(at: &Path, size: &str) -> Option<Mount> {
-    std::fs::create_dir_all(at).unwrap();
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(at)
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    ok.then(|| Mount(at.to_path_buf()))
-}
-
-#[test]
-fn a_killed_restore_is_cleaned_up_by_the_next_and_a_full_disk_is_named() {
-    let b = Bench::new(&["src"]);
-    let src = b.path("src");
-    for i in 0..24 {
-        write(
-            &src.join(format!("f{i:02}")),
-            &media_tree::noise(i + 1, 1 << 20),
-        );
-    }
-    b.ok(&["backup", JOB]);
-    // Files lost, then an in-place restore killed while its temporary files exist.
-    for i in 0..24 {
-        std::fs::remove_file(src.join(format!("f{i:02}"))).unwrap();
-    }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_opsagent"))
-        .arg("--config")
-        .arg(&b.cfg)
-        .args(["restore", "--date", "now", "--in-place", "--yes"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while temp_leftovers(&src).is_empty() && t.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let left = temp_leftovers(&src).len();
-    assert!(
-        left > 0,
-        "the restore was killed with temporary files in place"
-    );
-    let out = b.run(&["restore", "--date", "now", "--in-place", "--yes"]);
-    let text = common::output_text(&out);
-    assert!(out.status.success(), "{text}");
-    assert!(temp_leftovers(&src).is_empty(), "{text}");
-    assert!(text.contains("left by an interrupted restore"), "{text}");
-    for i in 0..24 {
-        let got = std::fs::read(src.join(format!("f{i:02}"))).unwrap();
-        assert!(got == media_tree::noise(i + 1, 1 << 20), "f{i:02}");
-    }
-    // A target that fills up: named, with the right hint, and no half-written file.
-    let Some(_m) = small_fs(&b.path("small"), "6m") else {
-        eprintln!("skipped the full-disk part: cannot mount a tmpfs here (needs root)");
-        return;
-    };
-    let to = b.path("small/out");
-    let out = b.run(&[
-        "restore",
-        "--date",
-        "now",
-        "--to-dir",
-        to.to_str().unwrap(),
-        "--yes",
-    ]);
-    let text = common::output_text(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(
-        text.contains("No space left on device") && text.contains("file system is full"),
-        "{text}"
-    );
-    let got = under(&to, &src);
-    assert!(temp_leftovers(&got).is_empty(), "{text}");
-    let mut whole = 0;
-    for e in std::fs::read_dir(&got).unwrap().flatten() {
-        let i: u64 = e.file_name().to_str().unwrap()[1..].parse().unwrap();
-        assert!(std::fs::read(e.path()).unwrap() == media_tree::noise(i + 1, 1 << 20));
-        whole += 1;
-    }
-    assert!((1..24).contains(&whole), "{whole} files fit: {text}");
-}
-
-#[test]
-fn a_pack_deleted_by_hand_is_not_reused_by_the_next_backup() {
-    let b = Bench::new(&["src"]);
-    let src = b.path("src");
-    for i in 0..3 {
-        write(
-            &src.join(format!("f{i}")),
-            &media_tree::noise(i + 7, 5 << 20),
-        );
-    }
-    b.ok(&["backup", JOB]);
-    let s3 = S3Server::shared();
-    let bucket = std::fs::read_to_string(&b.cfg)
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("bucket = \"")?
-                .strip_suffix('"')
-                .map(String::from)
-        })
-        .unwrap();
-    let packs: Vec<String> = s3
-        .list_keys(&bucket)
-        .into_iter()
-        .map(|(k, _)| k)
-        .filter(|k| k.contains("/packs/"))
-        .collect();
-    assert!(packs.len() >= 2, "{packs:?}");
-    s3.delete_object(&bucket, &packs[0]);
-    // Nothing changed on disk, but the lost chunks are read and stored again.
-    let out = b.run(&["backup", JOB]);
-    let text = common::output_text(&out);
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("missing from the bucket"), "{text}");
-    let out = b.ok(&["verify", JOB]);
-    assert!(out.contains(": ok, 3 files"), "{out}");
-    let to = b.path("out");
-    b.ok(&[
-        "restore",
-        "--date",
-        "now",
-        "--to-dir",
-        to.to_str().unwrap(),
-        "--yes",
-    ]);
-    for i in 0..3 {
-        let got = std::fs::read(under(&to, &src).join(format!("f{i}"))).unwrap();
-        assert!(got == media_tree::noise(i + 7, 5 << 20), "f{i}");
-    }
-}
-
-#[test]
-fn two_snapshots_of_one_minute_restore_side_by_side_apart() {
-    let b = Bench::new(&["src"]);
-    let src = b.path("src");
-    write(&src.join("kept"), b"kept");
-    write(&src.join("gone"), b"deleted before the second backup");
-    b.ok(&["backup", JOB]);
-    std::thread::sleep(Duration::from_millis(1100));
-    let first = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    std::fs::remove_file(src.join("gone")).unwrap();
-    std::thread::sleep(Duration::from_millis(1100));
-    b.ok(&["backup", JOB]);
-    // Newest first, then the older one, then the newest again: each gets its own directory.
-    for date in ["now", &first, "now"] {
-        b.ok(&["restore", "--date", date, "--yes"]);
-    }
-    let base = b.path("state/restore").join(JOB);
-    let dirs: Vec<PathBuf> = std::fs::read_dir(&base)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(dirs.len(), 2, "{dirs:?}");
-    let with_gone = dirs
-        .iter()
-        .filter(|d| under(d, &src).join("gone").exists())
-        .count();
-    assert_eq!(
-        with_gone, 1,
-        "only the older snapshot's restore has `gone`: {dirs:?}"
-    );
 }
