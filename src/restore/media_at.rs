@@ -92,7 +92,7 @@ pub fn step(dir: &OwnedFd, name: &OsStr, make: Make) -> io::Result<OwnedFd> {
         }
         Err(Errno::NOTDIR | Errno::LOOP) if make == Make::Create => {
             return Err(io::Error::other(
-                "a file or symlink is there now, where the snapshot has a directory; it was not replaced (hint: add --delete to replace it)",
+                "a file or symlink is there now, where the snapshot has a directory; it was not replaced (hint: add --delete to replace it; side by side, restore into an empty --to-dir)",
             ));
         }
         other => return Ok(other?),
@@ -194,7 +194,7 @@ impl Resolver {
         if !md.is_dir() {
             if self.make != Make::Replace {
                 return Err(io::Error::other(format!(
-                    "`{shown}` is a file now, where the snapshot has a directory; it was not replaced (hint: add --delete to replace it)"
+                    "`{shown}` is a file now, where the snapshot has a directory; it was not replaced (hint: add --delete to replace it; side by side, restore into an empty --to-dir)"
                 )));
             }
             std::fs::remove_file(path)?;

@@ -58,7 +58,7 @@ pub fn clear_for_entry(at: &Place, delete: bool) -> Result<(), String> {
         Some(st) if is_dir(&st) => {
             if !delete {
                 return Err(
-                    "a directory is there now; it was not replaced (hint: add --delete to replace it)"
+                    "a directory is there now; it was not replaced (hint: add --delete to replace it; side by side, restore into an empty --to-dir)"
                         .into(),
                 );
             }
