@@ -1,8 +1,9 @@
 //! Media faults end to end against the real moto S3 server and the real binary: an in-place
 //! restore killed while its temporary files exist (the next one removes them), a target that
 //! fills up (named, with the right hint, nothing half-written), a pack deleted from the bucket
-//! by hand (the next backup stores its files again: verify and restore are whole), and two
-//! snapshots of one minute restored side by side (each into its own directory).
+//! by hand (the next backup stores its files again: verify and restore are whole), two
+//! snapshots of one minute restored side by side (each into its own directory), and
+//! `--delete` over a file system mounted inside the tree (left alone).
 
 mod common;
 #[allow(dead_code)]
@@ -195,4 +196,36 @@ fn two_snapshots_of_one_minute_restore_side_by_side_apart() {
         with_gone, 1,
         "only the older snapshot's restore has `gone`: {dirs:?}"
     );
+}
+
+#[test]
+fn delete_leaves_a_file_system_mounted_inside_alone() {
+    let b = Bench::new(&["src"]);
+    let src = b.path("src");
+    write(&src.join("d/a"), b"a");
+    let Some(_m) = small_fs(&src.join("mnt"), "1m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    write(&src.join("mnt/inner"), b"another file system");
+    // The walk stays on its file system: `mnt` is in the snapshot, empty.
+    b.ok(&["backup", JOB]);
+    write(&src.join("mnt/later"), b"written after the backup");
+    write(&src.join("d/extra"), b"not in the snapshot");
+    let out = b.ok(&[
+        "restore",
+        "--date",
+        "now",
+        "--in-place",
+        "--delete",
+        "--yes",
+    ]);
+    assert!(out.contains("removed 1 entries"), "{out}");
+    assert!(!src.join("d/extra").exists());
+    for f in ["inner", "later"] {
+        assert!(
+            src.join("mnt").join(f).exists(),
+            "mnt/{f} is on another file system: {out}"
+        );
+    }
 }

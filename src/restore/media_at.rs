@@ -234,6 +234,23 @@ impl Resolver {
         })
     }
 
+    /// The file system (`st_dev`) of the anchor snapshot path `p` lies under: the backed-up
+    /// directory in place, the target directory side by side.
+    pub fn anchor_dev(&mut self, p: &[u8]) -> io::Result<u64> {
+        let p = trim(p);
+        let anchor: Vec<u8> = match self.dest {
+            Destination::Under(_) => b"/".to_vec(),
+            Destination::InPlace => self
+                .roots
+                .iter()
+                .filter(|r| at_or_under(p, r))
+                .max_by_key(|r| r.len())
+                .cloned()
+                .unwrap_or_else(|| b"/".to_vec()),
+        };
+        Ok(rustix::fs::fstat(&*self.dir(&anchor)?)?.st_dev)
+    }
+
     /// What to do with a file or symlink where a directory goes.
     pub fn make(&self) -> Make {
         self.make

@@ -275,15 +275,21 @@ pub struct Swept {
 }
 
 /// Removes the entries of directory `dir` (shown as `path`) whose paths `wanted` does not hold
-/// (the snapshot's entries there), except excluded ones and mount points.
+/// (the snapshot's entries there), except excluded ones and what is not on file system `dev`
+/// (the backed-up directory's): a directory that is itself another file system's mount point
+/// is left whole.
 pub fn sweep(
     dir: &OwnedFd,
     path: &Path,
+    dev: u64,
     wanted: &dyn Fn(&[u8]) -> bool,
     excludes: &Excludes,
 ) -> io::Result<Swept> {
-    let dev = rustix::fs::fstat(dir)?.st_dev;
     let mut s = Swept::default();
+    if rustix::fs::fstat(dir)?.st_dev != dev {
+        s.kept += 1;
+        return Ok(s);
+    }
     for name in names(dir)? {
         let full = path.join(&name);
         if wanted(full.as_os_str().as_bytes()) {
@@ -371,9 +377,11 @@ mod tests {
         let keep = dest.as_os_str().as_bytes().to_vec();
         let ex = Excludes::new(&[d.path().display().to_string()], &["*.tmp".into()]);
         let sub = r.dir(b"/sub").unwrap();
+        let dev = rustix::fs::fstat(&sub).unwrap().st_dev;
         let s = sweep(
             &sub,
             &d.path().join("sub"),
+            dev,
             &|p| p == keep || p.ends_with(b"/l"),
             &ex,
         )

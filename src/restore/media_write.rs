@@ -389,10 +389,10 @@ impl Restoring {
         for d in dirs {
             let dest = self.dest.of(d);
             let is_wanted = |p: &[u8]| wanted.contains(p);
-            let swept = self
-                .at
-                .dir(&d.path.0)
-                .and_then(|fd| fs_ops::sweep(&fd, &dest, &is_wanted, excludes));
+            let swept = self.at.anchor_dev(&d.path.0).and_then(|dev| {
+                let fd = self.at.dir(&d.path.0)?;
+                fs_ops::sweep(&fd, &dest, dev, &is_wanted, excludes)
+            });
             self.at.forget();
             match swept {
                 Ok(s) => {
