@@ -32,6 +32,8 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
     let index = Index::load(&env.storage, &job.name)
         .await
         .map_err(|e| format!("reading the index of `{}`: {e}", job.name))?;
+    let mut index = index;
+    drop_missing_packs(env, &job.name, &mut index).await?;
     tracing::debug!(job = %job.name, packs = index.packs.len(), blobs = index.blobs.len(), objects = index.keys.len(), "index loaded");
     // The whole index is let go before the previous tree comes in: a backup needs only
     // which blobs it may reuse.
@@ -139,6 +141,29 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
         partial, "media snapshot committed"
     );
     Ok(MediaRun { manifest, partial })
+}
+
+/// Leaves out of `index` the packs the bucket does not hold (deleted by hand, lost): their blobs are then not reused, so the files they held are read and stored
+/// again and this snapshot is whole, where reusing them would carry the loss into every later
+/// snapshot. Listed after the index was read: a pack is uploaded before the index naming it.
+async fn drop_missing_packs(env: &Env, job: &str, index: &mut Index) -> Result<(), String> {
+    let listed = env
+        .storage
+        .list(&keys::packs_prefix(job))
+        .await
+        .map_err(|e| format!("listing the packs of `{job}`: {e}"))?;
+    let present: std::collections::HashSet<_> = listed
+        .iter()
+        .filter_map(|o| keys::pack_id_of(&o.key))
+        .collect();
+    index.packs.retain(|id, _| {
+        let ok = present.contains(id);
+        if !ok {
+            tracing::warn!(job, pack = %id, "an indexed pack is missing from the bucket; files whose chunks it held are stored again (hint: `opsagent verify` names what older snapshots lost)");
+        }
+        ok
+    });
+    Ok(())
 }
 
 /// Test hook (tests/media_prune.rs): when `OPSAGENT_TEST_PAUSE_AFTER_INDEX` names a file,

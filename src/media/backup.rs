@@ -9,6 +9,7 @@
 //! uploading, one chunk window per worker; finished files go back into the tree while the
 //! walk goes on.
 
+use super::beneath::Opener;
 use super::chunker::{worth_compressing, Chunker, AVG_SIZE};
 use super::id::Id;
 use super::index::{PackIndex, Reuse};
@@ -20,7 +21,7 @@ use super::upload::upload_packs;
 use super::walk::{walk, WalkSettings};
 use crate::storage::Storage;
 use std::collections::{BTreeSet, HashSet, VecDeque};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -321,7 +322,8 @@ fn read_all(
     let walked = std::thread::scope(|scope| {
         for _ in 0..s.workers.max(1) {
             let (rx, tx, shared) = (job_rx.clone(), done_tx.clone(), shared.clone());
-            scope.spawn(move || worker(&rx, &tx, &shared));
+            let roots = &s.walk.paths;
+            scope.spawn(move || worker(&rx, &tx, &shared, roots));
         }
         drop(done_tx);
         let walked = walk(
@@ -414,7 +416,13 @@ pub fn return_large_blocks() {
     }
 }
 
-fn worker(rx: &Mutex<mpsc::Receiver<FileJob>>, tx: &mpsc::Sender<FileDone>, shared: &Shared) {
+fn worker(
+    rx: &Mutex<mpsc::Receiver<FileJob>>,
+    tx: &mpsc::Sender<FileDone>,
+    shared: &Shared,
+    roots: &[std::path::PathBuf],
+) {
+    let mut opener = Opener::new(roots, shared.follow_symlinks);
     let mut chunker = Chunker::default();
     let mut encoder = BlobEncoder::new(shared.level);
     loop {
@@ -422,7 +430,7 @@ fn worker(rx: &Mutex<mpsc::Receiver<FileJob>>, tx: &mpsc::Sender<FileDone>, shar
             Ok(j) => j,
             Err(_) => return,
         };
-        let result = read_file(&mut chunker, &mut encoder, shared, job.node);
+        let result = read_file(&mut opener, &mut chunker, &mut encoder, shared, job.node);
         if matches!(result, Err(FileIssue::Fatal(_))) {
             shared.failed.store(true, Ordering::Relaxed);
         }
@@ -440,6 +448,7 @@ fn worker(rx: &Mutex<mpsc::Receiver<FileJob>>, tx: &mpsc::Sender<FileDone>, shar
 
 /// Reads a file into chunks; a file that changes while read is read once more.
 fn read_file(
+    opener: &mut Opener,
     chunker: &mut Chunker,
     encoder: &mut BlobEncoder,
     shared: &Shared,
@@ -452,13 +461,16 @@ fn read_file(
         .unwrap_or_default();
     let compress = worth_compressing(&name);
     for attempt in 0..2 {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.read(true);
-        if !shared.follow_symlinks {
-            opts.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
-        }
-        let file = opts.open(&path).map_err(|e| skip(&path, &e))?;
+        // Non-blocking (a FIFO renamed over the file since the walk is skipped below) and
+        // never through a symlink below the backed-up directory (src/media/beneath.rs).
+        let file = opener.open(&path).map_err(|e| skip(&path, &e))?;
         let before = file.metadata().map_err(|e| skip(&path, &e))?;
+        if !before.is_file() {
+            return Err(FileIssue::Skip(format!(
+                "skipped `{}`: it is no longer a regular file (replaced while the backup ran)",
+                path.display()
+            )));
+        }
         let mut chunks = Vec::with_capacity(1 + (before.len() / AVG_SIZE as u64) as usize);
         let read = chunker
             .chunks_upto::<_, ReadError>(&file, before.len(), |c| {
@@ -518,7 +530,51 @@ impl From<std::io::Error> for ReadError {
 fn skip(path: &std::path::Path, e: &std::io::Error) -> FileIssue {
     let why = match e.kind() {
         std::io::ErrorKind::NotFound => "it vanished before it could be read".to_string(),
-        _ => e.to_string(),
+        _ => super::walk::reason(e),
     };
     FileIssue::Skip(format!("skipped `{}`: {why}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_swapped_in_for_a_file_is_skipped_not_waited_on() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("f");
+        std::fs::write(&file, b"regular at walk time").unwrap();
+        let md = std::fs::symlink_metadata(&file).unwrap();
+        let node = super::super::walk::node_from(&file, &md).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &file,
+            rustix::fs::Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
+        let (pack_tx, _rx) = tokio::sync::mpsc::channel(1);
+        let shared = Shared {
+            reuse: Arc::new(Reuse::default()),
+            new_blobs: Mutex::new(HashSet::new()),
+            packer: Mutex::new(PackBuilder::with_capacity(1024)),
+            pack_tx,
+            level: 3,
+            new_bytes: AtomicU64::new(0),
+            failed: AtomicBool::new(false),
+            progress: None,
+            follow_symlinks: false,
+        };
+        let got = read_file(
+            &mut Opener::new(&[d.path().to_path_buf()], false),
+            &mut Chunker::default(),
+            &mut BlobEncoder::new(3),
+            &shared,
+            node,
+        );
+        match got {
+            Err(FileIssue::Skip(w)) => assert!(w.contains("no longer a regular file"), "{w}"),
+            _ => panic!("a FIFO must be skipped"),
+        }
+    }
 }

@@ -18,7 +18,7 @@ use super::pack::BlobEntry;
 use crate::storage::{Storage, StorageError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Index format version.
 pub const INDEX_FORMAT: u32 = 1;
@@ -128,6 +128,29 @@ impl Index {
             .is_some_and(|l| !self.delete_pending.contains_key(&l.pack))
     }
 
+    /// Makes the blobs that `packs` (a manifest's list) hold point into those packs. A blob kept
+    /// in several packs is otherwise found in whichever index object came first, which may name
+    /// a pack the snapshot does not use: one lost from the bucket, whose blobs a later backup
+    /// stored again elsewhere (src/backup/media.rs).
+    pub fn prefer(&mut self, packs: &[Id]) {
+        let wanted: HashSet<&Id> = packs.iter().collect();
+        for id in packs {
+            let Some(p) = self.packs.get(id) else {
+                continue;
+            };
+            for b in &p.blobs {
+                if let Some(l) = self.blobs.get_mut(&b.id) {
+                    if !wanted.contains(&l.pack) {
+                        *l = BlobLocation {
+                            pack: p.id,
+                            entry: *b,
+                        };
+                    }
+                }
+            }
+        }
+    }
+
     /// Reads and merges every index object of `job`. A damaged index object is an error naming
     /// its key: guessing would risk reusing blobs that are not there.
     pub async fn load(storage: &Storage, job: &str) -> Result<Index, IndexError> {
@@ -227,6 +250,34 @@ mod tests {
             length: b.len() as u64,
             raw_length: b.len() as u64,
             compression: Compression::None,
+        }
+    }
+
+    #[test]
+    fn prefer_points_shared_blobs_into_the_listed_packs() {
+        let lost = PackIndex {
+            id: Id::of(b"lost"),
+            size: 10,
+            blobs: vec![entry(b"a", 0), entry(b"b", 1)],
+        };
+        let again = PackIndex {
+            id: Id::of(b"again"),
+            size: 10,
+            blobs: vec![entry(b"b", 5), entry(b"a", 6)],
+        };
+        let mut idx = Index::default();
+        for p in [lost, again] {
+            idx.add(IndexFile {
+                format: INDEX_FORMAT,
+                packs: vec![p],
+                delete_pending: vec![],
+            });
+        }
+        assert_eq!(idx.blobs[&Id::of(b"a")].pack, Id::of(b"lost"), "first wins");
+        idx.prefer(&[Id::of(b"again")]);
+        for (b, at) in [(&b"a"[..], 6), (b"b", 5)] {
+            let l = &idx.blobs[&Id::of(b)];
+            assert_eq!((l.pack, l.entry.offset), (Id::of(b"again"), at));
         }
     }
 

@@ -5,6 +5,7 @@
 //! - `chunker`: content-defined chunking of file contents (FastCDC) and the compression choice.
 
 pub mod backup;
+pub mod beneath;
 pub mod chunker;
 pub mod id;
 pub mod index;

@@ -21,6 +21,22 @@ pub struct WalkSettings {
     pub follow_symlinks: bool,
 }
 
+/// Name prefix of the temporary files a restore writes before renaming them into place
+/// (`.opsagent-restore-<pid>-<n>`): never user data, so a backup running during an in-place
+/// restore leaves them out.
+pub const RESTORE_TEMP_PREFIX: &str = ".opsagent-restore-";
+
+/// Whether `name` is a restore's temporary file name.
+pub fn is_restore_temp(name: &[u8]) -> bool {
+    name.strip_prefix(RESTORE_TEMP_PREFIX.as_bytes())
+        .and_then(|rest| {
+            let (pid, n) = rest.split_at(rest.iter().position(|b| *b == b'-')?);
+            Some(!pid.is_empty() && n.len() > 1)
+                .filter(|_| pid.iter().chain(&n[1..]).all(u8::is_ascii_digit))
+        })
+        .unwrap_or(false)
+}
+
 /// A tree entry from its metadata (no chunks yet).
 pub fn node_from(path: &Path, md: &Metadata) -> Option<Node> {
     let ft = md.file_type();
@@ -46,13 +62,19 @@ pub fn node_from(path: &Path, md: &Metadata) -> Option<Node> {
         mode: md.mode() & 0o7777,
         uid: md.uid(),
         gid: md.gid(),
-        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-        ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+        mtime_ns: nanos(md.mtime(), md.mtime_nsec()),
+        ctime_ns: nanos(md.ctime(), md.ctime_nsec()),
         inode: md.ino(),
         size: if kind == NodeKind::File { md.len() } else { 0 },
         target,
         chunks: Vec::new(),
     })
+}
+
+/// Nanoseconds since the epoch, clamped to what an `i64` holds (1677-09-21 to 2262-04-11):
+/// ext4 and XFS take times up to 2446 and `touch -d 2500-01-01` is one command away.
+pub fn nanos(sec: i64, nsec: i64) -> i64 {
+    sec.saturating_mul(1_000_000_000).saturating_add(nsec)
 }
 
 /// Walks every root, calling `each` with every entry in path order (parents first) and `warn`
@@ -82,9 +104,10 @@ pub fn walk(
             .into_iter()
             .filter_entry(|e| {
                 e.depth() == 0
-                    || !matcher
-                        .matched(e.path(), e.file_type().is_dir())
-                        .is_ignore()
+                    || !(is_restore_temp(e.file_name().as_encoded_bytes())
+                        || matcher
+                            .matched(e.path(), e.file_type().is_dir())
+                            .is_ignore())
             });
         for entry in walker {
             let entry = match entry {
@@ -119,8 +142,17 @@ pub fn walk(
 
 fn io_reason(e: &walkdir::Error) -> String {
     match e.io_error() {
-        Some(io) => io.to_string(),
+        Some(io) => reason(io),
         None => e.to_string(),
+    }
+}
+
+/// Why an entry could not be read, with a hint for the limit an operator cannot guess.
+pub fn reason(e: &std::io::Error) -> String {
+    if e.raw_os_error() == Some(libc::ENAMETOOLONG) {
+        format!("{e}: paths longer than 4096 bytes (PATH_MAX) are not backed up (hint: shorten the names on the way, or `exclude` the directory)")
+    } else {
+        e.to_string()
     }
 }
 
@@ -137,6 +169,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn restore_temp_names() {
+        assert!(is_restore_temp(b".opsagent-restore-123-4"));
+        for n in [
+            &b".opsagent-restore-123-"[..],
+            b".opsagent-restore--4",
+            b".opsagent-restore-12x-4",
+            b".opsagent-restore-123",
+            b"opsagent-restore-1-2",
+        ] {
+            assert!(!is_restore_temp(n), "{}", String::from_utf8_lossy(n));
+        }
+    }
+
+    #[test]
+    fn times_past_2262_are_clamped_not_overflowed() {
+        assert_eq!(nanos(-2, 499_999_999), -1_500_000_001);
+        assert_eq!(nanos(15_000_000_000, 5), i64::MAX);
+        assert_eq!(nanos(-15_000_000_000, 5), i64::MIN + 5);
+    }
+
+    #[test]
     fn excludes_and_order() {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
@@ -145,6 +198,11 @@ mod tests {
         std::fs::write(r.join("a/x.jpg"), b"1").unwrap();
         std::fs::write(r.join("a/cache/y"), b"2").unwrap();
         std::fs::write(r.join("b/z.tmp"), b"3").unwrap();
+        std::fs::write(
+            r.join("b/.opsagent-restore-77-0"),
+            b"a restore's temporary file",
+        )
+        .unwrap();
         std::os::unix::fs::symlink("../a/x.jpg", r.join("b/link")).unwrap();
         let s = WalkSettings {
             paths: vec![r.to_path_buf()],

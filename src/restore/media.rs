@@ -7,6 +7,7 @@
 //! A damaged or missing pack does not stop the restore: everything else is restored, then
 //! [`MediaError::Damaged`] names each pack and every file it cost.
 
+use super::media_at::trim;
 use super::media_fs::Excludes;
 use super::media_packs;
 use super::media_select::{self, Destination};
@@ -17,7 +18,7 @@ use crate::media::index::Index;
 use crate::media::tree::{self, Node, NodeKind};
 use crate::storage::Storage;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -56,6 +57,16 @@ impl Damage {
     /// Whether nothing failed.
     pub fn is_empty(&self) -> bool {
         self.problems.is_empty() && self.files.is_empty()
+    }
+
+    /// What to do next: make room when the target ran full, else look for intact copies.
+    pub fn hint(&self) -> &'static str {
+        let full = std::io::Error::from_raw_os_error(libc::ENOSPC).to_string();
+        if self.problems.keys().any(|(_, why)| why.contains(&full)) {
+            "the target file system is full: make room (`df -h`) or restore elsewhere with --to-dir, then run the restore again; files that did not fit were not left behind half-written"
+        } else {
+            "an older snapshot, with an earlier --date, may hold intact copies; `opsagent verify` checks every pack of the newest"
+        }
     }
 }
 
@@ -119,7 +130,7 @@ pub enum MediaError {
         why: String,
     },
     /// Some entries could not be restored; everything else was.
-    #[error("{0}\neverything else was restored (hint: an older snapshot, with an earlier --date, may hold intact copies; `opsagent verify` checks every pack of the newest)")]
+    #[error("{0}\neverything else was restored (hint: {hint})", hint = .0.hint())]
     Damaged(Damage),
     /// Something else (a task failed).
     #[error("{0}")]
@@ -160,6 +171,10 @@ pub struct Prepared {
     pub symlinks: u64,
     /// Bytes of the selected files.
     pub bytes: u64,
+    /// The inode of each backed-up directory at backup time (keys without trailing slashes).
+    pub root_inodes: HashMap<Vec<u8>, u64>,
+    /// The packs the manifest lists (preferred where a blob is in several).
+    pub packs: Vec<crate::media::Id>,
 }
 
 /// Downloads the tree of media snapshot `m`, checking size and sha256 against the manifest.
@@ -217,6 +232,15 @@ pub async fn prepare(
         .map(|s| s.paths.clone())
         .unwrap_or_default();
     let nodes = load_tree(storage, m).await?;
+    // What each backed-up directory was (its inode), before `--path` narrows the tree: an
+    // in-place restore follows a symlink found there now only to that very directory.
+    let root_inodes = nodes
+        .iter()
+        .filter(|n| {
+            n.kind == NodeKind::Dir && roots.iter().any(|r| trim(r.as_bytes()) == trim(&n.path.0))
+        })
+        .map(|n| (trim(&n.path.0).to_vec(), n.inode))
+        .collect();
     let nodes =
         media_select::select(nodes, &roots, opts.path.as_deref()).map_err(MediaError::Select)?;
     let count = |k: NodeKind| nodes.iter().filter(|n| n.kind == k).count() as u64;
@@ -231,7 +255,13 @@ pub async fn prepare(
             .filter(|n| n.kind == NodeKind::File)
             .map(|n| n.size)
             .sum(),
+        packs: m
+            .media
+            .as_ref()
+            .map(|s| s.packs.clone())
+            .unwrap_or_default(),
         roots,
+        root_inodes,
         nodes,
         options: opts,
     })
@@ -253,17 +283,20 @@ pub async fn execute(
     p: Prepared,
     progress: Option<Arc<AtomicU64>>,
 ) -> Result<Report, MediaError> {
-    let index = Index::load(storage, &p.job)
+    let mut index = Index::load(storage, &p.job)
         .await
         .map_err(|e| MediaError::Index {
             job: p.job.clone(),
             why: e.to_string(),
         })?;
+    index.prefer(&p.packs);
     let owners = rustix::process::geteuid().is_root();
     let opts = p.options;
     let excludes = Excludes::new(&p.roots, &opts.exclude);
     let mut r = Restoring::new(
         Arc::new(p.nodes),
+        &p.roots,
+        &p.root_inodes,
         opts.dest.clone(),
         owners,
         opts.delete,

@@ -157,16 +157,16 @@ pub async fn drill(storage: &Storage, job: &str, zone: Zone) -> Result<MediaDril
         .ok_or_else(|| format!("job `{job}` has no media snapshot in storage"))?;
     let m = c.manifest;
     let nodes = Arc::new(load_tree(storage, &m).await.map_err(|e| e.to_string())?);
-    let index = Arc::new(
-        Index::load(storage, job)
-            .await
-            .map_err(|e| format!("reading the index of `{job}`: {e}"))?,
-    );
+    let mut index = Index::load(storage, job)
+        .await
+        .map_err(|e| format!("reading the index of `{job}`: {e}"))?;
     let packs = m
         .media
         .as_ref()
         .map(|s| s.packs.clone())
         .unwrap_or_default();
+    index.prefer(&packs);
+    let index = Arc::new(index);
     let listed: HashSet<Id> = packs.iter().copied().collect();
     let mut damage = Damage::default();
     let users = check_tree(&nodes, &index, &listed, &m.key(), &mut damage);

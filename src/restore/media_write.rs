@@ -1,5 +1,6 @@
-//! The writing side of a media restore, run on one blocking thread: lays out directories,
-//! symlinks and temporary files first, then writes each pack's blobs at their offsets (every
+//! The writing side of a media restore, run on one blocking thread: lays out directories
+//! (removing temporary files an interrupted restore left there), symlinks and temporary files
+//! first, then writes each pack's blobs at their offsets (every
 //! blob checked against its BLAKE3 id by `pack::extract`), renames each file into place the
 //! moment its last chunk is written, and ends with `--delete` and the directories' own modes and
 //! mtimes (deepest first, after everything inside them was written).
@@ -8,12 +9,14 @@
 //! which files) and the rest goes on.
 
 use super::media::Damage;
+use super::media_at::{Place, Resolver};
 use super::media_fs::{self as fs_ops, Excludes, Swept};
 use super::media_packs::{Fetched, PackWork, Plan, Target};
 use super::media_select::{depth, Destination};
 use crate::media::pack;
 use crate::media::tree::{Node, NodeKind};
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::fs::File;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::FileExt;
@@ -28,8 +31,8 @@ struct FileState {
     node: usize,
     /// Its final path.
     dest: PathBuf,
-    /// The temporary file while it is being written.
-    temp: Option<PathBuf>,
+    /// The temporary file's name (beside `dest`) while it is being written.
+    temp: Option<OsString>,
     /// Chunk writes still missing.
     remaining: u32,
     /// Given up on (recorded in the damage).
@@ -59,6 +62,7 @@ pub struct Counts {
 pub struct Restoring {
     nodes: Arc<Vec<Node>>,
     dest: Destination,
+    at: Resolver,
     owners: bool,
     delete: bool,
     files: Vec<FileState>,
@@ -70,9 +74,12 @@ pub struct Restoring {
 }
 
 impl Restoring {
-    /// A restore of `nodes` (tree order) to `dest`; `owners` when running as root.
+    /// A restore of `nodes` (tree order) of a snapshot of `roots` (their inodes at backup time
+    /// in `root_inodes`) to `dest`; `owners` when running as root.
     pub fn new(
         nodes: Arc<Vec<Node>>,
+        roots: &[String],
+        root_inodes: &HashMap<Vec<u8>, u64>,
         dest: Destination,
         owners: bool,
         delete: bool,
@@ -80,6 +87,7 @@ impl Restoring {
     ) -> Restoring {
         Restoring {
             nodes,
+            at: Resolver::new(dest.clone(), roots, root_inodes.clone(), delete),
             dest,
             owners,
             delete,
@@ -99,58 +107,71 @@ impl Restoring {
     /// file; returns the files to fill, in the order [`Restoring::apply_plan`] expects.
     pub fn lay_out(&mut self) -> Vec<&Node> {
         let nodes = self.nodes.clone();
-        let mut ready: HashSet<PathBuf> = HashSet::new();
+        let mut stale = 0;
         for (i, n) in nodes.iter().enumerate() {
-            let dest = self.dest.of(n);
-            let shown = dest.display().to_string();
-            if let Some(parent) = dest.parent().filter(|p| !ready.contains(*p)) {
-                if !parent.is_dir() {
-                    if let Err(e) = fs_ops::ensure_dir(parent) {
-                        self.lost(i, &parent.display().to_string(), &e.to_string());
-                        continue;
-                    }
+            let shown = self.dest.of(n).display().to_string();
+            let at = match self.at.place(&n.path.0, n.kind == NodeKind::Dir) {
+                Ok(at) => at,
+                Err(e) => {
+                    self.lost(i, &shown, &format!("its directory cannot be made: {e}"));
+                    continue;
                 }
-                ready.insert(parent.to_path_buf());
-            }
-            let done = match n.kind {
-                NodeKind::Dir => fs_ops::ensure_dir(&dest).map_err(|e| e.to_string()),
-                NodeKind::Symlink => self.symlink(n, &dest),
-                NodeKind::File => self.file(i, n, &dest),
             };
-            match done {
-                Ok(()) if n.kind == NodeKind::Dir => {
-                    ready.insert(dest);
-                }
-                Ok(()) => {}
-                Err(why) => self.lost(i, &shown, &why),
+            let done = match n.kind {
+                NodeKind::Dir => fs_ops::ensure_dir(&at, self.at.make()).map_err(|e| e.to_string()),
+                NodeKind::Symlink => self.symlink(n, &at),
+                NodeKind::File => self.file(i, n, &at),
+            };
+            if let Err(why) = done {
+                self.lost(i, &shown, &why);
+            } else if n.kind == NodeKind::Dir {
+                stale += self
+                    .at
+                    .dir(&n.path.0)
+                    .and_then(|d| fs_ops::remove_stale_temps(&d))
+                    .unwrap_or(0);
             }
+        }
+        if stale > 0 {
+            self.damage.warnings.push(format!(
+                "removed {stale} temporary file(s) `{}*` left by an interrupted restore",
+                fs_ops::TEMP_PREFIX
+            ));
         }
         self.files.iter().map(|f| &self.nodes[f.node]).collect()
     }
 
-    fn symlink(&mut self, n: &Node, dest: &std::path::Path) -> Result<(), String> {
+    /// Makes room for a file or symlink at `at` (a directory there goes only with `--delete`).
+    fn clear(&mut self, at: &Place) -> Result<(), String> {
+        let cleared = fs_ops::clear_for_entry(at, self.delete);
+        // A directory may have been removed: descriptors of what was under it are stale.
+        self.at.forget();
+        cleared
+    }
+
+    fn symlink(&mut self, n: &Node, at: &Place) -> Result<(), String> {
         let target = n
             .target
             .as_ref()
             .ok_or("its target could not be read at backup time")?;
-        fs_ops::clear_for_entry(dest, self.delete)?;
-        fs_ops::make_symlink(dest, target)
-            .and_then(|()| fs_ops::set_meta(dest, n, self.owners, true))
+        self.clear(at)?;
+        fs_ops::make_symlink(at, target)
+            .and_then(|()| fs_ops::set_meta(&at.dir, &at.name, n, self.owners, true))
             .map_err(|e| e.to_string())?;
         self.counts.symlinks += 1;
         Ok(())
     }
 
-    fn file(&mut self, i: usize, n: &Node, dest: &std::path::Path) -> Result<(), String> {
-        fs_ops::clear_for_entry(dest, self.delete)?;
+    fn file(&mut self, i: usize, n: &Node, at: &Place) -> Result<(), String> {
+        self.clear(at)?;
         if n.size == 0 {
-            let tmp = fs_ops::create_temp(dest, 0).map_err(|e| e.to_string())?;
-            return self.put_in_place(&tmp, dest, n);
+            let tmp = fs_ops::create_temp(at, 0).map_err(|e| e.to_string())?;
+            return self.put_in_place(at, &tmp, n);
         }
-        let temp = fs_ops::create_temp(dest, n.size).map_err(|e| e.to_string())?;
+        let temp = fs_ops::create_temp(at, n.size).map_err(|e| e.to_string())?;
         self.files.push(FileState {
             node: i,
-            dest: dest.to_path_buf(),
+            dest: self.dest.of(n),
             temp: Some(temp),
             remaining: 0,
             failed: false,
@@ -158,22 +179,24 @@ impl Restoring {
         Ok(())
     }
 
-    /// Applies the node's metadata to a complete temporary file and renames it to `dest`.
-    fn put_in_place(
-        &mut self,
-        tmp: &std::path::Path,
-        dest: &std::path::Path,
-        n: &Node,
-    ) -> Result<(), String> {
-        let done =
-            fs_ops::set_meta(tmp, n, self.owners, false).and_then(|()| std::fs::rename(tmp, dest));
+    /// Applies the node's metadata to a complete temporary file and renames it to `at`.
+    fn put_in_place(&mut self, at: &Place, tmp: &OsString, n: &Node) -> Result<(), String> {
+        let done = fs_ops::set_meta(&at.dir, tmp, n, self.owners, false)
+            .and_then(|()| fs_ops::rename_into(at, tmp));
         if let Err(e) = done {
-            let _ = std::fs::remove_file(tmp);
+            fs_ops::remove_temp(&at.dir, tmp);
             return Err(e.to_string());
         }
         self.counts.files += 1;
         self.counts.bytes += n.size;
         Ok(())
+    }
+
+    /// Where file `file` goes (its directory opened again, from the cache when it can).
+    fn place_of(&mut self, file: usize) -> std::io::Result<Place> {
+        let node = self.files[file].node;
+        let nodes = self.nodes.clone();
+        self.at.place(&nodes[node].path.0, false)
     }
 
     /// Takes the planned number of writes per file and fails the files that cannot be planned.
@@ -198,10 +221,12 @@ impl Restoring {
     }
 
     fn fail(&mut self, file: u32, what: &str, why: &str) {
-        let f = &mut self.files[file as usize];
-        if let Some(t) = f.temp.take() {
-            let _ = std::fs::remove_file(t);
+        if let Some(t) = self.files[file as usize].temp.take() {
+            if let Ok(at) = self.place_of(file as usize) {
+                fs_ops::remove_temp(&at.dir, &t);
+            }
         }
+        let f = &mut self.files[file as usize];
         if !f.failed {
             f.failed = true;
             let node = f.node;
@@ -257,18 +282,10 @@ impl Restoring {
         let Some(temp) = f.temp.clone().filter(|_| !f.failed) else {
             return;
         };
-        let written = match open.entry(t.file) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => match fs_ops::open_temp(&temp) {
-                Ok(h) => v.insert(h),
-                Err(e) => return self.fail(t.file, &temp.display().to_string(), &e.to_string()),
-            },
-        }
-        .write_all_at(data, t.offset);
-        if let Err(e) = written {
+        if let Err(e) = self.write_at(open, t, &temp, data) {
             open.remove(&t.file);
             let shown = self.files[t.file as usize].dest.display().to_string();
-            return self.fail(t.file, &shown, &e.to_string());
+            return self.fail(t.file, &shown, &e);
         }
         if let Some(p) = &self.progress {
             p.fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -280,11 +297,47 @@ impl Restoring {
             let (node, dest) = (f.node, f.dest.clone());
             let temp = f.temp.take().expect("a file being written has a temp file");
             let n = self.nodes[node].clone();
-            if let Err(why) = self.put_in_place(&temp, &dest, &n) {
+            let placed = self
+                .place_of(t.file as usize)
+                .map_err(|e| e.to_string())
+                .and_then(|at| self.put_in_place(&at, &temp, &n));
+            if let Err(why) = placed {
                 self.files[t.file as usize].temp = None;
                 self.fail(t.file, &dest.display().to_string(), &why);
             }
         }
+    }
+
+    /// Writes `data` at its offset of temporary file `temp` (opened once per pack). The file
+    /// starts as a hole of its full size, so blocks of zeros are skipped: sparse files (disk
+    /// images, preallocated files) come back sparse.
+    fn write_at(
+        &mut self,
+        open: &mut HashMap<u32, File>,
+        t: Target,
+        temp: &OsString,
+        data: &[u8],
+    ) -> Result<(), String> {
+        const BLOCK: usize = 64 << 10;
+        for (i, block) in data.chunks(BLOCK).enumerate() {
+            if block.iter().all(|b| *b == 0) {
+                continue;
+            }
+            let handle = match open.entry(t.file) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let node = self.files[t.file as usize].node;
+                    let at = self
+                        .at
+                        .place(&self.nodes[node].path.0, false)
+                        .map_err(|e| e.to_string())?;
+                    v.insert(fs_ops::open_temp(&at.dir, temp).map_err(|e| e.to_string())?)
+                }
+            };
+            let at = t.offset + (i * BLOCK) as u64;
+            handle.write_all_at(block, at).map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     /// Cleans up, runs `--delete` (only when nothing failed), and sets the directories' modes
@@ -304,7 +357,12 @@ impl Restoring {
         dirs.sort_by_key(|n| std::cmp::Reverse(depth(&n.path.0)));
         for n in dirs {
             let dest = self.dest.of(n);
-            match fs_ops::set_meta(&dest, n, self.owners, false) {
+            let owners = self.owners;
+            let set = self
+                .at
+                .place(&n.path.0, true)
+                .and_then(|at| fs_ops::set_meta(&at.dir, &at.name, n, owners, false));
+            match set {
                 Ok(()) => self.counts.dirs += 1,
                 Err(e) => {
                     self.damage
@@ -331,7 +389,12 @@ impl Restoring {
         for d in dirs {
             let dest = self.dest.of(d);
             let is_wanted = |p: &[u8]| wanted.contains(p);
-            match fs_ops::sweep(&dest, &is_wanted, excludes) {
+            let swept = self.at.anchor_dev(&d.path.0).and_then(|dev| {
+                let fd = self.at.dir(&d.path.0)?;
+                fs_ops::sweep(&fd, &dest, dev, &is_wanted, excludes)
+            });
+            self.at.forget();
+            match swept {
                 Ok(s) => {
                     self.counts.swept.removed += s.removed;
                     self.counts.swept.kept += s.kept;

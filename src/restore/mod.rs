@@ -5,6 +5,7 @@
 
 pub mod date;
 pub mod media;
+pub mod media_at;
 pub mod media_fs;
 pub mod media_packs;
 pub mod media_select;

@@ -26,6 +26,25 @@ const LISTED: usize = 20;
 pub struct Planned {
     chosen: Chosen,
     prepared: Prepared,
+    /// The default side-by-side directory, marked with the snapshot id once restored into.
+    marked: Option<std::path::PathBuf>,
+}
+
+/// The file in a default side-by-side directory naming the snapshot restored there.
+const MARKER: &str = ".opsagent-snapshot";
+
+/// The default side-by-side directory `dir` for snapshot `id`, or, when it already holds
+/// another snapshot (two snapshots in one minute share a name), `dir` with the id's random
+/// part appended: files of one snapshot must not turn up in another's restore.
+fn own_dir(dir: std::path::PathBuf, id: &str) -> std::path::PathBuf {
+    let empty = std::fs::read_dir(&dir).map_or(true, |mut r| r.next().is_none());
+    let ours = std::fs::read_to_string(dir.join(MARKER)).is_ok_and(|m| m.trim() == id);
+    if empty || ours {
+        return dir;
+    }
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(format!("-{}", id.rsplit('-').next().unwrap_or(id)));
+    dir.with_file_name(name)
 }
 
 fn media_flags(args: &Args) -> bool {
@@ -94,17 +113,16 @@ pub fn prepare_all(
     let mut out = Vec::new();
     for c in chosen {
         let job = c.manifest.job.clone();
+        let mut marked = None;
         let dest = if args.in_place {
             Destination::InPlace
         } else if let Some(dir) = &args.to_dir {
             Destination::Under(std::path::absolute(dir)?)
         } else {
-            Destination::Under(side_by_side_dir(
-                &cfg.agent.state_dir,
-                &job,
-                c.time,
-                cfg.agent.zone,
-            ))
+            let dir = side_by_side_dir(&cfg.agent.state_dir, &job, c.time, cfg.agent.zone);
+            let dir = own_dir(dir, &c.key.id);
+            marked = Some(dir.clone());
+            Destination::Under(dir)
         };
         let exclude = cfg
             .media
@@ -127,6 +145,7 @@ pub fn prepare_all(
         out.push(Planned {
             chosen: c,
             prepared,
+            marked,
         });
     }
     Ok(out)
@@ -147,6 +166,7 @@ pub fn print_plan(planned: &[Planned], list: bool, zone: Zone) {
     for Planned {
         chosen: c,
         prepared: p,
+        ..
     } in planned
     {
         let age = (Utc::now() - c.time).num_seconds().max(0) as u64;
@@ -196,7 +216,21 @@ pub fn restore_all(
     storage: &Storage,
     planned: Vec<Planned>,
 ) -> anyhow::Result<()> {
-    for Planned { chosen, prepared } in planned {
+    for Planned {
+        chosen,
+        prepared,
+        marked,
+    } in planned
+    {
+        if let Some(dir) = marked {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .and_then(|()| std::fs::write(dir.join(MARKER), format!("{}\n", chosen.key.id)))
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+        }
         let (job, id, dest) = (
             prepared.job.clone(),
             chosen.key.id.clone(),
