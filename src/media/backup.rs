@@ -9,19 +9,17 @@
 //! uploading, one chunk window per worker; finished files go back into the tree while the
 //! walk goes on.
 
-use super::beneath::Opener;
-use super::chunker::{worth_compressing, Chunker, AVG_SIZE};
 use super::id::Id;
 use super::index::{PackIndex, Reuse};
 use super::pack::{BlobEncoder, FinishedPack, PackBuilder};
 use super::previous::unchanged;
 use super::previous::Previous;
+use super::read::{worker, FileDone, FileIssue, FileJob};
 use super::tree::{Node, NodeKind, TreeWriter};
 use super::upload::upload_packs;
 use super::walk::{walk, WalkSettings};
 use crate::storage::Storage;
 use std::collections::{BTreeSet, HashSet, VecDeque};
-use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -85,20 +83,27 @@ pub struct Outcome {
     pub warnings: Vec<String>,
 }
 
-struct Shared {
-    reuse: Arc<Reuse>,
-    new_blobs: Mutex<HashSet<Id>>,
-    packer: Mutex<PackBuilder>,
-    pack_tx: tokio::sync::mpsc::Sender<FinishedPack>,
-    level: i32,
-    new_bytes: AtomicU64,
-    failed: AtomicBool,
-    progress: Option<Arc<AtomicU64>>,
-    follow_symlinks: bool,
+/// What the walk and the reading threads share.
+pub(super) struct Shared {
+    pub(super) reuse: Arc<Reuse>,
+    pub(super) new_blobs: Mutex<HashSet<Id>>,
+    pub(super) packer: Mutex<PackBuilder>,
+    pub(super) pack_tx: tokio::sync::mpsc::Sender<FinishedPack>,
+    pub(super) level: i32,
+    pub(super) new_bytes: AtomicU64,
+    pub(super) failed: AtomicBool,
+    pub(super) progress: Option<Arc<AtomicU64>>,
+    pub(super) follow_symlinks: bool,
 }
 
 impl Shared {
-    fn add_blob(&self, enc: &mut BlobEncoder, data: &[u8], compress: bool) -> Result<Id, String> {
+    /// Stores `data` as a blob unless it is stored already; returns its id.
+    pub(super) fn add_blob(
+        &self,
+        enc: &mut BlobEncoder,
+        data: &[u8],
+        compress: bool,
+    ) -> Result<Id, String> {
         let id = Id::of(data);
         if self.reuse.reusable(&id) || !self.new_blobs.lock().unwrap().insert(id) {
             return Ok(id);
@@ -127,24 +132,6 @@ impl Shared {
             .blocking_send(p.finish())
             .map_err(|_| "the pack upload stopped".to_string())
     }
-}
-
-/// Why reading one file did not give a clean result.
-enum FileIssue {
-    /// Skip it, with this warning.
-    Skip(String),
-    /// The run cannot go on.
-    Fatal(String),
-}
-
-struct FileJob {
-    slot: usize,
-    node: Node,
-}
-
-struct FileDone {
-    slot: usize,
-    result: Result<(Node, Option<String>), FileIssue>,
 }
 
 /// Runs one backup storing only blobs not in `reuse`, reusing unchanged files of `previous`.
@@ -413,168 +400,5 @@ pub fn return_large_blocks() {
         ONCE.call_once(|| unsafe {
             mallopt(M_MMAP_THRESHOLD, 1 << 20);
         });
-    }
-}
-
-fn worker(
-    rx: &Mutex<mpsc::Receiver<FileJob>>,
-    tx: &mpsc::Sender<FileDone>,
-    shared: &Shared,
-    roots: &[std::path::PathBuf],
-) {
-    let mut opener = Opener::new(roots, shared.follow_symlinks);
-    let mut chunker = Chunker::default();
-    let mut encoder = BlobEncoder::new(shared.level);
-    loop {
-        let job = match rx.lock().unwrap().recv() {
-            Ok(j) => j,
-            Err(_) => return,
-        };
-        let result = read_file(&mut opener, &mut chunker, &mut encoder, shared, job.node);
-        if matches!(result, Err(FileIssue::Fatal(_))) {
-            shared.failed.store(true, Ordering::Relaxed);
-        }
-        if tx
-            .send(FileDone {
-                slot: job.slot,
-                result,
-            })
-            .is_err()
-        {
-            return;
-        }
-    }
-}
-
-/// Reads a file into chunks; a file that changes while read is read once more.
-fn read_file(
-    opener: &mut Opener,
-    chunker: &mut Chunker,
-    encoder: &mut BlobEncoder,
-    shared: &Shared,
-    mut node: Node,
-) -> Result<(Node, Option<String>), FileIssue> {
-    let path = node.path.to_path();
-    let name = path
-        .file_name()
-        .map(|n| n.as_encoded_bytes().to_vec())
-        .unwrap_or_default();
-    let compress = worth_compressing(&name);
-    for attempt in 0..2 {
-        // Non-blocking (a FIFO renamed over the file since the walk is skipped below) and
-        // never through a symlink below the backed-up directory (src/media/beneath.rs).
-        let file = opener.open(&path).map_err(|e| skip(&path, &e))?;
-        let before = file.metadata().map_err(|e| skip(&path, &e))?;
-        if !before.is_file() {
-            return Err(FileIssue::Skip(format!(
-                "skipped `{}`: it is no longer a regular file (replaced while the backup ran)",
-                path.display()
-            )));
-        }
-        let mut chunks = Vec::with_capacity(1 + (before.len() / AVG_SIZE as u64) as usize);
-        let read = chunker
-            .chunks_upto::<_, ReadError>(&file, before.len(), |c| {
-                if let Some(p) = &shared.progress {
-                    p.fetch_add(c.len() as u64, Ordering::Relaxed);
-                }
-                chunks.push(
-                    shared
-                        .add_blob(encoder, c, compress)
-                        .map_err(ReadError::Fatal)?,
-                );
-                Ok(())
-            })
-            .map_err(|e| match e {
-                ReadError::Io(e) => skip(&path, &e),
-                ReadError::Fatal(e) => FileIssue::Fatal(e),
-            })?;
-        let after = file.metadata().map_err(|e| skip(&path, &e))?;
-        let stable = read == before.len()
-            && after.len() == before.len()
-            && after.mtime() == before.mtime()
-            && after.mtime_nsec() == before.mtime_nsec()
-            && after.ctime() == before.ctime()
-            && after.ctime_nsec() == before.ctime_nsec();
-        if stable || attempt == 1 {
-            if let Some(fresh) = super::walk::node_from(&path, &after) {
-                node = Node {
-                    path: node.path,
-                    ..fresh
-                };
-            }
-            node.size = read;
-            node.chunks = chunks;
-            let warning = (!stable).then(|| {
-                format!(
-                    "`{}` changed while being read twice; its copy may be inconsistent",
-                    path.display()
-                )
-            });
-            return Ok((node, warning));
-        }
-    }
-    unreachable!("the second attempt always returns")
-}
-
-enum ReadError {
-    Io(std::io::Error),
-    Fatal(String),
-}
-
-impl From<std::io::Error> for ReadError {
-    fn from(e: std::io::Error) -> Self {
-        ReadError::Io(e)
-    }
-}
-
-fn skip(path: &std::path::Path, e: &std::io::Error) -> FileIssue {
-    let why = match e.kind() {
-        std::io::ErrorKind::NotFound => "it vanished before it could be read".to_string(),
-        _ => super::walk::reason(e),
-    };
-    FileIssue::Skip(format!("skipped `{}`: {why}", path.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_fifo_swapped_in_for_a_file_is_skipped_not_waited_on() {
-        let d = tempfile::tempdir().unwrap();
-        let file = d.path().join("f");
-        std::fs::write(&file, b"regular at walk time").unwrap();
-        let md = std::fs::symlink_metadata(&file).unwrap();
-        let node = super::super::walk::node_from(&file, &md).unwrap();
-        std::fs::remove_file(&file).unwrap();
-        rustix::fs::mkfifoat(
-            rustix::fs::CWD,
-            &file,
-            rustix::fs::Mode::from_raw_mode(0o644),
-        )
-        .unwrap();
-        let (pack_tx, _rx) = tokio::sync::mpsc::channel(1);
-        let shared = Shared {
-            reuse: Arc::new(Reuse::default()),
-            new_blobs: Mutex::new(HashSet::new()),
-            packer: Mutex::new(PackBuilder::with_capacity(1024)),
-            pack_tx,
-            level: 3,
-            new_bytes: AtomicU64::new(0),
-            failed: AtomicBool::new(false),
-            progress: None,
-            follow_symlinks: false,
-        };
-        let got = read_file(
-            &mut Opener::new(&[d.path().to_path_buf()], false),
-            &mut Chunker::default(),
-            &mut BlobEncoder::new(3),
-            &shared,
-            node,
-        );
-        match got {
-            Err(FileIssue::Skip(w)) => assert!(w.contains("no longer a regular file"), "{w}"),
-            _ => panic!("a FIFO must be skipped"),
-        }
     }
 }

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod pack;
 pub mod previous;
 pub mod prune;
+mod read;
 pub mod tree;
 mod upload;
 pub mod walk;
