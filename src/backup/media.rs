@@ -143,9 +143,10 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
     Ok(MediaRun { manifest, partial })
 }
 
-/// Leaves out of `index` the packs the bucket does not hold (deleted by hand, lost): their blobs are then not reused, so the files they held are read and stored
-/// again and this snapshot is whole, where reusing them would carry the loss into every later
-/// snapshot. Listed after the index was read: a pack is uploaded before the index naming it.
+/// Leaves out of `index` the packs the bucket does not hold (deleted by hand, lost): their
+/// blobs are then not reused, so the files they held are read and stored again and this
+/// snapshot is whole, where reusing them would carry the loss into every later snapshot.
+/// Listed after the index was read: a pack is uploaded before the index naming it.
 async fn drop_missing_packs(env: &Env, job: &str, index: &mut Index) -> Result<(), String> {
     let listed = env
         .storage
