@@ -120,14 +120,6 @@ impl Index {
         }
     }
 
-    /// Whether a new backup may reuse `blob` instead of uploading it: listed, and its pack is
-    /// not marked for deletion.
-    pub fn reusable(&self, blob: &Id) -> bool {
-        self.blobs
-            .get(blob)
-            .is_some_and(|l| !self.delete_pending.contains_key(&l.pack))
-    }
-
     /// Makes the blobs that `packs` (a manifest's list) hold point into those packs. A blob kept
     /// in several packs is otherwise found in whichever index object came first, which may name
     /// a pack the snapshot does not use: one lost from the bucket, whose blobs a later backup
@@ -308,10 +300,13 @@ mod tests {
         let mut idx = Index::default();
         idx.add(back);
         assert_eq!(idx.blobs.len(), 3);
-        assert!(!idx.reusable(&Id::of(b"a")), "pack p1 is pending deletion");
-        assert!(idx.reusable(&Id::of(b"c")));
-        assert!(!idx.reusable(&Id::of(b"zz")));
         let reuse = Reuse::of(&idx);
+        assert!(
+            !reuse.reusable(&Id::of(b"a")),
+            "pack p1 is pending deletion"
+        );
+        assert!(reuse.reusable(&Id::of(b"c")));
+        assert!(!reuse.reusable(&Id::of(b"zz")));
         assert_eq!(reuse.len(), 1, "only p2's blob: p1 is pending deletion");
         assert_eq!(reuse.pack_of(&Id::of(b"c")), Some(Id::of(b"p2")));
         assert!(!reuse.reusable(&Id::of(b"a")));

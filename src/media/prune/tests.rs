@@ -1,6 +1,7 @@
 //! Prune on an in-memory storage: marks, grace, unmarking, unindexed packs, repack, dry run.
 
 use super::*;
+use crate::media::index::Reuse;
 use crate::media::pack::{encode_blob, extract, PackBuilder};
 use crate::media::tree::{self, Node, NodeKind, RawPath};
 
@@ -135,7 +136,8 @@ async fn unused_pack_is_marked_then_deleted_after_the_grace() {
     let idx = index_now(&st).await;
     assert_eq!(idx.keys.len(), 1, "the two index objects became one");
     assert_eq!(idx.delete_pending.get(&p2.id), Some(&t(0)));
-    assert!(!idx.reusable(&Id::of(&b)) && idx.reusable(&Id::of(&a)));
+    let reuse = Reuse::of(&idx);
+    assert!(!reuse.reusable(&Id::of(&b)) && reuse.reusable(&Id::of(&a)));
     // Inside the grace again: the mark keeps its first time; after it: deleted.
     let (r, _) = prune(
         &st,
@@ -168,7 +170,7 @@ async fn pending_pack_used_again_is_taken_off_the_list() {
     let (r, _) = prune(&st, &settings(1, false), &snaps, t(5)).await;
     assert_eq!((r.unmarked, r.deleted, r.pending), (1, 0, 0), "{r:?}");
     assert!(exists(&st, &p1).await);
-    assert!(index_now(&st).await.reusable(&Id::of(&a)));
+    assert!(Reuse::of(&index_now(&st).await).reusable(&Id::of(&a)));
 }
 
 #[tokio::test]
