@@ -20,12 +20,14 @@ const PASSWORD: &str = "qa p@ss'\"\\";
 fn readme_grant(user: &str, as_user: &str) -> String {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let at = format!("TO '{user}'@'localhost';");
+    let at = format!("TO '{user}'@'localhost'");
     let end = readme
         .find(&at)
         .unwrap_or_else(|| panic!("README grants nothing to {user}"));
     let start = readme[..end].rfind("GRANT ").unwrap();
-    format!("{}TO '{as_user}'@'127.0.0.1';", &readme[start..end])
+    let tail = &readme[end + at.len()..];
+    let tail = &tail[..tail.find(';').unwrap()];
+    format!("{}TO '{as_user}'@'127.0.0.1'{tail};", &readme[start..end])
 }
 
 fn users(db: &MariaDb) {

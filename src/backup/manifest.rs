@@ -132,8 +132,16 @@ impl Manifest {
         self.objects.iter().map(|o| o.raw_size).sum()
     }
 
-    /// Parses a manifest, naming the key on error.
+    /// Parses the manifest read from `key`, naming the key on error. A manifest is untrusted
+    /// input (anyone who can write the bucket can forge one), so it must agree with the key it
+    /// was read from (job, item, id) and name only its own data object (see [`Manifest::check`]).
     pub fn parse(key: &str, bytes: &[u8]) -> Result<Manifest, String> {
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(format!(
+                "manifest `{key}` is {} bytes, more than any manifest opsagent writes ({MAX_MANIFEST_BYTES}); not read (hint: someone else wrote it: remove it and check who can write the bucket)",
+                bytes.len()
+            ));
+        }
         let m: Manifest = serde_json::from_slice(bytes)
             .map_err(|e| format!("manifest `{key}` is not valid: {e}"))?;
         if m.format == 0 || m.format > FORMAT_VERSION {
@@ -142,8 +150,67 @@ impl Manifest {
                 m.format
             ));
         }
+        m.check(key).map_err(|why| {
+            format!("manifest `{key}` does not match where it was read: {why}; it was not used (hint: it was not written by opsagent for this key: remove it and check who can write the bucket)")
+        })?;
         Ok(m)
     }
+
+    /// What [`Manifest::parse`] checks beyond the format.
+    fn check(&self, key: &str) -> Result<(), String> {
+        if self.key() != key {
+            return Err(format!(
+                "it says job `{}`, item `{}`, snapshot `{}` (that is `{}`)",
+                self.job,
+                self.item,
+                self.id,
+                self.key()
+            ));
+        }
+        let id_ok = self.id.len() == 25
+            && self.id.bytes().enumerate().all(|(i, b)| match i {
+                8 => b == b'T',
+                15 => b == b'Z',
+                16 => b == b'-',
+                17.. => b.is_ascii_hexdigit(),
+                _ => b.is_ascii_digit(),
+            });
+        if !id_ok || !segment_ok(&self.job) {
+            return Err("its job or snapshot id is not one opsagent makes".into());
+        }
+        let data = match self.kind.as_str() {
+            "mysql" if self.media.is_none() => dump_key(&self.job, &self.item, &self.id),
+            "media" if self.item == crate::media::keys::ITEM && self.media.is_some() => {
+                crate::media::keys::tree_key(&self.job, &self.id)
+            }
+            k => return Err(format!("kind `{k}` with item `{}`", self.item)),
+        };
+        let encrypted = format!("{data}.age");
+        let expected = match (&self.encryption, self.kind.as_str()) {
+            (Some(_), "mysql") => &encrypted,
+            _ => &data,
+        };
+        match self.objects.as_slice() {
+            [o] if &o.key == expected => Ok(()),
+            objs => Err(format!(
+                "its data must be the one object `{expected}`, it lists {}",
+                objs.iter()
+                    .map(|o| format!("`{}`", o.key))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+}
+
+/// Largest manifest read (a media manifest lists its packs: 1 MiB holds ~15 000).
+pub const MAX_MANIFEST_BYTES: usize = 16 << 20;
+
+/// Whether `s` is a job name as the config allows it (letters, digits, `_`, `-`).
+fn segment_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
 }
 
 /// A new snapshot id for a snapshot started at `t`.
@@ -236,32 +303,61 @@ mod tests {
         assert_eq!(a.len(), "20231114T221320Z-".len() + 8);
     }
 
+    const V1_KEY: &str = "snapshots/main/shop-eu/20261120T073000Z-0a1b2c3d.json";
+
     #[test]
     fn encryption_field_is_optional_and_round_trips() {
         let text = include_str!("../../tests/data/manifest-v1.json");
-        let mut m = Manifest::parse("k", text.as_bytes()).unwrap();
+        let mut m = Manifest::parse(V1_KEY, text.as_bytes()).unwrap();
         let plain = serde_json::to_string(&m).unwrap();
         assert!(!plain.contains("encryption"), "{plain}");
         m.encryption = Some(Encryption {
             scheme: "age".into(),
             recipients: vec!["age1x".into()],
         });
+        // Encrypted, the dump must be the `.age` object.
         let json = serde_json::to_vec(&m).unwrap();
-        assert_eq!(Manifest::parse("k", &json).unwrap(), m);
+        assert!(Manifest::parse(V1_KEY, &json).is_err());
+        m.objects[0].key.push_str(".age");
+        let json = serde_json::to_vec(&m).unwrap();
+        assert_eq!(Manifest::parse(V1_KEY, &json).unwrap(), m);
         assert_eq!(dump_id("x.sql.zst.age"), Some("x"));
         assert_eq!(dump_id("x.sql.zst"), Some("x"));
         assert_eq!(dump_id("x.json"), None);
     }
 
     #[test]
+    fn a_manifest_must_match_the_key_it_was_read_from() {
+        let text = include_str!("../../tests/data/manifest-v1.json");
+        let forged = [
+            // Read for database `shop` but naming another.
+            ("snapshots/main/shop/20261120T073000Z-0a1b2c3d.json", text.to_string()),
+            // Another job's key.
+            ("snapshots/other/shop-eu/20261120T073000Z-0a1b2c3d.json", text.to_string()),
+            // Data outside its own key.
+            (V1_KEY, text.replace("mysql/main/shop-eu/2026", "mysql/main/other/2026")),
+            (V1_KEY, text.replace("\"mysql\"", "\"media\"")),
+            (V1_KEY, text.replace("\"objects\": [", "\"objects\": [{\"key\": \"media/x\", \"size\": 1, \"sha256\": \"0\", \"raw_size\": 1, \"compression\": \"zstd\"},")),
+        ];
+        for (key, text) in forged {
+            let e = Manifest::parse(key, text.as_bytes()).unwrap_err();
+            assert!(e.contains("does not match where it was read"), "{key}: {e}");
+        }
+        let huge = vec![b' '; MAX_MANIFEST_BYTES + 1];
+        assert!(Manifest::parse(V1_KEY, &huge)
+            .unwrap_err()
+            .contains("more than any manifest"));
+    }
+
+    #[test]
     fn version_one_manifest_still_loads() {
         let text = include_str!("../../tests/data/manifest-v1.json");
-        let m = Manifest::parse("k", text.as_bytes()).unwrap();
+        let m = Manifest::parse(V1_KEY, text.as_bytes()).unwrap();
         assert_eq!((m.format, m.item.as_str()), (1, "shop-eu"));
         assert_eq!(m.encryption, None);
-        assert!(Manifest::parse("k", b"{\"format\": 99}").is_err());
+        assert!(Manifest::parse(V1_KEY, b"{\"format\": 99}").is_err());
         let future = text.replace("\"format\": 1", "\"format\": 2");
-        assert!(Manifest::parse("k", future.as_bytes())
+        assert!(Manifest::parse(V1_KEY, future.as_bytes())
             .unwrap_err()
             .contains("upgrade"));
     }

@@ -148,8 +148,13 @@ fn restore_dumps(
             b.abort();
             eprint!("\r\x1b[2K");
         }
-        r.map_err(|e| anyhow::anyhow!("restoring `{}` failed: {e}", step.chosen.manifest.item))?;
+        let warnings = r.map_err(|e| {
+            anyhow::anyhow!("restoring `{}` failed: {e}", step.chosen.manifest.item)
+        })?;
         report(step, target, started.elapsed());
+        for w in warnings {
+            println!("  warning: {w}; review it before using the copy");
+        }
     }
     Ok(())
 }

@@ -13,6 +13,9 @@ pub mod media_verify;
 pub mod media_write;
 pub mod objects;
 pub mod plan;
+pub mod reown;
+pub mod rewrite;
+pub mod sandbox;
 pub mod sql;
 pub mod stream;
 pub mod swap;
@@ -28,8 +31,20 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-/// Suffix of the staging database of an in-place restore.
-pub const STAGING_SUFFIX: &str = "_opsagent_staging";
+/// Marks the staging database of an in-place restore (`<db>_opsagent_stg_<random>`).
+pub const STAGING_MARK: &str = "_opsagent_stg_";
+
+/// A staging database name for `db` no other restore shares (within MySQL's 64 characters).
+pub fn staging_name(db: &str) -> String {
+    format!("{}{STAGING_MARK}{}", truncate(db, 30), random_hex(4))
+}
+
+/// `n` random bytes as hex.
+pub fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).expect("the OS random source works");
+    hex::encode(b)
+}
 
 /// Where a restored database goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,7 +183,7 @@ pub async fn execute(
     step: &Step,
     target: &Target,
     progress: Option<Arc<AtomicU64>>,
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
     let obj = step
         .chosen
         .manifest
@@ -178,35 +193,42 @@ pub async fn execute(
         .clone();
     check_decryptable(storage, std::slice::from_ref(step), target)?;
     if let Target::File(p) = target {
-        return stream::write_file(storage, &obj, p, progress).await;
+        return stream::write_file(storage, &obj, p, progress)
+            .await
+            .map(|()| Vec::new());
     }
     let job = connection_for(config, &step.chosen.key.job)?;
     let client =
         client_tool(&dump_tool(&job).unwrap_or_else(|_| PathBuf::from("/usr/bin/mariadb-dump")))?;
     let load_target = match target {
-        Target::InPlace => format!("{}{STAGING_SUFFIX}", truncate(&step.target, 40)),
+        Target::InPlace => staging_name(&step.target),
         _ => step.target.clone(),
     };
-    let created = create_database(&job, &client, &load_target)?;
-    if let Err(e) = stream::load_into_database(
+    let created = create_database(&job, &client, &load_target, target)?;
+    let source = &step.chosen.manifest.item;
+    let copy = !matches!(target, Target::InPlace);
+    let loaded = load_isolated(
         storage,
-        &job,
-        &client,
+        (&job, &client),
         &obj,
-        (&step.chosen.manifest.item, &load_target),
+        (source, &load_target),
+        copy,
         progress,
     )
-    .await
-    {
-        if created {
-            let _ = sql::run(
-                &job,
-                &client,
-                &format!("DROP DATABASE IF EXISTS {};", ident(&load_target)),
-            );
+    .await;
+    let loaded = match loaded {
+        Ok(l) => l,
+        Err(e) => {
+            if created {
+                let _ = sql::run(
+                    &job,
+                    &client,
+                    &format!("DROP DATABASE IF EXISTS {};", ident(&load_target)),
+                );
+            }
+            return Err(e);
         }
-        return Err(e);
-    }
+    };
     if let (Target::InPlace, Some(pre)) = (target, &step.pre_restore) {
         let (j, c, live, staging, pre) = (
             job.clone(),
@@ -215,24 +237,87 @@ pub async fn execute(
             load_target.clone(),
             pre.clone(),
         );
-        tokio::task::spawn_blocking(move || swap::swap(&j, &c, &live, &staging, &pre))
+        let definers = loaded.definers;
+        tokio::task::spawn_blocking(move || swap::swap(&j, &c, (&live, &staging, &pre), &definers))
             .await
             .map_err(|e| e.to_string())??;
     }
-    Ok(())
+    Ok(loaded.warnings)
 }
 
-/// Creates `db` unless it exists; returns whether it was created here. A staging database
-/// left by an interrupted in-place restore is dropped and made anew.
-fn create_database(job: &MysqlJob, client: &Path, db: &str) -> Result<bool, String> {
-    if db.ends_with(STAGING_SUFFIX) {
-        sql::run(
-            job,
-            client,
-            &format!("DROP DATABASE IF EXISTS {};", ident(db)),
-        )?;
-    } else if sql::database_tables(job, client, db)?.is_some() {
-        // --to-database naming an existing, empty database (checked in `prepare`).
+/// What [`load_isolated`] did.
+pub struct Loaded {
+    /// The definers the dump named, per object.
+    pub definers: rewrite::Definers,
+    /// Definitions that still name the original database.
+    pub warnings: Vec<String>,
+}
+
+/// Loads the dump `obj` of database `source` into the (new, empty) database `target`, logged in
+/// as a load account that can reach `target` alone (see `sandbox`), dropped afterwards. In a
+/// `copy` the objects then get their definers back and events are disabled (see `reown`); for
+/// staging that happens in the swap.
+pub async fn load_isolated(
+    storage: &Storage,
+    (job, client): (&MysqlJob, &Path),
+    obj: &crate::backup::manifest::ObjectRef,
+    (source, target): (&str, &str),
+    copy: bool,
+    progress: Option<Arc<AtomicU64>>,
+) -> Result<Loaded, String> {
+    let (j, c, t) = (job.clone(), client.to_path_buf(), target.to_string());
+    let account = tokio::task::spawn_blocking(move || sandbox::Sandbox::create(&j, &c, &t))
+        .await
+        .map_err(|e| e.to_string())??;
+    tracing::info!(account = %account.user, database = target, "loading as an account that can reach only this database");
+    let login = account.login(job);
+    let loaded = stream::load_into_database(
+        storage,
+        (job, &login),
+        client,
+        obj,
+        (source, target),
+        progress,
+    )
+    .await;
+    let (j, c) = (job.clone(), client.to_path_buf());
+    let dropped = tokio::task::spawn_blocking(move || account.drop_account(&j, &c))
+        .await
+        .map_err(|e| e.to_string())?;
+    let definers = loaded?;
+    if let Err(e) = dropped {
+        tracing::warn!(error = %e, "cannot drop the load account; the next restore drops it after a day");
+    }
+    let warnings = if copy {
+        let (j, c, t, s) = (
+            job.clone(),
+            client.to_path_buf(),
+            target.to_string(),
+            source.to_string(),
+        );
+        let d = definers.clone();
+        tokio::task::spawn_blocking(move || reown::reown(&j, &c, &t, &s, &d, true))
+            .await
+            .map_err(|e| e.to_string())??
+    } else {
+        Vec::new()
+    };
+    for w in &warnings {
+        tracing::warn!(database = target, "{w} (review it before using the copy)");
+    }
+    Ok(Loaded { definers, warnings })
+}
+
+/// Creates `db` for a load; returns whether it was created here. Only `--to-database` may name
+/// an existing (empty, checked in `prepare`) database; a new one that already exists is an
+/// error, so a restore never drops a database it did not create.
+fn create_database(
+    job: &MysqlJob,
+    client: &Path,
+    db: &str,
+    target: &Target,
+) -> Result<bool, String> {
+    if matches!(target, Target::Database(_)) && sql::database_tables(job, client, db)?.is_some() {
         return Ok(false);
     }
     sql::run(

@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 /// What kind of object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// A stored function.
     Function,
@@ -125,20 +125,31 @@ pub fn capture(job: &MysqlJob, client: &Path, db: &str) -> Result<Vec<Object>, S
     Ok(out)
 }
 
-/// A statement delimiter that appears in none of the definitions.
-fn delimiter(objs: &[&Object]) -> &'static str {
-    [";;", "$$", "//", "!!opsagent!!"]
-        .into_iter()
-        .find(|d| objs.iter().all(|o| !o.ddl.contains(d)))
-        .unwrap_or("!!opsagent!!")
+/// A statement delimiter that appears in none of the definitions: random, so a definition
+/// (whose text came from a dump) cannot be made to contain it and split into two statements.
+/// 14 characters: the client keeps at most 15.
+fn delimiter(ddls: &[String]) -> String {
+    loop {
+        let mut rnd = [0u8; 5];
+        getrandom::fill(&mut rnd).expect("the OS random source works");
+        let d = format!("$${}$$", hex::encode(rnd));
+        if ddls.iter().all(|x| !x.contains(&d)) {
+            return d;
+        }
+    }
 }
 
 /// The script creating `objs` (captured in `from`) in `to`, leaving `to`'s default collation
 /// as `restore_cs` (`CHARACTER SET … COLLATE …`) at the end.
 fn script(from: &str, to: &str, objs: &[&Object], restore_cs: &str) -> String {
-    let d = delimiter(objs);
+    // The definitions as they will be sent, before the delimiter is chosen.
+    let ddls: Vec<String> = objs
+        .iter()
+        .map(|o| o.ddl.replace(&format!("{}.", ident(from)), ""))
+        .collect();
+    let d = delimiter(&ddls);
     let mut s = format!("USE {};\nDELIMITER {d}\n", ident(to));
-    for o in objs {
+    for (o, ddl) in objs.iter().zip(&ddls) {
         let mode = match &o.sql_mode {
             Some(m) => literal(m),
             None => "@@GLOBAL.sql_mode".into(),
@@ -153,7 +164,6 @@ fn script(from: &str, to: &str, objs: &[&Object], restore_cs: &str) -> String {
         if let Some(c) = &o.db_collation {
             s += &format!("ALTER DATABASE {} COLLATE {}{d}\n", ident(to), literal(c));
         }
-        let ddl = o.ddl.replace(&format!("{}.", ident(from)), "");
         s += &format!("{ddl}{d}\n");
     }
     s += &format!(
@@ -216,6 +226,20 @@ pub fn create(job: &MysqlJob, client: &Path, from: &str, to: &str, objs: &[Objec
                         o.ddl
                     )
                 })
+        })
+        .collect()
+}
+
+/// The script dropping `objs` from `db`.
+pub fn drop_script(db: &str, objs: &[Object]) -> String {
+    objs.iter()
+        .map(|o| {
+            format!(
+                "DROP {} IF EXISTS {}.{};\n",
+                o.kind.verb(),
+                ident(db),
+                ident(&o.name)
+            )
         })
         .collect()
 }

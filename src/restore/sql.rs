@@ -39,9 +39,12 @@ fn run_with(
     let mut cmd = Command::new(client);
     cmd.arg(creds.arg()).args([
         "--batch",
+        // Definitions re-created here came from a dump: never client commands.
+        "--binary-mode",
         "--skip-column-names",
         "--default-character-set=utf8mb4",
     ]);
+    cmd.args(sandbox_flag(client));
     if force {
         cmd.arg("--force");
     }
@@ -64,6 +67,35 @@ fn run_with(
         .lines()
         .map(|l| l.split('\t').map(unescape).collect())
         .collect())
+}
+
+/// `["--sandbox"]` when `client` knows it (MariaDB's client since 10.5.25/10.11.8: no command
+/// that touches the file system, whatever the input says), else nothing (MySQL's `mysql`,
+/// where `--binary-mode` alone turns client commands off). Asked once per client path.
+pub fn sandbox_flag(client: &Path) -> &'static [&'static str] {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static KNOWN: OnceLock<Mutex<HashMap<std::path::PathBuf, bool>>> = OnceLock::new();
+    let known = KNOWN.get_or_init(Default::default);
+    let cached = known.lock().ok().and_then(|m| m.get(client).copied());
+    let has = cached.unwrap_or_else(|| {
+        let ok = Command::new(client)
+            .args(["--no-defaults", "--sandbox", "--version"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if let Ok(mut m) = known.lock() {
+            m.insert(client.to_path_buf(), ok);
+        }
+        ok
+    });
+    if has {
+        &["--sandbox"]
+    } else {
+        &[]
+    }
 }
 
 /// Undoes the client's batch-mode escaping.

@@ -5,6 +5,7 @@
 //! is stopped, and the caller drops whatever was loaded. (A flipped byte in an encrypted dump
 //! already fails age's authentication of its 64 KiB chunk, naming the object the same way.)
 
+use super::rewrite::Definers;
 use crate::backup::manifest::ObjectRef;
 use crate::config::MysqlJob;
 use crate::storage::Storage;
@@ -102,18 +103,24 @@ impl Read for ChannelReader {
     }
 }
 
-/// Loads the dump `obj` of database `source` into database `target` with the MySQL client.
+/// Loads the dump `obj` of database `source` into database `target` with the MySQL client,
+/// logged in as `login` (the load account that may only touch `target`, see `sandbox`); `job`
+/// is the restore user's own connection. Returns the definers the dump named.
 pub async fn load_into_database(
     storage: &Storage,
-    job: &MysqlJob,
+    (job, login): (&MysqlJob, &MysqlJob),
     client: &Path,
     obj: &ObjectRef,
     (source, target): (&str, &str),
     progress: Option<Arc<AtomicU64>>,
-) -> Result<(), String> {
+) -> Result<Definers, String> {
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     let abort = Arc::new(AtomicBool::new(false));
-    let (job2, client2, abort2) = (job.clone(), client.to_path_buf(), abort.clone());
+    let (job2, client2, abort2) = (
+        (job.clone(), login.clone()),
+        client.to_path_buf(),
+        abort.clone(),
+    );
     let names = (source.to_string(), target.to_string());
     let (storage2, key) = (storage.clone(), obj.key.clone());
     let consumer = tokio::task::spawn_blocking(move || {
@@ -140,16 +147,16 @@ pub async fn load_into_database(
 }
 
 fn run_client(
-    job: &MysqlJob,
+    (job, login): &(MysqlJob, MysqlJob),
     client: &Path,
     (source, target): &(String, String),
     plain: Result<Box<dyn Read + Send>, String>,
     abort: &AtomicBool,
-) -> Result<(), String> {
+) -> Result<Definers, String> {
     // Dumps hold each row in one statement, blobs in hex: a row the server took may need a
     // packet twice its size to come back. Lift the server's limit for this load if allowed.
     let raised = super::sql::PacketLimit::raise(job, client);
-    let result = load(job, client, target, source, plain, abort);
+    let result = load(login, client, target, source, plain, abort);
     if let Some(r) = raised {
         r.restore(job, client);
     }
@@ -163,16 +170,19 @@ fn load(
     source: &str,
     plain: Result<Box<dyn Read + Send>, String>,
     abort: &AtomicBool,
-) -> Result<(), String> {
+) -> Result<Definers, String> {
     let creds = crate::backup::mysql_cmd::credentials(job)
         .map_err(|e| format!("cannot prepare credentials: {e}"))?;
     let mut cmd = Command::new(client);
     cmd.arg(creds.arg())
         .args([
             "--batch",
+            // The dump is data, not a script for the client: no `\\!`, `system`, `source`…
+            "--binary-mode",
             "--max-allowed-packet=1G",
             "--default-character-set=utf8mb4",
         ])
+        .args(super::sql::sandbox_flag(client))
         .arg(format!("--database={target}"));
     creds.pass_to(&mut cmd);
     let mut child = cmd
@@ -192,7 +202,7 @@ fn load(
     let copied = plain.and_then(|plain| {
         zstd::Decoder::new(plain)
             .and_then(|dec| {
-                copy_sql(
+                super::rewrite::copy_sql(
                     std::io::BufReader::with_capacity(1 << 20, dec),
                     &mut stdin,
                     rename,
@@ -217,63 +227,14 @@ fn load(
             crate::backup::mysql_cmd::with_hint(err.trim())
         ));
     }
-    copied?;
+    let copied = copied?;
     if !status.success() {
         return Err(format!(
             "loading into `{target}` failed: {}",
             crate::backup::mysql_cmd::with_hint(err.trim())
         ));
     }
-    Ok(())
-}
-
-/// Copies SQL from `src` to `dst`. With `rename_from`, the dump is made to load into the
-/// client's current database instead of the one it was taken from:
-/// - qualified references to that database (`` `db`. ``) inside `DELIMITER ;;` blocks —
-///   triggers, routines and events, whose original statements the dump tool keeps verbatim —
-///   are made unqualified, so a trigger written as `CREATE TRIGGER `shop`.t_ai … ON `shop`.t`
-///   loads into a database of another name;
-/// - `ALTER DATABASE `db` CHARACTER SET … ;` lines, which the dump tool writes around routines,
-///   triggers and events created under another database collation, lose the name, so they
-///   apply to the database being loaded and never touch the original (which may be live, or
-///   not exist at all on a new machine).
-pub fn copy_sql(
-    mut src: impl std::io::BufRead,
-    dst: &mut impl Write,
-    rename_from: Option<&str>,
-) -> std::io::Result<u64> {
-    let Some(db) = rename_from else {
-        return std::io::copy(&mut src, dst);
-    };
-    let quoted = format!("`{}`", db.replace('`', "``"));
-    let qualified = format!("{quoted}.");
-    let alter = format!("ALTER DATABASE {quoted} CHARACTER SET ");
-    let mut line = Vec::with_capacity(1 << 16);
-    let mut in_block = false;
-    let mut total = 0u64;
-    loop {
-        line.clear();
-        let n = src.read_until(b'\n', &mut line)?;
-        if n == 0 {
-            return Ok(total);
-        }
-        total += n as u64;
-        if line.starts_with(b"DELIMITER ") {
-            in_block = line.starts_with(b"DELIMITER ;;");
-        } else if line.starts_with(alter.as_bytes()) {
-            dst.write_all(b"ALTER DATABASE ")?;
-            dst.write_all(&line["ALTER DATABASE ".len() + quoted.len() + 1..])?;
-            continue;
-        } else if in_block {
-            if let Ok(text) = std::str::from_utf8(&line) {
-                if text.contains(&qualified) {
-                    dst.write_all(text.replace(&qualified, "").as_bytes())?;
-                    continue;
-                }
-            }
-        }
-        dst.write_all(&line)?;
-    }
+    Ok(copied.definers)
 }
 
 /// Writes the dump to `path`: the stored bytes as they are when the path ends in `.age`, the
@@ -331,40 +292,4 @@ pub async fn write_file(
     }
     std::fs::rename(&tmp, path)
         .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), path.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::copy_sql;
-
-    #[test]
-    fn qualified_names_in_trigger_blocks_are_dropped() {
-        let sql = "INSERT INTO t VALUES ('`shop`.x');\nDELIMITER ;;\n/*!50003 TRIGGER `shop`.t_ai AFTER INSERT ON `shop`.t FOR EACH ROW INSERT INTO `shop`.log VALUES (1) */;;\nDELIMITER ;\nSELECT '`shop`.y';\n";
-        let mut out = Vec::new();
-        copy_sql(sql.as_bytes(), &mut out, Some("shop")).unwrap();
-        let out = String::from_utf8(out).unwrap();
-        assert!(
-            out.contains("TRIGGER t_ai AFTER INSERT ON t FOR EACH ROW INSERT INTO log VALUES"),
-            "{out}"
-        );
-        // Data outside the blocks is never rewritten.
-        assert!(
-            out.contains("('`shop`.x')") && out.contains("'`shop`.y'"),
-            "{out}"
-        );
-        let mut same = Vec::new();
-        copy_sql(sql.as_bytes(), &mut same, None).unwrap();
-        assert_eq!(same, sql.as_bytes());
-    }
-
-    #[test]
-    fn alter_database_lines_lose_the_original_name() {
-        let sql = "ALTER DATABASE `my db` CHARACTER SET latin1 COLLATE latin1_swedish_ci ;\nDELIMITER ;;\nALTER DATABASE `my db` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin ;;\nDELIMITER ;\nINSERT INTO t VALUES ('ALTER DATABASE `my db` CHARACTER SET x');\nALTER DATABASE `other` CHARACTER SET latin1 ;\n";
-        let mut out = Vec::new();
-        copy_sql(sql.as_bytes(), &mut out, Some("my db")).unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "ALTER DATABASE CHARACTER SET latin1 COLLATE latin1_swedish_ci ;\nDELIMITER ;;\nALTER DATABASE CHARACTER SET utf8mb4 COLLATE utf8mb4_bin ;;\nDELIMITER ;\nINSERT INTO t VALUES ('ALTER DATABASE `my db` CHARACTER SET x');\nALTER DATABASE `other` CHARACTER SET latin1 ;\n"
-        );
-    }
 }

@@ -6,7 +6,8 @@
 //! (see `objects`), each under the settings it was created with. The database's own default
 //! character set and collation follow the snapshot; the pre-restore database keeps the old ones.
 
-use super::objects::{self, Object};
+use super::objects;
+use super::rewrite::Definers;
 use super::sql::{charset, ident, literal, run};
 use crate::config::MysqlJob;
 use std::path::Path;
@@ -18,19 +19,6 @@ fn list(job: &MysqlJob, client: &Path, db: &str, sql: &str) -> Result<Vec<String
         .collect())
 }
 
-fn drop_script(db: &str, objs: &[Object]) -> String {
-    objs.iter()
-        .map(|o| {
-            format!(
-                "DROP {} IF EXISTS {}.{};\n",
-                o.kind.verb(),
-                ident(db),
-                ident(&o.name)
-            )
-        })
-        .collect()
-}
-
 /// Everything `RENAME TABLE` moves: base tables, system-versioned tables, sequences.
 fn tables(job: &MysqlJob, client: &Path, db: &str) -> Result<Vec<String>, String> {
     list(job, client, db, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = {db} AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED', 'SEQUENCE') ORDER BY 1")
@@ -38,15 +26,17 @@ fn tables(job: &MysqlJob, client: &Path, db: &str) -> Result<Vec<String>, String
 
 /// Swaps the contents of `staging` into `live`, keeping the old `live` contents in `pre`
 /// (which must not exist). `staging` is dropped at the end.
+/// The objects loaded into `staging` belong to the load account; they move into `live` with
+/// the definers the dump named (`definers`).
 pub fn swap(
     job: &MysqlJob,
     client: &Path,
-    live: &str,
-    staging: &str,
-    pre: &str,
+    (live, staging, pre): (&str, &str, &str),
+    definers: &Definers,
 ) -> Result<(), String> {
     let live_objs = objects::capture(job, client, live)?;
-    let new_objs = objects::capture(job, client, staging)?;
+    let mut new_objs = objects::capture(job, client, staging)?;
+    super::reown::with_definers(&mut new_objs, definers);
     let live_tables = tables(job, client, live)?;
     let new_tables = tables(job, client, staging)?;
     let utf8 = "CHARACTER SET utf8mb4".to_string();
@@ -84,8 +74,8 @@ pub fn swap(
         ),
     )
     .map_err(|e| format!("swapping `{staging}` into `{live}` failed, nothing was changed: {e}"))?;
-    let mut script = drop_script(live, &live_objs);
-    script += &drop_script(staging, &new_objs);
+    let mut script = objects::drop_script(live, &live_objs);
+    script += &objects::drop_script(staging, &new_objs);
     script += "SET FOREIGN_KEY_CHECKS = 0;\n";
     if !renames.is_empty() {
         script += &format!("RENAME TABLE {};\n", renames.join(", "));

@@ -5,7 +5,7 @@
 
 use super::media_verify::{self, MediaDrill};
 use super::plan::{all_snapshots, choose, load, Filter};
-use super::{sql, stream};
+use super::sql;
 use crate::backup::mysql_cmd::{client_tool, dump_tool};
 use crate::backup::Env;
 use crate::catalog::RunStatus;
@@ -108,9 +108,11 @@ async fn drill(env: &Env, job: &crate::config::MysqlJob) -> Result<Vec<Drill>, S
     let client = client_tool(&dump_tool(job)?)?;
     let mut out = Vec::new();
     for c in chosen {
+        // Unique, and created here (never dropped unless this drill created it).
         let scratch = format!(
-            "opsagent_verify_{}",
-            &c.key.id.replace('-', "_").to_ascii_lowercase()
+            "opsagent_verify_{}_{}",
+            &c.key.id.replace('-', "_").to_ascii_lowercase(),
+            super::random_hex(4)
         );
         let obj = c
             .manifest
@@ -125,23 +127,21 @@ async fn drill(env: &Env, job: &crate::config::MysqlJob) -> Result<Vec<Drill>, S
             sql::run(
                 &j,
                 &cl,
-                &format!(
-                    "DROP DATABASE IF EXISTS {0}; CREATE DATABASE {0} CHARACTER SET utf8mb4;",
-                    ident(&s)
-                ),
+                &format!("CREATE DATABASE {} CHARACTER SET utf8mb4;", ident(&s)),
             )
         })
         .await
         .map_err(|e| e.to_string())??;
-        let loaded = stream::load_into_database(
+        let loaded = super::load_isolated(
             &env.storage,
-            job,
-            &client,
+            (job, &client),
             &obj,
             (&c.manifest.item, &scratch),
+            true,
             None,
         )
-        .await;
+        .await
+        .map(|_| ());
         let checked = match loaded {
             Ok(()) => {
                 let (j, cl, s) = (job.clone(), client.clone(), scratch.clone());

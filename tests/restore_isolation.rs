@@ -1,0 +1,352 @@
+//! A restore touches only its target, whatever the bucket holds (issue 15), on the real MariaDB
+//! and S3 servers:
+//! - a database whose triggers, views, routines and events name their own schema (bare and
+//!   backticked, as MariaDB keeps them) restores side by side, `--to-database`, in a drill and
+//!   in place, the copies work, and the live database's objects and data are unchanged by every
+//!   restore that does not target it, also after its trigger was dropped; events in copies are
+//!   disabled;
+//! - forged dumps (committed with a valid sha256) holding client commands, `DROP DATABASE other`,
+//!   `CREATE TRIGGER other.t`, `USE other`, a `DEFINER=root` routine: every restore and drill
+//!   fails or loads only its target; no file appears, `other` is untouched;
+//! - forged manifests naming another database or another job's data are refused;
+//! - an in-place restore never drops a database it did not create (old staging names).
+
+mod common;
+
+use common::mariadb::MariaDb;
+use common::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
+use sha2::Digest;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Bench {
+    dir: tempfile::TempDir,
+    bucket: String,
+    db: String,
+}
+
+impl Bench {
+    /// A database `iso_…` (a bare identifier, so definitions can name it unquoted).
+    fn new() -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        common::write_secret(dir.path(), "s3", SECRET_KEY);
+        let db = common::unique_name("iso").replace('-', "_");
+        MariaDb::shared().sql(&format!("CREATE DATABASE `{db}`"));
+        Bench {
+            dir,
+            bucket: S3Server::shared().new_bucket(),
+            db,
+        }
+    }
+
+    fn config(&self) -> PathBuf {
+        let (db, s3) = (MariaDb::shared(), S3Server::shared());
+        let text = format!(
+            "[agent]\nhostname = \"web-01\"\nstate_dir = \"{state}\"\ntimezone = \"UTC\"\n\
+             [storage]\ntype = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{ep}\"\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key_file = \"{sec}\"\n\
+             [[mysql]]\nname = \"main\"\ndatabases = [\"{name}\"]\nsocket = \"{sock}\"\nuser = \"root\"\nschedule = \"30 2 * * *\"\nkeep = {{ last = 100 }}\n",
+            state = self.dir.path().join("state").display(),
+            bucket = self.bucket,
+            ep = s3.endpoint(),
+            sec = self.dir.path().join("s3").display(),
+            name = self.db,
+            sock = db.socket().display(),
+        );
+        let p = self.dir.path().join("opsagent.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_opsagent"))
+            .arg("--config")
+            .arg(self.config())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(o.status.success(), "{args:?}: {}", common::output_text(&o));
+        common::output_text(&o)
+    }
+
+    /// The only snapshot's (manifest key, manifest JSON).
+    fn manifest(&self) -> (String, serde_json::Value) {
+        let s3 = S3Server::shared();
+        let key = s3
+            .list_keys(&self.bucket)
+            .into_iter()
+            .map(|(k, _)| k)
+            .find(|k| k.contains("/snapshots/"))
+            .expect("a manifest");
+        let m = serde_json::from_slice(&s3.get_object(&self.bucket, &key).unwrap()).unwrap();
+        (key, m)
+    }
+
+    /// Replaces the snapshot's dump with `sql`, committed with a valid size and sha256.
+    fn forge_dump(&self, sql: &str) {
+        let s3 = S3Server::shared();
+        let (mkey, mut m) = self.manifest();
+        let prefix = &mkey[..mkey.find("snapshots/").unwrap()];
+        let data = zstd::encode_all(sql.as_bytes(), 3).unwrap();
+        let obj = &mut m["objects"][0];
+        let dkey = format!("{prefix}{}", obj["key"].as_str().unwrap());
+        obj["size"] = data.len().into();
+        obj["raw_size"] = sql.len().into();
+        obj["sha256"] = hex::encode(sha2::Sha256::digest(&data)).into();
+        s3.put_object(&self.bucket, &dkey, &data);
+        s3.put_object(&self.bucket, &mkey, &serde_json::to_vec(&m).unwrap());
+    }
+}
+
+/// Everything about `db` a restore elsewhere must not change: its objects and its data.
+fn fingerprint(db: &str) -> String {
+    let l = format!("'{db}'");
+    MariaDb::shared().sql(&format!(
+        "SELECT 'T', TRIGGER_NAME, ACTION_STATEMENT, DEFINER FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = {l} \
+         UNION ALL SELECT 'R', ROUTINE_NAME, ROUTINE_DEFINITION, DEFINER FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = {l} \
+         UNION ALL SELECT 'E', EVENT_NAME, CONCAT(STATUS, EVENT_DEFINITION), DEFINER FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {l} \
+         UNION ALL SELECT 'V', TABLE_NAME, VIEW_DEFINITION, DEFINER FROM information_schema.VIEWS WHERE TABLE_SCHEMA = {l} \
+         UNION ALL SELECT 'B', TABLE_NAME, '', '' FROM information_schema.TABLES WHERE TABLE_SCHEMA = {l} ORDER BY 1, 2; \
+         CHECKSUM TABLE `{db}`.audit, `{db}`.log;"
+    ))
+}
+
+fn qualified_objects(db: &str) {
+    MariaDb::shared().sql_db(
+        db,
+        &format!(
+            "CREATE TABLE audit (id INT); CREATE TABLE log (id INT, m VARCHAR(20));
+             INSERT INTO audit VALUES (1), (2); INSERT INTO log VALUES (1, 'seed');
+             CREATE TRIGGER {db}.audit_bi BEFORE INSERT ON {db}.audit FOR EACH ROW INSERT INTO {db}.log VALUES (NEW.id, 'trigger');
+             CREATE VIEW `{db}`.recent AS SELECT a.id FROM `{db}`.audit a JOIN {db}.log l ON l.id = a.id;
+             CREATE PROCEDURE `{db}`.touch_log() INSERT INTO `{db}`.log VALUES (99, 'proc');
+             CREATE FUNCTION {db}.n_log() RETURNS INT READS SQL DATA RETURN (SELECT COUNT(*) FROM {db}.log);
+             CREATE EVENT {db}.tick ON SCHEDULE EVERY 1 DAY STARTS NOW() + INTERVAL 1 DAY DO INSERT INTO {db}.log VALUES (7, 'event');"
+        ),
+    );
+}
+
+#[test]
+fn qualified_objects_restore_everywhere_and_the_live_database_never_changes() {
+    let b = Bench::new();
+    let live = b.db.clone();
+    qualified_objects(&live);
+    b.ok(&["backup", "main"]);
+    let before = fingerprint(&live);
+
+    // Side by side: succeeds, the copy's trigger writes the copy's log, its event is disabled.
+    let out = b.ok(&["restore", "--date", "now", "--yes"]);
+    assert_eq!(
+        fingerprint(&live),
+        before,
+        "side by side changed the live database"
+    );
+    let db = MariaDb::shared();
+    let copy = db
+        .sql(&format!("SHOW DATABASES LIKE '{live}\\_2%'"))
+        .trim()
+        .to_string();
+    assert!(!copy.is_empty(), "no side-by-side copy: {out}");
+    db.sql_db(&copy, "INSERT INTO audit VALUES (5); CALL touch_log();");
+    assert_eq!(
+        db.sql_db(&copy, "SELECT COUNT(*) FROM log WHERE id IN (5, 99); SELECT n_log(); SELECT COUNT(*) FROM recent;").split_whitespace().collect::<Vec<_>>(),
+        ["2", "3", "2"]
+    );
+    assert_eq!(
+        db.sql(&format!(
+            "SELECT STATUS FROM information_schema.EVENTS WHERE EVENT_SCHEMA = '{copy}'"
+        ))
+        .trim(),
+        "DISABLED"
+    );
+    assert_eq!(
+        db.sql(&format!(
+            "SELECT STATUS FROM information_schema.EVENTS WHERE EVENT_SCHEMA = '{live}'"
+        ))
+        .trim(),
+        "ENABLED"
+    );
+    assert_eq!(
+        fingerprint(&live),
+        before,
+        "using the copy changed the live database"
+    );
+
+    // The live trigger dropped (the accident one restores for): a drill and a --to-database
+    // restore must not bring it back on the live table.
+    db.sql_db(&live, "DROP TRIGGER audit_bi");
+    let dropped = fingerprint(&live);
+    b.ok(&["verify", "main"]);
+    assert_eq!(
+        fingerprint(&live),
+        dropped,
+        "the drill changed the live database"
+    );
+    let named = format!("{live}_named");
+    b.ok(&["restore", "--date", "now", "--to-database", &named, "--yes"]);
+    assert_eq!(
+        fingerprint(&live),
+        dropped,
+        "--to-database changed the live database"
+    );
+    assert_eq!(
+        db.sql(&format!(
+            "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{named}'"
+        ))
+        .trim(),
+        "1"
+    );
+
+    // In place brings it back, with every object, definers as they were, the event enabled.
+    // (Bodies come back without their own schema's qualification: the same statements there.)
+    b.ok(&["restore", "--date", "now", "--in-place", "--yes"]);
+    let own = |s: String| {
+        s.replace(&format!("`{live}`."), "")
+            .replace(&format!("{live}."), "")
+    };
+    assert_eq!(own(fingerprint(&live)), own(before));
+    for d in [&copy, &named] {
+        db.sql(&format!("DROP DATABASE `{d}`"));
+    }
+}
+
+/// The hostile dumps: each alone, so one's failure cannot hide another's effect.
+fn hostile(other: &str, marker: &Path) -> Vec<String> {
+    let m = marker.display();
+    let table = "CREATE TABLE t (id INT);\nINSERT INTO t VALUES (1);\n";
+    vec![
+        format!("{table}\\! touch {m}\n"),
+        format!("{table}system touch {m}\n"),
+        format!("{table}DROP DATABASE `{other}`;\n"),
+        format!("{table}DROP TABLE `{other}`.victim;\n"),
+        format!("{table}CREATE TRIGGER {other}.t_bi BEFORE INSERT ON {other}.victim FOR EACH ROW SET NEW.id = 0;\n"),
+        format!("{table}USE `{other}`;\nDROP TABLE victim;\n"),
+        format!("{table}DELIMITER ;;\nCREATE DEFINER=`root`@`localhost` PROCEDURE p() SQL SECURITY DEFINER DELETE FROM `{other}`.victim ;;\nDELIMITER ;\nCALL p();\n"),
+        format!("{table}/*!50003 CREATE*/ /*!50017 DEFINER=`root`@`localhost`*/ /*!50003 TRIGGER t_bi BEFORE INSERT ON t FOR EACH ROW DELETE FROM `{other}`.victim */;\nINSERT INTO t VALUES (2);\n"),
+        format!("{table}GRANT ALL ON *.* TO CURRENT_USER;\nDROP DATABASE `{other}`;\n"),
+    ]
+}
+
+#[test]
+fn forged_dumps_load_only_their_target_or_fail() {
+    let b = Bench::new();
+    let db = MariaDb::shared();
+    db.sql_db(&b.db, "CREATE TABLE t (id INT); INSERT INTO t VALUES (1);");
+    b.ok(&["backup", "main"]);
+    let other = format!("{}_other", b.db);
+    db.sql(&format!(
+        "CREATE DATABASE `{other}`; CREATE TABLE `{other}`.victim (id INT); INSERT INTO `{other}`.victim VALUES (1), (2), (3);"
+    ));
+    let victim = || {
+        db.sql(&format!(
+            "CHECKSUM TABLE `{other}`.victim; SHOW TRIGGERS FROM `{other}`;"
+        ))
+    };
+    let untouched = victim();
+    let marker = b.dir.path().join("pwned");
+    for (i, sql) in hostile(&other, &marker).iter().enumerate() {
+        b.forge_dump(sql);
+        let target = format!("{}_f{i}", b.db);
+        let r = b.run(&[
+            "restore",
+            "--date",
+            "now",
+            "--to-database",
+            &target,
+            "--yes",
+        ]);
+        let v = b.run(&["verify", "main"]);
+        let p = b.run(&["restore", "--date", "now", "--in-place", "--yes"]);
+        assert!(!marker.exists(), "case {i} ran a command:\n{sql}");
+        assert_eq!(
+            victim(),
+            untouched,
+            "case {i} reached `{other}`:\n{sql}\n{}\n{}\n{}",
+            common::output_text(&r),
+            common::output_text(&v),
+            common::output_text(&p)
+        );
+        // What failed says why, naming the statement's target.
+        for o in [&r, &v, &p] {
+            if !o.status.success() {
+                let text = common::output_text(o);
+                assert!(
+                    text.contains("failed") || text.contains("denied"),
+                    "case {i}: {text}"
+                );
+            }
+        }
+        let _ = db.try_sql(&format!("DROP DATABASE IF EXISTS `{target}`"));
+    }
+    // No load account is left behind.
+    assert_eq!(
+        db.sql("SELECT COUNT(*) FROM mysql.user WHERE User LIKE 'opsagent\\_load\\_%'")
+            .trim(),
+        "0"
+    );
+}
+
+#[test]
+fn forged_manifests_naming_another_database_or_job_are_refused() {
+    let b = Bench::new();
+    let db = MariaDb::shared();
+    db.sql_db(&b.db, "CREATE TABLE t (id INT); INSERT INTO t VALUES (1);");
+    b.ok(&["backup", "main"]);
+    let s3 = S3Server::shared();
+    let (mkey, m) = b.manifest();
+    // The manifest says it is of database `mysql` while stored under this database's key.
+    let mut forged = m.clone();
+    forged["item"] = "mysql".into();
+    s3.put_object(&b.bucket, &mkey, &serde_json::to_vec(&forged).unwrap());
+    let o = b.run(&[
+        "restore",
+        "--date",
+        "now",
+        "--in-place",
+        "--database",
+        &b.db,
+        "--yes",
+    ]);
+    let text = common::output_text(&o);
+    assert!(!o.status.success(), "{text}");
+    assert!(
+        text.contains("does not match where it was read")
+            && text.contains(&mkey[mkey.find("snapshots/").unwrap()..]),
+        "{text}"
+    );
+    // Data outside its own key (another job's dump).
+    let mut forged = m.clone();
+    forged["objects"][0]["key"] = "mysql/other/x/20261120T073000Z-0a1b2c3d.sql.zst".into();
+    s3.put_object(&b.bucket, &mkey, &serde_json::to_vec(&forged).unwrap());
+    let o = b.run(&["restore", "--date", "now", "--yes"]);
+    assert!(
+        !o.status.success() && common::output_text(&o).contains("its data must be the one object"),
+        "{}",
+        common::output_text(&o)
+    );
+    assert_eq!(db.sql_db(&b.db, "SELECT COUNT(*) FROM t").trim(), "1");
+}
+
+#[test]
+fn in_place_restores_share_no_staging_and_drop_nothing_they_did_not_make() {
+    let db = MariaDb::shared();
+    let b = Bench::new();
+    db.sql_db(
+        &b.db,
+        "CREATE TABLE t (id INT); INSERT INTO t VALUES (1), (2);",
+    );
+    b.ok(&["backup", "main"]);
+    // The old fixed staging name, held by a database that is not ours.
+    let old: String = b.db.chars().take(40).collect::<String>() + "_opsagent_staging";
+    db.sql(&format!("CREATE DATABASE `{old}`; CREATE TABLE `{old}`.keep (id INT); INSERT INTO `{old}`.keep VALUES (42);"));
+    db.sql_db(&b.db, "DELETE FROM t");
+    b.ok(&["restore", "--date", "now", "--in-place", "--yes"]);
+    assert_eq!(db.sql_db(&b.db, "SELECT COUNT(*) FROM t").trim(), "2");
+    assert_eq!(db.sql(&format!("SELECT id FROM `{old}`.keep")).trim(), "42");
+    let left = db.sql("SHOW DATABASES LIKE '%opsagent\\_stg%'");
+    assert!(!left.contains(&b.db), "staging left behind: {left}");
+    db.sql(&format!("DROP DATABASE `{old}`"));
+}
