@@ -67,7 +67,8 @@ pub fn choose(
     }
     for db in &filter.databases {
         if !series.keys().any(|(_, d)| d == db) {
-            return Err(format!("no snapshot of database `{db}` in storage{} (hint: `opsagent snapshots --refresh` lists what there is)", job_note(filter)));
+            let db = crate::quote::sql_ident(db);
+            return Err(format!("no snapshot of database {db} in storage{} (hint: `opsagent snapshots --refresh` lists what there is)", job_note(filter)));
         }
     }
     if series.is_empty() {
