@@ -2,7 +2,7 @@
 //! health checks and email alerts for one Debian server, in one binary.
 //!
 //! Module order follows the dependency direction (imports only point down the list, see
-//! shared/STYLE.md): `error`, `secret` → adapters (`storage`, `catalog`) → `config` → `daemon`, `cli`.
+//! shared/STYLE.md): `error`, `secret`, `quote`, `nofollow` → adapters (`storage`, `catalog`) → `config` → `daemon`, `cli`.
 
 pub mod alert;
 pub mod backup;
@@ -15,6 +15,8 @@ pub mod health;
 pub mod media;
 pub mod metrics;
 pub mod mysql_client;
+pub mod nofollow;
+pub mod quote;
 pub mod repeated;
 pub mod restore;
 pub mod secret;

@@ -8,6 +8,10 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Every file and directory opsagent makes (dumps in a local directory, the catalog, lock
+    // files, restored files before their modes are set) is private to its user unless the code
+    // sets a mode on purpose; as UMask=0077 in the unit, also when run from a shell.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -138,3 +138,69 @@ fn generate_assets_writes_what_the_package_ships() {
         "the verb is hidden: {help}"
     );
 }
+
+/// `postrm purge` with local backups left: they stay, owned by root:root and unreadable to
+/// others (the opsagent user is deleted and its UID may be reused); a symlink planted among
+/// them is not followed. Runs the real script with its paths moved into a temp dir and the
+/// user and group removal cut out; needs root (chown). scripts/package-check does the same on
+/// the installed package.
+#[test]
+fn purge_keeps_local_backups_owned_by_root() {
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().join("var/lib/opsagent");
+    let dump = state.join("backups/web/mysql/main/shop/1.sql.zst");
+    std::fs::create_dir_all(dump.parent().unwrap()).unwrap();
+    std::fs::write(&dump, b"dump").unwrap();
+    std::fs::write(state.join("catalog.sqlite"), b"").unwrap();
+    let victim = d.path().join("victim");
+    std::fs::write(&victim, b"v").unwrap();
+    symlink(&victim, state.join("backups/web/link")).unwrap();
+    let (uid, gid) = (65534, 65534);
+    for e in walk(&state) {
+        std::os::unix::fs::lchown(&e, Some(uid), Some(gid)).unwrap();
+        if !e.is_symlink() {
+            let mode = if e.is_dir() { 0o755 } else { 0o644 };
+            std::fs::set_permissions(&e, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    }
+    std::os::unix::fs::lchown(&victim, Some(uid), Some(gid)).unwrap();
+    let script = std::fs::read_to_string(repo("packaging/debian/postrm")).unwrap();
+    let cut = script
+        .find("    if getent passwd")
+        .expect("the user removal");
+    let end = script[cut..].find("\nfi\n").expect("end of purge") + cut;
+    let script = format!("{}{}", &script[..cut], &script[end..])
+        .replace("/var/lib/opsagent", state.to_str().unwrap())
+        .replace("/etc/opsagent", d.path().join("etc").to_str().unwrap());
+    let out = Command::new("sh")
+        .args(["-c", &script, "postrm", "purge"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(dump.is_file() && !state.join("catalog.sqlite").exists());
+    for e in walk(&state) {
+        let md = std::fs::symlink_metadata(&e).unwrap();
+        assert_eq!((md.uid(), md.gid()), (0, 0), "{}", e.display());
+        if !md.is_symlink() {
+            assert_eq!(md.mode() & 0o077, 0, "{} is {:o}", e.display(), md.mode());
+        }
+    }
+    let md = std::fs::metadata(&victim).unwrap();
+    assert_eq!((md.uid(), md.mode() & 0o777), (uid, 0o644), "link followed");
+}
+
+/// `dir` and everything below it (symlinks not followed).
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    if dir.is_dir() && !dir.is_symlink() {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
+}

@@ -373,3 +373,52 @@ fn new_machine_restores_from_the_bucket_alone_and_to_files() {
         plain.as_bytes()
     );
 }
+
+#[test]
+fn to_file_follows_no_planted_link_and_replaces_nothing() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let b = Bench::new();
+    let cfg = b.config("state", "web-01");
+    b.set_rows(3);
+    assert!(run(&cfg, None, &["backup"]).status.success());
+    let victim = b.dir.path().join("passwd");
+    std::fs::write(&victim, "root:x:0:0:root:/root:/bin/bash\n").unwrap();
+    let file = b.dir.path().join("dump.sql");
+    let partial = b.dir.path().join("dump.sql.partial");
+    let to_file = || {
+        let f = file.to_str().unwrap();
+        run(
+            &cfg,
+            None,
+            &["restore", "--date", "now", "--to-file", f, "--yes"],
+        )
+    };
+    let is_link = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_symlink());
+    // A link planted at `<file>.partial`: refused, naming it; its target untouched.
+    symlink(&victim, &partial).unwrap();
+    let out = to_file();
+    assert!(!out.status.success(), "{}", text(&out));
+    let want = format!("{} already exists", partial.display());
+    assert!(text(&out).contains(&want), "{}", text(&out));
+    let victim_text = std::fs::read_to_string(&victim).unwrap();
+    assert_eq!(victim_text, "root:x:0:0:root:/root:/bin/bash\n");
+    assert!(is_link(&partial) && !is_link(&file) && !file.exists());
+    // A dangling link at the file itself (`exists()` misses it): not replaced, not followed.
+    std::fs::remove_file(&partial).unwrap();
+    let nowhere = b.dir.path().join("nowhere");
+    symlink(&nowhere, &file).unwrap();
+    let out = to_file();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("was not replaced"), "{}", text(&out));
+    assert!(is_link(&file) && !nowhere.exists() && !partial.exists());
+    // Without links: written, private.
+    std::fs::remove_file(&file).unwrap();
+    let out = to_file();
+    assert!(out.status.success(), "{}", text(&out));
+    let md = std::fs::symlink_metadata(&file).unwrap();
+    assert!(md.is_file() && !partial.exists());
+    assert_eq!(md.permissions().mode() & 0o777, 0o600);
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .contains("-- Dump completed"));
+}

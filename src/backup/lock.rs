@@ -1,8 +1,14 @@
 //! One run of a job at a time, across the daemon and CLI commands: an exclusive `flock` on
 //! `state_dir/locks/<job>.lock`, which also holds the holder's pid and start time for the
 //! message a second caller gets. The kernel drops the lock when the holder dies.
+//!
+//! Root-run verbs take these locks too, in a directory the opsagent user owns: `locks/` and the
+//! lock file are opened without following a symlink (see `nofollow`), the file is created 0600.
 
-use std::fs::{File, OpenOptions};
+use crate::nofollow::{symlink_in, Dir};
+use crate::quote;
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
@@ -27,6 +33,14 @@ pub enum LockError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A symlink stands where the lock file or `locks/` should be; it was not followed.
+    #[error("refusing the lock file {}: {} is a symlink, and opsagent does not follow links in state_dir (hint: remove it with `rm -- {}`, and find out who planted it: only the opsagent user and root write there)", .path.display(), .link.display(), quote::shell(&.link.to_string_lossy()))]
+    Symlink {
+        /// The lock file.
+        path: PathBuf,
+        /// The symlink (the lock file or a directory on the way).
+        link: PathBuf,
+    },
 }
 
 /// Held while a job runs; released on drop.
@@ -38,20 +52,20 @@ pub struct JobLock {
 impl JobLock {
     /// Takes the lock of `job` or says who holds it.
     pub fn acquire(state_dir: &Path, job: &str) -> Result<JobLock, LockError> {
-        let dir = state_dir.join("locks");
-        let path = dir.join(format!("{job}.lock"));
-        let io = |source| LockError::Io {
-            path: path.clone(),
-            source,
+        let name = format!("{job}.lock");
+        let path = state_dir.join("locks").join(&name);
+        let io = |source: std::io::Error| match symlink_in(&source) {
+            Some(s) => LockError::Symlink {
+                path: path.clone(),
+                link: s.path.clone(),
+            },
+            None => LockError::Io {
+                path: path.clone(),
+                source,
+            },
         };
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
+        let dir = Dir::open(state_dir, Path::new("locks"), true).map_err(io)?;
+        let mut file = dir.open_or_create(OsStr::new(&name), 0o600).map_err(io)?;
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
             Err(rustix::io::Errno::WOULDBLOCK) => {
@@ -100,5 +114,24 @@ mod tests {
         JobLock::acquire(dir.path(), "other").unwrap();
         drop(held);
         JobLock::acquire(dir.path(), "main").unwrap();
+    }
+
+    #[test]
+    fn a_symlink_at_the_lock_file_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("passwd");
+        std::fs::write(&victim, "root:x:0:0::/root:/bin/sh\n").unwrap();
+        std::fs::create_dir(dir.path().join("locks")).unwrap();
+        let lock = dir.path().join("locks/main.lock");
+        std::os::unix::fs::symlink(&victim, &lock).unwrap();
+        let err = JobLock::acquire(dir.path(), "main").unwrap_err();
+        assert!(matches!(err, LockError::Symlink { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&lock.display().to_string()) && msg.contains("rm -- "),
+            "{msg}"
+        );
+        let victim_text = std::fs::read_to_string(&victim).unwrap();
+        assert_eq!(victim_text, "root:x:0:0::/root:/bin/sh\n");
     }
 }

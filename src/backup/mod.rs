@@ -1,6 +1,7 @@
 //! Backups: what a job does when it runs, the snapshot manifests that commit it, and retention.
 //!
-//! A run of a job: take the job's lock, record the run in the catalog, do the work (one
+//! A run of a job: take the job's lock, record the run in the catalog, check the prefix claim,
+//! abort the multipart uploads a dead run of the job left (`stale`), do the work (one
 //! snapshot per database for MySQL jobs), commit each snapshot by writing its manifest last,
 //! apply retention only if everything succeeded, record the outcome.
 
@@ -144,7 +145,10 @@ pub async fn run_job(env: &Env, name: &str, trigger: Trigger) -> Result<RunRepor
     let started = std::time::Instant::now();
     // Only the agent that owns the storage prefix writes to it (see `owner`).
     let result = match owner::guard(env).await {
-        Ok(()) => mysql::run(env, &job, run_id).await,
+        Ok(()) => {
+            stale::abort_orphans_of(env, name).await;
+            mysql::run(env, &job, run_id).await
+        }
         Err(e) => Err(mysql::RunError {
             message: e.to_string(),
             bytes: 0,
@@ -191,7 +195,10 @@ async fn run_media_job(
     let started = std::time::Instant::now();
     // Only the agent that owns the storage prefix writes to it (see `owner`).
     let result = match owner::guard(env).await {
-        Ok(()) => media::run(env, job, run_id).await,
+        Ok(()) => {
+            stale::abort_orphans_of(env, name).await;
+            media::run(env, job, run_id).await
+        }
         Err(e) => Err(e.to_string()),
     };
     let uploaded =

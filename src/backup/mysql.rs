@@ -78,7 +78,8 @@ pub async fn run(env: &Env, job: &MysqlJob, run_id: i64) -> Result<RunReport, Ru
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(job = %job.name, database = %db, server = %job.endpoint, error = %e, "database backup failed");
-                failures.push(format!("database `{db}` on {at}: {e}"));
+                let shown = crate::quote::sql_ident(db);
+                failures.push(format!("database {shown} on {at}: {e}"));
             }
         }
     }

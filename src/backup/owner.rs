@@ -174,10 +174,16 @@ impl Identity {
 }
 
 /// Reads the id in `path`, or writes a new random one there (linked into place, so two
-/// processes starting at once agree on one id).
+/// processes starting at once agree on one id). Neither the file nor the temp file is reached
+/// through a symlink (root-run verbs do this in a directory the opsagent user owns).
 fn agent_id(path: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::OpenOptionsExt;
     let read = |p: &Path| -> std::io::Result<Option<String>> {
-        match std::fs::read_to_string(p) {
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(p);
+        match opened.and_then(std::io::read_to_string) {
             Ok(s) if is_agent_id(s.trim()) => Ok(Some(s.trim().to_string())),
             Ok(_) => Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -196,8 +202,15 @@ fn agent_id(path: &Path) -> std::io::Result<String> {
     getrandom::fill(&mut rnd).map_err(|e| std::io::Error::other(e.to_string()))?;
     let id = hex::encode(rnd);
     let tmp = dir.join(format!(".{AGENT_ID_FILE}.{}", std::process::id()));
+    // A leftover of a crashed process with our pid (or a planted link: unlink removes the link).
+    let _ = std::fs::remove_file(&tmp);
     let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
         f.write_all(format!("{id}\n").as_bytes())?;
         f.sync_all()?;
         match std::fs::hard_link(&tmp, path) {

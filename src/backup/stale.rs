@@ -6,6 +6,11 @@
 //! the upload (listed before the lock was tried) belongs to a dead process. A long dump still
 //! uploading holds its lock and is left alone however old it is. The age guards against clock
 //! trouble and against writers this host's locks do not see.
+//!
+//! A run of a job also aborts, before it uploads anything, every open upload under that job's
+//! keys, whatever its age ([`abort_orphans_of`]): it holds the job's lock and has passed the
+//! prefix claim (`owner::guard`), so no one else writes under those keys and each such upload
+//! was left by a dead run of the job. The sweep above stays for the other jobs' leftovers.
 
 use super::lock::{JobLock, LockError};
 use super::Env;
@@ -79,6 +84,40 @@ pub async fn sweep(env: &Env, now: DateTime<Utc>, dry_run: bool) -> Result<Sweep
         sweep.aborted.push(u);
     }
     Ok(sweep)
+}
+
+/// Aborts the open uploads under `job`'s keys (see the module doc: only called by a run of
+/// `job` that holds its lock and passed the prefix claim). Returns how many; a failure is
+/// logged and never fails the run (the sweep retries).
+pub async fn abort_orphans_of(env: &Env, job: &str) -> usize {
+    let uploads = match Uploads::open(&env.config.storage) {
+        Ok(Some(u)) => u,
+        Ok(None) => return 0,
+        Err(e) => {
+            tracing::warn!(job, error = %e, "cannot check for uploads left by an interrupted run");
+            return 0;
+        }
+    };
+    let listed = match uploads.list().await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(job, error = %e, "cannot list uploads left by an interrupted run; `opsagent prune` retries");
+            return 0;
+        }
+    };
+    let mut aborted = 0;
+    for u in listed.iter().filter(|u| job_of(&u.key) == Some(job)) {
+        match uploads.abort(u).await {
+            Ok(()) => {
+                aborted += 1;
+                tracing::warn!(job, key = %u.key, initiated = %u.initiated, "aborted a multipart upload left by an interrupted run of this job");
+            }
+            Err(e) => {
+                tracing::warn!(job, key = %u.key, error = %e, "cannot abort an upload left by an interrupted run")
+            }
+        }
+    }
+    aborted
 }
 
 /// [`sweep`] for the daemon's start: logs instead of failing, and leaves a prefix another

@@ -16,7 +16,7 @@ pub use checks::{CheckStateRow, EventRow};
 pub use runs::{RunRecord, RunStatus};
 pub use snapshots::SnapshotRow;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -58,6 +58,33 @@ pub struct Catalog {
     conn: Mutex<Connection>,
 }
 
+/// Opens the database at `path` without following a symlink at its name: root-run verbs open
+/// it in a directory the opsagent user owns. SQLite's `NOFOLLOW` refuses a link anywhere in the
+/// path, so the directory (configured, maybe reached through a link the admin made) is resolved
+/// first and only the file's own name is checked.
+fn open_nofollow(path: &Path) -> Result<Connection, Box<dyn std::error::Error + Send + Sync>> {
+    let resolved = match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            std::fs::canonicalize(dir)?.join(name)
+        }
+        _ => path.to_path_buf(),
+    };
+    if std::fs::symlink_metadata(&resolved).is_ok_and(|m| m.file_type().is_symlink()) {
+        let why = format!(
+            "{} is a symlink; opsagent does not follow links in state_dir (remove it)",
+            path.display()
+        );
+        return Err(why.into());
+    }
+    let flags = OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+    Ok(Connection::open_with_flags(&resolved, flags)?)
+}
+
 impl Catalog {
     /// Opens (creating if needed) `state_dir/catalog.sqlite` at `path`, migrating it to the
     /// current schema.
@@ -69,7 +96,7 @@ impl Catalog {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
         }
-        let conn = Connection::open(path).map_err(|e| open_err(Box::new(e)))?;
+        let conn = open_nofollow(path).map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(15))
             .map_err(|e| open_err(Box::new(e)))?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -118,4 +145,26 @@ pub fn to_millis(t: chrono::DateTime<chrono::Utc>) -> i64 {
 /// The inverse of [`to_millis`].
 pub fn from_millis(ms: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_symlink_at_the_catalog_is_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, b"not a database").unwrap();
+        let real = d.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        // The state dir reached through the admin's link is fine.
+        let state = d.path().join("state");
+        std::os::unix::fs::symlink(&real, &state).unwrap();
+        Catalog::open(&state.join("catalog.sqlite")).unwrap();
+        std::os::unix::fs::symlink(&victim, real.join("other.sqlite")).unwrap();
+        let err = Catalog::open(&state.join("other.sqlite")).err().unwrap();
+        assert!(err.to_string().contains("is a symlink"), "{err}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"not a database");
+    }
 }

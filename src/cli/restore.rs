@@ -5,6 +5,7 @@ mod media;
 
 use super::{human_bytes, Cli};
 use crate::error::UsageError;
+use crate::quote;
 use crate::restore::{self, date, plan, Step, Target};
 use crate::storage::{Storage, StorageSpec};
 use chrono::Utc;
@@ -139,21 +140,28 @@ fn restore_dumps(
     for step in steps {
         let counter = Arc::new(AtomicU64::new(0));
         let size = step.chosen.manifest.stored_size();
-        let bar = std::io::stderr()
-            .is_terminal()
-            .then(|| progress(rt, &step.chosen.manifest.item, size, counter.clone()));
+        let bar = std::io::stderr().is_terminal().then(|| {
+            progress(
+                rt,
+                &quote::printable(&step.chosen.manifest.item),
+                size,
+                counter.clone(),
+            )
+        });
         let started = Instant::now();
         let r = rt.block_on(restore::execute(cfg, storage, step, target, Some(counter)));
         if let Some(b) = bar {
             b.abort();
             eprint!("\r\x1b[2K");
         }
-        let warnings = r.map_err(|e| {
-            anyhow::anyhow!("restoring `{}` failed: {e}", step.chosen.manifest.item)
-        })?;
+        let name = quote::sql_ident(&step.chosen.manifest.item);
+        let warnings = r.map_err(|e| anyhow::anyhow!("restoring {name} failed: {e}"))?;
         report(step, target, started.elapsed());
         for w in warnings {
-            println!("  warning: {w}; review it before using the copy");
+            println!(
+                "  warning: {}; review it before using the copy",
+                quote::printable(&w)
+            );
         }
     }
     Ok(())
@@ -165,8 +173,8 @@ fn print_plan(steps: &[Step], target: &Target, zone: crate::config::Zone) {
         let age = Utc::now() - c.time;
         println!(
             "  {} (job {}): snapshot {} of {}, {} old, {} stored / {} SQL",
-            c.manifest.item,
-            c.key.job,
+            quote::sql_ident(&c.manifest.item),
+            quote::printable(&c.key.job),
             c.key.id,
             zone.format(c.time, "%Y-%m-%d %H:%M:%S %Z"),
             humantime::format_duration(Duration::from_secs(
@@ -176,14 +184,14 @@ fn print_plan(steps: &[Step], target: &Target, zone: crate::config::Zone) {
             human_bytes(c.manifest.raw_size())
         );
         let what = match target {
-            Target::SideBySide => format!("into the new database `{}`; the live `{}` is not touched", s.target, c.manifest.item),
-            Target::Database(n) => format!("into the database `{n}`"),
+            Target::SideBySide => format!("into the new database {}; the live {} is not touched", quote::sql_ident(&s.target), quote::sql_ident(&c.manifest.item)),
+            Target::Database(n) => format!("into the database {}", quote::sql_ident(n)),
             Target::InPlace => format!(
-                "OVER the live database `{}`: loaded into staging first, then swapped in; its current tables are kept in `{}`",
-                s.target,
-                s.pre_restore.as_deref().unwrap_or("?")
+                "OVER the live database {}: loaded into staging first, then swapped in; its current tables are kept in {}",
+                quote::sql_ident(&s.target),
+                quote::sql_ident(s.pre_restore.as_deref().unwrap_or("?"))
             ),
-            Target::File(p) => format!("into the file {}", p.display()),
+            Target::File(p) => format!("into the file {}", quote::printable(&p.display().to_string())),
         };
         println!("    → {what}");
     }
@@ -208,25 +216,49 @@ pub(crate) fn confirm(yes: bool) -> anyhow::Result<()> {
 }
 
 fn report(step: &Step, target: &Target, took: Duration) {
-    let db = &step.chosen.manifest.item;
+    let db = quote::sql_ident(&step.chosen.manifest.item);
     let secs = took.as_secs_f64();
     match target {
         Target::SideBySide => {
-            println!("restored `{db}` into `{}` in {secs:.1}s", step.target);
-            println!(
-                "  to make it the live database: opsagent restore --date {} --job {} --database {db} --in-place",
-                step.chosen.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                step.chosen.key.job
-            );
-            println!("  or compare and copy what you need, then: DROP DATABASE `{}`;", step.target);
+            println!("restored {db} into {} in {secs:.1}s", quote::sql_ident(&step.target));
+            let date = step.chosen.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let [swap, drop] = side_by_side_hints(&date, step);
+            println!("  to make it the live database: {swap}");
+            println!("  or compare and copy what you need, then: {drop}");
         }
-        Target::Database(n) => println!("restored `{db}` into `{n}` in {secs:.1}s"),
+        Target::Database(n) => println!("restored {db} into {} in {secs:.1}s", quote::sql_ident(n)),
         Target::InPlace => println!(
-            "restored `{db}` in place in {secs:.1}s; the previous tables are in `{}` (DROP DATABASE it once you are sure)",
-            step.pre_restore.as_deref().unwrap_or("?")
+            "restored {db} in place in {secs:.1}s; the previous tables are in {} (DROP DATABASE it once you are sure)",
+            quote::sql_ident(step.pre_restore.as_deref().unwrap_or("?"))
         ),
-        Target::File(p) => println!("wrote `{db}` to {} in {secs:.1}s", p.display()),
+        Target::File(p) => println!(
+            "wrote {db} to {} in {secs:.1}s",
+            quote::printable(&p.display().to_string())
+        ),
     }
+}
+
+/// The commands printed after a side-by-side restore, names quoted for the shell and for SQL
+/// (an admin copies them; a database name can hold quotes or terminal escape codes).
+fn side_by_side_hints(date: &str, step: &Step) -> [String; 2] {
+    hints_for(
+        date,
+        &step.chosen.key.job,
+        &step.chosen.manifest.item,
+        &step.target,
+    )
+}
+
+fn hints_for(date: &str, job: &str, db: &str, copy: &str) -> [String; 2] {
+    [
+        format!(
+            "opsagent restore --date {} --job {} --database {} --in-place",
+            quote::shell(date),
+            quote::shell(job),
+            quote::shell(db)
+        ),
+        format!("DROP DATABASE {};", quote::sql_ident(copy)),
+    ]
 }
 
 pub(crate) fn progress(
@@ -248,4 +280,27 @@ pub(crate) fn progress(
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hints_for;
+
+    #[test]
+    fn hints_quote_names_for_the_shell_and_sql() {
+        let [swap, drop] = hints_for("2026-11-20T02:30:00Z", "main", "shop", "shop_restored_1");
+        assert_eq!(
+            swap,
+            "opsagent restore --date 2026-11-20T02:30:00Z --job main --database shop --in-place"
+        );
+        assert_eq!(drop, "DROP DATABASE `shop_restored_1`;");
+        let evil = "x'; rm -rf ~; echo '\x1b[2J`y";
+        let [swap, drop] = hints_for("2026-11-20T02:30:00Z", "main", evil, &format!("{evil}_r"));
+        assert!(
+            swap.ends_with(r"--database 'x'\''; rm -rf ~; echo '\''[2J`y' --in-place"),
+            "{swap}"
+        );
+        assert_eq!(drop, "DROP DATABASE `x'; rm -rf ~; echo '[2J``y_r`;");
+        assert!(!swap.contains('\x1b') && !drop.contains('\x1b'));
+    }
 }

@@ -85,7 +85,7 @@ fn what(r: &SnapshotRow) -> String {
                 ""
             }
         ),
-        None => r.item.clone(),
+        None => crate::quote::printable(&r.item),
     }
 }
 

@@ -115,7 +115,7 @@ pub fn prepare(config: &Config, chosen: Vec<Chosen>, target: &Target) -> Result<
             if p.exists() {
                 return Err(format!(
                     "{} already exists (hint: choose another --to-file path)",
-                    p.display()
+                    crate::quote::shell(&p.to_string_lossy())
                 ));
             }
         } else {
@@ -124,13 +124,14 @@ pub fn prepare(config: &Config, chosen: Vec<Chosen>, target: &Target) -> Result<
                 &dump_tool(job).unwrap_or_else(|_| PathBuf::from("/usr/bin/mariadb-dump")),
             )?;
             let existing = sql::database_tables(job, &client, &name)
-                .map_err(|e| format!("checking `{name}` on {}: {e}", job.endpoint))?;
+                .map_err(|e| format!("checking {} on {}: {e}", q(&name), job.endpoint))?;
             match (target, existing) {
                 (Target::InPlace, _) | (_, None) => {}
                 (Target::Database(_), Some(0)) => {}
                 (_, Some(n)) => {
                     return Err(format!(
-                        "database `{name}` already exists with {n} tables and views; nothing was changed (hint: pick another --to-database, drop it, or use --in-place)"
+                        "database {} already exists with {n} tables and views; nothing was changed (hint: pick another --to-database, drop it, or use --in-place)",
+                        q(&name)
                     ))
                 }
             }
@@ -170,6 +171,11 @@ pub fn decryptable(storage: &Storage, c: &Chosen) -> Result<(), String> {
         ),
         None => Ok(()),
     }
+}
+
+/// A database name as messages print it (quoted, no control characters).
+fn q(name: &str) -> String {
+    crate::quote::sql_ident(name)
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -325,6 +331,6 @@ fn create_database(
         client,
         &format!("CREATE DATABASE {} CHARACTER SET utf8mb4;", ident(db)),
     )
-    .map_err(|e| format!("cannot create database `{db}` on {}: {e}", job.endpoint))?;
+    .map_err(|e| format!("cannot create database {} on {}: {e}", q(db), job.endpoint))?;
     Ok(true)
 }

@@ -10,6 +10,7 @@
 
 use super::sql::{charset, ident, literal, run, run_forced};
 use crate::config::MysqlJob;
+use crate::quote::sql_ident;
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -102,15 +103,14 @@ pub fn capture(job: &MysqlJob, client: &Path, db: &str) -> Result<Vec<Object>, S
                 client,
                 &format!("SHOW CREATE {verb} {}.{}", ident(db), ident(&name)),
             )?;
-            let row = rows
-                .into_iter()
-                .next()
-                .ok_or_else(|| format!("SHOW CREATE {verb} `{name}` returned nothing"))?;
+            let row = rows.into_iter().next().ok_or_else(|| {
+                format!("SHOW CREATE {verb} {} returned nothing", sql_ident(&name))
+            })?;
             let (mode, tz, ddl, coll, dbcoll) = kind.columns();
             let col = |i: Option<usize>| i.and_then(|i| row.get(i).cloned());
             let ddl = col(Some(ddl))
                 .filter(|d| !d.is_empty() && d != "NULL")
-                .ok_or_else(|| format!("SHOW CREATE {verb} `{name}`: no definition (hint: the restore user needs privileges on it)"))?;
+                .ok_or_else(|| format!("SHOW CREATE {verb} {}: no definition (hint: the restore user needs privileges on it)", sql_ident(&name)))?;
             out.push(Object {
                 kind,
                 ddl,

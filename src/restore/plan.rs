@@ -67,7 +67,8 @@ pub fn choose(
     }
     for db in &filter.databases {
         if !series.keys().any(|(_, d)| d == db) {
-            return Err(format!("no snapshot of database `{db}` in storage{} (hint: `opsagent snapshots --refresh` lists what there is)", job_note(filter)));
+            let db = crate::quote::sql_ident(db);
+            return Err(format!("no snapshot of database {db} in storage{} (hint: `opsagent snapshots --refresh` lists what there is)", job_note(filter)));
         }
     }
     if series.is_empty() {
@@ -81,9 +82,10 @@ pub fn choose(
         match list.iter().rev().find(|s| s.0 <= at) {
             Some(s) => out.push((*s).clone()),
             None => {
+                let db_q = crate::quote::sql_ident(&db);
                 let oldest = list[0];
                 return Err(format!(
-                    "no snapshot of `{db}` (job `{job}`) at or before {}; the oldest is {} ({})",
+                    "no snapshot of {db_q} (job `{job}`) at or before {}; the oldest is {} ({})",
                     zone.format(at, "%Y-%m-%d %H:%M:%S %Z"),
                     zone.format(oldest.0, "%Y-%m-%d %H:%M:%S %Z"),
                     oldest.1.id

@@ -75,10 +75,11 @@ pub fn with_definers(objs: &mut [Object], definers: &Definers) {
 /// rewrite did not catch, dynamic SQL, a string).
 pub fn naming(objs: &[Object], source: &str) -> Vec<String> {
     let quoted = format!("{}.", ident(source));
+    let source_q = crate::quote::sql_ident(source);
     let bare = format!("{source}.");
     objs.iter()
         .filter(|o| o.ddl.contains(&quoted) || o.ddl.contains(&bare))
-        .map(|o| format!("{} {} names `{source}`", o.kind.verb(), ident(&o.name)))
+        .map(|o| format!("{} {} names {source_q}", o.kind.verb(), ident(&o.name)))
         .collect()
 }
 
@@ -91,12 +92,13 @@ pub fn reown(
     definers: &Definers,
     copy: bool,
 ) -> Result<Vec<String>, String> {
+    let db_q = crate::quote::sql_ident(db);
     let mut objs = objects::capture(job, client, db)?;
     if copy {
         for o in objs.iter_mut().filter(|o| o.kind == Kind::Event) {
             o.ddl = disable_event(&o.ddl).ok_or_else(|| {
                 format!(
-                    "cannot read the status of EVENT {} in `{db}`, so it was not re-created enabled (hint: restore to a file and review it): {}",
+                    "cannot read the status of EVENT {} in {db_q}, so it was not re-created enabled (hint: restore to a file and review it): {}",
                     ident(&o.name),
                     o.ddl
                 )
@@ -117,7 +119,7 @@ pub fn reown(
     let problems = objects::create(job, client, db, db, &objs);
     if !problems.is_empty() {
         return Err(format!(
-            "the data of `{db}` loaded, but re-creating these objects failed: {}",
+            "the data of {db_q} loaded, but re-creating these objects failed: {}",
             problems.join("; ")
         ));
     }

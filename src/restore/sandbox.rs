@@ -89,9 +89,10 @@ impl Sandbox {
             db = grant_pattern(db),
         );
         if let Err(e) = run(job, client, &script) {
+            let db_q = crate::quote::sql_ident(db);
             let _ = sandbox.drop_account(job, client);
             return Err(format!(
-                "cannot make the load account that keeps this restore inside `{db}`: {} (hint: the restore user needs CREATE USER and its privileges WITH GRANT OPTION; see the README's GRANT for the restore user)",
+                "cannot make the load account that keeps this restore inside {db_q}: {} (hint: the restore user needs CREATE USER and its privileges WITH GRANT OPTION; see the README's GRANT for the restore user)",
                 scrub(&e, sandbox.password.expose())
             ));
         }

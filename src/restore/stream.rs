@@ -220,17 +220,18 @@ fn load(
     if abort.load(Ordering::SeqCst) {
         return Err("stopped".into());
     }
+    let target_q = crate::quote::sql_ident(target);
     if !status.success() && !err.trim().is_empty() {
         // The client stopped first (a broken pipe on our side): its error is the cause.
         return Err(format!(
-            "loading into `{target}` failed: {}",
+            "loading into {target_q} failed: {}",
             crate::backup::mysql_cmd::with_hint(err.trim())
         ));
     }
     let copied = copied?;
     if !status.success() {
         return Err(format!(
-            "loading into `{target}` failed: {}",
+            "loading into {target_q} failed: {}",
             crate::backup::mysql_cmd::with_hint(err.trim())
         ));
     }
@@ -246,10 +247,26 @@ pub async fn write_file(
     path: &Path,
     progress: Option<Arc<AtomicU64>>,
 ) -> Result<(), String> {
-    let tmp = path.with_extension(format!(
-        "{}.partial",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
+    // `<file>.partial`, then `<file>`, in the directory `path` names (opened once, by path):
+    // created O_EXCL|O_NOFOLLOW with mode 0600 and renamed without replacing anything, so a
+    // symlink or file planted at either name is refused, never followed, truncated or replaced.
+    let Some(name) = path.file_name() else {
+        return Err(format!("--to-file {} names no file", path.display()));
+    };
+    let mut tmp_name = name.to_os_string();
+    tmp_name.push(".partial");
+    let tmp = path.with_file_name(&tmp_name);
+    let parent = path.parent().unwrap_or(Path::new(""));
+    let dir = crate::nofollow::Dir::open(parent, Path::new(""), false)
+        .map_err(|e| format!("cannot open the directory of {}: {e}", path.display()))?;
+    let mut f = dir.create_new(&tmp_name, 0o600).map_err(|e| {
+        let what = match crate::nofollow::symlink_in(&e) {
+            Some(_) => "a symlink",
+            None if e.kind() == std::io::ErrorKind::AlreadyExists => "left by an interrupted restore, or planted",
+            None => return format!("cannot create {}: {e}", tmp.display()),
+        };
+        format!("{} already exists ({what}); it was not followed nor overwritten (hint: remove it and restore again)", tmp.display())
+    })?;
     let compressed = path.extension().is_some_and(|e| e == "zst");
     let stored_as_is = path.extension().is_some_and(|e| e == "age");
     let (storage2, key) = (storage.clone(), obj.key.clone());
@@ -257,8 +274,6 @@ pub async fn write_file(
     let abort = Arc::new(AtomicBool::new(false));
     let tmp2 = tmp.clone();
     let consumer = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        let mut f = std::fs::File::create(&tmp2)
-            .map_err(|e| format!("cannot create {}: {e}", tmp2.display()))?;
         let mut src: Box<dyn Read + Send> = Box::new(ChannelReader {
             rx,
             cur: Bytes::new(),
@@ -286,10 +301,14 @@ pub async fn write_file(
         Err(f) if f == STOPPED => consumed.and(Err(f)),
         fed => fed.and(consumed),
     };
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
+    let result = result.and_then(|()| {
+        dir.rename_noreplace(&tmp_name, name).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => format!("{} exists (a file or a symlink, there now or made while the restore ran); it was not replaced nor followed (hint: choose another --to-file path)", path.display()),
+            _ => format!("cannot rename {} to {}: {e}", tmp.display(), path.display()),
+        })
+    });
+    if result.is_err() {
+        let _ = dir.remove(&tmp_name);
     }
-    std::fs::rename(&tmp, path)
-        .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), path.display()))
+    result
 }

@@ -10,6 +10,7 @@ use super::objects;
 use super::rewrite::Definers;
 use super::sql::{charset, ident, literal, run};
 use crate::config::MysqlJob;
+use crate::quote::sql_ident;
 use std::path::Path;
 
 fn list(job: &MysqlJob, client: &Path, db: &str, sql: &str) -> Result<Vec<String>, String> {
@@ -73,7 +74,13 @@ pub fn swap(
             ident(live)
         ),
     )
-    .map_err(|e| format!("swapping `{staging}` into `{live}` failed, nothing was changed: {e}"))?;
+    .map_err(|e| {
+        format!(
+            "swapping {} into {} failed, nothing was changed: {e}",
+            sql_ident(staging),
+            sql_ident(live)
+        )
+    })?;
     let mut script = objects::drop_script(live, &live_objs);
     script += &objects::drop_script(staging, &new_objs);
     script += "SET FOREIGN_KEY_CHECKS = 0;\n";
@@ -90,7 +97,9 @@ pub fn swap(
             &format!("DROP DATABASE IF EXISTS {};", ident(pre)),
         );
         return Err(format!(
-            "swapping `{staging}` into `{live}` failed, the live tables were not touched: {e}{}",
+            "swapping {} into {} failed, the live tables were not touched: {e}{}",
+            sql_ident(staging),
+            sql_ident(live),
             if back.is_empty() {
                 String::new()
             } else {
@@ -106,14 +115,15 @@ pub fn swap(
         &format!("ALTER DATABASE {} {new_cs};", ident(live)),
     ) {
         problems.push(format!(
-            "setting the default character set of `{live}`: {e}"
+            "setting the default character set of {}: {e}",
+            sql_ident(live)
         ));
     }
     for p in objects::create(job, client, staging, live, &new_objs) {
-        problems.push(format!("in `{live}`: {p}"));
+        problems.push(format!("in {}: {p}", sql_ident(live)));
     }
     for p in objects::create(job, client, live, pre, &live_objs) {
-        problems.push(format!("keeping the old one in `{pre}`: {p}"));
+        problems.push(format!("keeping the old one in {}: {p}", sql_ident(pre)));
     }
     // Staging is empty now: its tables moved, its objects were dropped.
     run(job, client, &format!("DROP DATABASE {};", ident(staging)))?;
@@ -121,7 +131,8 @@ pub fn swap(
         Ok(())
     } else {
         Err(format!(
-            "the tables were swapped (old ones are in `{pre}`), but: {} (their definitions are in the snapshot's dump)",
+            "the tables were swapped (old ones are in {}), but: {} (their definitions are in the snapshot's dump)",
+            sql_ident(pre),
             problems.join("; ")
         ))
     }

@@ -156,8 +156,10 @@ async fn drill(env: &Env, job: &crate::config::MysqlJob) -> Result<Vec<Drill>, S
             sql::run(&j, &cl, &format!("DROP DATABASE IF EXISTS {};", ident(&s)))
         })
         .await;
-        let (tables, rows) = checked
-            .map_err(|e| format!("database `{}` snapshot {}: {e}", c.manifest.item, c.key.id))?;
+        let (tables, rows) = checked.map_err(|e| {
+            let db = crate::quote::sql_ident(&c.manifest.item);
+            format!("database {db} snapshot {}: {e}", c.key.id)
+        })?;
         out.push(Drill {
             database: c.manifest.item.clone(),
             snapshot: c.key.id.clone(),

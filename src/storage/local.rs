@@ -6,6 +6,9 @@
 //! allowed as a key segment. Deleting an object removes directories it leaves empty.
 //! Temp files left by killed runs are swept at the next upload, at most hourly (see
 //! `local_tmp`).
+//!
+//! Objects are created `O_EXCL|O_NOFOLLOW` with mode 0600, directories 0700: dumps are
+//! readable by the agent's user only, whatever the umask.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -117,15 +120,18 @@ impl LocalBackend {
         let place = &self.place;
         let tmp_dir = place.root.join(TMP_DIR);
         let fail = |doing: String, err| place.error(Op::Upload, key, doing, err);
-        fs::create_dir_all(&tmp_dir)
+        private_dirs(&tmp_dir)
             .await
             .map_err(|e| fail(format!("cannot create {}", tmp_dir.display()), e))?;
         local_tmp::sweep_now_and_then(&self.place.swept, &tmp_dir).await;
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let tmp_path = tmp_dir.join(format!("{}-{n}.tmp", std::process::id()));
+        // O_EXCL, never through a symlink, 0600 whatever the umask: dumps are private.
         let file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp_path)
             .await
             .map_err(|e| fail(format!("cannot create {}", tmp_path.display()), e))?;
@@ -211,6 +217,15 @@ impl LocalBackend {
             }
         })
     }
+}
+
+/// Creates `dir` and its missing parents, mode 0700.
+async fn private_dirs(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .await
 }
 
 /// Whether `err` means "there is no file at that path" (missing, a directory, or a file
@@ -351,7 +366,7 @@ impl LocalWriter {
             .to_path_buf();
         let mut tries = 0;
         loop {
-            let created = fs::create_dir_all(&parent).await;
+            let created = private_dirs(&parent).await;
             let renamed = match created {
                 Ok(()) => fs::rename(&self.tmp_path, &self.final_path).await,
                 Err(e) => Err(e),

@@ -26,8 +26,9 @@ const LISTED: usize = 20;
 pub struct Planned {
     chosen: Chosen,
     prepared: Prepared,
-    /// The default side-by-side directory, marked with the snapshot id once restored into.
-    marked: Option<std::path::PathBuf>,
+    /// The default side-by-side directory (state_dir, then the directory), marked with the
+    /// snapshot id once restored into.
+    marked: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// The file in a default side-by-side directory naming the snapshot restored there.
@@ -45,6 +46,28 @@ fn own_dir(dir: std::path::PathBuf, id: &str) -> std::path::PathBuf {
     let mut name = dir.file_name().unwrap_or_default().to_os_string();
     name.push(format!("-{}", id.rsplit('-').next().unwrap_or(id)));
     dir.with_file_name(name)
+}
+
+/// Creates the side-by-side directory `dir` below `state_dir` and writes the marker: each name
+/// below `state_dir` opened without following a symlink (the opsagent user owns that
+/// directory, this may run as root), new directories 0700, the marker 0600.
+fn mark(state_dir: &std::path::Path, dir: &std::path::Path, id: &str) -> anyhow::Result<()> {
+    use crate::nofollow::{symlink_in, Dir};
+    use std::io::Write;
+    let below = dir.strip_prefix(state_dir).unwrap_or(dir);
+    let written = Dir::open(state_dir, below, true).and_then(|d| {
+        let mut f = d.open_or_create(std::ffi::OsStr::new(MARKER), 0o600)?;
+        f.set_len(0)?;
+        f.write_all(format!("{id}\n").as_bytes())
+    });
+    written.map_err(|e| match symlink_in(&e) {
+        Some(s) => anyhow::anyhow!(
+            "cannot create {}: {e}; this snapshot was not restored (hint: remove it with `rm -- {}` and find out who planted it, or restore with --to-dir)",
+            dir.display(),
+            crate::quote::shell(&s.path.to_string_lossy())
+        ),
+        None => anyhow::anyhow!("cannot create {}: {e}", dir.display()),
+    })
 }
 
 fn media_flags(args: &Args) -> bool {
@@ -121,7 +144,7 @@ pub fn prepare_all(
         } else {
             let dir = side_by_side_dir(&cfg.agent.state_dir, &job, c.time, cfg.agent.zone);
             let dir = own_dir(dir, &c.key.id);
-            marked = Some(dir.clone());
+            marked = Some((cfg.agent.state_dir.clone(), dir.clone()));
             Destination::Under(dir)
         };
         let exclude = cfg
@@ -222,14 +245,8 @@ pub fn restore_all(
         marked,
     } in planned
     {
-        if let Some(dir) = marked {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .and_then(|()| std::fs::write(dir.join(MARKER), format!("{}\n", chosen.key.id)))
-                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+        if let Some((state_dir, dir)) = marked {
+            mark(&state_dir, &dir, &chosen.key.id)?;
         }
         let (job, id, dest) = (
             prepared.job.clone(),
