@@ -40,7 +40,11 @@ impl Bench {
     }
 
     fn config(&self) -> PathBuf {
-        let (db, s3) = (MariaDb::shared(), S3Server::shared());
+        self.config_for(MariaDb::shared())
+    }
+
+    fn config_for(&self, db: &MariaDb) -> PathBuf {
+        let s3 = S3Server::shared();
         let text = format!(
             "[agent]\nhostname = \"web-01\"\nstate_dir = \"{state}\"\ntimezone = \"UTC\"\n\
              [storage]\ntype = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{ep}\"\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key_file = \"{sec}\"\n\
@@ -58,9 +62,13 @@ impl Bench {
     }
 
     fn run(&self, args: &[&str]) -> Output {
+        self.run_on(MariaDb::shared(), args)
+    }
+
+    fn run_on(&self, db: &MariaDb, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_opsagent"))
             .arg("--config")
-            .arg(self.config())
+            .arg(self.config_for(db))
             .args(args)
             .output()
             .unwrap()
@@ -349,4 +357,42 @@ fn in_place_restores_share_no_staging_and_drop_nothing_they_did_not_make() {
     let left = db.sql("SHOW DATABASES LIKE '%opsagent\\_stg%'");
     assert!(!left.contains(&b.db), "staging left behind: {left}");
     db.sql(&format!("DROP DATABASE `{old}`"));
+}
+
+#[test]
+fn stored_functions_load_as_the_load_account_on_a_server_with_a_binary_log() {
+    // With log_bin on, only SUPER may create functions (and the load account has none): the
+    // restore raises log_bin_trust_function_creators for the load and puts it back.
+    let server = MariaDb::start_with_binlog();
+    let b = Bench::new();
+    server.sql(&format!("CREATE DATABASE `{}`", b.db));
+    server.sql_db(
+        &b.db,
+        "CREATE TABLE t (id INT); INSERT INTO t VALUES (1);
+         CREATE FUNCTION twice(x INT) RETURNS INT DETERMINISTIC RETURN x * 2;
+         CREATE TRIGGER t_bi BEFORE INSERT ON t FOR EACH ROW SET NEW.id = twice(NEW.id);",
+    );
+    assert_eq!(
+        server
+            .sql("SELECT @@log_bin, @@log_bin_trust_function_creators")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["1", "0"]
+    );
+    let ok = |args: &[&str]| {
+        let o = b.run_on(&server, args);
+        assert!(o.status.success(), "{args:?}: {}", common::output_text(&o));
+    };
+    ok(&["backup", "main"]);
+    let copy = format!("{}_copy", b.db);
+    ok(&["restore", "--date", "now", "--to-database", &copy, "--yes"]);
+    server.sql_db(&copy, "INSERT INTO t VALUES (21)");
+    assert_eq!(server.sql_db(&copy, "SELECT MAX(id) FROM t").trim(), "42");
+    ok(&["verify", "main"]);
+    assert_eq!(
+        server
+            .sql("SELECT @@log_bin_trust_function_creators")
+            .trim(),
+        "0"
+    );
 }

@@ -108,6 +108,8 @@ pub fn with_hint(err: &str) -> String {
         "is the server running and reachable? check `host`/`port` or `socket`"
     } else if code(err, 1049) || err.contains("Unknown database") {
         "check the names in `databases` (SHOW DATABASES lists them)"
+    } else if code(err, 1419) {
+        "the server writes a binary log, and then only SUPER may create stored functions: set `log_bin_trust_function_creators = 1` on the server, or restore as a user with SUPER, for whom opsagent sets it during the load"
     } else if err.contains("max_allowed_packet") || code(err, 2006) {
         "a row is larger than the server's max_allowed_packet: raise it (`SET GLOBAL max_allowed_packet = 1073741824`, or `max_allowed_packet = 1G` under [mysqld]) or restore as a user with SUPER, which opsagent raises it for"
     } else {

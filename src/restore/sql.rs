@@ -152,43 +152,68 @@ pub fn database_tables(job: &MysqlJob, client: &Path, db: &str) -> Result<Option
 /// The largest `max_allowed_packet` a server accepts (1 GiB).
 pub const MAX_PACKET: u64 = 1 << 30;
 
-/// A server's `max_allowed_packet`, raised for one load and put back afterwards.
-#[derive(Debug, Clone, Copy)]
-pub struct PacketLimit {
+/// A global server setting raised for one load and put back afterwards.
+#[derive(Debug, Clone)]
+pub struct GlobalRaise {
+    /// The variable.
+    pub var: &'static str,
     /// The value before it was raised.
     pub was: u64,
 }
 
-impl PacketLimit {
-    /// Raises the global `max_allowed_packet` to [`MAX_PACKET`] when it is lower and the user
-    /// may (SUPER); new connections get the new value. `None` when nothing was changed.
-    pub fn raise(job: &MysqlJob, client: &Path) -> Option<PacketLimit> {
-        let rows = run(job, client, "SELECT @@GLOBAL.max_allowed_packet;").ok()?;
+impl GlobalRaise {
+    /// Sets the global `var` to `want` when it is lower and the user may (SUPER); new
+    /// connections get the new value. `None` when nothing was changed.
+    pub fn raise(
+        job: &MysqlJob,
+        client: &Path,
+        var: &'static str,
+        want: u64,
+    ) -> Option<GlobalRaise> {
+        let rows = run(job, client, &format!("SELECT @@GLOBAL.{var};")).ok()?;
         let was: u64 = rows.first()?.first()?.parse().ok()?;
-        if was >= MAX_PACKET {
+        if was >= want {
             return None;
         }
-        match run(
-            job,
-            client,
-            &format!("SET GLOBAL max_allowed_packet = {MAX_PACKET};"),
-        ) {
+        match run(job, client, &format!("SET GLOBAL {var} = {want};")) {
             Ok(_) => {
-                tracing::info!(server = %job.endpoint, was, now = MAX_PACKET, "max_allowed_packet raised for the restore");
-                Some(PacketLimit { was })
+                tracing::info!(server = %job.endpoint, var, was, now = want, "raised for the restore");
+                Some(GlobalRaise { var, was })
             }
             Err(e) => {
-                tracing::debug!(server = %job.endpoint, error = %e, "cannot raise max_allowed_packet; rows larger than it will fail to load");
+                tracing::debug!(server = %job.endpoint, var, error = %e, "cannot raise it for the restore");
                 None
             }
         }
     }
 
+    /// What a load needs: `max_allowed_packet` at [`MAX_PACKET`] (dumps hold each row in one
+    /// statement, blobs in hex: a row the server took may need a packet twice its size to come
+    /// back), and, when the server writes a binary log, `log_bin_trust_function_creators`
+    /// (else only SUPER may create stored functions, and the load account has no SUPER).
+    pub fn for_load(job: &MysqlJob, client: &Path) -> Vec<GlobalRaise> {
+        let mut out: Vec<GlobalRaise> = Self::raise(job, client, "max_allowed_packet", MAX_PACKET)
+            .into_iter()
+            .collect();
+        let binlog = run(job, client, "SELECT @@GLOBAL.log_bin;")
+            .ok()
+            .and_then(|r| r.first()?.first().cloned());
+        if binlog.as_deref() == Some("1") {
+            out.extend(Self::raise(
+                job,
+                client,
+                "log_bin_trust_function_creators",
+                1,
+            ));
+        }
+        out
+    }
+
     /// Puts the old value back.
     pub fn restore(self, job: &MysqlJob, client: &Path) {
-        let sql = format!("SET GLOBAL max_allowed_packet = {};", self.was);
+        let sql = format!("SET GLOBAL {} = {};", self.var, self.was);
         if let Err(e) = run(job, client, &sql) {
-            tracing::warn!(server = %job.endpoint, error = %e, "could not put max_allowed_packet back to {}; run `{sql}`", self.was);
+            tracing::warn!(server = %job.endpoint, error = %e, "could not put {} back to {}; run `{sql}`", self.var, self.was);
         }
     }
 }

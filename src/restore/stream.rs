@@ -153,11 +153,9 @@ fn run_client(
     plain: Result<Box<dyn Read + Send>, String>,
     abort: &AtomicBool,
 ) -> Result<Definers, String> {
-    // Dumps hold each row in one statement, blobs in hex: a row the server took may need a
-    // packet twice its size to come back. Lift the server's limit for this load if allowed.
-    let raised = super::sql::PacketLimit::raise(job, client);
+    let raised = super::sql::GlobalRaise::for_load(job, client);
     let result = load(login, client, target, source, plain, abort);
-    if let Some(r) = raised {
+    for r in raised {
         r.restore(job, client);
     }
     result
@@ -220,22 +218,41 @@ fn load(
     if abort.load(Ordering::SeqCst) {
         return Err("stopped".into());
     }
-    let target_q = crate::quote::sql_ident(target);
     if !status.success() && !err.trim().is_empty() {
         // The client stopped first (a broken pipe on our side): its error is the cause.
-        return Err(format!(
-            "loading into {target_q} failed: {}",
-            crate::backup::mysql_cmd::with_hint(err.trim())
-        ));
+        return Err(load_error(target, &err));
     }
     let copied = copied?;
     if !status.success() {
-        return Err(format!(
-            "loading into {target_q} failed: {}",
-            crate::backup::mysql_cmd::with_hint(err.trim())
-        ));
+        return Err(load_error(target, &err));
     }
     Ok(copied.definers)
+}
+
+/// The client's error for a load into `target`. Refused privileges of the load account mean
+/// the dump reached for something outside its target: said so, not "grant more".
+fn load_error(target: &str, err: &str) -> String {
+    let err = err.trim();
+    let target_q = crate::quote::sql_ident(target);
+    let denied = [
+        "ERROR 1044 ",
+        "ERROR 1142 ",
+        "ERROR 1227 ",
+        "ERROR 1370 ",
+        "ERROR 1419 ",
+    ]
+    .iter()
+    .any(|c| err.contains(c));
+    if denied && err.contains(super::sandbox::PREFIX) {
+        return format!(
+            "loading into {target_q} failed: the dump reached for something outside {target_q} and the server refused it; nothing else was changed: {} (hint: a snapshot with objects in other databases or other definers, or a forged one; restore it with --to-file and review it)",
+            crate::quote::printable(err)
+        );
+    }
+    format!(
+        "loading into {target_q} failed: {}",
+        crate::backup::mysql_cmd::with_hint(err)
+    )
 }
 
 /// Writes the dump to `path`: the stored bytes as they are when the path ends in `.age`, the

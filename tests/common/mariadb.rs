@@ -35,6 +35,9 @@ pub struct MariaDb {
     child: Option<Child>,
     reservation: Option<PortReservation>,
     owned: bool,
+    /// Writes a binary log (`--log-bin`), as production servers with replication or
+    /// point-in-time recovery do.
+    binlog: bool,
 }
 
 fn user_name() -> String {
@@ -119,6 +122,16 @@ fn quote(s: &str) -> String {
 impl MariaDb {
     /// Starts a server owned by the caller; it is killed and its directory removed on drop.
     pub fn start() -> MariaDb {
+        Self::start_with(false)
+    }
+
+    /// [`MariaDb::start`], writing a binary log.
+    #[allow(dead_code)]
+    pub fn start_with_binlog() -> MariaDb {
+        Self::start_with(true)
+    }
+
+    fn start_with(binlog: bool) -> MariaDb {
         let template = template();
         let dir = server_dir("mariadb");
         copy_dir(template, &dir.join("data"))
@@ -130,6 +143,7 @@ impl MariaDb {
             child: None,
             reservation: None,
             owned: true,
+            binlog,
         };
         start_on_free_port("MariaDb", |port| {
             db.port = port;
@@ -161,14 +175,19 @@ impl MariaDb {
         .arg(format!("--datadir={}", d.display()))
         .arg(format!("--socket={}", self.socket().display()))
         .arg(format!("--port={}", self.port))
-        .arg("--bind-address=127.0.0.1")
-        .arg("--skip-log-bin")
-        .arg(format!("--user={}", user_name()))
-        .arg(format!("--pid-file={}", d.join("pid").display()))
-        .arg(format!("--log-error={}", log.display()))
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err);
+        .arg("--bind-address=127.0.0.1");
+        if self.binlog {
+            cmd.arg(format!("--log-bin={}", d.join("binlog").display()))
+                .arg("--server-id=1");
+        } else {
+            cmd.arg("--skip-log-bin");
+        }
+        cmd.arg(format!("--user={}", user_name()))
+            .arg(format!("--pid-file={}", d.join("pid").display()))
+            .arg(format!("--log-error={}", log.display()))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
         let mut child = spawn(cmd).unwrap_or_else(|e| {
             panic!("MariaDb: cannot run mariadbd ({e}); run scripts/install-test-deps")
         });
