@@ -39,10 +39,6 @@ impl Bench {
         }
     }
 
-    fn config(&self) -> PathBuf {
-        self.config_for(MariaDb::shared())
-    }
-
     fn config_for(&self, db: &MariaDb) -> PathBuf {
         let s3 = S3Server::shared();
         let text = format!(
