@@ -22,7 +22,7 @@ pub mod swap;
 pub mod verify;
 
 use crate::backup::mysql_cmd::{client_tool, dump_tool};
-use crate::config::{Config, MysqlJob, Zone};
+use crate::config::{Config, Databases, MysqlJob, Zone};
 use crate::storage::Storage;
 use chrono::{DateTime, Utc};
 use plan::Chosen;
@@ -96,6 +96,7 @@ pub fn prepare(config: &Config, chosen: Vec<Chosen>, target: &Target) -> Result<
     let zone = config.agent.zone;
     let mut steps = Vec::new();
     for c in chosen {
+        check_against_config(config, &c, target)?;
         let db = c.manifest.item.clone();
         let (name, pre) = match target {
             Target::SideBySide => (side_by_side_name(&db, c.time, zone), None),
@@ -143,6 +144,38 @@ pub fn prepare(config: &Config, chosen: Vec<Chosen>, target: &Target) -> Result<
         });
     }
     Ok(steps)
+}
+
+/// A snapshot read from the bucket against the config: a job the config knows must be of the
+/// snapshot's kind, and an in-place restore may only replace a database the job backs up (never
+/// a system database such as `mysql`, whatever a manifest says).
+fn check_against_config(config: &Config, c: &Chosen, target: &Target) -> Result<(), String> {
+    let (job, db) = (&c.key.job, &c.manifest.item);
+    if config.media.iter().any(|j| &j.name == job) {
+        return Err(format!(
+            "snapshot {} is a MySQL dump under job {}, which this config has as a [[media]] job; not restored (hint: someone else wrote it: check who can write the bucket)",
+            c.key.id,
+            crate::quote::printable(job)
+        ));
+    }
+    if *target != Target::InPlace {
+        return Ok(());
+    }
+    let system = crate::backup::mysql::SYSTEM_DATABASES.contains(&db.to_ascii_lowercase().as_str());
+    let configured = config.mysql.iter().find(|j| &j.name == job);
+    let backed_up = match configured.map(|j| &j.databases) {
+        Some(Databases::List(l)) => l.contains(db),
+        Some(Databases::All) | None => true,
+    };
+    if system || !backed_up {
+        return Err(format!(
+            "snapshot {} would replace {} in place, a database job {} does not back up; nothing was changed (hint: restore it side by side, or with --to-database)",
+            c.key.id,
+            q(db),
+            crate::quote::printable(job)
+        ));
+    }
+    Ok(())
 }
 
 /// Checks that every step's snapshot can be decrypted here (when it is encrypted), before
