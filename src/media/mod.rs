@@ -10,6 +10,7 @@ pub mod chunker;
 pub mod id;
 pub mod index;
 pub mod keys;
+pub mod limits;
 pub mod pack;
 pub mod previous;
 pub mod prune;

@@ -15,6 +15,7 @@ use super::media_write::{Counts, Restoring};
 use super::plan::Chosen;
 use crate::backup::manifest::Manifest;
 use crate::media::index::Index;
+use crate::media::limits;
 use crate::media::tree::{self, Node, NodeKind};
 use crate::storage::Storage;
 use sha2::{Digest, Sha256};
@@ -189,14 +190,26 @@ pub async fn load_tree(storage: &Storage, m: &Manifest) -> Result<Vec<Node>, Med
         .ok_or_else(|| err(format!("manifest `{}` lists no tree", m.key())))?;
     // The manifest's sha256 is of the stored bytes (ciphertext when encrypted): check those,
     // then decrypt.
+    // Read with a cap (src/media/limits.rs): neither the manifest nor the object may make
+    // this allocate more than a tree ever takes.
     let mut stored = Vec::new();
-    let mut reader = storage
+    let reader = storage
         .raw_reader(&obj.key)
         .await
         .map_err(|e| err(e.to_string()))?;
-    tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut stored)
-        .await
-        .map_err(|e| err(format!("cannot download `{}`: {e}", obj.key)))?;
+    tokio::io::AsyncReadExt::read_to_end(
+        &mut tokio::io::AsyncReadExt::take(reader, limits::MAX_TREE + 1),
+        &mut stored,
+    )
+    .await
+    .map_err(|e| err(format!("cannot download `{}`: {e}", obj.key)))?;
+    if stored.len() as u64 > limits::MAX_TREE {
+        return Err(err(format!(
+            "`{}` is larger than the {} bytes a tree ever takes; refused",
+            obj.key,
+            limits::MAX_TREE
+        )));
+    }
     let sha = hex::encode(Sha256::digest(&stored));
     if stored.len() as u64 != obj.size || sha != obj.sha256 {
         return Err(err(format!(
