@@ -4,6 +4,7 @@
 //! - `id`, `pack`, `index`, `tree`, `keys`: the storage format, pure and unit-tested.
 //! - `chunker`: content-defined chunking of file contents (FastCDC) and the compression choice.
 
+pub mod anchor;
 pub mod backup;
 pub mod beneath;
 pub mod chunker;
