@@ -203,7 +203,11 @@ async fn previous_tree(env: &Env, job: &MediaJob) -> Previous {
     let Some(obj) = m.objects.first() else {
         return Previous::none();
     };
-    let opened = match env.storage.get_bytes(&obj.key).await {
+    let opened = match env
+        .storage
+        .get_bytes_max(&obj.key, crate::media::limits::MAX_TREE)
+        .await
+    {
         Ok(b) => Previous::open(&obj.key, b, &job.paths),
         Err(e) => Err(e.to_string()),
     };

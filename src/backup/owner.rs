@@ -15,6 +15,7 @@
 //! the same moment only the one whose write landed last goes on.
 
 use super::Env;
+use crate::media::limits::MAX_MANIFEST;
 use crate::storage::{Storage, StorageError};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -229,7 +230,7 @@ fn is_agent_id(s: &str) -> bool {
 
 /// The owner object of `storage`, if there is one.
 pub async fn read(storage: &Storage) -> Result<Option<OwnerRecord>, OwnerError> {
-    let bytes = match storage.get_bytes(OWNER_KEY).await {
+    let bytes = match storage.get_bytes_max(OWNER_KEY, MAX_MANIFEST).await {
         Ok(b) => b,
         Err(e) if e.is_not_found() => return Ok(None),
         Err(e) => return Err(e.into()),

@@ -5,6 +5,7 @@
 use super::manifest::{decode_segment, manifests_prefix, Manifest};
 use super::retention::{plan, Decision, KeepPolicy};
 use super::Env;
+use crate::media::limits::MAX_MANIFEST;
 use crate::media::prune as media_prune;
 use crate::storage::StorageError;
 use bytes::Bytes;
@@ -175,7 +176,7 @@ async fn collect_packs(
         if !o.key.ends_with(".json") || forgotten.contains(&o.key.as_str()) {
             continue;
         }
-        let bytes = match env.storage.get_bytes(&o.key).await {
+        let bytes = match env.storage.get_bytes_max(&o.key, MAX_MANIFEST).await {
             Ok(b) => b,
             Err(e) if e.is_not_found() => continue, // forgotten meanwhile
             Err(e) => return Err(e.into()),
@@ -228,7 +229,7 @@ async fn rewrite_packs(
     key: &str,
     packs: &[crate::media::Id],
 ) -> Result<(), PruneError> {
-    let bytes = match env.storage.get_bytes(key).await {
+    let bytes = match env.storage.get_bytes_max(key, MAX_MANIFEST).await {
         Ok(b) => b,
         Err(e) if e.is_not_found() => return Ok(()),
         Err(e) => return Err(e.into()),
@@ -278,7 +279,7 @@ async fn sweep_orphans(
 
 /// Deletes one snapshot: its manifest, then the data it lists, then the catalog row.
 async fn forget(env: &Env, snap: &SnapshotKey) -> Result<(), StorageError> {
-    let manifest = match env.storage.get_bytes(&snap.key).await {
+    let manifest = match env.storage.get_bytes_max(&snap.key, MAX_MANIFEST).await {
         Ok(bytes) => Manifest::parse(&snap.key, &bytes).ok(),
         Err(e) if e.is_not_found() => None,
         Err(e) => return Err(e),

@@ -4,6 +4,7 @@
 use super::manifest::{manifests_prefix, Manifest};
 use super::mysql::snapshot_row;
 use crate::catalog::Catalog;
+use crate::media::limits::MAX_MANIFEST;
 use crate::storage::{Storage, StorageError};
 
 /// What a refresh found.
@@ -21,7 +22,7 @@ pub async fn refresh(storage: &Storage, catalog: &Catalog) -> Result<Refreshed, 
     let mut rows = Vec::new();
     let mut bad = Vec::new();
     for o in listed.iter().filter(|o| o.key.ends_with(".json")) {
-        let bytes = storage.get_bytes(&o.key).await?;
+        let bytes = storage.get_bytes_max(&o.key, MAX_MANIFEST).await?;
         match Manifest::parse(&o.key, &bytes) {
             Ok(m) => rows.push(snapshot_row(
                 &m,

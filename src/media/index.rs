@@ -14,6 +14,7 @@
 
 use super::id::Id;
 use super::keys;
+use super::limits;
 use super::pack::BlobEntry;
 use crate::storage::{Storage, StorageError};
 use chrono::{DateTime, Utc};
@@ -67,9 +68,20 @@ impl IndexFile {
     pub fn decode(key: &str, bytes: &[u8]) -> Result<IndexFile, String> {
         // Parsed as it is decompressed: the JSON text is several times the object's size.
         let damaged = |e: &dyn std::fmt::Display| format!("index `{key}` is damaged: {e}");
+        // Bounded: a forged index must not expand a thousandfold (src/media/limits.rs).
         let text = zstd::Decoder::with_buffer(bytes).map_err(|e| damaged(&e))?;
+        let text = limits::Bounded::new(text, limits::expanded_limit(bytes.len() as u64));
         let f: IndexFile =
             serde_json::from_reader(std::io::BufReader::new(text)).map_err(|e| damaged(&e))?;
+        let huge = f.packs.iter().flat_map(|p| &p.blobs);
+        if let Some(b) = huge.into_iter().find(|b| b.raw_length > limits::MAX_BLOB) {
+            return Err(damaged(&format_args!(
+                "blob {} claims {} bytes of content, more than the {} a blob ever has; refused",
+                b.id,
+                b.raw_length,
+                limits::MAX_BLOB
+            )));
+        }
         if f.format != INDEX_FORMAT {
             return Err(format!(
                 "index `{key}` has format {}, unknown to this opsagent (hint: upgrade opsagent)",
@@ -148,7 +160,7 @@ impl Index {
     pub async fn load(storage: &Storage, job: &str) -> Result<Index, IndexError> {
         let mut index = Index::default();
         for o in storage.list(&keys::index_prefix(job)).await? {
-            let bytes = storage.get_bytes(&o.key).await?;
+            let bytes = storage.get_bytes_max(&o.key, limits::MAX_INDEX).await?;
             let f = IndexFile::decode(&o.key, &bytes).map_err(IndexError::Damaged)?;
             index.add(f);
             index.keys.push(o.key);

@@ -4,12 +4,14 @@
 //! - `id`, `pack`, `index`, `tree`, `keys`: the storage format, pure and unit-tested.
 //! - `chunker`: content-defined chunking of file contents (FastCDC) and the compression choice.
 
+pub mod anchor;
 pub mod backup;
 pub mod beneath;
 pub mod chunker;
 pub mod id;
 pub mod index;
 pub mod keys;
+pub mod limits;
 pub mod pack;
 pub mod previous;
 pub mod prune;

@@ -11,6 +11,7 @@
 //! rebuilt from the packs alone.
 
 use super::id::Id;
+use super::limits::MAX_BLOB;
 use serde::{Deserialize, Serialize};
 
 /// Trailer magic.
@@ -224,6 +225,12 @@ pub fn parse_header(name: &str, pack: &[u8]) -> Result<Vec<BlobEntry>, PackError
         )));
     }
     for b in &header.blobs {
+        if b.raw_length > MAX_BLOB {
+            return Err(damaged(&format!(
+                "blob {} claims {} bytes of content, more than the {MAX_BLOB} a blob ever has (forged or damaged header); refused",
+                b.id, b.raw_length
+            )));
+        }
         if b.offset
             .checked_add(b.length)
             .is_none_or(|e| e > start as u64)
@@ -241,6 +248,14 @@ pub fn extract(name: &str, pack: &[u8], e: &BlobEntry) -> Result<Vec<u8>, PackEr
         pack: name.to_string(),
         why,
     };
+    // Bounded before anything is allocated: the entry comes from an index or header someone
+    // else may have written (src/media/limits.rs).
+    if e.raw_length > MAX_BLOB {
+        return Err(corrupt(format!(
+            "its entry claims {} bytes of content, more than the {MAX_BLOB} a blob ever has (forged or damaged index); refused",
+            e.raw_length
+        )));
+    }
     let start = e.offset as usize;
     let stored = start
         .checked_add(e.length as usize)
@@ -305,6 +320,20 @@ mod tests {
         let n = bad_len.len();
         bad_len[n - 8..n - 4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(parse_header("pk", &bad_len).is_err());
+        // A 4 GiB blob in the header or the index is refused before anything is allocated.
+        let huge = BlobEntry {
+            raw_length: 4 << 30,
+            ..blobs[1]
+        };
+        let e = extract("pk", &sample().bytes, &huge).unwrap_err();
+        assert!(e.to_string().contains("4294967296"), "{e}");
+        let mut p = PackBuilder::with_capacity(0);
+        p.push(Id::of(b"x"), 4 << 30, Compression::Zstd, b"x");
+        let e = parse_header("pk", &p.finish().bytes).unwrap_err();
+        assert!(
+            e.to_string().contains("pack pk") && e.to_string().contains("refused"),
+            "{e}"
+        );
     }
 
     #[test]

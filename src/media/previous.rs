@@ -64,7 +64,11 @@ impl Previous {
     /// The tree object `key` (its compressed bytes) of a job walking `roots`.
     pub fn open(key: &str, tree: bytes::Bytes, roots: &[PathBuf]) -> Result<Previous, String> {
         Ok(Previous {
-            reader: Some(TreeReader::new(key, std::io::Cursor::new(tree))?),
+            reader: Some(TreeReader::new(
+                key,
+                std::io::Cursor::new(tree.clone()),
+                tree.len() as u64,
+            )?),
             next: None,
             roots: roots.iter().map(|r| RawPath::from_path(r).0).collect(),
             error: None,

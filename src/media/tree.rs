@@ -4,6 +4,7 @@
 //! `{"hex":"…"}` (Linux file names are bytes, and every byte but `/` and NUL is allowed).
 
 use super::id::Id;
+use super::limits::{expanded_limit, Bounded};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -185,7 +186,7 @@ pub fn decode(key: &str, bytes: &[u8]) -> Result<Vec<Node>, String> {
 /// Decodes a tree object node by node, in order. Streams: neither the decompressed text
 /// (several times the object's size) nor the list of nodes is ever in memory as a whole.
 pub fn decode_each(key: &str, bytes: &[u8], mut each: impl FnMut(Node)) -> Result<(), String> {
-    let mut r = TreeReader::new(key, bytes)?;
+    let mut r = TreeReader::new(key, bytes, bytes.len() as u64)?;
     while let Some(n) = r.next_node()? {
         each(n);
     }
@@ -193,8 +194,10 @@ pub fn decode_each(key: &str, bytes: &[u8], mut each: impl FnMut(Node)) -> Resul
 }
 
 /// Reads a tree object's entries one at a time (in path order) from its compressed bytes.
+/// The text it decompresses to is bounded by the object's size (src/media/limits.rs): a forged
+/// tree that expands a thousandfold is refused, not held in memory.
 pub struct TreeReader<R: std::io::Read> {
-    text: BufReader<zstd::Decoder<'static, BufReader<R>>>,
+    text: BufReader<Bounded<zstd::Decoder<'static, BufReader<R>>>>,
     key: String,
     line: Vec<u8>,
     /// Lines read, the header included.
@@ -202,12 +205,12 @@ pub struct TreeReader<R: std::io::Read> {
 }
 
 impl<R: std::io::Read> TreeReader<R> {
-    /// Opens a tree object and checks its header; `key` names it in errors.
-    pub fn new(key: &str, compressed: R) -> Result<TreeReader<R>, String> {
+    /// Opens a tree object of `stored` bytes and checks its header; `key` names it in errors.
+    pub fn new(key: &str, compressed: R, stored: u64) -> Result<TreeReader<R>, String> {
         let decoder =
             zstd::Decoder::new(compressed).map_err(|e| format!("tree `{key}` is damaged: {e}"))?;
         let mut r = TreeReader {
-            text: BufReader::new(decoder),
+            text: BufReader::new(Bounded::new(decoder, expanded_limit(stored))),
             key: key.to_string(),
             line: Vec::new(),
             n: 0,
@@ -316,5 +319,17 @@ mod tests {
         let text = zstd::stream::decode_all(&bytes[..]).unwrap();
         assert_eq!(raw, text.len() as u64);
         assert!(decode("t", b"nope").unwrap_err().contains("`t`"));
+        // A tree that expands a thousandfold is refused, whether in one line or many.
+        let mut z = zstd::Encoder::new(Vec::new(), 3).unwrap();
+        z.write_all(b"{\"format\":1}\n").unwrap();
+        let line = serde_json::to_vec(&nodes[0]).unwrap();
+        for _ in 0..(40 << 20) / line.len() {
+            z.write_all(&line).unwrap();
+            z.write_all(b"\n").unwrap();
+        }
+        let bomb = z.finish().unwrap();
+        assert!(bomb.len() < (40 << 20) / 1000, "{}", bomb.len());
+        let e = decode_each("bomb", &bomb, |_| {}).unwrap_err();
+        assert!(e.contains("`bomb`") && e.contains("refused"), "{e}");
     }
 }

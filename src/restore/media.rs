@@ -15,6 +15,7 @@ use super::media_write::{Counts, Restoring};
 use super::plan::Chosen;
 use crate::backup::manifest::Manifest;
 use crate::media::index::Index;
+use crate::media::limits;
 use crate::media::tree::{self, Node, NodeKind};
 use crate::storage::Storage;
 use sha2::{Digest, Sha256};
@@ -121,6 +122,20 @@ pub enum MediaError {
     /// `--path` selects nothing, or is not a usable path.
     #[error("{0}")]
     Select(String),
+    /// In place, the snapshot names a path the job's configuration does not.
+    #[error("snapshot {snapshot} of job `{job}` holds `{path}`, which is {why}; an in-place restore writes only at or under the job's configured paths ({configured}), so nothing was restored (hint: restore it elsewhere with --to-dir and copy back what you need; the manifest may have been tampered with)")]
+    NotConfigured {
+        /// The snapshot id.
+        snapshot: String,
+        /// The job.
+        job: String,
+        /// The snapshot's path, as recorded.
+        path: String,
+        /// Why it is refused.
+        why: &'static str,
+        /// The job's paths in the configuration, for the message.
+        configured: String,
+    },
     /// The job's index cannot be read.
     #[error("reading the index of job `{job}`: {why}")]
     Index {
@@ -148,6 +163,10 @@ pub struct Options {
     pub delete: bool,
     /// The job's `exclude` patterns: `--delete` keeps what they match.
     pub exclude: Vec<String>,
+    /// The job's `paths` in the current configuration (`None`: the job is not configured).
+    /// In place, the snapshot's paths must be these or under them: the manifest, which
+    /// anyone who can write to the bucket can forge, does not decide where root writes.
+    pub job_paths: Option<Vec<String>>,
 }
 
 /// A restore ready to run: the selected entries and their totals.
@@ -189,14 +208,26 @@ pub async fn load_tree(storage: &Storage, m: &Manifest) -> Result<Vec<Node>, Med
         .ok_or_else(|| err(format!("manifest `{}` lists no tree", m.key())))?;
     // The manifest's sha256 is of the stored bytes (ciphertext when encrypted): check those,
     // then decrypt.
+    // Read with a cap (src/media/limits.rs): neither the manifest nor the object may make
+    // this allocate more than a tree ever takes.
     let mut stored = Vec::new();
-    let mut reader = storage
+    let reader = storage
         .raw_reader(&obj.key)
         .await
         .map_err(|e| err(e.to_string()))?;
-    tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut stored)
-        .await
-        .map_err(|e| err(format!("cannot download `{}`: {e}", obj.key)))?;
+    tokio::io::AsyncReadExt::read_to_end(
+        &mut tokio::io::AsyncReadExt::take(reader, limits::MAX_TREE + 1),
+        &mut stored,
+    )
+    .await
+    .map_err(|e| err(format!("cannot download `{}`: {e}", obj.key)))?;
+    if stored.len() as u64 > limits::MAX_TREE {
+        return Err(err(format!(
+            "`{}` is larger than the {} bytes a tree ever takes; refused",
+            obj.key,
+            limits::MAX_TREE
+        )));
+    }
     let sha = hex::encode(Sha256::digest(&stored));
     if stored.len() as u64 != obj.size || sha != obj.sha256 {
         return Err(err(format!(
@@ -219,6 +250,48 @@ pub async fn load_tree(storage: &Storage, m: &Manifest) -> Result<Vec<Node>, Med
         .map_err(err)
 }
 
+/// Refuses an in-place restore of `roots` (the manifest's paths) unless each is one of the
+/// job's `configured` paths or under one, as a plain absolute path (no `.`, `..` or empty
+/// names).
+fn check_configured(
+    m: &Manifest,
+    roots: &[String],
+    configured: Option<&[String]>,
+) -> Result<(), MediaError> {
+    let refuse = |path: &str, why| MediaError::NotConfigured {
+        snapshot: m.id.clone(),
+        job: m.job.clone(),
+        path: path.escape_debug().to_string(),
+        why,
+        configured: match configured {
+            Some(c) => c.join(", "),
+            None => "the job is not in the configuration".into(),
+        },
+    };
+    for r in roots {
+        let p = trim(r.as_bytes());
+        let plain = p.starts_with(b"/")
+            && (p == b"/"
+                || p.split(|b| *b == b'/')
+                    .skip(1)
+                    .all(|n| !matches!(n, b"" | b"." | b"..")));
+        if !plain {
+            return Err(refuse(r, "not a plain absolute path"));
+        }
+        let under = configured.unwrap_or_default().iter().any(|c| {
+            let c = trim(c.as_bytes());
+            c == b"/" || p == c || (p.starts_with(c) && p.get(c.len()) == Some(&b'/'))
+        });
+        if !under {
+            return Err(refuse(
+                r,
+                "not one of the job's configured paths nor under one",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Loads the tree of `chosen` and selects what `opts` asks for. Writes nothing.
 pub async fn prepare(
     storage: &Storage,
@@ -231,6 +304,9 @@ pub async fn prepare(
         .as_ref()
         .map(|s| s.paths.clone())
         .unwrap_or_default();
+    if opts.dest == Destination::InPlace {
+        check_configured(m, &roots, opts.job_paths.as_deref())?;
+    }
     let nodes = load_tree(storage, m).await?;
     // What each backed-up directory was (its inode), before `--path` narrows the tree: an
     // in-place restore follows a symlink found there now only to that very directory.

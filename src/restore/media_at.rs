@@ -4,15 +4,18 @@
 //! the way are whatever is on disk now: in an upload directory the web server's user may have
 //! put a symlink where the snapshot has a directory (`a` → `/etc`). Opening `…/a/b.jpg` by path
 //! would follow it and write outside the tree, as root. So only the *anchors* are opened by
-//! path, following symlinks: the `--to-dir`/side-by-side directory, or, in place, the backed-up
-//! directories and their ancestors (what the configuration names, such as Laravel's
-//! `public/storage` link). Every name below an anchor is opened with `openat(…, O_NOFOLLOW |
+//! path: the `--to-dir`/side-by-side directory (following symlinks: the command line names
+//! it), or, in place, the backed-up directories and their ancestors, opened from `/` one name
+//! at a time, following only links nobody else can change, and a backed-up path that is a link
+//! (Laravel's `public/storage`) only to the directory that was backed up
+//! (src/media/anchor.rs). Every name below an anchor is opened with `openat(…, O_NOFOLLOW |
 //! O_DIRECTORY)` from its parent's descriptor, and entries are then created, renamed and changed
 //! with the `*at` calls relative to that descriptor. This also lifts the 4096-byte `PATH_MAX`
 //! limit on the paths a restore can write (a side-by-side restore adds its directory in front
 //! of every original path).
 
 use super::media_select::Destination;
+use crate::media::anchor;
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 use std::collections::HashMap;
@@ -20,7 +23,7 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 
 /// Directory descriptors kept for reuse before the cache starts over: well under the usual
@@ -140,13 +143,20 @@ impl Resolver {
         }
         let fd = if self.anchor(p) {
             let path = self.dest.of_bytes(p);
-            self.check_root(p, &path)?;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&path)?;
-            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-            rustix::fs::open(&path, flags, Mode::empty())?
+            if self.dest == Destination::InPlace {
+                let root = self.roots.iter().any(|r| r == p).then(|| anchor::Root {
+                    inode: self.root_inodes.get(p).copied(),
+                    replace: self.make == Make::Replace,
+                });
+                anchor::open(&path, root)?
+            } else {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&path)?;
+                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+                rustix::fs::open(&path, flags, Mode::empty())?
+            }
         } else {
             let up = self.dir(parent(p))?;
             step(&up, name_of(p), self.make).map_err(|e| {
@@ -162,44 +172,6 @@ impl Resolver {
         }
         self.cache.insert(p.to_vec(), fd.clone());
         Ok(fd)
-    }
-
-    /// In place, a backed-up directory that is a symlink now is followed only to the very
-    /// directory that was backed up (Laravel's `public/storage`); one pointing elsewhere (the
-    /// directory replaced by a link to `/etc`) is refused, and a file there is replaced only
-    /// with `--delete`. Ancestors of backed-up directories are followed: the configuration
-    /// names them.
-    fn check_root(&self, p: &[u8], path: &std::path::Path) -> io::Result<()> {
-        if self.dest != Destination::InPlace || !self.roots.iter().any(|r| r == p) {
-            return Ok(());
-        }
-        let md = match std::fs::symlink_metadata(path) {
-            Ok(md) => md,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        let shown = path.display();
-        if md.file_type().is_symlink() {
-            let target = std::fs::read_link(path).unwrap_or_default();
-            let same = std::fs::metadata(path)
-                .is_ok_and(|t| t.is_dir() && self.root_inodes.get(p) == Some(&t.ino()));
-            if same {
-                return Ok(());
-            }
-            return Err(io::Error::other(format!(
-                "`{shown}` is now a symlink to `{}`, not the directory that was backed up; it was not followed (hint: remove the link and restore again, or restore with --to-dir and copy back)",
-                target.display()
-            )));
-        }
-        if !md.is_dir() {
-            if self.make != Make::Replace {
-                return Err(io::Error::other(format!(
-                    "`{shown}` is a file now, where the snapshot has a directory; it was not replaced (hint: add --delete to replace it; side by side, restore into an empty --to-dir)"
-                )));
-            }
-            std::fs::remove_file(path)?;
-        }
-        Ok(())
     }
 
     /// Where the entry at snapshot path `p` goes; its parent directories are made if missing.
@@ -271,6 +243,7 @@ fn name_of(p: &[u8]) -> &OsStr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn path_pieces() {

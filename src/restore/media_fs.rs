@@ -6,7 +6,7 @@
 //! keeps what the job's `exclude` patterns leave out of backups.
 
 use super::media_at::{step, Make, Place};
-use crate::media::tree::{Node, RawPath};
+use crate::media::tree::{Node, NodeKind, RawPath};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use rustix::fs::{
     AtFlags, FileType, Gid, Mode, OFlags, Stat, Timespec, Timestamps, Uid, UTIME_OMIT,
@@ -138,11 +138,67 @@ fn ids(node: &Node) -> (Option<Uid>, Option<Gid>) {
     (Some(Uid::from_raw(node.uid)), Some(Gid::from_raw(node.gid)))
 }
 
+/// The mode a restore gives `node`: its permission and sticky bits, without setuid and
+/// setgid on files (a restore runs as root, and a tree from the bucket must not make a
+/// setuid-root program; [`Stripped`] lists them). A directory keeps setgid (files made in it
+/// inherit its group, which grants nothing) and loses setuid, which Linux ignores there.
+pub fn restorable_mode(node: &Node) -> u32 {
+    let drop = if node.kind == NodeKind::Dir {
+        libc::S_ISUID
+    } else {
+        libc::S_ISUID | libc::S_ISGID
+    };
+    node.mode & 0o7777 & !drop
+}
+
+/// How many file names the setuid/setgid warning lists before it only counts.
+const NAMED_STRIPPED: usize = 10;
+
+/// The files restored without the setuid or setgid bit their tree entry has, for one warning.
+#[derive(Debug, Default)]
+pub struct Stripped {
+    named: Vec<String>,
+    count: u64,
+}
+
+impl Stripped {
+    /// Notes `node` if [`restorable_mode`] drops bits of its mode.
+    pub fn note(&mut self, node: &Node) {
+        if restorable_mode(node) == node.mode & 0o7777 {
+            return;
+        }
+        self.count += 1;
+        if self.named.len() < NAMED_STRIPPED {
+            self.named
+                .push(format!("`{}`", node.path.display().escape_debug()));
+        }
+    }
+
+    /// The warning, when any bits were dropped.
+    pub fn warning(&self) -> Option<String> {
+        if self.count == 0 {
+            return None;
+        }
+        let more = self.count - self.named.len() as u64;
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "{} file(s) were restored without their setuid/setgid bit (a restore never makes such files): {}{more} (hint: if a program needs the bit, check it and set it again with chmod)",
+            self.count,
+            self.named.join(", ")
+        ))
+    }
+}
+
 /// Applies `node`'s owner (when `owners`: running as root), mode (not for symlinks) and mtime
 /// to entry `name` of `dir` (`dir` itself when `name` is empty). Nothing follows a symlink:
 /// files and directories are changed through a handle opened with `O_NOFOLLOW` (so a link
 /// swapped in meanwhile fails instead of redirecting a chmod or chown), symlinks themselves
 /// with the `*at(…, AT_SYMLINK_NOFOLLOW)` calls. Owner first: chown clears setuid/setgid bits.
+/// The mode is [`restorable_mode`].
 pub fn set_meta(
     dir: &OwnedFd,
     name: &OsStr,
@@ -170,7 +226,7 @@ pub fn set_meta(
         let (u, g) = ids(node);
         rustix::fs::fchown(fd, u, g)?;
     }
-    rustix::fs::fchmod(fd, Mode::from_raw_mode(node.mode & 0o7777))?;
+    rustix::fs::fchmod(fd, Mode::from_raw_mode(restorable_mode(node)))?;
     rustix::fs::futimens(fd, &times(node))?;
     Ok(())
 }
@@ -308,7 +364,6 @@ pub fn sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::tree::NodeKind;
     use crate::restore::media_at::Resolver;
     use crate::restore::media_select::Destination;
     use std::fs;
@@ -344,7 +399,17 @@ mod tests {
         };
         set_meta(&at.dir, &at.name, &node, false, false).unwrap();
         let md = fs::metadata(&dest).unwrap();
-        assert_eq!(md.mode() & 0o7777, 0o2640);
+        // setgid is not restored on a file, and the warning names it.
+        assert_eq!(md.mode() & 0o7777, 0o640);
+        let mut stripped = Stripped::default();
+        stripped.note(&node);
+        assert!(stripped.warning().unwrap().contains("`/sub/f`"));
+        let dir = Node {
+            kind: NodeKind::Dir,
+            mode: 0o6775,
+            ..node.clone()
+        };
+        assert_eq!(restorable_mode(&dir), 0o2775);
         assert_eq!((md.mtime(), md.mtime_nsec()), (-2, 499_999_999));
         // A symlink replaces the file; its own mtime is set, not its (dangling) target's.
         let link = d.path().join("sub/l");

@@ -6,7 +6,7 @@
 use crate::media::index::Index;
 use crate::media::pack::BlobEntry;
 use crate::media::tree::Node;
-use crate::media::{keys, Id};
+use crate::media::{keys, limits, Id};
 use crate::storage::{Storage, StorageError};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -73,7 +73,10 @@ pub fn plan(job: &str, files: &[&Node], index: &Index) -> Plan {
             ));
             continue;
         };
-        let total: u64 = located.iter().map(|l| l.entry.raw_length).sum();
+        let total = located
+            .iter()
+            .try_fold(0u64, |t, l| t.checked_add(l.entry.raw_length))
+            .unwrap_or(u64::MAX);
         if total != node.size {
             out.unplannable.push((
                 i,
@@ -124,7 +127,7 @@ pub struct Fetched {
 
 /// Downloads pack `id` at `key` and checks its id. Errors say what happened in a few words.
 pub async fn fetch(storage: &Storage, key: &str, id: &Id) -> Result<Fetched, String> {
-    match storage.get_bytes(key).await {
+    match storage.get_bytes_max(key, limits::MAX_PACK).await {
         Ok(bytes) => {
             let bytes2 = bytes.clone();
             let want = *id;

@@ -67,6 +67,8 @@ pub struct Restoring {
     delete: bool,
     files: Vec<FileState>,
     progress: Option<Arc<AtomicU64>>,
+    /// Files restored without their setuid/setgid bit.
+    stripped: fs_ops::Stripped,
     /// What failed.
     pub damage: Damage,
     /// What was done.
@@ -93,6 +95,7 @@ impl Restoring {
             delete,
             files: Vec::new(),
             progress,
+            stripped: fs_ops::Stripped::default(),
             damage: Damage::default(),
             counts: Counts::default(),
         }
@@ -187,6 +190,7 @@ impl Restoring {
             fs_ops::remove_temp(&at.dir, tmp);
             return Err(e.to_string());
         }
+        self.stripped.note(n);
         self.counts.files += 1;
         self.counts.bytes += n.size;
         Ok(())
@@ -349,6 +353,7 @@ impl Restoring {
                 self.fail(i as u32, &shown, "not every chunk was written (bug)");
             }
         }
+        self.damage.warnings.extend(self.stripped.warning());
         let nodes = self.nodes.clone();
         let mut dirs: Vec<&Node> = nodes.iter().filter(|n| n.kind == NodeKind::Dir).collect();
         if self.delete {

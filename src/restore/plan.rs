@@ -112,7 +112,7 @@ pub async fn load(
     let mut out = Vec::new();
     for (time, key) in chosen {
         let bytes = storage
-            .get_bytes(&key.key)
+            .get_bytes_max(&key.key, crate::media::limits::MAX_MANIFEST)
             .await
             .map_err(|e| e.to_string())?;
         let manifest = Manifest::parse(&key.key, &bytes)?;

@@ -12,7 +12,8 @@
 //! bookkeeping objects directly under the prefix (no `/` in the key). Everything else — MySQL
 //! dumps, media packs and trees, and any future data kind — is encrypted.
 //!
-//! Reads recognise age files by their first line, whatever the key: [`Storage::reader`] hands
+//! Reads recognise age files by their first line, whatever the key; with `[encryption]`
+//! configured, a data object that is not an age file is refused ([`plaintext_accepted`]): [`Storage::reader`] hands
 //! back plaintext, decrypting with the identity file, which is read on first need (so a server
 //! that only writes backups never needs it). [`Storage::raw_reader`] hands back the stored bytes,
 //! for callers that check the manifest's sha256 before decrypting with
@@ -59,6 +60,22 @@ pub fn stays_plaintext(key: &str) -> bool {
             // Bookkeeping directly under the prefix (owner or lock markers).
             | (Some(_), None, _)
     )
+}
+
+/// Whether `key` may be read as plaintext although encryption is on. Everything
+/// [`stays_plaintext`] exempts, and media packs (`media/<job>/packs/…`): a backup made after
+/// `[encryption]` was turned on reuses blobs of packs stored before, and every blob a restore
+/// takes from a pack is checked against the BLAKE3 id the (encrypted) tree lists, so a
+/// plaintext pack can only supply the very bytes asked for. Any other data object that is not
+/// an age file is refused: a bucket writer must not swap plaintext in where ciphertext is
+/// expected (a tree, a dump).
+pub fn plaintext_accepted(key: &str) -> bool {
+    let mut segments = key.split('/');
+    stays_plaintext(key)
+        || matches!(
+            (segments.next(), segments.next(), segments.next()),
+            (Some("media"), Some(_), Some("packs"))
+        )
 }
 
 /// The encryption state of a [`Storage`]: recipients, and the identities once read.
@@ -231,6 +248,7 @@ impl Storage {
         let head = sniff_sync(&mut stored).map_err(|e| ctx.failed(e, "retry"))?;
         let chained = Read::chain(Cursor::new(head.clone()), stored);
         if !is_age(&head) {
+            self.check_plaintext(&ctx, key)?;
             return Ok(Box::new(chained));
         }
         let ids = self.identities_for(&ctx)?;
@@ -258,6 +276,7 @@ impl Storage {
             .map_err(|e| ctx.failed(e, "retry; if it persists, check the storage's health"))?;
         let chained = AsyncReadExt::chain(Cursor::new(head.clone()), stored);
         if !is_age(&head) {
+            self.check_plaintext(&ctx, key)?;
             return Ok(ObjectReader::new(chained, size, String::new()));
         }
         let ids = self.identities_for(&ctx)?;
@@ -275,6 +294,18 @@ impl Storage {
             Err(e) => corrupt(&key, e),
         });
         Ok(ObjectReader::new(unmarked, None, String::new()))
+    }
+
+    /// With `[encryption]`, refuses a plaintext object where an age file is expected (see
+    /// [`plaintext_accepted`]).
+    fn check_plaintext(&self, ctx: &ErrorContext, key: &str) -> Result<(), StorageError> {
+        if self.crypt.is_none() || plaintext_accepted(key) {
+            return Ok(());
+        }
+        Err(ctx.failed(
+            "it is stored in plaintext, but with [encryption] configured it must be an age file; refused (it may have been replaced by someone who can write to the bucket)",
+            "restore an older snapshot; one made before [encryption] was turned on is restored with a copy of the configuration without the [encryption] section",
+        ))
     }
 
     fn identities_for(&self, ctx: &ErrorContext) -> Result<Arc<Vec<Identity>>, StorageError> {

@@ -228,6 +228,35 @@ impl Storage {
         Ok(Bytes::from(buf))
     }
 
+    /// [`get_bytes`](Self::get_bytes) for an object others may have written: refuses one of
+    /// more than `max` bytes (plaintext) without reading or allocating more than that, so a
+    /// forged object cannot make its reader allocate gigabytes. `max` is what an object of
+    /// that kind never exceeds (src/media/limits.rs).
+    pub async fn get_bytes_max(&self, key: &str, max: u64) -> Result<Bytes, StorageError> {
+        let ctx = error::ErrorContext::new(self.backend.describe(), Op::Download, key);
+        let too_big = |size: u64| {
+            ctx.failed(
+                format!("it is {size} bytes or more, beyond the {max} bytes an object of its kind ever has; refused"),
+                "the object was not written by opsagent or was tampered with: restore an older snapshot",
+            )
+        };
+        let reader = self.reader(key).await?;
+        let size = reader.size().unwrap_or(0);
+        if size > max {
+            return Err(too_big(size));
+        }
+        let mut buf = Vec::with_capacity(size as usize);
+        reader
+            .take(max + 1)
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|err| ctx.failed(err, "retry; if it persists, check the storage's health"))?;
+        if buf.len() as u64 > max {
+            return Err(too_big(buf.len() as u64));
+        }
+        Ok(Bytes::from(buf))
+    }
+
     /// All objects whose key starts with `prefix` (a string prefix such as `mysql/` or
     /// `mysql/main/sh`; empty for everything), recursively, sorted by key. Keys are relative
     /// to the storage prefix.

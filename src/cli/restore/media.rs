@@ -147,17 +147,18 @@ pub fn prepare_all(
             marked = Some((cfg.agent.state_dir.clone(), dir.clone()));
             Destination::Under(dir)
         };
-        let exclude = cfg
-            .media
-            .iter()
-            .find(|j| j.name == job)
-            .map(|j| j.exclude.clone())
-            .unwrap_or_default();
+        let configured = cfg.media.iter().find(|j| j.name == job);
         let opts = Options {
             dest,
             path: args.path.clone(),
             delete: args.delete,
-            exclude,
+            exclude: configured.map(|j| j.exclude.clone()).unwrap_or_default(),
+            job_paths: configured.map(|j| {
+                j.paths
+                    .iter()
+                    .map(|p| p.as_os_str().to_string_lossy().into_owned())
+                    .collect()
+            }),
         };
         let prepared = rt
             .block_on(media::prepare(storage, &c, opts))

@@ -7,6 +7,7 @@ use super::super::backup::PACK_SIZE;
 use super::super::id::Id;
 use super::super::index::PackIndex;
 use super::super::keys;
+use super::super::limits;
 use super::super::pack::{self, PackBuilder};
 use crate::storage::{Storage, StorageError};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -33,7 +34,7 @@ pub(super) async fn run(
     let mut sources: Vec<Id> = Vec::new();
     for (old, live) in candidates {
         let key = keys::pack_key(job, &old.id);
-        let bytes = storage.get_bytes(&key).await?;
+        let bytes = storage.get_bytes_max(&key, limits::MAX_PACK).await?;
         let entries: Vec<_> = old.blobs.iter().filter(|b| live.contains(&b.id)).collect();
         if let Some(e) = entries
             .iter()

@@ -6,7 +6,7 @@
 use super::{Report, SnapshotRefs, REPACK_BELOW_PERCENT};
 use crate::media::id::Id;
 use crate::media::index::{Index, PackIndex};
-use crate::media::tree;
+use crate::media::{limits, tree};
 use crate::storage::Storage;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -100,7 +100,7 @@ async fn snapshot_use(
     let mut chunks: HashSet<Id> = HashSet::new();
     let read = match &snap.tree {
         None => Err("the manifest names no tree".to_string()),
-        Some(key) => match storage.get_bytes(key).await {
+        Some(key) => match storage.get_bytes_max(key, limits::MAX_TREE).await {
             Ok(b) => tree::decode_each(key, &b, |n| chunks.extend(n.chunks)),
             Err(e) => Err(e.to_string()),
         },

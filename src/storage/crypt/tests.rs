@@ -129,17 +129,38 @@ async fn manifests_stay_plaintext_and_plain_objects_read_as_they_are() {
         storage.recipients_for("mysql/j/d/x").map(|r| r.len()),
         Some(1)
     );
-    // A short plaintext object written before encryption was turned on still reads.
+    // A plaintext data object where an age file is expected is refused, naming the key; a
+    // media pack (blobs checked against their ids) still reads.
     let plain = Storage::in_memory();
-    plain
-        .put_bytes("mysql/old", Bytes::from_static(b"ab"))
-        .await
-        .unwrap();
+    for key in [
+        "mysql/old",
+        "media/up/trees/t.jsonl.zst",
+        "media/up/packs/ab/ab.pack",
+    ] {
+        plain
+            .put_bytes(key, Bytes::from_static(b"ab"))
+            .await
+            .unwrap();
+    }
     let again = plain.clone().with_encryption(Some(&EncryptionSpec {
         recipients: vec![key_pair().1],
         identity_file: None,
     }));
-    assert_eq!(again.get_bytes("mysql/old").await.unwrap(), "ab");
+    for key in ["mysql/old", "media/up/trees/t.jsonl.zst"] {
+        let e = again.get_bytes(key).await.unwrap_err().to_string();
+        assert!(e.contains(key) && e.contains("plaintext"), "{e}");
+        let sync = again.decrypting_read(key, std::io::Cursor::new(b"ab".to_vec()));
+        assert!(sync
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("must be an age file"));
+    }
+    assert_eq!(
+        again.get_bytes("media/up/packs/ab/ab.pack").await.unwrap(),
+        "ab"
+    );
+    assert_eq!(plain.get_bytes("mysql/old").await.unwrap(), "ab");
 }
 
 #[tokio::test]
