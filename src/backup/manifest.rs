@@ -203,8 +203,8 @@ impl Manifest {
     }
 }
 
-/// Largest manifest read (a media manifest lists its packs: 1 MiB holds ~15 000).
-pub const MAX_MANIFEST_BYTES: usize = 16 << 20;
+/// Largest manifest parsed (the same bound its reads have, see `media::limits`).
+pub const MAX_MANIFEST_BYTES: usize = crate::media::limits::MAX_MANIFEST as usize;
 
 /// Whether `s` is a job name as the config allows it (letters, digits, `_`, `-`).
 fn segment_ok(s: &str) -> bool {
