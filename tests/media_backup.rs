@@ -68,7 +68,11 @@ impl Setup {
             .list_keys(&self.bucket)
             .into_iter()
             .filter(|(k, _)| k.starts_with("web-01/snapshots/uploads/files/"))
-            .map(|(k, _)| Manifest::parse(&k, &s3.get_object(&self.bucket, &k).unwrap()).unwrap())
+            .map(|(k, _)| {
+                // Manifests check the key they were read from, relative to the prefix.
+                let rel = k.strip_prefix("web-01/").unwrap();
+                Manifest::parse(rel, &s3.get_object(&self.bucket, &k).unwrap()).unwrap()
+            })
             .collect();
         // Ids have one-second resolution; two runs in the same second sort by start time.
         v.sort_by_key(|m| m.started_at);

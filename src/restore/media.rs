@@ -167,6 +167,9 @@ pub struct Options {
     /// In place, the snapshot's paths must be these or under them: the manifest, which
     /// anyone who can write to the bucket can forge, does not decide where root writes.
     pub job_paths: Option<Vec<String>>,
+    /// Side by side: the (device, inode) of the directory created for it (see
+    /// `media_at::Resolver::expect_under`); set when it is created.
+    pub under_identity: Option<(u64, u64)>,
 }
 
 /// A restore ready to run: the selected entries and their totals.
@@ -378,6 +381,7 @@ pub async fn execute(
         opts.delete,
         progress,
     );
+    r.expect_under(opts.under_identity);
     let job = p.job.clone();
     let (r, work) = tokio::task::spawn_blocking(move || {
         let files = r.lay_out();

@@ -49,6 +49,9 @@ pub struct Resolver {
     make: Make,
     /// In place: each backed-up directory's inode at backup time.
     root_inodes: HashMap<Vec<u8>, u64>,
+    /// Side by side: the (device, inode) of the directory as it was created below the state
+    /// dir; the destination opened by path must be that very directory.
+    expect_under: Option<(u64, u64)>,
     cache: HashMap<Vec<u8>, Arc<OwnedFd>>,
 }
 
@@ -122,8 +125,16 @@ impl Resolver {
             root_inodes,
             make: if replace { Make::Replace } else { Make::Create },
             roots: roots.iter().map(|r| trim(r.as_bytes()).to_vec()).collect(),
+            expect_under: None,
             cache: HashMap::new(),
         }
+    }
+
+    /// Requires the `Under` destination, once opened, to be the directory with this (device,
+    /// inode): the side-by-side directory lives below the agent-owned state dir, whose owner
+    /// could swap a name on its path for a symlink after it was created.
+    pub fn expect_under(&mut self, identity: Option<(u64, u64)>) {
+        self.expect_under = identity;
     }
 
     /// Whether snapshot path `p` is opened by path, following symlinks: the destination
@@ -155,7 +166,17 @@ impl Resolver {
                     .mode(0o700)
                     .create(&path)?;
                 let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-                rustix::fs::open(&path, flags, Mode::empty())?
+                let fd = rustix::fs::open(&path, flags, Mode::empty())?;
+                if let Some((dev, ino)) = self.expect_under {
+                    let st = rustix::fs::fstat(&fd)?;
+                    if (st.st_dev, st.st_ino) != (dev, ino) {
+                        return Err(io::Error::other(format!(
+                            "{} is no longer the directory this restore created (a name on its path was replaced, by a symlink?); nothing was written",
+                            path.display()
+                        )));
+                    }
+                }
+                fd
             }
         } else {
             let up = self.dir(parent(p))?;
@@ -348,5 +369,37 @@ mod tests {
         )
         .unwrap();
         assert!(base.exists());
+    }
+
+    #[test]
+    fn a_side_by_side_directory_swapped_for_a_symlink_is_not_written() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let (made, victim) = (d.path().join("restore/job/t"), d.path().join("victim"));
+        std::fs::create_dir_all(&made).unwrap();
+        std::fs::create_dir(&victim).unwrap();
+        let m = std::fs::metadata(&made).unwrap();
+        // The state dir's owner swaps a name on the path after the restore created it.
+        std::fs::rename(d.path().join("restore"), d.path().join("old")).unwrap();
+        std::fs::create_dir_all(d.path().join("restore")).unwrap();
+        std::os::unix::fs::symlink(&victim, d.path().join("restore/job")).unwrap();
+        std::fs::create_dir(victim.join("t")).unwrap();
+        let mut r = Resolver::new(Destination::Under(made.clone()), &[], HashMap::new(), false);
+        r.expect_under(Some((m.dev(), m.ino())));
+        let e = r.place(b"/srv/up/x", false).unwrap_err();
+        assert!(e.to_string().contains("no longer the directory"), "{e}");
+        assert!(std::fs::read_dir(victim.join("t"))
+            .unwrap()
+            .next()
+            .is_none());
+        // Unswapped, the same check passes.
+        let mut ok = Resolver::new(
+            Destination::Under(d.path().join("old/job/t")),
+            &[],
+            HashMap::new(),
+            false,
+        );
+        ok.expect_under(Some((m.dev(), m.ino())));
+        assert!(ok.place(b"/srv/up/x", false).is_ok());
     }
 }

@@ -76,6 +76,11 @@ pub struct Restoring {
 }
 
 impl Restoring {
+    /// See [`Resolver::expect_under`].
+    pub fn expect_under(&mut self, identity: Option<(u64, u64)>) {
+        self.at.expect_under(identity);
+    }
+
     /// A restore of `nodes` (tree order) of a snapshot of `roots` (their inodes at backup time
     /// in `root_inodes`) to `dest`; `owners` when running as root.
     pub fn new(

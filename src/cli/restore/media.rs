@@ -51,14 +51,21 @@ fn own_dir(dir: std::path::PathBuf, id: &str) -> std::path::PathBuf {
 /// Creates the side-by-side directory `dir` below `state_dir` and writes the marker: each name
 /// below `state_dir` opened without following a symlink (the opsagent user owns that
 /// directory, this may run as root), new directories 0700, the marker 0600.
-fn mark(state_dir: &std::path::Path, dir: &std::path::Path, id: &str) -> anyhow::Result<()> {
+/// Returns the directory's (device, inode), which the restore then requires of what it opens.
+fn mark(
+    state_dir: &std::path::Path,
+    dir: &std::path::Path,
+    id: &str,
+) -> anyhow::Result<(u64, u64)> {
     use crate::nofollow::{symlink_in, Dir};
     use std::io::Write;
     let below = dir.strip_prefix(state_dir).unwrap_or(dir);
     let written = Dir::open(state_dir, below, true).and_then(|d| {
         let mut f = d.open_or_create(std::ffi::OsStr::new(MARKER), 0o600)?;
         f.set_len(0)?;
-        f.write_all(format!("{id}\n").as_bytes())
+        f.write_all(format!("{id}\n").as_bytes())?;
+        let st = rustix::fs::fstat(&d)?;
+        Ok((st.st_dev, st.st_ino))
     });
     written.map_err(|e| match symlink_in(&e) {
         Some(s) => anyhow::anyhow!(
@@ -153,6 +160,7 @@ pub fn prepare_all(
             path: args.path.clone(),
             delete: args.delete,
             exclude: configured.map(|j| j.exclude.clone()).unwrap_or_default(),
+            under_identity: None,
             job_paths: configured.map(|j| {
                 j.paths
                     .iter()
@@ -242,12 +250,12 @@ pub fn restore_all(
 ) -> anyhow::Result<()> {
     for Planned {
         chosen,
-        prepared,
+        mut prepared,
         marked,
     } in planned
     {
         if let Some((state_dir, dir)) = marked {
-            mark(&state_dir, &dir, &chosen.key.id)?;
+            prepared.options.under_identity = Some(mark(&state_dir, &dir, &chosen.key.id)?);
         }
         let (job, id, dest) = (
             prepared.job.clone(),
