@@ -260,7 +260,7 @@ fn in_place_refuses_corruption_then_swaps_and_keeps_the_old_tables() {
     );
     assert_eq!(live_sum(), before, "live data changed by a refused restore");
     assert!(
-        !databases(d).contains("staging") && !databases(d).contains("prerestore"),
+        !databases(d).contains("opsagent_stg") && !databases(d).contains("prerestore"),
         "{}",
         databases(d)
     );

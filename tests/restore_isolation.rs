@@ -23,6 +23,8 @@ struct Bench {
     dir: tempfile::TempDir,
     bucket: String,
     db: String,
+    /// More databases the job backs up.
+    also: Vec<String>,
 }
 
 impl Bench {
@@ -36,6 +38,7 @@ impl Bench {
             dir,
             bucket: S3Server::shared().new_bucket(),
             db,
+            also: Vec::new(),
         }
     }
 
@@ -44,12 +47,16 @@ impl Bench {
         let text = format!(
             "[agent]\nhostname = \"web-01\"\nstate_dir = \"{state}\"\ntimezone = \"UTC\"\n\
              [storage]\ntype = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{ep}\"\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key_file = \"{sec}\"\n\
-             [[mysql]]\nname = \"main\"\ndatabases = [\"{name}\"]\nsocket = \"{sock}\"\nuser = \"root\"\nschedule = \"30 2 * * *\"\nkeep = {{ last = 100 }}\n",
+             [[mysql]]\nname = \"main\"\ndatabases = [{names}]\nsocket = \"{sock}\"\nuser = \"root\"\nschedule = \"30 2 * * *\"\nkeep = {{ last = 100 }}\n",
             state = self.dir.path().join("state").display(),
             bucket = self.bucket,
             ep = s3.endpoint(),
             sec = self.dir.path().join("s3").display(),
-            name = self.db,
+            names = std::iter::once(&self.db)
+                .chain(&self.also)
+                .map(|d| format!("\"{d}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
             sock = db.socket().display(),
         );
         let p = self.dir.path().join("opsagent.toml");
@@ -391,4 +398,51 @@ fn stored_functions_load_as_the_load_account_on_a_server_with_a_binary_log() {
             .trim(),
         "0"
     );
+}
+
+#[test]
+fn two_in_place_restores_of_databases_sharing_a_long_prefix_run_at_once() {
+    // Staging was `<first 40 characters>_opsagent_staging`: these two shared it.
+    let db = MariaDb::shared();
+    let mut b = Bench::new();
+    let long = format!("{}_{}", b.db, "p".repeat(40));
+    let (x, y) = (format!("{long}_x"), format!("{long}_y"));
+    for (d, n) in [(&x, 3), (&y, 5)] {
+        db.sql(&format!("CREATE DATABASE `{d}`"));
+        db.sql_db(
+            d,
+            &format!("CREATE TABLE t (id INT); INSERT INTO t SELECT seq FROM seq_1_to_{n};"),
+        );
+    }
+    b.also = vec![x.clone(), y.clone()];
+    b.ok(&["backup", "main"]);
+    for d in [&x, &y] {
+        db.sql_db(d, "DELETE FROM t");
+    }
+    let start = |d: &str| {
+        Command::new(env!("CARGO_BIN_EXE_opsagent"))
+            .arg("--config")
+            .arg(b.config_for(db))
+            .args([
+                "restore",
+                "--date",
+                "now",
+                "--in-place",
+                "--database",
+                d,
+                "--yes",
+            ])
+            .output()
+            .unwrap()
+    };
+    let (ox, oy) = std::thread::scope(|s| {
+        let hx = s.spawn(|| start(&x));
+        let hy = s.spawn(|| start(&y));
+        (hx.join().unwrap(), hy.join().unwrap())
+    });
+    for o in [&ox, &oy] {
+        assert!(o.status.success(), "{}", common::output_text(o));
+    }
+    assert_eq!(db.sql_db(&x, "SELECT COUNT(*) FROM t").trim(), "3");
+    assert_eq!(db.sql_db(&y, "SELECT COUNT(*) FROM t").trim(), "5");
 }

@@ -113,7 +113,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         zone.format(moment.at, "%Y-%m-%d %H:%M:%S %Z"),
         storage.describe()
     );
-    print_plan(&steps, &target, zone);
+    print_plan(&steps, &target, zone, &cfg.agent.hostname);
     media::print_plan(&files, args.dry_run, zone);
     if args.dry_run {
         println!("dry run: nothing was changed");
@@ -167,7 +167,7 @@ fn restore_dumps(
     Ok(())
 }
 
-fn print_plan(steps: &[Step], target: &Target, zone: crate::config::Zone) {
+fn print_plan(steps: &[Step], target: &Target, zone: crate::config::Zone, hostname: &str) {
     for s in steps {
         let c = &s.chosen;
         let age = Utc::now() - c.time;
@@ -194,6 +194,19 @@ fn print_plan(steps: &[Step], target: &Target, zone: crate::config::Zone) {
             Target::File(p) => format!("into the file {}", quote::printable(&p.display().to_string())),
         };
         println!("    → {what}");
+        let account = crate::restore::sandbox::PREFIX;
+        match target {
+            Target::File(_) => {}
+            Target::InPlace => println!("    → the dump loads as a temporary account {account}… that can change only the staging database"),
+            _ => println!("    → the dump loads as a temporary account {account}… that can change only that database; its events are created disabled"),
+        }
+        if c.manifest.host != hostname {
+            println!(
+                "    note: made by host {}, not this host ({})",
+                quote::printable(&c.manifest.host),
+                quote::printable(hostname)
+            );
+        }
     }
 }
 

@@ -103,11 +103,13 @@ pub fn prepare(config: &Config, chosen: Vec<Chosen>, target: &Target) -> Result<
             Target::Database(n) => (n.clone(), None),
             Target::InPlace => (
                 db.clone(),
-                // 37 + 12 + 15 characters: within MySQL's 64 for any database name.
+                // 30 + 12 + 15 + 7 characters: within MySQL's 64 for any database name, and
+                // unique (two databases may share their first 30 characters and second).
                 Some(format!(
-                    "{}_prerestore_{}",
-                    truncate(&db, 37),
-                    zone.format(Utc::now(), "%Y%m%d_%H%M%S")
+                    "{}_prerestore_{}_{}",
+                    truncate(&db, 30),
+                    zone.format(Utc::now(), "%Y%m%d_%H%M%S"),
+                    random_hex(3)
                 )),
             ),
             Target::File(p) => (p.display().to_string(), None),
