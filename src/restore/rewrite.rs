@@ -165,25 +165,29 @@ impl State {
                 text = unqualify(&text, r);
             }
         }
+        let mut from = 0;
         if text.contains("DEFINER=") {
-            text = self.definer_clauses(&text);
+            (text, from) = self.definer_clauses(&text);
         }
         if self.pending.is_some() {
-            self.name_after_definer(&text);
+            self.name_after_definer(&text[from..]);
         }
         dst.write_all(text.as_bytes())
     }
 
-    /// Replaces each `DEFINER=account` with `DEFINER=CURRENT_USER`, remembering the account.
-    fn definer_clauses(&mut self, text: &str) -> String {
+    /// Replaces each `DEFINER=account` with `DEFINER=CURRENT_USER`, remembering the account;
+    /// also returns where the text after the last clause starts.
+    fn definer_clauses(&mut self, text: &str) -> (String, usize) {
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
+        let mut after_last = 0;
         while let Some(i) = rest.find("DEFINER=") {
             let after = &rest[i + "DEFINER=".len()..];
             out.push_str(&rest[..i + "DEFINER=".len()]);
             match parse_account(after) {
                 Some((definer, used)) => {
                     out.push_str("CURRENT_USER");
+                    after_last = out.len();
                     self.pending = definer;
                     rest = &after[used..];
                 }
@@ -191,10 +195,11 @@ impl State {
             }
         }
         out.push_str(rest);
-        out
+        (out, after_last)
     }
 
-    /// Finds `TRIGGER name` (…) after a definer clause and records the definer for it.
+    /// Finds `TRIGGER name` (…) in `text`, which follows a definer clause, and records the
+    /// definer for it.
     fn name_after_definer(&mut self, text: &str) {
         const KINDS: [(&str, Kind); 5] = [
             (" TRIGGER ", Kind::Trigger),
@@ -203,10 +208,9 @@ impl State {
             (" EVENT ", Kind::Event),
             (" VIEW ", Kind::View),
         ];
-        let start = text.rfind("CURRENT_USER").unwrap_or(0);
         let found = KINDS
             .iter()
-            .filter_map(|(w, k)| text[start..].find(w).map(|i| (start + i + w.len(), *k)))
+            .filter_map(|(w, k)| text.find(w).map(|i| (i + w.len(), *k)))
             .min_by_key(|(i, _)| *i);
         let Some((at, kind)) = found else {
             return;
@@ -311,16 +315,16 @@ fn object_name(s: &str) -> Option<String> {
     (!first.is_empty() && first.len() <= 64).then_some(first)
 }
 
-/// Reads a whole stream through [`copy_sql`] into a sink (for tests and `--to-file` checks).
-pub fn rewrite_to_vec(src: impl Read, rename_from: Option<&str>) -> (Vec<u8>, Definers) {
-    let mut out = Vec::new();
-    let r = copy_sql(std::io::BufReader::new(src), &mut out, rename_from).expect("in memory");
-    (out, r.definers)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`copy_sql`] of a whole input into memory.
+    fn rewrite_to_vec(src: impl Read, rename_from: Option<&str>) -> (Vec<u8>, Definers) {
+        let mut out = Vec::new();
+        let r = copy_sql(std::io::BufReader::new(src), &mut out, rename_from).expect("in memory");
+        (out, r.definers)
+    }
 
     fn run(sql: &str, from: Option<&str>) -> (String, Definers) {
         let (out, d) = rewrite_to_vec(sql.as_bytes(), from);
@@ -363,6 +367,11 @@ mod tests {
             out.contains("VIEW `v` AS select `t`.`a` AS `a` from `t` */"),
             "{out}"
         );
+        let (_, same_line) = run(
+            "CREATE DEFINER=`a`@`b` FUNCTION `who`() RETURNS text RETURN CURRENT_USER;\n",
+            None,
+        );
+        assert!(same_line.contains_key(&(Kind::Function, "who".into())));
         let user = |k: Kind, n: &str| d.get(&(k, n.to_string())).map(|x| x.sql());
         assert_eq!(
             user(Kind::Procedure, "p q").as_deref(),
