@@ -446,3 +446,57 @@ fn two_in_place_restores_of_databases_sharing_a_long_prefix_run_at_once() {
     assert_eq!(db.sql_db(&x, "SELECT COUNT(*) FROM t").trim(), "3");
     assert_eq!(db.sql_db(&y, "SELECT COUNT(*) FROM t").trim(), "5");
 }
+
+#[test]
+fn a_restore_user_that_cannot_make_load_accounts_is_told_by_check_config_and_restores_change_nothing(
+) {
+    let db = MariaDb::shared();
+    let b = Bench::new();
+    db.sql_db(&b.db, "CREATE TABLE t (id INT); INSERT INTO t VALUES (1);");
+    b.ok(&["backup", "main"]);
+    let ok = b.ok(&["check-config", "--connect"]);
+    assert!(ok.contains("restores of main: ok"), "{ok}");
+    // The grants the README gave restore users before load accounts: no CREATE USER.
+    let weak = format!("weak_{}", &b.db[4..]);
+    db.sql(&format!(
+        "CREATE USER '{weak}'@'localhost' IDENTIFIED BY 'pw';
+         GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, REFERENCES, CREATE VIEW, SHOW VIEW,
+           TRIGGER, EVENT, CREATE ROUTINE, ALTER ROUTINE, EXECUTE, LOCK TABLES, CREATE TEMPORARY TABLES,
+           SET USER ON *.* TO '{weak}'@'localhost';"
+    ));
+    let pw = common::write_secret(b.dir.path(), "weak", "pw");
+    let cfg = std::fs::read_to_string(b.config_for(db)).unwrap().replace(
+        "user = \"root\"\n",
+        &format!(
+            "user = \"root\"\nrestore_user = \"{weak}\"\nrestore_password_file = \"{}\"\n",
+            pw.display()
+        ),
+    );
+    let path = b.dir.path().join("weak.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_opsagent"))
+            .arg("--config")
+            .arg(&path)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["check-config", "--connect"]);
+    let text = common::output_text(&o);
+    assert!(o.status.success(), "{text}");
+    assert!(
+        text.contains("warning: restores and drills of main would fail")
+            && text.contains("CREATE USER"),
+        "{text}"
+    );
+    let o = run(&["restore", "--date", "now", "--yes"]);
+    let text = common::output_text(&o);
+    assert!(
+        !o.status.success() && text.contains("load account"),
+        "{text}"
+    );
+    let left = db.sql(&format!("SHOW DATABASES LIKE '{}\\_2%'", b.db));
+    assert!(left.trim().is_empty(), "a failed restore left {left}");
+    db.sql(&format!("DROP USER '{weak}'@'localhost'"));
+}

@@ -31,8 +31,31 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
             Err(e) => anyhow::bail!("storage check failed: {e}"),
         }
         owner(&rt, &cfg, &storage, args.take_over)?;
+        restore_users(&cfg);
     }
     Ok(())
+}
+
+/// Says, per `[[mysql]]` job, whether its restore user can make the load account restores and
+/// drills run as (see `restore::sandbox`). A warning, not a failure: backups work without it.
+fn restore_users(cfg: &Config) {
+    use crate::backup::mysql_cmd::{client_tool, dump_tool};
+    for job in &cfg.mysql {
+        let j = job.for_restore();
+        let probed = dump_tool(&j)
+            .and_then(|d| client_tool(&d))
+            .and_then(|c| crate::restore::sandbox::probe(&j, &c));
+        match probed {
+            Ok(()) => println!(
+                "restores of {}: ok, the restore user can make the load account restores run as",
+                crate::quote::printable(&job.name)
+            ),
+            Err(e) => println!(
+                "warning: restores and drills of {} would fail: {e}",
+                crate::quote::printable(&job.name)
+            ),
+        }
+    }
 }
 
 /// Claims the prefix when nobody has (or takes it over), and says who owns it. Touches only

@@ -132,6 +132,13 @@ impl Sandbox {
     }
 }
 
+/// Whether the restore user can make load accounts: makes one for a database that does not
+/// exist and drops it again (for `check-config --connect`).
+pub fn probe(job: &MysqlJob, client: &Path) -> Result<(), String> {
+    let db = format!("opsagent_probe_{}", super::random_hex(4));
+    Sandbox::create(job, client, &db)?.drop_account(job, client)
+}
+
 /// The client's error without the password (it is never echoed today; this keeps it so).
 fn scrub(e: &str, password: &str) -> String {
     e.replace(password, "<redacted>")
