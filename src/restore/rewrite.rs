@@ -20,9 +20,9 @@ use std::io::{BufRead, Read, Write};
 /// Longest line that is inspected; longer ones pass through unchanged.
 pub const MAX_LINE: u64 = 1 << 20;
 
-/// Most definers recorded (a dump naming more objects than this is refused further down:
-/// objects past it keep the restore user as definer).
-const MAX_DEFINERS: usize = 1 << 20;
+/// Most definers recorded (at most ~50 MiB however the dump is forged); objects past it get
+/// the restore user as definer.
+const MAX_DEFINERS: usize = 100_000;
 
 /// An account named in a `DEFINER=` clause.
 #[derive(Debug, Clone, PartialEq, Eq)]
