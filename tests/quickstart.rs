@@ -1,11 +1,29 @@
 //! The README's first command, as a newcomer follows it: the embedded default
 //! (config/opsagent.example.toml, run from the checkout) has a demo job whose backup can be
-//! listed and restored at once, with nothing else installed.
+//! listed and restored at once, with nothing else installed. The lines run are the README's
+//! own (the `opsagent …` lines of the block after "Command 1"), so the README stays true.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn opsagent(cwd: &Path, args: &[&str]) -> String {
+/// The `opsagent …` lines of the README's quick-start block, without comments.
+fn readme_lines() -> Vec<Vec<String>> {
+    let readme = include_str!("../README.md");
+    let start = readme.find("Command 1 runs").expect("the quick start");
+    let block = &readme[start..];
+    let block = &block[block.find("```sh\n").unwrap() + 6..];
+    let block = &block[..block.find("```").unwrap()];
+    block
+        .lines()
+        .filter(|l| l.starts_with("opsagent "))
+        .map(|l| {
+            let l = l.split(" #").next().unwrap();
+            l.split_whitespace().skip(1).map(str::to_string).collect()
+        })
+        .collect()
+}
+
+fn opsagent(cwd: &Path, args: &[String]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_opsagent"))
         .current_dir(cwd)
         .args(["--config", "config/opsagent.example.toml"])
@@ -22,18 +40,21 @@ fn opsagent(cwd: &Path, args: &[&str]) -> String {
 }
 
 #[test]
-fn the_example_configs_demo_job_backs_up_lists_and_restores() {
+fn the_example_configs_demo_job_backs_up_and_the_readme_lines_list_and_restore_it() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
     std::fs::create_dir(cwd.join("config")).unwrap();
     let example = include_str!("../config/opsagent.example.toml");
     std::fs::write(cwd.join("config/opsagent.example.toml"), example).unwrap();
-    opsagent(cwd, &["backup", "demo"]);
-    let list = opsagent(cwd, &["snapshots"]);
+    // What the daemon does at the first minute boundary.
+    opsagent(cwd, &["backup".into(), "demo".into()]);
+    let lines = readme_lines();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let list = opsagent(cwd, &lines[0]);
     assert!(list.contains("demo"), "{list}");
-    let out = opsagent(cwd, &["restore", "--date", "now", "--job", "demo", "--yes"]);
+    let out = opsagent(cwd, &lines[1]);
     assert!(out.contains("restored files of `demo`"), "{out}");
-    let restored = walkdir(&cwd.join("var/state/restore/demo"));
+    let restored = walk(&cwd.join("var/restored"));
     let copy = restored
         .iter()
         .find(|p| p.ends_with("config/opsagent.example.toml"))
@@ -41,12 +62,12 @@ fn the_example_configs_demo_job_backs_up_lists_and_restores() {
     assert_eq!(std::fs::read_to_string(copy).unwrap(), example);
 }
 
-fn walkdir(p: &Path) -> Vec<std::path::PathBuf> {
+fn walk(p: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(p).unwrap() {
         let path = e.unwrap().path();
         if path.is_dir() {
-            out.extend(walkdir(&path));
+            out.extend(walk(&path));
         } else {
             out.push(path);
         }
