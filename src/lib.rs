@@ -1,8 +1,9 @@
 //! opsagent: backups of MySQL/MariaDB databases and media directories to object storage,
 //! health checks and email alerts for one Debian server, in one binary.
 //!
-//! Module order follows the dependency direction (imports only point down the list, see
-//! shared/STYLE.md): `error`, `secret`, `quote`, `nofollow` → adapters (`storage`, `catalog`) → `config` → `daemon`, `cli`.
+//! The modules are stacked in layers, and a module uses only modules of lower layers: see
+//! docs/ARCHITECTURE.md for the table (checked by tests/layers.rs). The list below is
+//! alphabetical.
 
 pub mod alert;
 pub mod backup;
