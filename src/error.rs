@@ -1,6 +1,6 @@
 //! Exit codes, and the policy for errors.
 //!
-//! Error policy (see shared/STYLE.md): library modules return `thiserror` enums whose variants
+//! Error policy (docs/ARCHITECTURE.md): library modules return `thiserror` enums whose variants
 //! carry what an operator needs to act (file:line:col, database, bucket/key, endpoint) and end
 //! with a hint; `anyhow` appears only at the CLI edge. Secrets never appear in an error.
 //!
@@ -34,13 +34,3 @@ impl From<Exit> for std::process::ExitCode {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
-
-/// The exit code for an error returned by a CLI verb.
-pub fn exit_code_for(err: &anyhow::Error) -> Exit {
-    for cause in err.chain() {
-        if cause.is::<UsageError>() || cause.is::<crate::config::ConfigErrors>() {
-            return Exit::Usage;
-        }
-    }
-    Exit::Failure
-}

@@ -20,5 +20,7 @@ pub mod nofollow;
 pub mod quote;
 pub mod repeated;
 pub mod restore;
+pub mod retention;
+pub mod schedule;
 pub mod secret;
 pub mod storage;

@@ -2,8 +2,9 @@
 //! exit-code table in `opsagent::error`.
 
 use clap::Parser;
+use opsagent::cli::exit_code_for;
 use opsagent::cli::{self, Cli, Command};
-use opsagent::error::{exit_code_for, Exit};
+use opsagent::error::Exit;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 

@@ -15,7 +15,6 @@ pub mod mysql_inspect;
 pub mod owner;
 pub mod prune;
 pub mod refresh;
-pub mod retention;
 pub mod stale;
 
 use crate::catalog::{Catalog, RunStatus};
@@ -245,7 +244,7 @@ async fn run_media_job(
 }
 
 /// Applies retention after a good run; a failure is logged and retried after the next run.
-async fn retention(env: &Env, name: &str, keep: &retention::KeepPolicy) -> usize {
+async fn retention(env: &Env, name: &str, keep: &crate::retention::KeepPolicy) -> usize {
     match prune::apply(env, name, keep, false).await {
         Ok(plan) => plan.iter().filter(|p| !p.keep).count(),
         Err(e) => {

@@ -3,10 +3,10 @@
 //! media jobs, the packs no remaining snapshot uses are then collected (src/media/prune.rs).
 
 use super::manifest::{decode_segment, manifests_prefix, Manifest};
-use super::retention::{plan, Decision, KeepPolicy};
 use super::Env;
 use crate::media::limits::MAX_MANIFEST;
 use crate::media::prune as media_prune;
+use crate::retention::{plan, Decision, KeepPolicy};
 use crate::storage::StorageError;
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDateTime, Utc};

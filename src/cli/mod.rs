@@ -151,6 +151,18 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// The exit code for an error returned by a CLI verb (the table is in `error`): usage and
+/// configuration errors exit 2, everything else 1.
+pub fn exit_code_for(err: &anyhow::Error) -> crate::error::Exit {
+    use crate::error::{Exit, UsageError};
+    for cause in err.chain() {
+        if cause.is::<UsageError>() || cause.is::<crate::config::ConfigErrors>() {
+            return Exit::Usage;
+        }
+    }
+    Exit::Failure
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

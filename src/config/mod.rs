@@ -12,13 +12,12 @@ mod resolve_email;
 mod resolve_encryption;
 mod resolve_media;
 mod resolve_s3;
-pub mod schedule;
 pub mod span;
 
+pub use crate::schedule::{Schedule, Zone};
 pub use diagnostic::{ConfigError, ConfigErrors};
-pub use schedule::{Schedule, Zone};
 
-use crate::backup::retention::KeepPolicy;
+use crate::retention::KeepPolicy;
 use crate::secret::Secret;
 use crate::storage::{EncryptionSpec, StorageSpec};
 use std::path::{Path, PathBuf};

@@ -73,15 +73,15 @@ pub struct Decision<T> {
 pub fn plan<T: Clone>(
     snapshots: &[(chrono::DateTime<chrono::Utc>, T)],
     policy: &KeepPolicy,
-    zone: crate::config::Zone,
+    zone: crate::schedule::Zone,
 ) -> Vec<Decision<T>> {
     use chrono::{Datelike, Timelike};
     let mut sorted: Vec<&(chrono::DateTime<chrono::Utc>, T)> = snapshots.iter().collect();
     sorted.sort_by_key(|s| std::cmp::Reverse(s.0));
     let local = |t: chrono::DateTime<chrono::Utc>| -> chrono::NaiveDateTime {
         match zone {
-            crate::config::Zone::Local => t.with_timezone(&chrono::Local).naive_local(),
-            crate::config::Zone::Named(tz) => t.with_timezone(&tz).naive_local(),
+            crate::schedule::Zone::Local => t.with_timezone(&chrono::Local).naive_local(),
+            crate::schedule::Zone::Named(tz) => t.with_timezone(&tz).naive_local(),
         }
     };
     type BucketFn = fn(chrono::NaiveDateTime) -> i64;
@@ -139,7 +139,7 @@ mod tests {
     use super::*;
     use chrono::{DateTime, Duration, TimeZone, Utc};
 
-    const UTC: crate::config::Zone = crate::config::Zone::Named(chrono_tz::UTC);
+    const UTC: crate::schedule::Zone = crate::schedule::Zone::Named(chrono_tz::UTC);
 
     fn at(d: u32, h: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, d, h, 0, 0).unwrap()
@@ -236,7 +236,7 @@ mod tests {
             ..Default::default()
         };
         let snaps: Vec<_> = times.iter().map(|t| (*t, ())).collect();
-        let bogota = crate::config::Zone::parse("America/Bogota").unwrap();
+        let bogota = crate::schedule::Zone::parse("America/Bogota").unwrap();
         let n = plan(&snaps, &p, bogota).iter().filter(|d| d.keep).count();
         assert_eq!(n, 1);
         assert_eq!(kept(p, &times).len(), 2);
