@@ -537,3 +537,52 @@ fn a_foreign_key_into_another_database_fails_clearly_and_leaves_nothing() {
         .unwrap()
         .contains(&format!("REFERENCES `{other}`")));
 }
+
+#[test]
+fn load_accounts_are_aged_by_the_servers_clock_not_the_restoring_hosts() {
+    let db = MariaDb::shared();
+    let b = Bench::new();
+    db.sql_db(&b.db, "CREATE TABLE t (id INT); INSERT INTO t VALUES (1);");
+    b.ok(&["backup", "main"]);
+    let now: u64 = db.sql("SELECT UNIX_TIMESTAMP()").trim().parse().unwrap();
+    let tag = &b.db[4..10];
+    let (stale, live) = (
+        format!("opsagent_load_{:x}_{tag}", now - 2 * 86400),
+        format!("opsagent_load_{now:x}_{tag}"),
+    );
+    for u in [&stale, &live] {
+        db.sql(&format!("CREATE USER '{u}'@'localhost' IDENTIFIED BY 'x'"));
+    }
+    // A restore from a host whose clock is ten days ahead (or run under faketime).
+    let target = format!("{}_later", b.db);
+    let o = Command::new("faketime")
+        .args(["-f", "+10d"])
+        .arg(env!("CARGO_BIN_EXE_opsagent"))
+        .arg("--config")
+        .arg(b.config_for(db))
+        .args([
+            "restore",
+            "--date",
+            "now",
+            "--to-database",
+            &target,
+            "--yes",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::output_text(&o));
+    let users = db.sql(&format!(
+        "SELECT User FROM mysql.user WHERE User LIKE 'opsagent\\_load\\_%\\_{tag}'"
+    ));
+    assert!(
+        !users.contains(&stale),
+        "the day-old account stayed: {users}"
+    );
+    assert!(
+        users.contains(&live),
+        "another restore's live account was dropped: {users}"
+    );
+    db.sql(&format!(
+        "DROP USER '{live}'@'localhost'; DROP DATABASE `{target}`"
+    ));
+}

@@ -11,7 +11,8 @@
 //! the grant is not a pattern), and the load runs as that account. Anything naming another
 //! schema, setting another definer, or touching global state is refused by the server, and
 //! the load fails naming the statement. The account is dropped after the load; one left by a
-//! crash is dropped by the next restore once it is a day old (its password was never stored).
+//! crash is dropped by the next restore once it is a day old by the server's clock (its password
+//! was never stored).
 
 use super::sql::{literal, run};
 use crate::config::MysqlJob;
@@ -50,18 +51,23 @@ pub fn grant_pattern(db: &str) -> String {
     format!("`{}`", s.replace('`', "``"))
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// The server's clock (`UNIX_TIMESTAMP()`): account ages are measured on the server, so
+/// restores run from hosts (or under `faketime`) whose clocks disagree cannot take one
+/// another's live account for a stale one.
+fn server_now(job: &MysqlJob, client: &Path) -> Result<u64, String> {
+    run(job, client, "SELECT UNIX_TIMESTAMP();")?
+        .first()
+        .and_then(|r| r.first())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| "the server did not say its time".to_string())
 }
 
 impl Sandbox {
     /// Makes an account that may work on `db` only. Fails with the grants to add when the
     /// restore user may not create accounts.
     pub fn create(job: &MysqlJob, client: &Path, db: &str) -> Result<Sandbox, String> {
-        sweep(job, client);
+        let now = server_now(job, client)?;
+        sweep(job, client, now);
         let rows = run(job, client, "SELECT USER();")?;
         let me = rows
             .first()
@@ -76,7 +82,7 @@ impl Sandbox {
         getrandom::fill(&mut rnd).map_err(|e| format!("no randomness for a password: {e}"))?;
         let mut tag = [0u8; 3];
         getrandom::fill(&mut tag).map_err(|e| format!("no randomness: {e}"))?;
-        let user = format!("{PREFIX}{:x}_{}", now_secs(), hex::encode(tag));
+        let user = format!("{PREFIX}{now:x}_{}", hex::encode(tag));
         let sandbox = Sandbox {
             user,
             host,
@@ -144,8 +150,9 @@ fn scrub(e: &str, password: &str) -> String {
     e.replace(password, "<redacted>")
 }
 
-/// Drops load accounts older than a day (left by a crash); best effort.
-pub fn sweep(job: &MysqlJob, client: &Path) {
+/// Drops load accounts older than a day by the server's clock `now` (left by a crash); best
+/// effort.
+pub fn sweep(job: &MysqlJob, client: &Path, now: u64) {
     let Ok(rows) = run(
         job,
         client,
@@ -156,7 +163,6 @@ pub fn sweep(job: &MysqlJob, client: &Path) {
     ) else {
         return;
     };
-    let now = now_secs();
     for r in rows.into_iter().filter(|r| r.len() == 2) {
         let born = r[0]
             .strip_prefix(PREFIX)
