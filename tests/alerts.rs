@@ -9,7 +9,7 @@ mod common;
 use chrono::{DateTime, Duration, Utc};
 use common::smtp::SmtpServer;
 use opsagent::alert::email::Mailer;
-use opsagent::alert::{outbox, Engine, Setup};
+use opsagent::alert::{outbox, Engine};
 use opsagent::catalog::{Catalog, EventRow, RunStatus};
 use opsagent::config::Config;
 use std::path::{Path, PathBuf};
@@ -71,7 +71,7 @@ impl Env {
     }
 
     fn tick(&self, at: DateTime<Utc>) -> Option<String> {
-        Engine::new(self.cat.clone(), Setup::from_config(&self.cfg))
+        Engine::new(self.cat.clone(), self.cfg.alert_setup())
             .tick(at)
             .unwrap()
     }

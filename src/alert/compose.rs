@@ -5,7 +5,7 @@
 
 use super::route::NoticeKind;
 use crate::catalog::{AlertRow, OutboxRow};
-use crate::config::Zone;
+use crate::schedule::Zone;
 use chrono::{DateTime, Utc};
 use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};

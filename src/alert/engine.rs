@@ -8,7 +8,7 @@ use super::route::{self, NoticeKind, Rules};
 use super::silence::silenced_by;
 use super::{outbox, AlertConfig};
 use crate::catalog::{AlertRow, Catalog, CatalogError};
-use crate::config::{Config, Zone};
+use crate::schedule::Zone;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,16 +29,6 @@ pub struct Setup {
 }
 
 impl Setup {
-    /// The alerting part of a configuration.
-    pub fn from_config(c: &Config) -> Setup {
-        Setup {
-            rules: c.alerts.clone(),
-            email: c.email.clone(),
-            host: c.agent.hostname.clone(),
-            zone: c.agent.zone,
-        }
-    }
-
     /// Whether `key` is muted at `now` by a silence or a maintenance window.
     pub fn muted(
         &self,

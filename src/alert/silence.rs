@@ -3,7 +3,7 @@
 //! recorded and shown by `status`; it is only not mailed.
 
 use crate::catalog::SilenceRow;
-use crate::config::{Schedule, Zone};
+use crate::schedule::{Schedule, Zone};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 

@@ -426,7 +426,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         .into_iter()
         .map(|j| (j, cfg.job_kind(j).unwrap_or("mysql")))
         .collect();
-    let setup = crate::alert::Setup::from_config(&cfg);
+    let setup = cfg.alert_setup();
     let r = Report::gather(&cat, &cfg.agent.hostname, &jobs, cfg.health.interval, now)?
         .with_alerts(cat.alerts()?, Some(&setup), now);
     if args.json {

@@ -150,6 +150,16 @@ pub struct MediaJob {
 }
 
 impl Config {
+    /// The alerting part of this configuration.
+    pub fn alert_setup(&self) -> crate::alert::Setup {
+        crate::alert::Setup {
+            rules: self.alerts.clone(),
+            email: self.email.clone(),
+            host: self.agent.hostname.clone(),
+            zone: self.agent.zone,
+        }
+    }
+
     /// All job names, in config order.
     pub fn job_names(&self) -> Vec<&str> {
         self.mysql

@@ -97,10 +97,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
     // Health checks run beside the jobs; they follow the configuration across reloads.
     let health = crate::health::spawn(d.env.config.health.clone(), d.env.catalog.clone());
     // Alerting turns check events and failed runs into mails through the durable outbox.
-    let alerting = crate::alert::spawn(
-        crate::alert::Setup::from_config(&d.env.config),
-        d.env.catalog.clone(),
-    );
+    let alerting = crate::alert::spawn(d.env.config.alert_setup(), d.env.catalog.clone());
     // The Prometheus endpoint, when `[metrics] listen` asks for one (not followed on reload).
     let _metrics = match d.env.config.metrics_listen {
         Some(addr) => {
@@ -137,7 +134,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
         if !Arc::ptr_eq(&watched, &d.env.config) {
             watched = d.env.config.clone();
             health.reload(watched.health.clone());
-            alerting.reload(crate::alert::Setup::from_config(&watched));
+            alerting.reload(watched.alert_setup());
         }
     }
     d.shutdown().await;
