@@ -292,12 +292,12 @@ fn forged_dumps_load_only_their_target_or_fail() {
         }
         let _ = db.try_sql(&format!("DROP DATABASE IF EXISTS `{target}`"));
     }
-    // No load account is left behind.
-    assert_eq!(
-        db.sql("SELECT COUNT(*) FROM mysql.user WHERE User LIKE 'opsagent\\_load\\_%'")
-            .trim(),
-        "0"
-    );
+    // No load account granted on this test's databases is left behind (other tests of this
+    // binary may be loading meanwhile, with their own).
+    let grants = db
+        .sql("SELECT Db FROM mysql.db WHERE User LIKE 'opsagent\\_load\\_%'")
+        .replace("\\_", "_");
+    assert!(!grants.contains(&b.db), "load accounts left: {grants}");
 }
 
 #[test]
