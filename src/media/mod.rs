@@ -1,8 +1,12 @@
 //! Media backups: directory trees (user uploads, profile pictures) stored as content-addressed,
 //! deduplicated chunks in pack objects, with one tree per snapshot (see docs/FORMAT.md).
 //!
-//! - `id`, `pack`, `index`, `tree`, `keys`: the storage format, pure and unit-tested.
+//! - `id`, `pack`, `tree`, `keys`, `limits`: the storage format and its bounds, pure and
+//!   unit-tested; `index` also loads and writes the index objects through `storage`.
 //! - `chunker`: content-defined chunking of file contents (FastCDC) and the compression choice.
+//! - `walk`, `read`, `beneath`: reading the backed-up directories without following links out;
+//!   `previous`: the last snapshot's tree, for unchanged files; `backup`, `upload`: one run.
+//! - `anchor`: opening the directories an in-place restore starts from; `prune`: unused packs.
 
 pub mod anchor;
 pub mod backup;
