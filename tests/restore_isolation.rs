@@ -586,3 +586,22 @@ fn load_accounts_are_aged_by_the_servers_clock_not_the_restoring_hosts() {
         "DROP USER '{live}'@'localhost'; DROP DATABASE `{target}`"
     ));
 }
+
+#[test]
+fn load_accounts_satisfy_a_servers_password_policy() {
+    // simple_password_check: 8 characters with a digit, an upper and a lower case letter and a
+    // symbol; CREATE USER with a weaker password is refused.
+    let server = MariaDb::start();
+    server.sql("INSTALL SONAME 'simple_password_check'");
+    let b = Bench::new();
+    server.sql(&format!("CREATE DATABASE `{}`", b.db));
+    server.sql_db(&b.db, "CREATE TABLE t (id INT); INSERT INTO t VALUES (7);");
+    let ok = |args: &[&str]| {
+        let o = b.run_on(&server, args);
+        assert!(o.status.success(), "{args:?}: {}", common::output_text(&o));
+    };
+    ok(&["backup", "main"]);
+    let copy = format!("{}_copy", b.db);
+    ok(&["restore", "--date", "now", "--to-database", &copy, "--yes"]);
+    assert_eq!(server.sql_db(&copy, "SELECT id FROM t").trim(), "7");
+}

@@ -86,7 +86,9 @@ impl Sandbox {
         let sandbox = Sandbox {
             user,
             host,
-            password: Secret::new(hex::encode(rnd)),
+            // Every class of character, for servers that enforce a password policy
+            // (simple_password_check, validate_password).
+            password: Secret::new(format!("Lo4d-{}", hex::encode(rnd))),
         };
         let script = format!(
             "CREATE USER {a} IDENTIFIED BY {p};\nGRANT {PRIVILEGES} ON {db}.* TO {a};\n",
@@ -97,8 +99,22 @@ impl Sandbox {
         if let Err(e) = run(job, client, &script) {
             let db_q = crate::quote::sql_ident(db);
             let _ = sandbox.drop_account(job, client);
+            let privilege = [
+                "ERROR 1044 ",
+                "ERROR 1045 ",
+                "ERROR 1142 ",
+                "ERROR 1227 ",
+                "ERROR 1410 ",
+            ]
+            .iter()
+            .any(|c| e.contains(c));
+            let hint = if privilege {
+                "the restore user needs CREATE USER and its privileges WITH GRANT OPTION; see the README's GRANT for the restore user"
+            } else {
+                "the server refused the account for the reason above; nothing was changed"
+            };
             return Err(format!(
-                "cannot make the load account that keeps this restore inside {db_q}: {} (hint: the restore user needs CREATE USER and its privileges WITH GRANT OPTION; see the README's GRANT for the restore user)",
+                "cannot make the load account that keeps this restore inside {db_q}: {} (hint: {hint})",
                 scrub(&e, sandbox.password.expose())
             ));
         }
