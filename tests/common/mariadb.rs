@@ -167,6 +167,8 @@ impl MariaDb {
         let d = self.datadir();
         let log = d.join("err.log");
         let (out, err) = log_file(&log, &format!("mariadbd on port {}", self.port));
+        let tmp = self.dir.join("tmp");
+        std::fs::create_dir_all(&tmp).expect("MariaDb: make its tmpdir");
         let mut cmd = Command::new("mariadbd");
         cmd.arg(format!(
             "--defaults-file={}",
@@ -175,7 +177,11 @@ impl MariaDb {
         .arg(format!("--datadir={}", d.display()))
         .arg(format!("--socket={}", self.socket().display()))
         .arg(format!("--port={}", self.port))
-        .arg("--bind-address=127.0.0.1");
+        .arg("--bind-address=127.0.0.1")
+        // Its own tmpdir: a server starting removes every `#sql*` file in its tmpdir, and in a
+        // shared /tmp that included the temporary tables of the other servers' running queries
+        // ("Error on delete of '/tmp/#sql-temptable-….MAI'").
+        .arg(format!("--tmpdir={}", tmp.display()));
         if self.binlog {
             cmd.arg(format!("--log-bin={}", d.join("binlog").display()))
                 .arg("--server-id=1");
