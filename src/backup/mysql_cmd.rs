@@ -82,7 +82,7 @@ pub fn query(job: &MysqlJob, client: &Path, sql: &str) -> Result<Vec<String>, St
 
 /// Whether `err` carries MySQL error number `n` as the tools print it: `ERROR n (…)` (client),
 /// `… (n)` (dump tool), `error: n:` (dump tool connecting).
-fn code(err: &str, n: u32) -> bool {
+pub fn code(err: &str, n: u32) -> bool {
     [
         format!("ERROR {n} "),
         format!("({n})"),

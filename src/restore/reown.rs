@@ -56,15 +56,15 @@ pub fn disable_event(ddl: &str) -> Option<String> {
 
 /// Gives `objs` their definers from `definers` (else `CURRENT_USER`, the restore user).
 pub fn with_definers(objs: &mut [Object], definers: &Definers) {
+    // Names as the server may have folded them (trigger and event names are not case-sensitive).
+    let folded: std::collections::HashMap<(Kind, String), &super::rewrite::Definer> = definers
+        .iter()
+        .map(|((k, n), d)| ((*k, n.to_ascii_lowercase()), d))
+        .collect();
     for o in objs {
         let d = definers
             .get(&(o.kind, o.name.clone()))
-            .or_else(|| {
-                definers
-                    .iter()
-                    .find(|((k, n), _)| *k == o.kind && n.eq_ignore_ascii_case(&o.name))
-                    .map(|(_, d)| d)
-            })
+            .or_else(|| folded.get(&(o.kind, o.name.to_ascii_lowercase())).copied())
             .map(|d| d.sql())
             .unwrap_or_else(|| "CURRENT_USER".into());
         o.ddl = set_definer(&o.ddl, &d);

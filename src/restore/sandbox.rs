@@ -15,6 +15,7 @@
 //! was never stored).
 
 use super::sql::{literal, run};
+use crate::backup::mysql_cmd::code;
 use crate::config::MysqlJob;
 use crate::secret::Secret;
 use std::path::Path;
@@ -99,15 +100,7 @@ impl Sandbox {
         if let Err(e) = run(job, client, &script) {
             let db_q = crate::quote::sql_ident(db);
             let _ = sandbox.drop_account(job, client);
-            let privilege = [
-                "ERROR 1044 ",
-                "ERROR 1045 ",
-                "ERROR 1142 ",
-                "ERROR 1227 ",
-                "ERROR 1410 ",
-            ]
-            .iter()
-            .any(|c| e.contains(c));
+            let privilege = [1044, 1045, 1142, 1227, 1410].iter().any(|n| code(&e, *n));
             let hint = if privilege {
                 "the restore user needs CREATE USER and its privileges WITH GRANT OPTION; see the README's GRANT for the restore user"
             } else {

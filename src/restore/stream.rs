@@ -234,15 +234,9 @@ fn load(
 fn load_error(target: &str, err: &str) -> String {
     let err = err.trim();
     let target_q = crate::quote::sql_ident(target);
-    let denied = [
-        "ERROR 1044 ",
-        "ERROR 1142 ",
-        "ERROR 1227 ",
-        "ERROR 1370 ",
-        "ERROR 1419 ",
-    ]
-    .iter()
-    .any(|c| err.contains(c));
+    let denied = [1044, 1142, 1227, 1370]
+        .iter()
+        .any(|n| crate::backup::mysql_cmd::code(err, *n));
     if denied && err.contains(super::sandbox::PREFIX) {
         return format!(
             "loading into {target_q} failed: the dump reached for something outside {target_q} and the server refused it; nothing else was changed: {} (hint: a snapshot with objects in other databases or other definers, or a forged one; restore it with --to-file and review it)",

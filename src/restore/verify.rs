@@ -124,11 +124,7 @@ async fn drill(env: &Env, job: &crate::config::MysqlJob) -> Result<Vec<Drill>, S
         let started = std::time::Instant::now();
         let (j, cl, s) = (job.clone(), client.clone(), scratch.clone());
         tokio::task::spawn_blocking(move || {
-            sql::run(
-                &j,
-                &cl,
-                &format!("CREATE DATABASE {} CHARACTER SET utf8mb4;", ident(&s)),
-            )
+            super::create_database(&j, &cl, &s, &super::Target::SideBySide)
         })
         .await
         .map_err(|e| e.to_string())??;
