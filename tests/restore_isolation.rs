@@ -78,7 +78,11 @@ impl Bench {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
+        self.ok_on(MariaDb::shared(), args)
+    }
+
+    fn ok_on(&self, db: &MariaDb, args: &[&str]) -> String {
+        let o = self.run_on(db, args);
         assert!(o.status.success(), "{args:?}: {}", common::output_text(&o));
         common::output_text(&o)
     }
@@ -382,10 +386,7 @@ fn stored_functions_load_as_the_load_account_on_a_server_with_a_binary_log() {
             .collect::<Vec<_>>(),
         ["1", "0"]
     );
-    let ok = |args: &[&str]| {
-        let o = b.run_on(&server, args);
-        assert!(o.status.success(), "{args:?}: {}", common::output_text(&o));
-    };
+    let ok = |args: &[&str]| b.ok_on(&server, args);
     ok(&["backup", "main"]);
     let copy = format!("{}_copy", b.db);
     ok(&["restore", "--date", "now", "--to-database", &copy, "--yes"]);
@@ -596,10 +597,7 @@ fn load_accounts_satisfy_a_servers_password_policy() {
     let b = Bench::new();
     server.sql(&format!("CREATE DATABASE `{}`", b.db));
     server.sql_db(&b.db, "CREATE TABLE t (id INT); INSERT INTO t VALUES (7);");
-    let ok = |args: &[&str]| {
-        let o = b.run_on(&server, args);
-        assert!(o.status.success(), "{args:?}: {}", common::output_text(&o));
-    };
+    let ok = |args: &[&str]| b.ok_on(&server, args);
     ok(&["backup", "main"]);
     let copy = format!("{}_copy", b.db);
     ok(&["restore", "--date", "now", "--to-database", &copy, "--yes"]);
