@@ -415,6 +415,9 @@ fn with_encryption_a_plaintext_tree_is_refused_and_old_plaintext_packs_still_ser
     )
     .unwrap();
     write(&src.join("g"), b"g\n");
+    // Snapshot ids and `--date now` have one-second resolution: two backups in the same second
+    // sort by their random suffix, and the plaintext one could be taken for the newest.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     b.ok(&["backup", JOB]);
     let to = b.path("out");
     b.ok(&[
