@@ -23,4 +23,5 @@ pub mod restore;
 pub mod retention;
 pub mod schedule;
 pub mod secret;
+pub mod snapshot;
 pub mod storage;

@@ -6,9 +6,9 @@
 mod common;
 
 use common::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
-use opsagent::backup::manifest::Manifest;
 use opsagent::catalog::{Catalog, RunStatus};
 use opsagent::media::tree::{self, NodeKind};
+use opsagent::snapshot::manifest::Manifest;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

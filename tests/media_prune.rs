@@ -13,10 +13,10 @@
 mod common;
 
 use common::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
-use opsagent::backup::manifest::Manifest;
 use opsagent::media::index::{Index, IndexFile};
 use opsagent::media::tree::{self, NodeKind};
 use opsagent::media::{pack, Id};
+use opsagent::snapshot::manifest::Manifest;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -2,15 +2,16 @@
 //! engine (src/media/backup.rs), then commit in order — index object for the new packs, tree,
 //! manifest last — so a snapshot exists only once every byte it needs is stored.
 
-use super::manifest::{new_id, Manifest, MediaSummary, ObjectRef, Tools, FORMAT_VERSION};
-use super::mysql::commit;
-use super::Env;
 use crate::config::MediaJob;
 use crate::media::backup::{EngineSettings, Outcome};
 use crate::media::index::{self, Index, IndexFile, Reuse, INDEX_FORMAT};
 use crate::media::keys;
 use crate::media::previous::Previous;
 use crate::media::walk::WalkSettings;
+use crate::snapshot::commit::commit;
+use crate::snapshot::keys::new_id;
+use crate::snapshot::manifest::{Manifest, MediaSummary, ObjectRef, Tools, FORMAT_VERSION};
+use crate::snapshot::Env;
 use bytes::Bytes;
 use chrono::Utc;
 use std::sync::Arc;
@@ -131,7 +132,9 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
             packs: packs.into_iter().collect(),
         }),
     };
-    commit(env, &manifest, run_id).await?;
+    commit(env, &manifest, run_id)
+        .await
+        .map_err(|e| e.to_string())?;
     for w in &warnings {
         tracing::warn!(job = %job.name, "{w}");
     }

@@ -1,40 +1,23 @@
 //! Backups: what a job does when it runs, the snapshot manifests that commit it, and retention.
 //!
 //! A run of a job: take the job's lock, record the run in the catalog, check the prefix claim,
-//! abort the multipart uploads a dead run of the job left (`stale`), do the work (one
+//! abort the multipart uploads a dead run of the job left (`snapshot::orphan_uploads`), do the work (one
 //! snapshot per database for MySQL jobs), commit each snapshot by writing its manifest last,
 //! apply retention only if everything succeeded, record the outcome.
 
 pub mod dump;
-pub mod lock;
-pub mod manifest;
 pub mod media;
 pub mod mysql;
 pub mod mysql_cmd;
 pub mod mysql_inspect;
-pub mod owner;
 pub mod prune;
-pub mod refresh;
-pub mod stale;
 
-use crate::catalog::{Catalog, RunStatus};
+use crate::snapshot::Env;
+use crate::snapshot::{claim, lock, manifest, orphan_uploads};
+
+use crate::catalog::RunStatus;
 use crate::config::{Config, Schedule};
-use crate::storage::Storage;
 use chrono::Utc;
-use std::sync::Arc;
-
-/// What every job run needs.
-#[derive(Clone)]
-pub struct Env {
-    /// The configuration in force when the run started.
-    pub config: Arc<Config>,
-    /// Where snapshots go.
-    pub storage: Storage,
-    /// The catalog.
-    pub catalog: Arc<Catalog>,
-    /// Counts uncompressed bytes read from dump tools, for a progress display.
-    pub progress: Option<Arc<std::sync::atomic::AtomicU64>>,
-}
 
 /// What started a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,10 +125,10 @@ pub async fn run_job(env: &Env, name: &str, trigger: Trigger) -> Result<RunRepor
         .start_run(name, "mysql", trigger.as_str(), Utc::now())?;
     tracing::info!(job = name, trigger = trigger.as_str(), "backup started");
     let started = std::time::Instant::now();
-    // Only the agent that owns the storage prefix writes to it (see `owner`).
-    let result = match owner::guard(env).await {
+    // Only the agent that owns the storage prefix writes to it (see `snapshot::claim`).
+    let result = match claim::guard(env).await {
         Ok(()) => {
-            stale::abort_orphans_of(env, name).await;
+            orphan_uploads::abort_orphans_of(env, name).await;
             mysql::run(env, &job, run_id).await
         }
         Err(e) => Err(mysql::RunError {
@@ -192,10 +175,10 @@ async fn run_media_job(
         "media backup started"
     );
     let started = std::time::Instant::now();
-    // Only the agent that owns the storage prefix writes to it (see `owner`).
-    let result = match owner::guard(env).await {
+    // Only the agent that owns the storage prefix writes to it (see `snapshot::claim`).
+    let result = match claim::guard(env).await {
         Ok(()) => {
-            stale::abort_orphans_of(env, name).await;
+            orphan_uploads::abort_orphans_of(env, name).await;
             media::run(env, job, run_id).await
         }
         Err(e) => Err(e.to_string()),

@@ -3,13 +3,14 @@
 //! stop the others; the run fails if any did.
 
 use super::dump::{dump_to, DumpOptions, Dumped};
-use super::manifest::{dump_key, new_id, Encryption, Manifest, ObjectRef, Tools, FORMAT_VERSION};
 use super::mysql_cmd::{client_tool, dump_tool, query};
 use super::mysql_inspect::{has_dump_history, inspect, preamble};
-use super::{Env, RunReport};
-use crate::catalog::SnapshotRow;
+use super::RunReport;
 use crate::config::{Databases, MysqlJob};
-use bytes::Bytes;
+use crate::snapshot::commit::commit;
+use crate::snapshot::keys::{dump_key, new_id};
+use crate::snapshot::manifest::{Encryption, Manifest, ObjectRef, Tools, FORMAT_VERSION};
+use crate::snapshot::Env;
 use chrono::Utc;
 
 /// Databases never dumped by `["*"]`.
@@ -207,39 +208,9 @@ async fn snapshot_one(
             recipients,
         }),
     };
-    commit(env, &manifest, run_id).await?;
-    tracing::info!(job = %job.name, database = %db, snapshot = %manifest.id, bytes = put.size, raw = raw_size, "snapshot committed");
-    Ok(Some(manifest))
-}
-
-/// Commits a snapshot: writes its manifest (the commit point), then records it in the catalog
-/// (a catalog failure is only logged: `snapshots --refresh` rebuilds the row from the manifest).
-pub async fn commit(env: &Env, manifest: &Manifest, run_id: i64) -> Result<(), String> {
-    let json = serde_json::to_vec_pretty(manifest).expect("manifest serializes");
-    env.storage
-        .put_bytes(&manifest.key(), Bytes::from(json.clone()))
+    commit(env, &manifest, run_id)
         .await
         .map_err(|e| e.to_string())?;
-    let row = snapshot_row(manifest, String::from_utf8(json).expect("json is utf-8"));
-    if let Err(e) = env.catalog.add_snapshot(&row, Some(run_id)) {
-        tracing::warn!(error = %e, "snapshot committed to storage but not to the catalog; `opsagent snapshots --refresh` fixes it");
-    }
-    Ok(())
-}
-
-/// The catalog row for a manifest.
-pub fn snapshot_row(m: &Manifest, json: String) -> SnapshotRow {
-    SnapshotRow {
-        id: m.id.clone(),
-        job: m.job.clone(),
-        kind: m.kind.clone(),
-        host: m.host.clone(),
-        item: m.item.clone(),
-        started_at: m.started_at,
-        finished_at: m.finished_at,
-        size: m.media.as_ref().map_or(m.raw_size(), |s| s.bytes),
-        stored_size: m.stored_size() + m.media.as_ref().map_or(0, |s| s.new_stored),
-        manifest_key: m.key(),
-        manifest: json,
-    }
+    tracing::info!(job = %job.name, database = %db, snapshot = %manifest.id, bytes = put.size, raw = raw_size, "snapshot committed");
+    Ok(Some(manifest))
 }

@@ -2,14 +2,15 @@
 //! delete forgotten snapshots — manifest first (the snapshot stops existing), data after. For
 //! media jobs, the packs no remaining snapshot uses are then collected (src/media/prune.rs).
 
-use super::manifest::{decode_segment, manifests_prefix, Manifest};
-use super::Env;
 use crate::media::limits::MAX_MANIFEST;
 use crate::media::prune as media_prune;
 use crate::retention::{plan, Decision, KeepPolicy};
+use crate::snapshot::keys::{dump_id, manifests_prefix, parse_manifest_key, SnapshotKey};
+use crate::snapshot::manifest::{Manifest, ManifestError};
+use crate::snapshot::Env;
 use crate::storage::StorageError;
 use bytes::Bytes;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
 /// Retention failed.
@@ -27,12 +28,12 @@ pub enum PruneError {
         source: media_prune::PruneError,
     },
     /// A remaining manifest cannot be read, so which packs are in use is unknown.
-    #[error("job `{job}`: {message} (hint: no pack was deleted; fix or remove the manifest, then prune again)")]
+    #[error("job `{job}`: {source} (hint: no pack was deleted; fix or remove the manifest, then prune again)")]
     Manifest {
         /// The job.
         job: String,
         /// What is wrong.
-        message: String,
+        source: ManifestError,
     },
 }
 
@@ -43,43 +44,6 @@ pub struct Pruned {
     pub decisions: Vec<Decision<SnapshotKey>>,
     /// For media jobs: what collecting unused packs did.
     pub packs: Option<media_prune::Report>,
-}
-
-/// A snapshot as seen in a manifest key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotKey {
-    /// Job.
-    pub job: String,
-    /// Database.
-    pub item: String,
-    /// Snapshot id.
-    pub id: String,
-    /// Manifest key.
-    pub key: String,
-}
-
-/// Parses `snapshots/<job>/<item>/<id>.json` into its parts and the id's time.
-pub fn parse_manifest_key(key: &str) -> Option<(DateTime<Utc>, SnapshotKey)> {
-    let rest = key.strip_prefix("snapshots/")?;
-    let mut parts = rest.split('/');
-    let (job, item, file) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    let id = file.strip_suffix(".json")?;
-    let stamp = id.split('-').next()?;
-    let t = NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ")
-        .ok()?
-        .and_utc();
-    Some((
-        t,
-        SnapshotKey {
-            job: job.to_string(),
-            item: decode_segment(item)?,
-            id: id.to_string(),
-            key: key.to_string(),
-        },
-    ))
 }
 
 /// Plans (and unless `dry_run`, applies) retention for every database of `job`; for a media
@@ -163,9 +127,9 @@ async fn collect_packs(
     forgotten: &[&str],
 ) -> Result<media_prune::Report, PruneError> {
     let job = s.job.as_str();
-    let manifest_err = |message: String| PruneError::Manifest {
+    let manifest_err = |source| PruneError::Manifest {
         job: job.to_string(),
-        message,
+        source,
     };
     let media_err = |source| PruneError::Media {
         job: job.to_string(),
@@ -183,10 +147,7 @@ async fn collect_packs(
         };
         let m = Manifest::parse(&o.key, &bytes).map_err(manifest_err)?;
         let Some(media) = m.media.as_ref() else {
-            return Err(manifest_err(format!(
-                "manifest `{}` has no media part",
-                o.key
-            )));
+            return Err(manifest_err(ManifestError::NotMedia { key: o.key }));
         };
         snaps.push(media_prune::SnapshotRefs {
             manifest: o.key.clone(),
@@ -234,9 +195,9 @@ async fn rewrite_packs(
         Err(e) if e.is_not_found() => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    let mut m = Manifest::parse(key, &bytes).map_err(|message| PruneError::Manifest {
+    let mut m = Manifest::parse(key, &bytes).map_err(|source| PruneError::Manifest {
         job: job.to_string(),
-        message,
+        source,
     })?;
     if let Some(media) = m.media.as_mut() {
         media.packs = packs.to_vec();
@@ -263,7 +224,7 @@ async fn sweep_orphans(
         .filter_map(|o| o.key.rsplit('/').next()?.strip_suffix(".json"))
         .collect();
     for o in env.storage.list(&format!("mysql/{job}/")).await? {
-        let Some(id) = o.key.rsplit('/').next().and_then(super::manifest::dump_id) else {
+        let Some(id) = o.key.rsplit('/').next().and_then(dump_id) else {
             continue;
         };
         let Some((t, _)) = parse_manifest_key(&format!("snapshots/{job}/x/{id}.json")) else {
@@ -295,23 +256,4 @@ async fn forget(env: &Env, snap: &SnapshotKey) -> Result<(), StorageError> {
     }
     tracing::info!(job = %snap.job, database = %snap.item, snapshot = %snap.id, "snapshot forgotten by retention");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn manifest_keys_parse() {
-        let (t, k) =
-            parse_manifest_key("snapshots/main/my-db%2Ex/20261120T073000Z-0a1b2c3d.json").unwrap();
-        assert_eq!(t.to_rfc3339(), "2026-11-20T07:30:00+00:00");
-        assert_eq!(
-            (k.job.as_str(), k.item.as_str(), k.id.as_str()),
-            ("main", "my-db.x", "20261120T073000Z-0a1b2c3d")
-        );
-        assert!(parse_manifest_key("snapshots/main/x/notatime.json").is_none());
-        assert!(parse_manifest_key("snapshots/main/x/y/z.json").is_none());
-        assert!(parse_manifest_key("mysql/main/x/20261120T073000Z-0a.json").is_none());
-    }
 }

@@ -27,7 +27,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     env.progress = Some(counter.clone());
     let rt = super::runtime()?;
     if args.take_over {
-        let me = crate::backup::owner::Identity::of(&env)?;
+        let me = crate::snapshot::claim::Identity::of(&env)?;
         super::take_over(&rt, &env.storage, &me)?;
     }
     let mut failed = Vec::new();

@@ -66,7 +66,7 @@ fn owner(
     storage: &Storage,
     take_over: bool,
 ) -> anyhow::Result<()> {
-    use crate::backup::owner::{ensure, Claim, Identity};
+    use crate::snapshot::claim::{ensure, Claim, Identity};
     let me = Identity::load_or_create(&cfg.agent.state_dir, &cfg.agent.hostname)?;
     if take_over {
         return super::take_over(rt, storage, &me);

@@ -13,9 +13,9 @@ pub mod snapshots;
 pub mod status;
 pub mod verify;
 
-use crate::backup::Env;
 use crate::catalog::Catalog;
 use crate::config::{self, Config};
+use crate::snapshot::Env;
 use crate::storage::Storage;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -115,9 +115,9 @@ pub fn open_env(config: Config) -> anyhow::Result<Env> {
 pub fn take_over(
     rt: &tokio::runtime::Runtime,
     storage: &Storage,
-    me: &crate::backup::owner::Identity,
+    me: &crate::snapshot::claim::Identity,
 ) -> anyhow::Result<()> {
-    use crate::backup::owner::{ensure, Claim};
+    use crate::snapshot::claim::{ensure, Claim};
     let at = storage.describe();
     match rt.block_on(ensure(storage, me, true))? {
         Claim::TakenOver { previous } => println!("took over {at} from {}", previous.who()),

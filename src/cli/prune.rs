@@ -4,8 +4,8 @@
 
 use super::{human_bytes, Cli};
 use crate::backup::prune::apply_all;
-use crate::backup::stale;
 use crate::media::prune::Report;
+use crate::snapshot::orphan_uploads;
 
 /// Flags.
 #[derive(Debug, clap::Args)]
@@ -32,9 +32,13 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let env = super::open_env(cfg)?;
     let rt = super::runtime()?;
     if !args.dry_run {
-        rt.block_on(crate::backup::owner::guard(&env))?;
+        rt.block_on(crate::snapshot::claim::guard(&env))?;
     }
-    let swept = rt.block_on(stale::sweep(&env, chrono::Utc::now(), args.dry_run))?;
+    let swept = rt.block_on(orphan_uploads::sweep(
+        &env,
+        chrono::Utc::now(),
+        args.dry_run,
+    ))?;
     for u in &swept.aborted {
         let verb = if args.dry_run {
             "would abort"
@@ -51,7 +55,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         println!("left upload {} alone: its job is running", u.key);
     }
     for (name, keep) in jobs {
-        let _lock = crate::backup::lock::JobLock::acquire(&env.config.agent.state_dir, &name)?;
+        let _lock = crate::snapshot::lock::JobLock::acquire(&env.config.agent.state_dir, &name)?;
         let pruned = rt.block_on(apply_all(&env, &name, &keep, args.dry_run, true))?;
         println!("{name}: keep {keep}");
         for d in &pruned.decisions {

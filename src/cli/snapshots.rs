@@ -1,9 +1,9 @@
 //! `opsagent snapshots [--job J] [--json] [--refresh]`: what is backed up, newest first.
 
 use super::{human_bytes, Cli};
-use crate::backup::manifest::{Manifest, MediaSummary};
-use crate::backup::refresh::refresh;
 use crate::catalog::SnapshotRow;
+use crate::snapshot::manifest::{Manifest, MediaSummary};
+use crate::snapshot::refresh::refresh;
 
 /// Flags.
 #[derive(Debug, clap::Args)]

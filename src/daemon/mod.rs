@@ -7,9 +7,10 @@ pub mod scheduler;
 pub mod systemd;
 pub mod watch;
 
-use crate::backup::{self, Env, Trigger};
+use crate::backup::{self, Trigger};
 use crate::catalog::Catalog;
 use crate::config::{self, Config};
+use crate::snapshot::Env;
 use crate::storage::Storage;
 use chrono::Utc;
 use scheduler::JobClock;
@@ -93,7 +94,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
     d.schedule_all(true);
     // Uploads a killed run left open are aborted beside the start (the bucket may be slow).
     let env = d.env.clone();
-    tokio::spawn(async move { backup::stale::sweep_and_log(&env).await });
+    tokio::spawn(async move { crate::snapshot::orphan_uploads::sweep_and_log(&env).await });
     // Health checks run beside the jobs; they follow the configuration across reloads.
     let health = crate::health::spawn(d.env.config.health.clone(), d.env.catalog.clone());
     // Alerting turns check events and failed runs into mails through the durable outbox.

@@ -301,7 +301,7 @@ pub struct Loaded {
 pub async fn load_isolated(
     storage: &Storage,
     (job, client): (&MysqlJob, &Path),
-    obj: &crate::backup::manifest::ObjectRef,
+    obj: &crate::snapshot::manifest::ObjectRef,
     (source, target): (&str, &str),
     copy: bool,
     progress: Option<Arc<AtomicU64>>,

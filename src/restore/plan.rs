@@ -2,9 +2,9 @@
 //! moment, found from the manifests in storage (so it works with an empty catalog, on a new
 //! machine, and for another host's prefix).
 
-use crate::backup::manifest::{manifests_prefix, Manifest};
-use crate::backup::prune::{parse_manifest_key, SnapshotKey};
 use crate::config::Zone;
+use crate::snapshot::keys::{manifests_prefix, parse_manifest_key, SnapshotKey};
+use crate::snapshot::manifest::Manifest;
 use crate::storage::Storage;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -115,7 +115,7 @@ pub async fn load(
             .get_bytes_max(&key.key, crate::media::limits::MAX_MANIFEST)
             .await
             .map_err(|e| e.to_string())?;
-        let manifest = Manifest::parse(&key.key, &bytes)?;
+        let manifest = Manifest::parse(&key.key, &bytes).map_err(|e| e.to_string())?;
         out.push(Chosen {
             key,
             time,

@@ -6,8 +6,8 @@
 //! already fails age's authentication of its 64 KiB chunk, naming the object the same way.)
 
 use super::rewrite::Definers;
-use crate::backup::manifest::ObjectRef;
 use crate::config::MysqlJob;
+use crate::snapshot::manifest::ObjectRef;
 use crate::storage::Storage;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};

@@ -7,8 +7,8 @@ use super::media_verify::{self, MediaDrill};
 use super::plan::{all_snapshots, choose, load, Filter};
 use super::sql;
 use crate::backup::mysql_cmd::{client_tool, dump_tool};
-use crate::backup::Env;
 use crate::catalog::RunStatus;
+use crate::snapshot::Env;
 use chrono::Utc;
 use sql::{ident, literal};
 
@@ -51,7 +51,7 @@ pub async fn run_drill(env: &Env, name: &str) -> Result<Outcome, String> {
                 .for_restore(),
         ),
     };
-    let _lock = crate::backup::lock::JobLock::acquire(
+    let _lock = crate::snapshot::lock::JobLock::acquire(
         &env.config.agent.state_dir,
         &format!("verify-{name}"),
     )

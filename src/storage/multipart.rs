@@ -6,7 +6,7 @@
 //! (`ListMultipartUploads`, `AbortMultipartUpload`) with reqwest, signed by reqsign, the signer
 //! opendal uses (same SigV4 code, same credential chain: static keys, else the AWS environment,
 //! profile and instance metadata). Deciding which uploads are stale is the caller's business
-//! (`backup::stale`); this file only talks to S3. A local directory has no multipart uploads.
+//! (`snapshot::orphan_uploads`); this file only talks to S3. A local directory has no multipart uploads.
 
 use super::error::{ErrorContext, Op};
 use super::{Storage, StorageError, StorageSpec};

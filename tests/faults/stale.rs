@@ -4,10 +4,10 @@
 //!
 //! The other half of the rule, "older than an hour", cannot be shown against moto: it reports
 //! every upload as initiated on 2010-11-10T20:48:33Z (a constant in moto), so there all uploads
-//! are old. `backup::stale`'s unit tests cover the age.
+//! are old. `snapshot::orphan_uploads`'s unit tests cover the age.
 
 use super::*;
-use opsagent::backup::lock::JobLock;
+use opsagent::snapshot::lock::JobLock;
 
 fn open_keys(s3: &S3Server, bucket: &str) -> Vec<String> {
     let mut keys: Vec<String> = s3

@@ -123,7 +123,7 @@ pub async fn abort_orphans_of(env: &Env, job: &str) -> usize {
 /// [`sweep`] for the daemon's start: logs instead of failing, and leaves a prefix another
 /// agent owns alone.
 pub async fn sweep_and_log(env: &Env) {
-    if let Err(e) = super::owner::check_only(env).await {
+    if let Err(e) = super::claim::check_only(env).await {
         tracing::error!(error = %e, "backups to this storage will fail");
         return;
     }

@@ -1,8 +1,9 @@
 //! Rebuilds the catalog's snapshot table from the manifests in storage (`snapshots --refresh`),
 //! so a new machine, or a lost state_dir, finds every backup the bucket holds.
 
-use super::manifest::{manifests_prefix, Manifest};
-use super::mysql::snapshot_row;
+use super::commit::snapshot_row;
+use super::keys::manifests_prefix;
+use super::manifest::Manifest;
 use crate::catalog::Catalog;
 use crate::media::limits::MAX_MANIFEST;
 use crate::storage::{Storage, StorageError};
@@ -28,7 +29,7 @@ pub async fn refresh(storage: &Storage, catalog: &Catalog) -> Result<Refreshed, 
                 &m,
                 String::from_utf8_lossy(&bytes).into_owned(),
             )),
-            Err(e) => bad.push(e),
+            Err(e) => bad.push(e.to_string()),
         }
     }
     catalog.replace_snapshots(&rows)?;

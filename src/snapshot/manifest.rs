@@ -1,15 +1,11 @@
-//! Snapshot manifests and the object-key layout (see docs/FORMAT.md).
+//! Snapshot manifests: the commit point of a snapshot, and the checks a manifest read back
+//! from storage must pass (see docs/FORMAT.md; the key layout is in [`super::keys`]).
 //!
-//! ```text
-//! <prefix>mysql/<job>/<database>/<snapshot-id>.sql.zst          the dump (plain zstd'd SQL)
-//! <prefix>mysql/<job>/<database>/<snapshot-id>.sql.zst.age      … encrypted with age, when on
-//! <prefix>snapshots/<job>/<database>/<snapshot-id>.json         its manifest: the commit point
-//! ```
 //! A snapshot exists when, and only when, its manifest exists; manifests are written after every
 //! byte of data is stored and checked, and deleted before the data. The catalog's snapshot table
-//! is rebuilt from manifests alone. Database names are percent-encoded in keys (anything outside
-//! `A-Za-z0-9_-`, `%` included), so `my-db`, `db.x` or `ünïcode` all map to one safe key segment.
+//! is rebuilt from manifests alone.
 
+use super::keys::{dump_key, manifest_key, segment_ok};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -135,37 +131,43 @@ impl Manifest {
     /// Parses the manifest read from `key`, naming the key on error. A manifest is untrusted
     /// input (anyone who can write the bucket can forge one), so it must agree with the key it
     /// was read from (job, item, id) and name only its own data object (see [`Manifest::check`]).
-    pub fn parse(key: &str, bytes: &[u8]) -> Result<Manifest, String> {
+    pub fn parse(key: &str, bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        let key_owned = || key.to_string();
         if bytes.len() > MAX_MANIFEST_BYTES {
-            return Err(format!(
-                "manifest `{key}` is {} bytes, more than any manifest opsagent writes ({MAX_MANIFEST_BYTES}); not read (hint: someone else wrote it: remove it and check who can write the bucket)",
-                bytes.len()
-            ));
+            return Err(ManifestError::TooLarge {
+                key: key_owned(),
+                size: bytes.len(),
+            });
         }
-        let m: Manifest = serde_json::from_slice(bytes)
-            .map_err(|e| format!("manifest `{key}` is not valid: {e}"))?;
+        let m: Manifest =
+            serde_json::from_slice(bytes).map_err(|source| ManifestError::Invalid {
+                key: key_owned(),
+                source,
+            })?;
         if m.format == 0 || m.format > FORMAT_VERSION {
-            return Err(format!(
-                "manifest `{key}` has format {}, this opsagent reads up to {FORMAT_VERSION} (hint: upgrade opsagent)",
-                m.format
-            ));
+            return Err(ManifestError::Format {
+                key: key_owned(),
+                format: m.format,
+            });
         }
-        m.check(key).map_err(|why| {
-            format!("manifest `{key}` does not match where it was read: {why}; it was not used (hint: it was not written by opsagent for this key: remove it and check who can write the bucket)")
-        })?;
+        m.check(key)?;
         Ok(m)
     }
 
     /// What [`Manifest::parse`] checks beyond the format.
-    fn check(&self, key: &str) -> Result<(), String> {
+    fn check(&self, key: &str) -> Result<(), ManifestError> {
+        let mismatch = |why: String| ManifestError::Mismatch {
+            key: key.to_string(),
+            why,
+        };
         if self.key() != key {
-            return Err(format!(
+            return Err(mismatch(format!(
                 "it says job `{}`, item `{}`, snapshot `{}` (that is `{}`)",
                 self.job,
                 self.item,
                 self.id,
                 self.key()
-            ));
+            )));
         }
         let id_ok = self.id.len() == 25
             && self.id.bytes().enumerate().all(|(i, b)| match i {
@@ -176,14 +178,16 @@ impl Manifest {
                 _ => b.is_ascii_digit(),
             });
         if !id_ok || !segment_ok(&self.job) {
-            return Err("its job or snapshot id is not one opsagent makes".into());
+            return Err(mismatch(
+                "its job or snapshot id is not one opsagent makes".into(),
+            ));
         }
         let data = match self.kind.as_str() {
             "mysql" if self.media.is_none() => dump_key(&self.job, &self.item, &self.id),
             "media" if self.item == crate::media::keys::ITEM && self.media.is_some() => {
                 crate::media::keys::tree_key(&self.job, &self.id)
             }
-            k => return Err(format!("kind `{k}` with item `{}`", self.item)),
+            k => return Err(mismatch(format!("kind `{k}` with item `{}`", self.item))),
         };
         let encrypted = format!("{data}.age");
         let expected = match (&self.encryption, self.kind.as_str()) {
@@ -192,116 +196,67 @@ impl Manifest {
         };
         match self.objects.as_slice() {
             [o] if &o.key == expected => Ok(()),
-            objs => Err(format!(
+            objs => Err(mismatch(format!(
                 "its data must be the one object `{expected}`, it lists {}",
                 objs.iter()
                     .map(|o| format!("`{}`", o.key))
                     .collect::<Vec<_>>()
                     .join(", ")
-            )),
+            ))),
         }
     }
+}
+
+/// Why a manifest read back from storage was not used. Each names the manifest's key.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// Larger than any manifest opsagent writes.
+    #[error("manifest `{key}` is {size} bytes, more than any manifest opsagent writes ({MAX_MANIFEST_BYTES}); not read (hint: someone else wrote it: remove it and check who can write the bucket)")]
+    TooLarge {
+        /// The manifest's key.
+        key: String,
+        /// Its size.
+        size: usize,
+    },
+    /// Not JSON of the manifest's shape.
+    #[error("manifest `{key}` is not valid: {source}")]
+    Invalid {
+        /// The manifest's key.
+        key: String,
+        /// The parser's complaint.
+        source: serde_json::Error,
+    },
+    /// A format this build does not read.
+    #[error("manifest `{key}` has format {format}, this opsagent reads up to {FORMAT_VERSION} (hint: upgrade opsagent)")]
+    Format {
+        /// The manifest's key.
+        key: String,
+        /// The format it declares.
+        format: u32,
+    },
+    /// It disagrees with its key or names objects not its own.
+    #[error("manifest `{key}` does not match where it was read: {why}; it was not used (hint: it was not written by opsagent for this key: remove it and check who can write the bucket)")]
+    Mismatch {
+        /// The manifest's key.
+        key: String,
+        /// What disagrees.
+        why: String,
+    },
+    /// A media job's prefix holds a manifest of another kind.
+    #[error("manifest `{key}` has no media part")]
+    NotMedia {
+        /// The manifest's key.
+        key: String,
+    },
 }
 
 /// Largest manifest parsed (the same bound its reads have, see `media::limits`).
 pub const MAX_MANIFEST_BYTES: usize = crate::media::limits::MAX_MANIFEST as usize;
 
-/// Whether `s` is a job name as the config allows it (letters, digits, `_`, `-`).
-fn segment_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
-}
-
-/// A new snapshot id for a snapshot started at `t`.
-pub fn new_id(t: DateTime<Utc>) -> String {
-    let mut rnd = [0u8; 4];
-    getrandom::fill(&mut rnd).expect("the OS random source works");
-    format!("{}-{}", t.format("%Y%m%dT%H%M%SZ"), hex::encode(rnd))
-}
-
-/// Percent-encodes a name into one key segment.
-pub fn encode_segment(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// The inverse of [`encode_segment`].
-pub fn decode_segment(seg: &str) -> Option<String> {
-    let bytes = seg.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let h = seg.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(h, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// Where a MySQL dump is stored (before the `.age` an encrypted dump adds).
-pub fn dump_key(job: &str, database: &str, id: &str) -> String {
-    format!("mysql/{job}/{}/{id}.sql.zst", encode_segment(database))
-}
-
-/// The snapshot id in a dump's file name (`<id>.sql.zst` or `<id>.sql.zst.age`).
-pub fn dump_id(file_name: &str) -> Option<&str> {
-    file_name
-        .strip_suffix(".sql.zst.age")
-        .or_else(|| file_name.strip_suffix(".sql.zst"))
-}
-
-/// Where a snapshot's manifest is stored.
-pub fn manifest_key(job: &str, item: &str, id: &str) -> String {
-    format!("snapshots/{job}/{}/{id}.json", encode_segment(item))
-}
-
-/// The prefix holding every manifest of `job` (or of all jobs when `None`).
-pub fn manifests_prefix(job: Option<&str>) -> String {
-    match job {
-        Some(j) => format!("snapshots/{j}/"),
-        None => "snapshots/".to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn segments_round_trip() {
-        for name in ["shop", "my-db", "db.x", "ünï code", "100%", "a/b", "_x_"] {
-            let enc = encode_segment(name);
-            assert!(
-                enc.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_-%".contains(&b)),
-                "{enc}"
-            );
-            assert_eq!(decode_segment(&enc).as_deref(), Some(name));
-        }
-        assert_eq!(encode_segment("my-db"), "my-db");
-        assert_eq!(decode_segment("%ZZ"), None);
-    }
-
-    #[test]
-    fn ids_sort_by_time() {
-        let a = new_id(chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap());
-        let b = new_id(chrono::DateTime::from_timestamp(1_700_000_060, 0).unwrap());
-        assert!(a < b);
-        assert_eq!(a.len(), "20231114T221320Z-".len() + 8);
-    }
+    use crate::snapshot::keys::dump_id;
 
     const V1_KEY: &str = "snapshots/main/shop-eu/20261120T073000Z-0a1b2c3d.json";
 
@@ -341,11 +296,16 @@ mod tests {
         ];
         for (key, text) in forged {
             let e = Manifest::parse(key, text.as_bytes()).unwrap_err();
-            assert!(e.contains("does not match where it was read"), "{key}: {e}");
+            assert!(matches!(e, ManifestError::Mismatch { .. }), "{key}: {e}");
+            assert!(
+                e.to_string().contains("does not match where it was read"),
+                "{key}: {e}"
+            );
         }
         let huge = vec![b' '; MAX_MANIFEST_BYTES + 1];
         assert!(Manifest::parse(V1_KEY, &huge)
             .unwrap_err()
+            .to_string()
             .contains("more than any manifest"));
     }
 
@@ -359,6 +319,7 @@ mod tests {
         let future = text.replace("\"format\": 1", "\"format\": 2");
         assert!(Manifest::parse(V1_KEY, future.as_bytes())
             .unwrap_err()
+            .to_string()
             .contains("upgrade"));
     }
 }
