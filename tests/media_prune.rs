@@ -2,9 +2,10 @@
 //!
 //! - Two snapshots, the first pruned with `prune_grace = "0s"`: its packs are gone from the
 //!   bucket (the shared, mostly-dead one repacked) and the other snapshot is complete.
-//! - A backup running during prune loses nothing: the backup loads the index, then (paused by
-//!   the test hook `OPSAGENT_TEST_PAUSE_AFTER_INDEX`) a prune from another machine marks the
-//!   pack it is about to reuse; after the grace the pack is kept because the backup uses it.
+//! - A backup running during prune loses nothing: the backup (run in-process, its storage
+//!   backend wrapped to pause at its first tree read, after the index is loaded) waits while a
+//!   prune from another machine marks the pack it is about to reuse; after the grace the pack is
+//!   kept because the backup uses it.
 //! - Incremental: 1 % of 2000 files rewritten and 16 MiB appended to a 64 MiB file: only the
 //!   changed files are read, and what reaches the bucket is about the changed bytes.
 //!
@@ -13,13 +14,19 @@
 mod common;
 
 use common::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
+use opsagent::backup::{run_job, BackupError, RunReport, Trigger};
+use opsagent::catalog::Catalog;
 use opsagent::media::index::{Index, IndexFile};
 use opsagent::media::tree::{self, NodeKind};
 use opsagent::media::{pack, Id};
 use opsagent::snapshot::manifest::Manifest;
+use opsagent::snapshot::Env;
+use opsagent::storage::{Backend, BackendWriter, ObjectInfo, ObjectReader, Storage, StorageFuture};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PREFIX: &str = "p/";
@@ -294,6 +301,79 @@ fn two_snapshots_prune_one_the_other_stays_identical() {
     assert_eq!(b.extract(&after[0]), scan(&b.src));
 }
 
+/// A storage backend that, at the first read of a tree (a media backup reads the previous tree
+/// right after loading the index), creates `<flag>.paused` and waits until `flag` is removed.
+struct PauseAtTreeRead {
+    inner: Arc<dyn Backend>,
+    flag: PathBuf,
+    done: AtomicBool,
+}
+
+impl Backend for PauseAtTreeRead {
+    fn describe(&self) -> &str {
+        self.inner.describe()
+    }
+    fn check_access(&self) -> StorageFuture<'_, ()> {
+        self.inner.check_access()
+    }
+    fn writer<'a>(&'a self, key: &'a str) -> StorageFuture<'a, Box<dyn BackendWriter>> {
+        self.inner.writer(key)
+    }
+    fn reader<'a>(&'a self, key: &'a str) -> StorageFuture<'a, ObjectReader> {
+        Box::pin(async move {
+            if key.contains("/trees/") && !self.done.swap(true, Ordering::SeqCst) {
+                let mut paused = self.flag.clone().into_os_string();
+                paused.push(".paused");
+                std::fs::write(&paused, b"").unwrap();
+                while self.flag.exists() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            self.inner.reader(key).await
+        })
+    }
+    fn list<'a>(&'a self, prefix: &'a str) -> StorageFuture<'a, Vec<ObjectInfo>> {
+        self.inner.list(prefix)
+    }
+    fn delete<'a>(&'a self, key: &'a str) -> StorageFuture<'a, ()> {
+        self.inner.delete(key)
+    }
+    fn exists<'a>(&'a self, key: &'a str) -> StorageFuture<'a, bool> {
+        self.inner.exists(key)
+    }
+}
+
+/// Runs a backup of `JOB` in-process with the configuration `cfg`, its storage paused at the
+/// first tree read until `flag` is removed (see [`PauseAtTreeRead`]).
+fn backup_paused_at_first_tree_read(
+    cfg: &Path,
+    flag: PathBuf,
+) -> std::thread::JoinHandle<Result<RunReport, BackupError>> {
+    let config = opsagent::config::load(cfg).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let catalog = Arc::new(Catalog::open(&config.catalog_path()).unwrap());
+            let storage = Storage::open(&config.storage)
+                .unwrap()
+                .map_backend(|inner| {
+                    Arc::new(PauseAtTreeRead {
+                        inner,
+                        flag,
+                        done: AtomicBool::new(false),
+                    })
+                });
+            let env = Env {
+                config: Arc::new(config),
+                storage,
+                catalog,
+                progress: None,
+            };
+            run_job(&env, JOB, Trigger::Cli).await
+        })
+    })
+}
+
 #[test]
 fn a_backup_running_during_prune_loses_nothing() {
     let b = Bench::new();
@@ -323,16 +403,7 @@ fn a_backup_running_during_prune_loses_nothing() {
     let flag = b.dir.path().join("hold");
     std::fs::write(&flag, b"").unwrap();
     next_second();
-    let c = Command::new(env!("CARGO_BIN_EXE_opsagent"))
-        .arg("--config")
-        .arg(&agent)
-        .args(["backup", JOB])
-        .env("OPSAGENT_TEST_PAUSE_AFTER_INDEX", &flag)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let c = backup_paused_at_first_tree_read(&agent, flag.clone());
     let paused = b.dir.path().join("hold.paused");
     let t0 = Instant::now();
     while !paused.exists() {
@@ -363,8 +434,8 @@ fn a_backup_running_during_prune_loses_nothing() {
     // The grace passes while C still runs; then C reuses x's chunks from its (older) index.
     std::thread::sleep(GRACE + Duration::from_millis(500));
     std::fs::remove_file(&flag).unwrap();
-    let c = c.wait_with_output().unwrap();
-    assert!(c.status.success(), "{}", common::output_text(&c));
+    let report = c.join().unwrap().expect("the paused backup succeeds");
+    assert_eq!(report.snapshots.len(), 1);
     let m_c = b.manifests().pop().unwrap();
     let media = m_c.media.as_ref().unwrap();
     assert_eq!(

@@ -40,7 +40,6 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
     // which blobs it may reuse.
     let reuse = Arc::new(Reuse::of(&index));
     drop(index);
-    test_pause_after_index().await;
     let previous = previous_tree(env, job).await;
     let settings = EngineSettings {
         job: job.name.clone(),
@@ -168,21 +167,6 @@ async fn drop_missing_packs(env: &Env, job: &str, index: &mut Index) -> Result<(
         ok
     });
     Ok(())
-}
-
-/// Test hook (tests/media_prune.rs): when `OPSAGENT_TEST_PAUSE_AFTER_INDEX` names a file,
-/// creates `<file>.paused` once the index is loaded and waits until the file is removed, so a
-/// test can run prune while this backup holds an index from before it.
-async fn test_pause_after_index() {
-    let Some(path) = std::env::var_os("OPSAGENT_TEST_PAUSE_AFTER_INDEX") else {
-        return;
-    };
-    let mut paused = path.clone();
-    paused.push(".paused");
-    let _ = std::fs::write(&paused, b"");
-    while std::path::Path::new(&path).exists() {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
 }
 
 /// The newest snapshot's tree of `job`, for change detection; none when there is none or it

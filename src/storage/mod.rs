@@ -97,11 +97,12 @@ pub struct ObjectInfo {
 }
 
 /// A boxed future returning a storage result; what [`Backend`] methods return.
-pub(crate) type StorageFuture<'a, T> = BoxFuture<'a, Result<T, StorageError>>;
+pub type StorageFuture<'a, T> = BoxFuture<'a, Result<T, StorageError>>;
 
 /// One storage backend. Keys are valid ([`validate_key`]) and relative to the prefix, which
-/// the backend joins in itself.
-pub(crate) trait Backend: Send + Sync + 'static {
+/// the backend joins in itself. A new kind of storage implements it (see docs/ARCHITECTURE.md);
+/// [`Storage::map_backend`] wraps one, e.g. to observe or delay calls in a test.
+pub trait Backend: Send + Sync + 'static {
     /// Human description, without secrets: `s3://bucket/prefix/ at endpoint`.
     fn describe(&self) -> &str;
     /// Lists the prefix (non-recursively, one entry is enough) to test access.
@@ -119,7 +120,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
 }
 
 /// The backend half of an [`ObjectWriter`]: receives the bytes, makes them visible or not.
-pub(crate) trait BackendWriter: Send {
+pub trait BackendWriter: Send {
     /// Takes the next bytes of the object.
     fn write(&mut self, data: Bytes) -> StorageFuture<'_, ()>;
     /// Makes the object visible. On error nothing is visible (the backend aborts itself).
@@ -181,6 +182,15 @@ impl Storage {
         Storage {
             backend: Arc::new(opendal_backend::memory()),
             crypt: None,
+        }
+    }
+
+    /// This storage with its backend replaced by `f(backend)` (encryption is kept above it):
+    /// the seam for decorating a backend, as tests do to pause a run at a chosen read.
+    pub fn map_backend(self, f: impl FnOnce(Arc<dyn Backend>) -> Arc<dyn Backend>) -> Storage {
+        Storage {
+            backend: f(self.backend),
+            crypt: self.crypt,
         }
     }
 
