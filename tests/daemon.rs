@@ -193,3 +193,61 @@ fn invalid_config_at_start_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:2:8"));
 }
+
+/// The daemon booted in-process (`daemon::run` with a control channel, as `cli/run.rs` drives
+/// it from signals): a media job whose last run is ten minutes old has missed a slot of
+/// `* * * * *`, so it is caught up soon after start; `Control::Stop` then ends the daemon.
+#[test]
+fn in_process_daemon_catches_up_a_missed_run_and_stops_when_told() {
+    use opsagent::catalog::{Catalog, RunStatus};
+    use opsagent::daemon::{self, Control};
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("media");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"hello").unwrap();
+    let path = dir.path().join("opsagent.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[agent]\nstate_dir = \"{0}/state\"\ntimezone = \"UTC\"\nshutdown_grace = \"5s\"\n\
+             [storage]\ntype = \"local\"\npath = \"{0}/backups\"\n\
+             [[media]]\nname = \"pics\"\npaths = [\"{1}\"]\nschedule = \"* * * * *\"\nkeep = {{ last = 3 }}\n",
+            dir.path().display(),
+            src.display()
+        ),
+    )
+    .unwrap();
+    let config = opsagent::config::load(&path).unwrap();
+    let catalog = Catalog::open(&config.catalog_path()).unwrap();
+    let ten_min_ago = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let id = catalog
+        .start_run("pics", "media", "cli", ten_min_ago)
+        .unwrap();
+    catalog
+        .finish_run(id, RunStatus::Success, 0, None, ten_min_ago)
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let daemon = rt.spawn(daemon::run(path.clone(), config, rx));
+    let t0 = Instant::now();
+    let caught_up = loop {
+        let last = catalog.last_run_of("pics", "media").unwrap().unwrap();
+        if last.id != id && last.status != RunStatus::Running {
+            break last;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no catch-up run within a minute: {last:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(caught_up.trigger, "catch-up", "{caught_up:?}");
+    assert_eq!(caught_up.status, RunStatus::Success, "{caught_up:?}");
+    assert_eq!(catalog.snapshots(Some("pics")).unwrap().len(), 1);
+    rt.block_on(tx.send(Control::Stop)).unwrap();
+    let stopped = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(10), daemon).await })
+        .expect("the daemon stops within its grace when told to")
+        .unwrap();
+    assert!(stopped.is_ok(), "{stopped:?}");
+}

@@ -1,7 +1,8 @@
 //! `opsagent run`: the daemon. Runs each job on its schedule (one run of a job at a time, a run
-//! missed while it was down once soon after start), talks to systemd, reloads on SIGHUP or a
-//! change of the config file (an invalid new file is logged and the old one kept), and on
-//! SIGTERM stops starting work, lets running jobs finish within `agent.shutdown_grace`, exits 0.
+//! missed while it was down once soon after start), talks to systemd, reloads when told
+//! ([`Control::Reload`]: SIGHUP, via `cli/run.rs`) or when the config file changes (an invalid
+//! new file is logged and the old one kept), and on [`Control::Stop`] (SIGTERM, SIGINT) stops
+//! starting work, lets running jobs finish within `agent.shutdown_grace`, and returns.
 
 pub mod scheduler;
 pub mod systemd;
@@ -18,7 +19,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -36,14 +36,6 @@ pub enum DaemonError {
     /// Storage settings are unusable.
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
-    /// Signal handlers or the file watcher cannot be installed.
-    #[error("cannot set up {what}: {source}")]
-    Setup {
-        /// What failed.
-        what: &'static str,
-        /// The cause.
-        source: std::io::Error,
-    },
 }
 
 struct Daemon {
@@ -53,8 +45,22 @@ struct Daemon {
     running: HashMap<String, JoinHandle<()>>,
 }
 
-/// Runs the daemon until SIGTERM/SIGINT. `config` was loaded from `config_path` by the caller.
-pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError> {
+/// What the daemon is told from outside while it runs (`cli/run.rs` turns signals into these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Stop starting work, let running jobs finish within the grace period, return.
+    Stop,
+    /// Reload the configuration file; the reason is logged.
+    Reload(&'static str),
+}
+
+/// Runs the daemon until told to [`Control::Stop`] (or the sender is dropped). `config` was
+/// loaded from `config_path` by the caller, which also handles signals.
+pub async fn run(
+    config_path: PathBuf,
+    config: Config,
+    mut control: mpsc::Receiver<Control>,
+) -> Result<(), DaemonError> {
     let catalog = Arc::new(Catalog::open(&config.catalog_path())?);
     let repaired = catalog.repair_interrupted(Utc::now())?;
     if repaired > 0 {
@@ -67,10 +73,6 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    let setup = |what| move |source| DaemonError::Setup { what, source };
-    let mut term = signal(SignalKind::terminate()).map_err(setup("SIGTERM handler"))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(setup("SIGINT handler"))?;
-    let mut hup = signal(SignalKind::hangup()).map_err(setup("SIGHUP handler"))?;
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
     let _watch = match watch::watch(&config_path, reload_tx, Duration::from_millis(300)) {
         Ok(w) => Some(w),
@@ -126,9 +128,10 @@ pub async fn run(config_path: PathBuf, config: Config) -> Result<(), DaemonError
     loop {
         let sleep = d.sleep_duration();
         tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => d.reload("SIGHUP"),
+            c = control.recv() => match c {
+                Some(Control::Reload(why)) => d.reload(why),
+                Some(Control::Stop) | None => break,
+            },
             Some(()) = reload_rx.recv() => d.reload("configuration file changed"),
             _ = tokio::time::sleep(sleep) => d.start_due_jobs(),
         }
