@@ -6,13 +6,15 @@
 
 mod common;
 
+use common::agent::wait_for;
+
 use chrono::Utc;
 use common::smtp::{SmtpOptions, SmtpServer};
 use opsagent::catalog::{Catalog, EventRow};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn base(dir: &Path) -> String {
     let mut s = format!(
@@ -41,17 +43,6 @@ fn event(cat: &Catalog, from: &str, to: &str) {
         delivered: false,
     };
     cat.save_check_round(&[], &[e]).unwrap();
-}
-
-fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !ok() {
-        assert!(
-            t0.elapsed() < within,
-            "{what} did not happen within {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 struct Daemon(Child, PathBuf);

@@ -5,10 +5,12 @@
 
 mod common;
 
+use common::agent::opsagent;
+
 use common::mariadb::MariaDb;
 use common::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 /// The first line of every age file.
 const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
@@ -84,16 +86,6 @@ fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
     let recipient = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(recipient.starts_with("age1"), "{recipient}");
     (key, recipient)
-}
-
-fn opsagent(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_opsagent"))
-        .arg("--config")
-        .arg(cfg)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

@@ -23,39 +23,21 @@ mod stale;
 #[path = "faults/state_full.rs"]
 mod state_full;
 
+use common::agent::{host_checks_off, opsagent, Bench as Setup};
 use common::mariadb::MariaDb;
-use common::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
+use common::s3::S3Server;
 use opsagent::catalog::{Catalog, RunRecord, RunStatus};
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "fault-pw";
-
-struct Setup {
-    dir: tempfile::TempDir,
-    bucket: String,
-}
+/// The secret files besides the S3 one.
+const SECRETS: &[(&str, &str)] = &[("mysql", PASSWORD)];
 
 impl Setup {
-    fn new(s3: &S3Server) -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        let bucket = s3.new_bucket();
-        for (name, value) in [("s3", SECRET_KEY), ("mysql", PASSWORD)] {
-            let p = dir.path().join(name);
-            std::fs::write(&p, format!("{value}\n")).unwrap();
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
-        Setup { dir, bucket }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
     /// A config with one job `j` dumping `database` from `db` over TCP; health checks off.
     fn config(&self, s3: &S3Server, db: &MariaDb, database: &str) -> PathBuf {
         self.config_in(s3, db, database, "state")
@@ -64,18 +46,8 @@ impl Setup {
     /// [`Setup::config`] with its state directory in `state` (another agent, same bucket and
     /// host name: a cloned machine), written to `<state>.toml`.
     fn config_in(&self, s3: &S3Server, db: &MariaDb, database: &str, state: &str) -> PathBuf {
-        let mut text = format!(
-            "[agent]\nhostname = \"web-01\"\nstate_dir = \"{state}\"\ntimezone = \"UTC\"\nshutdown_grace = \"2s\"\n\
-             [storage]\ntype = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{ep}\"\nregion = \"us-east-1\"\n\
-             access_key_id = \"{ACCESS_KEY}\"\nsecret_access_key_file = \"{s3secret}\"\n",
-            state = self.path(state).display(),
-            bucket = self.bucket,
-            ep = s3.endpoint(),
-            s3secret = self.path("s3").display(),
-        );
-        for k in ["cpu", "load", "memory", "swap", "disk"] {
-            text += &format!("[checks.{k}]\nenabled = false\n");
-        }
+        let mut text = self.head(s3, state, "shutdown_grace = \"2s\"\n");
+        text += &host_checks_off();
         text += &format!(
             "[[mysql]]\nname = \"j\"\nschedule = \"30 2 * * *\"\ndatabases = [\"{database}\"]\n\
              host = \"127.0.0.1\"\nport = {}\nuser = \"backup\"\npassword_file = \"{}\"\n",
@@ -94,15 +66,6 @@ impl Setup {
     fn runs(&self) -> Vec<RunRecord> {
         self.catalog().recent_runs(100).unwrap()
     }
-}
-
-fn opsagent(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_opsagent"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 fn spawn_backup(config: &Path, envs: &[(&str, String)]) -> Child {
@@ -293,7 +256,7 @@ fn s3_stopped_mid_upload_and_back_after_10s_completes_or_fails_cleanly() {
     let db = MariaDb::shared();
     let big = shared_big();
     let mut s3 = S3Server::start();
-    let setup = Setup::new(&s3);
+    let setup = Setup::new(&s3, SECRETS);
     let cfg = setup.config(&s3, db, big);
     let mut child = spawn_backup(&cfg, &[]);
     wait_while_running(
@@ -349,7 +312,7 @@ fn s3_stopped_for_the_whole_run_fails_naming_endpoint_and_bucket() {
     let db = MariaDb::shared();
     db.create_user("backup", PASSWORD);
     let mut s3 = S3Server::start();
-    let setup = Setup::new(&s3);
+    let setup = Setup::new(&s3, SECRETS);
     let name = db.new_database();
     db.sql_db(&name, "CREATE TABLE t (id INT); INSERT INTO t VALUES (1);");
     let cfg = setup.config(&s3, db, &name);
@@ -393,7 +356,7 @@ fn mariadb_killed_mid_dump_fails_and_commits_nothing() {
     let mut db = MariaDb::start();
     db.create_user("backup", PASSWORD);
     let s3 = S3Server::shared();
-    let setup = Setup::new(s3);
+    let setup = Setup::new(s3, SECRETS);
     let name = big_database(&db, 20_000);
     let cfg = setup.config(s3, &db, &name);
     let mut child = spawn_backup(&cfg, &[]);
@@ -431,7 +394,7 @@ fn opsagent_sigkilled_mid_backup_is_marked_interrupted_and_next_run_succeeds() {
     let db = MariaDb::shared();
     let big = shared_big();
     let s3 = S3Server::shared();
-    let setup = Setup::new(s3);
+    let setup = Setup::new(s3, SECRETS);
     let cfg = setup.config(s3, db, big);
     let mut child = spawn_backup(&cfg, &[]);
     wait_while_running(
@@ -495,7 +458,7 @@ fn clock_jumping_back_an_hour_gives_no_negative_durations_nor_duplicates() {
     let db = MariaDb::shared();
     let big = shared_big();
     let s3 = S3Server::shared();
-    let setup = Setup::new(s3);
+    let setup = Setup::new(s3, SECRETS);
     let cfg = setup.config(s3, db, big);
     // libfaketime reads the offset from a file (uncached), so it can change mid-run.
     let lib = faketime_lib();
@@ -553,7 +516,7 @@ fn clock_back_an_hour_across_a_daemon_restart_does_not_repeat_the_slot() {
     let db = MariaDb::shared();
     db.create_user("backup", PASSWORD);
     let s3 = S3Server::shared();
-    let setup = Setup::new(s3);
+    let setup = Setup::new(s3, SECRETS);
     let name = db.new_database();
     db.sql_db(&name, "CREATE TABLE t (id INT); INSERT INTO t VALUES (1);");
     let cfg = setup.config(s3, db, &name);

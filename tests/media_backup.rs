@@ -5,55 +5,31 @@
 
 mod common;
 
-use common::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
+use common::agent::{host_checks_off, opsagent, Bench as Setup};
+use common::s3::S3Server;
 use opsagent::catalog::{Catalog, RunStatus};
 use opsagent::media::tree::{self, NodeKind};
 use opsagent::snapshot::manifest::Manifest;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-struct Setup {
-    dir: tempfile::TempDir,
-    bucket: String,
+/// A bench with a `src` directory to back up.
+fn setup(s3: &S3Server) -> Setup {
+    let b = Setup::new(s3, &[]);
+    std::fs::create_dir(b.path("src")).unwrap();
+    b
 }
 
 impl Setup {
-    fn new(s3: &S3Server) -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("s3");
-        std::fs::write(&secret, format!("{SECRET_KEY}\n")).unwrap();
-        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::create_dir(dir.path().join("src")).unwrap();
-        Setup {
-            dir,
-            bucket: s3.new_bucket(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
     fn config(&self, s3: &S3Server, paths: &[PathBuf], extra: &str) -> PathBuf {
         let list: Vec<String> = paths
             .iter()
             .map(|p| format!("{:?}", p.display().to_string()))
             .collect();
-        let mut text = format!(
-            "[agent]\nhostname = \"web-01\"\nstate_dir = \"{state}\"\ntimezone = \"UTC\"\n\
-             [storage]\ntype = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{ep}\"\nregion = \"us-east-1\"\n\
-             access_key_id = \"{ACCESS_KEY}\"\nsecret_access_key_file = \"{secret}\"\n",
-            state = self.path("state").display(),
-            bucket = self.bucket,
-            ep = s3.endpoint(),
-            secret = self.path("s3").display(),
-        );
-        for k in ["cpu", "load", "memory", "swap", "disk"] {
-            text += &format!("[checks.{k}]\nenabled = false\n");
-        }
+        let mut text = self.head(s3, "state", "");
+        text += &host_checks_off();
         text += &format!(
             "[[media]]\nname = \"uploads\"\nschedule = \"@daily\"\npaths = [{}]\n{extra}",
             list.join(", ")
@@ -85,15 +61,6 @@ impl Setup {
     }
 }
 
-fn opsagent(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_opsagent"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn rel(root: &Path, n: &tree::Node) -> String {
     n.path
         .display()
@@ -105,7 +72,7 @@ fn rel(root: &Path, n: &tree::Node) -> String {
 #[test]
 fn excludes_symlinks_and_an_unchanged_rerun_that_reads_nothing() {
     let s3 = S3Server::shared();
-    let s = Setup::new(s3);
+    let s = setup(s3);
     let src = s.path("src");
     for d in ["avatars/ünï cödé", "cache/thumbs", "empty dir"] {
         std::fs::create_dir_all(src.join(d)).unwrap();
@@ -181,7 +148,7 @@ fn excludes_symlinks_and_an_unchanged_rerun_that_reads_nothing() {
 #[test]
 fn a_file_growing_while_read_makes_a_partial_snapshot_and_a_warning() {
     let s3 = S3Server::shared();
-    let s = Setup::new(s3);
+    let s = setup(s3);
     let src = s.path("src");
     std::fs::write(src.join("steady.txt"), b"steady").unwrap();
     let log = src.join("growing.log");
@@ -226,7 +193,7 @@ fn a_file_growing_while_read_makes_a_partial_snapshot_and_a_warning() {
 #[test]
 fn failures_commit_nothing_and_name_the_cause() {
     let s3 = S3Server::shared();
-    let s = Setup::new(s3);
+    let s = setup(s3);
     let missing = s.path("no-such-dir");
     let cfg = s.config(s3, &[missing], "");
     let out = opsagent(&cfg, &["backup", "uploads"]);
@@ -260,7 +227,7 @@ fn failures_commit_nothing_and_name_the_cause() {
 #[test]
 fn encrypted_media_objects_hold_no_plaintext_and_restore_with_the_identity() {
     let s3 = S3Server::shared();
-    let s = Setup::new(s3);
+    let s = setup(s3);
     let src = s.path("src");
     let marker = "MARKER-7f3a9c-profile-picture";
     std::fs::write(src.join(format!("{marker}.txt")), marker.repeat(2000)).unwrap();

@@ -17,8 +17,7 @@
 
 mod common;
 #[allow(dead_code)]
-#[path = "support/media_bench.rs"]
-mod media_bench;
+use common::media_bench;
 #[allow(dead_code)] // the acceptance tree is media_restore.rs's
 #[path = "support/media_tree.rs"]
 mod media_tree;

@@ -13,7 +13,9 @@
 
 mod common;
 
-use common::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
+use common::agent::{agent_table, opsagent as run, s3_storage_table};
+
+use common::s3::{S3Server, SECRET_KEY};
 use opsagent::backup::{run_job, BackupError, RunReport, Trigger};
 use opsagent::catalog::Catalog;
 use opsagent::media::index::{Index, IndexFile};
@@ -24,7 +26,6 @@ use opsagent::snapshot::Env;
 use opsagent::storage::{Backend, BackendWriter, ObjectInfo, ObjectReader, Storage, StorageFuture};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,18 +64,13 @@ impl Bench {
 
     /// A config with its own state directory `state`, sharing the bucket and prefix.
     fn config(&self, state: &str, keep_last: u32, grace: &str) -> PathBuf {
-        let text = format!(
-            "[agent]\nhostname = \"web\"\nstate_dir = \"{st}\"\ntimezone = \"UTC\"\n\
-             [storage]\ntype = \"s3\"\nbucket = \"{b}\"\nprefix = \"{PREFIX}\"\nendpoint = \"{ep}\"\n\
-             access_key_id = \"{ACCESS_KEY}\"\nsecret_access_key_file = \"{sec}\"\n\
-             [[media]]\nname = \"{JOB}\"\npaths = [\"{src}\"]\nschedule = \"@daily\"\n\
-             keep = {{ last = {keep_last} }}\nprune_grace = \"{grace}\"\n",
-            st = self.dir.path().join(state).display(),
-            b = self.bucket,
-            ep = S3Server::shared().endpoint(),
-            sec = self.dir.path().join("s3").display(),
-            src = self.src.display(),
-        );
+        let text = agent_table("web", &self.dir.path().join(state), "")
+            + &s3_storage_table(S3Server::shared(), &self.bucket, &self.dir.path().join("s3"))
+            + &format!(
+                "prefix = \"{PREFIX}\"\n[[media]]\nname = \"{JOB}\"\npaths = [\"{}\"]\nschedule = \"@daily\"\n\
+                 keep = {{ last = {keep_last} }}\nprune_grace = \"{grace}\"\n",
+                self.src.display()
+            );
         let p = self.dir.path().join(format!("{state}-{keep_last}.toml"));
         std::fs::write(&p, text).unwrap();
         p
@@ -198,16 +194,6 @@ fn noise(seed: u64, n: usize) -> Vec<u8> {
 fn write(path: &Path, data: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, data).unwrap();
-}
-
-fn run(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_opsagent"))
-        .arg("--config")
-        .arg(cfg)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
 }
 
 /// A backup that starts in a later second than the previous one: snapshot ids (and so

@@ -11,10 +11,12 @@
 //! cores, most of it the backup.
 
 mod common;
+
+use common::agent::{agent_table, opsagent, s3_storage_table};
 #[path = "support/media_tree.rs"]
 mod media_tree;
 
-use common::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
+use common::s3::{S3Server, SECRET_KEY};
 use media_tree::{
     assert_identical, chmod, is_root, metas, noise, set_mtime, temp_leftovers, tricky_tree,
 };
@@ -57,16 +59,13 @@ impl Bench {
         std::fs::create_dir_all(&src).unwrap();
         let bucket = s3.new_bucket();
         let excl: Vec<String> = exclude.iter().map(|e| format!("\"{e}\"")).collect();
-        let text = format!(
-            "[agent]\nhostname = \"web\"\nstate_dir = \"{state}\"\ntimezone = \"UTC\"\n\
-             [storage]\ntype = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{ep}\"\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key_file = \"{sec}\"\n\
-             [[media]]\nname = \"{JOB}\"\npaths = [\"{src}\"]\nexclude = [{excl}]\nschedule = \"@daily\"\n",
-            state = state.display(),
-            ep = s3.endpoint(),
-            sec = sec.display(),
-            src = src.display(),
-            excl = excl.join(", "),
-        );
+        let text = agent_table("web", &state, "")
+            + &s3_storage_table(s3, &bucket, &sec)
+            + &format!(
+                "[[media]]\nname = \"{JOB}\"\npaths = [\"{}\"]\nexclude = [{}]\nschedule = \"@daily\"\n",
+                src.display(),
+                excl.join(", ")
+            );
         let cfg = dir.path().join("opsagent.toml");
         std::fs::write(&cfg, text).unwrap();
         Bench {
@@ -79,13 +78,7 @@ impl Bench {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_opsagent"))
-            .arg("--config")
-            .arg(&self.cfg)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
+        opsagent(&self.cfg, args)
     }
 
     fn ok(&self, args: &[&str]) -> String {

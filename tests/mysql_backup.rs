@@ -5,43 +5,19 @@
 
 mod common;
 
+use common::agent::{opsagent, Bench as Setup};
 use common::mariadb::MariaDb;
-use common::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
+use common::s3::S3Server;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const PASSWORD: &str = "p@ss w0rd#\"'\\;$(x)–é";
 
-struct Setup {
-    dir: tempfile::TempDir,
-    bucket: String,
-}
-
 impl Setup {
-    fn new(s3: &S3Server) -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        let bucket = s3.new_bucket();
-        secret(dir.path(), "s3", SECRET_KEY);
-        secret(dir.path(), "mysql", PASSWORD);
-        Setup { dir, bucket }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
     /// Writes a config with one mysql job and returns its path.
     fn config(&self, s3: &S3Server, state: &str, job: &str) -> PathBuf {
-        let text = format!(
-            "[agent]\nhostname = \"web-01\"\nstate_dir = \"{state}\"\ntimezone = \"UTC\"\n\
-             [storage]\ntype = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{ep}\"\nregion = \"us-east-1\"\n\
-             access_key_id = \"{ACCESS_KEY}\"\nsecret_access_key_file = \"{s3secret}\"\n\
-             [[mysql]]\nschedule = \"30 2 * * *\"\n{job}\n",
-            state = self.path(state).display(),
-            bucket = self.bucket,
-            ep = s3.endpoint(),
-            s3secret = self.path("s3").display(),
-        );
+        let text =
+            self.head(s3, state, "") + &format!("[[mysql]]\nschedule = \"30 2 * * *\"\n{job}\n");
         let p = self.path(&format!("{state}.toml"));
         std::fs::write(&p, text).unwrap();
         p
@@ -50,15 +26,6 @@ impl Setup {
 
 fn secret(dir: &Path, name: &str, value: &str) -> PathBuf {
     common::write_secret(dir, name, value)
-}
-
-fn opsagent(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_opsagent"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 fn text(o: &Output) -> String {
@@ -154,7 +121,7 @@ fn load_dump(db: &MariaDb, compressed: &[u8], target: &str) {
 fn nasty_database_round_trips_exactly() {
     let (db, s3) = (MariaDb::shared(), S3Server::shared());
     db.create_user("backup", PASSWORD);
-    let setup = Setup::new(s3);
+    let setup = Setup::new(s3, &[("mysql", PASSWORD)]);
     let name = format!("shop-{}", common::unique_name("x").replace('-', "_"));
     db.sql(&format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"));
     db.sql_db(
@@ -200,7 +167,7 @@ fn nasty_database_round_trips_exactly() {
 fn failures_name_host_database_and_cause_and_commit_nothing() {
     let (db, s3) = (MariaDb::shared(), S3Server::shared());
     db.create_user("backup", PASSWORD);
-    let setup = Setup::new(s3);
+    let setup = Setup::new(s3, &[("mysql", PASSWORD)]);
     secret(setup.dir.path(), "wrong", "not-the-password");
     let good = db.new_database();
     db.sql_db(&good, "CREATE TABLE t (id INT); INSERT INTO t VALUES (1);");
@@ -315,7 +282,7 @@ fn dump_pids() -> Vec<u32> {
 fn killed_dump_commits_nothing_and_password_never_on_a_command_line() {
     let (db, s3) = (MariaDb::shared(), S3Server::shared());
     db.create_user("backup", PASSWORD);
-    let setup = Setup::new(s3);
+    let setup = Setup::new(s3, &[("mysql", PASSWORD)]);
     let name = big_database(db);
     let cfg = setup.config(
         s3,
@@ -379,7 +346,7 @@ fn killed_dump_commits_nothing_and_password_never_on_a_command_line() {
 fn retention_prunes_the_real_bucket_and_refresh_rebuilds_the_catalog() {
     let (db, s3) = (MariaDb::shared(), S3Server::shared());
     db.create_user("backup", PASSWORD);
-    let setup = Setup::new(s3);
+    let setup = Setup::new(s3, &[("mysql", PASSWORD)]);
     let (a, b) = (db.new_database(), db.new_database());
     for d in [&a, &b] {
         db.sql_db(
@@ -498,7 +465,7 @@ fn retention_prunes_the_real_bucket_and_refresh_rebuilds_the_catalog() {
 fn every_database_with_star_over_the_socket() {
     let db = MariaDb::start();
     let s3 = S3Server::shared();
-    let setup = Setup::new(s3);
+    let setup = Setup::new(s3, &[("mysql", PASSWORD)]);
     db.sql("DROP DATABASE IF EXISTS test; CREATE DATABASE one; CREATE DATABASE `two-2`; CREATE TABLE one.t (x INT); CREATE TABLE `two-2`.t (y INT);");
     let job = format!(
         "name = \"all\"\ndatabases = [\"*\"]\nsocket = \"{}\"\nuser = \"root\"\n",

@@ -6,13 +6,15 @@
 //! 64-character name restores in place.
 
 mod common;
+
+use common::agent::opsagent;
 #[path = "support/nasty_sql.rs"]
 mod nasty_sql;
 
 use common::mariadb::MariaDb;
 use common::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 const PASSWORD: &str = "qa p@ss'\"\\";
 
@@ -80,16 +82,6 @@ impl Bench {
         std::fs::write(&p, text).unwrap();
         p
     }
-}
-
-fn opsagent(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_opsagent"))
-        .arg("--config")
-        .arg(cfg)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap()
 }
 
 fn ok(o: Output) -> Output {

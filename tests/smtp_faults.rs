@@ -7,12 +7,16 @@
 
 mod common;
 
+use common::agent::wait_for;
+
+use common::agent::opsagent;
+
 use chrono::Utc;
 use common::smtp::{SmtpOptions, SmtpServer};
 use opsagent::catalog::{Catalog, EventRow};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 fn config(dir: &Path, port: u16, email: &str) -> PathBuf {
     let mut s = format!(
@@ -31,15 +35,6 @@ fn config(dir: &Path, port: u16, email: &str) -> PathBuf {
     path
 }
 
-fn opsagent(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_opsagent"))
-        .arg("--config")
-        .arg(cfg)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn fire(cat: &Catalog) {
     let now = Utc::now();
     let e = EventRow {
@@ -55,14 +50,6 @@ fn fire(cat: &Catalog) {
         delivered: false,
     };
     cat.save_check_round(&[], &[e]).unwrap();
-}
-
-fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !ok() {
-        assert!(t0.elapsed() < within, "{what} within {within:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The daemon, killed on drop.

@@ -19,7 +19,9 @@
 //!   quotes the server's log when it does not come up within [`START_TIMEOUT`].
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod mariadb;
+pub mod media_bench;
 pub mod s3;
 pub mod smtp;
 

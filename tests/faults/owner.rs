@@ -23,7 +23,7 @@ fn a_second_agent_on_the_same_prefix_is_refused_until_it_takes_over() {
     let db = MariaDb::shared();
     db.create_user("backup", PASSWORD);
     let s3 = S3Server::shared();
-    let setup = Setup::new(s3);
+    let setup = Setup::new(s3, super::SECRETS);
     let name = db.new_database();
     db.sql_db(&name, "CREATE TABLE t (id INT); INSERT INTO t VALUES (7);");
     let first = setup.config(s3, db, &name);

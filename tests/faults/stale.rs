@@ -23,7 +23,7 @@ fn open_keys(s3: &S3Server, bucket: &str) -> Vec<String> {
 fn stale_uploads_are_aborted_at_daemon_start_and_by_prune_unless_their_job_runs() {
     let db = MariaDb::shared();
     let s3 = S3Server::shared();
-    let setup = Setup::new(s3);
+    let setup = Setup::new(s3, super::SECRETS);
     let cfg = setup.config(s3, db, "unused");
     let b = &setup.bucket;
     let ours = "web-01/mysql/j/shop/20261120T073000Z-00000001.sql.zst";
@@ -82,7 +82,7 @@ fn the_next_run_of_a_sigkilled_job_aborts_its_open_upload() {
     let db = MariaDb::shared();
     let big = shared_big();
     let s3 = S3Server::shared();
-    let setup = Setup::new(s3);
+    let setup = Setup::new(s3, super::SECRETS);
     let cfg = setup.config(s3, db, big);
     let b = &setup.bucket;
     // Left open by another job and by another host: not this run's to abort.

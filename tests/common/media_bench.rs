@@ -1,9 +1,9 @@
-//! The bench media fault tests share: a `[[media]]` job on the shared moto server in a temp
+//! The bench the media fault tests share: a `[[media]]` job on the shared moto server in a temp
 //! dir, the real binary run with a time limit (a hang fails instead of stalling CI) and
 //! optionally a lower limit of open files, and small file helpers.
 
-use crate::common;
-use crate::common::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
+use super::agent::{agent_table, s3_storage_table};
+use super::s3::{S3Server, SECRET_KEY};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -24,21 +24,17 @@ impl Bench {
     pub fn new(paths: &[&str]) -> Bench {
         let dir = tempfile::tempdir().unwrap();
         let s3 = S3Server::shared();
-        let sec = common::write_secret(dir.path(), "s3", SECRET_KEY);
+        let sec = super::write_secret(dir.path(), "s3", SECRET_KEY);
         let list: Vec<String> = paths
             .iter()
             .map(|p| format!("\"{}\"", dir.path().join(p).display()))
             .collect();
-        let text = format!(
-            "[agent]\nhostname = \"web\"\nstate_dir = \"{state}\"\ntimezone = \"UTC\"\n\
-             [storage]\ntype = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{ep}\"\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key_file = \"{sec}\"\n\
-             [[media]]\nname = \"{JOB}\"\npaths = [{list}]\nschedule = \"@daily\"\n",
-            state = dir.path().join("state").display(),
-            bucket = s3.new_bucket(),
-            ep = s3.endpoint(),
-            sec = sec.display(),
-            list = list.join(", "),
-        );
+        let text = agent_table("web", &dir.path().join("state"), "")
+            + &s3_storage_table(s3, &s3.new_bucket(), &sec)
+            + &format!(
+                "[[media]]\nname = \"{JOB}\"\npaths = [{}]\nschedule = \"@daily\"\n",
+                list.join(", ")
+            );
         let cfg = dir.path().join("opsagent.toml");
         std::fs::write(&cfg, text).unwrap();
         Bench { dir, cfg }
@@ -89,7 +85,7 @@ impl Bench {
         assert!(
             out.status.success(),
             "{args:?}: {}",
-            common::output_text(&out)
+            super::output_text(&out)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }

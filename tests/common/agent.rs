@@ -1,0 +1,98 @@
+//! The agent under test, shared by the test binaries: running the `opsagent` binary, waiting
+//! for a condition, and a bench (temp dir, bucket, secret files) that writes configurations.
+
+use super::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs `opsagent --config <cfg> <args…>` to completion, stdin closed.
+pub fn opsagent(cfg: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_opsagent"))
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Polls `ok` every 50 ms; fails the test naming `what` if it is not true within `within`.
+pub fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !ok() {
+        assert!(
+            t0.elapsed() < within,
+            "{what} did not happen within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `[checks.*]` tables turning off the host checks, so a test's config watches nothing else.
+pub fn host_checks_off() -> String {
+    ["cpu", "load", "memory", "swap", "disk"]
+        .iter()
+        .map(|k| format!("[checks.{k}]\nenabled = false\n"))
+        .collect()
+}
+
+/// The `[agent]` table: host `hostname`, UTC, state in `state_dir`, plus `extra` lines.
+pub fn agent_table(hostname: &str, state_dir: &Path, extra: &str) -> String {
+    format!(
+        "[agent]\nhostname = \"{hostname}\"\nstate_dir = \"{}\"\ntimezone = \"UTC\"\n{extra}",
+        state_dir.display()
+    )
+}
+
+/// The `[storage]` table for `bucket` on `s3` (no prefix), its secret key in `secret_file`.
+pub fn s3_storage_table(s3: &S3Server, bucket: &str, secret_file: &Path) -> String {
+    format!(
+        "[storage]\ntype = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{ep}\"\nregion = \"us-east-1\"\n\
+         access_key_id = \"{ACCESS_KEY}\"\nsecret_access_key_file = \"{}\"\n",
+        secret_file.display(),
+        ep = s3.endpoint(),
+    )
+}
+
+/// A temp dir with the S3 secret (and any other secret files) and a fresh bucket.
+pub struct Bench {
+    /// Holds secrets, state dirs and configs.
+    pub dir: tempfile::TempDir,
+    /// This bench's bucket on the shared S3 server.
+    pub bucket: String,
+}
+
+impl Bench {
+    /// A new bench on `s3`, with the secret files `s3` plus `(name, value)` of `secrets`.
+    pub fn new(s3: &S3Server, secrets: &[(&str, &str)]) -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        super::write_secret(dir.path(), "s3", SECRET_KEY);
+        for (name, value) in secrets {
+            super::write_secret(dir.path(), name, value);
+        }
+        Bench {
+            dir,
+            bucket: s3.new_bucket(),
+        }
+    }
+
+    /// `name` inside the bench's directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `[agent]` (host `web-01`, UTC, state in `<dir>/<state>`, plus `agent_extra` lines) and
+    /// `[storage]` on this bench's bucket with no prefix.
+    pub fn head(&self, s3: &S3Server, state: &str, agent_extra: &str) -> String {
+        agent_table("web-01", &self.path(state), agent_extra)
+            + &s3_storage_table(s3, &self.bucket, &self.path("s3"))
+    }
+
+    /// Writes `text` as `<dir>/<name>` and returns the path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
