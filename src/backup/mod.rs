@@ -109,121 +109,144 @@ pub fn schedules(config: &Config) -> Vec<(String, Schedule)> {
 
 /// Runs job `name` once, recording it in the catalog. Logs the outcome.
 pub async fn run_job(env: &Env, name: &str, trigger: Trigger) -> Result<RunReport, BackupError> {
-    if let Some(job) = env.config.media.iter().find(|j| j.name == name).cloned() {
-        return run_media_job(env, &job, trigger).await;
+    if let Some(job) = env.config.media.iter().find(|j| j.name == name) {
+        return lifecycle(env, name, "media", trigger, &job.keep, |run_id| {
+            media_work(env, job, run_id)
+        })
+        .await;
     }
     let job = env
         .config
         .mysql
         .iter()
         .find(|j| j.name == name)
-        .ok_or_else(|| BackupError::UnknownJob(name.to_string()))?
-        .clone();
-    let _lock = lock::JobLock::acquire(&env.config.agent.state_dir, name)?;
-    let run_id = env
-        .catalog
-        .start_run(name, "mysql", trigger.as_str(), Utc::now())?;
-    tracing::info!(job = name, trigger = trigger.as_str(), "backup started");
-    let started = std::time::Instant::now();
-    // Only the agent that owns the storage prefix writes to it (see `snapshot::claim`).
-    let result = match claim::guard(env).await {
-        Ok(()) => {
-            orphan_uploads::abort_orphans_of(env, name).await;
-            mysql::run(env, &job, run_id).await
-        }
-        Err(e) => Err(mysql::RunError {
-            message: e.to_string(),
-            bytes: 0,
-        }),
-    };
-    let (status, bytes, error) = match &result {
-        Ok(r) => (RunStatus::Success, r.bytes, None),
-        Err(e) => (RunStatus::Failed, e.bytes, Some(e.to_string())),
-    };
-    env.catalog
-        .finish_run(run_id, status, bytes, error.as_deref(), Utc::now())?;
-    match result {
-        Ok(mut report) => {
-            report.pruned = retention(env, name, &job.keep).await;
-            finished(name, &report, started);
-            Ok(report)
-        }
-        Err(e) => {
-            tracing::error!(job = name, error = %e, "backup failed");
-            Err(BackupError::Failed {
-                job: name.to_string(),
-                message: e.to_string(),
-            })
-        }
-    }
+        .ok_or_else(|| BackupError::UnknownJob(name.to_string()))?;
+    lifecycle(
+        env,
+        name,
+        "mysql",
+        trigger,
+        &job.keep,
+        |run_id| async move {
+            match mysql::run(env, job, run_id).await {
+                Ok(report) => Ok(Done {
+                    status: RunStatus::Success,
+                    note: None,
+                    report,
+                }),
+                Err(e) => Err(Failure {
+                    bytes: e.bytes,
+                    message: e.to_string(),
+                }),
+            }
+        },
+    )
+    .await
 }
 
-/// A `[[media]]` job's run: one snapshot of all its paths; `partial` when files were skipped.
-async fn run_media_job(
-    env: &Env,
-    job: &crate::config::MediaJob,
+/// What a job's work hands back to [`lifecycle`] when it committed its snapshots.
+struct Done {
+    report: RunReport,
+    /// `Success`, or `Partial` when a media snapshot skipped files.
+    status: RunStatus,
+    /// Recorded with the run (a partial snapshot's first warning).
+    note: Option<String>,
+}
+
+/// A job's work that failed: what it stored before failing, and why.
+struct Failure {
+    bytes: u64,
+    message: String,
+}
+
+/// One run of any kind of job: take the job's lock, record the run, check the prefix claim and
+/// abort the uploads a dead run of the job left, do `work`, record the outcome, and apply
+/// retention only after a good run.
+async fn lifecycle<'a, F, Fut>(
+    env: &'a Env,
+    name: &'a str,
+    kind: &'static str,
     trigger: Trigger,
-) -> Result<RunReport, BackupError> {
-    let name = job.name.as_str();
+    keep: &crate::retention::KeepPolicy,
+    work: F,
+) -> Result<RunReport, BackupError>
+where
+    F: FnOnce(i64) -> Fut,
+    Fut: std::future::Future<Output = Result<Done, Failure>> + 'a,
+{
     let _lock = lock::JobLock::acquire(&env.config.agent.state_dir, name)?;
     let run_id = env
         .catalog
-        .start_run(name, "media", trigger.as_str(), Utc::now())?;
+        .start_run(name, kind, trigger.as_str(), Utc::now())?;
     tracing::info!(
         job = name,
+        kind,
         trigger = trigger.as_str(),
-        "media backup started"
+        "backup started"
     );
     let started = std::time::Instant::now();
     // Only the agent that owns the storage prefix writes to it (see `snapshot::claim`).
     let result = match claim::guard(env).await {
         Ok(()) => {
             orphan_uploads::abort_orphans_of(env, name).await;
-            media::run(env, job, run_id).await
+            work(run_id).await
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(Failure {
+            bytes: 0,
+            message: e.to_string(),
+        }),
     };
-    let uploaded =
-        |m: &manifest::Manifest| m.stored_size() + m.media.as_ref().map_or(0, |s| s.new_stored);
     let (status, bytes, error) = match &result {
-        Ok(r) if r.partial => (
-            RunStatus::Partial,
-            uploaded(&r.manifest),
-            r.manifest
-                .media
-                .as_ref()
-                .map(|m| format!("{} warning(s); first: {}", m.warnings.len(), m.warnings[0])),
-        ),
-        Ok(r) => (RunStatus::Success, uploaded(&r.manifest), None),
-        Err(e) => (RunStatus::Failed, 0, Some(e.clone())),
+        Ok(d) => (d.status, d.report.bytes, d.note.clone()),
+        Err(f) => (RunStatus::Failed, f.bytes, Some(f.message.clone())),
     };
     env.catalog
         .finish_run(run_id, status, bytes, error.as_deref(), Utc::now())?;
     match result {
-        Ok(r) => {
-            let mut report = RunReport {
-                bytes,
-                warnings: r
-                    .manifest
-                    .media
-                    .as_ref()
-                    .map(|m| m.warnings.clone())
-                    .unwrap_or_default(),
-                ..RunReport::default()
-            };
-            report.snapshots.push(r.manifest);
-            report.pruned = retention(env, name, &job.keep).await;
+        Ok(Done { mut report, .. }) => {
+            report.pruned = retention(env, name, keep).await;
             finished(name, &report, started);
             Ok(report)
         }
-        Err(e) => {
-            tracing::error!(job = name, error = %e, "media backup failed");
+        Err(f) => {
+            tracing::error!(job = name, kind, error = %f.message, "backup failed");
             Err(BackupError::Failed {
                 job: name.to_string(),
-                message: e,
+                message: f.message,
             })
         }
     }
+}
+
+/// A `[[media]]` job's work: one snapshot of all its paths; `partial` when files were skipped.
+async fn media_work(
+    env: &Env,
+    job: &crate::config::MediaJob,
+    run_id: i64,
+) -> Result<Done, Failure> {
+    let r = media::run(env, job, run_id).await.map_err(|e| Failure {
+        bytes: 0,
+        message: e.to_string(),
+    })?;
+    let summary = r.manifest.media.as_ref();
+    let warnings = summary.map(|m| m.warnings.clone()).unwrap_or_default();
+    let note = (r.partial && !warnings.is_empty())
+        .then(|| format!("{} warning(s); first: {}", warnings.len(), warnings[0]));
+    let mut report = RunReport {
+        bytes: r.manifest.stored_size() + summary.map_or(0, |s| s.new_stored),
+        warnings,
+        ..RunReport::default()
+    };
+    report.snapshots.push(r.manifest);
+    Ok(Done {
+        status: if r.partial {
+            RunStatus::Partial
+        } else {
+            RunStatus::Success
+        },
+        note,
+        report,
+    })
 }
 
 /// Applies retention after a good run; a failure is logged and retried after the next run.
