@@ -1,9 +1,10 @@
-//! Backups: what a job does when it runs, the snapshot manifests that commit it, and retention.
+//! Backups: what a job does when it runs, and retention.
 //!
-//! A run of a job: take the job's lock, record the run in the catalog, check the prefix claim,
-//! abort the multipart uploads a dead run of the job left (`snapshot::orphan_uploads`), do the work (one
-//! snapshot per database for MySQL jobs), commit each snapshot by writing its manifest last,
-//! apply retention only if everything succeeded, record the outcome.
+//! Every kind of job runs through one [`lifecycle`]: take the job's lock, record the run in the
+//! catalog, check the prefix claim, abort the multipart uploads a dead run of the job left
+//! (`snapshot::orphan_uploads`), do the kind's work (one snapshot per database for MySQL jobs,
+//! one of all paths for media jobs), each snapshot committed by writing its manifest last
+//! (`snapshot::commit`), record the outcome, apply retention only if everything succeeded.
 
 pub mod dump;
 pub mod media;
