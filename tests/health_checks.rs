@@ -485,3 +485,51 @@ fn example_config_checks_section_is_valid() {
         other => panic!("{other:?}"),
     }
 }
+
+/// An HTTP server that sends `prefix`, then filler forever (no length, never ends).
+fn endless_server(prefix: &'static [u8]) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n");
+                let _ = s.write_all(prefix);
+                let filler = [b'x'; 64 * 1024];
+                while s.write_all(&filler).is_ok() {}
+            });
+        }
+    });
+    port
+}
+
+/// An endpoint that never stops sending: the body is read up to its limit, not to the end
+/// (that aborted the daemon), and the check is judged on what was read, well before its timeout.
+#[tokio::test]
+async fn http_body_match_reads_a_bounded_prefix_of_an_endless_body() {
+    let d = tempfile::tempdir().unwrap();
+    let cat = catalog(d.path());
+    let found = endless_server(b"status: healthy\n");
+    let missing = endless_server(b"status: degraded\n");
+    let s = specs(d.path(), &format!(
+        "[[checks.http]]\nname = \"a\"\nurl = \"http://127.0.0.1:{found}/\"\nbody = \"healthy\"\ntimeout = \"20s\"\n\
+         [[checks.http]]\nname = \"b\"\nurl = \"http://127.0.0.1:{missing}/\"\nbody = \"healthy\"\ntimeout = \"20s\"\n"
+    ));
+    let t0 = std::time::Instant::now();
+    let a = probe(&s[0], &cat).await;
+    assert_eq!(level(&a), Level::Ok, "{a:?}");
+    let b = probe(&s[1], &cat).await;
+    assert_eq!(level(&b), Level::Crit, "{b:?}");
+    assert!(
+        b.detail
+            .contains("without \"healthy\" in the body in its first 1024 KiB"),
+        "{b:?}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "judged on the first MiB, not at the timeout: {:?}",
+        t0.elapsed()
+    );
+}

@@ -57,11 +57,15 @@ pub async fn probe(spec: &CheckSpec, client: &reqwest::Client) -> Sample {
         Err(e) => return Sample::judged(spec, Level::Crit, None, describe(&h.url, &e)),
     };
     let status = resp.status().as_u16();
-    let body = if h.body.is_some() {
-        resp.text().await.unwrap_or_default()
-    } else {
-        drop(resp);
-        String::new()
+    let body = match &h.body {
+        Some(needle) => match read_until(resp, needle.as_bytes(), MAX_BODY).await {
+            Ok(b) => b,
+            Err(e) => return Sample::judged(spec, Level::Crit, None, describe(&h.url, &e)),
+        },
+        None => {
+            drop(resp);
+            Body::default()
+        }
     };
     let ms = start.elapsed().as_secs_f64() * 1000.0;
     let ok_status = if h.status.is_empty() {
@@ -83,14 +87,22 @@ pub async fn probe(spec: &CheckSpec, client: &reqwest::Client) -> Sample {
         );
     }
     if let Some(needle) = &h.body {
-        if !body.contains(needle.as_str()) {
-            let head: String = body.chars().take(200).collect();
+        if !body.found {
+            let head: String = String::from_utf8_lossy(&body.head)
+                .chars()
+                .take(200)
+                .collect();
+            let within = if body.cut {
+                format!(" in its first {} KiB", MAX_BODY / 1024)
+            } else {
+                String::new()
+            };
             return Sample::judged(
                 spec,
                 Level::Crit,
                 Some(ms),
                 format!(
-                    "{} answered {status} without {needle:?} in the body; it starts: {head:?}",
+                    "{} answered {status} without {needle:?} in the body{within}; it starts: {head:?}",
                     h.url
                 ),
             );
@@ -101,6 +113,56 @@ pub async fn probe(spec: &CheckSpec, client: &reqwest::Client) -> Sample {
         Some(l) => Sample::value(spec, ms, l, detail),
         None => Sample::judged(spec, Level::Ok, Some(ms), detail),
     }
+}
+
+/// The most of a body read to look for the `body` substring: an endpoint that never stops
+/// sending (or sends gigabytes) costs at most this much memory and is judged on it.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// What was read of a body.
+#[derive(Debug, Default)]
+struct Body {
+    /// The needle was found.
+    found: bool,
+    /// The body was longer than the limit and not read to its end.
+    cut: bool,
+    /// Its first bytes, for the message when the needle is missing.
+    head: Vec<u8>,
+}
+
+/// Reads `resp`'s body chunk by chunk until `needle` shows up or `max` bytes were read.
+async fn read_until(
+    mut resp: reqwest::Response,
+    needle: &[u8],
+    max: usize,
+) -> Result<Body, reqwest::Error> {
+    let mut seen: Vec<u8> = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = max - seen.len();
+        let cut = chunk.len() > room;
+        // Only where the new bytes can complete a match is searched again.
+        let from = seen.len().saturating_sub(needle.len().saturating_sub(1));
+        seen.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let found = contains(&seen[from..], needle);
+        if found || cut {
+            seen.truncate(256);
+            return Ok(Body {
+                found,
+                cut: cut && !found,
+                head: seen,
+            });
+        }
+    }
+    seen.truncate(256);
+    Ok(Body {
+        found: false,
+        cut: false,
+        head: seen,
+    })
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
 }
 
 fn describe(url: &str, e: &reqwest::Error) -> String {
