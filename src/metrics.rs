@@ -11,8 +11,10 @@ use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 type Labels = Vec<(String, String)>;
 type FloatGauges = Family<Labels, Gauge<f64, AtomicU64>>;
@@ -25,39 +27,61 @@ pub async fn serve(
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, "Prometheus metrics on http://{addr}/metrics");
-    Ok(tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
+    Ok(tokio::spawn(accept_loop(listener, catalog, jobs)))
+}
+
+/// Scrapes served at once; more wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 8;
+/// How long a client may take to send its request, and to take the answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Accepts scrapes, at most [`MAX_CONNECTIONS`] at a time. An accept error (out of file
+/// descriptors) is logged once and backs off up to a second instead of spinning.
+async fn accept_loop(listener: TcpListener, catalog: Arc<Catalog>, jobs: Vec<String>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut sock = match listener.accept().await {
+            Ok((sock, _)) => {
+                backoff = Duration::from_millis(50);
+                sock
+            }
+            Err(e) => {
+                if backoff == Duration::from_millis(50) {
+                    tracing::warn!(error = %e, "metrics endpoint cannot accept a connection; backing off");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
-            };
-            let (catalog, jobs) = (catalog.clone(), jobs.clone());
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let n = match tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    sock.read(&mut buf),
-                )
-                .await
-                {
-                    Ok(Ok(n)) => n,
-                    _ => return,
-                };
-                let head = String::from_utf8_lossy(&buf[..n]);
-                let response = if head.starts_with("GET /metrics ")
-                    || head.starts_with("GET /metrics?")
-                {
-                    let body = tokio::task::spawn_blocking(move || render(&catalog, &jobs))
-                        .await
-                        .unwrap_or_default();
-                    format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
-                } else {
-                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                        .to_string()
-                };
-                let _ = sock.write_all(response.as_bytes()).await;
-            });
-        }
-    }))
+            }
+        };
+        let (catalog, jobs) = (catalog.clone(), jobs.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _ = tokio::time::timeout(CLIENT_TIMEOUT, answer(&mut sock, catalog, jobs)).await;
+        });
+    }
+}
+
+/// Reads one request and answers it.
+async fn answer(sock: &mut TcpStream, catalog: Arc<Catalog>, jobs: Vec<String>) {
+    let mut buf = vec![0u8; 4096];
+    let Ok(n) = sock.read(&mut buf).await else {
+        return;
+    };
+    let head = String::from_utf8_lossy(&buf[..n]);
+    let response = if head.starts_with("GET /metrics ") || head.starts_with("GET /metrics?") {
+        let body = tokio::task::spawn_blocking(move || render(&catalog, &jobs))
+            .await
+            .unwrap_or_default();
+        format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+    } else {
+        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+    };
+    let _ = sock.write_all(response.as_bytes()).await;
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
