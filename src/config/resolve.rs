@@ -302,11 +302,7 @@ pub(super) fn schedule(cx: &mut Ctx, text: Option<&str>, p: &KeyPath) -> Option<
         Some(t) => match Schedule::parse(t) {
             Ok(s) => Some(s),
             Err(e) => {
-                let (msg, hint) = match e.split_once(" (hint: ") {
-                    Some((m, h)) => (m.to_string(), h.trim_end_matches(')').to_string()),
-                    None => (e, String::new()),
-                };
-                cx.error(p, msg, hint);
+                cx.error(p, e.message(), e.hint());
                 None
             }
         },

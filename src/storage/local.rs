@@ -84,7 +84,7 @@ impl LocalBackend {
         if path.as_os_str().is_empty() {
             return Err(config_error("the directory path is empty".into()));
         }
-        let prefix = normalize_prefix(prefix).map_err(config_error)?;
+        let prefix = normalize_prefix(prefix).map_err(|e| config_error(e.to_string()))?;
         if prefix.split('/').any(|segment| segment == TMP_DIR) {
             return Err(config_error(format!("`{TMP_DIR}` is reserved")));
         }

@@ -40,8 +40,8 @@ use tokio::io::AsyncReadExt;
 use crate::secret::Secret;
 
 pub use crypt::{
-    parse_recipient, parse_recipients_file, read_identity_file, stays_plaintext, EncryptionSpec,
-    AGE_MAGIC,
+    parse_recipient, parse_recipients_file, read_identity_file, stays_plaintext, BadRecipient,
+    CannotDecrypt, EncryptionSpec, AGE_MAGIC,
 };
 pub use error::{Op, StorageError};
 pub use key::validate_key;

@@ -105,7 +105,7 @@ impl Uploads {
             http,
             signer: Signer::new(ctx, chain, RequestSigner::new("s3", region)),
             base,
-            prefix: super::key::normalize_prefix(prefix).map_err(config)?,
+            prefix: super::key::normalize_prefix(prefix).map_err(|e| config(e.to_string()))?,
             describe,
         }))
     }
