@@ -8,6 +8,7 @@
 //! [`Prober::probe`].
 
 pub mod backup;
+pub mod collector;
 pub mod disk;
 pub mod history;
 pub mod host;

@@ -23,6 +23,7 @@ mod error;
 mod key;
 mod local;
 mod local_tmp;
+mod local_write;
 pub mod multipart;
 mod object;
 mod opendal_backend;

@@ -229,8 +229,13 @@ async fn no_identity_wrong_identity_and_tampering_are_named() {
     }));
     right.check_can_decrypt("snapshot S", &recipients).unwrap();
     assert_eq!(right.get_bytes(&put.key).await.unwrap().len(), 200_000);
-    // One flipped byte in the payload: refused, naming the object.
-    let mut bad = read_all(right.raw_reader(&put.key).await.unwrap())
+    tampering_is_named(&right, &put.key, dir.path().join("key.txt")).await;
+}
+
+/// One flipped byte in the payload of `key` (readable by `right`): refused, naming the object,
+/// by the async and the blocking reader.
+async fn tampering_is_named(right: &Storage, key: &str, key_file: std::path::PathBuf) {
+    let mut bad = read_all(right.raw_reader(key).await.unwrap())
         .await
         .unwrap();
     let mid = bad.len() / 2;
@@ -243,7 +248,7 @@ async fn no_identity_wrong_identity_and_tampering_are_named() {
         raw.clone()
             .with_encryption(Some(&EncryptionSpec {
                 recipients: vec![],
-                identity_file: Some(dir.path().join("key.txt")),
+                identity_file: Some(key_file),
             }))
             .reader("mysql/bad")
             .await
