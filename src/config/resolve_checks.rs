@@ -129,7 +129,7 @@ fn freshness(
         interval: interval.max(defaults::FRESHNESS_INTERVAL_MIN),
         hold: Duration::ZERO,
         timeout,
-        probe: ProbeSpec::Backup(health::backup::Spec {
+        probe: ProbeSpec::Backup(health::freshness::Spec {
             job: job.to_string(),
             kind: kind.into(),
             period: period(schedule, zone),

@@ -6,7 +6,7 @@ use super::history::{time_until_full, LOOKBACK};
 use super::state::{EventKind, Level, Observation, Policy, Tracker};
 use super::{HealthConfig, Reading, Sample};
 use crate::catalog::{Catalog, CatalogError, CheckStateRow, EventRow};
-use crate::repeated::{Repeated, Report};
+use crate::log_throttle::{Repeated, Report};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
