@@ -34,6 +34,7 @@ use super::{ObjectReader, Storage, StorageError};
 use keys::IDENTITY_HINT;
 pub use keys::{
     parse_recipient, parse_recipients_file, read_identity_file, BadRecipient, CannotDecrypt,
+    IdentityError,
 };
 use stream::{corrupt, unmark, MapRead, Marked};
 
@@ -95,16 +96,13 @@ impl Crypt {
     }
 
     /// The identities, read on first use; a failed read is retried next time.
-    fn identities(&self) -> Result<Arc<Vec<Identity>>, (String, String)> {
+    fn identities(&self) -> Result<Arc<Vec<Identity>>, IdentityError> {
         if let Some(ids) = self.identities.get() {
             return Ok(ids.clone());
         }
-        let path = self.spec.identity_file.as_deref().ok_or_else(|| {
-            (
-                "it is encrypted with age and no identity is configured".to_string(),
-                IDENTITY_HINT.to_string(),
-            )
-        })?;
+        let Some(path) = self.spec.identity_file.as_deref() else {
+            return Err(IdentityError::Unconfigured);
+        };
         let ids = Arc::new(read_identity_file(path)?);
         Ok(self.identities.get_or_init(|| ids).clone())
     }
@@ -213,7 +211,7 @@ impl Storage {
         let what = what.to_string();
         let ids = match self.crypt.as_ref().map(|c| c.identities()) {
             Some(Ok(ids)) => ids,
-            Some(Err((cause, hint))) => return Err(CannotDecrypt::Identity { what, cause, hint }),
+            Some(Err(error)) => return Err(CannotDecrypt::Identity { what, error }),
             None => return Err(CannotDecrypt::NotConfigured { what }),
         };
         let mine: Vec<String> = ids.iter().map(|i| i.to_public().to_string()).collect();
@@ -313,7 +311,7 @@ impl Storage {
     fn identities_for(&self, ctx: &ErrorContext) -> Result<Arc<Vec<Identity>>, StorageError> {
         match self.crypt.as_ref().map(|c| c.identities()) {
             Some(Ok(ids)) => Ok(ids),
-            Some(Err((cause, hint))) => Err(ctx.failed(cause, hint)),
+            Some(Err(e)) => Err(ctx.failed(e.cause(), e.hint())),
             None => Err(ctx.failed(
                 "it is encrypted with age and this configuration has no [encryption] section",
                 IDENTITY_HINT,

@@ -42,7 +42,7 @@ use crate::secret::Secret;
 
 pub use crypt::{
     parse_recipient, parse_recipients_file, read_identity_file, stays_plaintext, BadRecipient,
-    CannotDecrypt, EncryptionSpec, AGE_MAGIC,
+    CannotDecrypt, EncryptionSpec, IdentityError, AGE_MAGIC,
 };
 pub use error::{Op, StorageError};
 pub use key::validate_key;

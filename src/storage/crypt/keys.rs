@@ -3,7 +3,7 @@
 //! line of these files: it may be a secret key.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use age::x25519::{Identity, Recipient};
@@ -43,14 +43,12 @@ pub fn parse_recipient(text: &str) -> Result<Recipient, BadRecipient> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CannotDecrypt {
     /// The identity file is missing, unreadable or not an identity.
-    #[error("{what}: {cause} (hint: {hint})")]
+    #[error("{what}: {error}")]
     Identity {
         /// The snapshot.
         what: String,
-        /// What is wrong with the identity.
-        cause: String,
-        /// What to do.
-        hint: String,
+        /// What is wrong with the identity file.
+        error: IdentityError,
     },
     /// No `[encryption]` section, so no identity.
     #[error(
@@ -92,9 +90,74 @@ pub fn parse_recipients_file(text: &str) -> Result<Vec<Recipient>, (usize, BadRe
     Ok(out)
 }
 
+/// Why the identity file gave no identity. Never quotes the file: it holds secret keys.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} (hint: {})", self.cause(), self.hint())]
+pub enum IdentityError {
+    /// `[encryption]` has no `identity_file`.
+    Unconfigured,
+    /// It cannot be read (missing, not readable by the agent, too large, loose mode).
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why, from [`crate::secret::read_small_file`].
+        cause: String,
+        /// What to do, for that cause.
+        hint: String,
+    },
+    /// A line is not an `AGE-SECRET-KEY-1…` identity.
+    BadLine {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line.
+        line: usize,
+    },
+    /// Only blank lines and comments.
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+impl IdentityError {
+    /// What is wrong, naming the file (and line).
+    pub fn cause(&self) -> String {
+        match self {
+            IdentityError::Unconfigured => {
+                "it is encrypted with age and no identity is configured".to_string()
+            }
+            IdentityError::Unreadable { path, cause, .. } => {
+                format!("cannot read the identity file {}: {cause}", path.display())
+            }
+            IdentityError::BadLine { path, line } => format!(
+                "line {line} of the identity file {} is not an age X25519 identity",
+                path.display()
+            ),
+            IdentityError::Empty { path } => {
+                format!("the identity file {} holds no identity", path.display())
+            }
+        }
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> String {
+        match self {
+            IdentityError::Unconfigured => IDENTITY_HINT.to_string(),
+            IdentityError::Unreadable { hint, .. } => hint.clone(),
+            IdentityError::BadLine { .. } => {
+                "identities are `AGE-SECRET-KEY-1…` lines, as `age-keygen -o key.txt` writes them"
+                    .to_string()
+            }
+            IdentityError::Empty { .. } => {
+                "point identity_file at the file `age-keygen -o` wrote".to_string()
+            }
+        }
+    }
+}
+
 /// Reads the X25519 identities of an identity file (`age-keygen` output). Errors name the file
-/// and line but never quote it; the second string is a hint.
-pub fn read_identity_file(path: &Path) -> Result<Vec<Identity>, (String, String)> {
+/// and line but never quote it.
+pub fn read_identity_file(path: &Path) -> Result<Vec<Identity>, IdentityError> {
     let bytes = crate::secret::read_small_file(path, crate::secret::MAX_SECRET_FILE, true)
         .map_err(|e| {
             let hint = match &e {
@@ -103,10 +166,11 @@ pub fn read_identity_file(path: &Path) -> Result<Vec<Identity>, (String, String)
                 }
                 _ => e.hint("the age identity (`age-keygen -o` output)"),
             };
-            (
-                format!("cannot read the identity file {}: {e}", path.display()),
+            IdentityError::Unreadable {
+                path: path.to_path_buf(),
+                cause: e.to_string(),
                 hint,
-            )
+            }
         })?;
     let text = String::from_utf8_lossy(&bytes);
     let mut ids = Vec::new();
@@ -115,23 +179,17 @@ pub fn read_identity_file(path: &Path) -> Result<Vec<Identity>, (String, String)
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        ids.push(Identity::from_str(line).map_err(|_| {
-            (
-                format!(
-                    "line {} of the identity file {} is not an age X25519 identity",
-                    i + 1,
-                    path.display()
-                ),
-                "identities are `AGE-SECRET-KEY-1…` lines, as `age-keygen -o key.txt` writes them"
-                    .to_string(),
-            )
-        })?);
+        ids.push(
+            Identity::from_str(line).map_err(|_| IdentityError::BadLine {
+                path: path.to_path_buf(),
+                line: i + 1,
+            })?,
+        );
     }
     if ids.is_empty() {
-        return Err((
-            format!("the identity file {} holds no identity", path.display()),
-            "point identity_file at the file `age-keygen -o` wrote".into(),
-        ));
+        return Err(IdentityError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     Ok(ids)
 }
