@@ -50,7 +50,9 @@ fn main() -> ExitCode {
         Ok(()) => Exit::Ok.into(),
         Err(e) => {
             let code = exit_code_for(&e);
-            if e.is::<opsagent::config::ConfigErrors>() {
+            if e.is::<opsagent::error::Unhealthy>() {
+                // `status` printed its report; the exit code says the rest.
+            } else if e.is::<opsagent::config::ConfigErrors>() {
                 eprintln!("{e}");
             } else {
                 eprintln!("error: {e:#}");

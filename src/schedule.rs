@@ -59,8 +59,8 @@ const DAY_NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
 impl Schedule {
     /// Parses a 5-field crontab line or `@hourly|@daily|@weekly|@monthly|@yearly|@annually`.
-    /// The error is a sentence ending in a hint.
-    pub fn parse(text: &str) -> Result<Schedule, String> {
+    /// The error says what is wrong and has a hint.
+    pub fn parse(text: &str) -> Result<Schedule, ScheduleError> {
         let t = text.trim();
         let five = match t {
             "@hourly" => "0 * * * *",
@@ -68,38 +68,39 @@ impl Schedule {
             "@weekly" => "0 0 * * 0",
             "@monthly" => "0 0 1 * *",
             "@yearly" | "@annually" => "0 0 1 1 *",
-            _ if t.starts_with('@') => {
-                return Err(format!(
-                    "unknown schedule `{t}` (hint: use @hourly, @daily, @weekly, @monthly, @yearly or a crontab line like \"30 2 * * *\")"
-                ))
-            }
+            _ if t.starts_with('@') => return Err(ScheduleError::UnknownWord { text: t.into() }),
             _ => t,
         };
         let fields: Vec<&str> = five.split_whitespace().collect();
         match fields.len() {
             5 => {}
-            6 | 7 => {
-                return Err(format!(
-                    "`{t}` has {} fields; opsagent takes the 5-field crontab form `minute hour day-of-month month day-of-week` (hint: drop the seconds field)",
-                    fields.len()
-                ))
+            n @ (6 | 7) => {
+                return Err(ScheduleError::Seconds {
+                    text: t.into(),
+                    fields: n,
+                })
             }
             n => {
-                return Err(format!(
-                    "`{t}` has {n} fields, a crontab line has 5: `minute hour day-of-month month day-of-week` (hint: \"30 2 * * *\" is every day at 02:30)"
-                ))
+                return Err(ScheduleError::FieldCount {
+                    text: t.into(),
+                    fields: n,
+                })
             }
         }
-        let dow = weekday_field(fields[4]).map_err(|e| format!("`{t}`: {e}"))?;
+        let dow = weekday_field(fields[4]).map_err(|BadWeekday(item)| ScheduleError::Weekday {
+            text: t.into(),
+            item,
+        })?;
         let dom_any = fields[2] == "*" || fields[2] == "?";
         let dow_any = fields[4] == "*" || fields[4] == "?";
-        let build = |dom: &str, dow: &str| -> Result<cron::Schedule, String> {
+        let build = |dom: &str, dow: &str| -> Result<cron::Schedule, ScheduleError> {
             let expr = format!(
                 "0 {} {} {} {} {}",
                 fields[0], fields[1], dom, fields[3], dow
             );
-            cron::Schedule::from_str(&expr).map_err(|e| {
-                format!("`{t}` is not a valid crontab line: {e} (hint: fields are `minute hour day-of-month month day-of-week`, e.g. \"30 2 * * *\")")
+            cron::Schedule::from_str(&expr).map_err(|e| ScheduleError::Invalid {
+                text: t.into(),
+                cause: e.to_string(),
             })
         };
         let parts = if !dom_any && !dow_any {
@@ -115,9 +116,7 @@ impl Schedule {
         if s.next_after(Utc::now(), Zone::Named(chrono_tz::UTC))
             .is_none()
         {
-            return Err(format!(
-                "`{t}` never fires (hint: check the day and month fields)"
-            ));
+            return Err(ScheduleError::NeverFires { text: t.into() });
         }
         Ok(s)
     }
@@ -167,7 +166,7 @@ impl Schedule {
 
 /// Rewrites a crontab day-of-week field (0–7, Sunday = 0 or 7, names, lists, ranges, steps) as a
 /// comma list of day names, which the `cron` crate reads unambiguously.
-fn weekday_field(field: &str) -> Result<String, String> {
+fn weekday_field(field: &str) -> Result<String, BadWeekday> {
     if field == "*" || field == "?" {
         return Ok("*".to_string());
     }
@@ -200,7 +199,7 @@ fn weekday_field(field: &str) -> Result<String, String> {
     Ok(names.join(","))
 }
 
-fn day_number(s: &str) -> Result<usize, String> {
+fn day_number(s: &str) -> Result<usize, BadWeekday> {
     if let Ok(n) = s.parse::<usize>() {
         return if n <= 7 { Ok(n) } else { Err(bad_dow(s)) };
     }
@@ -224,8 +223,92 @@ fn is_full_day(up: &str) -> bool {
     .contains(&up)
 }
 
-fn bad_dow(item: &str) -> String {
-    format!("day-of-week `{item}` is not valid (hint: 0-7 with 0 and 7 = Sunday, or names like mon-fri)")
+/// A day-of-week item that is not one (the [`ScheduleError::Weekday`] of a line).
+struct BadWeekday(String);
+
+fn bad_dow(item: &str) -> BadWeekday {
+    BadWeekday(item.to_string())
+}
+
+/// A schedule that cannot be used: what is wrong ([`ScheduleError::message`]) and what to do
+/// ([`ScheduleError::hint`]), shown as `message (hint: hint)`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} (hint: {})", self.message(), self.hint())]
+pub enum ScheduleError {
+    /// `@something` that is not one of the words.
+    UnknownWord {
+        /// The schedule as written.
+        text: String,
+    },
+    /// Six or seven fields: a seconds (or year) field.
+    Seconds {
+        /// The schedule as written.
+        text: String,
+        /// How many fields it has.
+        fields: usize,
+    },
+    /// Not five fields.
+    FieldCount {
+        /// The schedule as written.
+        text: String,
+        /// How many fields it has.
+        fields: usize,
+    },
+    /// A day-of-week item that is not a day, a range or a step.
+    Weekday {
+        /// The schedule as written.
+        text: String,
+        /// The item.
+        item: String,
+    },
+    /// The `cron` crate refused the line.
+    Invalid {
+        /// The schedule as written.
+        text: String,
+        /// What `cron` said.
+        cause: String,
+    },
+    /// A valid line with no date it fires on.
+    NeverFires {
+        /// The schedule as written.
+        text: String,
+    },
+}
+
+impl ScheduleError {
+    /// What is wrong, naming the schedule.
+    pub fn message(&self) -> String {
+        match self {
+            ScheduleError::UnknownWord { text } => format!("unknown schedule `{text}`"),
+            ScheduleError::Seconds { text, fields } => format!(
+                "`{text}` has {fields} fields; opsagent takes the 5-field crontab form `minute hour day-of-month month day-of-week`"
+            ),
+            ScheduleError::FieldCount { text, fields } => format!(
+                "`{text}` has {fields} fields, a crontab line has 5: `minute hour day-of-month month day-of-week`"
+            ),
+            ScheduleError::Weekday { text, item } => {
+                format!("`{text}`: day-of-week `{item}` is not valid")
+            }
+            ScheduleError::Invalid { text, cause } => {
+                format!("`{text}` is not a valid crontab line: {cause}")
+            }
+            ScheduleError::NeverFires { text } => format!("`{text}` never fires"),
+        }
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            ScheduleError::UnknownWord { .. } => "use @hourly, @daily, @weekly, @monthly, @yearly or a crontab line like \"30 2 * * *\"",
+            ScheduleError::Seconds { .. } => "drop the seconds field",
+            ScheduleError::FieldCount { .. } => "\"30 2 * * *\" is every day at 02:30",
+            ScheduleError::Weekday { .. } => {
+                "0-7 with 0 and 7 = Sunday, or names like mon-fri"
+            }
+            ScheduleError::Invalid { .. } => "fields are `minute hour day-of-month month day-of-week`, e.g. \"30 2 * * *\"",
+            ScheduleError::NeverFires { .. } => "check the day and month fields",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -283,7 +366,7 @@ mod tests {
             ("@sometimes", "unknown schedule"),
             ("0 0 31 2 *", "never fires"),
         ] {
-            let e = Schedule::parse(text).unwrap_err();
+            let e = Schedule::parse(text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text}: {e}");
         }
     }

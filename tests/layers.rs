@@ -11,7 +11,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("secret", 0),
     ("quote", 0),
     ("nofollow", 0),
-    ("repeated", 0),
+    ("log_throttle", 0),
     ("error", 0),
     ("schedule", 0),
     ("retention", 1),

@@ -218,6 +218,30 @@ fn bodies(
     (text, html)
 }
 
+/// Why an alert mail could not be built (the engine adds the hint: check `from` and `to`).
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    /// The sender is not a mailbox.
+    #[error("from `{address}`: {cause}")]
+    From {
+        /// `[alerts.email] from`.
+        address: String,
+        /// Why lettre refused it (kept as a cause, not a `source()`, so `{:#}` prints it once).
+        cause: lettre::address::AddressError,
+    },
+    /// A recipient is not a mailbox.
+    #[error("to `{address}`: {cause}")]
+    To {
+        /// The entry of `[alerts.email] to`.
+        address: String,
+        /// Why lettre refused it (kept as a cause, not a `source()`, so `{:#}` prints it once).
+        cause: lettre::address::AddressError,
+    },
+    /// lettre could not assemble the message.
+    #[error("{0}")]
+    Build(lettre::error::Error),
+}
+
 /// Builds the mail about `notices` as an outbox row (due `now`). `threads` are the Message-IDs
 /// of the incidents it follows up.
 pub fn compose(
@@ -226,12 +250,12 @@ pub fn compose(
     env: &Envelope,
     message_id: &str,
     now: DateTime<Utc>,
-) -> Result<OutboxRow, String> {
+) -> Result<OutboxRow, ComposeError> {
     let subject = subject(&env.host, notices);
-    let from: Mailbox = env
-        .from
-        .parse()
-        .map_err(|e| format!("from `{}`: {e}", env.from))?;
+    let from: Mailbox = env.from.parse().map_err(|cause| ComposeError::From {
+        address: env.from.clone(),
+        cause,
+    })?;
     let mut b = Message::builder()
         .from(from)
         .subject(subject.clone())
@@ -239,7 +263,10 @@ pub fn compose(
         .message_id(Some(message_id.to_string()))
         .header(AutoSubmitted);
     for t in &env.to {
-        b = b.to(t.parse().map_err(|e| format!("to `{t}`: {e}"))?);
+        b = b.to(t.parse().map_err(|cause| ComposeError::To {
+            address: t.clone(),
+            cause,
+        })?);
     }
     if let Some(first) = threads.first() {
         b = b.in_reply_to(first.clone()).references(threads.join(" "));
@@ -247,7 +274,7 @@ pub fn compose(
     let (text, html) = bodies(notices, env, now);
     let msg = b
         .multipart(MultiPart::alternative_plain_html(text, html))
-        .map_err(|e| e.to_string())?;
+        .map_err(ComposeError::Build)?;
     Ok(OutboxRow {
         id: 0,
         message_id: message_id.to_string(),

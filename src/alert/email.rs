@@ -5,10 +5,8 @@
 //! or a self-signed relay). Passwords never appear in errors or logs.
 
 use crate::secret::Secret;
-use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::ClientId;
 use std::fmt;
 use std::future::Future;
@@ -164,13 +162,6 @@ pub struct Mailer {
     server: String,
 }
 
-/// One open SMTP session (after TLS and AUTH).
-pub struct Session {
-    conn: AsyncSmtpConnection,
-    server: String,
-    timeout: Duration,
-}
-
 impl Mailer {
     /// Checks the settings (reading `ca_file`); TLS is set up when a connection needs it.
     pub fn new(settings: EmailSettings) -> Result<Mailer, SendError> {
@@ -241,6 +232,18 @@ impl Mailer {
 
     /// Resolves, connects, sets up TLS and authenticates.
     pub async fn open(&self) -> Result<Session, SendError> {
+        let (addr, stream) = self.connect().await?;
+        let mut conn = self.handshake(addr, stream).await?;
+        self.authenticate(&mut conn).await?;
+        Ok(Session {
+            conn,
+            server: self.server.clone(),
+            timeout: self.settings.timeout,
+        })
+    }
+
+    /// Resolves the host name and connects to the first address that answers.
+    async fn connect(&self) -> Result<(SocketAddr, tokio::net::TcpStream), SendError> {
         let s = &self.settings;
         let addrs: Vec<SocketAddr> = self
             .step(
@@ -253,22 +256,25 @@ impl Mailer {
             return Err(self.err(Step::Dns, "the name has no addresses"));
         }
         let mut last = None;
-        let mut reachable = None;
         for a in &addrs {
             match self
                 .step(Step::Connect, tokio::net::TcpStream::connect(a))
                 .await
             {
-                Ok(stream) => {
-                    reachable = Some((*a, stream));
-                    break;
-                }
+                Ok(stream) => return Ok((*a, stream)),
                 Err(e) => last = Some(e),
             }
         }
-        let Some((addr, stream)) = reachable else {
-            return Err(last.unwrap_or_else(|| self.err(Step::Connect, "no address")));
-        };
+        Err(last.unwrap_or_else(|| self.err(Step::Connect, "no address")))
+    }
+
+    /// TLS (implicit or STARTTLS, as configured) and the greeting.
+    async fn handshake(
+        &self,
+        addr: SocketAddr,
+        stream: tokio::net::TcpStream,
+    ) -> Result<AsyncSmtpConnection, SendError> {
+        let s = &self.settings;
         let hello = ClientId::default();
         let tls = self.tls_params()?;
         let mut conn = match (s.tls, tls.clone()) {
@@ -306,132 +312,29 @@ impl Mailer {
             let params = tls.expect("TLS parameters for starttls");
             self.step(Step::Tls, conn.starttls(params, &hello)).await?;
         }
-        if let (Some(user), Some(pw)) = (&s.username, &s.password) {
-            let mechanisms = [Mechanism::Plain, Mechanism::Login];
-            if conn.server_info().get_auth_mechanism(&mechanisms).is_none() {
-                let why = match s.tls {
-                    SmtpTls::None => "the server offers no AUTH (PLAIN or LOGIN) on this connection; most offer it only over TLS: set tls = \"starttls\" (port 587) or \"tls\" (465), or remove username and password_file if this relay needs no login",
-                    _ => "the server offers no AUTH (PLAIN or LOGIN): remove username and password_file if this relay needs no login, or use its submission port (587)",
-                };
-                return Err(self.err(Step::Auth, why));
-            }
-            let creds = Credentials::new(user.clone(), pw.expose().to_string());
-            self.step(Step::Auth, conn.auth(&mechanisms, &creds))
-                .await?;
-        }
-        Ok(Session {
-            conn,
-            server: self.server.clone(),
-            timeout: s.timeout,
-        })
+        Ok(conn)
     }
-}
 
-/// One error for "every recipient was refused": the first one's step, permanent only when
-/// every refusal was.
-fn all_refused(mut refused: Vec<SendError>) -> SendError {
-    let permanent = refused.iter().all(SendError::permanent);
-    let mut first = refused.remove(0);
-    if !refused.is_empty() {
-        let others: Vec<String> = refused.iter().map(|e| e.step.to_string()).collect();
-        first.message = format!("{} (also refused: {})", first.message, others.join(", "));
-    }
-    if !permanent && first.permanent() {
-        first.code = refused.iter().find_map(|e| e.code.filter(|c| *c < 500));
-    }
-    first
-}
-
-fn address(mailbox: &str) -> Result<lettre::Address, String> {
-    mailbox
-        .parse::<Mailbox>()
-        .map(|m| m.email)
-        .map_err(|e| format!("`{mailbox}` is not an address: {e}"))
-}
-
-impl Session {
-    async fn step<T>(
-        server: &str,
-        timeout: Duration,
-        step: Step,
-        f: impl Future<Output = Result<T, lettre::transport::smtp::Error>>,
-    ) -> Result<T, SendError> {
-        let err = |message: String, code| SendError {
-            server: server.to_string(),
-            step: step.clone(),
-            message,
-            code,
+    /// SMTP AUTH, when a username and password are configured.
+    async fn authenticate(&self, conn: &mut AsyncSmtpConnection) -> Result<(), SendError> {
+        let s = &self.settings;
+        let (Some(user), Some(pw)) = (&s.username, &s.password) else {
+            return Ok(());
         };
-        match tokio::time::timeout(timeout, f).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(err(e.to_string(), e.reply_code())),
-            Err(_) => Err(err(no_answer(timeout), None)),
+        let mechanisms = [Mechanism::Plain, Mechanism::Login];
+        if conn.server_info().get_auth_mechanism(&mechanisms).is_none() {
+            let why = match s.tls {
+                SmtpTls::None => "the server offers no AUTH (PLAIN or LOGIN) on this connection; most offer it only over TLS: set tls = \"starttls\" (port 587) or \"tls\" (465), or remove username and password_file if this relay needs no login",
+                _ => "the server offers no AUTH (PLAIN or LOGIN): remove username and password_file if this relay needs no login, or use its submission port (587)",
+            };
+            return Err(self.err(Step::Auth, why));
         }
-    }
-
-    /// Sends one formatted message (RFC 5322 text) to `to`. Like an MTA, a recipient the
-    /// server refuses does not stop the others: the message goes to those it accepted and the
-    /// refusals are returned (empty: everyone got it). An error means nobody got it. After a
-    /// refusal the transaction is reset, so the session can send the next message.
-    pub async fn send(
-        &mut self,
-        from: &str,
-        to: &[String],
-        raw: &[u8],
-    ) -> Result<Vec<SendError>, SendError> {
-        let result = self.transaction(from, to, raw).await;
-        if let Err(e) = &result {
-            if e.code.is_some() && !self.conn.has_broken() {
-                let reset = self.conn.command(lettre::transport::smtp::commands::Rset);
-                if !matches!(tokio::time::timeout(self.timeout, reset).await, Ok(Ok(_))) {
-                    self.conn.abort().await;
-                }
-            }
-        }
-        result
-    }
-
-    async fn transaction(
-        &mut self,
-        from: &str,
-        to: &[String],
-        raw: &[u8],
-    ) -> Result<Vec<SendError>, SendError> {
-        let (server, t) = (self.server.clone(), self.timeout);
-        let local = |step: Step, message: String| SendError {
-            server: server.clone(),
-            step,
-            message,
-            code: None,
-        };
-        let from_addr = address(from).map_err(|m| local(Step::Sender, m))?;
-        let mail = self.conn.command(Mail::new(Some(from_addr), vec![]));
-        Self::step(&server, t, Step::Sender, mail).await?;
-        let mut refused = Vec::new();
-        for r in to {
-            let step = Step::Recipient(r.clone());
-            let a = address(r).map_err(|m| local(step.clone(), m))?;
-            match Self::step(&server, t, step, self.conn.command(Rcpt::new(a, vec![]))).await {
-                Ok(_) => {}
-                Err(e) if e.code.is_some() => refused.push(e),
-                Err(e) => return Err(e),
-            }
-        }
-        if refused.len() == to.len() {
-            return Err(all_refused(refused));
-        }
-        Self::step(&server, t, Step::Data, self.conn.command(Data)).await?;
-        Self::step(&server, t, Step::Data, self.conn.message(raw)).await?;
-        Ok(refused)
-    }
-
-    /// Whether the connection can carry another message.
-    pub fn usable(&self) -> bool {
-        !self.conn.has_broken()
-    }
-
-    /// Says goodbye (errors ignored: the mail is already accepted).
-    pub async fn close(mut self) {
-        let _ = tokio::time::timeout(self.timeout, self.conn.quit()).await;
+        let creds = Credentials::new(user.clone(), pw.expose().to_string());
+        self.step(Step::Auth, conn.auth(&mechanisms, &creds))
+            .await?;
+        Ok(())
     }
 }
+
+mod session;
+pub use session::Session;

@@ -53,7 +53,7 @@ pub enum AlertError {
     Catalog(#[from] CatalogError),
     /// A mail could not be built (an address lettre refuses).
     #[error("cannot build the alert mail: {0} (hint: check [alerts.email] from and to)")]
-    Compose(String),
+    Compose(super::compose::ComposeError),
 }
 
 /// One engine over one catalog.

@@ -1,9 +1,9 @@
 //! `opsagent check-config [--connect]`: validate, summarise what will run, optionally probe storage.
 
 use super::Cli;
-use crate::config::{Config, Databases, SmtpTls};
+use crate::config::{Config, Databases, MediaJob, MysqlJob, Schedule, SmtpTls, Zone};
 use crate::storage::Storage;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 /// Flags.
 #[derive(Debug, clap::Args)]
@@ -81,6 +81,29 @@ fn owner(
 
 /// The human summary of a valid configuration (no secrets).
 pub fn summary(cfg: &Config) -> String {
+    let mut s = header(cfg);
+    if cfg.mysql.is_empty() && cfg.media.is_empty() {
+        s += "  jobs      none (add [[mysql]] or [[media]] sections to back up databases or directories)\n";
+    } else {
+        s += "  jobs\n";
+    }
+    let now = Utc::now();
+    for j in &cfg.mysql {
+        s += &mysql_job(j, cfg.agent.zone, now);
+    }
+    for j in &cfg.media {
+        s += &media_job(j, cfg.agent.zone, now);
+    }
+    s += &checks_summary(&cfg.health);
+    s += &alerts_summary(cfg);
+    for w in &cfg.warnings {
+        s += &format!("warning: {w}\n");
+    }
+    s
+}
+
+/// The file, host, state directory, storage and encryption.
+fn header(cfg: &Config) -> String {
     let zone = cfg.agent.zone;
     let mut s = format!("configuration {} is valid\n", cfg.file.display());
     s += &format!("  host      {} (times in {zone})\n", cfg.agent.hostname);
@@ -102,82 +125,72 @@ pub fn summary(cfg: &Config) -> String {
                     .to_string())
         );
     }
-    if cfg.mysql.is_empty() && cfg.media.is_empty() {
-        s += "  jobs      none (add [[mysql]] or [[media]] sections to back up databases or directories)\n";
-    } else {
-        s += "  jobs\n";
-    }
-    let now = Utc::now();
-    for j in &cfg.mysql {
-        let dbs = match &j.databases {
-            Databases::All => "every database".to_string(),
-            Databases::List(v) => v.join(", "),
-        };
-        let next = j
-            .schedule
-            .next_after(now, zone)
-            .map(|t| zone.format(t, "%Y-%m-%d %H:%M %Z"))
-            .unwrap_or_else(|| "never".into());
-        s += &format!("    {:<12} mysql  {dbs} on {}\n", j.name, j.endpoint);
-        s += &format!(
-            "    {:<12}        schedule \"{}\", next run {next}; keep {}\n",
-            "",
-            j.schedule.as_str(),
-            j.keep
-        );
-        let drill = match &j.verify_schedule {
-            Some(v) => format!(
-                "\"{}\", next {}",
-                v.as_str(),
-                v.next_after(now, zone)
-                    .map(|t| zone.format(t, "%Y-%m-%d %H:%M %Z"))
-                    .unwrap_or_else(|| "never".into())
-            ),
-            None => "off".to_string(),
-        };
-        s += &format!("    {:<12}        restore drill {drill}\n", "");
-    }
-    for j in &cfg.media {
-        let next = j
-            .schedule
-            .next_after(now, zone)
-            .map(|t| zone.format(t, "%Y-%m-%d %H:%M %Z"))
-            .unwrap_or_else(|| "never".into());
-        let paths: Vec<String> = j.paths.iter().map(|p| p.display().to_string()).collect();
-        s += &format!("    {:<12} media  {}\n", j.name, paths.join(", "));
-        if !j.exclude.is_empty() {
-            s += &format!("    {:<12}        exclude {}\n", "", j.exclude.join(", "));
-        }
-        s += &format!(
-            "    {:<12}        schedule \"{}\", next run {next}; keep {}\n",
-            "",
-            j.schedule.as_str(),
-            j.keep
-        );
-    }
-    s += &checks_summary(&cfg.health);
-    match &cfg.email {
-        None => s += "  alerts    no email configured ([alerts.email])\n",
-        Some(e) => {
-            let tls = match e.tls {
-                SmtpTls::Starttls => "STARTTLS",
-                SmtpTls::Tls => "TLS",
-                SmtpTls::None => "no TLS",
-            };
-            s += &format!(
-                "  alerts    email to {} via {}:{} ({tls}); group_wait {}, repeat_interval {}; try it: opsagent notify-test\n",
-                e.to.join(", "),
-                e.smtp_host,
-                e.smtp_port,
-                humantime::format_duration(cfg.alerts.group_wait),
-                humantime::format_duration(cfg.alerts.repeat_interval)
-            );
-        }
-    }
-    for w in &cfg.warnings {
-        s += &format!("warning: {w}\n");
-    }
     s
+}
+
+/// The next firing of `schedule` as shown, or "never".
+fn next_run(schedule: &Schedule, zone: Zone, now: DateTime<Utc>) -> String {
+    schedule
+        .next_after(now, zone)
+        .map(|t| zone.format(t, "%Y-%m-%d %H:%M %Z"))
+        .unwrap_or_else(|| "never".into())
+}
+
+fn mysql_job(j: &MysqlJob, zone: Zone, now: DateTime<Utc>) -> String {
+    let dbs = match &j.databases {
+        Databases::All => "every database".to_string(),
+        Databases::List(v) => v.join(", "),
+    };
+    let next = next_run(&j.schedule, zone, now);
+    let mut s = format!("    {:<12} mysql  {dbs} on {}\n", j.name, j.endpoint);
+    s += &format!(
+        "    {:<12}        schedule \"{}\", next run {next}; keep {}\n",
+        "",
+        j.schedule.as_str(),
+        j.keep
+    );
+    let drill = match &j.verify_schedule {
+        Some(v) => format!("\"{}\", next {}", v.as_str(), next_run(v, zone, now)),
+        None => "off".to_string(),
+    };
+    s += &format!("    {:<12}        restore drill {drill}\n", "");
+    s
+}
+
+fn media_job(j: &MediaJob, zone: Zone, now: DateTime<Utc>) -> String {
+    let next = next_run(&j.schedule, zone, now);
+    let paths: Vec<String> = j.paths.iter().map(|p| p.display().to_string()).collect();
+    let mut s = format!("    {:<12} media  {}\n", j.name, paths.join(", "));
+    if !j.exclude.is_empty() {
+        s += &format!("    {:<12}        exclude {}\n", "", j.exclude.join(", "));
+    }
+    s += &format!(
+        "    {:<12}        schedule \"{}\", next run {next}; keep {}\n",
+        "",
+        j.schedule.as_str(),
+        j.keep
+    );
+    s
+}
+
+/// Where alert mails go, or that none do.
+fn alerts_summary(cfg: &Config) -> String {
+    let Some(e) = &cfg.email else {
+        return "  alerts    no email configured ([alerts.email])\n".to_string();
+    };
+    let tls = match e.tls {
+        SmtpTls::Starttls => "STARTTLS",
+        SmtpTls::Tls => "TLS",
+        SmtpTls::None => "no TLS",
+    };
+    format!(
+        "  alerts    email to {} via {}:{} ({tls}); group_wait {}, repeat_interval {}; try it: opsagent notify-test\n",
+        e.to.join(", "),
+        e.smtp_host,
+        e.smtp_port,
+        humantime::format_duration(cfg.alerts.group_wait),
+        humantime::format_duration(cfg.alerts.repeat_interval)
+    )
 }
 
 /// One line for the host checks, one for the configured and automatic ones.

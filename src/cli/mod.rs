@@ -151,13 +151,16 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// The exit code for an error returned by a CLI verb (the table is in `error`): usage and
-/// configuration errors exit 2, everything else 1.
+/// The exit code for an error returned by a CLI verb (the tables are in `error`): usage and
+/// configuration errors exit 2, the health `status` found by how bad it is, everything else 1.
 pub fn exit_code_for(err: &anyhow::Error) -> crate::error::Exit {
-    use crate::error::{Exit, UsageError};
+    use crate::error::{Exit, Unhealthy, UsageError};
     for cause in err.chain() {
         if cause.is::<UsageError>() || cause.is::<crate::config::ConfigErrors>() {
             return Exit::Usage;
+        }
+        if let Some(u) = cause.downcast_ref::<Unhealthy>() {
+            return u.exit();
         }
     }
     Exit::Failure

@@ -8,10 +8,9 @@
 
 use super::Cli;
 use crate::catalog::{AlertRow, Catalog, CheckStateRow, OutboxRow, RunRecord, SilenceRow};
-use crate::config::Zone;
+use crate::error::Unhealthy;
 use crate::health::state::Level;
 use chrono::{DateTime, Utc};
-use std::fmt::Write;
 use std::time::Duration;
 
 /// Flags.
@@ -41,7 +40,7 @@ impl CheckLine {
         }
     }
 
-    fn severity(&self) -> u8 {
+    pub(crate) fn severity(&self) -> u8 {
         if self.stale {
             1
         } else {
@@ -102,6 +101,15 @@ impl Report {
             .max()
             .unwrap_or(0)
             .max(mail)
+    }
+
+    /// `Ok` when everything is OK, else how bad it is (the error `run` returns).
+    pub fn outcome(&self) -> anyhow::Result<()> {
+        match self.exit_code() {
+            0 => Ok(()),
+            1 => Err(Unhealthy::Warning.into()),
+            _ => Err(Unhealthy::Critical.into()),
+        }
     }
 
     /// Reads the catalog.
@@ -177,246 +185,11 @@ impl Report {
     }
 }
 
-fn alerts_section(o: &mut String, r: &Report, zone: Zone) {
-    if r.alerts.is_empty() && r.silences.is_empty() && r.outbox.is_empty() {
-        let _ = writeln!(o, "no alerts firing, no silences, no mails waiting");
-        return;
-    }
-    for a in &r.alerts {
-        let state = match (a.row.firing, a.row.flapping) {
-            (true, true) => "FLAPPING".to_string(),
-            (true, false) => format!("FIRING {}", a.row.severity),
-            _ => "RESOLVED (mail pending)".to_string(),
-        };
-        let mailed = match a.row.notified_at {
-            Some(t) if !a.row.notified.is_empty() => {
-                format!("mailed {}", zone.format(t, "%Y-%m-%d %H:%M"))
-            }
-            _ => "not mailed yet".to_string(),
-        };
-        let muted = a
-            .muted
-            .as_deref()
-            .map(|m| format!("; {m}"))
-            .unwrap_or_default();
-        let _ = writeln!(
-            o,
-            "alert {:<22} {state} since {}, {mailed}{muted}",
-            a.row.key,
-            zone.format(a.row.since, "%Y-%m-%d %H:%M")
-        );
-    }
-    for s in &r.silences {
-        let _ = writeln!(
-            o,
-            "silence #{} {} until {} by {}: {}",
-            s.id,
-            s.pattern,
-            zone.format(s.ends_at, "%Y-%m-%d %H:%M"),
-            s.created_by,
-            s.reason
-        );
-    }
-    let (refused, waiting): (Vec<&OutboxRow>, Vec<&OutboxRow>) =
-        r.outbox.iter().partition(|m| m.given_up());
-    if let Some(first) = waiting.first() {
-        let why = first
-            .last_error
-            .as_deref()
-            .map(|e| format!("; last error: {e}"))
-            .unwrap_or_default();
-        let _ = writeln!(
-            o,
-            "mails waiting in the outbox: {} (oldest queued {}, {} attempts{why})",
-            waiting.len(),
-            zone.format(first.created_at, "%Y-%m-%d %H:%M"),
-            first.attempts
-        );
-    }
-    for m in refused {
-        let _ = writeln!(
-            o,
-            "mail REFUSED by the SMTP server, not retried until restart or a mail settings change: \"{}\" to {} (queued {}): {}",
-            m.subject,
-            m.rcpt_to.join(", "),
-            zone.format(m.created_at, "%Y-%m-%d %H:%M"),
-            m.last_error.as_deref().unwrap_or("-")
-        );
-    }
-}
+mod show;
+pub use show::{age, render, to_json};
 
-/// "3d 4h", "2h 5m", "40s".
-pub fn age(d: chrono::Duration) -> String {
-    let s = d.num_seconds().max(0);
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m", s / 60),
-        3600..=86_399 => format!("{}h {}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
-    }
-}
-
-fn value(v: Option<f64>) -> String {
-    match v {
-        Some(x) if x.abs() >= 100.0 => format!("{x:.0}"),
-        Some(x) => format!("{x:.1}"),
-        None => "-".into(),
-    }
-}
-
-fn host_summary(r: &Report) -> String {
-    let get = |name: &str| {
-        r.checks
-            .iter()
-            .find(|c| c.row.check == name)
-            .and_then(|c| c.row.value)
-    };
-    let mut parts = Vec::new();
-    for (name, label, unit) in [
-        ("cpu", "cpu", "%"),
-        ("load", "load/core", ""),
-        ("memory", "memory available", "%"),
-        ("swap", "swap used", "%"),
-    ] {
-        if let Some(v) = get(name) {
-            parts.push(format!("{label} {v:.1}{unit}"));
-        }
-    }
-    for c in r.checks.iter().filter(|c| c.row.kind == "disk") {
-        if let (Some(v), Some(m)) = (c.row.value, c.row.check.strip_prefix("disk:")) {
-            parts.push(format!("disk {m} {v:.0}%"));
-        }
-    }
-    if parts.is_empty() {
-        "no host samples yet".into()
-    } else {
-        parts.join(", ")
-    }
-}
-
-fn run_cell(r: Option<&RunRecord>, zone: Zone, now: DateTime<Utc>) -> String {
-    match r {
-        None => "never".into(),
-        Some(r) => {
-            let at = r.ended_at.unwrap_or(r.started_at);
-            format!(
-                "{} {} ({} ago)",
-                zone.format(at, "%Y-%m-%d %H:%M"),
-                r.status.as_str(),
-                age(now - at)
-            )
-        }
-    }
-}
-
-/// The text screen.
-pub fn render(r: &Report, zone: Zone, now: DateTime<Utc>) -> String {
-    let mut o = String::new();
-    let count = |s: u8| r.checks.iter().filter(|c| c.severity() == s).count();
-    let _ = writeln!(
-        o,
-        "{}: {} critical, {} warning, {} ok",
-        r.host,
-        count(2),
-        count(1),
-        count(0)
-    );
-    let _ = writeln!(o, "host: {}", host_summary(r));
-    let _ = writeln!(o);
-    if r.checks.is_empty() {
-        let _ = writeln!(o, "no check results yet (is `opsagent run` running?)");
-    } else {
-        let _ = writeln!(
-            o,
-            "{:<28} {:<8} {:<18} {:>9}  DETAIL",
-            "CHECK", "STATE", "SINCE", "VALUE"
-        );
-        for c in &r.checks {
-            let first = c.row.detail.lines().next().unwrap_or("");
-            let flap = if c.row.flapping { " (flapping)" } else { "" };
-            let line = format!(
-                "{:<28} {:<8} {:<18} {:>9}  {first}{flap}",
-                c.row.check,
-                c.shown(),
-                zone.format(c.row.since, "%Y-%m-%d %H:%M"),
-                value(c.row.value),
-            );
-            let _ = writeln!(o, "{}", line.trim_end());
-        }
-    }
-    if !r.jobs.is_empty() {
-        let _ = writeln!(o);
-        let _ = writeln!(
-            o,
-            "{:<12} {:<38} {:<38} LAST DRILL",
-            "JOB", "LAST BACKUP", "LAST GOOD BACKUP"
-        );
-        for j in &r.jobs {
-            let _ = writeln!(
-                o,
-                "{:<12} {:<38} {:<38} {}",
-                j.job,
-                run_cell(j.last_backup.as_ref(), zone, now),
-                run_cell(j.last_good.as_ref(), zone, now),
-                run_cell(j.last_drill.as_ref(), zone, now)
-            );
-        }
-    }
-    let _ = writeln!(o);
-    alerts_section(&mut o, r, zone);
-    let _ = writeln!(o, "events not yet delivered: {}", r.pending_events);
-    o
-}
-
-fn run_json(r: Option<&RunRecord>, now: DateTime<Utc>) -> serde_json::Value {
-    match r {
-        None => serde_json::Value::Null,
-        Some(r) => {
-            let at = r.ended_at.unwrap_or(r.started_at);
-            serde_json::json!({"at": at.to_rfc3339(), "status": r.status.as_str(), "age_seconds": (now - at).num_seconds(), "error": r.error})
-        }
-    }
-}
-
-/// The `--json` document.
-pub fn to_json(r: &Report, now: DateTime<Utc>) -> serde_json::Value {
-    let checks: Vec<_> = r
-        .checks
-        .iter()
-        .map(|c| {
-            serde_json::json!({
-                "name": c.row.check, "kind": c.row.kind, "state": c.shown(),
-                "since": c.row.since.to_rfc3339(), "updated_at": c.row.updated_at.to_rfc3339(),
-                "value": c.row.value, "threshold": c.row.threshold, "detail": c.row.detail,
-                "flapping": c.row.flapping,
-            })
-        })
-        .collect();
-    let jobs: Vec<_> = r
-        .jobs
-        .iter()
-        .map(|j| serde_json::json!({"job": j.job, "last_backup": run_json(j.last_backup.as_ref(), now), "last_good_backup": run_json(j.last_good.as_ref(), now), "last_drill": run_json(j.last_drill.as_ref(), now)}))
-        .collect();
-    let status = ["OK", "WARN", "CRIT"][r.exit_code() as usize];
-    let alerts: Vec<_> = r
-        .alerts
-        .iter()
-        .map(|a| serde_json::json!({"key": a.row.key, "firing": a.row.firing, "flapping": a.row.flapping, "severity": a.row.severity, "since": a.row.since.to_rfc3339(), "notified": a.row.notified, "muted": a.muted}))
-        .collect();
-    let silences: Vec<_> = r
-        .silences
-        .iter()
-        .map(|s| serde_json::json!({"id": s.id, "check": s.pattern, "until": s.ends_at.to_rfc3339(), "by": s.created_by, "reason": s.reason}))
-        .collect();
-    let outbox: Vec<_> = r
-        .outbox
-        .iter()
-        .map(|m| serde_json::json!({"subject": m.subject, "message_id": m.message_id, "to": m.rcpt_to, "attempts": m.attempts, "refused": m.given_up(), "last_error": m.last_error}))
-        .collect();
-    serde_json::json!({"host": r.host, "status": status, "exit_code": r.exit_code(), "checks": checks, "jobs": jobs, "pending_events": r.pending_events, "alerts": alerts, "silences": silences, "outbox": outbox})
-}
-
-/// Prints the status and exits with its code.
+/// Prints the status; a warning or critical check is returned as [`Unhealthy`], which `main`
+/// maps to exit code 1 or 2 (`cli::exit_code_for`) without printing more.
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let cfg = super::load_config(cli)?;
     let cat = Catalog::open(&cfg.catalog_path())?;
@@ -434,15 +207,14 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     } else {
         print!("{}", render(&r, cfg.agent.zone, now));
     }
-    use std::io::Write as _;
-    let _ = std::io::stdout().flush();
-    std::process::exit(i32::from(r.exit_code()));
+    r.outcome()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::catalog::RunStatus;
+    use crate::config::Zone;
     use chrono::TimeZone;
 
     fn t(h: u32, m: u32) -> DateTime<Utc> {

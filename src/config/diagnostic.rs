@@ -115,6 +115,67 @@ pub fn parse_unknown_field(message: &str) -> Option<(String, Vec<String>)> {
     Some((field, expected))
 }
 
+/// A serde/TOML syntax error as a positioned [`ConfigError`] with a hint.
+pub(super) fn serde_error(file: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let position = e.span().map(|s| line_col(text, s.start));
+    let key = e.span().map(|s| key_at(text, s.start)).unwrap_or_default();
+    let msg = e.message().trim().to_string();
+    let hint = if let Some((field, expected)) = parse_unknown_field(&msg) {
+        let exp: Vec<&str> = expected.iter().map(String::as_str).collect();
+        match did_you_mean(&field, &exp) {
+            Some(s) => Some(format!("unknown key `{field}`, did you mean `{s}`?")),
+            None if exp.is_empty() => Some(format!("remove `{field}`")),
+            None => Some(format!(
+                "unknown key `{field}`; valid keys here: {}",
+                exp.join(", ")
+            )),
+        }
+    } else if msg.contains("duration")
+        || msg.contains("time unit")
+        || msg.contains("expected number")
+    {
+        Some("durations are written like \"30s\", \"5m\", \"4h\", \"1h 30m\"".to_string())
+    } else if msg.starts_with("invalid type") {
+        Some("check the value's type: strings need quotes, lists are [\"a\", \"b\"], numbers have none".to_string())
+    } else {
+        Some("see config/opsagent.example.toml for the syntax of every key".to_string())
+    };
+    ConfigError {
+        file: file.to_path_buf(),
+        position,
+        key,
+        message: msg,
+        hint,
+    }
+}
+
+/// The dotted key written at byte `offset`: the `[table]` header above it plus the key on its line.
+fn key_at(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("");
+    let local = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_string());
+    let header = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    match (header, local) {
+        (_, None) if line.trim_start().starts_with('[') => line
+            .trim()
+            .trim_matches(|c| c == '[' || c == ']')
+            .trim()
+            .to_string(),
+        (Some(h), Some(k)) => format!("{h}.{k}"),
+        (None, Some(k)) => k,
+        (Some(h), None) => h,
+        (None, None) => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

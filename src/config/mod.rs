@@ -2,6 +2,7 @@
 //! once with `file:line:col` and a hint (`resolve`) → the resolved [`Config`] the rest of the
 //! program uses. Probing the outside world (`check-config --connect`) is not done here.
 
+mod defaults;
 pub mod diagnostic;
 pub mod raw;
 pub mod raw_checks;
@@ -11,7 +12,10 @@ mod resolve_checks;
 mod resolve_email;
 mod resolve_encryption;
 mod resolve_media;
+mod resolve_mysql;
+mod resolve_probes;
 mod resolve_s3;
+mod resolve_storage;
 pub mod span;
 
 pub use crate::schedule::{Schedule, Zone};

@@ -1,6 +1,7 @@
 //! The serde mirror of the TOML file: every key an operator may write, with its doc comment.
 //! No defaults are applied and nothing is checked here beyond types and unknown keys; that is
-//! `resolve`'s job, so every problem can be reported at once with its position.
+//! `resolve`'s job, so every problem can be reported at once with its position. The defaults the
+//! comments below state are the named constants of `defaults`.
 
 use serde::Deserialize;
 use std::path::PathBuf;

@@ -1,5 +1,6 @@
 //! The serde mirror of `[checks]` (host checks and `[[checks.KIND]]` lists) and `[metrics]`.
-//! Like `raw`, nothing is checked here beyond types and unknown keys.
+//! Like `raw`, nothing is checked here beyond types and unknown keys; the defaults stated below
+//! are the named constants of `defaults` (host check thresholds: `health::host`).
 
 use serde::Deserialize;
 use std::path::PathBuf;

@@ -1,12 +1,12 @@
 //! `[alerts]`: grouping, reminders, resolved mails, the lowest severity, maintenance windows.
 //! (`[alerts.email]` is `resolve_email`.)
 
+use super::defaults;
 use super::raw::RawAlerts;
 use super::resolve::{schedule, Ctx};
 use super::span::KeyPath;
 use crate::alert::silence::Maintenance;
 use crate::alert::{AlertConfig, MinSeverity};
-use std::time::Duration;
 
 pub(super) fn alerts(cx: &mut Ctx, raw: Option<&RawAlerts>, p: &KeyPath) -> AlertConfig {
     let mut c = AlertConfig::default();
@@ -16,7 +16,7 @@ pub(super) fn alerts(cx: &mut Ctx, raw: Option<&RawAlerts>, p: &KeyPath) -> Aler
     c.group_wait = a.group_wait.unwrap_or(c.group_wait);
     c.group_interval = a.group_interval.unwrap_or(c.group_interval);
     c.repeat_interval = a.repeat_interval.unwrap_or(c.repeat_interval);
-    c.send_resolved = a.send_resolved.unwrap_or(true);
+    c.send_resolved = a.send_resolved.unwrap_or(defaults::SEND_RESOLVED);
     if c.repeat_interval < c.group_interval {
         cx.error(
             &p.key("repeat_interval"),
@@ -66,7 +66,10 @@ pub(super) fn alerts(cx: &mut Ctx, raw: Option<&RawAlerts>, p: &KeyPath) -> Aler
             }
             Some(d) => Some(d),
         };
-        let checks = m.checks.clone().unwrap_or_else(|| vec!["*".into()]);
+        let checks = m
+            .checks
+            .clone()
+            .unwrap_or_else(|| vec![defaults::MAINTENANCE_CHECKS.into()]);
         if checks.is_empty() {
             cx.error(
                 &mp.key("checks"),
@@ -77,7 +80,7 @@ pub(super) fn alerts(cx: &mut Ctx, raw: Option<&RawAlerts>, p: &KeyPath) -> Aler
         if let (Some(schedule), Some(duration)) = (sched, duration) {
             c.maintenance.push(Maintenance {
                 schedule,
-                duration: duration.min(Duration::from_secs(366 * 86_400)),
+                duration: duration.min(defaults::MAINTENANCE_MAX),
                 checks,
             });
         }

@@ -2,14 +2,15 @@
 //! `enabled = false`), the configured `[[checks.KIND]]` lists, and one automatic backup
 //! freshness check per backup job — resolved into `health::HealthConfig`.
 
+use super::defaults;
 use super::raw_checks::*;
-use super::resolve::{secret_file, valid_name, Ctx};
+use super::resolve::{valid_name, Ctx};
+use super::resolve_probes::{address, http, log, mysql, process, rate, service, tls};
 use super::span::KeyPath;
-use super::{MysqlEndpoint, MysqlJob, Schedule, Zone};
+use super::{MysqlJob, Schedule, Zone};
 use crate::health::host::{default_check, HostCheck, HostConfig};
 use crate::health::state::Limits;
 use crate::health::{self, disk::DiskConfig, CheckSpec, HealthConfig, ProbeSpec};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Names the host checks use; configured checks cannot take them.
@@ -25,15 +26,15 @@ pub(super) fn checks(
 ) -> HealthConfig {
     let empty = RawChecks::default();
     let r = raw.unwrap_or(&empty);
-    let interval = r.interval.unwrap_or(Duration::from_secs(30));
-    if interval < Duration::from_secs(1) {
+    let interval = r.interval.unwrap_or(defaults::CHECK_INTERVAL);
+    if interval < defaults::CHECK_INTERVAL_MIN {
         cx.error(
             &p.key("interval"),
             "the interval is shorter than 1s",
             "e.g. interval = \"30s\"",
         );
     }
-    let timeout = r.timeout.unwrap_or(Duration::from_secs(10)).min(interval);
+    let timeout = r.timeout.unwrap_or(defaults::CHECK_TIMEOUT).min(interval);
     let host = HostConfig {
         cpu: host_check(cx, "cpu", r.cpu, &p.key("cpu")),
         load: host_check(cx, "load", r.load, &p.key("load")),
@@ -48,6 +49,28 @@ pub(super) fn checks(
         seen: Vec::new(),
         out: Vec::new(),
     };
+    configured(&mut b, r, jobs, p);
+    let mut out = b.out;
+    let grace = r.backup_grace.unwrap_or(defaults::BACKUP_GRACE);
+    let backup_jobs = jobs
+        .iter()
+        .map(|j| (&j.name, &j.schedule, "mysql"))
+        .chain(media.iter().map(|j| (&j.name, &j.schedule, "media")));
+    for (name, schedule, kind) in backup_jobs {
+        out.push(freshness(
+            name, kind, schedule, zone, grace, interval, timeout,
+        ));
+    }
+    HealthConfig {
+        interval,
+        timeout,
+        host,
+        checks: out,
+    }
+}
+
+/// The `[[checks.KIND]]` lists, in the order of the kinds.
+fn configured(b: &mut Builder, r: &RawChecks, jobs: &[MysqlJob], p: &KeyPath) {
     for (i, c) in r.tcp.iter().enumerate() {
         let q = p.key("tcp").index(i);
         let probe = address(b.cx, c.address.as_deref(), &q.key("address"))
@@ -66,17 +89,7 @@ pub(super) fn checks(
     }
     for (i, c) in r.service.iter().enumerate() {
         let q = p.key("service").index(i);
-        let unit = c
-            .unit
-            .clone()
-            .or_else(|| c.name.as_ref().map(|n| format!("{n}.service")));
-        let probe = unit.map(|unit| {
-            ProbeSpec::Service(health::service::Spec {
-                unit,
-                restart: c.restart.unwrap_or(false),
-                max_restarts: c.max_restarts.unwrap_or(3),
-            })
-        });
+        let probe = service(c);
         b.add(&q, (&c.name, c.interval, c.hold, c.timeout), probe);
     }
     for (i, c) in r.process.iter().enumerate() {
@@ -99,31 +112,29 @@ pub(super) fn checks(
         let probe = rate(b.cx, c, &q);
         b.add(&q, (&c.name, c.interval, c.hold, c.timeout), probe);
     }
-    let grace = r.backup_grace.unwrap_or(Duration::from_secs(3600));
-    let mut out = b.out;
-    let backup_jobs = jobs
-        .iter()
-        .map(|j| (&j.name, &j.schedule, "mysql"))
-        .chain(media.iter().map(|j| (&j.name, &j.schedule, "media")));
-    for (name, schedule, kind) in backup_jobs {
-        out.push(CheckSpec {
-            name: format!("backup:{name}"),
-            interval: interval.max(Duration::from_secs(60)),
-            hold: Duration::ZERO,
-            timeout,
-            probe: ProbeSpec::Backup(health::backup::Spec {
-                job: name.clone(),
-                kind: kind.into(),
-                period: period(schedule, zone),
-                grace,
-            }),
-        });
-    }
-    HealthConfig {
-        interval,
+}
+
+/// The automatic backup freshness check of one job (`backup:<job>`).
+fn freshness(
+    job: &str,
+    kind: &str,
+    schedule: &Schedule,
+    zone: Zone,
+    grace: Duration,
+    interval: Duration,
+    timeout: Duration,
+) -> CheckSpec {
+    CheckSpec {
+        name: format!("backup:{job}"),
+        interval: interval.max(defaults::FRESHNESS_INTERVAL_MIN),
+        hold: Duration::ZERO,
         timeout,
-        host,
-        checks: out,
+        probe: ProbeSpec::Backup(health::freshness::Spec {
+            job: job.to_string(),
+            kind: kind.into(),
+            period: period(schedule, zone),
+            grace,
+        }),
     }
 }
 
@@ -132,7 +143,7 @@ pub(super) fn period(s: &Schedule, zone: Zone) -> Duration {
     let mut t = chrono::Utc::now();
     let mut longest = Duration::ZERO;
     let Some(mut prev) = s.next_after(t, zone) else {
-        return Duration::from_secs(86_400);
+        return defaults::FRESHNESS_PERIOD_FALLBACK;
     };
     for _ in 0..16 {
         t = prev;
@@ -205,7 +216,7 @@ impl Builder<'_, '_> {
             }
         };
         let interval = interval.unwrap_or(self.interval);
-        if interval < Duration::from_secs(1) {
+        if interval < defaults::CHECK_INTERVAL_MIN {
             self.cx.error(
                 &q.key("interval"),
                 "the interval is shorter than 1s",
@@ -217,7 +228,7 @@ impl Builder<'_, '_> {
             self.out.push(CheckSpec {
                 name,
                 interval,
-                hold: hold.unwrap_or(Duration::ZERO),
+                hold: hold.unwrap_or(defaults::HOLD),
                 timeout,
                 probe,
             });
@@ -225,7 +236,12 @@ impl Builder<'_, '_> {
     }
 }
 
-fn host_check(cx: &mut Ctx, kind: &str, r: Option<RawHostCheck>, p: &KeyPath) -> Option<HostCheck> {
+pub(super) fn host_check(
+    cx: &mut Ctx,
+    kind: &str,
+    r: Option<RawHostCheck>,
+    p: &KeyPath,
+) -> Option<HostCheck> {
     let d = default_check(kind);
     let r = r.unwrap_or_default();
     if r.enabled == Some(false) {
@@ -239,7 +255,13 @@ fn host_check(cx: &mut Ctx, kind: &str, r: Option<RawHostCheck>, p: &KeyPath) ->
 }
 
 /// Thresholds over the defaults, checking that warn comes before crit.
-fn limits(cx: &mut Ctx, d: Limits, warn: Option<f64>, crit: Option<f64>, p: &KeyPath) -> Limits {
+pub(super) fn limits(
+    cx: &mut Ctx,
+    d: Limits,
+    warn: Option<f64>,
+    crit: Option<f64>,
+    p: &KeyPath,
+) -> Limits {
     let l = Limits {
         warn: warn.or(d.warn),
         crit: crit.or(d.crit),
@@ -285,292 +307,6 @@ fn disk(cx: &mut Ctx, r: Option<&RawDiskCheck>, p: &KeyPath) -> Option<DiskConfi
         full_within,
         ignore: r.ignore.clone(),
     })
-}
-
-fn address(cx: &mut Ctx, a: Option<&str>, p: &KeyPath) -> Option<String> {
-    let Some(a) = a else {
-        cx.missing(p, "address = \"127.0.0.1:3306\" (host:port)");
-        return None;
-    };
-    match a.rsplit_once(':') {
-        Some((h, port)) if !h.is_empty() && port.parse::<u16>().is_ok_and(|n| n > 0) => {
-            Some(a.to_string())
-        }
-        _ => {
-            cx.error(
-                p,
-                format!("`{a}` is not host:port"),
-                "e.g. \"127.0.0.1:443\" or \"example.com:443\" ([::1]:443 for IPv6)",
-            );
-            None
-        }
-    }
-}
-
-fn http(cx: &mut Ctx, c: &RawHttp, q: &KeyPath) -> Option<ProbeSpec> {
-    let url = match &c.url {
-        None => {
-            cx.missing(&q.key("url"), "url = \"https://shop.example.com/health\"");
-            None
-        }
-        Some(u) => match reqwest::Url::parse(u) {
-            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Some(u.clone()),
-            Ok(_) => {
-                cx.error(
-                    &q.key("url"),
-                    format!("`{u}` is not an http(s) URL"),
-                    "use http:// or https://",
-                );
-                None
-            }
-            Err(e) => {
-                cx.error(
-                    &q.key("url"),
-                    format!("`{u}` is not a URL: {e}"),
-                    "e.g. url = \"https://shop.example.com/health\"",
-                );
-                None
-            }
-        },
-    };
-    let method = c
-        .method
-        .clone()
-        .unwrap_or_else(|| "GET".into())
-        .to_ascii_uppercase();
-    if !["GET", "HEAD", "POST", "PUT", "OPTIONS", "DELETE", "PATCH"].contains(&method.as_str()) {
-        cx.error(
-            &q.key("method"),
-            format!("unknown HTTP method `{method}`"),
-            "GET, HEAD, POST, PUT, OPTIONS, DELETE or PATCH",
-        );
-    }
-    let status = match &c.status {
-        None => Vec::new(),
-        Some(OneOrMany::One(s)) => vec![*s],
-        Some(OneOrMany::Many(v)) => v.clone(),
-    };
-    if let Some(s) = status.iter().find(|s| !(100..600).contains(*s)) {
-        cx.error(
-            &q.key("status"),
-            format!("{s} is not an HTTP status code"),
-            "e.g. status = 200 or status = [200, 301]",
-        );
-    }
-    let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
-    let latency = match (ms(c.latency_warn), ms(c.latency_crit)) {
-        (None, None) => None,
-        (w, c2) => Some(limits(
-            cx,
-            Limits {
-                warn: None,
-                crit: None,
-                ..Limits::above(0.0, 0.0)
-            },
-            w,
-            c2,
-            &q.key("latency_warn"),
-        )),
-    };
-    Some(ProbeSpec::Http(health::http::Spec {
-        url: url?,
-        method,
-        status,
-        body: c.body.clone(),
-        latency,
-        tls_verify: c.tls_verify.unwrap_or(true),
-    }))
-}
-
-fn tls(cx: &mut Ctx, c: &RawTls, q: &KeyPath) -> Option<ProbeSpec> {
-    let address = address(cx, c.address.as_deref(), &q.key("address"))?;
-    let host = address
-        .rsplit_once(':')
-        .map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']').to_string())
-        .unwrap_or_default();
-    let days = limits(
-        cx,
-        Limits::below(14.0, 7.0),
-        c.warn_days,
-        c.crit_days,
-        &q.key("warn_days"),
-    );
-    Some(ProbeSpec::Tls(health::tls::Spec {
-        address,
-        server_name: c.server_name.clone().unwrap_or(host),
-        days,
-    }))
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    std::env::current_dir()
-        .map(|d| d.join(p))
-        .unwrap_or_else(|_| p.to_path_buf())
-}
-
-fn process(cx: &mut Ctx, c: &RawProcess, q: &KeyPath) -> Option<ProbeSpec> {
-    let target = match (&c.process, &c.pidfile) {
-        (Some(_), Some(_)) => {
-            cx.error(
-                &q.key("pidfile"),
-                "both `process` and `pidfile` are set",
-                "look a process up by name or by pidfile, not both",
-            );
-            return None;
-        }
-        (_, Some(f)) => health::process::Target::Pidfile(absolute(f)),
-        (Some(n), None) => health::process::Target::Name(n.clone()),
-        (None, None) => health::process::Target::Name(c.name.clone()?),
-    };
-    let min = c.min.unwrap_or(1);
-    if c.max.is_some_and(|m| m < min) {
-        cx.error(
-            &q.key("max"),
-            "max is below min",
-            "max must be at least min (default 1)",
-        );
-    }
-    Some(ProbeSpec::Process(health::process::Spec {
-        target,
-        min,
-        max: c.max,
-    }))
-}
-
-fn mysql(cx: &mut Ctx, c: &RawMysqlCheck, jobs: &[MysqlJob], q: &KeyPath) -> Option<ProbeSpec> {
-    let connections = limits(cx, Limits::above(80.0, 90.0), c.warn, c.crit, q);
-    let own = c.host.is_some()
-        || c.port.is_some()
-        || c.socket.is_some()
-        || c.user.is_some()
-        || c.password_file.is_some();
-    let (endpoint, user, password) = if let Some(j) = &c.job {
-        if own {
-            cx.error(&q.key("job"), "`job` and connection settings are both set", "use the job's server and credentials, or give host/socket/user/password_file, not both");
-        }
-        let Some(job) = jobs.iter().find(|x| &x.name == j) else {
-            let names: Vec<&str> = jobs.iter().map(|x| x.name.as_str()).collect();
-            cx.error(
-                &q.key("job"),
-                format!("no [[mysql]] job named `{j}`"),
-                format!("jobs: {}", names.join(", ")),
-            );
-            return None;
-        };
-        (job.endpoint.clone(), job.user.clone(), job.password.clone())
-    } else {
-        let ep = match &c.socket {
-            Some(s) if c.host.is_some() || c.port.is_some() => {
-                cx.error(
-                    &q.key("socket"),
-                    "both `socket` and `host`/`port` are set",
-                    "use either socket or host and port",
-                );
-                MysqlEndpoint::Socket(s.clone())
-            }
-            Some(s) => MysqlEndpoint::Socket(s.clone()),
-            None => MysqlEndpoint::Tcp {
-                host: c.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
-                port: c.port.unwrap_or(3306),
-            },
-        };
-        let password = c
-            .password_file
-            .as_ref()
-            .and_then(|f| secret_file(cx, f, &q.key("password_file")));
-        (ep, c.user.clone(), password)
-    };
-    Some(ProbeSpec::Mysql(health::mysql::Spec {
-        endpoint,
-        user,
-        password,
-        connections,
-    }))
-}
-
-fn regex(cx: &mut Ctx, pattern: Option<&str>, p: &KeyPath) -> Option<regex::Regex> {
-    match regex::Regex::new(pattern?) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            let msg = e
-                .to_string()
-                .lines()
-                .last()
-                .unwrap_or("invalid")
-                .trim()
-                .to_string();
-            cx.error(
-                p,
-                format!("invalid regular expression: {msg}"),
-                "Rust regex syntax; e.g. pattern = \"(ERROR|CRITICAL)\"",
-            );
-            None
-        }
-    }
-}
-
-fn log(cx: &mut Ctx, c: &RawLog, q: &KeyPath) -> Option<ProbeSpec> {
-    let path = c.path.as_deref().map(absolute);
-    if path.is_none() {
-        cx.missing(
-            &q.key("path"),
-            "path = \"/var/www/shop/storage/logs/laravel.log\"",
-        );
-    }
-    if c.pattern.is_none() {
-        cx.missing(&q.key("pattern"), "pattern = \"\\\\.(ERROR|CRITICAL):\"");
-    }
-    let pattern = regex(cx, c.pattern.as_deref(), &q.key("pattern"));
-    let warn = c.warn.unwrap_or(1) as f64;
-    let crit = c.crit.map(|x| x as f64);
-    let limits = limits(
-        cx,
-        Limits {
-            crit: None,
-            hysteresis: 0.0,
-            ..Limits::above(warn, 0.0)
-        },
-        Some(warn),
-        crit,
-        q,
-    );
-    Some(ProbeSpec::Log(health::logfile::Spec {
-        path: path?,
-        pattern: pattern?,
-        window: c.window.unwrap_or(Duration::from_secs(300)),
-        limits,
-    }))
-}
-
-fn rate(cx: &mut Ctx, c: &RawRate, q: &KeyPath) -> Option<ProbeSpec> {
-    let path = c.path.as_deref().map(absolute);
-    if path.is_none() {
-        cx.missing(&q.key("path"), "path = \"/var/log/nginx/access.log\"");
-    }
-    let pattern = match &c.pattern {
-        Some(p) => Some(regex(cx, Some(p), &q.key("pattern"))?),
-        None => None,
-    };
-    if c.warn.is_none() && c.crit.is_none() {
-        cx.missing(
-            &q.key("warn"),
-            "warn = 600: requests per window that deserve a look",
-        );
-    }
-    let l = Limits {
-        warn: None,
-        crit: None,
-        hysteresis: 0.1,
-        ..Limits::above(0.0, 0.0)
-    };
-    let limits = limits(cx, l, c.warn.map(|x| x as f64), c.crit.map(|x| x as f64), q);
-    Some(ProbeSpec::Rate(health::rate::Spec {
-        path: path?,
-        pattern,
-        window: c.window.unwrap_or(Duration::from_secs(60)),
-        limits,
-        top: c.top.unwrap_or(5),
-    }))
 }
 
 /// `[metrics] listen`.

@@ -8,7 +8,7 @@ use super::raw::RawEncryption;
 use super::resolve::Ctx;
 use super::span::KeyPath;
 use super::MysqlJob;
-use crate::storage::{parse_recipient, parse_recipients_file, EncryptionSpec};
+use crate::storage::{parse_recipient, parse_recipients_file, BadRecipient, EncryptionSpec};
 use std::path::Path;
 
 /// What a recipient looks like, for hints.
@@ -20,7 +20,7 @@ pub(super) fn encryption(cx: &mut Ctx, e: &RawEncryption, p: &KeyPath) -> Option
     for (i, text) in e.recipients.iter().flatten().enumerate() {
         match parse_recipient(text) {
             Ok(r) => recipients.push(r),
-            Err(why) if why.contains("secret key") => {
+            Err(why @ BadRecipient::SecretKey) => {
                 ok = false;
                 cx.error(
                     &p.key("recipients").index(i),

@@ -1,10 +1,10 @@
 //! Validation of `[[media]]` jobs.
 
-use super::raw::{RawKeep, RawMedia};
-use super::resolve::{absolute, job_name, keep, schedule, Ctx};
+use super::defaults;
+use super::raw::RawMedia;
+use super::resolve::{absolute, compression_level, job_name, keep, schedule, verify_schedule, Ctx};
 use super::span::KeyPath;
 use super::MediaJob;
-use std::time::Duration;
 
 /// Resolves one `[[media]]` table; problems go to `cx`.
 pub(super) fn media_job(cx: &mut Ctx, m: &RawMedia, p: &KeyPath) -> Option<MediaJob> {
@@ -64,39 +64,24 @@ pub(super) fn media_job(cx: &mut Ctx, m: &RawMedia, p: &KeyPath) -> Option<Media
         }
     }
     let schedule = schedule(cx, m.schedule.as_deref(), &p.key("schedule"));
-    let keep = keep(
+    let keep = keep(cx, m.keep.unwrap_or(defaults::KEEP), &p.key("keep"));
+    let verify_schedule = verify_schedule(
         cx,
-        m.keep.unwrap_or(RawKeep {
-            last: Some(3),
-            daily: Some(7),
-            weekly: Some(4),
-            monthly: Some(12),
-            ..RawKeep::default()
-        }),
-        &p.key("keep"),
+        m.verify_schedule.as_deref(),
+        None,
+        &p.key("verify_schedule"),
     );
-    let verify_schedule = match m.verify_schedule.as_deref() {
-        None | Some("off") | Some("never") => Some(None),
-        Some(s) => super::resolve::schedule(cx, Some(s), &p.key("verify_schedule")).map(Some),
-    };
-    let compression_level = m.compression_level.unwrap_or(3);
-    if !(1..=19).contains(&compression_level) {
-        cx.error(
-            &p.key("compression_level"),
-            format!("compression level {compression_level} is out of range"),
-            "use 1 (fastest) to 19 (smallest); 3 is the default",
-        );
-    }
+    let compression_level = compression_level(cx, m.compression_level, &p.key("compression_level"));
     Some(MediaJob {
         name: name?,
         paths: paths?,
         exclude: m.exclude.clone(),
         schedule: schedule?,
         keep: keep?,
-        one_file_system: m.one_file_system.unwrap_or(true),
-        follow_symlinks: m.follow_symlinks.unwrap_or(false),
+        one_file_system: m.one_file_system.unwrap_or(defaults::ONE_FILE_SYSTEM),
+        follow_symlinks: m.follow_symlinks.unwrap_or(defaults::FOLLOW_SYMLINKS),
         compression_level,
-        prune_grace: m.prune_grace.unwrap_or(Duration::from_secs(24 * 3600)),
+        prune_grace: m.prune_grace.unwrap_or(defaults::PRUNE_GRACE),
         verify_schedule: verify_schedule?,
     })
 }

@@ -62,7 +62,10 @@ pub(super) fn s3(
     Some(StorageSpec::S3 {
         bucket: bucket?,
         prefix: prefix?,
-        region: s.region.clone().unwrap_or_else(|| "us-east-1".to_string()),
+        region: s
+            .region
+            .clone()
+            .unwrap_or_else(|| super::defaults::S3_REGION.to_string()),
         path_style: s.path_style.unwrap_or(s.endpoint.is_some()),
         endpoint: endpoint?,
         access_key_id: s

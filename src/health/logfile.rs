@@ -73,9 +73,11 @@ impl Follower {
     }
 
     /// Calls `line` for every complete new line; `Err` when the file cannot be read at all.
-    pub fn read_new(&mut self, mut line: impl FnMut(&str)) -> Result<(), String> {
+    pub fn read_new(&mut self, mut line: impl FnMut(&str)) -> Result<(), Unreadable> {
         if self.file.is_none() && !self.open() {
-            return Err(format!("cannot open {}", self.path.display()));
+            return Err(Unreadable {
+                path: self.path.clone(),
+            });
         }
         self.drain(&mut line);
         // Rotated: the path names another file now. What was left in the old one is read above.
@@ -116,6 +118,14 @@ impl Follower {
             self.partial.extend_from_slice(&self.buf[start..]);
         }
     }
+}
+
+/// A followed file that cannot be opened (missing, or not readable by the agent).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot open {}", path.display())]
+pub struct Unreadable {
+    /// The file.
+    pub path: std::path::PathBuf,
 }
 
 /// Per-sample counts over a sliding window.
@@ -174,7 +184,7 @@ impl Watcher {
             }
         });
         if let Err(e) = r {
-            return Sample::failed(spec, e);
+            return Sample::failed(spec, e.to_string());
         }
         let total = self.window.add(Instant::now(), n, l.window);
         let mut detail = format!(

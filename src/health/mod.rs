@@ -7,8 +7,9 @@
 //! `config` resolves the TOML into them. A new check kind is one file plus one arm in
 //! [`Prober::probe`].
 
-pub mod backup;
+pub mod collector;
 pub mod disk;
+pub mod freshness;
 pub mod history;
 pub mod host;
 pub mod http;
@@ -88,8 +89,8 @@ pub enum ProbeSpec {
     Log(logfile::Spec),
     /// `[[checks.rate]]`
     Rate(rate::Spec),
-    /// Automatic, one per backup job.
-    Backup(backup::Spec),
+    /// Automatic, one per backup job: backup freshness (kind `backup`, module `freshness`).
+    Backup(freshness::Spec),
 }
 
 impl ProbeSpec {
@@ -244,7 +245,7 @@ impl Prober {
             Prober::Log(spec, w) => w.probe(spec),
             Prober::Rate(spec, w) => w.probe(spec),
             Prober::Service(spec, r) => service::probe(spec, r).await,
-            Prober::Backup(spec, cat) => backup::probe(spec, cat.clone()).await,
+            Prober::Backup(spec, cat) => freshness::probe(spec, cat.clone()).await,
             Prober::Plain(spec) => match &spec.probe {
                 ProbeSpec::Tcp(t) => tcp::probe(spec, t).await,
                 ProbeSpec::Tls(t) => tls::probe(spec, t).await,

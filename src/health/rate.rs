@@ -59,7 +59,7 @@ impl Watcher {
             }
         });
         if let Err(e) = res {
-            return Sample::failed(spec, e);
+            return Sample::failed(spec, e.to_string());
         }
         let total = self.window.add(now, n, r.window);
         while self

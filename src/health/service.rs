@@ -87,20 +87,35 @@ impl Restarts {
     }
 }
 
-async fn systemctl(args: &[&str]) -> Result<String, String> {
+/// Why `systemctl` gave no answer; shown as the check's detail.
+#[derive(Debug, thiserror::Error)]
+pub enum SystemctlError {
+    /// It could not be started.
+    #[error("cannot run systemctl: {0}")]
+    Spawn(std::io::Error),
+    /// It exited with an error.
+    #[error("systemctl {args} failed: {stderr}")]
+    Failed {
+        /// Its arguments, space-separated.
+        args: String,
+        /// What it printed on stderr, trimmed.
+        stderr: String,
+    },
+}
+
+async fn systemctl(args: &[&str]) -> Result<String, SystemctlError> {
     let out = tokio::process::Command::new("systemctl")
         .args(args)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output()
         .await
-        .map_err(|e| format!("cannot run systemctl: {e}"))?;
+        .map_err(SystemctlError::Spawn)?;
     if !out.status.success() {
-        return Err(format!(
-            "systemctl {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(SystemctlError::Failed {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -119,7 +134,7 @@ pub async fn probe(spec: &CheckSpec, restarts: &mut Restarts) -> Sample {
     .await
     {
         Ok(o) => parse_show(&o),
-        Err(e) => return Sample::failed(spec, e),
+        Err(e) => return Sample::failed(spec, e.to_string()),
     };
     let level = judge(&show);
     let mut detail = format!(

@@ -50,31 +50,61 @@ pub async fn probe(spec: &CheckSpec, t: &Spec) -> Sample {
     }
 }
 
+/// Why a certificate could not be read; shown as the check's detail.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// The TLS client could not be set up.
+    #[error("{0}")]
+    Setup(rustls::Error),
+    /// `server_name` is not a DNS name or an IP address.
+    #[error("server name {name:?}: {cause}")]
+    ServerName {
+        /// The name configured (or taken from `address`).
+        name: String,
+        /// Why rustls refused it.
+        cause: String,
+    },
+    /// The TCP connection failed.
+    #[error("{0}")]
+    Connect(std::io::Error),
+    /// The TLS handshake failed.
+    #[error("TLS handshake failed: {0}")]
+    Handshake(std::io::Error),
+    /// The handshake ended without a certificate.
+    #[error("the server sent no certificate")]
+    NoCertificate,
+    /// The leaf certificate is not X.509 as x509-parser reads it.
+    #[error("cannot parse the certificate: {0}")]
+    Parse(String),
+}
+
 /// The leaf certificate's notAfter (Unix seconds) and subject.
-pub async fn not_after(t: &Spec) -> Result<(i64, String), String> {
+pub async fn not_after(t: &Spec) -> Result<(i64, String), CertError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(CertError::Setup)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
         .with_no_client_auth();
-    let name = ServerName::try_from(t.server_name.clone())
-        .map_err(|e| format!("server name {:?}: {e}", t.server_name))?;
+    let name = ServerName::try_from(t.server_name.clone()).map_err(|e| CertError::ServerName {
+        name: t.server_name.clone(),
+        cause: e.to_string(),
+    })?;
     let tcp = tokio::net::TcpStream::connect(&t.address)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(CertError::Connect)?;
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
-        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+        .map_err(CertError::Handshake)?;
     let (_, conn) = tls.get_ref();
     let der = conn
         .peer_certificates()
         .and_then(|c| c.first())
-        .ok_or("the server sent no certificate")?;
+        .ok_or(CertError::NoCertificate)?;
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
-        .map_err(|e| format!("cannot parse the certificate: {e}"))?;
+        .map_err(|e| CertError::Parse(e.to_string()))?;
     Ok((
         cert.validity().not_after.timestamp(),
         cert.subject().to_string(),

@@ -197,13 +197,15 @@ pub fn check_decryptable(storage: &Storage, steps: &[Step], target: &Target) -> 
 /// [`check_decryptable`] for one snapshot.
 pub fn decryptable(storage: &Storage, c: &Chosen) -> Result<(), String> {
     match &c.manifest.encryption {
-        Some(e) => storage.check_can_decrypt(
-            &format!(
-                "snapshot {} of `{}` (job {})",
-                c.key.id, c.manifest.item, c.key.job
-            ),
-            &e.recipients,
-        ),
+        Some(e) => storage
+            .check_can_decrypt(
+                &format!(
+                    "snapshot {} of `{}` (job {})",
+                    c.key.id, c.manifest.item, c.key.job
+                ),
+                &e.recipients,
+            )
+            .map_err(|e| e.to_string()),
         None => Ok(()),
     }
 }

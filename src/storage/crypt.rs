@@ -21,19 +21,22 @@
 
 use std::io::{self, BufReader, Cursor, Read, Write};
 use std::path::PathBuf;
-use std::pin::Pin;
+
 use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll};
 
 use age::x25519::{Identity, Recipient};
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::io::AsyncReadExt;
 use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 
 use super::error::{ErrorContext, Op};
 use super::{ObjectReader, Storage, StorageError};
 use keys::IDENTITY_HINT;
-pub use keys::{parse_recipient, parse_recipients_file, read_identity_file};
+pub use keys::{
+    parse_recipient, parse_recipients_file, read_identity_file, BadRecipient, CannotDecrypt,
+    IdentityError,
+};
+use stream::{corrupt, unmark, MapRead, Marked};
 
 /// The first line of every age file.
 pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
@@ -93,16 +96,13 @@ impl Crypt {
     }
 
     /// The identities, read on first use; a failed read is retried next time.
-    fn identities(&self) -> Result<Arc<Vec<Identity>>, (String, String)> {
+    fn identities(&self) -> Result<Arc<Vec<Identity>>, IdentityError> {
         if let Some(ids) = self.identities.get() {
             return Ok(ids.clone());
         }
-        let path = self.spec.identity_file.as_deref().ok_or_else(|| {
-            (
-                "it is encrypted with age and no identity is configured".to_string(),
-                IDENTITY_HINT.to_string(),
-            )
-        })?;
+        let Some(path) = self.spec.identity_file.as_deref() else {
+            return Err(IdentityError::Unconfigured);
+        };
         let ids = Arc::new(read_identity_file(path)?);
         Ok(self.identities.get_or_init(|| ids).clone())
     }
@@ -203,31 +203,31 @@ impl Storage {
 
     /// Checks, before anything is read, that `what` (a snapshot), encrypted to `recipients`,
     /// can be decrypted here: an identity is configured, readable, and one of the recipients.
-    pub fn check_can_decrypt(&self, what: &str, recipients: &[String]) -> Result<(), String> {
+    pub fn check_can_decrypt(
+        &self,
+        what: &str,
+        recipients: &[String],
+    ) -> Result<(), CannotDecrypt> {
+        let what = what.to_string();
         let ids = match self.crypt.as_ref().map(|c| c.identities()) {
             Some(Ok(ids)) => ids,
-            Some(Err((cause, hint))) => return Err(format!("{what}: {cause} (hint: {hint})")),
-            None => {
-                return Err(format!(
-                    "{what} is encrypted with age and this configuration has no [encryption] \
-                     section (hint: {IDENTITY_HINT})"
-                ))
-            }
+            Some(Err(error)) => return Err(CannotDecrypt::Identity { what, error }),
+            None => return Err(CannotDecrypt::NotConfigured { what }),
         };
         let mine: Vec<String> = ids.iter().map(|i| i.to_public().to_string()).collect();
         if mine.iter().any(|m| recipients.contains(m)) {
             return Ok(());
         }
-        Err(format!(
-            "{what} is encrypted to {}; {} is for {} (hint: use the identity file whose \
-             `age-keygen -y` prints one of the snapshot's recipients)",
-            recipients.join(", "),
-            self.crypt
+        Err(CannotDecrypt::OtherRecipients {
+            what,
+            recipients: recipients.join(", "),
+            identity: self
+                .crypt
                 .as_ref()
                 .map(|c| c.identity_name())
                 .unwrap_or_default(),
-            mine.join(", ")
-        ))
+            mine: mine.join(", "),
+        })
     }
 
     /// Opens `key` for reading its stored bytes as they are (ciphertext when encrypted): for
@@ -311,7 +311,7 @@ impl Storage {
     fn identities_for(&self, ctx: &ErrorContext) -> Result<Arc<Vec<Identity>>, StorageError> {
         match self.crypt.as_ref().map(|c| c.identities()) {
             Some(Ok(ids)) => Ok(ids),
-            Some(Err((cause, hint))) => Err(ctx.failed(cause, hint)),
+            Some(Err(e)) => Err(ctx.failed(e.cause(), e.hint())),
             None => Err(ctx.failed(
                 "it is encrypted with age and this configuration has no [encryption] section",
                 IDENTITY_HINT,
@@ -339,69 +339,6 @@ async fn sniff_async(r: &mut ObjectReader) -> io::Result<Vec<u8>> {
     Ok(head)
 }
 
-/// An error of the stored stream, carried through age unchanged (told apart from its own).
-#[derive(Debug)]
-struct StoredError(io::Error);
-
-impl std::fmt::Display for StoredError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for StoredError {}
-
-fn unmark(e: io::Error) -> Result<io::Error, io::Error> {
-    if !e.get_ref().is_some_and(|inner| inner.is::<StoredError>()) {
-        return Err(e);
-    }
-    let inner = e.into_inner().expect("checked above");
-    Ok(inner.downcast::<StoredError>().expect("checked above").0)
-}
-
-/// Marks the errors of the stored stream as [`StoredError`].
-struct Marked<R>(R);
-
-impl<R: AsyncRead + Unpin> AsyncRead for Marked<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0)
-            .poll_read(cx, buf)
-            .map_err(|e| io::Error::new(e.kind(), StoredError(e)))
-    }
-}
-
-/// A reader whose errors pass through a function.
-struct MapRead<R, F>(R, F);
-
-impl<R: Read, F: Fn(io::Error) -> io::Error> Read for MapRead<R, F> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf).map_err(&self.1)
-    }
-}
-
-impl<R: AsyncRead + Unpin, F: Fn(io::Error) -> io::Error + Unpin> AsyncRead for MapRead<R, F> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        Pin::new(&mut this.0).poll_read(cx, buf).map_err(&this.1)
-    }
-}
-
-/// The error for a chunk that fails age's authentication (or a truncated stream).
-fn corrupt(key: &str, e: io::Error) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("object `{key}` is corrupt: its age encryption does not authenticate ({e})"),
-    )
-}
-
 fn decrypt_error(ctx: &ErrorContext, e: age::DecryptError, crypt: Option<&Crypt>) -> StorageError {
     use age::DecryptError as D;
     let who = crypt.map(Crypt::identity_name).unwrap_or_default();
@@ -427,5 +364,6 @@ fn decrypt_error(ctx: &ErrorContext, e: age::DecryptError, crypt: Option<&Crypt>
 }
 
 mod keys;
+mod stream;
 #[cfg(test)]
 mod tests;

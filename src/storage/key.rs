@@ -60,15 +60,29 @@ pub(crate) fn validate_list_prefix(prefix: &str) -> Result<(), StorageError> {
 
 /// Normalises a configured storage prefix: surrounding `/` removed, then one `/` appended
 /// unless the prefix is empty. `"web-01"`, `"/web-01/"` → `"web-01/"`; `""`, `"/"` → `""`.
-pub(crate) fn normalize_prefix(prefix: &str) -> Result<String, String> {
+pub(crate) fn normalize_prefix(prefix: &str) -> Result<String, BadPrefix> {
     let trimmed = prefix.trim_matches('/');
     if trimmed.is_empty() {
         return Ok(String::new());
     }
     if let Some(reason) = key_problem(trimmed) {
-        return Err(format!("prefix `{}`: {reason}", prefix.escape_debug()));
+        return Err(BadPrefix {
+            prefix: prefix.escape_debug().to_string(),
+            reason,
+        });
     }
     Ok(format!("{trimmed}/"))
+}
+
+/// A configured storage prefix that breaks the key rules; the backend that opens it wraps it in
+/// a [`StorageError::Config`] with the hint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("prefix `{prefix}`: {reason}")]
+pub(crate) struct BadPrefix {
+    /// The prefix as configured, control characters escaped.
+    prefix: String,
+    /// Which rule it breaks.
+    reason: &'static str,
 }
 
 /// Joins a normalised prefix and a key (or a listing prefix) into the full object path.

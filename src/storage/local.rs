@@ -16,13 +16,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use bytes::Bytes;
 use tokio::fs;
-use tokio::io::AsyncWriteExt;
 
 use super::error::{ErrorContext, Op};
 use super::key::normalize_prefix;
 use super::local_tmp;
+use super::local_write::LocalWriter;
 use super::{Backend, BackendWriter, ObjectInfo, ObjectReader, StorageError, StorageFuture};
 
 /// Name of the temp directory under the storage root.
@@ -36,9 +35,9 @@ const DENIED_HINT: &str = "check the owner and mode of the directory; opsagent r
                            writes it as its own user";
 
 /// Where a local backend's files are, and how to describe it.
-struct Place {
+pub(super) struct Place {
     /// `<path>/<prefix>`.
-    root: PathBuf,
+    pub(super) root: PathBuf,
     /// The configured `path`, which must exist.
     base: PathBuf,
     /// `local directory /srv/backups/web-01/`.
@@ -53,7 +52,7 @@ impl Place {
     }
 
     /// Turns an I/O error into a [`StorageError`]; `doing` says what failed on which path.
-    fn error(&self, op: Op, key: &str, doing: String, err: io::Error) -> StorageError {
+    pub(super) fn error(&self, op: Op, key: &str, doing: String, err: io::Error) -> StorageError {
         let ctx = self.ctx(op, key);
         let cause = format!("{doing}: {err}");
         match err.kind() {
@@ -84,7 +83,7 @@ impl LocalBackend {
         if path.as_os_str().is_empty() {
             return Err(config_error("the directory path is empty".into()));
         }
-        let prefix = normalize_prefix(prefix).map_err(config_error)?;
+        let prefix = normalize_prefix(prefix).map_err(|e| config_error(e.to_string()))?;
         if prefix.split('/').any(|segment| segment == TMP_DIR) {
             return Err(config_error(format!("`{TMP_DIR}` is reserved")));
         }
@@ -220,7 +219,7 @@ impl LocalBackend {
 }
 
 /// Creates `dir` and its missing parents, mode 0700.
-async fn private_dirs(dir: &Path) -> io::Result<()> {
+pub(super) async fn private_dirs(dir: &Path) -> io::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -321,119 +320,5 @@ impl Backend for LocalBackend {
 
     fn exists<'a>(&'a self, key: &'a str) -> StorageFuture<'a, bool> {
         Box::pin(self.is_file(key))
-    }
-}
-
-/// An upload into a temp file, renamed into place on `finish`.
-struct LocalWriter {
-    place: Arc<Place>,
-    key: String,
-    tmp_path: PathBuf,
-    final_path: PathBuf,
-    file: Option<fs::File>,
-    /// Set once the temp file is renamed or removed.
-    done: bool,
-}
-
-impl LocalWriter {
-    fn error(&self, doing: String, err: io::Error) -> StorageError {
-        self.place.error(Op::Upload, &self.key, doing, err)
-    }
-
-    async fn append(&mut self, data: Bytes) -> Result<(), StorageError> {
-        let file = self.file.as_mut().expect("file is open until finish/abort");
-        if let Err(e) = file.write_all(&data).await {
-            return Err(self.error(format!("cannot write {}", self.tmp_path.display()), e));
-        }
-        Ok(())
-    }
-
-    /// fsync the temp file, rename it into place, fsync the directory.
-    async fn commit(&mut self) -> Result<(), StorageError> {
-        let mut file = self.file.take().expect("file is open until finish/abort");
-        let tmp = self.tmp_path.display().to_string();
-        file.flush()
-            .await
-            .map_err(|e| self.error(format!("cannot write {tmp}"), e))?;
-        file.sync_all()
-            .await
-            .map_err(|e| self.error(format!("cannot fsync {tmp}"), e))?;
-        // `file` (and its lock) stays open until the rename, so a sweep never takes it.
-        let parent = self
-            .final_path
-            .parent()
-            .unwrap_or(&self.place.root)
-            .to_path_buf();
-        let mut tries = 0;
-        loop {
-            let created = private_dirs(&parent).await;
-            let renamed = match created {
-                Ok(()) => fs::rename(&self.tmp_path, &self.final_path).await,
-                Err(e) => Err(e),
-            };
-            match renamed {
-                Ok(()) => break,
-                // A concurrent delete may have pruned the directory just now: try again.
-                Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 3 => tries += 1,
-                Err(e) => {
-                    let doing = format!("cannot move {tmp} to {}", self.final_path.display());
-                    return Err(self.error(doing, e));
-                }
-            }
-        }
-        self.done = true;
-        drop(file);
-        let dir = fs::File::open(&parent).await;
-        let synced = match dir {
-            Ok(dir) => dir.sync_all().await,
-            Err(e) => Err(e),
-        };
-        synced.map_err(|e| self.error(format!("cannot fsync {}", parent.display()), e))
-    }
-
-    fn remove_tmp(&mut self) -> io::Result<()> {
-        self.file = None;
-        self.done = true;
-        match std::fs::remove_file(&self.tmp_path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
-    }
-}
-
-impl BackendWriter for LocalWriter {
-    fn write(&mut self, data: Bytes) -> StorageFuture<'_, ()> {
-        Box::pin(self.append(data))
-    }
-
-    fn finish(self: Box<Self>) -> StorageFuture<'static, ()> {
-        let mut this = self;
-        Box::pin(async move {
-            let result = this.commit().await;
-            if result.is_err() && !this.done {
-                let _ = this.remove_tmp();
-            }
-            result
-        })
-    }
-
-    fn abort(self: Box<Self>) -> StorageFuture<'static, ()> {
-        let mut this = self;
-        Box::pin(async move {
-            this.remove_tmp().map_err(|e| {
-                let doing = format!("cannot remove {}", this.tmp_path.display());
-                this.place.error(Op::Abort, &this.key, doing, e)
-            })
-        })
-    }
-}
-
-impl Drop for LocalWriter {
-    fn drop(&mut self) {
-        if !self.done {
-            if let Err(err) = self.remove_tmp() {
-                tracing::warn!(path = %self.tmp_path.display(), %err, "cannot remove temp file");
-            }
-        }
     }
 }

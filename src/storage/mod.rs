@@ -11,8 +11,9 @@
 //!   It builds an opendal operator that `opendal_backend.rs` runs, with retries and timeouts.
 //! - [`Storage::in_memory`]: opendal's memory service, for tests of other modules.
 //!
-//! `upload.rs` is the streaming multipart upload shared by the opendal backends: parts that
-//! grow with the stream (S3 allows 10 000), one part in flight, about three parts in memory.
+//! `multipart/write.rs` is the streaming multipart upload shared by the opendal backends: parts
+//! that grow with the stream (S3 allows 10 000), one part in flight, about three parts in memory;
+//! `multipart/abort.rs` lists the uploads left open and aborts them.
 //!
 //! Keys are relative to the configured prefix (see `key.rs` for the rules). Uploads stream
 //! through an [`ObjectWriter`] with bounded memory and become visible only on
@@ -23,11 +24,11 @@ mod error;
 mod key;
 mod local;
 mod local_tmp;
+mod local_write;
 pub mod multipart;
 mod object;
 mod opendal_backend;
 mod s3;
-mod upload;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -40,8 +41,8 @@ use tokio::io::AsyncReadExt;
 use crate::secret::Secret;
 
 pub use crypt::{
-    parse_recipient, parse_recipients_file, read_identity_file, stays_plaintext, EncryptionSpec,
-    AGE_MAGIC,
+    parse_recipient, parse_recipients_file, read_identity_file, stays_plaintext, BadRecipient,
+    CannotDecrypt, EncryptionSpec, IdentityError, AGE_MAGIC,
 };
 pub use error::{Op, StorageError};
 pub use key::validate_key;

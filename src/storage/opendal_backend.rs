@@ -13,7 +13,7 @@ use opendal::{EntryMode, ErrorKind, Operator};
 
 use super::error::{ErrorContext, Op};
 use super::key::join;
-use super::upload::OpendalWriter;
+use super::multipart::OpendalWriter;
 use super::{Backend, BackendWriter, ObjectInfo, ObjectReader, StorageError, StorageFuture};
 
 tokio::task_local! {

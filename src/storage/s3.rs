@@ -55,7 +55,7 @@ pub(crate) fn open(s: &S3Settings<'_>) -> Result<OpendalBackend, StorageError> {
         hint: hint.to_string(),
     };
     let prefix = normalize_prefix(s.prefix)
-        .map_err(|reason| config_error((reason, "fix `prefix` in the storage settings")))?;
+        .map_err(|e| config_error((e.to_string(), "fix `prefix` in the storage settings")))?;
     let builder = builder(s).map_err(config_error)?;
     opendal::install_default();
     let base = Operator::new(builder)

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::task::JoinHandle;
 
-use super::error::Op;
-use super::opendal_backend::{counted, Target};
-use super::{BackendWriter, StorageError, StorageFuture};
+use crate::storage::error::Op;
+use crate::storage::opendal_backend::{counted, Target};
+use crate::storage::{BackendWriter, StorageError, StorageFuture};
 
 /// Size of the first 1000 parts.
 pub(crate) const FIRST_PART_SIZE: usize = 8 << 20;

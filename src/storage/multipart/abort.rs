@@ -6,10 +6,10 @@
 //! (`ListMultipartUploads`, `AbortMultipartUpload`) with reqwest, signed by reqsign, the signer
 //! opendal uses (same SigV4 code, same credential chain: static keys, else the AWS environment,
 //! profile and instance metadata). Deciding which uploads are stale is the caller's business
-//! (`snapshot::orphan_uploads`); this file only talks to S3. A local directory has no multipart uploads.
+//! (`snapshot::orphan_uploads`); this file only talks to S3. (Writing multipart uploads is `write.rs`.) A local directory has no multipart uploads.
 
-use super::error::{ErrorContext, Op};
-use super::{Storage, StorageError, StorageSpec};
+use crate::storage::error::{ErrorContext, Op};
+use crate::storage::{Storage, StorageError, StorageSpec};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -76,7 +76,7 @@ impl Uploads {
         };
         let endpoint = endpoint
             .clone()
-            .or_else(super::s3::env_endpoint)
+            .or_else(crate::storage::s3::env_endpoint)
             .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
         let url = reqwest::Url::parse(endpoint.trim_end_matches('/'))
             .map_err(|e| config(format!("endpoint `{endpoint}`: {e}")))?;
@@ -105,7 +105,8 @@ impl Uploads {
             http,
             signer: Signer::new(ctx, chain, RequestSigner::new("s3", region)),
             base,
-            prefix: super::key::normalize_prefix(prefix).map_err(config)?,
+            prefix: crate::storage::key::normalize_prefix(prefix)
+                .map_err(|e| config(e.to_string()))?,
             describe,
         }))
     }

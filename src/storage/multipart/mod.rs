@@ -1,0 +1,9 @@
+//! S3 multipart uploads, both halves: `write.rs` streams an object up as a multipart upload
+//! (the writer of the opendal backends), `abort.rs` lists the uploads left open under our prefix
+//! and aborts them (for `backup::stale`).
+
+mod abort;
+mod write;
+
+pub use abort::{Upload, Uploads};
+pub(crate) use write::OpendalWriter;
