@@ -1,11 +1,11 @@
 //! File-system steps of a media restore, one entry at a time, each relative to a directory
-//! opened without following symlinks (src/restore/media_at.rs): directories, temporary files
+//! opened without following symlinks (src/restore/media/beneath_target.rs): directories, temporary files
 //! that are renamed into place only when complete (so a half-restored file never has its final
 //! name), symlinks with their raw target bytes, owners/modes/mtimes (nanoseconds; symlinks'
 //! own times), and the `--delete` sweep, which never crosses into another file system and
 //! keeps what the job's `exclude` patterns leave out of backups.
 
-use super::media_at::{step, Make, Place};
+use super::beneath_target::{step, Make, Place};
 use crate::media::tree::{Node, NodeKind, RawPath};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use rustix::fs::{
@@ -364,8 +364,8 @@ pub fn sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::restore::media_at::Resolver;
-    use crate::restore::media_select::Destination;
+    use crate::restore::media::beneath_target::Resolver;
+    use crate::restore::media::select::Destination;
     use std::fs;
     use std::os::unix::fs::MetadataExt;
 

@@ -5,13 +5,13 @@
 //! blob in it against its own hash. Nothing is written to disk. Problems name the pack and
 //! every file they touch.
 
-use super::media::{load_tree, Damage};
-use super::media_packs::{pipeline, BlobWork, Fetched, PackWork};
-use super::plan::{all_snapshots, choose, load, Filter};
+use super::packs::{pipeline, BlobWork, Fetched, PackWork};
+use super::{load_tree, Damage};
 use crate::config::Zone;
 use crate::media::index::Index;
 use crate::media::tree::{Node, NodeKind};
 use crate::media::{keys, pack, Id};
+use crate::restore::plan::{all_snapshots, choose, load, Filter};
 use crate::storage::Storage;
 use chrono::Utc;
 use std::collections::{HashMap, HashSet};

@@ -2,28 +2,34 @@
 //! `--path` selects, written side by side (`<state_dir>/restore/<job>/<time>/` + original path),
 //! under `--to-dir`, or over the original paths (`--in-place`, `--delete` to remove what the
 //! snapshot does not hold). Work goes pack by pack like restic's: each needed pack is downloaded
-//! once, its blobs are checked and written at their offsets (`media_packs`, `media_write`).
+//! once, its blobs are checked and written at their offsets (`packs`, `write`).
 //!
 //! A damaged or missing pack does not stop the restore: everything else is restored, then
 //! [`MediaError::Damaged`] names each pack and every file it cost.
 
-use super::media_at::trim;
-use super::media_fs::Excludes;
-use super::media_packs;
-use super::media_select::{self, Destination};
-use super::media_write::{Counts, Restoring};
-use super::plan::Chosen;
+pub mod beneath_target;
+pub mod fs_ops;
+pub mod packs;
+pub mod select;
+pub mod verify;
+pub mod write;
+
 use crate::backup::manifest::Manifest;
 use crate::media::index::Index;
 use crate::media::limits;
 use crate::media::tree::{self, Node, NodeKind};
+use crate::restore::plan::Chosen;
 use crate::storage::Storage;
+use beneath_target::trim;
+use fs_ops::Excludes;
+use select::Destination;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use write::{Counts, Restoring};
 
 /// How many files a damage report names before it only counts.
 pub const NAMED_FILES: usize = 20;
@@ -168,7 +174,7 @@ pub struct Options {
     /// anyone who can write to the bucket can forge, does not decide where root writes.
     pub job_paths: Option<Vec<String>>,
     /// Side by side: the (device, inode) of the directory created for it (see
-    /// `media_at::Resolver::expect_under`); set when it is created.
+    /// `beneath_target::Resolver::expect_under`); set when it is created.
     pub under_identity: Option<(u64, u64)>,
 }
 
@@ -320,8 +326,7 @@ pub async fn prepare(
         })
         .map(|n| (trim(&n.path.0).to_vec(), n.inode))
         .collect();
-    let nodes =
-        media_select::select(nodes, &roots, opts.path.as_deref()).map_err(MediaError::Select)?;
+    let nodes = select::select(nodes, &roots, opts.path.as_deref()).map_err(MediaError::Select)?;
     let count = |k: NodeKind| nodes.iter().filter(|n| n.kind == k).count() as u64;
     Ok(Prepared {
         job: m.job.clone(),
@@ -385,14 +390,14 @@ pub async fn execute(
     let job = p.job.clone();
     let (r, work) = tokio::task::spawn_blocking(move || {
         let files = r.lay_out();
-        let plan = media_packs::plan(&job, &files, &index);
+        let plan = packs::plan(&job, &files, &index);
         drop(files);
         let work = r.apply_plan(plan);
         (r, work)
     })
     .await
     .map_err(|e| MediaError::Other(format!("the restore writer failed: {e}")))?;
-    let r = media_packs::pipeline(storage, work, 2, r, |r, w, got| r.apply(w, got))
+    let r = packs::pipeline(storage, work, 2, r, |r, w, got| r.apply(w, got))
         .await
         .map_err(MediaError::Other)?;
     let mut r = tokio::task::spawn_blocking(move || {

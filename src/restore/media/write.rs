@@ -8,11 +8,11 @@
 //! A failure costs only the entries it touches: they are recorded in [`Damage`] (what failed,
 //! which files) and the rest goes on.
 
-use super::media::Damage;
-use super::media_at::{Place, Resolver};
-use super::media_fs::{self as fs_ops, Excludes, Swept};
-use super::media_packs::{Fetched, PackWork, Plan, Target};
-use super::media_select::{depth, Destination};
+use super::beneath_target::{Place, Resolver};
+use super::fs_ops::{self as fs_ops, Excludes, Swept};
+use super::packs::{Fetched, PackWork, Plan, Target};
+use super::select::{depth, Destination};
+use super::Damage;
 use crate::media::pack;
 use crate::media::tree::{Node, NodeKind};
 use std::collections::{HashMap, HashSet};
