@@ -24,7 +24,10 @@ pub struct MediaRun {
     pub partial: bool,
 }
 
-/// Backs up `job` once and commits the snapshot.
+/// The job run: backs up `job` once through the engine ([`walk_and_store`]) and commits the
+/// snapshot.
+///
+/// [`walk_and_store`]: crate::media::backup::walk_and_store
 pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, String> {
     crate::media::backup::return_large_blocks();
     let started_at = Utc::now();
@@ -52,7 +55,7 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
         level: job.compression_level,
         workers: std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
     };
-    let outcome = crate::media::backup::run(
+    let outcome = crate::media::backup::walk_and_store(
         &env.storage,
         &settings,
         reuse,

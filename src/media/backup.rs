@@ -134,8 +134,11 @@ impl Shared {
     }
 }
 
-/// Runs one backup storing only blobs not in `reuse`, reusing unchanged files of `previous`.
-pub async fn run(
+/// The engine's part of a backup: walks the paths, stores the chunks not in `reuse` in new
+/// packs (uploaded as they fill) and writes the tree, reusing the chunks of files unchanged
+/// since `previous`. Commits nothing: the job run (src/backup/media.rs) writes the index
+/// object, the tree and the manifest from the [`Outcome`].
+pub async fn walk_and_store(
     storage: &Storage,
     s: &EngineSettings,
     reuse: Arc<Reuse>,

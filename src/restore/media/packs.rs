@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 
 /// Where one chunk of a file goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Target {
+pub struct ChunkTarget {
     /// Index into the list of files being restored.
     pub file: u32,
     /// Byte offset in that file.
@@ -27,7 +27,7 @@ pub struct BlobWork {
     /// Where the blob is in the pack.
     pub entry: BlobEntry,
     /// Where it goes.
-    pub targets: Vec<Target>,
+    pub targets: Vec<ChunkTarget>,
 }
 
 /// One pack to download and what to take out of it.
@@ -97,7 +97,7 @@ pub fn plan(job: &str, files: &[&Node], index: &Index) -> Plan {
                 });
                 blobs.len() - 1
             });
-            blobs[at].targets.push(Target { file: i, offset });
+            blobs[at].targets.push(ChunkTarget { file: i, offset });
             offset += l.entry.raw_length;
             out.writes[i as usize] += 1;
         }
@@ -251,10 +251,16 @@ mod tests {
         assert_eq!(p1.key, keys::pack_key("up", &Id::of(b"p1")));
         // Pack order, one entry per blob, every target.
         assert_eq!(p1.blobs[0].entry.id, Id::of(b"bb"));
-        assert_eq!(p1.blobs[0].targets, vec![Target { file: 1, offset: 0 }]);
+        assert_eq!(
+            p1.blobs[0].targets,
+            vec![ChunkTarget { file: 1, offset: 0 }]
+        );
         assert_eq!(
             p1.blobs[1].targets,
-            vec![Target { file: 0, offset: 0 }, Target { file: 0, offset: 4 }]
+            vec![
+                ChunkTarget { file: 0, offset: 0 },
+                ChunkTarget { file: 0, offset: 4 }
+            ]
         );
     }
 }

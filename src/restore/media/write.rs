@@ -10,7 +10,7 @@
 
 use super::beneath_target::{Place, Resolver};
 use super::fs_ops::{self as fs_ops, Excludes, Swept};
-use super::packs::{Fetched, PackWork, Plan, Target};
+use super::packs::{ChunkTarget, Fetched, PackWork, Plan};
 use super::select::{depth, Destination};
 use super::Damage;
 use crate::media::pack;
@@ -286,7 +286,7 @@ impl Restoring {
         }
     }
 
-    fn write(&mut self, open: &mut HashMap<u32, File>, t: Target, data: &[u8]) {
+    fn write(&mut self, open: &mut HashMap<u32, File>, t: ChunkTarget, data: &[u8]) {
         let f = &self.files[t.file as usize];
         let Some(temp) = f.temp.clone().filter(|_| !f.failed) else {
             return;
@@ -323,7 +323,7 @@ impl Restoring {
     fn write_at(
         &mut self,
         open: &mut HashMap<u32, File>,
-        t: Target,
+        t: ChunkTarget,
         temp: &OsString,
         data: &[u8],
     ) -> Result<(), String> {
