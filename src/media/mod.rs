@@ -11,6 +11,7 @@
 pub mod anchor;
 pub mod backup;
 pub mod beneath;
+mod building;
 pub mod chunker;
 pub mod id;
 pub mod index;

@@ -256,7 +256,7 @@ pub async fn load_tree(storage: &Storage, m: &Manifest) -> Result<Vec<Node>, Med
     tokio::task::spawn_blocking(move || tree::decode(&key, &bytes))
         .await
         .map_err(|e| MediaError::Other(e.to_string()))?
-        .map_err(err)
+        .map_err(|e| err(e.to_string()))
 }
 
 /// Refuses an in-place restore of `roots` (the manifest's paths) unless each is one of the
