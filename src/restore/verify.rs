@@ -64,7 +64,8 @@ pub async fn run_drill(env: &Env, name: &str) -> Result<Outcome, String> {
         Some(job) => drill(env, job).await.map(Outcome::Databases),
         None => media_verify::drill(&env.storage, name, env.config.agent.zone)
             .await
-            .map(Outcome::Files),
+            .map(Outcome::Files)
+            .map_err(|e| e.to_string()),
     };
     let (status, err) = match &result {
         Ok(_) => (RunStatus::Success, None),

@@ -171,7 +171,7 @@ pub fn prepare_all(
         let prepared = rt
             .block_on(media::prepare(storage, &c, opts))
             .map_err(|e| match e {
-                media::MediaError::Select(m) => anyhow::Error::new(UsageError(m)),
+                media::MediaError::Select(m) => anyhow::Error::new(UsageError(m.to_string())),
                 e => anyhow::anyhow!("snapshot {} of `{job}`: {e}", c.key.id),
             })?;
         out.push(Planned {

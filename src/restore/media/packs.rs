@@ -125,8 +125,33 @@ pub struct Fetched {
     pub id_ok: bool,
 }
 
-/// Downloads pack `id` at `key` and checks its id. Errors say what happened in a few words.
-pub async fn fetch(storage: &Storage, key: &str, id: &Id) -> Result<Fetched, String> {
+/// Why a pack could not be had, in a few words (the damage report names the pack's key).
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The storage does not hold it.
+    #[error("the pack is missing from storage")]
+    Missing,
+    /// Any other storage failure.
+    #[error("it cannot be downloaded: {0}")]
+    Download(StorageError),
+}
+
+/// A task of the restore's pipeline panicked or was cancelled.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// A pack download.
+    #[error("a pack download task failed: {0}")]
+    Download(tokio::task::JoinError),
+    /// The thread writing the restored files (or checking packs, in a drill).
+    #[error("the restore writer failed: {0}")]
+    Writer(tokio::task::JoinError),
+    /// The thread decoding the tree.
+    #[error("{0}")]
+    DecodeTree(tokio::task::JoinError),
+}
+
+/// Downloads pack `id` at `key` and checks its id.
+pub async fn fetch(storage: &Storage, key: &str, id: &Id) -> Result<Fetched, FetchError> {
     match storage.get_bytes_max(key, limits::MAX_PACK).await {
         Ok(bytes) => {
             let bytes2 = bytes.clone();
@@ -136,8 +161,8 @@ pub async fn fetch(storage: &Storage, key: &str, id: &Id) -> Result<Fetched, Str
                 .unwrap_or(false);
             Ok(Fetched { bytes, id_ok })
         }
-        Err(StorageError::NotFound { .. }) => Err("the pack is missing from storage".into()),
-        Err(e) => Err(format!("it cannot be downloaded: {e}")),
+        Err(StorageError::NotFound { .. }) => Err(FetchError::Missing),
+        Err(e) => Err(FetchError::Download(e)),
     }
 }
 
@@ -149,12 +174,12 @@ pub async fn pipeline<S, F>(
     ahead: usize,
     state: S,
     mut consume: F,
-) -> Result<S, String>
+) -> Result<S, TaskError>
 where
     S: Send + 'static,
-    F: FnMut(&mut S, &PackWork, Result<Fetched, String>) + Send + 'static,
+    F: FnMut(&mut S, &PackWork, Result<Fetched, FetchError>) + Send + 'static,
 {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(PackWork, Result<Fetched, String>)>(1);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(PackWork, Result<Fetched, FetchError>)>(1);
     let worker = tokio::task::spawn_blocking(move || {
         let mut state = state;
         while let Some((w, got)) = rx.blocking_recv() {
@@ -172,15 +197,13 @@ where
         })
         .buffered(ahead.max(1));
     while let Some(done) = downloads.next().await {
-        let item = done.map_err(|e| format!("a pack download task failed: {e}"))?;
+        let item = done.map_err(TaskError::Download)?;
         if tx.send(item).await.is_err() {
             break;
         }
     }
     drop(tx);
-    worker
-        .await
-        .map_err(|e| format!("the restore writer failed: {e}"))
+    worker.await.map_err(TaskError::Writer)
 }
 
 #[cfg(test)]
