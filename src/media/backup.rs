@@ -5,7 +5,7 @@
 //!
 //! Threads: the walk runs on one blocking thread, file reading/hashing/compression on
 //! `workers` threads, uploads on the async runtime (src/media/upload.rs) with two packs in
-//! flight. Memory stays bounded: one pack being filled, [`PACKS_QUEUED`] queued, two
+//! flight. Memory stays bounded: one pack being filled, `PACKS_QUEUED` queued, two
 //! uploading, one chunk window per worker; finished files go back into the tree while the
 //! walk goes on.
 

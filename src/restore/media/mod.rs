@@ -6,6 +6,12 @@
 //!
 //! A damaged or missing pack does not stop the restore: everything else is restored, then
 //! [`MediaError::Damaged`] names each pack and every file it cost.
+//!
+//! Parts: `select` (what `--path` picks, where entries go), `packs` (the plan by pack and the
+//! download pipeline), `write` (the writing thread; `write/finish.rs` ends a restore),
+//! `fs_ops` (one file-system step at a time), `beneath_target` (opening the directories below
+//! the restore target without following symlinks), `damage` (the report of what failed) and
+//! `verify` (the drill of `opsagent verify`, which writes nothing).
 
 pub mod beneath_target;
 mod damage;
