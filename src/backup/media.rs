@@ -109,7 +109,7 @@ async fn load_reuse(env: &Env, job: &str) -> Result<Arc<Reuse>, MediaRunError> {
         })?;
     drop_missing_packs(env, job, &mut index).await?;
     tracing::debug!(
-        job,
+        job = %job,
         packs = index.packs.len(),
         blobs = index.blobs.len(),
         objects = index.keys.len(),
