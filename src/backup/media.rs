@@ -3,8 +3,8 @@
 //! manifest last — so a snapshot exists only once every byte it needs is stored.
 
 use crate::config::MediaJob;
-use crate::media::backup::{EngineSettings, Outcome};
-use crate::media::index::{self, Index, IndexFile, Reuse, INDEX_FORMAT};
+use crate::media::backup::{walk_and_store, EngineError, EngineSettings, Outcome};
+use crate::media::index::{self, Index, IndexError, IndexFile, Reuse, INDEX_FORMAT};
 use crate::media::keys;
 use crate::media::previous::Previous;
 use crate::media::walk::WalkSettings;
@@ -12,8 +12,9 @@ use crate::snapshot::commit::commit;
 use crate::snapshot::keys::new_id;
 use crate::snapshot::manifest::{Manifest, MediaSummary, ObjectRef, Tools, FORMAT_VERSION};
 use crate::snapshot::Env;
+use crate::storage::StorageError;
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 /// What a media run committed.
@@ -25,23 +26,95 @@ pub struct MediaRun {
     pub partial: bool,
 }
 
-/// Backs up `job` once and commits the snapshot.
-pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, String> {
+/// Why a media run committed no snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaRunError {
+    /// The job's index cannot be read.
+    #[error("reading the index of `{job}`: {cause}")]
+    Index {
+        /// The job.
+        job: String,
+        /// What is wrong with it.
+        cause: IndexError,
+    },
+    /// The job's packs cannot be listed.
+    #[error("listing the packs of `{job}`: {cause}")]
+    ListPacks {
+        /// The job.
+        job: String,
+        /// What the storage said.
+        cause: StorageError,
+    },
+    /// The engine (walk, reading, pack uploads) failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Storing the index object or the tree failed.
+    #[error(transparent)]
+    Store(#[from] StorageError),
+    /// Writing the manifest failed (`snapshot::commit`): no snapshot.
+    #[error(transparent)]
+    Commit(StorageError),
+}
+
+/// The job's work: backs up `job` once through the engine ([`walk_and_store`]) and commits the
+/// snapshot (the job lifecycle around it is `backup::lifecycle`).
+pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, MediaRunError> {
     crate::media::backup::return_large_blocks();
     let started_at = Utc::now();
     let id = new_id(started_at);
-    let index = Index::load(&env.storage, &job.name)
-        .await
-        .map_err(|e| format!("reading the index of `{}`: {e}", job.name))?;
-    let mut index = index;
-    drop_missing_packs(env, &job.name, &mut index).await?;
-    tracing::debug!(job = %job.name, packs = index.packs.len(), blobs = index.blobs.len(), objects = index.keys.len(), "index loaded");
-    // The whole index is let go before the previous tree comes in: a backup needs only
-    // which blobs it may reuse.
-    let reuse = Arc::new(Reuse::of(&index));
-    drop(index);
+    let reuse = load_reuse(env, &job.name).await?;
     let previous = previous_tree(env, job).await;
-    let settings = EngineSettings {
+    let outcome = walk_and_store(
+        &env.storage,
+        &engine_settings(job),
+        reuse,
+        previous,
+        env.progress.clone(),
+    )
+    .await?;
+    let warnings = outcome.warnings.clone();
+    let manifest = store(env, job, id, started_at, outcome).await?;
+    commit(env, &manifest, run_id)
+        .await
+        .map_err(MediaRunError::Commit)?;
+    for w in &warnings {
+        tracing::warn!(job = %job.name, "{w}");
+    }
+    let partial = !warnings.is_empty();
+    if let Some(stats) = &manifest.media {
+        tracing::info!(
+            job = %job.name, snapshot = %manifest.id, files = stats.files, bytes = stats.bytes,
+            files_read = stats.files_read, new_bytes = stats.new_bytes, uploaded = stats.new_stored,
+            partial, "media snapshot committed"
+        );
+    }
+    Ok(MediaRun { manifest, partial })
+}
+
+/// Which blobs this run may reuse: the job's index, less the packs the bucket lost. The whole
+/// index is let go before the previous tree comes in: a backup needs only which blobs it may
+/// reuse.
+async fn load_reuse(env: &Env, job: &str) -> Result<Arc<Reuse>, MediaRunError> {
+    let mut index = Index::load(&env.storage, job)
+        .await
+        .map_err(|cause| MediaRunError::Index {
+            job: job.to_string(),
+            cause,
+        })?;
+    drop_missing_packs(env, job, &mut index).await?;
+    tracing::debug!(
+        job = %job,
+        packs = index.packs.len(),
+        blobs = index.blobs.len(),
+        objects = index.keys.len(),
+        "index loaded"
+    );
+    Ok(Arc::new(Reuse::of(&index)))
+}
+
+/// What the engine is to do for `job`.
+fn engine_settings(job: &MediaJob) -> EngineSettings {
+    EngineSettings {
         job: job.name.clone(),
         walk: WalkSettings {
             paths: job.paths.clone(),
@@ -51,15 +124,17 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
         },
         level: job.compression_level,
         workers: std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
-    };
-    let outcome = crate::media::backup::run(
-        &env.storage,
-        &settings,
-        reuse,
-        previous,
-        env.progress.clone(),
-    )
-    .await?;
+    }
+}
+
+/// Stores the index object for the new packs, then the tree; returns the manifest to commit.
+async fn store(
+    env: &Env,
+    job: &MediaJob,
+    id: String,
+    started_at: DateTime<Utc>,
+    outcome: Outcome,
+) -> Result<Manifest, MediaRunError> {
     let Outcome {
         tree: tree_bytes,
         tree_raw_size: raw_size,
@@ -77,16 +152,13 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
             packs: new_packs,
             delete_pending: Vec::new(),
         };
-        index::write(&env.storage, &job.name, &file)
-            .await
-            .map_err(|e| e.to_string())?;
+        index::write(&env.storage, &job.name, &file).await?;
     }
     let tree_key = keys::tree_key(&job.name, &id);
     let put = env
         .storage
         .put_bytes(&tree_key, Bytes::from(tree_bytes))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let partial = !warnings.is_empty();
     let encryption =
         env.storage
@@ -95,7 +167,7 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
                 scheme: "age".into(),
                 recipients,
             });
-    let manifest = Manifest {
+    Ok(Manifest {
         format: FORMAT_VERSION,
         id,
         kind: "media".into(),
@@ -127,34 +199,25 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Str
             files_read: stats.files_read,
             bytes_read: stats.bytes_read,
             status: if partial { "partial" } else { "complete" }.into(),
-            warnings: warnings.clone(),
+            warnings,
             packs: packs.into_iter().collect(),
         }),
-    };
-    commit(env, &manifest, run_id)
-        .await
-        .map_err(|e| e.to_string())?;
-    for w in &warnings {
-        tracing::warn!(job = %job.name, "{w}");
-    }
-    tracing::info!(
-        job = %job.name, snapshot = %manifest.id, files = stats.files, bytes = stats.bytes,
-        files_read = stats.files_read, new_bytes = stats.new_bytes, uploaded = stats.new_stored,
-        partial, "media snapshot committed"
-    );
-    Ok(MediaRun { manifest, partial })
+    })
 }
 
 /// Leaves out of `index` the packs the bucket does not hold (deleted by hand, lost): their
 /// blobs are then not reused, so the files they held are read and stored again and this
 /// snapshot is whole, where reusing them would carry the loss into every later snapshot.
 /// Listed after the index was read: a pack is uploaded before the index naming it.
-async fn drop_missing_packs(env: &Env, job: &str, index: &mut Index) -> Result<(), String> {
+async fn drop_missing_packs(env: &Env, job: &str, index: &mut Index) -> Result<(), MediaRunError> {
     let listed = env
         .storage
         .list(&keys::packs_prefix(job))
         .await
-        .map_err(|e| format!("listing the packs of `{job}`: {e}"))?;
+        .map_err(|cause| MediaRunError::ListPacks {
+            job: job.to_string(),
+            cause,
+        })?;
     let present: std::collections::HashSet<_> = listed
         .iter()
         .filter_map(|o| keys::pack_id_of(&o.key))
@@ -195,7 +258,7 @@ async fn previous_tree(env: &Env, job: &MediaJob) -> Previous {
         .get_bytes_max(&obj.key, crate::media::limits::MAX_TREE)
         .await
     {
-        Ok(b) => Previous::open(&obj.key, b, &job.paths),
+        Ok(b) => Previous::open(&obj.key, b, &job.paths).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     opened.unwrap_or_else(|e| {

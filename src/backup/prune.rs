@@ -25,7 +25,7 @@ pub enum PruneError {
         /// The job.
         job: String,
         /// The cause.
-        source: media_prune::PruneError,
+        source: media_prune::PackPruneError,
     },
     /// A remaining manifest cannot be read, so which packs are in use is unknown.
     #[error("job `{job}`: {source} (hint: no pack was deleted; fix or remove the manifest, then prune again)")]

@@ -146,16 +146,28 @@ pub fn open(path: &Path, root: Option<Root>) -> io::Result<OwnedFd> {
     }
     let fd = w.stack.pop().expect("`/` stays");
     if let Some((link, target)) = via {
-        let ino = rustix::fs::fstat(&fd)?.st_ino;
-        if root.and_then(|r| r.inode) != Some(ino) {
-            return Err(io::Error::other(format!(
-                "`{}` is now a symlink to `{}`, not the directory that was backed up; it was not followed (hint: remove the link and restore again, or restore with --to-dir and copy back)",
-                link.display(),
-                target.display()
-            )));
-        }
+        backed_up_directory(&fd, &link, &target, root)?;
     }
     Ok(fd)
+}
+
+/// Refuses `fd`, reached through the symlink `link` → `target` at a backed-up path, unless it
+/// is the very directory that was backed up (its inode at backup time).
+fn backed_up_directory(
+    fd: &OwnedFd,
+    link: &Path,
+    target: &Path,
+    root: Option<Root>,
+) -> io::Result<()> {
+    let ino = rustix::fs::fstat(fd)?.st_ino;
+    if root.and_then(|r| r.inode) != Some(ino) {
+        return Err(io::Error::other(format!(
+            "`{}` is now a symlink to `{}`, not the directory that was backed up; it was not followed (hint: remove the link and restore again, or restore with --to-dir and copy back)",
+            link.display(),
+            target.display()
+        )));
+    }
+    Ok(())
 }
 
 /// A file where a directory goes: replaced at a backed-up path with `--delete`, else refused.

@@ -5,23 +5,21 @@
 //!
 //! Threads: the walk runs on one blocking thread, file reading/hashing/compression on
 //! `workers` threads, uploads on the async runtime (src/media/upload.rs) with two packs in
-//! flight. Memory stays bounded: one pack being filled, [`PACKS_QUEUED`] queued, two
+//! flight. Memory stays bounded: one pack being filled, `PACKS_QUEUED` queued, two
 //! uploading, one chunk window per worker; finished files go back into the tree while the
 //! walk goes on.
 
+use super::building::{read_all, Built};
 use super::id::Id;
 use super::index::{PackIndex, Reuse};
 use super::pack::{BlobEncoder, FinishedPack, PackBuilder};
-use super::previous::unchanged;
 use super::previous::Previous;
-use super::read::{worker, FileDone, FileIssue, FileJob};
-use super::tree::{Node, NodeKind, TreeWriter};
 use super::upload::upload_packs;
-use super::walk::{walk, WalkSettings};
-use crate::storage::Storage;
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use super::walk::{WalkError, WalkSettings};
+use crate::storage::{Storage, StorageError};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 
 /// Largest pack, header and trailer included: the storage's first multipart part size
 /// (8 MiB, src/storage/upload.rs) less room for age encryption (16 bytes per 64 KiB plus a
@@ -83,6 +81,56 @@ pub struct Outcome {
     pub warnings: Vec<String>,
 }
 
+/// Why a backup's engine stopped. Nothing is committed then; the packs already uploaded are
+/// collected by a later prune.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A configured path cannot be read.
+    #[error(transparent)]
+    Walk(#[from] WalkError),
+    /// A pack upload failed (the storage error names the key and a hint).
+    #[error(transparent)]
+    Upload(#[from] StorageError),
+    /// The uploads stopped (after an upload failure, which is reported instead).
+    #[error("the pack upload stopped")]
+    UploadStopped,
+    /// The reading threads stopped before the walk ended.
+    #[error("the reading threads stopped")]
+    ReadersStopped,
+    /// The walk stopped because a reading thread failed (that failure is reported instead).
+    #[error("stopped after an error")]
+    Stopped,
+    /// The tree could not be encoded.
+    #[error("encoding the tree: {0}")]
+    EncodeTree(std::io::Error),
+    /// A chunk of the tree is neither reused nor stored by this run.
+    #[error("chunk {chunk} of `{path}` is in no pack (bug)")]
+    ChunkInNoPack {
+        /// The chunk.
+        chunk: Id,
+        /// The file holding it.
+        path: String,
+    },
+    /// Entries never got their reading result.
+    #[error("{entries} entries of the tree never got their reading result (bug)")]
+    Unfinished {
+        /// How many.
+        entries: usize,
+    },
+    /// The thread reading files panicked or was cancelled.
+    #[error("the reading thread failed: {0}")]
+    ReadingThread(tokio::task::JoinError),
+    /// The task uploading packs panicked or was cancelled.
+    #[error("the upload task failed: {0}")]
+    UploadTask(tokio::task::JoinError),
+    /// One pack upload panicked or was cancelled.
+    #[error("a pack upload task failed: {0}")]
+    PackUploadTask(tokio::task::JoinError),
+    /// An upload was awaited with none running (a bug).
+    #[error("no pack upload was running")]
+    NoUploadRunning,
+}
+
 /// What the walk and the reading threads share.
 pub(super) struct Shared {
     pub(super) reuse: Arc<Reuse>,
@@ -103,7 +151,7 @@ impl Shared {
         enc: &mut BlobEncoder,
         data: &[u8],
         compress: bool,
-    ) -> Result<Id, String> {
+    ) -> Result<Id, EngineError> {
         let id = Id::of(data);
         if self.reuse.reusable(&id) || !self.new_blobs.lock().unwrap().insert(id) {
             return Ok(id);
@@ -124,24 +172,27 @@ impl Shared {
         Ok(id)
     }
 
-    fn send(&self, p: PackBuilder) -> Result<(), String> {
+    pub(super) fn send(&self, p: PackBuilder) -> Result<(), EngineError> {
         if p.is_empty() {
             return Ok(());
         }
         self.pack_tx
             .blocking_send(p.finish())
-            .map_err(|_| "the pack upload stopped".to_string())
+            .map_err(|_| EngineError::UploadStopped)
     }
 }
 
-/// Runs one backup storing only blobs not in `reuse`, reusing unchanged files of `previous`.
-pub async fn run(
+/// The engine's part of a backup: walks the paths, stores the chunks not in `reuse` in new
+/// packs (uploaded as they fill) and writes the tree, reusing the chunks of files unchanged
+/// since `previous`. Commits nothing: the job run (src/backup/media.rs) writes the index
+/// object, the tree and the manifest from the [`Outcome`].
+pub async fn walk_and_store(
     storage: &Storage,
     s: &EngineSettings,
     reuse: Arc<Reuse>,
     previous: Previous,
     progress: Option<Arc<AtomicU64>>,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, EngineError> {
     let (pack_tx, pack_rx) = tokio::sync::mpsc::channel::<FinishedPack>(PACKS_QUEUED);
     let uploader = tokio::spawn(upload_packs(storage.clone(), s.job.clone(), pack_rx));
     let shared = Arc::new(Shared {
@@ -160,13 +211,9 @@ pub async fn run(
         let shared = shared.clone();
         tokio::task::spawn_blocking(move || read_all(&settings, &shared, previous))
     };
-    let read = reading
-        .await
-        .map_err(|e| format!("the reading thread failed: {e}"));
+    let read = reading.await.map_err(EngineError::ReadingThread);
     drop(shared); // closes the pack channel once the reading side is done
-    let uploaded = uploader
-        .await
-        .map_err(|e| format!("the upload task failed: {e}"))?;
+    let uploaded = uploader.await.map_err(EngineError::UploadTask)?;
     // An upload failure explains a reading failure ("the pack upload stopped"), so it goes first.
     let new_packs = uploaded?;
     let (built, new_bytes) = read??;
@@ -187,198 +234,6 @@ pub async fn run(
         stats,
         warnings,
     })
-}
-
-/// What reading produced, and the bytes of new blobs.
-type Read = (Built, u64);
-
-/// The tree and what was learnt while writing it.
-struct Built {
-    tree: Vec<u8>,
-    tree_raw_size: u64,
-    reused_packs: BTreeSet<Id>,
-    stats: Stats,
-    warnings: Vec<String>,
-}
-
-/// A tree entry in walk order, as far as it is known.
-enum Slot {
-    /// A file some worker is reading.
-    Reading,
-    /// Complete.
-    Ready(Node),
-    /// A file that could not be read (not in the snapshot).
-    Skipped,
-}
-
-/// The tree as it is being built: entries are written to the tree object in walk order as
-/// soon as every entry before them is complete, so only the entries behind a file still
-/// being read are held (a few hundred, not the whole tree).
-struct Building {
-    /// Entries not written yet, from slot number `written` on.
-    window: VecDeque<Slot>,
-    /// Slot number of `window[0]`.
-    written: usize,
-    tree: TreeWriter,
-    reused_packs: BTreeSet<Id>,
-    stats: Stats,
-    /// Warnings about files read (walk warnings are kept apart, and come first).
-    warnings: Vec<String>,
-}
-
-impl Building {
-    fn new() -> Result<Building, String> {
-        Ok(Building {
-            window: VecDeque::new(),
-            written: 0,
-            tree: TreeWriter::new().map_err(|e| format!("encoding the tree: {e}"))?,
-            reused_packs: BTreeSet::new(),
-            stats: Stats::default(),
-            warnings: Vec::new(),
-        })
-    }
-
-    /// Adds the next entry in walk order; returns its slot number.
-    fn push(&mut self, slot: Slot) -> usize {
-        self.window.push_back(slot);
-        self.written + self.window.len() - 1
-    }
-
-    /// Puts a read file into its slot.
-    fn done(&mut self, done: FileDone) -> Result<(), String> {
-        let slot = match done.result {
-            Ok((node, warning)) => {
-                self.stats.files_read += 1;
-                self.stats.bytes_read += node.size;
-                self.warnings.extend(warning);
-                Slot::Ready(node)
-            }
-            Err(FileIssue::Skip(w)) => {
-                self.warnings.push(w);
-                Slot::Skipped
-            }
-            Err(FileIssue::Fatal(e)) => return Err(e),
-        };
-        self.window[done.slot - self.written] = slot;
-        Ok(())
-    }
-
-    /// Writes the complete entries at the front of the window.
-    fn flush(&mut self, shared: &Shared) -> Result<(), String> {
-        while !matches!(self.window.front(), None | Some(Slot::Reading)) {
-            self.written += 1;
-            let Some(Slot::Ready(node)) = self.window.pop_front() else {
-                continue;
-            };
-            if node.kind == NodeKind::File {
-                self.stats.files += 1;
-                self.stats.bytes += node.size;
-            }
-            for c in &node.chunks {
-                match shared.reuse.pack_of(c) {
-                    Some(pack) => {
-                        self.reused_packs.insert(pack);
-                    }
-                    None if shared.new_blobs.lock().unwrap().contains(c) => {}
-                    None => {
-                        return Err(format!(
-                            "chunk {c} of `{}` is in no pack (bug)",
-                            node.path.display()
-                        ))
-                    }
-                }
-            }
-            self.tree
-                .push(&node)
-                .map_err(|e| format!("encoding the tree: {e}"))?;
-        }
-        Ok(())
-    }
-}
-
-fn read_all(
-    s: &EngineSettings,
-    shared: &Arc<Shared>,
-    mut previous: Previous,
-) -> Result<Read, String> {
-    let mut b = Building::new()?;
-    let mut walk_warnings = Vec::new();
-    let (job_tx, job_rx) = mpsc::sync_channel::<FileJob>(256);
-    let job_rx = Arc::new(Mutex::new(job_rx));
-    let (done_tx, done_rx) = mpsc::channel::<FileDone>();
-    let walked = std::thread::scope(|scope| {
-        for _ in 0..s.workers.max(1) {
-            let (rx, tx, shared) = (job_rx.clone(), done_tx.clone(), shared.clone());
-            let roots = &s.walk.paths;
-            scope.spawn(move || worker(&rx, &tx, &shared, roots));
-        }
-        drop(done_tx);
-        let walked = walk(
-            &s.walk,
-            |mut node| {
-                if shared.failed.load(Ordering::Relaxed) {
-                    return Err("stopped after an error".into());
-                }
-                // Finished files go into the tree now, not after the walk: their results
-                // would otherwise pile up in the channel (a second copy of the tree).
-                for done in done_rx.try_iter() {
-                    b.done(done)?;
-                }
-                b.flush(shared)?;
-                match node.kind {
-                    NodeKind::Dir => b.stats.dirs += 1,
-                    NodeKind::Symlink => b.stats.symlinks += 1,
-                    NodeKind::File => match previous.take(&node.path) {
-                        Some(prev) if unchanged(&prev, &node, &shared.reuse) => {
-                            node.chunks = prev.chunks;
-                        }
-                        _ => {
-                            let slot = b.push(Slot::Reading);
-                            return job_tx
-                                .send(FileJob { slot, node })
-                                .map_err(|_| "the reading threads stopped".to_string());
-                        }
-                    },
-                }
-                b.push(Slot::Ready(node));
-                Ok(())
-            },
-            |w| walk_warnings.push(w),
-        );
-        drop(job_tx);
-        walked
-    });
-    if let Some(e) = previous.error.take() {
-        tracing::warn!(job = %s.job, error = %e, "previous snapshot's tree unreadable; its later files were read again");
-    }
-    drop(previous);
-    for done in done_rx.try_iter() {
-        b.done(done)?;
-    }
-    walked?;
-    b.flush(shared)?;
-    if !b.window.is_empty() {
-        // Never leave a file out of the tree silently.
-        return Err(format!(
-            "{} entries of the tree never got their reading result (bug)",
-            b.window.len()
-        ));
-    }
-    let last = std::mem::take(&mut *shared.packer.lock().unwrap());
-    shared.send(last)?;
-    let (tree, tree_raw_size) = b
-        .tree
-        .finish()
-        .map_err(|e| format!("encoding the tree: {e}"))?;
-    walk_warnings.extend(b.warnings);
-    let built = Built {
-        tree,
-        tree_raw_size,
-        reused_packs: b.reused_packs,
-        stats: b.stats,
-        warnings: walk_warnings,
-    };
-    Ok((built, shared.new_bytes.load(Ordering::Relaxed)))
 }
 
 /// Makes glibc give large freed blocks (packs, part buffers, chunk windows) back to the

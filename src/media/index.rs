@@ -65,31 +65,82 @@ impl IndexFile {
     }
 
     /// Decompresses and parses an index object; `key` names it in errors.
-    pub fn decode(key: &str, bytes: &[u8]) -> Result<IndexFile, String> {
+    pub fn decode(key: &str, bytes: &[u8]) -> Result<IndexFile, IndexDecodeError> {
         // Parsed as it is decompressed: the JSON text is several times the object's size.
-        let damaged = |e: &dyn std::fmt::Display| format!("index `{key}` is damaged: {e}");
         // Bounded: a forged index must not expand a thousandfold (src/media/limits.rs).
-        let text = zstd::Decoder::with_buffer(bytes).map_err(|e| damaged(&e))?;
+        let text =
+            zstd::Decoder::with_buffer(bytes).map_err(|cause| IndexDecodeError::Decompress {
+                key: key.to_string(),
+                cause,
+            })?;
         let text = limits::Bounded::new(text, limits::expanded_limit(bytes.len() as u64));
         let f: IndexFile =
-            serde_json::from_reader(std::io::BufReader::new(text)).map_err(|e| damaged(&e))?;
+            serde_json::from_reader(std::io::BufReader::new(text)).map_err(|cause| {
+                IndexDecodeError::Parse {
+                    key: key.to_string(),
+                    cause,
+                }
+            })?;
         let huge = f.packs.iter().flat_map(|p| &p.blobs);
         if let Some(b) = huge.into_iter().find(|b| b.raw_length > limits::MAX_BLOB) {
-            return Err(damaged(&format_args!(
-                "blob {} claims {} bytes of content, more than the {} a blob ever has; refused",
-                b.id,
-                b.raw_length,
-                limits::MAX_BLOB
-            )));
+            return Err(IndexDecodeError::BlobTooLarge {
+                key: key.to_string(),
+                blob: b.id,
+                claims: b.raw_length,
+            });
         }
         if f.format != INDEX_FORMAT {
-            return Err(format!(
-                "index `{key}` has format {}, unknown to this opsagent (hint: upgrade opsagent)",
-                f.format
-            ));
+            return Err(IndexDecodeError::Format {
+                key: key.to_string(),
+                format: f.format,
+            });
         }
         Ok(f)
     }
+}
+
+/// Why an index object cannot be used. Each names the object's key.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexDecodeError {
+    /// It does not decompress.
+    #[error("index `{key}` is damaged: {cause}")]
+    Decompress {
+        /// The index object's key.
+        key: String,
+        /// What zstd said.
+        cause: std::io::Error,
+    },
+    /// It does not parse, or expands past its bound while parsed.
+    #[error("index `{key}` is damaged: {cause}")]
+    Parse {
+        /// The index object's key.
+        key: String,
+        /// What the JSON parser (or the bound under it) said.
+        cause: serde_json::Error,
+    },
+    /// A blob claims more content than a blob ever has (a forged index).
+    #[error(
+        "index `{key}` is damaged: blob {blob} claims {claims} bytes of content, more than the {} a blob ever has; refused",
+        limits::MAX_BLOB
+    )]
+    BlobTooLarge {
+        /// The index object's key.
+        key: String,
+        /// The blob.
+        blob: Id,
+        /// The content size it claims.
+        claims: u64,
+    },
+    /// A format this build does not know.
+    #[error(
+        "index `{key}` has format {format}, unknown to this opsagent (hint: upgrade opsagent)"
+    )]
+    Format {
+        /// The index object's key.
+        key: String,
+        /// The format it claims.
+        format: u32,
+    },
 }
 
 /// Where a blob is.
@@ -239,7 +290,7 @@ pub enum IndexError {
     Storage(#[from] StorageError),
     /// An index object cannot be parsed.
     #[error("{0} (hint: `opsagent verify` checks the packs; remove the damaged index only if every pack it lists is also listed elsewhere)")]
-    Damaged(String),
+    Damaged(IndexDecodeError),
 }
 
 #[cfg(test)]
@@ -333,6 +384,9 @@ mod tests {
             delete_pending: vec![],
         });
         assert_eq!(Reuse::of(&idx).pack_of(&Id::of(b"a")), Some(Id::of(b"p3")));
-        assert!(IndexFile::decode("k", b"junk").unwrap_err().contains("`k`"));
+        assert!(IndexFile::decode("k", b"junk")
+            .unwrap_err()
+            .to_string()
+            .contains("`k`"));
     }
 }

@@ -10,7 +10,7 @@
 
 use super::id::Id;
 use super::index::Reuse;
-use super::tree::{Node, NodeKind, RawPath, TreeReader};
+use super::tree::{Node, NodeKind, RawPath, TreeError, TreeReader};
 use std::cmp::Ordering;
 use std::path::PathBuf;
 
@@ -47,7 +47,7 @@ pub struct Previous {
     /// The job's roots, in order.
     roots: Vec<Vec<u8>>,
     /// What went wrong reading the tree (then every later file is read again).
-    pub error: Option<String>,
+    pub error: Option<TreeError>,
 }
 
 impl Previous {
@@ -62,7 +62,7 @@ impl Previous {
     }
 
     /// The tree object `key` (its compressed bytes) of a job walking `roots`.
-    pub fn open(key: &str, tree: bytes::Bytes, roots: &[PathBuf]) -> Result<Previous, String> {
+    pub fn open(key: &str, tree: bytes::Bytes, roots: &[PathBuf]) -> Result<Previous, TreeError> {
         Ok(Previous {
             reader: Some(TreeReader::new(
                 key,
@@ -205,7 +205,7 @@ mod tests {
             follow_symlinks: false,
         };
         let mut nodes = Vec::new();
-        crate::media::walk::walk(
+        crate::media::walk::walk::<crate::media::walk::WalkError>(
             &settings,
             |mut n| {
                 n.chunks = vec![Id::of(&n.path.0)];

@@ -112,7 +112,7 @@ pub struct Report {
 
 /// Pruning stopped; nothing after the failed step was done, and what was done is safe.
 #[derive(Debug, thiserror::Error)]
-pub enum PruneError {
+pub enum PackPruneError {
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -140,7 +140,7 @@ pub async fn prepare(
     s: &Settings,
     snaps: &[SnapshotRefs],
     now: DateTime<Utc>,
-) -> Result<Prepared, PruneError> {
+) -> Result<Prepared, PackPruneError> {
     // The index first: a pack is uploaded before its index, so every pack it lists is listed
     // by the bucket listing that follows.
     let idx = Index::load(storage, &s.job).await?;
@@ -214,7 +214,7 @@ async fn repack_step(
     live_blobs: &HashMap<Id, HashSet<Id>>,
     uses: &mut [uses::Use],
     report: &mut Report,
-) -> Result<Vec<PackIndex>, PruneError> {
+) -> Result<Vec<PackIndex>, PackPruneError> {
     let candidates = uses::repack_candidates(idx, bucket, live_blobs);
     if candidates.is_empty() {
         return Ok(Vec::new());
@@ -342,7 +342,7 @@ impl Prepared {
 
     /// Deletes the replaced index objects, then the packs whose grace period is over, then
     /// the trees of interrupted runs. Call it after the manifest updates are stored.
-    pub async fn finish(self, storage: &Storage) -> Result<Report, PruneError> {
+    pub async fn finish(self, storage: &Storage) -> Result<Report, PackPruneError> {
         let report = self.report;
         if report.dry_run {
             return Ok(report);

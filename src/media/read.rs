@@ -3,7 +3,7 @@
 //! stores new chunks and hands the finished entry back. A file that changes while it is read
 //! is read once more, then recorded with a warning.
 
-use super::backup::Shared;
+use super::backup::{EngineError, Shared};
 use super::beneath::Opener;
 use super::chunker::{worth_compressing, Chunker, AVG_SIZE};
 use super::pack::BlobEncoder;
@@ -17,7 +17,7 @@ pub(super) enum FileIssue {
     /// Skip it, with this warning.
     Skip(String),
     /// The run cannot go on.
-    Fatal(String),
+    Fatal(EngineError),
 }
 
 /// A file for a reading thread, and its slot in the tree.
@@ -135,7 +135,7 @@ fn read_file(
 
 enum ReadError {
     Io(std::io::Error),
-    Fatal(String),
+    Fatal(EngineError),
 }
 
 impl From<std::io::Error> for ReadError {

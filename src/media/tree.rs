@@ -176,8 +176,53 @@ impl<W: Write> Write for Counted<W> {
     }
 }
 
+/// Why a tree object cannot be read. Each names the object's key.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    /// The compressed stream is damaged, or expands past its bound.
+    #[error("tree `{key}` is damaged: {cause}")]
+    Damaged {
+        /// The tree's object key.
+        key: String,
+        /// What zstd or the bound said.
+        cause: std::io::Error,
+    },
+    /// Not even a header.
+    #[error("tree `{key}` is empty")]
+    Empty {
+        /// The tree's object key.
+        key: String,
+    },
+    /// The header line is not a header.
+    #[error("tree `{key}` header: {cause}")]
+    Header {
+        /// The tree's object key.
+        key: String,
+        /// What the JSON parser said.
+        cause: serde_json::Error,
+    },
+    /// A format this build does not know.
+    #[error("tree `{key}` has format {format}, unknown to this opsagent (hint: upgrade opsagent)")]
+    Format {
+        /// The tree's object key.
+        key: String,
+        /// The format it claims.
+        format: u32,
+    },
+    /// An entry line is not an entry.
+    #[error("tree `{key}` line {line}: {cause}")]
+    Line {
+        /// The tree's object key.
+        key: String,
+        /// Its line number, the header being line 1.
+        line: usize,
+        /// What the JSON parser said.
+        cause: serde_json::Error,
+    },
+}
+
 /// Decodes a tree object; `key` names it in errors.
-pub fn decode(key: &str, bytes: &[u8]) -> Result<Vec<Node>, String> {
+pub fn decode(key: &str, bytes: &[u8]) -> Result<Vec<Node>, TreeError> {
     let mut nodes = Vec::new();
     decode_each(key, bytes, |n| nodes.push(n))?;
     Ok(nodes)
@@ -185,7 +230,7 @@ pub fn decode(key: &str, bytes: &[u8]) -> Result<Vec<Node>, String> {
 
 /// Decodes a tree object node by node, in order. Streams: neither the decompressed text
 /// (several times the object's size) nor the list of nodes is ever in memory as a whole.
-pub fn decode_each(key: &str, bytes: &[u8], mut each: impl FnMut(Node)) -> Result<(), String> {
+pub fn decode_each(key: &str, bytes: &[u8], mut each: impl FnMut(Node)) -> Result<(), TreeError> {
     let mut r = TreeReader::new(key, bytes, bytes.len() as u64)?;
     while let Some(n) = r.next_node()? {
         each(n);
@@ -206,47 +251,59 @@ pub struct TreeReader<R: std::io::Read> {
 
 impl<R: std::io::Read> TreeReader<R> {
     /// Opens a tree object of `stored` bytes and checks its header; `key` names it in errors.
-    pub fn new(key: &str, compressed: R, stored: u64) -> Result<TreeReader<R>, String> {
-        let decoder =
-            zstd::Decoder::new(compressed).map_err(|e| format!("tree `{key}` is damaged: {e}"))?;
+    pub fn new(key: &str, compressed: R, stored: u64) -> Result<TreeReader<R>, TreeError> {
+        let key = key.to_string();
+        let decoder = match zstd::Decoder::new(compressed) {
+            Ok(d) => d,
+            Err(cause) => return Err(TreeError::Damaged { key, cause }),
+        };
         let mut r = TreeReader {
             text: BufReader::new(Bounded::new(decoder, expanded_limit(stored))),
-            key: key.to_string(),
+            key,
             line: Vec::new(),
             n: 0,
         };
         if !r.next_line()? {
-            return Err(format!("tree `{key}` is empty"));
+            return Err(TreeError::Empty { key: r.key });
         }
-        let header: TreeHeader = serde_json::from_slice(r.line_text())
-            .map_err(|e| format!("tree `{key}` header: {e}"))?;
+        let header: TreeHeader = match serde_json::from_slice(r.line_text()) {
+            Ok(h) => h,
+            Err(cause) => return Err(TreeError::Header { key: r.key, cause }),
+        };
         if header.format != TREE_FORMAT {
-            return Err(format!(
-                "tree `{key}` has format {}, unknown to this opsagent (hint: upgrade opsagent)",
-                header.format
-            ));
+            return Err(TreeError::Format {
+                key: r.key,
+                format: header.format,
+            });
         }
         Ok(r)
     }
 
     /// The next entry; `None` at the end.
-    pub fn next_node(&mut self) -> Result<Option<Node>, String> {
+    pub fn next_node(&mut self) -> Result<Option<Node>, TreeError> {
         if !self.next_line()? {
             return Ok(None);
         }
         serde_json::from_slice(self.line_text())
             .map(Some)
-            .map_err(|e| format!("tree `{}` line {}: {e}", self.key, self.n))
+            .map_err(|cause| TreeError::Line {
+                key: self.key.clone(),
+                line: self.n,
+                cause,
+            })
     }
 
     /// Reads the next non-empty line into `line`; false at the end.
-    fn next_line(&mut self) -> Result<bool, String> {
+    fn next_line(&mut self) -> Result<bool, TreeError> {
         loop {
             self.line.clear();
             let read = self
                 .text
                 .read_until(b'\n', &mut self.line)
-                .map_err(|e| format!("tree `{}` is damaged: {e}", self.key))?;
+                .map_err(|cause| TreeError::Damaged {
+                    key: self.key.clone(),
+                    cause,
+                })?;
             if read == 0 {
                 return Ok(false);
             }
@@ -318,7 +375,10 @@ mod tests {
         assert_eq!(decode("t", &bytes).unwrap(), nodes);
         let text = zstd::stream::decode_all(&bytes[..]).unwrap();
         assert_eq!(raw, text.len() as u64);
-        assert!(decode("t", b"nope").unwrap_err().contains("`t`"));
+        assert!(decode("t", b"nope")
+            .unwrap_err()
+            .to_string()
+            .contains("`t`"));
         // A tree that expands a thousandfold is refused, whether in one line or many.
         let mut z = zstd::Encoder::new(Vec::new(), 3).unwrap();
         z.write_all(b"{\"format\":1}\n").unwrap();
@@ -329,7 +389,7 @@ mod tests {
         }
         let bomb = z.finish().unwrap();
         assert!(bomb.len() < (40 << 20) / 1000, "{}", bomb.len());
-        let e = decode_each("bomb", &bomb, |_| {}).unwrap_err();
+        let e = decode_each("bomb", &bomb, |_| {}).unwrap_err().to_string();
         assert!(e.contains("`bomb`") && e.contains("refused"), "{e}");
     }
 }

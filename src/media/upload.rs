@@ -1,6 +1,7 @@
 //! Pack uploads of a media backup: packs go up as they are finished, a few at a time, and
 //! their index entries come back for the run's index object.
 
+use super::backup::EngineError;
 use super::index::PackIndex;
 use super::keys;
 use super::pack::FinishedPack;
@@ -14,7 +15,7 @@ pub(super) async fn upload_packs(
     storage: Storage,
     job: String,
     mut rx: tokio::sync::mpsc::Receiver<FinishedPack>,
-) -> Result<Vec<PackIndex>, String> {
+) -> Result<Vec<PackIndex>, EngineError> {
     let mut done = Vec::new();
     let mut running = tokio::task::JoinSet::new();
     loop {
@@ -30,11 +31,8 @@ pub(super) async fn upload_packs(
         let key = keys::pack_key(&job, &pack.id);
         running.spawn(async move {
             let size = pack.bytes.len() as u64;
-            storage
-                .put_bytes(&key, pack.bytes.into())
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>(PackIndex {
+            storage.put_bytes(&key, pack.bytes.into()).await?;
+            Ok::<_, EngineError>(PackIndex {
                 id: pack.id,
                 size,
                 blobs: pack.blobs,
@@ -48,11 +46,11 @@ pub(super) async fn upload_packs(
 }
 
 fn joined(
-    r: Option<Result<Result<PackIndex, String>, tokio::task::JoinError>>,
-) -> Result<PackIndex, String> {
+    r: Option<Result<Result<PackIndex, EngineError>, tokio::task::JoinError>>,
+) -> Result<PackIndex, EngineError> {
     match r {
         Some(Ok(x)) => x,
-        Some(Err(e)) => Err(format!("a pack upload task failed: {e}")),
-        None => Err("no pack upload was running".into()),
+        Some(Err(e)) => Err(EngineError::PackUploadTask(e)),
+        None => Err(EngineError::NoUploadRunning),
     }
 }

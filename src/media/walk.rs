@@ -77,24 +77,40 @@ pub fn nanos(sec: i64, nsec: i64) -> i64 {
     sec.saturating_mul(1_000_000_000).saturating_add(nsec)
 }
 
+/// Why a walk stopped before it began: a configured path cannot be read. (What cannot be read
+/// below a path is a warning, not an error.)
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "path `{}` cannot be read: {cause} (hint: check `paths` in the job, and that the opsagent user may read it)",
+    path.display()
+)]
+pub struct WalkError {
+    /// The configured path.
+    pub path: PathBuf,
+    /// What the OS said.
+    pub cause: std::io::Error,
+}
+
 /// Walks every root, calling `each` with every entry in path order (parents first) and `warn`
-/// for what cannot be read. A root that does not exist is an error.
-pub fn walk(
+/// for what cannot be read. A root that does not exist is an error; so is any error of `each`,
+/// which stops the walk.
+pub fn walk<E: From<WalkError>>(
     s: &WalkSettings,
-    mut each: impl FnMut(Node) -> Result<(), String>,
+    mut each: impl FnMut(Node) -> Result<(), E>,
     mut warn: impl FnMut(String),
-) -> Result<(), String> {
+) -> Result<(), E> {
     for root in &s.paths {
         let meta = if s.follow_symlinks {
             std::fs::metadata(root)
         } else {
             std::fs::symlink_metadata(root)
         };
-        if let Err(e) = meta {
-            return Err(format!(
-                "path `{}` cannot be read: {e} (hint: check `paths` in the job, and that the opsagent user may read it)",
-                root.display()
-            ));
+        if let Err(cause) = meta {
+            return Err(WalkError {
+                path: root.clone(),
+                cause,
+            }
+            .into());
         }
         let matcher = matcher(root, &s.exclude);
         let walker = walkdir::WalkDir::new(root)
@@ -211,7 +227,7 @@ mod tests {
             follow_symlinks: false,
         };
         let mut seen = Vec::new();
-        walk(
+        walk::<WalkError>(
             &s,
             |n| {
                 seen.push((n.path.display(), n.kind));
@@ -248,7 +264,7 @@ mod tests {
             paths: vec![link_root.clone()],
             ..s.clone()
         };
-        walk(
+        walk::<WalkError>(
             &via_link,
             |n| {
                 kinds.push(n.kind);
@@ -266,8 +282,9 @@ mod tests {
             paths: vec![r.join("nope")],
             ..s
         };
-        assert!(walk(&missing, |_| Ok(()), |_| {})
+        assert!(walk::<WalkError>(&missing, |_| Ok(()), |_| {})
             .unwrap_err()
+            .to_string()
             .contains("nope"));
     }
 }

@@ -1,16 +1,10 @@
 //! Restores: pick snapshots for a moment (`plan`), stream them back with their sha256 checked
 //! (`stream`), into a new database side by side (default), a named one, a file, or in place
 //! through a staging database and an atomic swap (`swap`); and restore drills (`verify`).
-//! Media snapshots (directory trees) are restored by `media` and its `media_*` parts.
+//! Media snapshots (directory trees) are restored by `media` (the folder restore/media/).
 
 pub mod date;
 pub mod media;
-pub mod media_at;
-pub mod media_fs;
-pub mod media_packs;
-pub mod media_select;
-pub mod media_verify;
-pub mod media_write;
 pub mod objects;
 pub mod plan;
 pub mod reown;

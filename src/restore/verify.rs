@@ -1,9 +1,9 @@
 //! Restore drills (`opsagent verify`, and `verify_schedule` in the daemon): the newest snapshot
 //! of each database of a job is restored into a scratch database, checked, and dropped. A backup
 //! nobody has restored is a hope; a drill makes it a fact, and records how long it took (RTO).
-//! Media jobs have their own drill (`media_verify`): every pack and blob of the newest snapshot.
+//! Media jobs have their own drill (`media::verify`): every pack and blob of the newest snapshot.
 
-use super::media_verify::{self, MediaDrill};
+use super::media::verify::{self as media_verify, MediaDrill};
 use super::plan::{all_snapshots, choose, load, Filter};
 use super::sql;
 use crate::backup::mysql_cmd::{client_tool, dump_tool};
@@ -64,7 +64,8 @@ pub async fn run_drill(env: &Env, name: &str) -> Result<Outcome, String> {
         Some(job) => drill(env, job).await.map(Outcome::Databases),
         None => media_verify::drill(&env.storage, name, env.config.agent.zone)
             .await
-            .map(Outcome::Files),
+            .map(Outcome::Files)
+            .map_err(|e| e.to_string()),
     };
     let (status, err) = match &result {
         Ok(_) => (RunStatus::Success, None),

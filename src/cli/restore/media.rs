@@ -6,8 +6,8 @@ use super::super::human_bytes;
 use super::Args;
 use crate::config::{Config, Zone};
 use crate::error::UsageError;
+use crate::restore::media::select::{side_by_side_dir, Destination};
 use crate::restore::media::{self, Options, Prepared};
-use crate::restore::media_select::{side_by_side_dir, Destination};
 use crate::restore::plan::Chosen;
 use crate::storage::Storage;
 use chrono::Utc;
@@ -171,7 +171,7 @@ pub fn prepare_all(
         let prepared = rt
             .block_on(media::prepare(storage, &c, opts))
             .map_err(|e| match e {
-                media::MediaError::Select(m) => anyhow::Error::new(UsageError(m)),
+                media::MediaError::Select(m) => anyhow::Error::new(UsageError(m.to_string())),
                 e => anyhow::anyhow!("snapshot {} of `{job}`: {e}", c.key.id),
             })?;
         out.push(Planned {

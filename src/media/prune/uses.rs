@@ -101,7 +101,9 @@ async fn snapshot_use(
     let read = match &snap.tree {
         None => Err("the manifest names no tree".to_string()),
         Some(key) => match storage.get_bytes_max(key, limits::MAX_TREE).await {
-            Ok(b) => tree::decode_each(key, &b, |n| chunks.extend(n.chunks)),
+            Ok(b) => {
+                tree::decode_each(key, &b, |n| chunks.extend(n.chunks)).map_err(|e| e.to_string())
+            }
             Err(e) => Err(e.to_string()),
         },
     };

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 
 /// Where one chunk of a file goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Target {
+pub struct ChunkTarget {
     /// Index into the list of files being restored.
     pub file: u32,
     /// Byte offset in that file.
@@ -27,7 +27,7 @@ pub struct BlobWork {
     /// Where the blob is in the pack.
     pub entry: BlobEntry,
     /// Where it goes.
-    pub targets: Vec<Target>,
+    pub targets: Vec<ChunkTarget>,
 }
 
 /// One pack to download and what to take out of it.
@@ -97,7 +97,7 @@ pub fn plan(job: &str, files: &[&Node], index: &Index) -> Plan {
                 });
                 blobs.len() - 1
             });
-            blobs[at].targets.push(Target { file: i, offset });
+            blobs[at].targets.push(ChunkTarget { file: i, offset });
             offset += l.entry.raw_length;
             out.writes[i as usize] += 1;
         }
@@ -125,8 +125,33 @@ pub struct Fetched {
     pub id_ok: bool,
 }
 
-/// Downloads pack `id` at `key` and checks its id. Errors say what happened in a few words.
-pub async fn fetch(storage: &Storage, key: &str, id: &Id) -> Result<Fetched, String> {
+/// Why a pack could not be had, in a few words (the damage report names the pack's key).
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The storage does not hold it.
+    #[error("the pack is missing from storage")]
+    Missing,
+    /// Any other storage failure.
+    #[error("it cannot be downloaded: {0}")]
+    Download(StorageError),
+}
+
+/// A task of the restore's pipeline panicked or was cancelled.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// A pack download.
+    #[error("a pack download task failed: {0}")]
+    Download(tokio::task::JoinError),
+    /// The thread writing the restored files (or checking packs, in a drill).
+    #[error("the restore writer failed: {0}")]
+    Writer(tokio::task::JoinError),
+    /// The thread decoding the tree.
+    #[error("{0}")]
+    DecodeTree(tokio::task::JoinError),
+}
+
+/// Downloads pack `id` at `key` and checks its id.
+pub async fn fetch(storage: &Storage, key: &str, id: &Id) -> Result<Fetched, FetchError> {
     match storage.get_bytes_max(key, limits::MAX_PACK).await {
         Ok(bytes) => {
             let bytes2 = bytes.clone();
@@ -136,8 +161,8 @@ pub async fn fetch(storage: &Storage, key: &str, id: &Id) -> Result<Fetched, Str
                 .unwrap_or(false);
             Ok(Fetched { bytes, id_ok })
         }
-        Err(StorageError::NotFound { .. }) => Err("the pack is missing from storage".into()),
-        Err(e) => Err(format!("it cannot be downloaded: {e}")),
+        Err(StorageError::NotFound { .. }) => Err(FetchError::Missing),
+        Err(e) => Err(FetchError::Download(e)),
     }
 }
 
@@ -149,12 +174,12 @@ pub async fn pipeline<S, F>(
     ahead: usize,
     state: S,
     mut consume: F,
-) -> Result<S, String>
+) -> Result<S, TaskError>
 where
     S: Send + 'static,
-    F: FnMut(&mut S, &PackWork, Result<Fetched, String>) + Send + 'static,
+    F: FnMut(&mut S, &PackWork, Result<Fetched, FetchError>) + Send + 'static,
 {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(PackWork, Result<Fetched, String>)>(1);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(PackWork, Result<Fetched, FetchError>)>(1);
     let worker = tokio::task::spawn_blocking(move || {
         let mut state = state;
         while let Some((w, got)) = rx.blocking_recv() {
@@ -172,15 +197,13 @@ where
         })
         .buffered(ahead.max(1));
     while let Some(done) = downloads.next().await {
-        let item = done.map_err(|e| format!("a pack download task failed: {e}"))?;
+        let item = done.map_err(TaskError::Download)?;
         if tx.send(item).await.is_err() {
             break;
         }
     }
     drop(tx);
-    worker
-        .await
-        .map_err(|e| format!("the restore writer failed: {e}"))
+    worker.await.map_err(TaskError::Writer)
 }
 
 #[cfg(test)]
@@ -251,10 +274,16 @@ mod tests {
         assert_eq!(p1.key, keys::pack_key("up", &Id::of(b"p1")));
         // Pack order, one entry per blob, every target.
         assert_eq!(p1.blobs[0].entry.id, Id::of(b"bb"));
-        assert_eq!(p1.blobs[0].targets, vec![Target { file: 1, offset: 0 }]);
+        assert_eq!(
+            p1.blobs[0].targets,
+            vec![ChunkTarget { file: 1, offset: 0 }]
+        );
         assert_eq!(
             p1.blobs[1].targets,
-            vec![Target { file: 0, offset: 0 }, Target { file: 0, offset: 4 }]
+            vec![
+                ChunkTarget { file: 0, offset: 0 },
+                ChunkTarget { file: 0, offset: 4 }
+            ]
         );
     }
 }

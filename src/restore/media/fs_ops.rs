@@ -1,11 +1,11 @@
 //! File-system steps of a media restore, one entry at a time, each relative to a directory
-//! opened without following symlinks (src/restore/media_at.rs): directories, temporary files
+//! opened without following symlinks (src/restore/media/beneath_target.rs): directories, temporary files
 //! that are renamed into place only when complete (so a half-restored file never has its final
 //! name), symlinks with their raw target bytes, owners/modes/mtimes (nanoseconds; symlinks'
 //! own times), and the `--delete` sweep, which never crosses into another file system and
 //! keeps what the job's `exclude` patterns leave out of backups.
 
-use super::media_at::{step, Make, Place};
+use super::beneath_target::{step, Make, Place};
 use crate::media::tree::{Node, NodeKind, RawPath};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use rustix::fs::{
@@ -51,20 +51,30 @@ pub fn ensure_dir(at: &Place, make: Make) -> io::Result<()> {
     step(&at.dir, &at.name, make).map(drop)
 }
 
+/// Why one entry could not be restored: the damage report prints it after the entry's path.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    /// A file-system call failed (`No space left on device`, `Permission denied`, …).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// A directory stands where the snapshot has a file or symlink, and `--delete` is not set.
+    #[error("a directory is there now; it was not replaced (hint: add --delete to replace it; side by side, restore into an empty --to-dir)")]
+    DirectoryThere,
+    /// The snapshot has a symlink whose target the backup could not read.
+    #[error("its target could not be read at backup time")]
+    NoLinkTarget,
+}
+
 /// Makes sure a file or symlink may be renamed to `at`: a directory there is removed only
 /// when `delete` is set (it, and what it holds, is not in the snapshot at this path).
-pub fn clear_for_entry(at: &Place, delete: bool) -> Result<(), String> {
-    match lstat(at).map_err(|e| e.to_string())? {
+pub fn clear_for_entry(at: &Place, delete: bool) -> Result<(), EntryError> {
+    match lstat(at)? {
         Some(st) if is_dir(&st) => {
             if !delete {
-                return Err(
-                    "a directory is there now; it was not replaced (hint: add --delete to replace it; side by side, restore into an empty --to-dir)"
-                        .into(),
-                );
+                return Err(EntryError::DirectoryThere);
             }
-            remove_tree(&at.dir, &at.name, st.st_dev)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            remove_tree(&at.dir, &at.name, st.st_dev)?;
+            Ok(())
         }
         _ => Ok(()),
     }
@@ -364,8 +374,8 @@ pub fn sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::restore::media_at::Resolver;
-    use crate::restore::media_select::Destination;
+    use crate::restore::media::beneath_target::Resolver;
+    use crate::restore::media::select::Destination;
     use std::fs;
     use std::os::unix::fs::MetadataExt;
 
@@ -431,6 +441,7 @@ mod tests {
         let bat = r.place(b"/sub/blocked", false).unwrap();
         assert!(clear_for_entry(&bat, false)
             .unwrap_err()
+            .to_string()
             .contains("--delete"));
         clear_for_entry(&bat, true).unwrap();
         assert!(!blocked.exists());

@@ -2,111 +2,42 @@
 //! `--path` selects, written side by side (`<state_dir>/restore/<job>/<time>/` + original path),
 //! under `--to-dir`, or over the original paths (`--in-place`, `--delete` to remove what the
 //! snapshot does not hold). Work goes pack by pack like restic's: each needed pack is downloaded
-//! once, its blobs are checked and written at their offsets (`media_packs`, `media_write`).
+//! once, its blobs are checked and written at their offsets (`packs`, `write`).
 //!
 //! A damaged or missing pack does not stop the restore: everything else is restored, then
 //! [`MediaError::Damaged`] names each pack and every file it cost.
+//!
+//! Parts: `select` (what `--path` picks, where entries go), `packs` (the plan by pack and the
+//! download pipeline), `write` (the writing thread; `write/finish.rs` ends a restore),
+//! `fs_ops` (one file-system step at a time), `beneath_target` (opening the directories below
+//! the restore target without following symlinks), `damage` (the report of what failed) and
+//! `verify` (the drill of `opsagent verify`, which writes nothing).
 
-use super::media_at::trim;
-use super::media_fs::Excludes;
-use super::media_packs;
-use super::media_select::{self, Destination};
-use super::media_write::{Counts, Restoring};
-use super::plan::Chosen;
-use crate::media::index::Index;
-use crate::media::limits;
-use crate::media::tree::{self, Node, NodeKind};
+pub mod beneath_target;
+mod damage;
+pub mod fs_ops;
+pub mod packs;
+pub mod select;
+pub mod verify;
+pub mod write;
+
 use crate::snapshot::manifest::Manifest;
-use crate::storage::Storage;
+use crate::media::index::{Index, IndexError};
+use crate::media::limits;
+use crate::media::tree::{self, Node, NodeKind, TreeError};
+use crate::restore::plan::Chosen;
+use crate::storage::{Storage, StorageError};
+use beneath_target::trim;
+pub use damage::{Damage, NAMED_FILES, NAMED_PROBLEMS};
+use fs_ops::Excludes;
+use packs::TaskError;
+use select::{Destination, SelectError};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-
-/// How many files a damage report names before it only counts.
-pub const NAMED_FILES: usize = 20;
-/// How many problems a damage report lists before it only counts.
-pub const NAMED_PROBLEMS: usize = 10;
-
-/// What could not be restored (or verified), and why.
-#[derive(Debug, Default, Clone)]
-pub struct Damage {
-    /// (what failed: a pack key, a path; why) → how many times.
-    pub problems: BTreeMap<(String, String), u64>,
-    /// Original paths of the files (and other entries) that were not restored.
-    pub files: BTreeSet<String>,
-    /// Not failures, but worth saying.
-    pub warnings: Vec<String>,
-}
-
-impl Damage {
-    /// Records that `what` failed because of `why`.
-    pub fn problem(&mut self, what: &str, why: &str) {
-        *self
-            .problems
-            .entry((what.to_string(), why.to_string()))
-            .or_default() += 1;
-    }
-
-    /// Records an affected file.
-    pub fn file(&mut self, path: &str) {
-        self.files.insert(path.to_string());
-    }
-
-    /// Whether nothing failed.
-    pub fn is_empty(&self) -> bool {
-        self.problems.is_empty() && self.files.is_empty()
-    }
-
-    /// What to do next: make room when the target ran full, else look for intact copies.
-    pub fn hint(&self) -> &'static str {
-        let full = std::io::Error::from_raw_os_error(libc::ENOSPC).to_string();
-        if self.problems.keys().any(|(_, why)| why.contains(&full)) {
-            "the target file system is full: make room (`df -h`) or restore elsewhere with --to-dir, then run the restore again; files that did not fit were not left behind half-written"
-        } else {
-            "an older snapshot, with an earlier --date, may hold intact copies; `opsagent verify` checks every pack of the newest"
-        }
-    }
-}
-
-impl fmt::Display for Damage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} file(s) affected by:", self.files.len())?;
-        for ((what, why), n) in self.problems.iter().take(NAMED_PROBLEMS) {
-            let more = if *n > 1 {
-                format!(" ({n} times)")
-            } else {
-                String::new()
-            };
-            write!(f, "\n  `{}`: {why}{more}", what.escape_debug())?;
-        }
-        if self.problems.len() > NAMED_PROBLEMS {
-            write!(
-                f,
-                "\n  and {} more problems",
-                self.problems.len() - NAMED_PROBLEMS
-            )?;
-        }
-        if !self.files.is_empty() {
-            let named: Vec<String> = self
-                .files
-                .iter()
-                .take(NAMED_FILES)
-                .map(|p| format!("`{}`", p.escape_debug()))
-                .collect();
-            write!(f, "\nfiles affected: {}", named.join(", "))?;
-            if self.files.len() > NAMED_FILES {
-                write!(f, " and {} more", self.files.len() - NAMED_FILES)?;
-            }
-        }
-        for w in &self.warnings {
-            write!(f, "\nwarning: {w}")?;
-        }
-        Ok(())
-    }
-}
+use write::{Counts, Restoring};
 
 /// Why a media restore failed.
 #[derive(Debug, thiserror::Error)]
@@ -117,11 +48,11 @@ pub enum MediaError {
         /// Snapshot id.
         snapshot: String,
         /// What is wrong, naming the key.
-        why: String,
+        why: Box<TreeLoadError>,
     },
     /// `--path` selects nothing, or is not a usable path.
-    #[error("{0}")]
-    Select(String),
+    #[error(transparent)]
+    Select(#[from] SelectError),
     /// In place, the snapshot names a path the job's configuration does not.
     #[error("snapshot {snapshot} of job `{job}` holds `{path}`, which is {why}; an in-place restore writes only at or under the job's configured paths ({configured}), so nothing was restored (hint: restore it elsewhere with --to-dir and copy back what you need; the manifest may have been tampered with)")]
     NotConfigured {
@@ -142,14 +73,65 @@ pub enum MediaError {
         /// The job.
         job: String,
         /// What is wrong.
-        why: String,
+        why: Box<IndexError>,
     },
     /// Some entries could not be restored; everything else was.
     #[error("{0}\neverything else was restored (hint: {hint})", hint = .0.hint())]
     Damaged(Damage),
-    /// Something else (a task failed).
+    /// A task of the restore failed.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+}
+
+/// Why a snapshot's tree cannot be had; [`MediaError::Tree`] names the snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeLoadError {
+    /// The manifest has no objects.
+    #[error("manifest `{manifest}` lists no tree")]
+    NotListed {
+        /// The manifest's key.
+        manifest: String,
+    },
+    /// The storage failed (opening or decrypting the object).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Reading the object failed midway.
+    #[error("cannot download `{key}`: {cause}")]
+    Download {
+        /// The tree's key.
+        key: String,
+        /// What went wrong.
+        cause: std::io::Error,
+    },
+    /// More bytes than a tree ever takes (a forged object).
+    #[error(
+        "`{key}` is larger than the {} bytes a tree ever takes; refused",
+        limits::MAX_TREE
+    )]
+    TooLarge {
+        /// The tree's key.
+        key: String,
+    },
+    /// Not the bytes the manifest recorded.
+    #[error("`{key}` is corrupt: {size} bytes with sha256 {sha256}, the manifest recorded {recorded_size} bytes with sha256 {recorded_sha256}")]
+    Corrupt {
+        /// The tree's key.
+        key: String,
+        /// Bytes downloaded.
+        size: usize,
+        /// Their sha256.
+        sha256: String,
+        /// The manifest's size.
+        recorded_size: u64,
+        /// The manifest's sha256.
+        recorded_sha256: String,
+    },
+    /// Decrypting failed midway.
     #[error("{0}")]
-    Other(String),
+    Decrypt(std::io::Error),
+    /// The tree does not decode.
+    #[error(transparent)]
+    Decode(#[from] TreeError),
 }
 
 /// What to restore where.
@@ -168,7 +150,7 @@ pub struct Options {
     /// anyone who can write to the bucket can forge, does not decide where root writes.
     pub job_paths: Option<Vec<String>>,
     /// Side by side: the (device, inode) of the directory created for it (see
-    /// `media_at::Resolver::expect_under`); set when it is created.
+    /// `beneath_target::Resolver::expect_under`); set when it is created.
     pub under_identity: Option<(u64, u64)>,
 }
 
@@ -201,56 +183,62 @@ pub struct Prepared {
 
 /// Downloads the tree of media snapshot `m`, checking size and sha256 against the manifest.
 pub async fn load_tree(storage: &Storage, m: &Manifest) -> Result<Vec<Node>, MediaError> {
-    let err = |why: String| MediaError::Tree {
-        snapshot: m.id.clone(),
-        why,
-    };
+    let bytes = download_tree(storage, m)
+        .await
+        .map_err(|why| MediaError::Tree {
+            snapshot: m.id.clone(),
+            why: Box::new(why),
+        })?;
+    let key = m.objects[0].key.clone();
+    tokio::task::spawn_blocking(move || tree::decode(&key, &bytes))
+        .await
+        .map_err(TaskError::DecodeTree)?
+        .map_err(|e| MediaError::Tree {
+            snapshot: m.id.clone(),
+            why: Box::new(e.into()),
+        })
+}
+
+/// The plaintext of the tree of `m`, its stored bytes checked against the manifest.
+async fn download_tree(storage: &Storage, m: &Manifest) -> Result<Vec<u8>, TreeLoadError> {
     let obj = m
         .objects
         .first()
-        .ok_or_else(|| err(format!("manifest `{}` lists no tree", m.key())))?;
+        .ok_or_else(|| TreeLoadError::NotListed { manifest: m.key() })?;
     // The manifest's sha256 is of the stored bytes (ciphertext when encrypted): check those,
     // then decrypt.
     // Read with a cap (src/media/limits.rs): neither the manifest nor the object may make
     // this allocate more than a tree ever takes.
     let mut stored = Vec::new();
-    let reader = storage
-        .raw_reader(&obj.key)
-        .await
-        .map_err(|e| err(e.to_string()))?;
+    let reader = storage.raw_reader(&obj.key).await?;
     tokio::io::AsyncReadExt::read_to_end(
         &mut tokio::io::AsyncReadExt::take(reader, limits::MAX_TREE + 1),
         &mut stored,
     )
     .await
-    .map_err(|e| err(format!("cannot download `{}`: {e}", obj.key)))?;
+    .map_err(|cause| TreeLoadError::Download {
+        key: obj.key.clone(),
+        cause,
+    })?;
     if stored.len() as u64 > limits::MAX_TREE {
-        return Err(err(format!(
-            "`{}` is larger than the {} bytes a tree ever takes; refused",
-            obj.key,
-            limits::MAX_TREE
-        )));
+        return Err(TreeLoadError::TooLarge {
+            key: obj.key.clone(),
+        });
     }
     let sha = hex::encode(Sha256::digest(&stored));
     if stored.len() as u64 != obj.size || sha != obj.sha256 {
-        return Err(err(format!(
-            "`{}` is corrupt: {} bytes with sha256 {sha}, the manifest recorded {} bytes with sha256 {}",
-            obj.key,
-            stored.len(),
-            obj.size,
-            obj.sha256
-        )));
+        return Err(TreeLoadError::Corrupt {
+            key: obj.key.clone(),
+            size: stored.len(),
+            sha256: sha,
+            recorded_size: obj.size,
+            recorded_sha256: obj.sha256.clone(),
+        });
     }
     let mut bytes = Vec::new();
-    let mut plain = storage
-        .decrypting_read(&obj.key, std::io::Cursor::new(stored))
-        .map_err(|e| err(e.to_string()))?;
-    std::io::Read::read_to_end(&mut plain, &mut bytes).map_err(|e| err(e.to_string()))?;
-    let key = obj.key.clone();
-    tokio::task::spawn_blocking(move || tree::decode(&key, &bytes))
-        .await
-        .map_err(|e| MediaError::Other(e.to_string()))?
-        .map_err(err)
+    let mut plain = storage.decrypting_read(&obj.key, std::io::Cursor::new(stored))?;
+    std::io::Read::read_to_end(&mut plain, &mut bytes).map_err(TreeLoadError::Decrypt)?;
+    Ok(bytes)
 }
 
 /// Refuses an in-place restore of `roots` (the manifest's paths) unless each is one of the
@@ -320,8 +308,7 @@ pub async fn prepare(
         })
         .map(|n| (trim(&n.path.0).to_vec(), n.inode))
         .collect();
-    let nodes =
-        media_select::select(nodes, &roots, opts.path.as_deref()).map_err(MediaError::Select)?;
+    let nodes = select::select(nodes, &roots, opts.path.as_deref())?;
     let count = |k: NodeKind| nodes.iter().filter(|n| n.kind == k).count() as u64;
     Ok(Prepared {
         job: m.job.clone(),
@@ -364,9 +351,9 @@ pub async fn execute(
 ) -> Result<Report, MediaError> {
     let mut index = Index::load(storage, &p.job)
         .await
-        .map_err(|e| MediaError::Index {
+        .map_err(|why| MediaError::Index {
             job: p.job.clone(),
-            why: e.to_string(),
+            why: Box::new(why),
         })?;
     index.prefer(&p.packs);
     let owners = rustix::process::geteuid().is_root();
@@ -385,23 +372,21 @@ pub async fn execute(
     let job = p.job.clone();
     let (r, work) = tokio::task::spawn_blocking(move || {
         let files = r.lay_out();
-        let plan = media_packs::plan(&job, &files, &index);
+        let plan = packs::plan(&job, &files, &index);
         drop(files);
         let work = r.apply_plan(plan);
         (r, work)
     })
     .await
-    .map_err(|e| MediaError::Other(format!("the restore writer failed: {e}")))?;
-    let r = media_packs::pipeline(storage, work, 2, r, |r, w, got| r.apply(w, got))
-        .await
-        .map_err(MediaError::Other)?;
+    .map_err(TaskError::Writer)?;
+    let r = packs::pipeline(storage, work, 2, r, |r, w, got| r.apply(w, got)).await?;
     let mut r = tokio::task::spawn_blocking(move || {
         let mut r = r;
         r.finish(&excludes);
         r
     })
     .await
-    .map_err(|e| MediaError::Other(format!("the restore writer failed: {e}")))?;
+    .map_err(TaskError::Writer)?;
     if r.damage.is_empty() {
         Ok(Report {
             counts: r.counts.clone(),

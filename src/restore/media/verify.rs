@@ -5,13 +5,13 @@
 //! blob in it against its own hash. Nothing is written to disk. Problems name the pack and
 //! every file they touch.
 
-use super::media::{load_tree, Damage};
-use super::media_packs::{pipeline, BlobWork, Fetched, PackWork};
-use super::plan::{all_snapshots, choose, load, Filter};
+use super::packs::{pipeline, BlobWork, FetchError, Fetched, PackWork, TaskError};
+use super::{load_tree, Damage, MediaError};
 use crate::config::Zone;
-use crate::media::index::Index;
+use crate::media::index::{Index, IndexError};
 use crate::media::tree::{Node, NodeKind};
 use crate::media::{keys, pack, Id};
+use crate::restore::plan::{all_snapshots, choose, load, Chosen, Filter};
 use crate::storage::Storage;
 use chrono::Utc;
 use std::collections::{HashMap, HashSet};
@@ -53,11 +53,11 @@ impl Checking {
         }
     }
 
-    fn check(&mut self, w: &PackWork, got: Result<Fetched, String>) {
+    fn check(&mut self, w: &PackWork, got: Result<Fetched, FetchError>) {
         let f = match got {
             Ok(f) => f,
             Err(why) => {
-                self.damage.problem(&w.key, &why);
+                self.damage.problem(&w.key, &why.to_string());
                 for b in &w.blobs {
                     self.lose_blob(&b.entry.id);
                 }
@@ -141,35 +141,68 @@ fn check_tree(
     users
 }
 
-/// Runs the drill of media job `job` on its newest snapshot. The error lists every problem
-/// and the files affected.
-pub async fn drill(storage: &Storage, job: &str, zone: Zone) -> Result<MediaDrill, String> {
-    let started = Instant::now();
-    let snaps = all_snapshots(storage).await?;
+/// Why a media drill failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DrillError {
+    /// Listing or choosing the snapshots failed (the restore planner's message, kept as text
+    /// so this does not depend on the planner's error type).
+    #[error("{0}")]
+    Snapshots(String),
+    /// The job has snapshots, none of them media.
+    #[error("job `{job}` has no media snapshot in storage")]
+    NoSnapshot {
+        /// The job.
+        job: String,
+    },
+    /// The snapshot's tree cannot be read.
+    #[error(transparent)]
+    Tree(MediaError),
+    /// The job's index cannot be read.
+    #[error("reading the index of `{job}`: {cause}")]
+    Index {
+        /// The job.
+        job: String,
+        /// What is wrong.
+        cause: IndexError,
+    },
+    /// A download or the checking thread failed.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    /// Packs or chunks are damaged or missing: every problem and the files affected.
+    #[error("snapshot {snapshot}: {damage}")]
+    Damaged {
+        /// The snapshot id.
+        snapshot: String,
+        /// What is damaged.
+        damage: Damage,
+    },
+}
+
+/// The newest media snapshot of `job`, its manifest read.
+async fn newest(storage: &Storage, job: &str, zone: Zone) -> Result<Chosen, DrillError> {
+    let snaps = all_snapshots(storage)
+        .await
+        .map_err(|e| DrillError::Snapshots(e.to_string()))?;
     let filter = Filter {
         jobs: vec![job.to_string()],
         databases: vec![],
     };
-    let chosen = load(storage, choose(&snaps, &filter, Utc::now(), zone)?).await?;
-    let c = chosen
+    let chosen = choose(&snaps, &filter, Utc::now(), zone)
+        .map_err(|e| DrillError::Snapshots(e.to_string()))?;
+    let chosen = load(storage, chosen)
+        .await
+        .map_err(|e| DrillError::Snapshots(e.to_string()))?;
+    chosen
         .into_iter()
         .find(|c| c.manifest.kind == "media")
-        .ok_or_else(|| format!("job `{job}` has no media snapshot in storage"))?;
-    let m = c.manifest;
-    let nodes = Arc::new(load_tree(storage, &m).await.map_err(|e| e.to_string())?);
-    let mut index = Index::load(storage, job)
-        .await
-        .map_err(|e| format!("reading the index of `{job}`: {e}"))?;
-    let packs = m
-        .media
-        .as_ref()
-        .map(|s| s.packs.clone())
-        .unwrap_or_default();
-    index.prefer(&packs);
-    let index = Arc::new(index);
-    let listed: HashSet<Id> = packs.iter().copied().collect();
-    let mut damage = Damage::default();
-    let users = check_tree(&nodes, &index, &listed, &m.key(), &mut damage);
+        .ok_or_else(|| DrillError::NoSnapshot {
+            job: job.to_string(),
+        })
+}
+
+/// Every pack the manifest lists, with all its blobs to check; a pack no index object lists
+/// is recorded as damage.
+fn pack_work(job: &str, packs: Vec<Id>, index: &Index, damage: &mut Damage) -> Vec<PackWork> {
     let mut work = Vec::new();
     for id in packs {
         let key = keys::pack_key(job, &id);
@@ -189,6 +222,32 @@ pub async fn drill(storage: &Storage, job: &str, zone: Zone) -> Result<MediaDril
             None => damage.problem(&key, "the manifest lists it but no index object does"),
         }
     }
+    work
+}
+
+/// Runs the drill of media job `job` on its newest snapshot. The error lists every problem
+/// and the files affected.
+pub async fn drill(storage: &Storage, job: &str, zone: Zone) -> Result<MediaDrill, DrillError> {
+    let started = Instant::now();
+    let m = newest(storage, job, zone).await?.manifest;
+    let nodes = Arc::new(load_tree(storage, &m).await.map_err(DrillError::Tree)?);
+    let mut index = Index::load(storage, job)
+        .await
+        .map_err(|cause| DrillError::Index {
+            job: job.to_string(),
+            cause,
+        })?;
+    let packs = m
+        .media
+        .as_ref()
+        .map(|s| s.packs.clone())
+        .unwrap_or_default();
+    index.prefer(&packs);
+    let index = Arc::new(index);
+    let listed: HashSet<Id> = packs.iter().copied().collect();
+    let mut damage = Damage::default();
+    let users = check_tree(&nodes, &index, &listed, &m.key(), &mut damage);
+    let work = pack_work(job, packs, &index, &mut damage);
     let files = nodes.iter().filter(|n| n.kind == NodeKind::File);
     let drill = MediaDrill {
         snapshot: m.id.clone(),
@@ -208,6 +267,9 @@ pub async fn drill(storage: &Storage, job: &str, zone: Zone) -> Result<MediaDril
     if done.damage.is_empty() {
         Ok(done.drill)
     } else {
-        Err(format!("snapshot {}: {}", m.id, done.damage))
+        Err(DrillError::Damaged {
+            snapshot: m.id,
+            damage: done.damage,
+        })
     }
 }

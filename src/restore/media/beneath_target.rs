@@ -14,7 +14,7 @@
 //! limit on the paths a restore can write (a side-by-side restore adds its directory in front
 //! of every original path).
 
-use super::media_select::Destination;
+use super::select::Destination;
 use crate::media::anchor;
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;

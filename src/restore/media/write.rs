@@ -6,23 +6,25 @@
 //! mtimes (deepest first, after everything inside them was written).
 //!
 //! A failure costs only the entries it touches: they are recorded in [`Damage`] (what failed,
-//! which files) and the rest goes on.
+//! which files) and the rest goes on. The end of a restore (`--delete`, the directories' own
+//! metadata) is in `write/finish.rs`.
 
-use super::media::Damage;
-use super::media_at::{Place, Resolver};
-use super::media_fs::{self as fs_ops, Excludes, Swept};
-use super::media_packs::{Fetched, PackWork, Plan, Target};
-use super::media_select::{depth, Destination};
+use super::beneath_target::{Place, Resolver};
+use super::fs_ops::{self as fs_ops, EntryError, Swept};
+use super::packs::{ChunkTarget, FetchError, Fetched, PackWork, Plan};
+use super::select::Destination;
+use super::Damage;
 use crate::media::pack;
 use crate::media::tree::{Node, NodeKind};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
-use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+mod finish;
 
 /// One regular file with content being restored.
 #[derive(Debug)]
@@ -126,12 +128,12 @@ impl Restoring {
                 }
             };
             let done = match n.kind {
-                NodeKind::Dir => fs_ops::ensure_dir(&at, self.at.make()).map_err(|e| e.to_string()),
+                NodeKind::Dir => fs_ops::ensure_dir(&at, self.at.make()).map_err(EntryError::from),
                 NodeKind::Symlink => self.symlink(n, &at),
                 NodeKind::File => self.file(i, n, &at),
             };
             if let Err(why) = done {
-                self.lost(i, &shown, &why);
+                self.lost(i, &shown, &why.to_string());
             } else if n.kind == NodeKind::Dir {
                 stale += self
                     .at
@@ -150,33 +152,29 @@ impl Restoring {
     }
 
     /// Makes room for a file or symlink at `at` (a directory there goes only with `--delete`).
-    fn clear(&mut self, at: &Place) -> Result<(), String> {
+    fn clear(&mut self, at: &Place) -> Result<(), EntryError> {
         let cleared = fs_ops::clear_for_entry(at, self.delete);
         // A directory may have been removed: descriptors of what was under it are stale.
         self.at.forget();
         cleared
     }
 
-    fn symlink(&mut self, n: &Node, at: &Place) -> Result<(), String> {
-        let target = n
-            .target
-            .as_ref()
-            .ok_or("its target could not be read at backup time")?;
+    fn symlink(&mut self, n: &Node, at: &Place) -> Result<(), EntryError> {
+        let target = n.target.as_ref().ok_or(EntryError::NoLinkTarget)?;
         self.clear(at)?;
         fs_ops::make_symlink(at, target)
-            .and_then(|()| fs_ops::set_meta(&at.dir, &at.name, n, self.owners, true))
-            .map_err(|e| e.to_string())?;
+            .and_then(|()| fs_ops::set_meta(&at.dir, &at.name, n, self.owners, true))?;
         self.counts.symlinks += 1;
         Ok(())
     }
 
-    fn file(&mut self, i: usize, n: &Node, at: &Place) -> Result<(), String> {
+    fn file(&mut self, i: usize, n: &Node, at: &Place) -> Result<(), EntryError> {
         self.clear(at)?;
         if n.size == 0 {
-            let tmp = fs_ops::create_temp(at, 0).map_err(|e| e.to_string())?;
+            let tmp = fs_ops::create_temp(at, 0)?;
             return self.put_in_place(at, &tmp, n);
         }
-        let temp = fs_ops::create_temp(at, n.size).map_err(|e| e.to_string())?;
+        let temp = fs_ops::create_temp(at, n.size)?;
         self.files.push(FileState {
             node: i,
             dest: self.dest.of(n),
@@ -188,12 +186,12 @@ impl Restoring {
     }
 
     /// Applies the node's metadata to a complete temporary file and renames it to `at`.
-    fn put_in_place(&mut self, at: &Place, tmp: &OsString, n: &Node) -> Result<(), String> {
+    fn put_in_place(&mut self, at: &Place, tmp: &OsString, n: &Node) -> Result<(), EntryError> {
         let done = fs_ops::set_meta(&at.dir, tmp, n, self.owners, false)
             .and_then(|()| fs_ops::rename_into(at, tmp));
         if let Err(e) = done {
             fs_ops::remove_temp(&at.dir, tmp);
-            return Err(e.to_string());
+            return Err(e.into());
         }
         self.stripped.note(n);
         self.counts.files += 1;
@@ -246,11 +244,12 @@ impl Restoring {
     }
 
     /// Writes what `work` needs from one downloaded pack (or fails its files).
-    pub fn apply(&mut self, work: &PackWork, got: Result<Fetched, String>) {
+    pub fn apply(&mut self, work: &PackWork, got: Result<Fetched, FetchError>) {
         self.counts.packs += 1;
         let fetched = match got {
             Ok(f) => f,
             Err(why) => {
+                let why = why.to_string();
                 for t in work.blobs.iter().flat_map(|b| &b.targets) {
                     self.fail(t.file, &work.key, &why);
                 }
@@ -286,7 +285,7 @@ impl Restoring {
         }
     }
 
-    fn write(&mut self, open: &mut HashMap<u32, File>, t: Target, data: &[u8]) {
+    fn write(&mut self, open: &mut HashMap<u32, File>, t: ChunkTarget, data: &[u8]) {
         let f = &self.files[t.file as usize];
         let Some(temp) = f.temp.clone().filter(|_| !f.failed) else {
             return;
@@ -294,7 +293,7 @@ impl Restoring {
         if let Err(e) = self.write_at(open, t, &temp, data) {
             open.remove(&t.file);
             let shown = self.files[t.file as usize].dest.display().to_string();
-            return self.fail(t.file, &shown, &e);
+            return self.fail(t.file, &shown, &e.to_string());
         }
         if let Some(p) = &self.progress {
             p.fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -308,11 +307,11 @@ impl Restoring {
             let n = self.nodes[node].clone();
             let placed = self
                 .place_of(t.file as usize)
-                .map_err(|e| e.to_string())
+                .map_err(EntryError::from)
                 .and_then(|at| self.put_in_place(&at, &temp, &n));
             if let Err(why) = placed {
                 self.files[t.file as usize].temp = None;
-                self.fail(t.file, &dest.display().to_string(), &why);
+                self.fail(t.file, &dest.display().to_string(), &why.to_string());
             }
         }
     }
@@ -323,10 +322,10 @@ impl Restoring {
     fn write_at(
         &mut self,
         open: &mut HashMap<u32, File>,
-        t: Target,
+        t: ChunkTarget,
         temp: &OsString,
         data: &[u8],
-    ) -> Result<(), String> {
+    ) -> std::io::Result<()> {
         const BLOCK: usize = 64 << 10;
         for (i, block) in data.chunks(BLOCK).enumerate() {
             if block.iter().all(|b| *b == 0) {
@@ -336,83 +335,13 @@ impl Restoring {
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                 std::collections::hash_map::Entry::Vacant(v) => {
                     let node = self.files[t.file as usize].node;
-                    let at = self
-                        .at
-                        .place(&self.nodes[node].path.0, false)
-                        .map_err(|e| e.to_string())?;
-                    v.insert(fs_ops::open_temp(&at.dir, temp).map_err(|e| e.to_string())?)
+                    let at = self.at.place(&self.nodes[node].path.0, false)?;
+                    v.insert(fs_ops::open_temp(&at.dir, temp)?)
                 }
             };
             let at = t.offset + (i * BLOCK) as u64;
-            handle.write_all_at(block, at).map_err(|e| e.to_string())?;
+            handle.write_all_at(block, at)?;
         }
         Ok(())
-    }
-
-    /// Cleans up, runs `--delete` (only when nothing failed), and sets the directories' modes
-    /// and mtimes, deepest first.
-    pub fn finish(&mut self, excludes: &Excludes) {
-        for i in 0..self.files.len() {
-            if self.files[i].temp.is_some() {
-                let shown = self.files[i].dest.display().to_string();
-                self.fail(i as u32, &shown, "not every chunk was written (bug)");
-            }
-        }
-        self.damage.warnings.extend(self.stripped.warning());
-        let nodes = self.nodes.clone();
-        let mut dirs: Vec<&Node> = nodes.iter().filter(|n| n.kind == NodeKind::Dir).collect();
-        if self.delete {
-            self.sweep(&dirs, excludes);
-        }
-        dirs.sort_by_key(|n| std::cmp::Reverse(depth(&n.path.0)));
-        for n in dirs {
-            let dest = self.dest.of(n);
-            let owners = self.owners;
-            let set = self
-                .at
-                .place(&n.path.0, true)
-                .and_then(|at| fs_ops::set_meta(&at.dir, &at.name, n, owners, false));
-            match set {
-                Ok(()) => self.counts.dirs += 1,
-                Err(e) => {
-                    self.damage
-                        .problem(&dest.display().to_string(), &e.to_string());
-                    self.damage.file(&n.path.display());
-                }
-            }
-        }
-    }
-
-    fn sweep(&mut self, dirs: &[&Node], excludes: &Excludes) {
-        if !self.damage.is_empty() {
-            self.damage.warnings.push(
-                "--delete was skipped because entries could not be restored; nothing was removed"
-                    .into(),
-            );
-            return;
-        }
-        let wanted: HashSet<Vec<u8>> = self
-            .nodes
-            .iter()
-            .map(|n| self.dest.of(n).into_os_string().into_vec())
-            .collect();
-        for d in dirs {
-            let dest = self.dest.of(d);
-            let is_wanted = |p: &[u8]| wanted.contains(p);
-            let swept = self.at.anchor_dev(&d.path.0).and_then(|dev| {
-                let fd = self.at.dir(&d.path.0)?;
-                fs_ops::sweep(&fd, &dest, dev, &is_wanted, excludes)
-            });
-            self.at.forget();
-            match swept {
-                Ok(s) => {
-                    self.counts.swept.removed += s.removed;
-                    self.counts.swept.kept += s.kept;
-                }
-                Err(e) => self
-                    .damage
-                    .problem(&dest.display().to_string(), &format!("--delete: {e}")),
-            }
-        }
     }
 }

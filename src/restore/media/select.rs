@@ -67,13 +67,31 @@ fn at_or_under(path: &[u8], prefix: &[u8]) -> bool {
     path.starts_with(prefix) && (path.len() == prefix.len() || path[prefix.len()] == b'/')
 }
 
+/// Why `--path` selects nothing: the operator's mistake, so the CLI exits as for usage.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    /// `..` would climb out of what was backed up.
+    #[error("--path `{}` contains `..` (hint: give the path as it was backed up, absolute or relative to a backed-up directory)", path.display())]
+    DotDot {
+        /// The `--path` given.
+        path: PathBuf,
+    },
+    /// Nothing of the snapshot is at or under it.
+    #[error("`{}` is not in this snapshot, which holds {} (hint: give a path inside it, absolute or relative to one of those; `--dry-run` shows what a path selects)",
+        path.display(),
+        if roots.is_empty() { "nothing".to_string() } else { roots.join(", ") })]
+    NotInSnapshot {
+        /// The `--path` given.
+        path: PathBuf,
+        /// The snapshot's backed-up directories.
+        roots: Vec<String>,
+    },
+}
+
 /// The candidates `sub` may mean: itself when absolute, else each root joined with it.
-fn candidates(sub: &Path, roots: &[String]) -> Result<Vec<Vec<u8>>, String> {
-    let norm = normalize(sub).ok_or_else(|| {
-        format!(
-            "--path `{}` contains `..` (hint: give the path as it was backed up, absolute or relative to a backed-up directory)",
-            sub.display()
-        )
+fn candidates(sub: &Path, roots: &[String]) -> Result<Vec<Vec<u8>>, SelectError> {
+    let norm = normalize(sub).ok_or_else(|| SelectError::DotDot {
+        path: sub.to_path_buf(),
     })?;
     let list: Vec<PathBuf> = if norm.is_absolute() {
         vec![norm]
@@ -90,7 +108,11 @@ fn candidates(sub: &Path, roots: &[String]) -> Result<Vec<Vec<u8>>, String> {
 /// Keeps the nodes at or under `sub` (all when `None`). `sub` is absolute, or relative to one
 /// of the snapshot's backed-up `roots` (every root where it exists counts). Errors when
 /// nothing matches, naming the roots.
-pub fn select(nodes: Vec<Node>, roots: &[String], sub: Option<&Path>) -> Result<Vec<Node>, String> {
+pub fn select(
+    nodes: Vec<Node>,
+    roots: &[String],
+    sub: Option<&Path>,
+) -> Result<Vec<Node>, SelectError> {
     let Some(sub) = sub else {
         return Ok(nodes);
     };
@@ -100,15 +122,10 @@ pub fn select(nodes: Vec<Node>, roots: &[String], sub: Option<&Path>) -> Result<
         .filter(|n| wanted.iter().any(|w| at_or_under(&n.path.0, w)))
         .collect();
     if picked.is_empty() {
-        return Err(format!(
-            "`{}` is not in this snapshot, which holds {} (hint: give a path inside it, absolute or relative to one of those; `--dry-run` shows what a path selects)",
-            sub.display(),
-            if roots.is_empty() {
-                "nothing".to_string()
-            } else {
-                roots.join(", ")
-            }
-        ));
+        return Err(SelectError::NotInSnapshot {
+            path: sub.to_path_buf(),
+            roots: roots.to_vec(),
+        });
     }
     Ok(picked)
 }
@@ -173,9 +190,13 @@ mod tests {
             select(tree(), &roots, Some(Path::new("/"))).unwrap().len(),
             7
         );
-        let e = select(tree(), &roots, Some(Path::new("nope"))).unwrap_err();
+        let e = select(tree(), &roots, Some(Path::new("nope")))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/srv/up, /var/av"), "{e}");
-        let e = select(tree(), &roots, Some(Path::new("a/../../etc"))).unwrap_err();
+        let e = select(tree(), &roots, Some(Path::new("a/../../etc")))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(".."), "{e}");
     }
 
