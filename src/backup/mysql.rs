@@ -2,19 +2,16 @@
 //! snapshot (data, then manifest), record each in the catalog. One database failing does not
 //! stop the others; the run fails if any did.
 
-use super::dump::{dump_to, DumpOptions, Dumped};
+use super::dump::{dump_to, DumpError, DumpOptions, Dumped};
 use super::manifest::{dump_key, new_id, Encryption, Manifest, ObjectRef, Tools, FORMAT_VERSION};
 use super::mysql_cmd::{client_tool, dump_tool, query};
-use super::mysql_inspect::{has_dump_history, inspect, preamble};
+use super::mysql_inspect::{inspect, preamble};
 use super::{Env, RunReport};
 use crate::catalog::SnapshotRow;
 use crate::config::{Databases, MysqlJob};
+use crate::mysql_client::{has_dump_history, tool_version, MysqlError, SYSTEM_DATABASES};
 use bytes::Bytes;
 use chrono::Utc;
-
-/// Databases never dumped by `["*"]`.
-pub const SYSTEM_DATABASES: [&str; 4] =
-    ["information_schema", "performance_schema", "mysql", "sys"];
 
 /// A failed run: every failure, and the bytes that were stored anyway.
 #[derive(Debug)]
@@ -37,21 +34,22 @@ fn whole(message: String) -> RunError {
 
 /// Runs the job once.
 pub async fn run(env: &Env, job: &MysqlJob, run_id: i64) -> Result<RunReport, RunError> {
-    let tool = dump_tool(job).map_err(whole)?;
-    let client = client_tool(&tool).map_err(whole)?;
+    let tool = dump_tool(job).map_err(|e| whole(e.to_string()))?;
+    let client = client_tool(&tool).map_err(|e| whole(e.to_string()))?;
     let at = format!("MySQL server {}", job.endpoint);
     let (j, c) = (job.clone(), client.clone());
-    let probe = tokio::task::spawn_blocking(move || -> Result<(String, Vec<String>), String> {
-        let version = query(&j, &c, "SELECT VERSION()")?.join("");
-        let dbs = match &j.databases {
-            Databases::List(v) => v.clone(),
-            Databases::All => query(&j, &c, "SHOW DATABASES")?
-                .into_iter()
-                .filter(|d| !SYSTEM_DATABASES.contains(&d.to_ascii_lowercase().as_str()))
-                .collect(),
-        };
-        Ok((version, dbs))
-    });
+    let probe =
+        tokio::task::spawn_blocking(move || -> Result<(String, Vec<String>), MysqlError> {
+            let version = query(&j, &c, "SELECT VERSION()")?.join("");
+            let dbs = match &j.databases {
+                Databases::List(v) => v.clone(),
+                Databases::All => query(&j, &c, "SHOW DATABASES")?
+                    .into_iter()
+                    .filter(|d| !SYSTEM_DATABASES.contains(&d.to_ascii_lowercase().as_str()))
+                    .collect(),
+            };
+            Ok((version, dbs))
+        });
     let (server, databases) = probe
         .await
         .map_err(|e| whole(e.to_string()))?
@@ -98,17 +96,6 @@ pub async fn run(env: &Env, job: &MysqlJob, run_id: i64) -> Result<RunReport, Ru
     }
 }
 
-async fn tool_version(tool: &std::path::Path) -> String {
-    match tokio::process::Command::new(tool)
-        .arg("--version")
-        .output()
-        .await
-    {
-        Ok(o) => String::from_utf8_lossy(&o.stdout).trim().to_string(),
-        Err(_) => String::new(),
-    }
-}
-
 /// The tools of a run.
 struct Dump<'a> {
     tool: &'a std::path::Path,
@@ -120,11 +107,14 @@ struct Dump<'a> {
 
 /// How `db` is dumped, from what the server says about it; `None` when a database listed by
 /// `["*"]` has been dropped since (nothing to back up, so no failure).
-async fn options(job: &MysqlJob, d: &Dump<'_>, db: &str) -> Result<Option<DumpOptions>, String> {
+async fn options(job: &MysqlJob, d: &Dump<'_>, db: &str) -> Result<Option<DumpOptions>, DumpError> {
     let (j, c, name) = (job.clone(), d.client.to_path_buf(), db.to_string());
     let i = tokio::task::spawn_blocking(move || inspect(&j, &c, &name))
         .await
-        .map_err(|e| e.to_string())??;
+        .map_err(|e| DumpError::Task {
+            what: "inspecting the database",
+            cause: e.to_string(),
+        })??;
     if !i.exists && matches!(job.databases, Databases::All) {
         tracing::warn!(job = %job.name, database = %db, "database was dropped after it was listed; skipped");
         return Ok(None);
@@ -153,7 +143,7 @@ async fn snapshot_one(
     d: &Dump<'_>,
     db: &str,
     run_id: i64,
-) -> Result<Option<Manifest>, String> {
+) -> Result<Option<Manifest>, DumpError> {
     let Some(mut opts) = options(job, d, db).await? else {
         return Ok(None);
     };
@@ -167,7 +157,7 @@ async fn snapshot_one(
     }
     let progress = env.progress.clone();
     let mut dumped = dump_to(&env.storage, job, d.tool, db, &key, progress.clone(), &opts).await;
-    if matches!(&dumped, Err(e) if e.contains("transaction-precise")) {
+    if matches!(&dumped, Err(e) if e.to_string().contains("transaction-precise")) {
         // --dump-history cannot read history kept by transaction id: dump the current rows.
         tracing::warn!(job = %job.name, database = %db, "a system-versioned table keeps transaction-precise history, which no dump tool can dump: only the current rows are dumped");
         opts.args.retain(|a| a != "--dump-history");
@@ -175,13 +165,14 @@ async fn snapshot_one(
     }
     let Dumped { put, raw_size } = dumped?;
     // Verify what the store holds before committing: the object is there, whole.
-    let listed = env.storage.list(&key).await.map_err(|e| e.to_string())?;
+    let listed = env.storage.list(&key).await?;
     let stored = listed.iter().find(|o| o.key == key).map(|o| o.size);
     if stored != Some(put.size) {
-        return Err(format!(
-            "object `{key}` holds {stored:?} bytes after upload, {} were sent; not committed",
-            put.size
-        ));
+        return Err(DumpError::NotStored {
+            key,
+            stored,
+            sent: put.size,
+        });
     }
     let manifest = Manifest {
         format: FORMAT_VERSION,
@@ -207,7 +198,11 @@ async fn snapshot_one(
             recipients,
         }),
     };
-    commit(env, &manifest, run_id).await?;
+    commit(env, &manifest, run_id)
+        .await
+        .map_err(|e| DumpError::Commit {
+            cause: e.to_string(),
+        })?;
     tracing::info!(job = %job.name, database = %db, snapshot = %manifest.id, bytes = put.size, raw = raw_size, "snapshot committed");
     Ok(Some(manifest))
 }

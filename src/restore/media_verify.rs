@@ -145,12 +145,13 @@ fn check_tree(
 /// and the files affected.
 pub async fn drill(storage: &Storage, job: &str, zone: Zone) -> Result<MediaDrill, String> {
     let started = Instant::now();
-    let snaps = all_snapshots(storage).await?;
+    let snaps = all_snapshots(storage).await.map_err(|e| e.to_string())?;
     let filter = Filter {
         jobs: vec![job.to_string()],
         databases: vec![],
     };
-    let chosen = load(storage, choose(&snaps, &filter, Utc::now(), zone)?).await?;
+    let chosen = choose(&snaps, &filter, Utc::now(), zone).map_err(|e| e.to_string())?;
+    let chosen = load(storage, chosen).await.map_err(|e| e.to_string())?;
     let c = chosen
         .into_iter()
         .find(|c| c.manifest.kind == "media")

@@ -1,8 +1,23 @@
-//! Talking to the MySQL/MariaDB client tools safely (used by backups, restores and the `mysql`
-//! check): where the server is, and credentials handed to a child in an option file that lives
+//! The one adapter to the MySQL/MariaDB client tools (used by backups, restores and the `mysql`
+//! check): where the server is; credentials handed to a child in an option file that lives
 //! only in memory — a `memfd` of mode 0600, inherited by that child alone and named as
 //! `--defaults-extra-file=/dev/fd/N` — so a password never appears on a command line, in the
-//! child's environment, on disk, or in a log.
+//! child's environment, on disk, or in a log; and every spawn of a tool ([`Client`], `tools`):
+//! streamed stdin/stdout, stderr kept capped for the message, the exit status read only after
+//! the stream is drained. Errors are [`MysqlError`]; hints by MySQL error number in `hint`.
+
+mod client;
+mod error;
+mod hint;
+mod tools;
+
+pub use client::{Client, Finished, Output, Running};
+pub use error::MysqlError;
+pub use hint::{code, with_hint};
+pub use tools::{
+    client_on_path, client_tool, dump_tool, has_dump_history, sandbox_flag, tool_version, which,
+    SYSTEM_DATABASES,
+};
 
 use crate::secret::Secret;
 use std::io::Write;
