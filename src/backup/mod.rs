@@ -72,7 +72,15 @@ pub enum BackupError {
     /// The catalog failed.
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
-    /// The MySQL part failed.
+    /// The MySQL part of a run failed (its error is shown, not a `source()`).
+    #[error("job `{job}`: {error}")]
+    Mysql {
+        /// The job.
+        job: String,
+        /// Every database's failure.
+        error: mysql::RunError,
+    },
+    /// The media part failed.
     #[error("job `{job}`: {message}")]
     Failed {
         /// The job.
@@ -148,10 +156,7 @@ pub async fn run_job(env: &Env, name: &str, trigger: Trigger) -> Result<RunRepor
             stale::abort_orphans_of(env, name).await;
             mysql::run(env, &job, run_id).await
         }
-        Err(e) => Err(mysql::RunError {
-            message: e.to_string(),
-            bytes: 0,
-        }),
+        Err(e) => Err(mysql::RunError::whole(mysql::Failure::Other(e.to_string()))),
     };
     let (status, bytes, error) = match &result {
         Ok(r) => (RunStatus::Success, r.bytes, None),
@@ -167,9 +172,9 @@ pub async fn run_job(env: &Env, name: &str, trigger: Trigger) -> Result<RunRepor
         }
         Err(e) => {
             tracing::error!(job = name, error = %e, "backup failed");
-            Err(BackupError::Failed {
+            Err(BackupError::Mysql {
                 job: name.to_string(),
-                message: e.to_string(),
+                error: e,
             })
         }
     }

@@ -13,29 +13,72 @@ use crate::mysql_client::{has_dump_history, tool_version, MysqlError, SYSTEM_DAT
 use bytes::Bytes;
 use chrono::Utc;
 
-/// A failed run: every failure, and the bytes that were stored anyway.
-#[derive(Debug)]
+/// A failed run: every failure (one line each), and the bytes that were stored anyway.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", lines(failures))]
 pub struct RunError {
-    /// One line per failed database (or one for the whole job).
-    pub message: String,
+    /// Each failed database, or one failure for the whole job.
+    pub failures: Vec<Failure>,
     /// Bytes committed by the databases that succeeded.
     pub bytes: u64,
 }
 
-impl std::fmt::Display for RunError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
+/// One failure of a run.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// No dump tool or client to run.
+    #[error(transparent)]
+    Tools(#[from] MysqlError),
+    /// Asking the server for its version and databases failed.
+    #[error("{at}: {error}")]
+    Server {
+        /// `MySQL server <endpoint>`.
+        at: String,
+        /// Why.
+        error: MysqlError,
+    },
+    /// One database's backup failed.
+    #[error("database {} on {at}: {error}", crate::quote::sql_ident(database))]
+    Database {
+        /// The database.
+        database: String,
+        /// `MySQL server <endpoint>`.
+        at: String,
+        /// Why.
+        error: DumpError,
+    },
+    /// The server has no database to back up.
+    #[error(
+        "{at} has no databases to back up (hint: `databases = [\"*\"]` skips system databases)"
+    )]
+    NoDatabases {
+        /// `MySQL server <endpoint>`.
+        at: String,
+    },
+    /// The run could not go on for a reason of another layer (its message).
+    #[error("{0}")]
+    Other(String),
 }
 
-fn whole(message: String) -> RunError {
-    RunError { message, bytes: 0 }
+fn lines(failures: &[Failure]) -> String {
+    let v: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
+    v.join("\n")
+}
+
+impl RunError {
+    /// A run that failed as a whole, having stored nothing.
+    pub fn whole(failure: impl Into<Failure>) -> RunError {
+        RunError {
+            failures: vec![failure.into()],
+            bytes: 0,
+        }
+    }
 }
 
 /// Runs the job once.
 pub async fn run(env: &Env, job: &MysqlJob, run_id: i64) -> Result<RunReport, RunError> {
-    let tool = dump_tool(job).map_err(|e| whole(e.to_string()))?;
-    let client = client_tool(&tool).map_err(|e| whole(e.to_string()))?;
+    let tool = dump_tool(job).map_err(RunError::whole)?;
+    let client = client_tool(&tool).map_err(RunError::whole)?;
     let at = format!("MySQL server {}", job.endpoint);
     let (j, c) = (job.clone(), client.clone());
     let probe =
@@ -52,8 +95,13 @@ pub async fn run(env: &Env, job: &MysqlJob, run_id: i64) -> Result<RunReport, Ru
         });
     let (server, databases) = probe
         .await
-        .map_err(|e| whole(e.to_string()))?
-        .map_err(|e| whole(format!("{at}: {e}")))?;
+        .map_err(|e| RunError::whole(Failure::Other(e.to_string())))?
+        .map_err(|error| {
+            RunError::whole(Failure::Server {
+                at: at.clone(),
+                error,
+            })
+        })?;
     let tools = Tools {
         opsagent: env!("CARGO_PKG_VERSION").to_string(),
         dump: tool_version(&tool).await,
@@ -76,21 +124,22 @@ pub async fn run(env: &Env, job: &MysqlJob, run_id: i64) -> Result<RunReport, Ru
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(job = %job.name, database = %db, server = %job.endpoint, error = %e, "database backup failed");
-                let shown = crate::quote::sql_ident(db);
-                failures.push(format!("database {shown} on {at}: {e}"));
+                failures.push(Failure::Database {
+                    database: db.clone(),
+                    at: at.clone(),
+                    error: e,
+                });
             }
         }
     }
     if databases.is_empty() {
-        failures.push(format!(
-            "{at} has no databases to back up (hint: `databases = [\"*\"]` skips system databases)"
-        ));
+        failures.push(Failure::NoDatabases { at });
     }
     if failures.is_empty() {
         Ok(report)
     } else {
         Err(RunError {
-            message: failures.join("\n"),
+            failures,
             bytes: report.bytes,
         })
     }

@@ -98,14 +98,14 @@ pub fn option_file(
     s
 }
 
-/// An in-memory option file for one child process.
-pub struct Credentials {
+/// An in-memory option file for one child process (spawns go through [`Client`]).
+struct Credentials {
     fd: OwnedFd,
 }
 
 impl Credentials {
     /// Writes `option_file` into a fresh memfd.
-    pub fn new(option_file: &str) -> std::io::Result<Credentials> {
+    fn new(option_file: &str) -> std::io::Result<Credentials> {
         use rustix::fs::{fchmod, memfd_create, MemfdFlags, Mode};
         let fd = memfd_create("opsagent-mysql-options", MemfdFlags::CLOEXEC)?;
         // The client tools ignore world-writable option files; memfds start as 0777.
@@ -116,12 +116,12 @@ impl Credentials {
     }
 
     /// The first argument the tool needs.
-    pub fn arg(&self) -> String {
+    fn arg(&self) -> String {
         format!("--defaults-extra-file=/dev/fd/{}", self.fd.as_raw_fd())
     }
 
     /// Lets `cmd`'s child (and only it) inherit the option file.
-    pub fn pass_to(&self, cmd: &mut std::process::Command) {
+    fn pass_to(&self, cmd: &mut std::process::Command) {
         use std::os::unix::process::CommandExt;
         let raw = self.fd.as_raw_fd();
         // SAFETY: between fork and exec the hook only calls fcntl, which is async-signal-safe.
@@ -131,7 +131,7 @@ impl Credentials {
     }
 
     /// [`Credentials::pass_to`] for a tokio command.
-    pub fn pass_to_async(&self, cmd: &mut tokio::process::Command) {
+    fn pass_to_async(&self, cmd: &mut tokio::process::Command) {
         let raw = self.fd.as_raw_fd();
         // SAFETY: as in `pass_to`.
         unsafe {
