@@ -8,21 +8,96 @@
 //! stops the reads, which stops the dump tool: memory stays flat whatever the dump's size.
 
 use crate::config::MysqlJob;
-use crate::storage::{ObjectWriter, PutInfo, Storage};
+use crate::mysql_client::{with_hint, MysqlError};
+use crate::storage::{ObjectWriter, PutInfo, Storage, StorageError};
 use bytes::{Bytes, BytesMut};
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
 const CHUNK: usize = 1 << 20;
 const READ_BUF: usize = 256 << 10;
-const STDERR_KEEP: usize = 16 << 10;
 const TRAILER: &[u8] = b"-- Dump completed";
 const PIPE_SIZE: usize = 1 << 20;
 const ZSTD_JOB: u32 = 2 << 20;
+
+/// Why one database's backup failed (the dump, or committing it).
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    /// The MySQL tools (finding, starting or asking them).
+    #[error(transparent)]
+    Mysql(#[from] MysqlError),
+    /// The storage (upload, listing).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A worker thread or task failed.
+    #[error("{what} failed: {cause}")]
+    Task {
+        /// Which.
+        what: &'static str,
+        /// Why.
+        cause: String,
+    },
+    /// The compressor could not be set up.
+    #[error("zstd: {cause}")]
+    Zstd {
+        /// Why.
+        cause: String,
+    },
+    /// The upload stopped taking data (its own error is the cause).
+    #[error("the upload stopped")]
+    UploadStopped,
+    /// Reading the tool's output failed.
+    #[error("reading the dump failed: {cause}")]
+    Read {
+        /// Why.
+        cause: String,
+    },
+    /// The tool exited unsuccessfully; `detail` is its (last) error line.
+    #[error("{}", exited(*.status, detail))]
+    Exited {
+        /// Its exit code (`None`: killed by a signal).
+        status: Option<i32>,
+        /// Its last error line, or its stderr.
+        detail: String,
+    },
+    /// The tool exited 0 but printed an error.
+    #[error("the dump tool reported an error: {}", with_hint(line))]
+    Reported {
+        /// The first error line.
+        line: String,
+    },
+    /// The output lacks the trailer.
+    #[error("the dump ended without its `-- Dump completed` trailer (truncated output)")]
+    Truncated,
+    /// The store holds another size than was sent.
+    #[error("object `{key}` holds {stored:?} bytes after upload, {sent} were sent; not committed")]
+    NotStored {
+        /// The object.
+        key: String,
+        /// Its size in the store.
+        stored: Option<u64>,
+        /// Bytes sent.
+        sent: u64,
+    },
+    /// Writing the manifest failed (`snapshot::commit`): no snapshot.
+    #[error(transparent)]
+    Commit(crate::storage::StorageError),
+}
+
+fn exited(status: Option<i32>, detail: &str) -> String {
+    let why = match status {
+        Some(c) => format!("the dump tool exited with status {c}"),
+        None => "the dump tool was killed by a signal".to_string(),
+    };
+    if detail.is_empty() {
+        why
+    } else {
+        format!("{why}: {}", with_hint(detail))
+    }
+}
 
 /// What one dump adds to the job's settings (see `mysql_inspect`).
 #[derive(Debug, Clone, Default)]
@@ -75,8 +150,8 @@ pub async fn dump_to(
     key: &str,
     progress: Option<Arc<AtomicU64>>,
     opts: &DumpOptions,
-) -> Result<Dumped, String> {
-    let mut writer = storage.writer(key).await.map_err(|e| e.to_string())?;
+) -> Result<Dumped, DumpError> {
+    let mut writer = storage.writer(key).await?;
     let (tx, mut rx) = mpsc::channel::<Bytes>(4);
     let (job2, tool2, db2, opts2) = (
         job.clone(),
@@ -89,25 +164,28 @@ pub async fn dump_to(
     let mut upload_err = None;
     while let Some(chunk) = rx.recv().await {
         if let Err(e) = writer.write(chunk).await {
-            upload_err = Some(e.to_string());
+            upload_err = Some(e);
             break;
         }
     }
     drop(rx);
-    let produced = producer
-        .await
-        .unwrap_or_else(|e| Err(format!("dump thread failed: {e}")));
+    let produced = producer.await.unwrap_or_else(|e| {
+        Err(DumpError::Task {
+            what: "dump thread",
+            cause: e.to_string(),
+        })
+    });
     match (upload_err, produced) {
         (None, Ok(raw_size)) => {
-            let put = writer.finish().await.map_err(|e| e.to_string())?;
+            let put = writer.finish().await?;
             Ok(Dumped { put, raw_size })
         }
-        (Some(up), _) => abort(writer, up).await,
+        (Some(up), _) => abort(writer, up.into()).await,
         (None, Err(e)) => abort(writer, e).await,
     }
 }
 
-async fn abort(writer: ObjectWriter, why: String) -> Result<Dumped, String> {
+async fn abort(writer: ObjectWriter, why: DumpError) -> Result<Dumped, DumpError> {
     if let Err(e) = writer.abort().await {
         tracing::warn!(error = %e, "could not abort the upload; it will be cleaned up later");
     }
@@ -148,34 +226,10 @@ fn produce(
     opts: &DumpOptions,
     tx: mpsc::Sender<Bytes>,
     progress: Option<Arc<AtomicU64>>,
-) -> Result<u64, String> {
-    let creds = crate::backup::mysql_cmd::credentials(job)
-        .map_err(|e| format!("cannot prepare credentials: {e}"))?;
-    let mut cmd = Command::new(tool);
-    cmd.arg(creds.arg()).args(dump_args(job, db, &opts.args));
-    creds.pass_to(&mut cmd);
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", tool.display()))?;
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let err_thread = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stderr.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            all.extend_from_slice(&buf[..n]);
-            if all.len() > STDERR_KEEP {
-                all.drain(..all.len() - STDERR_KEEP);
-            }
-        }
-        String::from_utf8_lossy(&all).into_owned()
-    });
-    let mut stdout = child.stdout.take().expect("piped stdout");
+) -> Result<u64, DumpError> {
+    let client = super::mysql_cmd::login(job, tool);
+    let mut running = client.spawn(dump_args(job, db, &opts.args), false, true)?;
+    let mut stdout = running.take_stdout().expect("piped stdout");
     // A deeper pipe lets the dump tool run ahead while a chunk is compressed (best effort).
     let _ = rustix::pipe::fcntl_setpipe_size(&stdout, PIPE_SIZE);
     let streamed = stream(
@@ -186,15 +240,12 @@ fn produce(
         progress,
     );
     if streamed.is_err() {
-        let _ = child.kill();
+        running.kill();
     }
     drop(stdout);
-    let status = child
-        .wait()
-        .map_err(|e| format!("cannot wait for the dump tool: {e}"))?;
-    let err_text = err_thread.join().unwrap_or_default();
+    let finished = running.finish()?;
     let (raw, tail) = streamed?;
-    check_outcome(status, &err_text, &tail)?;
+    check_outcome(finished.status, &finished.stderr, &tail)?;
     Ok(raw)
 }
 
@@ -204,28 +255,35 @@ fn stream(
     preamble: &[u8],
     tx: mpsc::Sender<Bytes>,
     progress: Option<Arc<AtomicU64>>,
-) -> Result<(u64, Vec<u8>), String> {
+) -> Result<(u64, Vec<u8>), DumpError> {
     let sink = ChunkSender {
         buf: BytesMut::with_capacity(CHUNK + READ_BUF),
         tx,
     };
-    let mut enc = zstd::Encoder::new(sink, level).map_err(|e| format!("zstd: {e}"))?;
+    let zstd = |e: std::io::Error| DumpError::Zstd {
+        cause: e.to_string(),
+    };
+    let mut enc = zstd::Encoder::new(sink, level).map_err(zstd)?;
     // Compress in a zstd worker thread so reading the dump never waits for compression.
     // Small jobs keep zstd's buffers (and so the process's memory) to a few MiB.
-    enc.multithread(1).map_err(|e| format!("zstd: {e}"))?;
+    enc.multithread(1).map_err(zstd)?;
     enc.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB))
-        .map_err(|e| format!("zstd: {e}"))?;
+        .map_err(zstd)?;
     let mut buf = vec![0u8; READ_BUF];
     let mut tail: Vec<u8> = Vec::with_capacity(1024);
     let mut raw = 0u64;
-    let upload_stopped = |_| "the upload stopped".to_string();
+    let upload_stopped = |_| DumpError::UploadStopped;
     let mut preamble = (!preamble.is_empty()).then_some(preamble);
     loop {
         let n = match src.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("reading the dump failed: {e}")),
+            Err(e) => {
+                return Err(DumpError::Read {
+                    cause: e.to_string(),
+                })
+            }
         };
         if let Some(p) = preamble.take() {
             let at = after_sandbox_line(&buf[..n]);
@@ -267,32 +325,26 @@ pub fn check_outcome(
     status: std::process::ExitStatus,
     stderr: &str,
     tail: &[u8],
-) -> Result<(), String> {
+) -> Result<(), DumpError> {
     let errors: Vec<&str> = stderr
         .lines()
         .filter(|l| l.to_ascii_lowercase().contains("error"))
         .collect();
     if !status.success() {
-        let why = match status.code() {
-            Some(c) => format!("the dump tool exited with status {c}"),
-            None => "the dump tool was killed by a signal".to_string(),
-        };
         let detail = if errors.is_empty() {
             stderr.trim()
         } else {
             errors.last().map(|s| s.trim()).unwrap_or("")
         };
-        return Err(if detail.is_empty() {
-            why
-        } else {
-            format!("{why}: {}", super::mysql_cmd::with_hint(detail))
+        return Err(DumpError::Exited {
+            status: status.code(),
+            detail: detail.to_string(),
         });
     }
     if let Some(e) = errors.first() {
-        return Err(format!(
-            "the dump tool reported an error: {}",
-            super::mysql_cmd::with_hint(e.trim())
-        ));
+        return Err(DumpError::Reported {
+            line: e.trim().to_string(),
+        });
     }
     let last_line = tail
         .strip_suffix(b"\n")
@@ -301,9 +353,7 @@ pub fn check_outcome(
         .next()
         .unwrap_or(b"");
     if !last_line.starts_with(TRAILER) {
-        return Err(
-            "the dump ended without its `-- Dump completed` trailer (truncated output)".to_string(),
-        );
+        return Err(DumpError::Truncated);
     }
     Ok(())
 }
@@ -341,13 +391,15 @@ mod tests {
         assert!(check_outcome(ok(), "", done).is_ok());
         assert!(check_outcome(ok(), "", b"INSERT ...;\n")
             .unwrap_err()
+            .to_string()
             .contains("trailer"));
         let e = check_outcome(
             std::process::ExitStatus::from_raw(2 << 8),
             "mariadb-dump: Got error: 1045: Access denied",
             b"",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("status 2") && e.contains("1045") && e.contains("password"),
             "{e}"
@@ -355,6 +407,7 @@ mod tests {
         assert!(
             check_outcome(std::process::ExitStatus::from_raw(9), "", done)
                 .unwrap_err()
+                .to_string()
                 .contains("signal")
         );
         assert!(check_outcome(ok(), "mariadb-dump: Error 2013: Lost connection", done).is_err());

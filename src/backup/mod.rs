@@ -56,14 +56,28 @@ pub enum BackupError {
     /// The catalog failed.
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
-    /// The MySQL part failed.
-    #[error("job `{job}`: {message}")]
+    /// The job's work failed (its error is shown, not a `source()`).
+    #[error("job `{job}`: {error}")]
     Failed {
         /// The job.
         job: String,
-        /// Every database's failure, one per line.
-        message: String,
+        /// What failed.
+        error: Box<WorkError>,
     },
+}
+
+/// Why a job's work failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkError {
+    /// This agent may not write the storage prefix.
+    #[error(transparent)]
+    Claim(claim::OwnerError),
+    /// A MySQL job: every database's failure, one per line.
+    #[error(transparent)]
+    Mysql(mysql::RunError),
+    /// A media job.
+    #[error(transparent)]
+    Media(media::MediaRunError),
 }
 
 /// What a finished run produced.
@@ -137,7 +151,7 @@ pub async fn run_job(env: &Env, name: &str, trigger: Trigger) -> Result<RunRepor
                 }),
                 Err(e) => Err(Failure {
                     bytes: e.bytes,
-                    message: e.to_string(),
+                    error: WorkError::Mysql(e),
                 }),
             }
         },
@@ -157,7 +171,7 @@ struct Done {
 /// A job's work that failed: what it stored before failing, and why.
 struct Failure {
     bytes: u64,
-    message: String,
+    error: WorkError,
 }
 
 /// One run of any kind of job: take the job's lock, record the run, check the prefix claim and
@@ -194,12 +208,12 @@ where
         }
         Err(e) => Err(Failure {
             bytes: 0,
-            message: e.to_string(),
+            error: WorkError::Claim(e),
         }),
     };
     let (status, bytes, error) = match &result {
         Ok(d) => (d.status, d.report.bytes, d.note.clone()),
-        Err(f) => (RunStatus::Failed, f.bytes, Some(f.message.clone())),
+        Err(f) => (RunStatus::Failed, f.bytes, Some(f.error.to_string())),
     };
     env.catalog
         .finish_run(run_id, status, bytes, error.as_deref(), Utc::now())?;
@@ -210,10 +224,10 @@ where
             Ok(report)
         }
         Err(f) => {
-            tracing::error!(job = name, kind, error = %f.message, "backup failed");
+            tracing::error!(job = name, kind, error = %f.error, "backup failed");
             Err(BackupError::Failed {
                 job: name.to_string(),
-                message: f.message,
+                error: Box::new(f.error),
             })
         }
     }
@@ -227,7 +241,7 @@ async fn media_work(
 ) -> Result<Done, Failure> {
     let r = media::run(env, job, run_id).await.map_err(|e| Failure {
         bytes: 0,
-        message: e.to_string(),
+        error: WorkError::Media(e),
     })?;
     let summary = r.manifest.media.as_ref();
     let warnings = summary.map(|m| m.warnings.clone()).unwrap_or_default();

@@ -2,61 +2,107 @@
 //! snapshot (data, then manifest), record each in the catalog. One database failing does not
 //! stop the others; the run fails if any did.
 
-use super::dump::{dump_to, DumpOptions, Dumped};
+use super::dump::{dump_to, DumpError, DumpOptions, Dumped};
 use super::mysql_cmd::{client_tool, dump_tool, query};
-use super::mysql_inspect::{has_dump_history, inspect, preamble};
+use super::mysql_inspect::{inspect, preamble};
 use super::RunReport;
 use crate::config::{Databases, MysqlJob};
+use crate::mysql_client::{has_dump_history, tool_version, MysqlError, SYSTEM_DATABASES};
 use crate::snapshot::commit::commit;
 use crate::snapshot::keys::{dump_key, new_id};
 use crate::snapshot::manifest::{Encryption, Manifest, ObjectRef, Tools, FORMAT_VERSION};
 use crate::snapshot::Env;
 use chrono::Utc;
 
-/// Databases never dumped by `["*"]`.
-pub const SYSTEM_DATABASES: [&str; 4] =
-    ["information_schema", "performance_schema", "mysql", "sys"];
-
-/// A failed run: every failure, and the bytes that were stored anyway.
-#[derive(Debug)]
+/// A failed run: every failure (one line each), and the bytes that were stored anyway.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", lines(failures))]
 pub struct RunError {
-    /// One line per failed database (or one for the whole job).
-    pub message: String,
+    /// Each failed database, or one failure for the whole job.
+    pub failures: Vec<Failure>,
     /// Bytes committed by the databases that succeeded.
     pub bytes: u64,
 }
 
-impl std::fmt::Display for RunError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
+/// One failure of a run.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// No dump tool or client to run.
+    #[error(transparent)]
+    Tools(#[from] MysqlError),
+    /// Asking the server for its version and databases failed.
+    #[error("{at}: {error}")]
+    Server {
+        /// `MySQL server <endpoint>`.
+        at: String,
+        /// Why.
+        error: MysqlError,
+    },
+    /// One database's backup failed.
+    #[error("database {} on {at}: {error}", crate::quote::sql_ident(database))]
+    Database {
+        /// The database.
+        database: String,
+        /// `MySQL server <endpoint>`.
+        at: String,
+        /// Why.
+        error: DumpError,
+    },
+    /// The server has no database to back up.
+    #[error(
+        "{at} has no databases to back up (hint: `databases = [\"*\"]` skips system databases)"
+    )]
+    NoDatabases {
+        /// `MySQL server <endpoint>`.
+        at: String,
+    },
+    /// The run could not go on for a reason of another layer (its message).
+    #[error("{0}")]
+    Other(String),
 }
 
-fn whole(message: String) -> RunError {
-    RunError { message, bytes: 0 }
+fn lines(failures: &[Failure]) -> String {
+    let v: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
+    v.join("\n")
+}
+
+impl RunError {
+    /// A run that failed as a whole, having stored nothing.
+    pub fn whole(failure: impl Into<Failure>) -> RunError {
+        RunError {
+            failures: vec![failure.into()],
+            bytes: 0,
+        }
+    }
 }
 
 /// Runs the job once.
 pub async fn run(env: &Env, job: &MysqlJob, run_id: i64) -> Result<RunReport, RunError> {
-    let tool = dump_tool(job).map_err(whole)?;
-    let client = client_tool(&tool).map_err(whole)?;
+    let tool = dump_tool(job).map_err(RunError::whole)?;
+    let client = client_tool(&tool).map_err(RunError::whole)?;
     let at = format!("MySQL server {}", job.endpoint);
     let (j, c) = (job.clone(), client.clone());
-    let probe = tokio::task::spawn_blocking(move || -> Result<(String, Vec<String>), String> {
-        let version = query(&j, &c, "SELECT VERSION()")?.join("");
-        let dbs = match &j.databases {
-            Databases::List(v) => v.clone(),
-            Databases::All => query(&j, &c, "SHOW DATABASES")?
-                .into_iter()
-                .filter(|d| !SYSTEM_DATABASES.contains(&d.to_ascii_lowercase().as_str()))
-                .collect(),
-        };
-        Ok((version, dbs))
-    });
+    let probe =
+        tokio::task::spawn_blocking(move || -> Result<(String, Vec<String>), MysqlError> {
+            let version = query(&j, &c, "SELECT VERSION()")?.join("");
+            let dbs = match &j.databases {
+                Databases::List(v) => v.clone(),
+                Databases::All => query(&j, &c, "SHOW DATABASES")?
+                    .into_iter()
+                    .filter(|d| !SYSTEM_DATABASES.contains(&d.to_ascii_lowercase().as_str()))
+                    .collect(),
+            };
+            Ok((version, dbs))
+        });
     let (server, databases) = probe
         .await
-        .map_err(|e| whole(e.to_string()))?
-        .map_err(|e| whole(format!("{at}: {e}")))?;
+        .map_err(|e| RunError::whole(Failure::Other(e.to_string())))?
+        .map_err(|error| {
+            RunError::whole(Failure::Server {
+                at: at.clone(),
+                error,
+            })
+        })?;
     let tools = Tools {
         opsagent: env!("CARGO_PKG_VERSION").to_string(),
         dump: tool_version(&tool).await,
@@ -79,34 +125,24 @@ pub async fn run(env: &Env, job: &MysqlJob, run_id: i64) -> Result<RunReport, Ru
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(job = %job.name, database = %db, server = %job.endpoint, error = %e, "database backup failed");
-                let shown = crate::quote::sql_ident(db);
-                failures.push(format!("database {shown} on {at}: {e}"));
+                failures.push(Failure::Database {
+                    database: db.clone(),
+                    at: at.clone(),
+                    error: e,
+                });
             }
         }
     }
     if databases.is_empty() {
-        failures.push(format!(
-            "{at} has no databases to back up (hint: `databases = [\"*\"]` skips system databases)"
-        ));
+        failures.push(Failure::NoDatabases { at });
     }
     if failures.is_empty() {
         Ok(report)
     } else {
         Err(RunError {
-            message: failures.join("\n"),
+            failures,
             bytes: report.bytes,
         })
-    }
-}
-
-async fn tool_version(tool: &std::path::Path) -> String {
-    match tokio::process::Command::new(tool)
-        .arg("--version")
-        .output()
-        .await
-    {
-        Ok(o) => String::from_utf8_lossy(&o.stdout).trim().to_string(),
-        Err(_) => String::new(),
     }
 }
 
@@ -121,11 +157,14 @@ struct Dump<'a> {
 
 /// How `db` is dumped, from what the server says about it; `None` when a database listed by
 /// `["*"]` has been dropped since (nothing to back up, so no failure).
-async fn options(job: &MysqlJob, d: &Dump<'_>, db: &str) -> Result<Option<DumpOptions>, String> {
+async fn options(job: &MysqlJob, d: &Dump<'_>, db: &str) -> Result<Option<DumpOptions>, DumpError> {
     let (j, c, name) = (job.clone(), d.client.to_path_buf(), db.to_string());
     let i = tokio::task::spawn_blocking(move || inspect(&j, &c, &name))
         .await
-        .map_err(|e| e.to_string())??;
+        .map_err(|e| DumpError::Task {
+            what: "inspecting the database",
+            cause: e.to_string(),
+        })??;
     if !i.exists && matches!(job.databases, Databases::All) {
         tracing::warn!(job = %job.name, database = %db, "database was dropped after it was listed; skipped");
         return Ok(None);
@@ -154,7 +193,7 @@ async fn snapshot_one(
     d: &Dump<'_>,
     db: &str,
     run_id: i64,
-) -> Result<Option<Manifest>, String> {
+) -> Result<Option<Manifest>, DumpError> {
     let Some(mut opts) = options(job, d, db).await? else {
         return Ok(None);
     };
@@ -168,7 +207,7 @@ async fn snapshot_one(
     }
     let progress = env.progress.clone();
     let mut dumped = dump_to(&env.storage, job, d.tool, db, &key, progress.clone(), &opts).await;
-    if matches!(&dumped, Err(e) if e.contains("transaction-precise")) {
+    if matches!(&dumped, Err(e) if e.to_string().contains("transaction-precise")) {
         // --dump-history cannot read history kept by transaction id: dump the current rows.
         tracing::warn!(job = %job.name, database = %db, "a system-versioned table keeps transaction-precise history, which no dump tool can dump: only the current rows are dumped");
         opts.args.retain(|a| a != "--dump-history");
@@ -176,13 +215,14 @@ async fn snapshot_one(
     }
     let Dumped { put, raw_size } = dumped?;
     // Verify what the store holds before committing: the object is there, whole.
-    let listed = env.storage.list(&key).await.map_err(|e| e.to_string())?;
+    let listed = env.storage.list(&key).await?;
     let stored = listed.iter().find(|o| o.key == key).map(|o| o.size);
     if stored != Some(put.size) {
-        return Err(format!(
-            "object `{key}` holds {stored:?} bytes after upload, {} were sent; not committed",
-            put.size
-        ));
+        return Err(DumpError::NotStored {
+            key,
+            stored,
+            sent: put.size,
+        });
     }
     let manifest = Manifest {
         format: FORMAT_VERSION,
@@ -210,7 +250,7 @@ async fn snapshot_one(
     };
     commit(env, &manifest, run_id)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(DumpError::Commit)?;
     tracing::info!(job = %job.name, database = %db, snapshot = %manifest.id, bytes = put.size, raw = raw_size, "snapshot committed");
     Ok(Some(manifest))
 }

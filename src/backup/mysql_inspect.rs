@@ -10,6 +10,7 @@
 
 use super::mysql_cmd::query;
 use crate::config::MysqlJob;
+use crate::mysql_client::MysqlError;
 use std::path::Path;
 
 /// What [`inspect`] found.
@@ -36,7 +37,7 @@ fn unhex(s: &str) -> String {
 }
 
 /// Asks the server about `db` (one query; names come back in hex, so any byte in them is safe).
-pub fn inspect(job: &MysqlJob, client: &Path, db: &str) -> Result<Inspection, String> {
+pub fn inspect(job: &MysqlJob, client: &Path, db: &str) -> Result<Inspection, MysqlError> {
     let l = literal(db);
     let sql = format!(
         "SELECT 'cs', DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {l} \
@@ -80,17 +81,6 @@ pub fn preamble(i: &Inspection) -> Vec<u8> {
         .into_bytes(),
         None => Vec::new(),
     }
-}
-
-/// Whether the dump tool has `--dump-history` (MariaDB 10.11 and later).
-pub fn has_dump_history(tool: &Path) -> bool {
-    std::process::Command::new(tool)
-        .arg("--help")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("--dump-history"))
-        .unwrap_or(false)
 }
 
 #[cfg(test)]

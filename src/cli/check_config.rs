@@ -44,6 +44,7 @@ fn restore_users(cfg: &Config) {
         let j = job.for_restore();
         let probed = dump_tool(&j)
             .and_then(|d| client_tool(&d))
+            .map_err(crate::restore::RestoreError::from)
             .and_then(|c| crate::restore::sandbox::probe(&j, &c));
         match probed {
             Ok(()) => println!(

@@ -64,7 +64,8 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let cfg = super::load_config(cli)?;
     let zone = cfg.agent.zone;
-    let moment = date::parse(&args.date, Utc::now(), zone).map_err(UsageError)?;
+    let moment =
+        date::parse(&args.date, Utc::now(), zone).map_err(|e| UsageError(e.to_string()))?;
     media::check_flags_for_jobs(&cfg, args)?;
     let target = match (&args.to_database, args.in_place, &args.to_file) {
         (Some(n), _, _) => Target::Database(n.clone()),

@@ -4,8 +4,8 @@
 
 use super::state::{Level, Limits};
 use super::{inner_budget, CheckSpec, Sample};
+use crate::mysql_client::{client_on_path, Client};
 use crate::secret::Secret;
-use std::path::PathBuf;
 
 pub use crate::mysql_client::Endpoint;
 
@@ -24,22 +24,12 @@ pub struct Spec {
 
 const SQL: &str = "SELECT 'alive'; SHOW GLOBAL STATUS LIKE 'Threads_connected'; SHOW GLOBAL VARIABLES LIKE 'max_connections';";
 
+/// Option-file lines the check adds to its login.
+const OPTIONS: &str = "connect-timeout=5\n";
+
 /// The `[client]` option file.
 pub fn option_file(m: &Spec) -> String {
-    crate::mysql_client::option_file(
-        &m.endpoint,
-        m.user.as_deref(),
-        m.password.as_ref(),
-        "connect-timeout=5\n",
-    )
-}
-
-fn client() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    ["mariadb", "mysql"]
-        .iter()
-        .flat_map(|n| std::env::split_paths(&path).map(move |d| d.join(n)))
-        .find(|p| p.is_file())
+    crate::mysql_client::option_file(&m.endpoint, m.user.as_deref(), m.password.as_ref(), OPTIONS)
 }
 
 /// Parses the client's output into (threads connected, max_connections).
@@ -58,25 +48,23 @@ pub fn parse(out: &str) -> Option<(f64, f64)> {
 
 /// Asks the server.
 pub async fn probe(spec: &CheckSpec, m: &Spec) -> Sample {
-    let Some(client) = client() else {
+    let Some(client) = client_on_path() else {
         return Sample::failed(
             spec,
             "no mariadb or mysql client on PATH (hint: apt install mariadb-client)".into(),
         );
     };
-    let creds = match crate::mysql_client::Credentials::new(&option_file(m)) {
-        Ok(c) => c,
-        Err(e) => return Sample::failed(spec, format!("cannot prepare credentials: {e}")),
-    };
-    let mut cmd = tokio::process::Command::new(&client);
-    cmd.arg(creds.arg())
-        .args(["--batch", "--skip-column-names", "--raw", "-e", SQL])
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    creds.pass_to_async(&mut cmd);
+    let client = Client::new(
+        client,
+        &m.endpoint,
+        m.user.as_deref(),
+        m.password.as_ref(),
+        OPTIONS,
+    );
+    let args = ["--batch", "--skip-column-names", "--raw", "-e", SQL];
     let budget = inner_budget(spec.timeout);
     let where_ = m.endpoint.to_string();
-    let out = match tokio::time::timeout(budget, cmd.output()).await {
+    let out = match tokio::time::timeout(budget, client.output_async(&args)).await {
         Err(_) => {
             return Sample::judged(
                 spec,
@@ -85,15 +73,14 @@ pub async fn probe(spec: &CheckSpec, m: &Spec) -> Sample {
                 format!("MySQL at {where_} did not answer within {budget:?}"),
             )
         }
-        Ok(Err(e)) => return Sample::failed(spec, format!("cannot run {}: {e}", client.display())),
+        Ok(Err(e)) => return Sample::failed(spec, e.to_string()),
         Ok(Ok(o)) => o,
     };
-    drop(creds);
     if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        let err = out.stderr.trim();
         return Sample::judged(spec, Level::Crit, None, format!("MySQL at {where_}: {err}"));
     }
-    match parse(&String::from_utf8_lossy(&out.stdout)) {
+    match parse(&out.stdout) {
         Some((threads, max)) => {
             let pct = threads * 100.0 / max.max(1.0);
             let detail =

@@ -16,6 +16,25 @@ use chrono::{
 /// The help text listing every accepted form.
 pub const FORMS: &str = "now, today, yesterday, \"N minutes ago\", \"N hours ago\", \"N days ago\", \"N weeks ago\", a weekday (friday = the most recent one), YYYY-MM-DD, \"YYYY-MM-DD HH:MM[:SS]\", or RFC 3339 (2026-11-20T14:00:00+01:00)";
 
+/// A `--date` that is not understood, or in the future.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DateError {
+    /// Not one of the [`FORMS`].
+    #[error("cannot understand the date `{expr}`; accepted: {FORMS}")]
+    Unknown {
+        /// What was given.
+        expr: String,
+    },
+    /// Past the end of today.
+    #[error("the date `{expr}` is in the future ({}); a restore goes back in time: use `now` for the newest snapshot, or a past date", at.format("%Y-%m-%d %H:%M UTC"))]
+    Future {
+        /// What was given.
+        expr: String,
+        /// What it means.
+        at: DateTime<Utc>,
+    },
+}
+
 /// A parsed `--date`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Moment {
@@ -26,7 +45,7 @@ pub struct Moment {
 }
 
 /// Parses `expr` relative to `now` in `zone`. The error lists the accepted forms.
-pub fn parse(expr: &str, now: DateTime<Utc>, zone: Zone) -> Result<Moment, String> {
+pub fn parse(expr: &str, now: DateTime<Utc>, zone: Zone) -> Result<Moment, DateError> {
     let e = expr.trim().to_ascii_lowercase();
     let e = e.split_whitespace().collect::<Vec<_>>().join(" ");
     let today = local_date(now, zone);
@@ -57,14 +76,15 @@ pub fn parse(expr: &str, now: DateTime<Utc>, zone: Zone) -> Result<Moment, Strin
             .ok()
             .and_then(|t| moment(t.with_timezone(&Utc)))
     });
-    let found =
-        found.ok_or_else(|| format!("cannot understand the date `{expr}`; accepted: {FORMS}"))?;
+    let found = found.ok_or_else(|| DateError::Unknown {
+        expr: expr.to_string(),
+    })?;
     // Later today is fine (`today` itself is the end of today); past that it is a typo.
     if end_of_day(today, zone).is_some_and(|end| found.at > end) {
-        return Err(format!(
-            "the date `{expr}` is in the future ({}); a restore goes back in time: use `now` for the newest snapshot, or a past date",
-            found.at.format("%Y-%m-%d %H:%M UTC")
-        ));
+        return Err(DateError::Future {
+            expr: expr.to_string(),
+            at: found.at,
+        });
     }
     Ok(found)
 }
@@ -238,7 +258,7 @@ mod tests {
     #[test]
     fn future_dates_are_refused_but_later_today_is_fine() {
         for bad in ["2099-01-01", "2099-01-01 10:00", "2099-01-01T00:00:00Z"] {
-            let e = parse(bad, now(), bogota()).unwrap_err();
+            let e = parse(bad, now(), bogota()).unwrap_err().to_string();
             assert!(
                 e.contains("is in the future") && e.contains("use `now`"),
                 "{bad}: {e}"
@@ -261,7 +281,7 @@ mod tests {
             "-1 days ago",
             "2026-11-20 25:00",
         ] {
-            let e = parse(bad, now(), bogota()).unwrap_err();
+            let e = parse(bad, now(), bogota()).unwrap_err().to_string();
             assert!(e.contains("accepted: now, today, yesterday"), "{bad}: {e}");
         }
     }

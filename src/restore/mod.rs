@@ -4,6 +4,7 @@
 //! Media snapshots (directory trees) are restored by `media` (the folder restore/media/).
 
 pub mod date;
+pub mod error;
 pub mod media;
 pub mod objects;
 pub mod plan;
@@ -15,8 +16,10 @@ pub mod stream;
 pub mod swap;
 pub mod verify;
 
-use crate::backup::mysql_cmd::{client_tool, dump_tool};
+pub use error::{FileError, RestoreError};
+
 use crate::config::{Config, Databases, MysqlJob, Zone};
+use crate::mysql_client::{client_tool, dump_tool, SYSTEM_DATABASES};
 use crate::storage::Storage;
 use chrono::{DateTime, Utc};
 use plan::Chosen;
@@ -74,19 +77,23 @@ pub fn side_by_side_name(db: &str, t: DateTime<Utc>, zone: Zone) -> String {
 
 /// The job whose connection settings restore `chosen` (same name, else the only/first
 /// `[[mysql]]` job, e.g. for `--from-host` snapshots of another machine's jobs).
-pub fn connection_for(config: &Config, job: &str) -> Result<MysqlJob, String> {
+pub fn connection_for(config: &Config, job: &str) -> Result<MysqlJob, RestoreError> {
     config
         .mysql
         .iter()
         .find(|j| j.name == job)
         .or_else(|| config.mysql.first())
         .map(MysqlJob::for_restore)
-        .ok_or_else(|| "no [[mysql]] section tells where to restore to (hint: add one with the server's connection settings)".to_string())
+        .ok_or(RestoreError::NoConnection)
 }
 
 /// Builds the steps for `chosen` and checks every target before anything is written: a new
 /// database must not exist (or, for `--to-database`, be empty); a file must not exist.
-pub fn prepare(config: &Config, chosen: Vec<Chosen>, target: &Target) -> Result<Vec<Step>, String> {
+pub fn prepare(
+    config: &Config,
+    chosen: Vec<Chosen>,
+    target: &Target,
+) -> Result<Vec<Step>, RestoreError> {
     let zone = config.agent.zone;
     let mut steps = Vec::new();
     for c in chosen {
@@ -110,26 +117,26 @@ pub fn prepare(config: &Config, chosen: Vec<Chosen>, target: &Target) -> Result<
         };
         if let Target::File(p) = target {
             if p.exists() {
-                return Err(format!(
-                    "{} already exists (hint: choose another --to-file path)",
-                    crate::quote::shell(&p.to_string_lossy())
-                ));
+                return Err(RestoreError::FileExists { path: p.clone() });
             }
         } else {
             let job = &connection_for(config, &c.key.job)?;
-            let client = client_tool(
-                &dump_tool(job).unwrap_or_else(|_| PathBuf::from("/usr/bin/mariadb-dump")),
-            )?;
-            let existing = sql::database_tables(job, &client, &name)
-                .map_err(|e| format!("checking {} on {}: {e}", q(&name), job.endpoint))?;
+            let client = client_for(job)?;
+            let existing = sql::database_tables(job, &client, &name).map_err(|cause| {
+                RestoreError::Checking {
+                    database: name.clone(),
+                    endpoint: job.endpoint.to_string(),
+                    cause,
+                }
+            })?;
             match (target, existing) {
                 (Target::InPlace, _) | (_, None) => {}
                 (Target::Database(_), Some(0)) => {}
-                (_, Some(n)) => {
-                    return Err(format!(
-                        "database {} already exists with {n} tables and views; nothing was changed (hint: pick another --to-database, drop it, or use --in-place)",
-                        q(&name)
-                    ))
+                (_, Some(tables)) => {
+                    return Err(RestoreError::NotEmpty {
+                        database: name,
+                        tables,
+                    })
                 }
             }
         }
@@ -145,38 +152,40 @@ pub fn prepare(config: &Config, chosen: Vec<Chosen>, target: &Target) -> Result<
 /// A snapshot read from the bucket against the config: a job the config knows must be of the
 /// snapshot's kind, and an in-place restore may only replace a database the job backs up (never
 /// a system database such as `mysql`, whatever a manifest says).
-fn check_against_config(config: &Config, c: &Chosen, target: &Target) -> Result<(), String> {
+fn check_against_config(config: &Config, c: &Chosen, target: &Target) -> Result<(), RestoreError> {
     let (job, db) = (&c.key.job, &c.manifest.item);
     if config.media.iter().any(|j| &j.name == job) {
-        return Err(format!(
-            "snapshot {} is a MySQL dump under job {}, which this config has as a [[media]] job; not restored (hint: someone else wrote it: check who can write the bucket)",
-            c.key.id,
-            crate::quote::printable(job)
-        ));
+        return Err(RestoreError::WrongKind {
+            id: c.key.id.clone(),
+            job: job.clone(),
+        });
     }
     if *target != Target::InPlace {
         return Ok(());
     }
-    let system = crate::backup::mysql::SYSTEM_DATABASES.contains(&db.to_ascii_lowercase().as_str());
+    let system = SYSTEM_DATABASES.contains(&db.to_ascii_lowercase().as_str());
     let configured = config.mysql.iter().find(|j| &j.name == job);
     let backed_up = match configured.map(|j| &j.databases) {
         Some(Databases::List(l)) => l.contains(db),
         Some(Databases::All) | None => true,
     };
     if system || !backed_up {
-        return Err(format!(
-            "snapshot {} would replace {} in place, a database job {} does not back up; nothing was changed (hint: restore it side by side, or with --to-database)",
-            c.key.id,
-            q(db),
-            crate::quote::printable(job)
-        ));
+        return Err(RestoreError::NotBackedUp {
+            id: c.key.id.clone(),
+            database: db.clone(),
+            job: job.clone(),
+        });
     }
     Ok(())
 }
 
 /// Checks that every step's snapshot can be decrypted here (when it is encrypted), before
 /// anything is written. A `--to-file` ending in `.age` copies the stored bytes and needs no key.
-pub fn check_decryptable(storage: &Storage, steps: &[Step], target: &Target) -> Result<(), String> {
+pub fn check_decryptable(
+    storage: &Storage,
+    steps: &[Step],
+    target: &Target,
+) -> Result<(), RestoreError> {
     if let Target::File(p) = target {
         if p.extension().is_some_and(|e| e == "age") {
             return Ok(());
@@ -189,7 +198,7 @@ pub fn check_decryptable(storage: &Storage, steps: &[Step], target: &Target) -> 
 }
 
 /// [`check_decryptable`] for one snapshot.
-pub fn decryptable(storage: &Storage, c: &Chosen) -> Result<(), String> {
+pub fn decryptable(storage: &Storage, c: &Chosen) -> Result<(), RestoreError> {
     match &c.manifest.encryption {
         Some(e) => storage
             .check_can_decrypt(
@@ -199,14 +208,18 @@ pub fn decryptable(storage: &Storage, c: &Chosen) -> Result<(), String> {
                 ),
                 &e.recipients,
             )
-            .map_err(|e| e.to_string()),
+            .map_err(|e| RestoreError::Decrypt {
+                cause: e.to_string(),
+            }),
         None => Ok(()),
     }
 }
 
-/// A database name as messages print it (quoted, no control characters).
-fn q(name: &str) -> String {
-    crate::quote::sql_ident(name)
+/// The SQL client for `job`'s restores (beside its dump tool, or found on PATH).
+fn client_for(job: &MysqlJob) -> Result<PathBuf, RestoreError> {
+    let dump = dump_tool(job.dump_command.as_deref())
+        .unwrap_or_else(|_| PathBuf::from("/usr/bin/mariadb-dump"));
+    Ok(client_tool(&dump)?)
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -220,13 +233,15 @@ pub async fn execute(
     step: &Step,
     target: &Target,
     progress: Option<Arc<AtomicU64>>,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, RestoreError> {
     let obj = step
         .chosen
         .manifest
         .objects
         .first()
-        .ok_or_else(|| format!("manifest `{}` lists no data", step.chosen.key.key))?
+        .ok_or_else(|| RestoreError::NoData {
+            key: step.chosen.key.key.clone(),
+        })?
         .clone();
     check_decryptable(storage, std::slice::from_ref(step), target)?;
     if let Target::File(p) = target {
@@ -235,8 +250,7 @@ pub async fn execute(
             .map(|()| Vec::new());
     }
     let job = connection_for(config, &step.chosen.key.job)?;
-    let client =
-        client_tool(&dump_tool(&job).unwrap_or_else(|_| PathBuf::from("/usr/bin/mariadb-dump")))?;
+    let client = client_for(&job)?;
     let load_target = match target {
         Target::InPlace => staging_name(&step.target),
         _ => step.target.clone(),
@@ -277,7 +291,7 @@ pub async fn execute(
         let definers = loaded.definers;
         tokio::task::spawn_blocking(move || swap::swap(&j, &c, (&live, &staging, &pre), &definers))
             .await
-            .map_err(|e| e.to_string())??;
+            .map_err(RestoreError::task)??;
     }
     Ok(loaded.warnings)
 }
@@ -301,11 +315,11 @@ pub async fn load_isolated(
     (source, target): (&str, &str),
     copy: bool,
     progress: Option<Arc<AtomicU64>>,
-) -> Result<Loaded, String> {
+) -> Result<Loaded, RestoreError> {
     let (j, c, t) = (job.clone(), client.to_path_buf(), target.to_string());
     let account = tokio::task::spawn_blocking(move || sandbox::Sandbox::create(&j, &c, &t))
         .await
-        .map_err(|e| e.to_string())??;
+        .map_err(RestoreError::task)??;
     tracing::info!(account = %account.user, database = target, "loading as an account that can reach only this database");
     let login = account.login(job);
     let loaded = stream::load_into_database(
@@ -320,7 +334,7 @@ pub async fn load_isolated(
     let (j, c) = (job.clone(), client.to_path_buf());
     let dropped = tokio::task::spawn_blocking(move || account.drop_account(&j, &c))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(RestoreError::task)?;
     let definers = loaded?;
     if let Err(e) = dropped {
         tracing::warn!(error = %e, "cannot drop the load account; the next restore drops it after a day");
@@ -335,7 +349,7 @@ pub async fn load_isolated(
         let d = definers.clone();
         tokio::task::spawn_blocking(move || reown::reown(&j, &c, &t, &s, &d, true))
             .await
-            .map_err(|e| e.to_string())??
+            .map_err(RestoreError::task)??
     } else {
         Vec::new()
     };
@@ -353,7 +367,7 @@ fn create_database(
     client: &Path,
     db: &str,
     target: &Target,
-) -> Result<bool, String> {
+) -> Result<bool, RestoreError> {
     if matches!(target, Target::Database(_)) && sql::database_tables(job, client, db)?.is_some() {
         return Ok(false);
     }
@@ -362,6 +376,10 @@ fn create_database(
         client,
         &format!("CREATE DATABASE {} CHARACTER SET utf8mb4;", ident(db)),
     )
-    .map_err(|e| format!("cannot create database {} on {}: {e}", q(db), job.endpoint))?;
+    .map_err(|cause| RestoreError::CreateDatabase {
+        database: db.to_string(),
+        endpoint: job.endpoint.to_string(),
+        cause,
+    })?;
     Ok(true)
 }

@@ -9,8 +9,9 @@
 //! that qualification removed. One object failing never stops the others.
 
 use super::sql::{charset, ident, literal, run, run_forced};
+use super::RestoreError;
 use crate::config::MysqlJob;
-use crate::quote::sql_ident;
+use crate::mysql_client::MysqlError;
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -92,7 +93,7 @@ pub struct Object {
 }
 
 /// Captures every trigger, view, routine and event of `db`, in creation order.
-pub fn capture(job: &MysqlJob, client: &Path, db: &str) -> Result<Vec<Object>, String> {
+pub fn capture(job: &MysqlJob, client: &Path, db: &str) -> Result<Vec<Object>, RestoreError> {
     let mut out = Vec::new();
     for kind in ORDER {
         let names = run(job, client, &kind.listing().replace("{db}", &literal(db)))?;
@@ -103,14 +104,21 @@ pub fn capture(job: &MysqlJob, client: &Path, db: &str) -> Result<Vec<Object>, S
                 client,
                 &format!("SHOW CREATE {verb} {}.{}", ident(db), ident(&name)),
             )?;
-            let row = rows.into_iter().next().ok_or_else(|| {
-                format!("SHOW CREATE {verb} {} returned nothing", sql_ident(&name))
-            })?;
+            let row = rows
+                .into_iter()
+                .next()
+                .ok_or_else(|| RestoreError::ShowCreateEmpty {
+                    verb,
+                    name: name.clone(),
+                })?;
             let (mode, tz, ddl, coll, dbcoll) = kind.columns();
             let col = |i: Option<usize>| i.and_then(|i| row.get(i).cloned());
             let ddl = col(Some(ddl))
                 .filter(|d| !d.is_empty() && d != "NULL")
-                .ok_or_else(|| format!("SHOW CREATE {verb} {}: no definition (hint: the restore user needs privileges on it)", sql_ident(&name)))?;
+                .ok_or_else(|| RestoreError::NoDefinition {
+                    verb,
+                    name: name.clone(),
+                })?;
             out.push(Object {
                 kind,
                 ddl,
@@ -174,7 +182,11 @@ fn script(from: &str, to: &str, objs: &[&Object], restore_cs: &str) -> String {
 }
 
 /// The objects `db` holds, as (kind, name).
-fn present(job: &MysqlJob, client: &Path, db: &str) -> Result<HashSet<(String, String)>, String> {
+fn present(
+    job: &MysqlJob,
+    client: &Path,
+    db: &str,
+) -> Result<HashSet<(String, String)>, MysqlError> {
     let l = literal(db);
     let rows = run(job, client, &format!(
         "SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = {l} \

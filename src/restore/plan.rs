@@ -5,9 +5,57 @@
 use crate::config::Zone;
 use crate::snapshot::keys::{manifests_prefix, parse_manifest_key, SnapshotKey};
 use crate::snapshot::manifest::Manifest;
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
+
+/// Why no snapshot could be picked or read.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// Listing or reading manifests failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A manifest was rejected.
+    #[error("{cause}")]
+    Manifest {
+        /// Why.
+        cause: String,
+    },
+    /// A database asked for has no snapshot.
+    #[error("no snapshot of database {} in storage{} (hint: `opsagent snapshots --refresh` lists what there is)", crate::quote::sql_ident(database), job_note(jobs))]
+    NoSnapshotOf {
+        /// The database.
+        database: String,
+        /// The jobs asked for.
+        jobs: Vec<String>,
+    },
+    /// Nothing matches.
+    #[error(
+        "no snapshots in storage{} (hint: `opsagent snapshots --refresh` lists what there is)",
+        job_note(jobs)
+    )]
+    NoSnapshots {
+        /// The jobs asked for.
+        jobs: Vec<String>,
+    },
+    /// Every snapshot is later than the moment.
+    #[error(
+        "no snapshot of {} (job `{job}`) at or before {at}; the oldest is {oldest} ({oldest_id})",
+        crate::quote::sql_ident(database)
+    )]
+    TooEarly {
+        /// The database.
+        database: String,
+        /// Its job.
+        job: String,
+        /// The moment, as shown.
+        at: String,
+        /// The oldest snapshot's time, as shown.
+        oldest: String,
+        /// The oldest snapshot.
+        oldest_id: String,
+    },
+}
 
 /// A snapshot and its time.
 type Timed = (DateTime<Utc>, SnapshotKey);
@@ -33,11 +81,8 @@ pub struct Chosen {
 }
 
 /// Lists every snapshot in storage as (time, key), oldest first.
-pub async fn all_snapshots(storage: &Storage) -> Result<Vec<(DateTime<Utc>, SnapshotKey)>, String> {
-    let listed = storage
-        .list(&manifests_prefix(None))
-        .await
-        .map_err(|e| e.to_string())?;
+pub async fn all_snapshots(storage: &Storage) -> Result<Vec<Timed>, PlanError> {
+    let listed = storage.list(&manifests_prefix(None)).await?;
     let mut v: Vec<_> = listed
         .iter()
         .filter_map(|o| parse_manifest_key(&o.key))
@@ -53,7 +98,7 @@ pub fn choose(
     filter: &Filter,
     at: DateTime<Utc>,
     zone: Zone,
-) -> Result<Vec<(DateTime<Utc>, SnapshotKey)>, String> {
+) -> Result<Vec<Timed>, PlanError> {
     let mut series: BTreeMap<(String, String), Vec<&Timed>> = BTreeMap::new();
     for s in snapshots {
         let job_ok = filter.jobs.is_empty() || filter.jobs.contains(&s.1.job);
@@ -67,55 +112,54 @@ pub fn choose(
     }
     for db in &filter.databases {
         if !series.keys().any(|(_, d)| d == db) {
-            let db = crate::quote::sql_ident(db);
-            return Err(format!("no snapshot of database {db} in storage{} (hint: `opsagent snapshots --refresh` lists what there is)", job_note(filter)));
+            return Err(PlanError::NoSnapshotOf {
+                database: db.clone(),
+                jobs: filter.jobs.clone(),
+            });
         }
     }
     if series.is_empty() {
-        return Err(format!(
-            "no snapshots in storage{} (hint: `opsagent snapshots --refresh` lists what there is)",
-            job_note(filter)
-        ));
+        return Err(PlanError::NoSnapshots {
+            jobs: filter.jobs.clone(),
+        });
     }
     let mut out = Vec::new();
     for ((job, db), list) in series {
         match list.iter().rev().find(|s| s.0 <= at) {
             Some(s) => out.push((*s).clone()),
             None => {
-                let db_q = crate::quote::sql_ident(&db);
                 let oldest = list[0];
-                return Err(format!(
-                    "no snapshot of {db_q} (job `{job}`) at or before {}; the oldest is {} ({})",
-                    zone.format(at, "%Y-%m-%d %H:%M:%S %Z"),
-                    zone.format(oldest.0, "%Y-%m-%d %H:%M:%S %Z"),
-                    oldest.1.id
-                ));
+                return Err(PlanError::TooEarly {
+                    database: db,
+                    job,
+                    at: zone.format(at, "%Y-%m-%d %H:%M:%S %Z"),
+                    oldest: zone.format(oldest.0, "%Y-%m-%d %H:%M:%S %Z"),
+                    oldest_id: oldest.1.id.clone(),
+                });
             }
         }
     }
     Ok(out)
 }
 
-fn job_note(filter: &Filter) -> String {
-    if filter.jobs.is_empty() {
+fn job_note(jobs: &[String]) -> String {
+    if jobs.is_empty() {
         String::new()
     } else {
-        format!(" for job {}", filter.jobs.join(", "))
+        format!(" for job {}", jobs.join(", "))
     }
 }
 
 /// Reads the manifests of the chosen snapshots.
-pub async fn load(
-    storage: &Storage,
-    chosen: Vec<(DateTime<Utc>, SnapshotKey)>,
-) -> Result<Vec<Chosen>, String> {
+pub async fn load(storage: &Storage, chosen: Vec<Timed>) -> Result<Vec<Chosen>, PlanError> {
     let mut out = Vec::new();
     for (time, key) in chosen {
         let bytes = storage
             .get_bytes_max(&key.key, crate::media::limits::MAX_MANIFEST)
-            .await
-            .map_err(|e| e.to_string())?;
-        let manifest = Manifest::parse(&key.key, &bytes).map_err(|e| e.to_string())?;
+            .await?;
+        let manifest = Manifest::parse(&key.key, &bytes).map_err(|e| PlanError::Manifest {
+            cause: e.to_string(),
+        })?;
         out.push(Chosen {
             key,
             time,
@@ -170,7 +214,7 @@ mod tests {
         assert_eq!(choose(&all, &only, at, utc).unwrap().len(), 1);
         // Too early: names the oldest snapshot.
         let early = Utc.with_ymd_and_hms(2026, 11, 19, 0, 0, 0).unwrap();
-        let e = choose(&all, &only, early, utc).unwrap_err();
+        let e = choose(&all, &only, early, utc).unwrap_err().to_string();
         assert!(e.contains("the oldest is 2026-11-20 02:00:00"), "{e}");
         let e = choose(
             &all,
@@ -181,7 +225,8 @@ mod tests {
             at,
             utc,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("no snapshot of database `nope`"), "{e}");
         let e = choose(
             &all,
@@ -192,7 +237,8 @@ mod tests {
             at,
             utc,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("for job x"), "{e}");
     }
 

@@ -9,6 +9,7 @@
 use super::objects::{self, Kind, Object};
 use super::rewrite::{identifier, parse_account, Definers};
 use super::sql::{ident, run};
+use super::RestoreError;
 use crate::config::MysqlJob;
 use std::path::Path;
 
@@ -91,17 +92,14 @@ pub fn reown(
     source: &str,
     definers: &Definers,
     copy: bool,
-) -> Result<Vec<String>, String> {
-    let db_q = crate::quote::sql_ident(db);
+) -> Result<Vec<String>, RestoreError> {
     let mut objs = objects::capture(job, client, db)?;
     if copy {
         for o in objs.iter_mut().filter(|o| o.kind == Kind::Event) {
-            o.ddl = disable_event(&o.ddl).ok_or_else(|| {
-                format!(
-                    "cannot read the status of EVENT {} in {db_q}, so it was not re-created enabled (hint: restore to a file and review it): {}",
-                    ident(&o.name),
-                    o.ddl
-                )
+            o.ddl = disable_event(&o.ddl).ok_or_else(|| RestoreError::EventStatus {
+                name: o.name.clone(),
+                database: db.to_string(),
+                ddl: o.ddl.clone(),
             })?;
         }
     }
@@ -118,10 +116,10 @@ pub fn reown(
     run(job, client, &drops)?;
     let problems = objects::create(job, client, db, db, &objs);
     if !problems.is_empty() {
-        return Err(format!(
-            "the data of {db_q} loaded, but re-creating these objects failed: {}",
-            problems.join("; ")
-        ));
+        return Err(RestoreError::Recreate {
+            database: db.to_string(),
+            problems,
+        });
     }
     if copy {
         let n = objs.iter().filter(|o| o.kind == Kind::Event).count();

@@ -15,8 +15,9 @@
 //! was never stored).
 
 use super::sql::{literal, run};
-use crate::backup::mysql_cmd::code;
+use super::RestoreError;
 use crate::config::MysqlJob;
+use crate::mysql_client::MysqlError;
 use crate::secret::Secret;
 use std::path::Path;
 
@@ -55,18 +56,18 @@ pub fn grant_pattern(db: &str) -> String {
 /// The server's clock (`UNIX_TIMESTAMP()`): account ages are measured on the server, so
 /// restores run from hosts (or under `faketime`) whose clocks disagree cannot take one
 /// another's live account for a stale one.
-fn server_now(job: &MysqlJob, client: &Path) -> Result<u64, String> {
+fn server_now(job: &MysqlJob, client: &Path) -> Result<u64, RestoreError> {
     run(job, client, "SELECT UNIX_TIMESTAMP();")?
         .first()
         .and_then(|r| r.first())
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| "the server did not say its time".to_string())
+        .ok_or(RestoreError::NoServerTime)
 }
 
 impl Sandbox {
     /// Makes an account that may work on `db` only. Fails with the grants to add when the
     /// restore user may not create accounts.
-    pub fn create(job: &MysqlJob, client: &Path, db: &str) -> Result<Sandbox, String> {
+    pub fn create(job: &MysqlJob, client: &Path, db: &str) -> Result<Sandbox, RestoreError> {
         let now = server_now(job, client)?;
         sweep(job, client, now);
         let rows = run(job, client, "SELECT USER();")?;
@@ -80,9 +81,12 @@ impl Sandbox {
             .map(|(_, h)| h.to_string())
             .unwrap_or_else(|| "localhost".into());
         let mut rnd = [0u8; 16];
-        getrandom::fill(&mut rnd).map_err(|e| format!("no randomness for a password: {e}"))?;
         let mut tag = [0u8; 3];
-        getrandom::fill(&mut tag).map_err(|e| format!("no randomness: {e}"))?;
+        getrandom::fill(&mut rnd)
+            .and_then(|()| getrandom::fill(&mut tag))
+            .map_err(|e| RestoreError::Randomness {
+                cause: e.to_string(),
+            })?;
         let user = format!("{PREFIX}{now:x}_{}", hex::encode(tag));
         let sandbox = Sandbox {
             user,
@@ -98,18 +102,14 @@ impl Sandbox {
             db = grant_pattern(db),
         );
         if let Err(e) = run(job, client, &script) {
-            let db_q = crate::quote::sql_ident(db);
             let _ = sandbox.drop_account(job, client);
-            let privilege = [1044, 1045, 1142, 1227, 1410].iter().any(|n| code(&e, *n));
-            let hint = if privilege {
-                "the restore user needs CREATE USER and its privileges WITH GRANT OPTION; see the README's GRANT for the restore user"
-            } else {
-                "the server refused the account for the reason above; nothing was changed"
-            };
-            return Err(format!(
-                "cannot make the load account that keeps this restore inside {db_q}: {} (hint: {hint})",
-                scrub(&e, sandbox.password.expose())
-            ));
+            return Err(RestoreError::LoadAccount {
+                database: db.to_string(),
+                cause: scrub(&e.to_string(), sandbox.password.expose()),
+                privilege: [1044, 1045, 1142, 1227, 1410]
+                    .iter()
+                    .any(|n| e.has_code(*n)),
+            });
         }
         Ok(sandbox)
     }
@@ -137,7 +137,7 @@ impl Sandbox {
     }
 
     /// Drops the account.
-    pub fn drop_account(&self, job: &MysqlJob, client: &Path) -> Result<(), String> {
+    pub fn drop_account(&self, job: &MysqlJob, client: &Path) -> Result<(), MysqlError> {
         run(
             job,
             client,
@@ -149,9 +149,9 @@ impl Sandbox {
 
 /// Whether the restore user can make load accounts: makes one for a database that does not
 /// exist and drops it again (for `check-config --connect`).
-pub fn probe(job: &MysqlJob, client: &Path) -> Result<(), String> {
+pub fn probe(job: &MysqlJob, client: &Path) -> Result<(), RestoreError> {
     let db = format!("opsagent_probe_{}", super::random_hex(4));
-    Sandbox::create(job, client, &db)?.drop_account(job, client)
+    Ok(Sandbox::create(job, client, &db)?.drop_account(job, client)?)
 }
 
 /// The client's error without the password (it is never echoed today; this keeps it so).

@@ -1,11 +1,11 @@
 //! Small SQL helpers for restores: identifier quoting, scripts fed on stdin (so bodies with `;`
 //! work under `DELIMITER`), and reading `SHOW CREATE …` output safely.
 
-use crate::backup::mysql_cmd::with_hint;
 use crate::config::MysqlJob;
-use std::io::Write;
+use crate::mysql_client::{Client, MysqlError};
 use std::path::Path;
-use std::process::{Command, Stdio};
+
+pub use crate::mysql_client::sandbox_flag;
 
 /// `name` as a quoted identifier.
 pub fn ident(name: &str) -> String {
@@ -17,14 +17,30 @@ pub fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
+/// `program` logged in with `job`'s connection settings (the restore user's, or a load
+/// account's).
+pub fn login(job: &MysqlJob, program: &Path) -> Client {
+    Client::new(
+        program,
+        &job.endpoint,
+        job.user.as_deref(),
+        job.password.as_ref(),
+        "",
+    )
+}
+
 /// Runs `script` (statements, `DELIMITER` allowed) with the client; returns the rows, fields
 /// unescaped (batch mode escapes tab, newline, backslash and NUL inside values).
-pub fn run(job: &MysqlJob, client: &Path, script: &str) -> Result<Vec<Vec<String>>, String> {
+pub fn run(job: &MysqlJob, client: &Path, script: &str) -> Result<Vec<Vec<String>>, MysqlError> {
     run_with(job, client, script, false)
 }
 
 /// [`run`], going on after a statement fails (`--force`); the error is the client's stderr.
-pub fn run_forced(job: &MysqlJob, client: &Path, script: &str) -> Result<Vec<Vec<String>>, String> {
+pub fn run_forced(
+    job: &MysqlJob,
+    client: &Path,
+    script: &str,
+) -> Result<Vec<Vec<String>>, MysqlError> {
     run_with(job, client, script, true)
 }
 
@@ -33,69 +49,23 @@ fn run_with(
     client: &Path,
     script: &str,
     force: bool,
-) -> Result<Vec<Vec<String>>, String> {
-    let creds = crate::backup::mysql_cmd::credentials(job)
-        .map_err(|e| format!("cannot prepare credentials: {e}"))?;
-    let mut cmd = Command::new(client);
-    cmd.arg(creds.arg()).args([
+) -> Result<Vec<Vec<String>>, MysqlError> {
+    let mut args = vec![
         "--batch",
         // Definitions re-created here came from a dump: never client commands.
         "--binary-mode",
         "--skip-column-names",
         "--default-character-set=utf8mb4",
-    ]);
-    cmd.args(sandbox_flag(client));
+    ];
+    args.extend(sandbox_flag(client));
     if force {
-        cmd.arg("--force");
+        args.push("--force");
     }
-    creds.pass_to(&mut cmd);
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", client.display()))?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let input = script.to_string();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    let _ = writer.join();
-    if !out.status.success() {
-        return Err(with_hint(String::from_utf8_lossy(&out.stderr).trim()));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
+    let out = login(job, client).run(args, Some(script))?;
+    Ok(out
         .lines()
         .map(|l| l.split('\t').map(unescape).collect())
         .collect())
-}
-
-/// `["--sandbox"]` when `client` knows it (MariaDB's client since 10.5.25/10.11.8: no command
-/// that touches the file system, whatever the input says), else nothing (MySQL's `mysql`,
-/// where `--binary-mode` alone turns client commands off). Asked once per client path.
-pub fn sandbox_flag(client: &Path) -> &'static [&'static str] {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock};
-    static KNOWN: OnceLock<Mutex<HashMap<std::path::PathBuf, bool>>> = OnceLock::new();
-    let known = KNOWN.get_or_init(Default::default);
-    let cached = known.lock().ok().and_then(|m| m.get(client).copied());
-    let has = cached.unwrap_or_else(|| {
-        let ok = Command::new(client)
-            .args(["--no-defaults", "--sandbox", "--version"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if let Ok(mut m) = known.lock() {
-            m.insert(client.to_path_buf(), ok);
-        }
-        ok
-    });
-    if has {
-        &["--sandbox"]
-    } else {
-        &[]
-    }
 }
 
 /// Undoes the client's batch-mode escaping.
@@ -123,7 +93,7 @@ pub fn unescape(s: &str) -> String {
 }
 
 /// `db`'s default character set and collation, when it exists.
-pub fn charset(job: &MysqlJob, client: &Path, db: &str) -> Result<Option<String>, String> {
+pub fn charset(job: &MysqlJob, client: &Path, db: &str) -> Result<Option<String>, MysqlError> {
     let rows = run(job, client, &format!(
         "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {};",
         literal(db)
@@ -135,7 +105,11 @@ pub fn charset(job: &MysqlJob, client: &Path, db: &str) -> Result<Option<String>
 }
 
 /// Whether database `db` exists, and how many tables and views it holds.
-pub fn database_tables(job: &MysqlJob, client: &Path, db: &str) -> Result<Option<usize>, String> {
+pub fn database_tables(
+    job: &MysqlJob,
+    client: &Path,
+    db: &str,
+) -> Result<Option<usize>, MysqlError> {
     let rows = run(job, client, &format!(
         "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {0};\nSELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = {0};",
         literal(db)

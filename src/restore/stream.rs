@@ -5,7 +5,9 @@
 //! is stopped, and the caller drops whatever was loaded. (A flipped byte in an encrypted dump
 //! already fails age's authentication of its 64 KiB chunk, naming the object the same way.)
 
+use super::error::FileError;
 use super::rewrite::Definers;
+use super::RestoreError;
 use crate::config::MysqlJob;
 use crate::snapshot::manifest::ObjectRef;
 use crate::storage::Storage;
@@ -13,14 +15,10 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
-
-/// What [`feed`] says when the consumer went away first (its own error is the cause).
-const STOPPED: &str = "the restore stopped reading (see the error above)";
 
 /// Reads `obj`, verifying size and sha256, and hands its bytes to `tx`; the last chunk only
 /// after the hash matched. On mismatch sets `abort` and returns the error naming the object.
@@ -30,7 +28,7 @@ async fn feed(
     tx: mpsc::Sender<Bytes>,
     abort: &AtomicBool,
     progress: Option<&AtomicU64>,
-) -> Result<(), String> {
+) -> Result<(), RestoreError> {
     let result = feed_inner(storage, obj, &tx, progress).await;
     if result.is_err() {
         abort.store(true, Ordering::SeqCst);
@@ -43,21 +41,20 @@ async fn feed_inner(
     obj: &ObjectRef,
     tx: &mpsc::Sender<Bytes>,
     progress: Option<&AtomicU64>,
-) -> Result<(), String> {
-    let mut reader = storage
-        .raw_reader(&obj.key)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<(), RestoreError> {
+    let mut reader = storage.raw_reader(&obj.key).await?;
     let mut hash = Sha256::new();
     let mut size = 0u64;
     let mut held: Option<Bytes> = None;
     let mut buf = vec![0u8; 1 << 20];
-    let stopped = || STOPPED.to_string();
     loop {
         let n = reader
             .read(&mut buf)
             .await
-            .map_err(|e| format!("reading `{}` failed: {e}", obj.key))?;
+            .map_err(|e| RestoreError::ReadObject {
+                key: obj.key.clone(),
+                cause: e.to_string(),
+            })?;
         if n == 0 {
             break;
         }
@@ -67,18 +64,21 @@ async fn feed_inner(
             p.fetch_add(n as u64, Ordering::Relaxed);
         }
         if let Some(prev) = held.replace(Bytes::copy_from_slice(&buf[..n])) {
-            tx.send(prev).await.map_err(|_| stopped())?;
+            tx.send(prev).await.map_err(|_| RestoreError::Stopped)?;
         }
     }
     let got = hex::encode(hash.finalize());
     if size != obj.size || got != obj.sha256 {
-        return Err(format!(
-            "object `{}` is corrupt: {size} bytes with sha256 {got}, the manifest recorded {} bytes with sha256 {}; nothing was swapped in (hint: restore an older snapshot with an earlier --date)",
-            obj.key, obj.size, obj.sha256
-        ));
+        return Err(RestoreError::Corrupt {
+            key: obj.key.clone(),
+            size,
+            sha256: got,
+            want_size: obj.size,
+            want_sha256: obj.sha256.clone(),
+        });
     }
     if let Some(last) = held {
-        tx.send(last).await.map_err(|_| stopped())?;
+        tx.send(last).await.map_err(|_| RestoreError::Stopped)?;
     }
     Ok(())
 }
@@ -113,7 +113,7 @@ pub async fn load_into_database(
     obj: &ObjectRef,
     (source, target): (&str, &str),
     progress: Option<Arc<AtomicU64>>,
-) -> Result<Definers, String> {
+) -> Result<Definers, RestoreError> {
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     let abort = Arc::new(AtomicBool::new(false));
     let (job2, client2, abort2) = (
@@ -131,16 +131,19 @@ pub async fn load_into_database(
         // Decrypts when the object is an age file; reads of the header wait on the channel.
         let plain = storage2
             .decrypting_read(&key, stored)
-            .map_err(|e| e.to_string());
+            .map_err(RestoreError::from);
         run_client(&job2, &client2, &names, plain, &abort2)
     });
     let fed = feed(storage, obj, tx, &abort, progress.as_deref()).await;
-    let consumed = consumer
-        .await
-        .unwrap_or_else(|e| Err(format!("restore thread failed: {e}")));
+    let consumed = consumer.await.unwrap_or_else(|e| {
+        Err(RestoreError::Task {
+            what: Some("restore thread"),
+            cause: e.to_string(),
+        })
+    });
     match (fed, consumed) {
         // The client failed first: its error is the cause, the feeder only saw it stop.
-        (_, Err(c)) if c != "stopped" => Err(c),
+        (_, Err(c)) if !matches!(c, RestoreError::Aborted) => Err(c),
         (Err(f), _) => Err(f),
         (Ok(()), r) => r,
     }
@@ -150,9 +153,9 @@ fn run_client(
     (job, login): &(MysqlJob, MysqlJob),
     client: &Path,
     (source, target): &(String, String),
-    plain: Result<Box<dyn Read + Send>, String>,
+    plain: Result<Box<dyn Read + Send>, RestoreError>,
     abort: &AtomicBool,
-) -> Result<Definers, String> {
+) -> Result<Definers, RestoreError> {
     let raised = super::sql::GlobalRaise::for_load(job, client);
     let result = load(login, client, target, source, plain, abort);
     for r in raised {
@@ -166,36 +169,21 @@ fn load(
     client: &Path,
     target: &str,
     source: &str,
-    plain: Result<Box<dyn Read + Send>, String>,
+    plain: Result<Box<dyn Read + Send>, RestoreError>,
     abort: &AtomicBool,
-) -> Result<Definers, String> {
-    let creds = crate::backup::mysql_cmd::credentials(job)
-        .map_err(|e| format!("cannot prepare credentials: {e}"))?;
-    let mut cmd = Command::new(client);
-    cmd.arg(creds.arg())
-        .args([
-            "--batch",
-            // The dump is data, not a script for the client: no `\\!`, `system`, `source`…
-            "--binary-mode",
-            "--max-allowed-packet=1G",
-            "--default-character-set=utf8mb4",
-        ])
-        .args(super::sql::sandbox_flag(client))
-        .arg(format!("--database={target}"));
-    creds.pass_to(&mut cmd);
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", client.display()))?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let err_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
+) -> Result<Definers, RestoreError> {
+    let database = format!("--database={target}");
+    let mut args = vec![
+        "--batch",
+        // The dump is data, not a script for the client: no `\\!`, `system`, `source`…
+        "--binary-mode",
+        "--max-allowed-packet=1G",
+        "--default-character-set=utf8mb4",
+    ];
+    args.extend(super::sql::sandbox_flag(client));
+    args.push(&database);
+    let mut running = super::sql::login(job, client).spawn(args, true, false)?;
+    let mut stdin = running.take_stdin().expect("piped stdin");
     let rename = (source != target).then_some(source);
     let copied = plain.and_then(|plain| {
         zstd::Decoder::new(plain)
@@ -206,47 +194,43 @@ fn load(
                     rename,
                 )
             })
-            .map_err(|e| format!("reading the dump failed: {e}"))
+            .map_err(|e| RestoreError::ReadDump {
+                cause: e.to_string(),
+            })
     });
     if abort.load(Ordering::SeqCst) || copied.is_err() {
         // Never let the client see a clean end of a bad stream.
-        let _ = child.kill();
+        running.kill();
     }
     drop(stdin);
-    let status = child.wait().map_err(|e| e.to_string())?;
-    let err = err_thread.join().unwrap_or_default();
+    let finished = running.finish()?;
     if abort.load(Ordering::SeqCst) {
-        return Err("stopped".into());
+        return Err(RestoreError::Aborted);
     }
-    if !status.success() && !err.trim().is_empty() {
+    let err = &finished.stderr;
+    if !finished.status.success() && !err.trim().is_empty() {
         // The client stopped first (a broken pipe on our side): its error is the cause.
-        return Err(load_error(target, &err));
+        return Err(load_error(target, err));
     }
     let copied = copied?;
-    if !status.success() {
-        return Err(load_error(target, &err));
+    if !finished.status.success() {
+        return Err(load_error(target, err));
     }
     Ok(copied.definers)
 }
 
 /// The client's error for a load into `target`. Refused privileges of the load account mean
 /// the dump reached for something outside its target: said so, not "grant more".
-fn load_error(target: &str, err: &str) -> String {
-    let err = err.trim();
-    let target_q = crate::quote::sql_ident(target);
+fn load_error(target: &str, err: &str) -> RestoreError {
+    let stderr = err.trim().to_string();
+    let target = target.to_string();
     let denied = [1044, 1142, 1227, 1370]
         .iter()
-        .any(|n| crate::backup::mysql_cmd::code(err, *n));
-    if denied && err.contains(super::sandbox::PREFIX) {
-        return format!(
-            "loading into {target_q} failed: the dump reached for something outside {target_q} and the server refused it; nothing else was changed: {} (hint: a snapshot with objects in other databases or other definers, or a forged one; restore it with --to-file and review it)",
-            crate::quote::printable(err)
-        );
+        .any(|n| crate::mysql_client::code(&stderr, *n));
+    if denied && stderr.contains(super::sandbox::PREFIX) {
+        return RestoreError::LoadOutside { target, stderr };
     }
-    format!(
-        "loading into {target_q} failed: {}",
-        crate::backup::mysql_cmd::with_hint(err)
-    )
+    RestoreError::Load { target, stderr }
 }
 
 /// Writes the dump to `path`: the stored bytes as they are when the path ends in `.age`, the
@@ -257,42 +241,86 @@ pub async fn write_file(
     obj: &ObjectRef,
     path: &Path,
     progress: Option<Arc<AtomicU64>>,
-) -> Result<(), String> {
+) -> Result<(), RestoreError> {
     // `<file>.partial`, then `<file>`, in the directory `path` names (opened once, by path):
     // created O_EXCL|O_NOFOLLOW with mode 0600 and renamed without replacing anything, so a
     // symlink or file planted at either name is refused, never followed, truncated or replaced.
     let Some(name) = path.file_name() else {
-        return Err(format!("--to-file {} names no file", path.display()));
+        return Err(FileError::NoName {
+            path: path.to_path_buf(),
+        }
+        .into());
     };
     let mut tmp_name = name.to_os_string();
     tmp_name.push(".partial");
     let tmp = path.with_file_name(&tmp_name);
     let parent = path.parent().unwrap_or(Path::new(""));
-    let dir = crate::nofollow::Dir::open(parent, Path::new(""), false)
-        .map_err(|e| format!("cannot open the directory of {}: {e}", path.display()))?;
-    let mut f = dir.create_new(&tmp_name, 0o600).map_err(|e| {
+    let dir = crate::nofollow::Dir::open(parent, Path::new(""), false).map_err(|e| {
+        FileError::OpenDir {
+            path: path.to_path_buf(),
+            cause: e.to_string(),
+        }
+    })?;
+    let f = dir.create_new(&tmp_name, 0o600).map_err(|e| {
         let what = match crate::nofollow::symlink_in(&e) {
             Some(_) => "a symlink",
-            None if e.kind() == std::io::ErrorKind::AlreadyExists => "left by an interrupted restore, or planted",
-            None => return format!("cannot create {}: {e}", tmp.display()),
+            None if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                "left by an interrupted restore, or planted"
+            }
+            None => {
+                return FileError::Create {
+                    path: tmp.clone(),
+                    cause: e.to_string(),
+                }
+            }
         };
-        format!("{} already exists ({what}); it was not followed nor overwritten (hint: remove it and restore again)", tmp.display())
+        FileError::Planted {
+            path: tmp.clone(),
+            what,
+        }
     })?;
+    let result = copy_to_file(storage, obj, path, (f, &tmp), progress).await;
+    let result = result.and_then(|()| {
+        dir.rename_noreplace(&tmp_name, name)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => FileError::Exists {
+                    path: path.to_path_buf(),
+                },
+                _ => FileError::Rename {
+                    from: tmp.clone(),
+                    to: path.to_path_buf(),
+                    cause: e.to_string(),
+                },
+            })
+            .map_err(RestoreError::from)
+    });
+    if result.is_err() {
+        let _ = dir.remove(&tmp_name);
+    }
+    result
+}
+
+/// Streams `obj` into `f` (the temporary file `tmp`) as [`write_file`] says for `path`.
+async fn copy_to_file(
+    storage: &Storage,
+    obj: &ObjectRef,
+    path: &Path,
+    (mut f, tmp): (std::fs::File, &Path),
+    progress: Option<Arc<AtomicU64>>,
+) -> Result<(), RestoreError> {
     let compressed = path.extension().is_some_and(|e| e == "zst");
     let stored_as_is = path.extension().is_some_and(|e| e == "age");
     let (storage2, key) = (storage.clone(), obj.key.clone());
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     let abort = Arc::new(AtomicBool::new(false));
-    let tmp2 = tmp.clone();
-    let consumer = tokio::task::spawn_blocking(move || -> Result<(), String> {
+    let tmp2 = tmp.to_path_buf();
+    let consumer = tokio::task::spawn_blocking(move || -> Result<(), RestoreError> {
         let mut src: Box<dyn Read + Send> = Box::new(ChannelReader {
             rx,
             cur: Bytes::new(),
         });
         if !stored_as_is {
-            src = storage2
-                .decrypting_read(&key, src)
-                .map_err(|e| e.to_string())?;
+            src = storage2.decrypting_read(&key, src)?;
         }
         let r = if compressed || stored_as_is {
             std::io::copy(&mut src, &mut f).map(|_| ())
@@ -303,23 +331,21 @@ pub async fn write_file(
         };
         r.and_then(|_| f.flush())
             .and_then(|_| f.sync_all())
-            .map_err(|e| format!("writing {} failed: {e}", tmp2.display()))
+            .map_err(|e| {
+                FileError::Write {
+                    path: tmp2,
+                    cause: e.to_string(),
+                }
+                .into()
+            })
     });
     let fed = feed(storage, obj, tx, &abort, progress.as_deref()).await;
-    let consumed = consumer.await.unwrap_or_else(|e| Err(e.to_string()));
+    let consumed = consumer
+        .await
+        .unwrap_or_else(|e| Err(RestoreError::task(e)));
     // The consumer's error is the cause when it stopped first (e.g. a chunk failing age's check).
-    let result = match fed {
-        Err(f) if f == STOPPED => consumed.and(Err(f)),
+    match fed {
+        Err(RestoreError::Stopped) => consumed.and(Err(RestoreError::Stopped)),
         fed => fed.and(consumed),
-    };
-    let result = result.and_then(|()| {
-        dir.rename_noreplace(&tmp_name, name).map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => format!("{} exists (a file or a symlink, there now or made while the restore ran); it was not replaced nor followed (hint: choose another --to-file path)", path.display()),
-            _ => format!("cannot rename {} to {}: {e}", tmp.display(), path.display()),
-        })
-    });
-    if result.is_err() {
-        let _ = dir.remove(&tmp_name);
     }
-    result
 }

@@ -6,14 +6,16 @@
 //! (see `objects`), each under the settings it was created with. The database's own default
 //! character set and collation follow the snapshot; the pre-restore database keeps the old ones.
 
-use super::objects;
+use super::objects::{self, Object};
 use super::rewrite::Definers;
 use super::sql::{charset, ident, literal, run};
+use super::RestoreError;
 use crate::config::MysqlJob;
+use crate::mysql_client::MysqlError;
 use crate::quote::sql_ident;
 use std::path::Path;
 
-fn list(job: &MysqlJob, client: &Path, db: &str, sql: &str) -> Result<Vec<String>, String> {
+fn list(job: &MysqlJob, client: &Path, db: &str, sql: &str) -> Result<Vec<String>, MysqlError> {
     Ok(run(job, client, &sql.replace("{db}", &literal(db)))?
         .into_iter()
         .filter_map(|r| r.into_iter().next())
@@ -21,8 +23,40 @@ fn list(job: &MysqlJob, client: &Path, db: &str, sql: &str) -> Result<Vec<String
 }
 
 /// Everything `RENAME TABLE` moves: base tables, system-versioned tables, sequences.
-fn tables(job: &MysqlJob, client: &Path, db: &str) -> Result<Vec<String>, String> {
+fn tables(job: &MysqlJob, client: &Path, db: &str) -> Result<Vec<String>, MysqlError> {
     list(job, client, db, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = {db} AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED', 'SEQUENCE') ORDER BY 1")
+}
+
+/// One side of the swap, as found before anything moves.
+struct Side<'a> {
+    db: &'a str,
+    objects: Vec<Object>,
+    tables: Vec<String>,
+    /// `CHARACTER SET … COLLATE …`.
+    charset: String,
+}
+
+impl<'a> Side<'a> {
+    fn read(job: &MysqlJob, client: &Path, db: &'a str) -> Result<Side<'a>, RestoreError> {
+        let objects = objects::capture(job, client, db)?;
+        let tables = tables(job, client, db)?;
+        let charset =
+            charset(job, client, db)?.unwrap_or_else(|| "CHARACTER SET utf8mb4".to_string());
+        Ok(Side {
+            db,
+            objects,
+            tables,
+            charset,
+        })
+    }
+
+    /// `db.t TO to.t` for each table.
+    fn renames(&self, to: &str) -> impl Iterator<Item = String> + '_ {
+        let to = ident(to);
+        self.tables
+            .iter()
+            .map(move |t| format!("{}.{} TO {to}.{}", ident(self.db), ident(t), ident(t)))
+    }
 }
 
 /// Swaps the contents of `staging` into `live`, keeping the old `live` contents in `pre`
@@ -34,95 +68,44 @@ pub fn swap(
     client: &Path,
     (live, staging, pre): (&str, &str, &str),
     definers: &Definers,
-) -> Result<(), String> {
-    let live_objs = objects::capture(job, client, live)?;
-    let mut new_objs = objects::capture(job, client, staging)?;
-    super::reown::with_definers(&mut new_objs, definers);
-    let live_tables = tables(job, client, live)?;
-    let new_tables = tables(job, client, staging)?;
-    let utf8 = "CHARACTER SET utf8mb4".to_string();
-    let live_cs = charset(job, client, live)?.unwrap_or_else(|| utf8.clone());
-    let new_cs = charset(job, client, staging)?.unwrap_or(utf8);
-    let mut renames: Vec<String> = live_tables
-        .iter()
-        .map(|t| {
-            format!(
-                "{}.{} TO {}.{}",
-                ident(live),
-                ident(t),
-                ident(pre),
-                ident(t)
-            )
-        })
-        .collect();
-    renames.extend(new_tables.iter().map(|t| {
-        format!(
-            "{}.{} TO {}.{}",
-            ident(staging),
-            ident(t),
-            ident(live),
-            ident(t)
-        )
-    }));
+) -> Result<(), RestoreError> {
+    let old = Side::read(job, client, live)?;
+    let mut new = Side::read(job, client, staging)?;
+    super::reown::with_definers(&mut new.objects, definers);
     // Nothing is dropped before both databases are there (a bad name fails here, harmlessly).
     run(
         job,
         client,
         &format!(
-            "CREATE DATABASE {} {live_cs};\nCREATE DATABASE IF NOT EXISTS {} {new_cs};",
+            "CREATE DATABASE {} {};\nCREATE DATABASE IF NOT EXISTS {} {};",
             ident(pre),
-            ident(live)
+            old.charset,
+            ident(live),
+            new.charset
         ),
     )
-    .map_err(|e| {
-        format!(
-            "swapping {} into {} failed, nothing was changed: {e}",
-            sql_ident(staging),
-            sql_ident(live)
-        )
+    .map_err(|cause| RestoreError::SwapNotStarted {
+        staging: staging.to_string(),
+        live: live.to_string(),
+        cause,
     })?;
-    let mut script = objects::drop_script(live, &live_objs);
-    script += &objects::drop_script(staging, &new_objs);
-    script += "SET FOREIGN_KEY_CHECKS = 0;\n";
-    if !renames.is_empty() {
-        script += &format!("RENAME TABLE {};\n", renames.join(", "));
-    }
-    if let Err(e) = run(job, client, &script) {
-        // Put back what was dropped, so a failed swap leaves both databases as they were.
-        let mut back = objects::create(job, client, live, live, &live_objs);
-        back.extend(objects::create(job, client, staging, staging, &new_objs));
-        let _ = run(
-            job,
-            client,
-            &format!("DROP DATABASE IF EXISTS {};", ident(pre)),
-        );
-        return Err(format!(
-            "swapping {} into {} failed, the live tables were not touched: {e}{}",
-            sql_ident(staging),
-            sql_ident(live),
-            if back.is_empty() {
-                String::new()
-            } else {
-                format!("; and putting objects back failed: {}", back.join("; "))
-            }
-        ));
-    }
+    rename(job, client, &old, &new, pre)?;
     // From here the data is swapped; an object failing is reported with the DDL saved.
     let mut problems = Vec::new();
     if let Err(e) = run(
         job,
         client,
-        &format!("ALTER DATABASE {} {new_cs};", ident(live)),
+        &format!("ALTER DATABASE {} {};", ident(live), new.charset),
     ) {
         problems.push(format!(
             "setting the default character set of {}: {e}",
             sql_ident(live)
         ));
     }
-    for p in objects::create(job, client, staging, live, &new_objs) {
+    for p in objects::create(job, client, staging, live, &new.objects) {
         problems.push(format!("in {}: {p}", sql_ident(live)));
     }
-    for p in objects::create(job, client, live, pre, &live_objs) {
+    for p in objects::create(job, client, live, pre, &old.objects) {
         problems.push(format!("keeping the old one in {}: {p}", sql_ident(pre)));
     }
     // Staging is empty now: its tables moved, its objects were dropped.
@@ -130,10 +113,45 @@ pub fn swap(
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "the tables were swapped (old ones are in {}), but: {} (their definitions are in the snapshot's dump)",
-            sql_ident(pre),
-            problems.join("; ")
-        ))
+        Err(RestoreError::SwapPartly {
+            pre: pre.to_string(),
+            problems,
+        })
     }
+}
+
+/// Drops the objects of both sides and moves the tables in one `RENAME TABLE`: old ones into
+/// `pre`, new ones into live. On failure puts the objects back and drops `pre`.
+fn rename(
+    job: &MysqlJob,
+    client: &Path,
+    old: &Side,
+    new: &Side,
+    pre: &str,
+) -> Result<(), RestoreError> {
+    let (live, staging) = (old.db, new.db);
+    let renames: Vec<String> = old.renames(pre).chain(new.renames(live)).collect();
+    let mut script = objects::drop_script(live, &old.objects);
+    script += &objects::drop_script(staging, &new.objects);
+    script += "SET FOREIGN_KEY_CHECKS = 0;\n";
+    if !renames.is_empty() {
+        script += &format!("RENAME TABLE {};\n", renames.join(", "));
+    }
+    let Err(cause) = run(job, client, &script) else {
+        return Ok(());
+    };
+    // Put back what was dropped, so a failed swap leaves both databases as they were.
+    let mut put_back = objects::create(job, client, live, live, &old.objects);
+    put_back.extend(objects::create(job, client, staging, staging, &new.objects));
+    let _ = run(
+        job,
+        client,
+        &format!("DROP DATABASE IF EXISTS {};", ident(pre)),
+    );
+    Err(RestoreError::SwapFailed {
+        staging: staging.to_string(),
+        live: live.to_string(),
+        cause: Box::new(cause),
+        put_back,
+    })
 }

@@ -6,8 +6,9 @@
 use super::media::verify::{self as media_verify, MediaDrill};
 use super::plan::{all_snapshots, choose, load, Filter};
 use super::sql;
-use crate::backup::mysql_cmd::{client_tool, dump_tool};
+use super::RestoreError;
 use crate::catalog::RunStatus;
+use crate::mysql_client::{client_tool, dump_tool, MysqlError};
 use crate::snapshot::Env;
 use chrono::Utc;
 use sql::{ident, literal};
@@ -38,7 +39,7 @@ pub enum Outcome {
 
 /// Runs the drill for job `name` (MySQL or media), recording it in the catalog as a `verify`
 /// run, which the job's `backup:` health check reads.
-pub async fn run_drill(env: &Env, name: &str) -> Result<Outcome, String> {
+pub async fn run_drill(env: &Env, name: &str) -> Result<Outcome, RestoreError> {
     let media = env.config.media.iter().any(|j| j.name == name);
     let job = match media {
         true => None,
@@ -47,7 +48,9 @@ pub async fn run_drill(env: &Env, name: &str) -> Result<Outcome, String> {
                 .mysql
                 .iter()
                 .find(|j| j.name == name)
-                .ok_or_else(|| format!("no job named `{name}`"))?
+                .ok_or_else(|| RestoreError::NoJob {
+                    name: name.to_string(),
+                })?
                 .for_restore(),
         ),
     };
@@ -55,29 +58,29 @@ pub async fn run_drill(env: &Env, name: &str) -> Result<Outcome, String> {
         &env.config.agent.state_dir,
         &format!("verify-{name}"),
     )
-    .map_err(|e| e.to_string())?;
-    let run_id = env
-        .catalog
-        .start_run(name, "verify", "drill", Utc::now())
-        .map_err(|e| e.to_string())?;
+    .map_err(|e| RestoreError::Locked {
+        cause: e.to_string(),
+    })?;
+    let run_id = env.catalog.start_run(name, "verify", "drill", Utc::now())?;
     let result = match &job {
         Some(job) => drill(env, job).await.map(Outcome::Databases),
         None => media_verify::drill(&env.storage, name, env.config.agent.zone)
             .await
             .map(Outcome::Files)
-            .map_err(|e| e.to_string()),
+            .map_err(|e| RestoreError::Media {
+                cause: e.to_string(),
+            }),
     };
     let (status, err) = match &result {
         Ok(_) => (RunStatus::Success, None),
-        Err(e) => (RunStatus::Failed, Some(e.replace('\n', "; "))),
+        Err(e) => (RunStatus::Failed, Some(e.to_string().replace('\n', "; "))),
     };
     let bytes = match &result {
         Ok(Outcome::Files(d)) => d.downloaded,
         _ => 0,
     };
     env.catalog
-        .finish_run(run_id, status, bytes, err.as_deref(), Utc::now())
-        .map_err(|e| e.to_string())?;
+        .finish_run(run_id, status, bytes, err.as_deref(), Utc::now())?;
     match &result {
         Ok(Outcome::Databases(d)) => {
             tracing::info!(job = name, databases = d.len(), "restore drill passed")
@@ -95,7 +98,7 @@ pub async fn run_drill(env: &Env, name: &str) -> Result<Outcome, String> {
     result
 }
 
-async fn drill(env: &Env, job: &crate::config::MysqlJob) -> Result<Vec<Drill>, String> {
+async fn drill(env: &Env, job: &crate::config::MysqlJob) -> Result<Vec<Drill>, RestoreError> {
     let snaps = all_snapshots(&env.storage).await?;
     let filter = Filter {
         jobs: vec![job.name.clone()],
@@ -106,7 +109,7 @@ async fn drill(env: &Env, job: &crate::config::MysqlJob) -> Result<Vec<Drill>, S
         choose(&snaps, &filter, Utc::now(), env.config.agent.zone)?,
     )
     .await?;
-    let client = client_tool(&dump_tool(job)?)?;
+    let client = client_tool(&dump_tool(job.dump_command.as_deref())?)?;
     let mut out = Vec::new();
     for c in chosen {
         // Unique, and created here (never dropped unless this drill created it).
@@ -119,7 +122,9 @@ async fn drill(env: &Env, job: &crate::config::MysqlJob) -> Result<Vec<Drill>, S
             .manifest
             .objects
             .first()
-            .ok_or_else(|| format!("manifest `{}` lists no data", c.key.key))?
+            .ok_or_else(|| RestoreError::NoData {
+                key: c.key.key.clone(),
+            })?
             .clone();
         super::decryptable(&env.storage, &c)?;
         let started = std::time::Instant::now();
@@ -128,7 +133,7 @@ async fn drill(env: &Env, job: &crate::config::MysqlJob) -> Result<Vec<Drill>, S
             super::create_database(&j, &cl, &s, &super::Target::SideBySide)
         })
         .await
-        .map_err(|e| e.to_string())??;
+        .map_err(RestoreError::task)??;
         let loaded = super::load_isolated(
             &env.storage,
             (job, &client),
@@ -144,7 +149,7 @@ async fn drill(env: &Env, job: &crate::config::MysqlJob) -> Result<Vec<Drill>, S
                 let (j, cl, s) = (job.clone(), client.clone(), scratch.clone());
                 tokio::task::spawn_blocking(move || check_tables(&j, &cl, &s))
                     .await
-                    .map_err(|e| e.to_string())?
+                    .map_err(RestoreError::task)?
             }
             Err(e) => Err(e),
         };
@@ -153,9 +158,10 @@ async fn drill(env: &Env, job: &crate::config::MysqlJob) -> Result<Vec<Drill>, S
             sql::run(&j, &cl, &format!("DROP DATABASE IF EXISTS {};", ident(&s)))
         })
         .await;
-        let (tables, rows) = checked.map_err(|e| {
-            let db = crate::quote::sql_ident(&c.manifest.item);
-            format!("database {db} snapshot {}: {e}", c.key.id)
+        let (tables, rows) = checked.map_err(|e| RestoreError::Drill {
+            database: c.manifest.item.clone(),
+            snapshot: c.key.id.clone(),
+            cause: Box::new(e),
         })?;
         out.push(Drill {
             database: c.manifest.item.clone(),
@@ -173,7 +179,7 @@ fn check_tables(
     job: &crate::config::MysqlJob,
     client: &std::path::Path,
     db: &str,
-) -> Result<(usize, u64), String> {
+) -> Result<(usize, u64), RestoreError> {
     let tables = sql::run(job, client, &format!("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = {} AND TABLE_TYPE = 'BASE TABLE'", literal(db)))?;
     let mut rows = 0u64;
     for t in &tables {
@@ -183,7 +189,10 @@ fn check_tables(
             client,
             &format!("SELECT COUNT(*) FROM {}.{}", ident(db), ident(&name)),
         )
-        .map_err(|e| format!("table `{name}` is not readable: {e}"))?;
+        .map_err(|cause: MysqlError| RestoreError::Unreadable {
+            table: name.clone(),
+            cause,
+        })?;
         rows += r
             .first()
             .and_then(|r| r.first())

@@ -21,11 +21,11 @@ pub mod select;
 pub mod verify;
 pub mod write;
 
-use crate::snapshot::manifest::Manifest;
 use crate::media::index::{Index, IndexError};
 use crate::media::limits;
 use crate::media::tree::{self, Node, NodeKind, TreeError};
 use crate::restore::plan::Chosen;
+use crate::snapshot::manifest::Manifest;
 use crate::storage::{Storage, StorageError};
 use beneath_target::trim;
 pub use damage::{Damage, NAMED_FILES, NAMED_PROBLEMS};

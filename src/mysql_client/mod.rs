@@ -1,8 +1,23 @@
-//! Talking to the MySQL/MariaDB client tools safely (used by backups, restores and the `mysql`
-//! check): where the server is, and credentials handed to a child in an option file that lives
+//! The one adapter to the MySQL/MariaDB client tools (used by backups, restores and the `mysql`
+//! check): where the server is; credentials handed to a child in an option file that lives
 //! only in memory — a `memfd` of mode 0600, inherited by that child alone and named as
 //! `--defaults-extra-file=/dev/fd/N` — so a password never appears on a command line, in the
-//! child's environment, on disk, or in a log.
+//! child's environment, on disk, or in a log; and every spawn of a tool ([`Client`], `tools`):
+//! streamed stdin/stdout, stderr kept capped for the message, the exit status read only after
+//! the stream is drained. Errors are [`MysqlError`]; hints by MySQL error number in `hint`.
+
+mod client;
+mod error;
+mod hint;
+mod tools;
+
+pub use client::{Client, Finished, Output, Running};
+pub use error::MysqlError;
+pub use hint::{code, with_hint};
+pub use tools::{
+    client_on_path, client_tool, dump_tool, has_dump_history, sandbox_flag, tool_version, which,
+    SYSTEM_DATABASES,
+};
 
 use crate::secret::Secret;
 use std::io::Write;
@@ -83,14 +98,14 @@ pub fn option_file(
     s
 }
 
-/// An in-memory option file for one child process.
-pub struct Credentials {
+/// An in-memory option file for one child process (spawns go through [`Client`]).
+struct Credentials {
     fd: OwnedFd,
 }
 
 impl Credentials {
     /// Writes `option_file` into a fresh memfd.
-    pub fn new(option_file: &str) -> std::io::Result<Credentials> {
+    fn new(option_file: &str) -> std::io::Result<Credentials> {
         use rustix::fs::{fchmod, memfd_create, MemfdFlags, Mode};
         let fd = memfd_create("opsagent-mysql-options", MemfdFlags::CLOEXEC)?;
         // The client tools ignore world-writable option files; memfds start as 0777.
@@ -101,12 +116,12 @@ impl Credentials {
     }
 
     /// The first argument the tool needs.
-    pub fn arg(&self) -> String {
+    fn arg(&self) -> String {
         format!("--defaults-extra-file=/dev/fd/{}", self.fd.as_raw_fd())
     }
 
     /// Lets `cmd`'s child (and only it) inherit the option file.
-    pub fn pass_to(&self, cmd: &mut std::process::Command) {
+    fn pass_to(&self, cmd: &mut std::process::Command) {
         use std::os::unix::process::CommandExt;
         let raw = self.fd.as_raw_fd();
         // SAFETY: between fork and exec the hook only calls fcntl, which is async-signal-safe.
@@ -116,7 +131,7 @@ impl Credentials {
     }
 
     /// [`Credentials::pass_to`] for a tokio command.
-    pub fn pass_to_async(&self, cmd: &mut tokio::process::Command) {
+    fn pass_to_async(&self, cmd: &mut tokio::process::Command) {
         let raw = self.fd.as_raw_fd();
         // SAFETY: as in `pass_to`.
         unsafe {
