@@ -61,18 +61,7 @@ pub async fn run(
     config: Config,
     mut control: mpsc::Receiver<Control>,
 ) -> Result<(), DaemonError> {
-    let catalog = Arc::new(Catalog::open(&config.catalog_path())?);
-    let repaired = catalog.repair_interrupted(Utc::now())?;
-    if repaired > 0 {
-        tracing::warn!(
-            runs = repaired,
-            "runs interrupted by a previous stop were marked `interrupted`"
-        );
-    }
-    let storage = Storage::open(&config.storage)?.with_encryption(config.encryption.as_ref());
-    for w in &config.warnings {
-        tracing::warn!("{w}");
-    }
+    let env = open_env(config)?;
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
     let _watch = match watch::watch(&config_path, reload_tx, Duration::from_millis(300)) {
         Ok(w) => Some(w),
@@ -84,12 +73,7 @@ pub async fn run(
     let _watchdog = systemd::spawn_watchdog();
     let mut d = Daemon {
         config_path,
-        env: Env {
-            config: Arc::new(config),
-            storage,
-            catalog,
-            progress: None,
-        },
+        env,
         clocks: HashMap::new(),
         running: HashMap::new(),
     };
@@ -102,25 +86,7 @@ pub async fn run(
     // Alerting turns check events and failed runs into mails through the durable outbox.
     let alerting = crate::alert::spawn(d.env.config.alert_setup(), d.env.catalog.clone());
     // The Prometheus endpoint, when `[metrics] listen` asks for one (not followed on reload).
-    let _metrics = match d.env.config.metrics_listen {
-        Some(addr) => {
-            let jobs = d
-                .env
-                .config
-                .job_names()
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-            match crate::metrics::serve(addr, d.env.catalog.clone(), jobs).await {
-                Ok(h) => Some(h),
-                Err(e) => {
-                    tracing::error!(%addr, error = %e, "cannot serve metrics; check [metrics] listen");
-                    None
-                }
-            }
-        }
-        None => None,
-    };
+    let _metrics = serve_metrics(&d.env).await;
     let mut watched = d.env.config.clone();
     let status = d.status_line();
     tracing::info!(jobs = d.clocks.len(), storage = %d.env.storage.describe(), "opsagent started");
@@ -143,6 +109,46 @@ pub async fn run(
     }
     d.shutdown().await;
     Ok(())
+}
+
+/// The catalog (runs a previous process left marked `interrupted`) and the storage.
+fn open_env(config: Config) -> Result<Env, DaemonError> {
+    let catalog = Arc::new(Catalog::open(&config.catalog_path())?);
+    let repaired = catalog.repair_interrupted(Utc::now())?;
+    if repaired > 0 {
+        tracing::warn!(
+            runs = repaired,
+            "runs interrupted by a previous stop were marked `interrupted`"
+        );
+    }
+    let storage = Storage::open(&config.storage)?.with_encryption(config.encryption.as_ref());
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(Env {
+        config: Arc::new(config),
+        storage,
+        catalog,
+        progress: None,
+    })
+}
+
+/// Serves `/metrics` when `[metrics] listen` is set; a failure to bind is logged, not fatal.
+async fn serve_metrics(env: &Env) -> Option<JoinHandle<()>> {
+    let addr = env.config.metrics_listen?;
+    let jobs = env
+        .config
+        .job_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    match crate::metrics::serve(addr, env.catalog.clone(), jobs).await {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::error!(%addr, error = %e, "cannot serve metrics; check [metrics] listen");
+            None
+        }
+    }
 }
 
 impl Daemon {
