@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Largest pack, header and trailer included: the storage's first multipart part size
-/// (8 MiB, src/storage/upload.rs) less room for age encryption (16 bytes per 64 KiB plus a
+/// (8 MiB, src/storage/multipart/write.rs) less room for age encryption (16 bytes per 64 KiB plus a
 /// header of about 100 bytes per recipient), so each pack goes up as one plain PUT rather
 /// than a multipart upload of four requests.
 pub const PACK_SIZE: usize = (8 << 20) - (64 << 10);
