@@ -27,7 +27,19 @@ pub struct Spec {
     pub limits: Limits,
 }
 
+/// Longest line passed on: a longer one is cut to this many bytes (and counted, see
+/// [`Follower::long_lines`]), so a file with no newline cannot grow the agent's memory.
+pub const MAX_LINE: usize = 64 * 1024;
+/// Most bytes read from a followed file per sample; a file growing faster is caught up over the
+/// next samples, so a huge append cannot hold a sample for long.
+pub const MAX_READ: u64 = 32 << 20;
+/// Bytes read at a time.
+const CHUNK: u64 = 64 * 1024;
+
 /// Reads what was appended to a file since the last call, across rotation and truncation.
+/// Only regular files are read (a symlink to one is fine): a FIFO would block the read and a
+/// device such as `/dev/zero` never ends, and the web user who owns an application's log can
+/// put either at its path.
 #[derive(Debug)]
 pub struct Follower {
     path: PathBuf,
@@ -35,7 +47,10 @@ pub struct Follower {
     ino: u64,
     offset: u64,
     partial: Vec<u8>,
+    /// The line being read is longer than [`MAX_LINE`]; the rest of it is skipped.
+    cut: bool,
     buf: Vec<u8>,
+    long_lines: u64,
 }
 
 impl Follower {
@@ -47,9 +62,11 @@ impl Follower {
             ino: 0,
             offset: 0,
             partial: Vec::new(),
-            buf: Vec::with_capacity(64 * 1024),
+            cut: false,
+            buf: Vec::with_capacity(CHUNK as usize),
+            long_lines: 0,
         };
-        if f.open() {
+        if f.open().is_ok() {
             f.offset = f
                 .file
                 .as_ref()
@@ -59,73 +76,139 @@ impl Follower {
         f
     }
 
-    fn open(&mut self) -> bool {
-        match File::open(&self.path) {
-            Ok(h) => {
-                self.ino = h.metadata().map(|m| m.ino()).unwrap_or(0);
-                self.file = Some(h);
-                self.offset = 0;
-                self.partial.clear();
-                true
-            }
-            Err(_) => false,
-        }
+    /// Lines longer than [`MAX_LINE`] seen so far (each was passed on cut).
+    pub fn long_lines(&self) -> u64 {
+        self.long_lines
     }
 
-    /// Calls `line` for every complete new line; `Err` when the file cannot be read at all.
-    pub fn read_new(&mut self, mut line: impl FnMut(&str)) -> Result<(), Unreadable> {
-        if self.file.is_none() && !self.open() {
-            return Err(Unreadable {
+    /// Opens the path without blocking (a FIFO opened for reading waits for a writer) and
+    /// refuses anything but a regular file. Leaves the current handle alone on error.
+    fn open(&mut self) -> Result<(), Unreadable> {
+        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+        let h = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(&self.path)
+            .map_err(|_| Unreadable::Open {
                 path: self.path.clone(),
+            })?;
+        let meta = h.metadata().map_err(|_| Unreadable::Open {
+            path: self.path.clone(),
+        })?;
+        let t = meta.file_type();
+        if !t.is_file() {
+            let kind = if t.is_fifo() {
+                "a FIFO"
+            } else if t.is_char_device() || t.is_block_device() {
+                "a device"
+            } else if t.is_dir() {
+                "a directory"
+            } else if t.is_socket() {
+                "a socket"
+            } else {
+                "not a file"
+            };
+            return Err(Unreadable::NotRegular {
+                path: self.path.clone(),
+                kind,
             });
         }
-        self.drain(&mut line);
-        // Rotated: the path names another file now. What was left in the old one is read above.
+        self.ino = meta.ino();
+        self.file = Some(h);
+        self.offset = 0;
+        self.partial.clear();
+        self.cut = false;
+        Ok(())
+    }
+
+    /// Calls `line` for every complete new line, reading at most [`MAX_READ`] bytes; `Err` when
+    /// the file cannot be read at all, or its path now names something that is not a file.
+    pub fn read_new(&mut self, mut line: impl FnMut(&str)) -> Result<(), Unreadable> {
+        if self.file.is_none() {
+            self.open()?;
+        }
+        let mut budget = MAX_READ;
+        let drained = self.drain(&mut line, &mut budget);
+        // Rotated: the path names another file now. Once what was left in the old one is read,
+        // the new one is opened (and checked: a rotation to a FIFO is refused each sample).
         let now_ino = std::fs::metadata(&self.path).map(|m| m.ino()).ok();
-        if now_ino.is_some_and(|i| i != self.ino) && self.open() {
-            self.drain(&mut line);
+        if drained && now_ino.is_some_and(|i| i != self.ino) {
+            self.open()?;
+            self.drain(&mut line, &mut budget);
         }
         Ok(())
     }
 
-    fn drain(&mut self, line: &mut impl FnMut(&str)) {
-        let Some(f) = self.file.as_mut() else { return };
+    /// Reads from the offset until the end or until `budget` is spent; whether the end was
+    /// reached.
+    fn drain(&mut self, line: &mut impl FnMut(&str), budget: &mut u64) -> bool {
+        let Some(f) = self.file.as_mut() else {
+            return true;
+        };
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
         if len < self.offset {
             // Truncated (copytruncate): start again.
             self.offset = 0;
             self.partial.clear();
+            self.cut = false;
         }
         if f.seek(SeekFrom::Start(self.offset)).is_err() {
-            return;
+            return true;
         }
-        loop {
+        while *budget > 0 {
             self.buf.clear();
-            let n = match f.by_ref().take(64 * 1024).read_to_end(&mut self.buf) {
-                Ok(0) | Err(_) => break,
+            let want = CHUNK.min(*budget);
+            let n = match f.by_ref().take(want).read_to_end(&mut self.buf) {
+                Ok(0) | Err(_) => return true,
                 Ok(n) => n,
             };
+            *budget -= n as u64;
             self.offset += n as u64;
             let mut start = 0;
-            for (i, b) in self.buf.iter().enumerate() {
-                if *b == b'\n' {
-                    self.partial.extend_from_slice(&self.buf[start..i]);
+            for i in 0..self.buf.len() {
+                if self.buf[i] == b'\n' {
+                    Self::append(&mut self.partial, &mut self.cut, &self.buf[start..i]);
+                    if self.cut {
+                        self.long_lines += 1;
+                    }
                     line(&String::from_utf8_lossy(&self.partial));
                     self.partial.clear();
+                    self.cut = false;
                     start = i + 1;
                 }
             }
-            self.partial.extend_from_slice(&self.buf[start..]);
+            Self::append(&mut self.partial, &mut self.cut, &self.buf[start..]);
         }
+        false
+    }
+
+    /// Adds `bytes` to the line being read, up to [`MAX_LINE`].
+    fn append(partial: &mut Vec<u8>, cut: &mut bool, bytes: &[u8]) {
+        let room = MAX_LINE - partial.len();
+        if bytes.len() > room {
+            *cut = true;
+        }
+        partial.extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 }
 
-/// A followed file that cannot be opened (missing, or not readable by the agent).
+/// A followed file that cannot be read.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("cannot open {}", path.display())]
-pub struct Unreadable {
-    /// The file.
-    pub path: std::path::PathBuf,
+pub enum Unreadable {
+    /// Missing, or not readable by the agent.
+    #[error("cannot open {}", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The path names a FIFO, a device, a directory or a socket.
+    #[error("{} is {kind}, not a regular file: not read (hint: point the check at the log file itself; only regular files are followed)", path.display())]
+    NotRegular {
+        /// The file.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
 }
 
 /// Per-sample counts over a sliding window.
@@ -193,6 +276,13 @@ impl Watcher {
             l.path.display(),
             humantime::format_duration(l.window)
         );
+        let long = self.follower.long_lines();
+        if long > 0 {
+            detail.push_str(&format!(
+                "; {long} line(s) longer than {} KiB were cut",
+                MAX_LINE / 1024
+            ));
+        }
         if total > 0 && !self.last.is_empty() {
             detail.push_str("; last:\n");
             for line in &self.last {

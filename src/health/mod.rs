@@ -26,7 +26,7 @@ pub mod tls;
 
 use crate::catalog::Catalog;
 use state::{Level, Limits};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
 
 pub use runner::{spawn, Watch};
@@ -193,10 +193,10 @@ pub enum Prober {
     Plain(Arc<CheckSpec>),
     /// HTTP holds the shared client (connection pool, TLS config).
     Http(Arc<CheckSpec>, reqwest::Client),
-    /// Log and rate checks follow a file.
-    Log(Arc<CheckSpec>, logfile::Watcher),
+    /// Log and rate checks follow a file (read off the async workers, see [`Prober::probe`]).
+    Log(Arc<CheckSpec>, Arc<Mutex<logfile::Watcher>>),
     /// Rate checks count requests per client.
-    Rate(Arc<CheckSpec>, rate::Watcher),
+    Rate(Arc<CheckSpec>, Arc<Mutex<rate::Watcher>>),
     /// Service checks remember their restarts.
     Service(Arc<CheckSpec>, service::Restarts),
     /// Backup freshness reads the catalog.
@@ -214,11 +214,11 @@ impl Prober {
             }
             ProbeSpec::Log(l) => {
                 let w = logfile::Watcher::new(l);
-                Prober::Log(spec, w)
+                Prober::Log(spec, Arc::new(Mutex::new(w)))
             }
             ProbeSpec::Rate(r) => {
                 let w = rate::Watcher::new(r);
-                Prober::Rate(spec, w)
+                Prober::Rate(spec, Arc::new(Mutex::new(w)))
             }
             ProbeSpec::Service(_) => Prober::Service(spec, service::Restarts::default()),
             ProbeSpec::Backup(_) => Prober::Backup(spec, catalog.clone()),
@@ -238,12 +238,13 @@ impl Prober {
         }
     }
 
-    /// Takes one sample (the caller applies the timeout).
+    /// Takes one sample (the caller applies the timeout). File reads run on the blocking
+    /// pool: a slow disk or an odd file delays only its own check, never the async workers.
     pub async fn probe(&mut self) -> Sample {
         match self {
             Prober::Http(spec, client) => http::probe(spec, client).await,
-            Prober::Log(spec, w) => w.probe(spec),
-            Prober::Rate(spec, w) => w.probe(spec),
+            Prober::Log(spec, w) => off_runtime(spec, w, |w, s| w.probe(s)).await,
+            Prober::Rate(spec, w) => off_runtime(spec, w, |w, s| w.probe(s)).await,
             Prober::Service(spec, r) => service::probe(spec, r).await,
             Prober::Backup(spec, cat) => freshness::probe(spec, cat.clone()).await,
             Prober::Plain(spec) => match &spec.probe {
@@ -255,6 +256,27 @@ impl Prober {
             },
         }
     }
+}
+
+/// Runs `probe` on the blocking pool. A read still running from an earlier sample (past its
+/// timeout) holds the lock: this sample is UNKNOWN instead of queueing behind it.
+async fn off_runtime<W: Send + 'static>(
+    spec: &Arc<CheckSpec>,
+    state: &Arc<Mutex<W>>,
+    probe: fn(&mut W, &CheckSpec) -> Sample,
+) -> Sample {
+    let (spec2, state) = (spec.clone(), state.clone());
+    let job = tokio::task::spawn_blocking(move || match state.try_lock() {
+        Ok(mut w) => probe(&mut w, &spec2),
+        // A panic in an earlier read: the state is still usable (at worst a line is lost).
+        Err(TryLockError::Poisoned(p)) => probe(&mut p.into_inner(), &spec2),
+        Err(TryLockError::WouldBlock) => Sample::failed(
+            &spec2,
+            "the previous read has not finished (the file or its disk is stuck)".into(),
+        ),
+    });
+    job.await
+        .unwrap_or_else(|e| Sample::failed(spec, format!("internal: the read failed: {e}")))
 }
 
 /// The part of a deadline a probe may spend on its own connection attempts, so it can report

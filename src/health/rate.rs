@@ -25,6 +25,9 @@ pub struct Spec {
     pub top: usize,
 }
 
+/// Distinct clients counted per sample; the rest are counted together as `(others)`.
+pub const MAX_CLIENTS: usize = 10_000;
+
 /// The state of one rate check.
 #[derive(Debug)]
 pub struct Watcher {
@@ -55,7 +58,13 @@ impl Watcher {
             if r.pattern.as_ref().is_none_or(|p| p.is_match(line)) {
                 n += 1;
                 let addr = line.split_whitespace().next().unwrap_or("-");
-                *by_client.entry(addr.to_string()).or_default() += 1;
+                // A flood from many addresses must not grow the table without end.
+                let key = if by_client.len() < MAX_CLIENTS || by_client.contains_key(addr) {
+                    addr
+                } else {
+                    "(others)"
+                };
+                *by_client.entry(key.chars().take(64).collect()).or_default() += 1;
             }
         });
         if let Err(e) = res {
