@@ -13,6 +13,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
     let cfg = config::load(&path)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // File reads of checks and media work run here; bounded under the unit's TasksMax.
+        .max_blocking_threads(64)
         // Keep an idle blocking thread across check intervals instead of starting one per tick.
         .thread_keep_alive(std::time::Duration::from_secs(120))
         .enable_all()
