@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod health;
+pub mod heartbeat;
 pub mod log_throttle;
 pub mod media;
 pub mod metrics;

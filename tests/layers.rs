@@ -20,6 +20,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("media", 2),
     ("alert", 2),
     ("health", 2),
+    ("heartbeat", 2),
     ("metrics", 2),
     ("config", 3),
     ("snapshot", 4),

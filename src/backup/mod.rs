@@ -18,6 +18,7 @@ use crate::snapshot::{claim, lock, manifest, orphan_uploads};
 
 use crate::catalog::RunStatus;
 use crate::config::{Config, Schedule};
+use crate::heartbeat::{self, PingUrl, Signal};
 use chrono::Utc;
 
 /// What started a run.
@@ -125,7 +126,8 @@ pub fn schedules(config: &Config) -> Vec<(String, Schedule)> {
 /// Runs job `name` once, recording it in the catalog. Logs the outcome.
 pub async fn run_job(env: &Env, name: &str, trigger: Trigger) -> Result<RunReport, BackupError> {
     if let Some(job) = env.config.media.iter().find(|j| j.name == name) {
-        return lifecycle(env, name, "media", trigger, &job.keep, |run_id| {
+        let ping = job.ping_url.as_ref();
+        return lifecycle(env, name, "media", trigger, (&job.keep, ping), |run_id| {
             media_work(env, job, run_id)
         })
         .await;
@@ -136,12 +138,13 @@ pub async fn run_job(env: &Env, name: &str, trigger: Trigger) -> Result<RunRepor
         .iter()
         .find(|j| j.name == name)
         .ok_or_else(|| BackupError::UnknownJob(name.to_string()))?;
+    let ping = job.ping_url.as_ref();
     lifecycle(
         env,
         name,
         "mysql",
         trigger,
-        &job.keep,
+        (&job.keep, ping),
         |run_id| async move {
             match mysql::run(env, job, run_id).await {
                 Ok(report) => Ok(Done {
@@ -174,15 +177,16 @@ struct Failure {
     error: WorkError,
 }
 
-/// One run of any kind of job: take the job's lock, record the run, check the prefix claim and
-/// abort the uploads a dead run of the job left, do `work`, record the outcome, and apply
-/// retention only after a good run.
+/// One run of any kind of job: take the job's lock, record the run, ping the job's `ping_url`
+/// (`/start`), check the prefix claim and abort the uploads a dead run of the job left, do
+/// `work`, record the outcome, ping success or `/fail`, and apply retention only after a good
+/// run.
 async fn lifecycle<'a, F, Fut>(
     env: &'a Env,
     name: &'a str,
     kind: &'static str,
     trigger: Trigger,
-    keep: &crate::retention::KeepPolicy,
+    (keep, ping): (&crate::retention::KeepPolicy, Option<&PingUrl>),
     work: F,
 ) -> Result<RunReport, BackupError>
 where
@@ -199,6 +203,9 @@ where
         trigger = trigger.as_str(),
         "backup started"
     );
+    if let Some(url) = ping {
+        heartbeat::ping_job(url, name, &Signal::Start, &env.catalog).await;
+    }
     let started = std::time::Instant::now();
     // Only the agent that owns the storage prefix writes to it (see `snapshot::claim`).
     let result = match claim::guard(env).await {
@@ -217,6 +224,13 @@ where
     };
     env.catalog
         .finish_run(run_id, status, bytes, error.as_deref(), Utc::now())?;
+    if let Some(url) = ping {
+        let signal = match &error {
+            Some(e) if status == RunStatus::Failed => Signal::Fail(format!("job {name}: {e}")),
+            _ => Signal::Ok,
+        };
+        heartbeat::ping_job(url, name, &signal, &env.catalog).await;
+    }
     match result {
         Ok(Done { mut report, .. }) => {
             report.pruned = retention(env, name, keep).await;

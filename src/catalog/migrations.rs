@@ -116,6 +116,16 @@ const STEPS: &[&str] = &[
     );
     ALTER TABLE runs ADD COLUMN alerted INTEGER NOT NULL DEFAULT 0;
     UPDATE runs SET alerted = 1 WHERE status != 'running';",
+    // Heartbeat pings: the last outcome per target (the agent's heartbeat, each job's ping URL).
+    "CREATE TABLE pings (
+        target TEXT PRIMARY KEY,
+        at INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        error TEXT,
+        failures INTEGER NOT NULL DEFAULT 0,
+        last_ok INTEGER
+    );",
 ];
 
 /// The schema version this build writes.

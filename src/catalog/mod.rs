@@ -8,11 +8,13 @@
 mod alerts;
 mod checks;
 mod migrations;
+mod pings;
 mod runs;
 mod snapshots;
 
 pub use alerts::{AlertRow, FinishedRun, OutboxRow, SilenceRow, GIVEN_UP};
 pub use checks::{CheckStateRow, EventRow};
+pub use pings::PingRow;
 pub use runs::{RunRecord, RunStatus};
 pub use snapshots::SnapshotRow;
 

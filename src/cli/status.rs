@@ -7,7 +7,7 @@
 //! check, 2 a critical check. A configuration error also exits 2, with its message on stderr.
 
 use super::Cli;
-use crate::catalog::{AlertRow, Catalog, CheckStateRow, OutboxRow, RunRecord, SilenceRow};
+use crate::catalog::{AlertRow, Catalog, CheckStateRow, OutboxRow, PingRow, RunRecord, SilenceRow};
 use crate::error::Unhealthy;
 use crate::health::state::Level;
 use chrono::{DateTime, Utc};
@@ -79,6 +79,8 @@ pub struct Report {
     pub silences: Vec<SilenceRow>,
     /// Mails waiting in the outbox.
     pub outbox: Vec<OutboxRow>,
+    /// The last heartbeat ping per target.
+    pub pings: Vec<PingRow>,
 }
 
 /// One alert as shown.
@@ -151,6 +153,7 @@ impl Report {
             alerts: Vec::new(),
             silences: cat.silences(Some(now))?,
             outbox: cat.outbox(None)?,
+            pings: cat.pings()?,
         }
         .with_alerts(cat.alerts()?, None, now))
     }
@@ -304,6 +307,7 @@ mod tests {
             alerts: Vec::new(),
             silences: Vec::new(),
             outbox: Vec::new(),
+            pings: Vec::new(),
         }
     }
 

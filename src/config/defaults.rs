@@ -114,3 +114,6 @@ pub const RATE_WINDOW: Duration = Duration::from_secs(MINUTE);
 pub const RATE_TOP: usize = 5;
 /// The hysteresis of `[[checks.rate]]` thresholds (a fraction of the threshold).
 pub const RATE_HYSTERESIS: f64 = 0.1;
+
+/// `[heartbeat] interval`.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(MINUTE);

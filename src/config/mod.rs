@@ -11,6 +11,7 @@ mod resolve_alerts;
 mod resolve_checks;
 mod resolve_email;
 mod resolve_encryption;
+mod resolve_heartbeat;
 mod resolve_media;
 mod resolve_mysql;
 mod resolve_probes;
@@ -55,6 +56,8 @@ pub struct Config {
     pub health: crate::health::HealthConfig,
     /// `[metrics] listen`: the Prometheus endpoint, when enabled.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `[heartbeat]`, when set.
+    pub heartbeat: Option<crate::heartbeat::HeartbeatConfig>,
 }
 
 /// `[agent]`, resolved.
@@ -111,6 +114,8 @@ pub struct MysqlJob {
     pub restore_password: Option<Secret>,
     /// When the daemon runs a restore drill (`None`: never).
     pub verify_schedule: Option<Schedule>,
+    /// Pinged at each run's start and end.
+    pub ping_url: Option<crate::heartbeat::PingUrl>,
 }
 
 impl MysqlJob {
@@ -151,6 +156,8 @@ pub struct MediaJob {
     pub prune_grace: Duration,
     /// When the daemon runs a drill (`None`: never, the default).
     pub verify_schedule: Option<Schedule>,
+    /// Pinged at each run's start and end.
+    pub ping_url: Option<crate::heartbeat::PingUrl>,
 }
 
 impl Config {

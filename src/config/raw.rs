@@ -30,6 +30,21 @@ pub struct RawConfig {
     pub metrics: Option<super::raw_checks::RawMetrics>,
     /// Client-side encryption of backups with age.
     pub encryption: Option<RawEncryption>,
+    /// The dead-man's switch: pings to an outside monitor.
+    pub heartbeat: Option<RawHeartbeat>,
+}
+
+/// `[heartbeat]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeartbeat {
+    /// Ping URL (Healthchecks.io `https://hc-ping.com/<uuid>`, an Uptime Kuma push URL…).
+    pub url: Option<String>,
+    /// File holding the URL instead (it carries a token), like the other secrets.
+    pub url_file: Option<PathBuf>,
+    /// How often to ping; default 1m.
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
 }
 
 /// `[encryption]`
@@ -141,6 +156,9 @@ pub struct RawMysql {
     /// When the daemon runs a restore drill of this job (crontab or @weekly…; "off" disables);
     /// default "@weekly".
     pub verify_schedule: Option<String>,
+    /// This job's own ping URL: `/start` at a run's start, the URL on success, `/fail` with
+    /// the error on failure (Healthchecks.io style; Uptime Kuma push URLs get `status=`).
+    pub ping_url: Option<String>,
 }
 
 /// `[[media]]`
@@ -170,6 +188,9 @@ pub struct RawMedia {
     /// When the daemon runs a drill of this job: every pack of the newest snapshot downloaded
     /// and checked (crontab or @monthly…); default "off" (it downloads the whole snapshot).
     pub verify_schedule: Option<String>,
+    /// This job's own ping URL: `/start` at a run's start, the URL on success, `/fail` with
+    /// the error on failure (Healthchecks.io style; Uptime Kuma push URLs get `status=`).
+    pub ping_url: Option<String>,
 }
 
 /// `[alerts]`

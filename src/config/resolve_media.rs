@@ -72,6 +72,8 @@ pub(super) fn media_job(cx: &mut Ctx, m: &RawMedia, p: &KeyPath) -> Option<Media
         &p.key("verify_schedule"),
     );
     let compression_level = compression_level(cx, m.compression_level, &p.key("compression_level"));
+    let ping_url =
+        super::resolve_heartbeat::job_ping_url(cx, m.ping_url.as_deref(), &p.key("ping_url"));
     Some(MediaJob {
         name: name?,
         paths: paths?,
@@ -83,5 +85,6 @@ pub(super) fn media_job(cx: &mut Ctx, m: &RawMedia, p: &KeyPath) -> Option<Media
         compression_level,
         prune_grace: m.prune_grace.unwrap_or(defaults::PRUNE_GRACE),
         verify_schedule: verify_schedule?,
+        ping_url,
     })
 }

@@ -33,6 +33,8 @@ pub(super) fn mysql_job(cx: &mut Ctx, m: &RawMysql, p: &KeyPath) -> Option<Mysql
         .and_then(|f| secret_file(cx, f, &p.key("restore_password_file")));
     let compression_level = compression_level(cx, m.compression_level, &p.key("compression_level"));
     dump_settings(cx, m, p);
+    let ping_url =
+        super::resolve_heartbeat::job_ping_url(cx, m.ping_url.as_deref(), &p.key("ping_url"));
     Some(MysqlJob {
         name: name?,
         databases: databases?,
@@ -47,6 +49,7 @@ pub(super) fn mysql_job(cx: &mut Ctx, m: &RawMysql, p: &KeyPath) -> Option<Mysql
         verify_schedule: verify_schedule?,
         restore_user: m.restore_user.clone(),
         restore_password,
+        ping_url,
     })
 }
 

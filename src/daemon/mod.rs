@@ -85,6 +85,8 @@ pub async fn run(
     let health = crate::health::spawn(d.env.config.health.clone(), d.env.catalog.clone());
     // Alerting turns check events and failed runs into mails through the durable outbox.
     let alerting = crate::alert::spawn(d.env.config.alert_setup(), d.env.catalog.clone());
+    // The dead-man's switch: pings to an outside monitor while all is well.
+    let heartbeat = crate::heartbeat::spawn(d.env.config.heartbeat.clone(), d.env.catalog.clone());
     // The Prometheus endpoint, when `[metrics] listen` asks for one (not followed on reload).
     let _metrics = serve_metrics(&d.env).await;
     let mut watched = d.env.config.clone();
@@ -105,6 +107,7 @@ pub async fn run(
             watched = d.env.config.clone();
             health.reload(watched.health.clone());
             alerting.reload(watched.alert_setup());
+            heartbeat.reload(watched.heartbeat.clone());
         }
     }
     d.shutdown().await;

@@ -193,8 +193,34 @@ pub fn render(r: &Report, zone: Zone, now: DateTime<Utc>) -> String {
     }
     let _ = writeln!(o);
     alerts_section(&mut o, r, zone);
+    pings_section(&mut o, r, now);
     let _ = writeln!(o, "events not yet delivered: {}", r.pending_events);
     o
+}
+
+/// The last heartbeat ping per target; failing ones say since when and why.
+fn pings_section(o: &mut String, r: &Report, now: DateTime<Utc>) {
+    for p in &r.pings {
+        let last_ok = p
+            .last_ok
+            .map_or("never".to_string(), |t| format!("{} ago", age(now - t)));
+        if p.ok {
+            let _ = writeln!(
+                o,
+                "ping {}: ok ({}, {} ago)",
+                p.target,
+                p.kind,
+                age(now - p.at)
+            );
+        } else {
+            let why = p.error.as_deref().unwrap_or("no detail");
+            let _ = writeln!(
+                o,
+                "ping {}: FAILING, {} attempt(s), last delivered {last_ok}: {why}",
+                p.target, p.failures
+            );
+        }
+    }
 }
 
 fn run_json(r: Option<&RunRecord>, now: DateTime<Utc>) -> serde_json::Value {
@@ -237,10 +263,15 @@ pub fn to_json(r: &Report, now: DateTime<Utc>) -> serde_json::Value {
         .iter()
         .map(|s| serde_json::json!({"id": s.id, "check": s.pattern, "until": s.ends_at.to_rfc3339(), "by": s.created_by, "reason": s.reason}))
         .collect();
+    let pings: Vec<_> = r
+        .pings
+        .iter()
+        .map(|p| serde_json::json!({"target": p.target, "kind": p.kind, "ok": p.ok, "at": p.at.to_rfc3339(), "error": p.error, "failures": p.failures, "last_ok": p.last_ok.map(|t| t.to_rfc3339())}))
+        .collect();
     let outbox: Vec<_> = r
         .outbox
         .iter()
         .map(|m| serde_json::json!({"subject": m.subject, "message_id": m.message_id, "to": m.rcpt_to, "attempts": m.attempts, "refused": m.given_up(), "last_error": m.last_error}))
         .collect();
-    serde_json::json!({"host": r.host, "status": status, "exit_code": r.exit_code(), "checks": checks, "jobs": jobs, "pending_events": r.pending_events, "alerts": alerts, "silences": silences, "outbox": outbox})
+    serde_json::json!({"host": r.host, "status": status, "exit_code": r.exit_code(), "checks": checks, "jobs": jobs, "pending_events": r.pending_events, "alerts": alerts, "silences": silences, "outbox": outbox, "pings": pings})
 }
