@@ -203,3 +203,41 @@ fn heartbeat_pings_while_healthy_fails_on_crit_and_stops_with_the_daemon() {
         "{log}"
     );
 }
+
+#[test]
+fn the_commented_heartbeat_block_loads_and_bad_urls_are_named_without_the_token() {
+    let example = include_str!("../config/opsagent.example.toml");
+    let start = example.find("# [heartbeat]\n").unwrap();
+    let end = start + example[start..].find("\n\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = common::write_secret(dir.path(), "hb", "https://hc-ping.com/0b1c-uuid");
+    let block: String = example[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .map(|l| l.replace("/etc/opsagent/secrets/heartbeat", secret.to_str().unwrap()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let head = format!(
+        "[agent]\nstate_dir = \"{0}/state\"\n[storage]\ntype = \"local\"\npath = \"{0}/b\"\n",
+        dir.path().display()
+    );
+    let cfg = opsagent::config::parse(&dir.path().join("x.toml"), &format!("{head}{block}\n"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let hb = cfg.heartbeat.unwrap();
+    assert_eq!(hb.interval, Duration::from_secs(60));
+    assert_eq!(hb.url.describe(), "https://hc-ping.com/…");
+
+    let bad = format!(
+        "{head}[heartbeat]\nurl = \"ftp://x/s3cr3t\"\n[[media]]\nname = \"m\"\npaths = [\"/srv\"]\nschedule = \"@daily\"\nping_url = \"s3cr3t\"\n"
+    );
+    let err = opsagent::config::parse(&dir.path().join("x.toml"), &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("x.toml:7:") && err.contains("heartbeat.url"),
+        "{err}"
+    );
+    assert!(err.contains("media[0].ping_url"), "{err}");
+    assert!(err.contains("not an http(s) URL"), "{err}");
+    assert!(!err.contains("s3cr3t"), "{err}");
+}
