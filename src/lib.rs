@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod error;
 pub mod health;
 pub mod heartbeat;
+pub mod liveness;
 pub mod log_throttle;
 pub mod media;
 pub mod metrics;

@@ -11,6 +11,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("quote", 0),
     ("nofollow", 0),
     ("log_throttle", 0),
+    ("liveness", 0),
     ("error", 0),
     ("schedule", 0),
     ("retention", 1),

@@ -11,6 +11,7 @@ pub mod watch;
 use crate::backup::{self, Trigger};
 use crate::catalog::Catalog;
 use crate::config::{self, Config};
+use crate::liveness::Beat;
 use crate::snapshot::Env;
 use crate::storage::Storage;
 use chrono::Utc;
@@ -70,7 +71,7 @@ pub async fn run(
             None
         }
     };
-    let _watchdog = systemd::spawn_watchdog();
+    let scheduler_beat = Arc::new(Beat::new(MAX_SLEEP * 3));
     let mut d = Daemon {
         config_path,
         env,
@@ -87,6 +88,10 @@ pub async fn run(
     let alerting = crate::alert::spawn(d.env.config.alert_setup(), d.env.catalog.clone());
     // The dead-man's switch: pings to an outside monitor while all is well.
     let heartbeat = crate::heartbeat::spawn(d.env.config.heartbeat.clone(), d.env.catalog.clone());
+    let _watchdog = systemd::spawn_watchdog(vec![
+        ("the scheduler", scheduler_beat.clone()),
+        ("the health checks", health.beat()),
+    ]);
     // The Prometheus endpoint, when `[metrics] listen` asks for one (not followed on reload).
     let _metrics = serve_metrics(&d.env).await;
     let mut watched = d.env.config.clone();
@@ -94,6 +99,7 @@ pub async fn run(
     tracing::info!(jobs = d.clocks.len(), storage = %d.env.storage.describe(), "opsagent started");
     systemd::ready(&status);
     loop {
+        scheduler_beat.touch();
         let sleep = d.sleep_duration();
         tokio::select! {
             c = control.recv() => match c {

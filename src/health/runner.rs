@@ -6,6 +6,7 @@
 use super::host::HostSampler;
 use super::{HealthConfig, Prober, Sample};
 use crate::catalog::Catalog;
+use crate::liveness::Beat;
 use chrono::Utc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,9 +19,15 @@ pub use super::collector::{observe, Collector, KEEP_HOURS, KEEP_MINUTES};
 pub struct Watch {
     config: watch::Sender<Arc<HealthConfig>>,
     task: tokio::task::JoinHandle<()>,
+    beat: Arc<Beat>,
 }
 
 impl Watch {
+    /// Touched whenever a sample reaches the collector; stalled after a few intervals without.
+    pub fn beat(&self) -> Arc<Beat> {
+        self.beat.clone()
+    }
+
     /// Applies a new configuration (probes restart, states are kept).
     pub fn reload(&self, config: HealthConfig) {
         let _ = self.config.send(Arc::new(config));
@@ -35,16 +42,33 @@ impl Drop for Watch {
 
 /// Starts the health watch on the current tokio runtime.
 pub fn spawn(config: HealthConfig, catalog: Arc<Catalog>) -> Watch {
+    let beat = Arc::new(Beat::new(stall_limit(&config)));
     let (tx, rx) = watch::channel(Arc::new(config));
-    let task = tokio::spawn(supervise(rx, catalog));
-    Watch { config: tx, task }
+    let task = tokio::spawn(supervise(rx, catalog, beat.clone()));
+    Watch {
+        config: tx,
+        task,
+        beat,
+    }
 }
 
-async fn supervise(mut rx: watch::Receiver<Arc<HealthConfig>>, catalog: Arc<Catalog>) {
+/// How long the collector may go without a sample before the health watch counts as stuck:
+/// the host sampler reports every interval, so three of them plus a timeout.
+fn stall_limit(cfg: &HealthConfig) -> Duration {
+    (cfg.interval * 3 + cfg.timeout).max(Duration::from_secs(60))
+}
+
+async fn supervise(
+    mut rx: watch::Receiver<Arc<HealthConfig>>,
+    catalog: Arc<Catalog>,
+    beat: Arc<Beat>,
+) {
     let mut col = Collector::load(catalog.clone());
     let sampler = Arc::new(Mutex::new(HostSampler::new()));
     loop {
         let cfg = rx.borrow_and_update().clone();
+        beat.set_limit(stall_limit(&cfg));
+        beat.touch();
         col.configure(&cfg);
         let (stx, mut srx) = mpsc::channel::<Vec<Sample>>(64);
         let mut tasks = JoinSet::new();
@@ -62,7 +86,10 @@ async fn supervise(mut rx: watch::Receiver<Arc<HealthConfig>>, catalog: Arc<Cata
                     }
                     break; // dropping `tasks` aborts the probes
                 }
-                Some(batch) = srx.recv() => col.handle(batch, Utc::now()),
+                Some(batch) = srx.recv() => {
+                    col.handle(batch, Utc::now());
+                    beat.touch();
+                }
                 _ = hourly.tick() => col.downsample(Utc::now()),
             }
         }
