@@ -44,6 +44,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => cli::verify::run(&cli, a),
         Command::Silence(a) => cli::silence::run(&cli, a),
         Command::NotifyTest(a) => cli::notify_test::run(&cli, a),
+        Command::WatchPeer(a) => cli::watch_peer::run(&cli, a),
         Command::GenerateAssets(a) => cli::generate::run(a),
     };
     match result {

@@ -476,7 +476,7 @@ fn example_config_checks_section_is_valid() {
     let kinds: Vec<&str> = c.health.checks.iter().map(|s| s.probe.kind()).collect();
     assert_eq!(
         kinds,
-        ["tcp", "http", "tls", "service", "process", "mysql", "log", "rate", "backup"]
+        ["tcp", "http", "tls", "service", "process", "mysql", "log", "rate", "peer", "backup"]
     );
     let backup = c.health.checks.last().unwrap();
     assert_eq!(backup.name, "backup:main");

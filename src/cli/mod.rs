@@ -12,6 +12,7 @@ pub mod silence;
 pub mod snapshots;
 pub mod status;
 pub mod verify;
+pub mod watch_peer;
 
 use crate::catalog::Catalog;
 use crate::config::{self, Config};
@@ -59,6 +60,8 @@ pub enum Command {
     Silence(silence::Args),
     /// Send a test mail now and say exactly where it failed if it did.
     NotifyTest(notify_test::Args),
+    /// Read another agent's heartbeat from the bucket: alive and backing up? Exit 0 OK, 2 CRIT.
+    WatchPeer(watch_peer::Args),
     /// Write the man pages and shell completions into DIR (for packaging).
     #[command(hide = true)]
     GenerateAssets(generate::Args),

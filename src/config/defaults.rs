@@ -117,3 +117,6 @@ pub const RATE_HYSTERESIS: f64 = 0.1;
 
 /// `[heartbeat] interval`.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(MINUTE);
+
+/// `[[checks.peer]] max_age`.
+pub const PEER_MAX_AGE: Duration = Duration::from_secs(5 * MINUTE);

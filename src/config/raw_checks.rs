@@ -54,6 +54,9 @@ pub struct RawChecks {
     /// `[[checks.rate]]`
     #[serde(default)]
     pub rate: Vec<RawRate>,
+    /// `[[checks.peer]]`
+    #[serde(default)]
+    pub peer: Vec<RawPeer>,
 }
 
 /// `[checks.cpu]` and the other host checks.
@@ -253,6 +256,22 @@ raw_check!(
         crit: Option<u64>,
         /// Client addresses named in the detail; default 5.
         top: Option<usize>,
+    }
+);
+
+raw_check!(
+    /// `[[checks.peer]]`
+    RawPeer {
+        /// The other agent's host name (its `[agent] hostname`).
+        host: Option<String>,
+        /// Its storage prefix in this agent's bucket; default `<host>/`.
+        prefix: Option<String>,
+        /// Older heartbeats mean it is down; default 5m.
+        #[serde(default, with = "humantime_serde")]
+        max_age: Option<Duration>,
+        /// A job whose newest snapshot is older is CRIT; default not checked.
+        #[serde(default, with = "humantime_serde")]
+        max_backup_age: Option<Duration>,
     }
 );
 

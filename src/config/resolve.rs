@@ -106,6 +106,7 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         &mysql,
         &media,
         agent.zone,
+        storage.as_ref(),
         &root.key("checks"),
     );
     let metrics_listen =

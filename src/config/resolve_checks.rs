@@ -22,6 +22,7 @@ pub(super) fn checks(
     jobs: &[MysqlJob],
     media: &[super::MediaJob],
     zone: Zone,
+    storage: Option<&crate::storage::StorageSpec>,
     p: &KeyPath,
 ) -> HealthConfig {
     let empty = RawChecks::default();
@@ -50,6 +51,11 @@ pub(super) fn checks(
         out: Vec::new(),
     };
     configured(&mut b, r, jobs, p);
+    for (i, c) in r.peer.iter().enumerate() {
+        let q = p.key("peer").index(i);
+        let probe = super::resolve_peer::peer(b.cx, c, storage, &q);
+        b.add(&q, (&c.name, c.interval, c.hold, c.timeout), probe);
+    }
     let mut out = b.out;
     let grace = r.backup_grace.unwrap_or(defaults::BACKUP_GRACE);
     let backup_jobs = jobs

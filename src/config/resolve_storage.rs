@@ -67,7 +67,7 @@ pub(super) fn storage(
     }
 }
 
-fn storage_prefix(
+pub(super) fn storage_prefix(
     cx: &mut Ctx,
     prefix: Option<&str>,
     hostname: &str,

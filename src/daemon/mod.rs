@@ -4,6 +4,7 @@
 //! new file is logged and the old one kept), and on [`Control::Stop`] (SIGTERM, SIGINT) stops
 //! starting work, lets running jobs finish within `agent.shutdown_grace`, and returns.
 
+pub mod presence;
 pub mod scheduler;
 pub mod systemd;
 pub mod watch;
@@ -94,6 +95,8 @@ pub async fn run(
     ]);
     // The Prometheus endpoint, when `[metrics] listen` asks for one (not followed on reload).
     let _metrics = serve_metrics(&d.env).await;
+    // The heartbeat object peers read; restarted with the configuration.
+    let mut presence = tokio::spawn(presence::run(d.env.clone()));
     let mut watched = d.env.config.clone();
     let status = d.status_line();
     tracing::info!(jobs = d.clocks.len(), storage = %d.env.storage.describe(), "opsagent started");
@@ -114,6 +117,8 @@ pub async fn run(
             health.reload(watched.health.clone());
             alerting.reload(watched.alert_setup());
             heartbeat.reload(watched.heartbeat.clone());
+            presence.abort();
+            presence = tokio::spawn(presence::run(d.env.clone()));
         }
     }
     d.shutdown().await;

@@ -15,6 +15,7 @@ pub mod host;
 pub mod http;
 pub mod logfile;
 pub mod mysql;
+pub mod peer;
 pub mod process;
 pub mod procfs;
 pub mod rate;
@@ -91,6 +92,8 @@ pub enum ProbeSpec {
     Rate(rate::Spec),
     /// Automatic, one per backup job: backup freshness (kind `backup`, module `freshness`).
     Backup(freshness::Spec),
+    /// `[[checks.peer]]`: another agent's heartbeat object in the bucket.
+    Peer(peer::Spec),
 }
 
 impl ProbeSpec {
@@ -106,6 +109,7 @@ impl ProbeSpec {
             ProbeSpec::Log(_) => "log",
             ProbeSpec::Rate(_) => "rate",
             ProbeSpec::Backup(_) => "backup",
+            ProbeSpec::Peer(_) => "peer",
         }
     }
 }
@@ -252,6 +256,7 @@ impl Prober {
                 ProbeSpec::Tls(t) => tls::probe(spec, t).await,
                 ProbeSpec::Process(p) => process::probe(spec, p),
                 ProbeSpec::Mysql(m) => mysql::probe(spec, m).await,
+                ProbeSpec::Peer(p) => peer::probe(spec, p).await,
                 _ => Sample::failed(spec, "internal: probe without its state".into()),
             },
         }
