@@ -97,6 +97,20 @@ pub enum ProbeSpec {
 }
 
 impl ProbeSpec {
+    /// What one sample waits on, for a timeout message (`the read of /var/log/x.log`).
+    pub fn waits_on(&self) -> String {
+        match self {
+            ProbeSpec::Tcp(t) => format!("the connection to {}", t.address),
+            ProbeSpec::Tls(t) => format!("the TLS handshake with {}", t.address),
+            ProbeSpec::Http(h) => format!("the request to {}", h.url),
+            ProbeSpec::Log(l) => format!("the read of {}", l.path.display()),
+            ProbeSpec::Rate(r) => format!("the read of {}", r.path.display()),
+            ProbeSpec::Service(s) => format!("systemctl's answer about {}", s.unit),
+            ProbeSpec::Peer(p) => format!("the heartbeat of {}", p.host),
+            _ => "the check".into(),
+        }
+    }
+
     /// The kind's word (`tcp`, `http`, …).
     pub fn kind(&self) -> &'static str {
         match self {

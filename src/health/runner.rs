@@ -135,7 +135,8 @@ async fn check_loop(mut prober: Prober, tx: mpsc::Sender<Vec<Sample>>) {
             Err(_) => Sample::failed(
                 &spec,
                 format!(
-                    "the check timed out after {}",
+                    "{} timed out after {}",
+                    spec.probe.waits_on(),
                     humantime::format_duration(spec.timeout)
                 ),
             ),
