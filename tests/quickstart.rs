@@ -1,7 +1,8 @@
 //! The README's first command, as a newcomer follows it: the embedded default
 //! (config/opsagent.example.toml, run from the checkout) has a demo job whose backup can be
-//! listed and restored at once, with nothing else installed. The lines run are the README's
-//! own (the `opsagent …` lines of the block after "Command 1"), so the README stays true.
+//! listed and restored within a minute of starting the daemon, with nothing else installed. The
+//! daemon is started as command 1 starts it, and the lines run are the README's own (the
+//! `opsagent …` lines of the block after "Command 1"), so the README stays true.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -46,11 +47,29 @@ fn the_example_configs_demo_job_backs_up_and_the_readme_lines_list_and_restore_i
     std::fs::create_dir(cwd.join("config")).unwrap();
     let example = include_str!("../config/opsagent.example.toml");
     std::fs::write(cwd.join("config/opsagent.example.toml"), example).unwrap();
-    // What the daemon does at the first minute boundary.
-    opsagent(cwd, &["backup".into(), "demo".into()]);
+    // README command 1: the daemon on the example config; its demo job runs at the next minute.
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_opsagent"))
+        .current_dir(cwd)
+        .args(["--config", "config/opsagent.example.toml", "run"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let lines = readme_lines();
     assert_eq!(lines.len(), 2, "{lines:?}");
-    let list = opsagent(cwd, &lines[0]);
+    let t0 = std::time::Instant::now();
+    let list = loop {
+        let list = opsagent(cwd, &lines[0]);
+        if list.contains("demo") {
+            break list;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(75),
+            "no snapshot of the demo job within a minute: {list}"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    };
+    let _ = daemon.kill();
+    let _ = daemon.wait();
     assert!(list.contains("demo"), "{list}");
     let out = opsagent(cwd, &lines[1]);
     assert!(out.contains("restored files of `demo`"), "{out}");
