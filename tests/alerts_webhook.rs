@@ -522,3 +522,35 @@ fn bad_webhook_settings_are_refused_at_their_position_without_the_url() {
     );
     assert!(!err.contains(TOKEN), "{err}");
 }
+
+#[test]
+fn the_commented_webhook_block_of_the_example_config_loads() {
+    let example = include_str!("../config/opsagent.example.toml");
+    let start = example.find("# [[alerts.webhook]]\n").unwrap();
+    let end = start + example[start..].find("\n\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("hook");
+    std::fs::write(&secret, format!("https://chat.example.com/hooks/{TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let block: String = example[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .map(|l| {
+            l.replace(
+                "/etc/opsagent/secrets/webhook-chat",
+                secret.to_str().unwrap(),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let text = format!(
+        "[agent]\nstate_dir = \"{0}/state\"\n[storage]\ntype = \"local\"\npath = \"{0}/b\"\n{block}\n",
+        dir.path().display()
+    );
+    let cfg = opsagent::config::parse(&dir.path().join("x.toml"), &text)
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let hooks = &cfg.alerts.webhooks;
+    assert_eq!(hooks.len(), 2);
+    assert_eq!(hooks[0].url.describe(), "https://chat.example.com/…");
+    assert!(!format!("{hooks:?}").contains(TOKEN));
+}
