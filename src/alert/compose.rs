@@ -93,7 +93,7 @@ pub fn subject(host: &str, notices: &[(NoticeKind, &AlertRow)]) -> String {
     format!("[opsagent] {counts} on {host}: {}", names.join(", "))
 }
 
-fn value(v: f64) -> String {
+pub(super) fn value(v: f64) -> String {
     if v.fract() == 0.0 || v.abs() >= 100.0 {
         format!("{v:.0}")
     } else {
@@ -102,7 +102,7 @@ fn value(v: f64) -> String {
 }
 
 /// "3d 4h", "2h 5m", "40s".
-fn age(d: chrono::Duration) -> String {
+pub(super) fn age(d: chrono::Duration) -> String {
     let s = d.num_seconds().max(0);
     match s {
         0..=59 => format!("{s}s"),
@@ -286,6 +286,9 @@ pub fn compose(
         attempts: 0,
         next_attempt: now,
         last_error: None,
+        channel: OutboxRow::EMAIL.into(),
+        content_type: String::new(),
+        headers: Vec::new(),
     })
 }
 

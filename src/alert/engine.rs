@@ -4,10 +4,12 @@
 
 use super::compose::{self, Envelope};
 use super::email::{EmailSettings, Mailer};
+use super::outbox::{self, WebhookSenders};
 use super::route::{self, NoticeKind, Rules};
 use super::silence::silenced_by;
-use super::{outbox, AlertConfig};
-use crate::catalog::{AlertRow, Catalog, CatalogError};
+use super::webhook::payload;
+use super::AlertConfig;
+use crate::catalog::{AlertRow, Catalog, CatalogError, OutboxRow};
 use crate::schedule::Zone;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -102,34 +104,21 @@ impl Engine {
         Ok(ev.len() + rs.len())
     }
 
-    /// Queues the mail due at `now`, if any; returns its subject.
-    pub fn flush(&self, now: DateTime<Utc>) -> Result<Option<String>, AlertError> {
-        let mut alerts = self.cat.alerts()?;
-        let mut forget: Vec<String> = alerts
-            .iter()
-            .filter(|a| route::finished(a))
-            .map(|a| a.key.clone())
-            .collect();
-        let Some(email) = &self.setup.email else {
-            if !forget.is_empty() {
-                self.cat.save_notices(&[], &forget, None)?;
-            }
-            return Ok(None);
-        };
-        let silences = self.cat.silences(Some(now))?;
-        let rules = Rules::from(&self.setup.rules);
-        let plan = route::plan(&alerts, now, &rules, |k| {
-            self.setup.muted(&silences, k, now)
-        });
-        let id = compose::message_id(&email.from, now);
-        let (quiet, notices): (Vec<_>, Vec<_>) = plan
-            .into_iter()
-            .partition(|(_, k)| *k == NoticeKind::Resolved && !self.setup.rules.send_resolved);
-        let mail = if notices.is_empty() {
-            None
-        } else {
+    /// The notifications about `notices`: the mail (with `[alerts.email]`) and one request per
+    /// webhook, all carrying `id`.
+    fn notifications(
+        &self,
+        alerts: &[AlertRow],
+        notices: &[(usize, NoticeKind)],
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OutboxRow>, AlertError> {
+        let refs: Vec<(NoticeKind, &AlertRow)> =
+            notices.iter().map(|(i, k)| (*k, &alerts[*i])).collect();
+        let mut out = Vec::new();
+        if let Some(email) = &self.setup.email {
             let mut threads: Vec<String> = Vec::new();
-            for (i, _) in &notices {
+            for (i, _) in notices {
                 let a = &alerts[*i];
                 if let (Some(t), "FIRING" | "FLAPPING") = (&a.thread, a.notified.as_str()) {
                     if !threads.contains(t) {
@@ -137,15 +126,61 @@ impl Engine {
                     }
                 }
             }
-            let refs: Vec<(NoticeKind, &AlertRow)> =
-                notices.iter().map(|(i, k)| (*k, &alerts[*i])).collect();
             let env = Envelope {
                 host: self.setup.host.clone(),
                 from: email.from.clone(),
                 to: email.to.clone(),
                 zone: self.setup.zone,
             };
-            Some(compose::compose(&refs, &threads, &env, &id, now).map_err(AlertError::Compose)?)
+            out.push(
+                compose::compose(&refs, &threads, &env, id, now).map_err(AlertError::Compose)?,
+            );
+        }
+        let about = payload::About {
+            host: &self.setup.host,
+            zone: self.setup.zone,
+            now,
+            id,
+        };
+        for w in &self.setup.rules.webhooks {
+            let p = payload::build(w.format, &refs, &about);
+            out.push(payload::row(w, p, id, now));
+        }
+        Ok(out)
+    }
+
+    /// Queues the notifications due at `now` (one mail, one request per webhook), if any;
+    /// returns their subject.
+    pub fn flush(&self, now: DateTime<Utc>) -> Result<Option<String>, AlertError> {
+        let mut alerts = self.cat.alerts()?;
+        let mut forget: Vec<String> = alerts
+            .iter()
+            .filter(|a| route::finished(a))
+            .map(|a| a.key.clone())
+            .collect();
+        if self.setup.email.is_none() && self.setup.rules.webhooks.is_empty() {
+            if !forget.is_empty() {
+                self.cat.save_notices(&[], &forget, &[])?;
+            }
+            return Ok(None);
+        }
+        let silences = self.cat.silences(Some(now))?;
+        let rules = Rules::from(&self.setup.rules);
+        let plan = route::plan(&alerts, now, &rules, |k| {
+            self.setup.muted(&silences, k, now)
+        });
+        let from = match &self.setup.email {
+            Some(e) => e.from.clone(),
+            None => format!("opsagent@{}", self.setup.host),
+        };
+        let id = compose::message_id(&from, now);
+        let (quiet, notices): (Vec<_>, Vec<_>) = plan
+            .into_iter()
+            .partition(|(_, k)| *k == NoticeKind::Resolved && !self.setup.rules.send_resolved);
+        let queued = if notices.is_empty() {
+            Vec::new()
+        } else {
+            self.notifications(&alerts, &notices, &id, now)?
         };
         let mut save = Vec::new();
         for (i, k) in quiet.iter().chain(notices.iter()) {
@@ -156,11 +191,11 @@ impl Engine {
                 save.push(alerts[*i].clone());
             }
         }
-        if save.is_empty() && forget.is_empty() && mail.is_none() {
+        if save.is_empty() && forget.is_empty() && queued.is_empty() {
             return Ok(None);
         }
-        self.cat.save_notices(&save, &forget, mail.as_ref())?;
-        Ok(mail.map(|m| m.subject))
+        self.cat.save_notices(&save, &forget, &queued)?;
+        Ok(queued.into_iter().next().map(|m| m.subject))
     }
 
     /// One round: ingest, then flush.
@@ -206,22 +241,33 @@ fn period(setup: &Setup) -> Duration {
     (setup.rules.group_wait / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
 }
 
-/// Starts alerting on the current tokio runtime.
+/// Starts alerting on the current tokio runtime: the engine, the mail sender and one sender
+/// per webhook (restarted when the webhooks change).
 pub fn spawn(setup: Setup, cat: Arc<Catalog>) -> Alerting {
     let wake = Arc::new(Notify::new());
+    let (queued_tx, queued_rx) = watch::channel(0u64);
     let (mailer_tx, mailer_rx) = watch::channel(mailer_for(&setup));
     let sender = tokio::spawn(outbox::run(cat.clone(), mailer_rx, wake.clone()));
     let (tx, mut rx) = watch::channel(setup);
     let engine = tokio::spawn(async move {
+        let mut hooks = WebhookSenders::start(&cat, &[], &queued_rx);
         loop {
             let setup = rx.borrow_and_update().clone();
+            if hooks.hooks() != setup.rules.webhooks.as_slice() {
+                hooks = WebhookSenders::start(&cat, &setup.rules.webhooks, &queued_rx);
+            }
             let pause = period(&setup);
+            let what = match setup.email {
+                Some(_) => "alert mail queued",
+                None => "alert webhook notification queued",
+            };
             let engine = Engine::new(cat.clone(), setup);
             loop {
                 match engine.tick(Utc::now()) {
                     Ok(Some(subject)) => {
-                        tracing::info!(%subject, "alert mail queued");
+                        tracing::info!(%subject, "{what}");
                         wake.notify_one();
+                        queued_tx.send_modify(|n| *n = n.wrapping_add(1));
                     }
                     Ok(None) => {}
                     Err(e) => tracing::error!(error = %e, "alerting failed this round"),

@@ -1,7 +1,8 @@
 //! Alerting: check events and failed backup/drill runs become alerts ([`route`]), alerts become
-//! mails grouped, deduplicated and rate-limited like Alertmanager's ([`route::plan`]), written
-//! ([`compose`]) into the durable outbox in the catalog and delivered by SMTP ([`email`],
-//! [`outbox`]); silences and maintenance windows mute them ([`silence`]).
+//! notifications grouped, deduplicated and rate-limited like Alertmanager's ([`route::plan`]):
+//! one mail ([`compose`]) and one request per webhook ([`webhook`]) per group, written into the
+//! durable outbox in the catalog and delivered by SMTP ([`email`]) or HTTP, each channel by its
+//! own sender ([`outbox`]); silences and maintenance windows mute them ([`silence`]).
 //!
 //! The engine keeps no state in memory: the `alerts` table holds what each alert is and what
 //! was last mailed about it, so a restarted daemon continues where it stopped. This module owns
@@ -14,6 +15,7 @@ pub mod engine;
 pub mod outbox;
 pub mod route;
 pub mod silence;
+pub mod webhook;
 
 pub use engine::{spawn, Alerting, Engine, Setup};
 
@@ -54,6 +56,8 @@ pub struct AlertConfig {
     pub min_severity: MinSeverity,
     /// Maintenance windows: alerts of the matching checks are recorded but not mailed.
     pub maintenance: Vec<silence::Maintenance>,
+    /// `[[alerts.webhook]]`: each gets the same notifications as the mail.
+    pub webhooks: Vec<webhook::WebhookSettings>,
 }
 
 impl Default for AlertConfig {
@@ -65,6 +69,7 @@ impl Default for AlertConfig {
             send_resolved: true,
             min_severity: MinSeverity::Warn,
             maintenance: Vec::new(),
+            webhooks: Vec::new(),
         }
     }
 }

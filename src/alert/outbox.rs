@@ -10,6 +10,9 @@
 //! backoff schedule, since the same mail would be refused again: the row stays in the outbox,
 //! shown by `opsagent status` as refused, logged as an ERROR, and is tried once more when the
 //! daemon restarts or the mail settings change (after the operator fixed the cause).
+//!
+//! Webhook rows are delivered the same way by their own senders ([`WebhookSenders`], one task
+//! per webhook): a dead SMTP relay never holds up a webhook, nor one webhook another.
 
 use super::email::{Mailer, SendError, Step};
 use crate::catalog::{Catalog, OutboxRow, GIVEN_UP};
@@ -29,6 +32,9 @@ pub fn backoff(attempts: u32) -> Duration {
 
 /// After this many failures of one mail an ERROR is logged (before: warnings).
 const LOUD_AFTER: u32 = 5;
+
+mod webhooks;
+pub use webhooks::{deliver_due_webhook, WebhookSenders};
 
 fn failed(cat: &Catalog, row: &OutboxRow, e: &SendError) {
     let attempts = row.attempts + 1;
@@ -89,7 +95,7 @@ fn partly_sent(cat: &Catalog, row: &OutboxRow, refused: &[SendError]) {
 
 /// Sends every mail due now over one SMTP session; returns how many the server accepted.
 pub async fn deliver_due(cat: &Catalog, mailer: &Mailer) -> usize {
-    let due = match cat.outbox(Some(Utc::now())) {
+    let due = match cat.outbox_of(OutboxRow::EMAIL, Some(Utc::now())) {
         Ok(d) => d,
         Err(e) => {
             tracing::error!(error = %e, "cannot read the outbox");
@@ -151,7 +157,7 @@ pub async fn run(
     mut mailer: watch::Receiver<Option<Mailer>>,
     wake: Arc<Notify>,
 ) {
-    if let Err(e) = cat.outbox_retry_now(Utc::now()) {
+    if let Err(e) = cat.outbox_retry_now_of(OutboxRow::EMAIL, Utc::now()) {
         tracing::warn!(error = %e, "cannot reset the outbox retry times");
     }
     loop {
@@ -159,7 +165,7 @@ pub async fn run(
         let mut pause = MAX_BACKOFF;
         if let Some(m) = &m {
             deliver_due(&cat, m).await;
-            if let Ok(rows) = cat.outbox(None) {
+            if let Ok(rows) = cat.outbox_of(OutboxRow::EMAIL, None) {
                 let now = Utc::now();
                 if let Some(next) = rows.iter().map(|r| r.next_attempt).min() {
                     pause = (next - now)
@@ -176,7 +182,7 @@ pub async fn run(
                     return;
                 }
                 // New mail settings: whatever waits (refused ones too) is tried with them now.
-                if let Err(e) = cat.outbox_retry_now(Utc::now()) {
+                if let Err(e) = cat.outbox_retry_now_of(OutboxRow::EMAIL, Utc::now()) {
                     tracing::warn!(error = %e, "cannot reset the outbox retry times");
                 }
             }

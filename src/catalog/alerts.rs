@@ -9,6 +9,9 @@ use super::{from_millis, to_millis, Catalog, CatalogError};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Row};
 
+mod outbox;
+pub use outbox::{OutboxRow, GIVEN_UP};
+
 /// One row of `alerts`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertRow {
@@ -38,43 +41,6 @@ pub struct AlertRow {
     pub notified_at: Option<DateTime<Utc>>,
     /// Message-ID of the incident's first mail (for In-Reply-To / References).
     pub thread: Option<String>,
-}
-
-/// One row of `outbox`: a formatted mail waiting for the SMTP server to accept it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutboxRow {
-    /// Row id (0 before insertion).
-    pub id: i64,
-    /// The mail's Message-ID (stable across retries: a duplicate is recognisable).
-    pub message_id: String,
-    /// Subject, for status and logs.
-    pub subject: String,
-    /// Envelope sender.
-    pub mail_from: String,
-    /// Envelope recipients.
-    pub rcpt_to: Vec<String>,
-    /// The RFC 5322 text.
-    pub raw: Vec<u8>,
-    /// When it was queued.
-    pub created_at: DateTime<Utc>,
-    /// Failed attempts so far.
-    pub attempts: u32,
-    /// Not before.
-    pub next_attempt: DateTime<Utc>,
-    /// Why the last attempt failed.
-    pub last_error: Option<String>,
-}
-
-/// `next_attempt` of a mail the server refused for good (5xx): not retried until the daemon
-/// restarts or the mail settings change ([`Catalog::outbox_retry_now`]).
-pub const GIVEN_UP: DateTime<Utc> =
-    DateTime::<Utc>::from_timestamp_nanos(7_258_118_400_000_000_000); // 2200-01-01
-
-impl OutboxRow {
-    /// Whether the server refused it for good (see [`GIVEN_UP`]).
-    pub fn given_up(&self) -> bool {
-        self.next_attempt >= GIVEN_UP
-    }
 }
 
 /// One row of `silences`.
@@ -112,7 +78,6 @@ pub struct FinishedRun {
 }
 
 const ALERT_COLS: &str = "key, firing, flapping, severity, since, changed_at, value, threshold, detail, notified, notified_severity, notified_at, thread";
-const OUTBOX_COLS: &str = "id, message_id, subject, mail_from, rcpt_to, raw, created_at, attempts, next_attempt, last_error";
 
 fn alert_row(r: &Row) -> rusqlite::Result<AlertRow> {
     Ok(AlertRow {
@@ -129,26 +94,6 @@ fn alert_row(r: &Row) -> rusqlite::Result<AlertRow> {
         notified_severity: r.get(10)?,
         notified_at: r.get::<_, Option<i64>>(11)?.map(from_millis),
         thread: r.get(12)?,
-    })
-}
-
-fn outbox_row(r: &Row) -> rusqlite::Result<OutboxRow> {
-    Ok(OutboxRow {
-        id: r.get(0)?,
-        message_id: r.get(1)?,
-        subject: r.get(2)?,
-        mail_from: r.get(3)?,
-        rcpt_to: r
-            .get::<_, String>(4)?
-            .split('\n')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect(),
-        raw: r.get(5)?,
-        created_at: from_millis(r.get(6)?),
-        attempts: r.get::<_, i64>(7)? as u32,
-        next_attempt: from_millis(r.get(8)?),
-        last_error: r.get(9)?,
     })
 }
 
@@ -241,23 +186,18 @@ impl Catalog {
         tx.commit().map_err(|e| self.q(e))
     }
 
-    /// Queues `mail` (if any), stores the alerts it is about and drops the finished ones, at
-    /// once.
+    /// Queues the notifications (a mail, a webhook request per webhook), stores the alerts they
+    /// are about and drops the finished ones, at once.
     pub fn save_notices(
         &self,
         alerts: &[AlertRow],
         forget: &[String],
-        mail: Option<&OutboxRow>,
+        queued: &[OutboxRow],
     ) -> Result<(), CatalogError> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.q(e))?;
-        if let Some(m) = mail {
-            tx.execute(
-                "INSERT INTO outbox (message_id, subject, mail_from, rcpt_to, raw, created_at, attempts, next_attempt, last_error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, NULL)",
-                params![m.message_id, m.subject, m.mail_from, m.rcpt_to.join("\n"), m.raw, to_millis(m.created_at), to_millis(m.next_attempt)],
-            )
-            .map_err(|e| self.q(e))?;
+        for m in queued {
+            outbox::insert(&tx, m).map_err(|e| self.q(e))?;
         }
         for a in alerts {
             upsert(&tx, a).map_err(|e| self.q(e))?;
@@ -267,66 +207,6 @@ impl Catalog {
                 .map_err(|e| self.q(e))?;
         }
         tx.commit().map_err(|e| self.q(e))
-    }
-
-    /// Mails in the outbox, oldest first; only those due at `due` when given.
-    pub fn outbox(&self, due: Option<DateTime<Utc>>) -> Result<Vec<OutboxRow>, CatalogError> {
-        let conn = self.conn();
-        let mut st = conn
-            .prepare(&format!(
-                "SELECT {OUTBOX_COLS} FROM outbox WHERE (?1 IS NULL OR next_attempt <= ?1) ORDER BY id"
-            ))
-            .map_err(|e| self.q(e))?;
-        let rows = st
-            .query_map(params![due.map(to_millis)], outbox_row)
-            .map_err(|e| self.q(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.q(e))
-    }
-
-    /// The SMTP server accepted the mail: it leaves the outbox.
-    pub fn outbox_sent(&self, id: i64) -> Result<(), CatalogError> {
-        self.conn()
-            .execute("DELETE FROM outbox WHERE id = ?1", params![id])
-            .map_err(|e| self.q(e))?;
-        Ok(())
-    }
-
-    /// An attempt failed: count it and set the next one.
-    pub fn outbox_failed(
-        &self,
-        id: i64,
-        next: DateTime<Utc>,
-        error: &str,
-    ) -> Result<(), CatalogError> {
-        self.conn()
-            .execute(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?2, last_error = ?3 WHERE id = ?1",
-                params![id, to_millis(next), error],
-            )
-            .map_err(|e| self.q(e))?;
-        Ok(())
-    }
-
-    /// The server accepted the mail for some recipients: only `rest` are still to be reached.
-    pub fn outbox_recipients(&self, id: i64, rest: &[String]) -> Result<(), CatalogError> {
-        self.conn()
-            .execute(
-                "UPDATE outbox SET rcpt_to = ?2 WHERE id = ?1",
-                params![id, rest.join("\n")],
-            )
-            .map_err(|e| self.q(e))?;
-        Ok(())
-    }
-
-    /// Makes every queued mail due now (the daemon just started, or the config changed).
-    pub fn outbox_retry_now(&self, now: DateTime<Utc>) -> Result<(), CatalogError> {
-        self.conn()
-            .execute(
-                "UPDATE outbox SET next_attempt = ?1 WHERE next_attempt > ?1",
-                params![to_millis(now)],
-            )
-            .map_err(|e| self.q(e))?;
-        Ok(())
     }
 
     /// Adds a silence; returns its id.
@@ -400,8 +280,36 @@ mod tests {
             attempts: 0,
             next_attempt: now,
             last_error: None,
+            channel: OutboxRow::EMAIL.into(),
+            content_type: String::new(),
+            headers: Vec::new(),
         };
-        c.save_notices(&[], &[], Some(&m)).unwrap();
+        let hook = OutboxRow {
+            message_id: "<a@b>/webhook:ops".into(),
+            mail_from: String::new(),
+            rcpt_to: Vec::new(),
+            channel: "webhook:ops".into(),
+            content_type: "text/plain".into(),
+            headers: vec![
+                ("Title".into(), "x: y".into()),
+                ("Priority".into(), "5".into()),
+            ],
+            ..m.clone()
+        };
+        c.save_notices(&[], &[], std::slice::from_ref(&hook))
+            .unwrap();
+        let got = c.outbox_of("webhook:ops", Some(now)).unwrap();
+        assert_eq!(
+            (got[0].headers.clone(), got[0].webhook()),
+            (hook.headers.clone(), Some("ops"))
+        );
+        assert!(c.outbox_of(OutboxRow::EMAIL, None).unwrap().is_empty());
+        c.outbox_failed(got[0].id, GIVEN_UP, "400").unwrap();
+        c.outbox_retry_now_of(OutboxRow::EMAIL, now).unwrap();
+        assert!(c.outbox_of("webhook:ops", None).unwrap()[0].given_up());
+        c.outbox_retry_now_of("webhook:ops", now).unwrap();
+        c.outbox_sent(got[0].id).unwrap();
+        c.save_notices(&[], &[], std::slice::from_ref(&m)).unwrap();
         let got = c.outbox(Some(now)).unwrap();
         assert_eq!(got[0].rcpt_to, m.rcpt_to);
         c.outbox_failed(got[0].id, now + chrono::Duration::seconds(60), "down")

@@ -126,6 +126,13 @@ const STEPS: &[&str] = &[
         failures INTEGER NOT NULL DEFAULT 0,
         last_ok INTEGER
     );",
+    // Webhooks share the outbox with mail: `channel` says who delivers a row (`email`, or
+    // `webhook:<name>`); a webhook row's `raw` is the request body, sent with `content_type`
+    // and `headers` (`Name: value` lines); mail rows keep the defaults.
+    "ALTER TABLE outbox ADD COLUMN channel TEXT NOT NULL DEFAULT 'email';
+    ALTER TABLE outbox ADD COLUMN content_type TEXT NOT NULL DEFAULT '';
+    ALTER TABLE outbox ADD COLUMN headers TEXT NOT NULL DEFAULT '';
+    CREATE INDEX outbox_by_channel ON outbox(channel, next_attempt);",
 ];
 
 /// The schema version this build writes.

@@ -216,6 +216,26 @@ pub struct RawAlerts {
     /// `[[alerts.maintenance]]` windows: alerts are recorded but not mailed.
     #[serde(default)]
     pub maintenance: Vec<RawMaintenance>,
+    /// `[[alerts.webhook]]`: more ways to reach a person, beside the mail.
+    #[serde(default)]
+    pub webhook: Vec<RawWebhook>,
+}
+
+/// `[[alerts.webhook]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// Its name, in logs and `status`.
+    pub name: Option<String>,
+    /// Where to POST (it usually holds a token).
+    pub url: Option<String>,
+    /// File holding the URL instead, like the other secrets.
+    pub url_file: Option<PathBuf>,
+    /// `"json"` (default), `"slack"` (Slack, Mattermost) or `"ntfy"`.
+    pub format: Option<String>,
+    /// Deadline of one request; default 10s.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
 }
 
 /// `[[alerts.maintenance]]`

@@ -46,8 +46,11 @@ fn alerts_section(o: &mut String, r: &Report, zone: Zone) {
             s.reason
         );
     }
+    let (hooks, mails): (Vec<&OutboxRow>, Vec<&OutboxRow>) =
+        r.outbox.iter().partition(|m| m.webhook().is_some());
+    webhooks_section(o, &hooks, zone);
     let (refused, waiting): (Vec<&OutboxRow>, Vec<&OutboxRow>) =
-        r.outbox.iter().partition(|m| m.given_up());
+        mails.into_iter().partition(|m| m.given_up());
     if let Some(first) = waiting.first() {
         let why = first
             .last_error
@@ -71,6 +74,42 @@ fn alerts_section(o: &mut String, r: &Report, zone: Zone) {
             zone.format(m.created_at, "%Y-%m-%d %H:%M"),
             m.last_error.as_deref().unwrap_or("-")
         );
+    }
+}
+
+/// Webhook notifications waiting (per webhook) or refused.
+fn webhooks_section(o: &mut String, rows: &[&OutboxRow], zone: Zone) {
+    let mut names: Vec<&str> = rows.iter().filter_map(|m| m.webhook()).collect();
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        let (refused, waiting): (Vec<&OutboxRow>, Vec<&OutboxRow>) = rows
+            .iter()
+            .filter(|m| m.webhook() == Some(name))
+            .partition(|m| m.given_up());
+        if let Some(first) = waiting.first() {
+            let why = first
+                .last_error
+                .as_deref()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "webhook {name}: notifications waiting in the outbox: {} (oldest queued {}, {} attempts{why})",
+                waiting.len(),
+                zone.format(first.created_at, "%Y-%m-%d %H:%M"),
+                first.attempts
+            );
+        }
+        for m in refused {
+            let _ = writeln!(
+                o,
+                "webhook {name}: notification REFUSED, not retried until restart or a webhook settings change: \"{}\" (queued {}): {}",
+                m.subject,
+                zone.format(m.created_at, "%Y-%m-%d %H:%M"),
+                m.last_error.as_deref().unwrap_or("-")
+            );
+        }
     }
 }
 
@@ -271,7 +310,7 @@ pub fn to_json(r: &Report, now: DateTime<Utc>) -> serde_json::Value {
     let outbox: Vec<_> = r
         .outbox
         .iter()
-        .map(|m| serde_json::json!({"subject": m.subject, "message_id": m.message_id, "to": m.rcpt_to, "attempts": m.attempts, "refused": m.given_up(), "last_error": m.last_error}))
+        .map(|m| serde_json::json!({"channel": m.channel, "subject": m.subject, "message_id": m.message_id, "to": m.rcpt_to, "attempts": m.attempts, "refused": m.given_up(), "last_error": m.last_error}))
         .collect();
     serde_json::json!({"host": r.host, "status": status, "exit_code": r.exit_code(), "checks": checks, "jobs": jobs, "pending_events": r.pending_events, "alerts": alerts, "silences": silences, "outbox": outbox, "pings": pings})
 }
