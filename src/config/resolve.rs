@@ -116,11 +116,7 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         .as_ref()
         .and_then(|e| super::resolve_encryption::encryption(&mut cx, e, &root.key("encryption")));
     super::resolve_encryption::drills_need_identity(&mut cx, encryption.as_ref(), &mysql, &root);
-    let jobs = mysql.iter().map(|j| j.name.clone());
-    let jobs = jobs.chain(media.iter().map(|j| j.name.clone())).collect();
-    let heartbeat = raw.heartbeat.as_ref().and_then(|h| {
-        super::resolve_heartbeat::heartbeat(&mut cx, h, jobs, &root.key("heartbeat"))
-    });
+    let heartbeat = super::resolve_heartbeat::section(&mut cx, &raw, &mysql, &media, &root);
     if !cx.errors.is_empty() {
         return Err(ConfigErrors(cx.errors));
     }

@@ -8,6 +8,19 @@ use crate::heartbeat::{HeartbeatConfig, PingUrl};
 use crate::secret::Secret;
 use std::time::Duration;
 
+/// `[heartbeat]` of `raw`, when present, knowing the jobs.
+pub(super) fn section(
+    cx: &mut Ctx,
+    raw: &super::raw::RawConfig,
+    mysql: &[super::MysqlJob],
+    media: &[super::MediaJob],
+    root: &KeyPath,
+) -> Option<HeartbeatConfig> {
+    let jobs = mysql.iter().map(|j| j.name.clone());
+    let jobs = jobs.chain(media.iter().map(|j| j.name.clone())).collect();
+    heartbeat(cx, raw.heartbeat.as_ref()?, jobs, &root.key("heartbeat"))
+}
+
 /// `[heartbeat]`; `jobs` are the configured job names.
 pub(super) fn heartbeat(
     cx: &mut Ctx,

@@ -6,6 +6,20 @@ use super::resolve::{absolute, compression_level, job_name, keep, schedule, veri
 use super::span::KeyPath;
 use super::MediaJob;
 
+/// Checks the `exclude` patterns (gitignore syntax).
+fn excludes(cx: &mut Ctx, patterns: &[String], p: &KeyPath) {
+    for (i, pat) in patterns.iter().enumerate() {
+        let mut b = ignore::gitignore::GitignoreBuilder::new("/");
+        if pat.trim().is_empty() || b.add_line(None, pat).is_err() {
+            cx.error(
+                &p.index(i),
+                format!("`{pat}` is not a valid exclude pattern"),
+                "gitignore syntax: `cache/`, `*.tmp`, `/tmp-uploads`, `**/thumbs/`",
+            );
+        }
+    }
+}
+
 /// Resolves one `[[media]]` table; problems go to `cx`.
 pub(super) fn media_job(cx: &mut Ctx, m: &RawMedia, p: &KeyPath) -> Option<MediaJob> {
     let name = job_name(cx, m.name.as_deref(), p);
@@ -53,16 +67,7 @@ pub(super) fn media_job(cx: &mut Ctx, m: &RawMedia, p: &KeyPath) -> Option<Media
             Some(resolved)
         }
     };
-    for (i, pat) in m.exclude.iter().enumerate() {
-        let mut b = ignore::gitignore::GitignoreBuilder::new("/");
-        if pat.trim().is_empty() || b.add_line(None, pat).is_err() {
-            cx.error(
-                &p.key("exclude").index(i),
-                format!("`{pat}` is not a valid exclude pattern"),
-                "gitignore syntax: `cache/`, `*.tmp`, `/tmp-uploads`, `**/thumbs/`",
-            );
-        }
-    }
+    excludes(cx, &m.exclude, &p.key("exclude"));
     let schedule = schedule(cx, m.schedule.as_deref(), &p.key("schedule"));
     let keep = keep(cx, m.keep.unwrap_or(defaults::KEEP), &p.key("keep"));
     let verify_schedule = verify_schedule(
@@ -72,9 +77,12 @@ pub(super) fn media_job(cx: &mut Ctx, m: &RawMedia, p: &KeyPath) -> Option<Media
         &p.key("verify_schedule"),
     );
     let compression_level = compression_level(cx, m.compression_level, &p.key("compression_level"));
-    let ping_url =
-        super::resolve_heartbeat::job_ping_url(cx, m.ping_url.as_deref(), &p.key("ping_url"));
     Some(MediaJob {
+        ping_url: super::resolve_heartbeat::job_ping_url(
+            cx,
+            m.ping_url.as_deref(),
+            &p.key("ping_url"),
+        ),
         name: name?,
         paths: paths?,
         exclude: m.exclude.clone(),
@@ -85,6 +93,5 @@ pub(super) fn media_job(cx: &mut Ctx, m: &RawMedia, p: &KeyPath) -> Option<Media
         compression_level,
         prune_grace: m.prune_grace.unwrap_or(defaults::PRUNE_GRACE),
         verify_schedule: verify_schedule?,
-        ping_url,
     })
 }
