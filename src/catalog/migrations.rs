@@ -140,22 +140,57 @@ pub const CURRENT: i64 = STEPS.len() as i64;
 
 pub(super) fn migrate(cat: &Catalog) -> Result<(), CatalogError> {
     let mut conn = cat.conn();
-    let found: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| cat.q(e))?;
-    if found > CURRENT {
-        return Err(CatalogError::TooNew {
-            path: cat.path.clone(),
-            found,
-            known: CURRENT,
-        });
-    }
-    for (i, step) in STEPS.iter().enumerate().skip(found as usize) {
-        let tx = conn.transaction().map_err(|e| cat.q(e))?;
+    // Each step runs in an IMMEDIATE transaction that re-reads the version inside it: a daemon
+    // and a CLI verb opening a new catalog at the same moment take turns (the busy timeout
+    // waits), and the second skips the steps the first applied (it failed with "table alerts
+    // already exists" before).
+    for (i, step) in STEPS.iter().enumerate() {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| cat.q(e))?;
+        let found: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| cat.q(e))?;
+        if found > CURRENT {
+            return Err(CatalogError::TooNew {
+                path: cat.path.clone(),
+                found,
+                known: CURRENT,
+            });
+        }
+        if found > i as i64 {
+            continue;
+        }
         tx.execute_batch(step).map_err(|e| cat.q(e))?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)
             .map_err(|e| cat.q(e))?;
         tx.commit().map_err(|e| cat.q(e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod race_tests {
+    use super::*;
+
+    #[test]
+    fn processes_opening_a_new_catalog_at_once_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite");
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let p = path.clone();
+                std::thread::spawn(move || Catalog::open(&p).map(drop))
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap().unwrap();
+        }
+        let c = Catalog::open(&path).unwrap();
+        let v: i64 = c
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, CURRENT);
+    }
 }
