@@ -47,7 +47,12 @@ fn peer_state(b: &Bench) -> Option<(String, String)> {
 #[test]
 fn a_peer_check_sees_the_other_agent_die_and_come_back() {
     let b = Bench::new(S3Server::shared(), &[]);
-    let a_cfg = config(&b, "web-01", "");
+    std::fs::create_dir(b.path("media")).unwrap();
+    let job = format!(
+        "[[media]]\nname = \"pics\"\npaths = [\"{}\"]\nschedule = \"@daily\"\n",
+        b.path("media").display()
+    );
+    let a_cfg = config(&b, "web-01", &job);
     let b_cfg = config(
         &b,
         "web-02",

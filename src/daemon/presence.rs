@@ -1,7 +1,7 @@
 //! Writes this agent's heartbeat object (`health::peer::HEARTBEAT_KEY`) under its prefix every
 //! check interval, for the peers that watch it (`[[checks.peer]]`, `opsagent watch-peer`).
-//! Written only while no other agent owns the prefix; failures are logged once per outage and
-//! never stop anything else.
+//! Written only by an agent with jobs, and only while no other agent owns the prefix; failures
+//! are logged once per outage and never stop anything else.
 
 use crate::health::peer::{Presence, HEARTBEAT_KEY};
 use crate::log_throttle::{Repeated, Report};
@@ -46,6 +46,11 @@ enum PresenceError {
 }
 
 async fn write(env: &Env) -> Result<(), PresenceError> {
+    // An agent with no jobs writes nothing to storage (a fresh install must not fill its
+    // default local storage, which a purge then has to keep).
+    if env.config.job_names().is_empty() {
+        return Ok(());
+    }
     crate::snapshot::claim::check_only(env).await?;
     let (catalog, host) = (env.catalog.clone(), env.config.agent.hostname.clone());
     let jobs: Vec<String> = env
