@@ -227,7 +227,7 @@ fn produce(
     tx: mpsc::Sender<Bytes>,
     progress: Option<Arc<AtomicU64>>,
 ) -> Result<u64, DumpError> {
-    let client = super::mysql_cmd::login(job, tool);
+    let client = job.login(tool);
     let mut running = client.spawn(dump_args(job, db, &opts.args), false, true)?;
     let mut stdout = running.take_stdout().expect("piped stdout");
     // A deeper pipe lets the dump tool run ahead while a chunk is compressed (best effort).

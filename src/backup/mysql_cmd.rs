@@ -2,21 +2,10 @@
 //! `mysql_client` (which spawns them, credentials in memory, never on a command line).
 
 use crate::config::MysqlJob;
-use crate::mysql_client::{Client, MysqlError};
+use crate::mysql_client::MysqlError;
 use std::path::{Path, PathBuf};
 
 pub use crate::mysql_client::client_tool;
-
-/// `program` logged in as the job's user.
-pub fn login(job: &MysqlJob, program: &Path) -> Client {
-    Client::new(
-        program,
-        &job.endpoint,
-        job.user.as_deref(),
-        job.password.as_ref(),
-        "",
-    )
-}
 
 /// The dump tool: the job's `dump_command`, else `mariadb-dump`, else `mysqldump`.
 pub fn dump_tool(job: &MysqlJob) -> Result<PathBuf, MysqlError> {
@@ -25,7 +14,7 @@ pub fn dump_tool(job: &MysqlJob) -> Result<PathBuf, MysqlError> {
 
 /// Runs one SQL statement with the client, returning its tab-separated output rows.
 pub fn query(job: &MysqlJob, client: &Path, sql: &str) -> Result<Vec<String>, MysqlError> {
-    let out = login(job, client).run(
+    let out = job.login(client).run(
         [
             "--batch",
             "--skip-column-names",

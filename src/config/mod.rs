@@ -120,6 +120,18 @@ pub struct MysqlJob {
 }
 
 impl MysqlJob {
+    /// `program` (a MySQL/MariaDB client tool) logged in with this job's connection settings:
+    /// its user, or the restore user or a load account in a job made for them.
+    pub fn login(&self, program: &std::path::Path) -> crate::mysql_client::Client {
+        crate::mysql_client::Client::new(
+            program,
+            &self.endpoint,
+            self.user.as_deref(),
+            self.password.as_ref(),
+            "",
+        )
+    }
+
     /// The settings restores and drills connect with: `restore_user` and its password when
     /// set, else the job's own user and password.
     pub fn for_restore(&self) -> MysqlJob {

@@ -2,7 +2,7 @@
 //! work under `DELIMITER`), and reading `SHOW CREATE …` output safely.
 
 use crate::config::MysqlJob;
-use crate::mysql_client::{Client, MysqlError};
+use crate::mysql_client::MysqlError;
 use std::path::Path;
 
 pub use crate::mysql_client::sandbox_flag;
@@ -15,18 +15,6 @@ pub fn ident(name: &str) -> String {
 /// `s` as a quoted string literal.
 pub fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
-}
-
-/// `program` logged in with `job`'s connection settings (the restore user's, or a load
-/// account's).
-pub fn login(job: &MysqlJob, program: &Path) -> Client {
-    Client::new(
-        program,
-        &job.endpoint,
-        job.user.as_deref(),
-        job.password.as_ref(),
-        "",
-    )
 }
 
 /// Runs `script` (statements, `DELIMITER` allowed) with the client; returns the rows, fields
@@ -61,7 +49,7 @@ fn run_with(
     if force {
         args.push("--force");
     }
-    let out = login(job, client).run(args, Some(script))?;
+    let out = job.login(client).run(args, Some(script))?;
     Ok(out
         .lines()
         .map(|l| l.split('\t').map(unescape).collect())

@@ -182,7 +182,7 @@ fn load(
     ];
     args.extend(super::sql::sandbox_flag(client));
     args.push(&database);
-    let mut running = super::sql::login(job, client).spawn(args, true, false)?;
+    let mut running = job.login(client).spawn(args, true, false)?;
     let mut stdin = running.take_stdin().expect("piped stdin");
     let rename = (source != target).then_some(source);
     let copied = plain.and_then(|plain| {

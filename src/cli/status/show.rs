@@ -52,17 +52,10 @@ fn alerts_section(o: &mut String, r: &Report, zone: Zone) {
     let (refused, waiting): (Vec<&OutboxRow>, Vec<&OutboxRow>) =
         mails.into_iter().partition(|m| m.given_up());
     if let Some(first) = waiting.first() {
-        let why = first
-            .last_error
-            .as_deref()
-            .map(|e| format!("; last error: {e}"))
-            .unwrap_or_default();
         let _ = writeln!(
             o,
-            "mails waiting in the outbox: {} (oldest queued {}, {} attempts{why})",
-            waiting.len(),
-            zone.format(first.created_at, "%Y-%m-%d %H:%M"),
-            first.attempts
+            "mails waiting in the outbox: {}",
+            queue_summary(waiting.len(), first, zone)
         );
     }
     for m in refused {
@@ -77,6 +70,20 @@ fn alerts_section(o: &mut String, r: &Report, zone: Zone) {
     }
 }
 
+/// `n (oldest queued …, k attempts; last error: …)` for `n` rows waiting, `first` the oldest.
+fn queue_summary(n: usize, first: &OutboxRow, zone: Zone) -> String {
+    let why = first
+        .last_error
+        .as_deref()
+        .map(|e| format!("; last error: {e}"))
+        .unwrap_or_default();
+    format!(
+        "{n} (oldest queued {}, {} attempts{why})",
+        zone.format(first.created_at, "%Y-%m-%d %H:%M"),
+        first.attempts
+    )
+}
+
 /// Webhook notifications waiting (per webhook) or refused.
 fn webhooks_section(o: &mut String, rows: &[&OutboxRow], zone: Zone) {
     let mut names: Vec<&str> = rows.iter().filter_map(|m| m.webhook()).collect();
@@ -88,17 +95,10 @@ fn webhooks_section(o: &mut String, rows: &[&OutboxRow], zone: Zone) {
             .filter(|m| m.webhook() == Some(name))
             .partition(|m| m.given_up());
         if let Some(first) = waiting.first() {
-            let why = first
-                .last_error
-                .as_deref()
-                .map(|e| format!("; last error: {e}"))
-                .unwrap_or_default();
             let _ = writeln!(
                 o,
-                "webhook {name}: notifications waiting in the outbox: {} (oldest queued {}, {} attempts{why})",
-                waiting.len(),
-                zone.format(first.created_at, "%Y-%m-%d %H:%M"),
-                first.attempts
+                "webhook {name}: notifications waiting in the outbox: {}",
+                queue_summary(waiting.len(), first, zone)
             );
         }
         for m in refused {
