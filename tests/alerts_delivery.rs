@@ -6,14 +6,14 @@
 
 mod common;
 
-use common::agent::wait_for;
+use common::agent::{wait_for, Daemon};
 
 use chrono::Utc;
 use common::smtp::{SmtpOptions, SmtpServer};
 use opsagent::catalog::{Catalog, EventRow};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 fn base(dir: &Path) -> String {
@@ -43,46 +43,6 @@ fn event(cat: &Catalog, from: &str, to: &str) {
         delivered: false,
     };
     cat.save_check_round(&[], &[e]).unwrap();
-}
-
-struct Daemon(Child, PathBuf);
-
-impl Daemon {
-    fn start(config: &Path, log: &Path) -> Daemon {
-        let err = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_opsagent"))
-            .arg("--config")
-            .arg(config)
-            .arg("run")
-            .env("OPSAGENT_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .unwrap();
-        Daemon(child, log.to_path_buf())
-    }
-
-    fn stop(mut self) {
-        let pid = rustix::process::Pid::from_raw(self.0.id() as i32).unwrap();
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-        let status = self.0.wait().unwrap();
-        assert!(
-            status.success(),
-            "daemon exit {status}:\n{}",
-            std::fs::read_to_string(&self.1).unwrap_or_default()
-        );
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn subject(raw: &str) -> String {

@@ -7,12 +7,11 @@
 mod common;
 
 use chrono::Utc;
-use common::agent::{host_checks_off, opsagent, wait_for};
+use common::agent::{host_checks_off, opsagent, wait_for, Daemon};
 use opsagent::catalog::{Catalog, EventRow};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -117,39 +116,6 @@ impl Capture {
 
     fn set(&self, code: u16) {
         self.answer.store(code, Ordering::SeqCst);
-    }
-}
-
-struct Daemon(Child, PathBuf);
-
-impl Daemon {
-    fn start(config: &Path, log: &Path) -> Daemon {
-        let err = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_opsagent"))
-            .arg("--config")
-            .arg(config)
-            .arg("run")
-            .env("OPSAGENT_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .unwrap();
-        Daemon(child, log.to_path_buf())
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.1).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::agent::wait_for;
+use common::agent::{wait_for, Daemon};
 
 use common::agent::opsagent;
 
@@ -15,8 +15,14 @@ use chrono::Utc;
 use common::smtp::{SmtpOptions, SmtpServer};
 use opsagent::catalog::{Catalog, EventRow};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+/// The daemon on `cfg`, logging into a fresh `daemon.log` beside it.
+fn daemon(cfg: &Path) -> Daemon {
+    let log = cfg.with_file_name("daemon.log");
+    let _ = std::fs::remove_file(&log);
+    Daemon::start(cfg, &log)
+}
 
 fn config(dir: &Path, port: u16, email: &str) -> PathBuf {
     let mut s = format!(
@@ -52,36 +58,6 @@ fn fire(cat: &Catalog) {
     cat.save_check_round(&[], &[e]).unwrap();
 }
 
-/// The daemon, killed on drop.
-struct Daemon(Child, PathBuf);
-
-impl Daemon {
-    fn start(cfg: &Path) -> Daemon {
-        let log = cfg.with_file_name("daemon.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_opsagent"))
-            .arg("--config")
-            .arg(cfg)
-            .arg("run")
-            .env("OPSAGENT_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Daemon(child, log)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.1).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn server(faults: &[&str]) -> SmtpServer {
     SmtpServer::start_with(SmtpOptions {
         faults: faults.iter().map(|f| f.to_string()).collect(),
@@ -100,7 +76,7 @@ fn refused_recipient_temporary_failure_and_dropped_connection() {
         "tls = \"none\"\ntimeout = \"3s\"\nto = [\"a@example.com\", \"b@example.com\"]",
     );
     let cat = Catalog::open(&dir.path().join("state/catalog.sqlite")).unwrap();
-    let d = Daemon::start(&cfg);
+    let d = daemon(&cfg);
     fire(&cat);
     let m = smtp.wait_for_messages(1, Duration::from_secs(20));
     assert!(m[0].contains("FIRING CRIT tcp api"), "{}", m[0]);
@@ -151,7 +127,7 @@ fn permanent_refusal_of_the_message_is_not_retried() {
         "tls = \"none\"\ntimeout = \"3s\"\nto = [\"oncall@example.com\"]",
     );
     let cat = Catalog::open(&dir.path().join("state/catalog.sqlite")).unwrap();
-    let d = Daemon::start(&cfg);
+    let d = daemon(&cfg);
     fire(&cat);
     wait_for("a refused attempt", Duration::from_secs(10), || {
         cat.outbox(None).unwrap().iter().any(|r| r.attempts >= 1)

@@ -96,3 +96,47 @@ impl Bench {
         p
     }
 }
+
+/// `opsagent run` as a child process, its stderr appended to a log file; killed on drop.
+pub struct Daemon(pub std::process::Child, pub PathBuf);
+
+impl Daemon {
+    /// Starts the daemon on `config`, logging at info into `log` (appended).
+    pub fn start(config: &Path, log: &Path) -> Daemon {
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_opsagent"))
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .env("OPSAGENT_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        Daemon(child, log.to_path_buf())
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.1).unwrap_or_default()
+    }
+
+    /// SIGTERM, and the daemon must exit 0.
+    pub fn stop(mut self) {
+        let pid = rustix::process::Pid::from_raw(self.0.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        let status = self.0.wait().unwrap();
+        assert!(status.success(), "daemon exit {status}:\n{}", self.log());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
