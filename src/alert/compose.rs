@@ -293,11 +293,15 @@ pub fn compose(
 }
 
 /// The mail `opsagent notify-test` sends.
-pub fn test_mail(env: &Envelope, message_id: &str, now: DateTime<Utc>) -> Result<Vec<u8>, String> {
-    let from: Mailbox = env
-        .from
-        .parse()
-        .map_err(|e| format!("from `{}`: {e}", env.from))?;
+pub fn test_mail(
+    env: &Envelope,
+    message_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<u8>, ComposeError> {
+    let from: Mailbox = env.from.parse().map_err(|cause| ComposeError::From {
+        address: env.from.clone(),
+        cause,
+    })?;
     let mut b = Message::builder()
         .from(from)
         .subject(format!("[opsagent] TEST mail from {}", env.host))
@@ -305,7 +309,10 @@ pub fn test_mail(env: &Envelope, message_id: &str, now: DateTime<Utc>) -> Result
         .message_id(Some(message_id.to_string()))
         .header(AutoSubmitted);
     for t in &env.to {
-        b = b.to(t.parse().map_err(|e| format!("to `{t}`: {e}"))?);
+        b = b.to(t.parse().map_err(|cause| ComposeError::To {
+            address: t.clone(),
+            cause,
+        })?);
     }
     let text = format!(
         "This is a test from opsagent on {}, sent at {}.\nIf you read this, alert mails reach you.\n",
@@ -315,7 +322,7 @@ pub fn test_mail(env: &Envelope, message_id: &str, now: DateTime<Utc>) -> Result
     let html = format!("<html><body><p>{}</p></body></html>", escape(&text));
     let msg = b
         .multipart(MultiPart::alternative_plain_html(text, html))
-        .map_err(|e| e.to_string())?;
+        .map_err(ComposeError::Build)?;
     Ok(msg.formatted())
 }
 

@@ -96,7 +96,7 @@ fn test_email(
         zone: cfg.agent.zone,
     };
     let id = compose::message_id(&email.from, now);
-    let raw = compose::test_mail(&env, &id, now).map_err(anyhow::Error::msg)?;
+    let raw = compose::test_mail(&env, &id, now)?;
     let tls = match email.tls {
         SmtpTls::Starttls => "STARTTLS",
         SmtpTls::Tls => "TLS",
