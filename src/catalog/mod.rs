@@ -87,6 +87,32 @@ fn open_nofollow(path: &Path) -> Result<Connection, Box<dyn std::error::Error + 
     Ok(Connection::open_with_flags(&resolved, flags)?)
 }
 
+/// How long a statement waits for another process's lock on the catalog.
+const BUSY_WAIT: Duration = Duration::from_secs(15);
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Runs `f` again while SQLite reports the database busy, for up to [`BUSY_WAIT`]: for the
+/// statements SQLite does not retry itself (it refuses at once where waiting could deadlock).
+fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = std::time::Instant::now() + BUSY_WAIT;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match f() {
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Catalog {
     /// Opens (creating if needed) `state_dir/catalog.sqlite` at `path`, migrating it to the
     /// current schema.
@@ -99,9 +125,12 @@ impl Catalog {
             std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
         }
         let conn = open_nofollow(path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(15))
+        conn.busy_timeout(BUSY_WAIT)
             .map_err(|e| open_err(Box::new(e)))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
+        // Switching a new file to WAL takes an exclusive lock, and SQLite answers "database is
+        // locked" at once, without its busy handler, while another process is doing the same
+        // (seen in CI: the daemon and `opsagent snapshots` starting together). Take turns here.
+        retry_busy(|| conn.pragma_update(None, "journal_mode", "WAL"))
             .map_err(|e| open_err(Box::new(e)))?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| open_err(Box::new(e)))?;
