@@ -202,9 +202,10 @@ fn agent_id(path: &Path) -> std::io::Result<String> {
     let mut rnd = [0u8; 16];
     getrandom::fill(&mut rnd).map_err(|e| std::io::Error::other(e.to_string()))?;
     let id = hex::encode(rnd);
-    let tmp = dir.join(format!(".{AGENT_ID_FILE}.{}", std::process::id()));
-    // A leftover of a crashed process with our pid (or a planted link: unlink removes the link).
-    let _ = std::fs::remove_file(&tmp);
+    // A name of this call's own: tasks of one daemon (the upload sweep, the heartbeat object)
+    // create the id at the same moment, and a name shared by the process let one remove the
+    // other's file before it was linked (seen in CI: "agent-id: No such file or directory").
+    let tmp = dir.join(format!(".{AGENT_ID_FILE}.{}.{id}", std::process::id()));
     let written = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -354,6 +355,32 @@ mod tests {
 
     fn me(dir: &Path, host: &str) -> Identity {
         Identity::load_or_create(dir, host).unwrap()
+    }
+
+    #[test]
+    fn tasks_creating_the_agent_id_at_once_all_get_the_same_one() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("state").join(AGENT_ID_FILE);
+            let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let ids: Vec<String> = (0..8)
+                .map(|_| {
+                    let (p, start) = (path.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        agent_id(&p)
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|h| h.join().unwrap().unwrap())
+                .collect();
+            assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+            let left: Vec<_> = std::fs::read_dir(dir.path().join("state"))
+                .unwrap()
+                .collect();
+            assert_eq!(left.len(), 1, "temporary files left: {left:?}");
+        }
     }
 
     #[test]
