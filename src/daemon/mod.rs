@@ -61,7 +61,18 @@ pub enum Control {
 pub async fn run(
     config_path: PathBuf,
     config: Config,
+    control: mpsc::Receiver<Control>,
+) -> Result<(), DaemonError> {
+    let host = Box::new(crate::health::host::HostSampler::new());
+    run_with(config_path, config, control, host).await
+}
+
+/// [`run`] with the host checks' figures taken from `host` instead of this machine's `/proc`.
+pub async fn run_with(
+    config_path: PathBuf,
+    config: Config,
     mut control: mpsc::Receiver<Control>,
+    host: Box<dyn crate::health::HostSource>,
 ) -> Result<(), DaemonError> {
     let env = open_env(config)?;
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
@@ -84,7 +95,8 @@ pub async fn run(
     let env = d.env.clone();
     tokio::spawn(async move { crate::snapshot::orphan_uploads::sweep_and_log(&env).await });
     // Health checks run beside the jobs; they follow the configuration across reloads.
-    let health = crate::health::spawn(d.env.config.health.clone(), d.env.catalog.clone());
+    let health =
+        crate::health::spawn_with(d.env.config.health.clone(), d.env.catalog.clone(), host);
     // Alerting turns check events and failed runs into mails through the durable outbox.
     let alerting = crate::alert::spawn(d.env.config.alert_setup(), d.env.catalog.clone());
     // The dead-man's switch: pings to an outside monitor while all is well.

@@ -30,7 +30,7 @@ use state::{Level, Limits};
 use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
 
-pub use runner::{spawn, Watch};
+pub use runner::{spawn, spawn_with, HostSource, Watch};
 
 /// `[checks]`, resolved.
 #[derive(Debug, Clone)]

@@ -2,6 +2,11 @@
 //! interval with a timeout (a hung endpoint delays nothing else; past its timeout a sample is
 //! UNKNOWN), all feeding one collector that applies the state machines and writes states,
 //! events and history to the catalog. A reload restarts the probes and keeps the states.
+//!
+//! Progress is watched per loop: the health [`Beat`] (which feeds the systemd watchdog) is
+//! touched only while every loop has reported within a few of its intervals, so one wedged
+//! loop (a host sampler stuck in a dead NFS mount, a probe blocking its thread) gets the
+//! service restarted instead of leaving that check silently stale.
 
 use super::host::HostSampler;
 use super::{HealthConfig, Prober, Sample};
@@ -9,7 +14,7 @@ use crate::catalog::Catalog;
 use crate::liveness::Beat;
 use chrono::Utc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -23,7 +28,8 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Touched whenever a sample reaches the collector; stalled after a few intervals without.
+    /// Touched while every check loop reports (see [`Progress`]); stalled when one is stuck or the
+    /// collector itself is.
     pub fn beat(&self) -> Arc<Beat> {
         self.beat.clone()
     }
@@ -40,11 +46,29 @@ impl Drop for Watch {
     }
 }
 
-/// Starts the health watch on the current tokio runtime.
+/// Where the host checks' figures come from: [`HostSampler`] reads `/proc` and the mounts; the
+/// daemon can be given another source (`daemon::run_with`).
+pub trait HostSource: Send {
+    /// One round of host samples; runs on a blocking thread and may block.
+    fn sample(&mut self, cfg: &super::host::HostConfig) -> Vec<Sample>;
+}
+
+impl HostSource for HostSampler {
+    fn sample(&mut self, cfg: &super::host::HostConfig) -> Vec<Sample> {
+        HostSampler::sample(self, cfg)
+    }
+}
+
+/// Starts the health watch on the current tokio runtime, sampling this host.
 pub fn spawn(config: HealthConfig, catalog: Arc<Catalog>) -> Watch {
-    let beat = Arc::new(Beat::new(stall_limit(&config)));
+    spawn_with(config, catalog, Box::new(HostSampler::new()))
+}
+
+/// Starts the health watch with the host figures taken from `host`.
+pub fn spawn_with(config: HealthConfig, catalog: Arc<Catalog>, host: Box<dyn HostSource>) -> Watch {
+    let beat = Arc::new(Beat::new(SUPERVISOR_LIMIT));
     let (tx, rx) = watch::channel(Arc::new(config));
-    let task = tokio::spawn(supervise(rx, catalog, beat.clone()));
+    let task = tokio::spawn(supervise(rx, catalog, beat.clone(), host));
     Watch {
         config: tx,
         task,
@@ -52,32 +76,100 @@ pub fn spawn(config: HealthConfig, catalog: Arc<Catalog>) -> Watch {
     }
 }
 
-/// How long the collector may go without a sample before the health watch counts as stuck:
-/// the host sampler reports every interval, so three of them plus a timeout.
-fn stall_limit(cfg: &HealthConfig) -> Duration {
-    (cfg.interval * 3 + cfg.timeout).max(Duration::from_secs(60))
+/// How long the health beat may go untouched: two looks. Withholding the watchdog this briefly
+/// (the collector waiting for a catalog lock) restarts nothing; systemd waits `WatchdogSec=`
+/// (60 s in the unit) without a ping.
+const SUPERVISOR_LIMIT: Duration = Duration::from_secs(10);
+/// How often the supervisor checks that every loop still reports.
+const LOOK_EVERY: Duration = Duration::from_secs(5);
+/// The least time a loop may go without a sample before it counts as stuck.
+const MIN_LOOP_LIMIT: Duration = Duration::from_secs(20);
+
+/// When each loop last sent a sample, and how long it may go without.
+struct Progress {
+    loops: Vec<(String, Duration, Instant)>,
+    stuck: Vec<String>,
+}
+
+impl Progress {
+    fn new(cfg: &HealthConfig) -> Progress {
+        let limit =
+            |interval: Duration, timeout: Duration| (interval * 3 + timeout).max(MIN_LOOP_LIMIT);
+        let now = Instant::now();
+        let mut loops = vec![(
+            "the host checks".to_string(),
+            limit(cfg.interval, cfg.interval),
+            now,
+        )];
+        for spec in &cfg.checks {
+            loops.push((
+                format!("check {}", spec.name),
+                limit(spec.interval, spec.timeout),
+                now,
+            ));
+        }
+        Progress {
+            loops,
+            stuck: Vec::new(),
+        }
+    }
+
+    fn reported(&mut self, id: usize) {
+        if let Some(l) = self.loops.get_mut(id) {
+            l.2 = Instant::now();
+        }
+    }
+
+    /// Whether every loop reported within its limit; logs when loops get stuck or recover.
+    fn all_advance(&mut self) -> bool {
+        let stuck: Vec<String> = self
+            .loops
+            .iter()
+            .filter(|(_, limit, last)| last.elapsed() > *limit)
+            .map(|(what, _, last)| {
+                let secs = Duration::from_secs(last.elapsed().as_secs());
+                format!(
+                    "{what} reported nothing for {}",
+                    humantime::format_duration(secs)
+                )
+            })
+            .collect();
+        if stuck.is_empty() && !self.stuck.is_empty() {
+            tracing::info!("every health check loop reports again");
+        } else if !stuck.is_empty() && self.stuck.is_empty() {
+            tracing::error!(
+                "{}; the watchdog is no longer fed, so systemd restarts the service",
+                stuck.join("; ")
+            );
+        }
+        self.stuck = stuck;
+        self.stuck.is_empty()
+    }
 }
 
 async fn supervise(
     mut rx: watch::Receiver<Arc<HealthConfig>>,
     catalog: Arc<Catalog>,
     beat: Arc<Beat>,
+    host: Box<dyn HostSource>,
 ) {
     let mut col = Collector::load(catalog.clone());
-    let sampler = Arc::new(Mutex::new(HostSampler::new()));
+    let sampler = Arc::new(Mutex::new(host));
     loop {
         let cfg = rx.borrow_and_update().clone();
-        beat.set_limit(stall_limit(&cfg));
         beat.touch();
         col.configure(&cfg);
-        let (stx, mut srx) = mpsc::channel::<Vec<Sample>>(64);
+        let mut progress = Progress::new(&cfg);
+        let (stx, mut srx) = mpsc::channel::<(usize, Vec<Sample>)>(64);
         let mut tasks = JoinSet::new();
         tasks.spawn(host_loop(cfg.clone(), sampler.clone(), stx.clone()));
-        for spec in &cfg.checks {
-            tasks.spawn(check_loop(Prober::new(spec.clone(), &catalog), stx.clone()));
+        for (i, spec) in cfg.checks.iter().enumerate() {
+            let prober = Prober::new(spec.clone(), &catalog);
+            tasks.spawn(check_loop(i + 1, prober, stx.clone()));
         }
         drop(stx);
         let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+        let mut look = tokio::time::interval(LOOK_EVERY);
         loop {
             tokio::select! {
                 changed = rx.changed() => {
@@ -86,9 +178,14 @@ async fn supervise(
                     }
                     break; // dropping `tasks` aborts the probes
                 }
-                Some(batch) = srx.recv() => {
+                Some((id, batch)) = srx.recv() => {
                     col.handle(batch, Utc::now());
-                    beat.touch();
+                    progress.reported(id);
+                }
+                _ = look.tick() => {
+                    if progress.all_advance() {
+                        beat.touch();
+                    }
                 }
                 _ = hourly.tick() => col.downsample(Utc::now()),
             }
@@ -98,8 +195,8 @@ async fn supervise(
 
 async fn host_loop(
     cfg: Arc<HealthConfig>,
-    sampler: Arc<Mutex<HostSampler>>,
-    tx: mpsc::Sender<Vec<Sample>>,
+    sampler: Arc<Mutex<Box<dyn HostSource>>>,
+    tx: mpsc::Sender<(usize, Vec<Sample>)>,
 ) {
     let mut iv = tokio::time::interval(cfg.interval);
     iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -111,7 +208,7 @@ async fn host_loop(
             tokio::task::spawn_blocking(move || s.try_lock().ok().map(|mut s| s.sample(&host)));
         match tokio::time::timeout(cfg.interval, job).await {
             Ok(Ok(Some(batch))) => {
-                if tx.send(batch).await.is_err() {
+                if tx.send((0, batch)).await.is_err() {
                     return;
                 }
             }
@@ -124,7 +221,7 @@ async fn host_loop(
     }
 }
 
-async fn check_loop(mut prober: Prober, tx: mpsc::Sender<Vec<Sample>>) {
+async fn check_loop(id: usize, mut prober: Prober, tx: mpsc::Sender<(usize, Vec<Sample>)>) {
     let spec = prober.spec().clone();
     let mut iv = tokio::time::interval(spec.interval);
     iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -141,7 +238,7 @@ async fn check_loop(mut prober: Prober, tx: mpsc::Sender<Vec<Sample>>) {
                 ),
             ),
         };
-        if tx.send(vec![sample]).await.is_err() {
+        if tx.send((id, vec![sample])).await.is_err() {
             return;
         }
     }
