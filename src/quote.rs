@@ -10,6 +10,8 @@
 //! the name is quoted for where it lands. Removing changes a name that held control characters;
 //! such a command then fails on a missing name instead of doing something else.
 //!
+//! Also [`human_bytes`]: byte counts as people read them (`1.5 GiB`), for the CLI and mails.
+//!
 //! A leaf: imports nothing of ours.
 
 /// `s` without control characters and bidirectional overrides: safe to print to a terminal.
@@ -38,6 +40,22 @@ pub fn sql_ident(s: &str) -> String {
     format!("`{}`", printable(s).replace('`', "``"))
 }
 
+/// Human-readable byte counts (`1.5 GiB`).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,6 +67,13 @@ mod tests {
         assert_eq!(printable("x\u{9b}31my\u{7f}\n\r\t"), "x31my");
         assert_eq!(printable("abc\u{202e}fdp.exe"), "abcfdp.exe");
         assert_eq!(printable("café 🙂"), "café 🙂");
+    }
+
+    #[test]
+    fn bytes() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
     }
 
     #[test]

@@ -365,6 +365,10 @@ fn the_commented_alerts_block_of_the_example_config_loads() {
         std::time::Duration::from_secs(4 * 3600)
     );
     assert_eq!(cfg.alerts.maintenance.len(), 1);
+    assert_eq!(
+        cfg.alerts.digest.as_ref().map(|s| s.as_str()),
+        Some("0 8 * * *")
+    );
     assert_eq!(cfg.email.unwrap().to, ["oncall@example.com"]);
 }
 

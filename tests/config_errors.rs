@@ -44,6 +44,7 @@ fn bad_configs_are_refused_with_position_key_and_hint() {
         Case { name: "unknown-section", text: format!("{STORAGE}\n[chekcs]\ninterval = \"30s\"\n"), line: 5, key: "chekcs", needles: &["unknown field `chekcs`", "hint:"] },
         Case { name: "wrong-type", text: mysql("port = \"3306\"\n"), line: 9, key: "port", needles: &["invalid type", "hint:"] },
         Case { name: "bad-cron", text: format!("{STORAGE}\n[[mysql]]\nname = \"main\"\ndatabases = [\"shop\"]\nschedule = \"61 2 * * *\"\n"), line: 8, key: "mysql[0].schedule", needles: &["not a valid crontab line", "hint: fields are `minute hour"] },
+        Case { name: "bad-digest-cron", text: format!("{STORAGE}\n[alerts]\ndigest = \"0 25 * * *\"\n"), line: 6, key: "alerts.digest", needles: &["not a valid crontab line", "hint: fields are `minute hour"] },
         Case { name: "six-field-cron", text: format!("{STORAGE}\n[[mysql]]\nname = \"main\"\ndatabases = [\"shop\"]\nschedule = \"0 30 2 * * *\"\n"), line: 8, key: "mysql[0].schedule", needles: &["6 fields", "drop the seconds field"] },
         Case { name: "bad-duration", text: format!("[agent]\nshutdown_grace = \"5 minutez\"\n{STORAGE}"), line: 2, key: "agent.shutdown_grace", needles: &["hint: durations are written like \"30s\""] },
         Case { name: "bad-timezone", text: format!("[agent]\ntimezone = \"America/Bogot\"\n{STORAGE}"), line: 2, key: "agent.timezone", needles: &["unknown time zone", "did you mean `America/Bogota`?"] },

@@ -242,6 +242,58 @@ pub enum ComposeError {
     Build(lettre::error::Error),
 }
 
+/// A message builder from `env.from` to `env.to` with the headers every mail has: Subject,
+/// Date, Message-ID and `Auto-Submitted`.
+fn builder(
+    env: &Envelope,
+    subject: &str,
+    message_id: &str,
+    now: DateTime<Utc>,
+) -> Result<lettre::message::MessageBuilder, ComposeError> {
+    let from: Mailbox = env.from.parse().map_err(|cause| ComposeError::From {
+        address: env.from.clone(),
+        cause,
+    })?;
+    let mut b = Message::builder()
+        .from(from)
+        .subject(subject)
+        .date(now.into())
+        .message_id(Some(message_id.to_string()))
+        .header(AutoSubmitted);
+    for t in &env.to {
+        b = b.to(t.parse().map_err(|cause| ComposeError::To {
+            address: t.clone(),
+            cause,
+        })?);
+    }
+    Ok(b)
+}
+
+/// The mail's outbox row (due `now`).
+fn mail_row(
+    env: &Envelope,
+    subject: String,
+    id: &str,
+    raw: Vec<u8>,
+    now: DateTime<Utc>,
+) -> OutboxRow {
+    OutboxRow {
+        id: 0,
+        message_id: id.to_string(),
+        subject,
+        mail_from: env.from.clone(),
+        rcpt_to: env.to.clone(),
+        raw,
+        created_at: now,
+        attempts: 0,
+        next_attempt: now,
+        last_error: None,
+        channel: OutboxRow::EMAIL.into(),
+        content_type: String::new(),
+        headers: Vec::new(),
+    }
+}
+
 /// Builds the mail about `notices` as an outbox row (due `now`). `threads` are the Message-IDs
 /// of the incidents it follows up.
 pub fn compose(
@@ -252,22 +304,7 @@ pub fn compose(
     now: DateTime<Utc>,
 ) -> Result<OutboxRow, ComposeError> {
     let subject = subject(&env.host, notices);
-    let from: Mailbox = env.from.parse().map_err(|cause| ComposeError::From {
-        address: env.from.clone(),
-        cause,
-    })?;
-    let mut b = Message::builder()
-        .from(from)
-        .subject(subject.clone())
-        .date(now.into())
-        .message_id(Some(message_id.to_string()))
-        .header(AutoSubmitted);
-    for t in &env.to {
-        b = b.to(t.parse().map_err(|cause| ComposeError::To {
-            address: t.clone(),
-            cause,
-        })?);
-    }
+    let mut b = builder(env, &subject, message_id, now)?;
     if let Some(first) = threads.first() {
         b = b.in_reply_to(first.clone()).references(threads.join(" "));
     }
@@ -275,21 +312,37 @@ pub fn compose(
     let msg = b
         .multipart(MultiPart::alternative_plain_html(text, html))
         .map_err(ComposeError::Build)?;
-    Ok(OutboxRow {
-        id: 0,
-        message_id: message_id.to_string(),
-        subject,
-        mail_from: env.from.clone(),
-        rcpt_to: env.to.clone(),
-        raw: msg.formatted(),
-        created_at: now,
-        attempts: 0,
-        next_attempt: now,
-        last_error: None,
-        channel: OutboxRow::EMAIL.into(),
-        content_type: String::new(),
-        headers: Vec::new(),
-    })
+    Ok(mail_row(env, subject, message_id, msg.formatted(), now))
+}
+
+/// A mail of plain text (and the same text preformatted as its HTML alternative).
+fn text_message(
+    env: &Envelope,
+    subject: &str,
+    text: String,
+    message_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<u8>, ComposeError> {
+    let html = format!(
+        "<html><body><pre style=\"font-family:monospace;white-space:pre-wrap\">{}</pre></body></html>\n",
+        escape(&text)
+    );
+    let msg = builder(env, subject, message_id, now)?
+        .multipart(MultiPart::alternative_plain_html(text, html))
+        .map_err(ComposeError::Build)?;
+    Ok(msg.formatted())
+}
+
+/// The digest mail (`subject`, the plain-text `text`) as an outbox row (due `now`).
+pub fn text_mail(
+    env: &Envelope,
+    subject: String,
+    text: String,
+    message_id: &str,
+    now: DateTime<Utc>,
+) -> Result<OutboxRow, ComposeError> {
+    let raw = text_message(env, &subject, text, message_id, now)?;
+    Ok(mail_row(env, subject, message_id, raw, now))
 }
 
 /// The mail `opsagent notify-test` sends.
@@ -298,32 +351,13 @@ pub fn test_mail(
     message_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<u8>, ComposeError> {
-    let from: Mailbox = env.from.parse().map_err(|cause| ComposeError::From {
-        address: env.from.clone(),
-        cause,
-    })?;
-    let mut b = Message::builder()
-        .from(from)
-        .subject(format!("[opsagent] TEST mail from {}", env.host))
-        .date(now.into())
-        .message_id(Some(message_id.to_string()))
-        .header(AutoSubmitted);
-    for t in &env.to {
-        b = b.to(t.parse().map_err(|cause| ComposeError::To {
-            address: t.clone(),
-            cause,
-        })?);
-    }
     let text = format!(
         "This is a test from opsagent on {}, sent at {}.\nIf you read this, alert mails reach you.\n",
         env.host,
         env.zone.format(now, "%Y-%m-%d %H:%M:%S %Z")
     );
-    let html = format!("<html><body><p>{}</p></body></html>", escape(&text));
-    let msg = b
-        .multipart(MultiPart::alternative_plain_html(text, html))
-        .map_err(ComposeError::Build)?;
-    Ok(msg.formatted())
+    let subject = format!("[opsagent] TEST mail from {}", env.host);
+    text_message(env, &subject, text, message_id, now)
 }
 
 #[cfg(test)]

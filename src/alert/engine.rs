@@ -1,8 +1,10 @@
 //! The alerting engine: each tick folds new check events and finished runs into the `alerts`
 //! table ([`Engine::ingest`]) and queues the mail that is due, if any ([`Engine::flush`]);
-//! [`spawn`] runs it beside the outbox sender in the daemon.
+//! [`spawn`] runs it beside the outbox sender in the daemon, with the digest ([`Digester`]).
 
 use super::compose::{self, Envelope};
+use super::digest::DigestJob;
+use super::digester::Digester;
 use super::email::{EmailSettings, Mailer};
 use super::outbox::{self, WebhookSenders};
 use super::route::{self, NoticeKind, Rules};
@@ -28,9 +30,29 @@ pub struct Setup {
     pub host: String,
     /// Zone for times in mails and maintenance windows.
     pub zone: Zone,
+    /// The backup jobs, which the digest reports on.
+    pub jobs: Vec<DigestJob>,
 }
 
 impl Setup {
+    /// The sender address of notifications (the domain of their ids).
+    pub fn sender(&self) -> String {
+        match &self.email {
+            Some(e) => e.from.clone(),
+            None => format!("opsagent@{}", self.host),
+        }
+    }
+
+    /// Who a mail over `email` goes from and to.
+    pub fn envelope(&self, email: &EmailSettings) -> Envelope {
+        Envelope {
+            host: self.host.clone(),
+            from: email.from.clone(),
+            to: email.to.clone(),
+            zone: self.zone,
+        }
+    }
+
     /// Whether `key` is muted at `now` by a silence or a maintenance window.
     pub fn muted(
         &self,
@@ -126,12 +148,7 @@ impl Engine {
                     }
                 }
             }
-            let env = Envelope {
-                host: self.setup.host.clone(),
-                from: email.from.clone(),
-                to: email.to.clone(),
-                zone: self.setup.zone,
-            };
+            let env = self.setup.envelope(email);
             out.push(
                 compose::compose(&refs, &threads, &env, id, now).map_err(AlertError::Compose)?,
             );
@@ -169,11 +186,7 @@ impl Engine {
         let plan = route::plan(&alerts, now, &rules, |k| {
             self.setup.muted(&silences, k, now)
         });
-        let from = match &self.setup.email {
-            Some(e) => e.from.clone(),
-            None => format!("opsagent@{}", self.setup.host),
-        };
-        let id = compose::message_id(&from, now);
+        let id = compose::message_id(&self.setup.sender(), now);
         let (quiet, notices): (Vec<_>, Vec<_>) = plan
             .into_iter()
             .partition(|(_, k)| *k == NoticeKind::Resolved && !self.setup.rules.send_resolved);
@@ -261,16 +274,24 @@ pub fn spawn(setup: Setup, cat: Arc<Catalog>) -> Alerting {
                 Some(_) => "alert mail queued",
                 None => "alert webhook notification queued",
             };
-            let engine = Engine::new(cat.clone(), setup);
+            let engine = Engine::new(cat.clone(), setup.clone());
+            let mut digester = Digester::new(cat.clone(), setup);
             loop {
-                match engine.tick(Utc::now()) {
-                    Ok(Some(subject)) => {
-                        tracing::info!(%subject, "{what}");
-                        wake.notify_one();
-                        queued_tx.send_modify(|n| *n = n.wrapping_add(1));
+                let now = Utc::now();
+                let rounds = [
+                    (what, "alerting", engine.tick(now)),
+                    ("digest queued", "the digest", digester.tick(now)),
+                ];
+                for (what, who, round) in rounds {
+                    match round {
+                        Ok(Some(subject)) => {
+                            tracing::info!(%subject, "{what}");
+                            wake.notify_one();
+                            queued_tx.send_modify(|n| *n = n.wrapping_add(1));
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::error!(error = %e, "{who} failed this round"),
                     }
-                    Ok(None) => {}
-                    Err(e) => tracing::error!(error = %e, "alerting failed this round"),
                 }
                 tokio::select! {
                     changed = rx.changed() => {

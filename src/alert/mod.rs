@@ -2,7 +2,8 @@
 //! notifications grouped, deduplicated and rate-limited like Alertmanager's ([`route::plan`]):
 //! one mail ([`compose`]) and one request per webhook ([`webhook`]) per group, written into the
 //! durable outbox in the catalog and delivered by SMTP ([`email`]) or HTTP, each channel by its
-//! own sender ([`outbox`]); silences and maintenance windows mute them ([`silence`]).
+//! own sender ([`outbox`]); silences and maintenance windows mute them ([`silence`]). The
+//! digest ([`digest`], sent by [`digester`]) says at a scheduled time how things stand.
 //!
 //! The engine keeps no state in memory: the `alerts` table holds what each alert is and what
 //! was last mailed about it, so a restarted daemon continues where it stopped. This module owns
@@ -10,6 +11,8 @@
 //! them.
 
 pub mod compose;
+pub mod digest;
+pub mod digester;
 pub mod email;
 pub mod engine;
 pub mod outbox;
@@ -58,6 +61,8 @@ pub struct AlertConfig {
     pub maintenance: Vec<silence::Maintenance>,
     /// `[[alerts.webhook]]`: each gets the same notifications as the mail.
     pub webhooks: Vec<webhook::WebhookSettings>,
+    /// `digest`: when the digest goes out (`None`: never, the default).
+    pub digest: Option<crate::schedule::Schedule>,
 }
 
 impl Default for AlertConfig {
@@ -70,6 +75,7 @@ impl Default for AlertConfig {
             min_severity: MinSeverity::Warn,
             maintenance: Vec::new(),
             webhooks: Vec::new(),
+            digest: None,
         }
     }
 }

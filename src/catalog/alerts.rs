@@ -9,7 +9,7 @@ use super::{from_millis, to_millis, Catalog, CatalogError};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Row};
 
-mod outbox;
+pub(super) mod outbox;
 pub use outbox::{OutboxRow, GIVEN_UP};
 
 /// One row of `alerts`.

@@ -136,12 +136,36 @@ impl Catalog {
 
     /// Events, newest first; only undelivered ones when `undelivered`.
     pub fn events(&self, undelivered: bool, limit: usize) -> Result<Vec<EventRow>, CatalogError> {
+        self.event_rows(
+            "(?1 = 0 OR delivered = 0) ORDER BY id DESC LIMIT ?2",
+            params![undelivered as i64, limit as i64],
+        )
+    }
+
+    /// The events of changes after `after` and at or before `until`, oldest first (the
+    /// digest's "checks that changed").
+    pub fn events_between(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<EventRow>, CatalogError> {
+        self.event_rows(
+            "at > ?1 AND at <= ?2 ORDER BY at, id",
+            params![to_millis(after), to_millis(until)],
+        )
+    }
+
+    fn event_rows(
+        &self,
+        filter: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<EventRow>, CatalogError> {
         let conn = self.conn();
         let mut st = conn
-            .prepare("SELECT id, check_name, from_state, to_state, at, since, value, threshold, detail, delivered FROM events WHERE (?1 = 0 OR delivered = 0) ORDER BY id DESC LIMIT ?2")
+            .prepare(&format!("SELECT id, check_name, from_state, to_state, at, since, value, threshold, detail, delivered FROM events WHERE {filter}"))
             .map_err(|e| self.q(e))?;
         let rows = st
-            .query_map(params![undelivered as i64, limit as i64], |r| {
+            .query_map(args, |r| {
                 Ok(EventRow {
                     id: r.get(0)?,
                     check: r.get(1)?,

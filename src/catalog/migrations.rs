@@ -133,6 +133,15 @@ const STEPS: &[&str] = &[
     ALTER TABLE outbox ADD COLUMN content_type TEXT NOT NULL DEFAULT '';
     ALTER TABLE outbox ADD COLUMN headers TEXT NOT NULL DEFAULT '';
     CREATE INDEX outbox_by_channel ON outbox(channel, next_attempt);",
+    // The digest (`[alerts] digest`): one row per scheduled slot sent (its time, `slot`, is
+    // the key, so a slot is queued once however often the daemon restarts), with when it was
+    // built and the snapshots' stored total then, the base of the next digest's growth.
+    "CREATE TABLE digests (
+        slot INTEGER PRIMARY KEY,
+        sent_at INTEGER NOT NULL,
+        snapshots INTEGER NOT NULL,
+        stored_bytes INTEGER NOT NULL
+    );",
 ];
 
 /// The schema version this build writes.

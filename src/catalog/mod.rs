@@ -1,4 +1,5 @@
-//! The SQLite catalog in `state_dir`: runs of jobs and the snapshots they produced.
+//! The SQLite catalog in `state_dir`: runs of jobs and the snapshots they produced; check
+//! states and events, alerts, the outbox and the digests sent.
 //!
 //! WAL mode and a busy timeout let the daemon and CLI commands use it at the same time. The schema
 //! is versioned with `PRAGMA user_version` (see `migrations`). The catalog is a cache of the
@@ -7,6 +8,7 @@
 
 mod alerts;
 mod checks;
+mod digests;
 mod migrations;
 mod pings;
 mod runs;
@@ -14,6 +16,7 @@ mod snapshots;
 
 pub use alerts::{AlertRow, FinishedRun, OutboxRow, SilenceRow, GIVEN_UP};
 pub use checks::{CheckStateRow, EventRow};
+pub use digests::{DigestRow, SnapshotTotals};
 pub use pings::PingRow;
 pub use runs::{RunRecord, RunStatus};
 pub use snapshots::SnapshotRow;

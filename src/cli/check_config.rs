@@ -174,8 +174,21 @@ fn media_job(j: &MediaJob, zone: Zone, now: DateTime<Utc>) -> String {
     s
 }
 
-/// Where alert mails go, or that none do.
+/// Where alert mails go, or that none do; when the digest goes out.
 fn alerts_summary(cfg: &Config) -> String {
+    let mut s = mail_summary(cfg);
+    if let Some(d) = &cfg.alerts.digest {
+        let zone = cfg.agent.zone;
+        s += &format!(
+            "  digest    \"{}\", next {}\n",
+            d.as_str(),
+            next_run(d, zone, Utc::now())
+        );
+    }
+    s
+}
+
+fn mail_summary(cfg: &Config) -> String {
     let Some(e) = &cfg.email else {
         return "  alerts    no email configured ([alerts.email])\n".to_string();
     };

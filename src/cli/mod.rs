@@ -130,21 +130,7 @@ pub fn take_over(
     Ok(())
 }
 
-/// Human-readable byte counts (`1.5 GiB`).
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use crate::quote::human_bytes;
 
 /// A single-threaded-enough runtime for CLI verbs.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
@@ -167,14 +153,4 @@ pub fn exit_code_for(err: &anyhow::Error) -> crate::error::Exit {
         }
     }
     Exit::Failure
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn bytes() {
-        assert_eq!(super::human_bytes(512), "512 B");
-        assert_eq!(super::human_bytes(1536), "1.5 KiB");
-        assert_eq!(super::human_bytes(3 << 30), "3.0 GiB");
-    }
 }

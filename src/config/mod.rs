@@ -181,6 +181,16 @@ impl Config {
             email: self.email.clone(),
             host: self.agent.hostname.clone(),
             zone: self.agent.zone,
+            jobs: self
+                .job_names()
+                .into_iter()
+                .filter_map(|name| {
+                    Some(crate::alert::digest::DigestJob {
+                        name: name.to_string(),
+                        kind: self.job_kind(name)?,
+                    })
+                })
+                .collect(),
         }
     }
 

@@ -219,6 +219,9 @@ pub struct RawAlerts {
     /// `[[alerts.webhook]]`: more ways to reach a person, beside the mail.
     #[serde(default)]
     pub webhook: Vec<RawWebhook>,
+    /// When the digest (every job's last backup and drill, growth, changes) goes out: a
+    /// crontab line in `agent.timezone`, e.g. `"0 8 * * *"`; default: no digest.
+    pub digest: Option<String>,
 }
 
 /// `[[alerts.webhook]]`

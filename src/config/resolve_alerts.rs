@@ -1,5 +1,5 @@
 //! `[alerts]`: grouping, reminders, resolved mails, the lowest severity, maintenance windows,
-//! webhooks. (`[alerts.email]` is `resolve_email`.)
+//! webhooks, the digest's schedule. (`[alerts.email]` is `resolve_email`.)
 
 use super::defaults;
 use super::raw::{RawAlerts, RawWebhook};
@@ -62,6 +62,16 @@ pub(super) fn alerts(cx: &mut Ctx, raw: Option<&RawAlerts>, p: &KeyPath) -> Aler
         }
     }
     maintenance(cx, a, p, &mut c);
+    if let Some(text) = a.digest.as_deref() {
+        c.digest = schedule(cx, Some(text), &p.key("digest"));
+        if a.email.is_none() && a.webhook.is_empty() {
+            cx.warn(
+                &p.key("digest"),
+                "a digest is scheduled but there is no [alerts.email] or [[alerts.webhook]] to send it to",
+                "add [alerts.email], or remove `digest`",
+            );
+        }
+    }
     c
 }
 

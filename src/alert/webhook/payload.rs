@@ -270,29 +270,56 @@ pub fn build(format: WebhookFormat, notices: &[(NoticeKind, &AlertRow)], a: &Abo
     }
 }
 
-/// The payload `opsagent notify-test` sends.
-pub fn test(format: WebhookFormat, a: &About) -> Payload {
-    let title = cut(&format!("[opsagent] TEST from {}", a.host), MAX_TITLE);
-    let text = format!(
-        "This is a test from opsagent on {}, sent at {}. If you read this, alert notifications reach you.",
-        a.host,
-        a.zone.format(a.now, "%Y-%m-%d %H:%M:%S %Z")
-    );
+/// The largest body `build(text cut to n characters)` makes that fits `max`.
+fn fit_text(text: &str, max: usize, build: impl Fn(&str) -> Vec<u8>) -> Vec<u8> {
+    let mut cap = text.chars().count();
+    loop {
+        let b = build(&cut(text, cap));
+        if b.len() <= max || cap == 0 {
+            return b;
+        }
+        cap = (cap * max / b.len()).saturating_sub(16).min(cap - 1);
+    }
+}
+
+/// A message of text rather than alerts (`notify-test`, the digest), titled `title`: the JSON
+/// document with `status` and `text` and no alerts, a Slack message (the text preformatted
+/// when `pre`), or an ntfy text body with `Title` and `Tags` (`tags`). Bounded like [`build`].
+pub fn message(
+    format: WebhookFormat,
+    a: &About,
+    title: &str,
+    text: &str,
+    status: &str,
+    tags: &str,
+    pre: bool,
+) -> Payload {
+    let title = cut(title, MAX_TITLE);
     let (body, content_type, headers) = match format {
         WebhookFormat::Json => (
-            json!({"version": 1, "id": a.id, "status": "test", "host": a.host, "title": title, "alerts": [], "more": 0, "text": text}).to_string().into_bytes(),
+            fit_text(text, MAX_BODY, |t| {
+                json!({"version": 1, "id": a.id, "status": status, "host": a.host, "title": title, "alerts": [], "more": 0, "text": t}).to_string().into_bytes()
+            }),
             "application/json",
             Vec::new(),
         ),
-        WebhookFormat::Slack => (
-            json!({"text": format!("*{}*\n{}", slack_escape(&title), slack_escape(&text))}).to_string().into_bytes(),
-            "application/json",
-            Vec::new(),
-        ),
+        WebhookFormat::Slack => {
+            let fence = if pre { "```" } else { "" };
+            (
+                fit_text(text, MAX_BODY, |t| {
+                    json!({"text": format!("*{}*\n{fence}{}{fence}", slack_escape(&title), slack_escape(t))}).to_string().into_bytes()
+                }),
+                "application/json",
+                Vec::new(),
+            )
+        }
         WebhookFormat::Ntfy => (
-            text.into_bytes(),
+            fit_text(text, MAX_NTFY_BODY, |t| t.as_bytes().to_vec()),
             "text/plain; charset=utf-8",
-            vec![("Title".to_string(), header_text(&title)), ("Tags".to_string(), "test_tube".to_string())],
+            vec![
+                ("Title".to_string(), header_text(&title)),
+                ("Tags".to_string(), tags.to_string()),
+            ],
         ),
     };
     Payload {
@@ -301,6 +328,17 @@ pub fn test(format: WebhookFormat, a: &About) -> Payload {
         content_type,
         headers,
     }
+}
+
+/// The payload `opsagent notify-test` sends.
+pub fn test(format: WebhookFormat, a: &About) -> Payload {
+    let text = format!(
+        "This is a test from opsagent on {}, sent at {}. If you read this, alert notifications reach you.",
+        a.host,
+        a.zone.format(a.now, "%Y-%m-%d %H:%M:%S %Z")
+    );
+    let title = format!("[opsagent] TEST from {}", a.host);
+    message(format, a, &title, &text, "test", "test_tube", false)
 }
 
 /// The outbox row delivering `p` to webhook `w`; `id` is the group's notification id.
@@ -452,5 +490,46 @@ mod tests {
             (Some(0), 1)
         );
         assert!(v["alerts"][0]["detail"].as_str().unwrap().ends_with('…'));
+    }
+
+    #[test]
+    fn text_messages_are_bounded_and_keep_their_title() {
+        let text = "uploads (media) → ok\n".repeat(10_000);
+        let title = "[opsagent] web-01 daily digest: 1 job ok, 0 failed, 0 checks changed";
+        for (f, max) in [
+            (WebhookFormat::Json, MAX_BODY),
+            (WebhookFormat::Slack, MAX_BODY),
+            (WebhookFormat::Ntfy, MAX_NTFY_BODY),
+        ] {
+            let p = message(f, &about(), title, &text, "digest", "clipboard", true);
+            assert!(p.body.len() <= max, "{f:?}: {}", p.body.len());
+            assert!(p.body.len() > max / 2, "{f:?}: cut to {}", p.body.len());
+            assert_eq!(p.title, title);
+        }
+        let p = message(
+            WebhookFormat::Json,
+            &about(),
+            title,
+            "short",
+            "digest",
+            "clipboard",
+            true,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&p.body).unwrap();
+        assert_eq!(
+            (v["status"].as_str(), v["text"].as_str()),
+            (Some("digest"), Some("short"))
+        );
+        let p = message(
+            WebhookFormat::Slack,
+            &about(),
+            title,
+            "a <b>",
+            "digest",
+            "clipboard",
+            true,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&p.body).unwrap();
+        assert_eq!(v["text"], format!("*{title}*\n```a &lt;b&gt;```"));
     }
 }

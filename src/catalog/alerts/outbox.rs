@@ -87,7 +87,10 @@ fn outbox_row(r: &Row) -> rusqlite::Result<OutboxRow> {
 }
 
 /// Inserts `m` (in the transaction that records it was queued).
-pub(super) fn insert(tx: &rusqlite::Transaction, m: &OutboxRow) -> rusqlite::Result<usize> {
+pub(in crate::catalog) fn insert(
+    tx: &rusqlite::Transaction,
+    m: &OutboxRow,
+) -> rusqlite::Result<usize> {
     let headers: String = m
         .headers
         .iter()
