@@ -1,8 +1,9 @@
 //! `[[alerts.webhook]]` against a local HTTP capture server: a CRIT TCP check is POSTed FIRING
 //! (json) and RESOLVED once the port opens; slack and ntfy bodies for the same group; a
 //! receiver down then up gets the notification exactly once, also across a killed daemon, while
-//! a dead SMTP relay holds up nothing; a 400 is not retried and `status` shows it refused. The
-//! URL's token never appears in the daemon's log, in `status` or in `notify-test`.
+//! a dead SMTP relay holds up nothing; a 400 is not retried and `status` shows it refused; a 429
+//! waits as long as its `Retry-After` asks. The URL's token never appears in the daemon's log,
+//! in `status`, in `check-config` or in `notify-test`.
 
 mod common;
 
@@ -100,8 +101,14 @@ impl Capture {
                     let body = format!("{{\"error\":\"no_text\",\"path\":\"{}\"}}", hit.path);
                     h.lock().unwrap().push(hit);
                     let mut s = s;
+                    // A rate-limiting receiver says how long to wait.
+                    let retry = if code == 429 {
+                        "Retry-After: 30\r\n"
+                    } else {
+                        ""
+                    };
                     let _ = s.write_all(
-                        format!("HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                        format!("HTTP/1.1 {code} X\r\n{retry}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
                             .as_bytes(),
                     );
                 });
@@ -457,6 +464,44 @@ fn a_400_is_refused_for_good_and_shown_by_status() {
     ] {
         assert!(!t.contains(TOKEN), "the token in {what}:\n{t}");
     }
+}
+
+#[test]
+fn a_429_is_retried_after_the_wait_the_receiver_asked_for() {
+    let cap = Capture::start();
+    cap.set(429);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("opsagent.toml");
+    std::fs::write(
+        &cfg,
+        head(dir.path(), "") + &webhook("ops", cap.port, "json"),
+    )
+    .unwrap();
+    let cat = Catalog::open(&dir.path().join("state/catalog.sqlite")).unwrap();
+    let _d = Daemon::start(&cfg, &dir.path().join("daemon.log"));
+    event(&cat, "tcp:api", "OK", "CRIT");
+    let failed = || {
+        cat.outbox(None)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.attempts > 0)
+    };
+    wait_for("a failed attempt", Duration::from_secs(20), || {
+        failed().is_some()
+    });
+    let row = failed().unwrap();
+    // `Retry-After: 30`, not the first backoff step (1 s).
+    let wait = row.next_attempt - Utc::now();
+    assert!(wait > chrono::Duration::seconds(20), "{row:?}");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(cap.hits().len(), 1, "retried early: {:?}", cap.hits());
+    let out = opsagent(&cfg, &["check-config"]);
+    let listed = text(&out);
+    assert!(
+        listed.contains("webhook   ops (json) to http://127.0.0.1/…"),
+        "{listed}"
+    );
+    assert!(!listed.contains(TOKEN), "{listed}");
 }
 
 #[test]

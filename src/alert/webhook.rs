@@ -16,8 +16,8 @@ use crate::secret::Secret;
 use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use std::time::Duration;
 
-/// Deadline of one request when `timeout` is not set.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest `Retry-After` obeyed (a receiver asking for days would silence the channel).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// The most of an answer read (for the error message).
 pub const MAX_ANSWER: usize = 4096;
 /// The header carrying the notification's id (stable across retries: a receiver can drop a
@@ -110,6 +110,9 @@ pub struct WebhookError {
     pub hint: &'static str,
     /// The HTTP status, when the server answered.
     pub status: Option<u16>,
+    /// How long the server asked to wait (`Retry-After` on a 429 or 503), at most
+    /// [`MAX_RETRY_AFTER`].
+    pub retry_after: Option<Duration>,
 }
 
 /// What one attempt did.
@@ -179,6 +182,7 @@ impl Webhook {
             message,
             hint,
             status,
+            retry_after: None,
         }
     }
 
@@ -231,6 +235,11 @@ impl Webhook {
         if status.is_success() {
             return Delivery::Sent(status.as_u16());
         }
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry_after(v, chrono::Utc::now()));
         let answer = s.url.scrub(&read_answer(resp).await);
         let message = match answer.is_empty() {
             true => format!("answered {status}"),
@@ -239,13 +248,32 @@ impl Webhook {
         let code = status.as_u16();
         let fail = |hint| Webhook::error(s, message.clone(), hint, Some(code));
         match code {
-            408 | 429 | 500..=599 | 100..=199 => Delivery::RetryLater(fail(HINT_BUSY)),
+            408 | 429 | 500..=599 | 100..=199 => Delivery::RetryLater(WebhookError {
+                retry_after,
+                ..fail(HINT_BUSY)
+            }),
             300..=399 => Delivery::GaveUp(fail(HINT_REDIRECT)),
             401 | 403 => Delivery::GaveUp(fail(HINT_AUTH)),
             404 | 410 => Delivery::GaveUp(fail(HINT_GONE)),
             _ => Delivery::GaveUp(fail(HINT_PAYLOAD)),
         }
     }
+}
+
+/// A `Retry-After` value (delay-seconds or an HTTP date) as a wait from `now`, capped at
+/// [`MAX_RETRY_AFTER`]; `None` when it cannot be read.
+pub fn retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+            (at.with_timezone(&chrono::Utc) - now)
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// At most [`MAX_ANSWER`] bytes of the answer, as one line of text.
@@ -291,5 +319,24 @@ mod tests {
         assert_eq!(u.describe(), "https://hooks.example.com/…");
         let got = u.scrub("error sending request for url (https://hooks.example.com/services/T0/B0/s3cr3t?x=1): echo /services/T0/B0/s3cr3t");
         assert!(!got.contains("s3cr3t"), "{got}");
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date_is_capped_at_an_hour() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-02T08:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after("Wed, 02 Dec 2026 08:05:00 GMT", now),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            retry_after("Wed, 02 Dec 2026 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("99999999999", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after("soon", now), None);
+        assert_eq!(retry_after("-5", now), None);
     }
 }

@@ -174,9 +174,19 @@ fn media_job(j: &MediaJob, zone: Zone, now: DateTime<Utc>) -> String {
     s
 }
 
-/// Where alert mails go, or that none do; when the digest goes out.
+/// Where alert mails go, or that none do; each webhook (its URL shown as `scheme://host/…`);
+/// when the digest goes out.
 fn alerts_summary(cfg: &Config) -> String {
     let mut s = mail_summary(cfg);
+    for w in &cfg.alerts.webhooks {
+        s += &format!(
+            "  webhook   {} ({}) to {}, timeout {}\n",
+            w.name,
+            w.format.name(),
+            w.url.describe(),
+            humantime::format_duration(w.timeout)
+        );
+    }
     if let Some(d) = &cfg.alerts.digest {
         let zone = cfg.agent.zone;
         s += &format!(

@@ -73,6 +73,8 @@ pub const SMTP_PORT_TLS: u16 = 465;
 pub const SMTP_PORT_PLAIN: u16 = 25;
 /// `[alerts.email] timeout`.
 pub const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Deadline of one webhook request (`[[alerts.webhook]] timeout`).
+pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 // [checks]
 

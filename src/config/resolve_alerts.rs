@@ -6,7 +6,7 @@ use super::raw::{RawAlerts, RawWebhook};
 use super::resolve::{schedule, secret_file, valid_name, Ctx};
 use super::span::KeyPath;
 use crate::alert::silence::Maintenance;
-use crate::alert::webhook::{self, WebhookFormat, WebhookSettings, WebhookUrl};
+use crate::alert::webhook::{WebhookFormat, WebhookSettings, WebhookUrl};
 use crate::alert::{AlertConfig, MinSeverity};
 use crate::secret::Secret;
 use std::time::Duration;
@@ -150,7 +150,7 @@ fn webhook_settings(cx: &mut Ctx, w: &RawWebhook, p: &KeyPath) -> Option<Webhook
             None
         }
     };
-    let timeout = w.timeout.unwrap_or(webhook::DEFAULT_TIMEOUT);
+    let timeout = w.timeout.unwrap_or(defaults::WEBHOOK_TIMEOUT);
     if timeout < Duration::from_millis(100) || timeout > Duration::from_secs(300) {
         cx.error(
             &p.key("timeout"),

@@ -20,7 +20,8 @@ fn record(cat: &Catalog, row: &OutboxRow, next: chrono::DateTime<Utc>, e: &Webho
 
 fn failed(cat: &Catalog, row: &OutboxRow, e: &WebhookError) {
     let attempts = row.attempts + 1;
-    let wait = backoff(attempts);
+    // The receiver's `Retry-After` when it asks for longer than the backoff.
+    let wait = backoff(attempts).max(e.retry_after.unwrap_or_default());
     record(
         cat,
         row,
