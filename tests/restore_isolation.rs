@@ -420,10 +420,13 @@ fn two_in_place_restores_of_databases_sharing_a_long_prefix_run_at_once() {
     for d in [&x, &y] {
         db.sql_db(d, "DELETE FROM t");
     }
+    // Written once: `config_for` rewrites the file, and a restore starting meanwhile read it
+    // half-written ("the [storage] section is missing", seen in CI).
+    let config = b.config_for(db);
     let start = |d: &str| {
         Command::new(env!("CARGO_BIN_EXE_opsagent"))
             .arg("--config")
-            .arg(b.config_for(db))
+            .arg(&config)
             .args([
                 "restore",
                 "--date",
