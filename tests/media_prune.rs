@@ -354,6 +354,7 @@ fn backup_paused_at_first_tree_read(
                 storage,
                 catalog,
                 progress: None,
+                copy: None,
             };
             run_job(&env, JOB, Trigger::Cli).await
         })

@@ -55,6 +55,8 @@ pub fn run_key(kind: &str, job: &str) -> Option<String> {
     match kind {
         "mysql" | "media" => Some(format!("backup-run:{job}")),
         "verify" => Some(format!("drill:{job}")),
+        // `<job>@<storage>`: a copy storage fell behind.
+        "copy" => Some(format!("copy:{job}")),
         _ => None,
     }
 }
@@ -130,13 +132,15 @@ pub fn apply_event(alerts: &mut BTreeMap<String, AlertRow>, ev: &EventRow, min: 
 }
 
 /// Folds one finished backup or drill run into the alerts: a failure fires `backup-run:JOB` /
-/// `drill:JOB` (CRIT; WARN when interrupted or partial: a media snapshot that skipped files), a
-/// success resolves it.
+/// `drill:JOB` (CRIT; WARN when interrupted or partial: a media snapshot that skipped files),
+/// a failed copy `copy:JOB@STORAGE` (WARN); a success resolves it.
 pub fn apply_run(alerts: &mut BTreeMap<String, AlertRow>, run: &FinishedRun, min: MinSeverity) {
     let Some(key) = run_key(&run.kind, &run.job) else {
         return;
     };
     let level = match run.status.as_str() {
+        // A copy behind is a warning: the default storage holds the snapshots.
+        "failed" if run.kind == "copy" => "WARN",
         "failed" => "CRIT",
         "interrupted" | "partial" => "WARN",
         _ => "OK",
@@ -148,10 +152,10 @@ pub fn apply_run(alerts: &mut BTreeMap<String, AlertRow>, run: &FinishedRun, min
         .entry(key.clone())
         .or_insert_with(|| fresh(&key, run.ended_at, run.ended_at));
     change(a, level, "", run.ended_at, run.ended_at, min);
-    let what = if run.kind == "verify" {
-        "restore drill"
-    } else {
-        "backup"
+    let what = match run.kind.as_str() {
+        "verify" => "restore drill",
+        "copy" => "copy",
+        _ => "backup",
     };
     a.detail = match (&run.error, level) {
         (_, "OK") => format!("the {what} of job {} succeeded", run.job),

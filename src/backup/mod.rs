@@ -6,6 +6,7 @@
 //! one of all paths for media jobs), each snapshot committed by writing its manifest last
 //! (`snapshot::commit`), record the outcome, apply retention only if everything succeeded.
 
+pub mod copy;
 pub mod dump;
 pub mod media;
 pub mod mysql;
@@ -126,8 +127,8 @@ pub fn schedules(config: &Config) -> Vec<(String, Schedule)> {
 /// Runs job `name` once, recording it in the catalog. Logs the outcome.
 pub async fn run_job(env: &Env, name: &str, trigger: Trigger) -> Result<RunReport, BackupError> {
     if let Some(job) = env.config.media.iter().find(|j| j.name == name) {
-        let ping = job.ping_url.as_ref();
-        return lifecycle(env, name, "media", trigger, (&job.keep, ping), |run_id| {
+        let opts = (&job.keep, job.ping_url.as_ref(), &job.copy_to[..]);
+        return lifecycle(env, name, "media", trigger, opts, |run_id| {
             media_work(env, job, run_id)
         })
         .await;
@@ -138,27 +139,20 @@ pub async fn run_job(env: &Env, name: &str, trigger: Trigger) -> Result<RunRepor
         .iter()
         .find(|j| j.name == name)
         .ok_or_else(|| BackupError::UnknownJob(name.to_string()))?;
-    let ping = job.ping_url.as_ref();
-    lifecycle(
-        env,
-        name,
-        "mysql",
-        trigger,
-        (&job.keep, ping),
-        |run_id| async move {
-            match mysql::run(env, job, run_id).await {
-                Ok(report) => Ok(Done {
-                    status: RunStatus::Success,
-                    note: None,
-                    report,
-                }),
-                Err(e) => Err(Failure {
-                    bytes: e.bytes,
-                    error: WorkError::Mysql(e),
-                }),
-            }
-        },
-    )
+    let opts = (&job.keep, job.ping_url.as_ref(), &job.copy_to[..]);
+    lifecycle(env, name, "mysql", trigger, opts, |run_id| async move {
+        match mysql::run(env, job, run_id).await {
+            Ok(report) => Ok(Done {
+                status: RunStatus::Success,
+                note: None,
+                report,
+            }),
+            Err(e) => Err(Failure {
+                bytes: e.bytes,
+                error: WorkError::Mysql(e),
+            }),
+        }
+    })
     .await
 }
 
@@ -179,14 +173,14 @@ struct Failure {
 
 /// One run of any kind of job: take the job's lock, record the run, ping the job's `ping_url`
 /// (`/start`), check the prefix claim and abort the uploads a dead run of the job left, do
-/// `work`, record the outcome, ping success or `/fail`, and apply retention only after a good
-/// run.
+/// `work`, record the outcome, ping success or `/fail`, and apply retention and copy to the
+/// job's copy storages only after a good run.
 async fn lifecycle<'a, F, Fut>(
     env: &'a Env,
     name: &'a str,
     kind: &'static str,
     trigger: Trigger,
-    (keep, ping): (&crate::retention::KeepPolicy, Option<&PingUrl>),
+    (keep, ping, copy_to): (&crate::retention::KeepPolicy, Option<&PingUrl>, &[String]),
     work: F,
 ) -> Result<RunReport, BackupError>
 where
@@ -234,6 +228,7 @@ where
     match result {
         Ok(Done { mut report, .. }) => {
             report.pruned = retention(env, name, keep).await;
+            copy::copy_after_run(env, name, copy_to, keep).await;
             finished(name, &report, started);
             Ok(report)
         }

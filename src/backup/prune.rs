@@ -251,6 +251,10 @@ async fn forget(env: &Env, snap: &SnapshotKey) -> Result<(), StorageError> {
             env.storage.delete(&o.key).await?;
         }
     }
+    if env.copy.is_some() {
+        tracing::info!(job = %snap.job, database = %snap.item, snapshot = %snap.id, storage = env.copy.as_deref(), "snapshot forgotten by retention on the copy storage");
+        return Ok(());
+    }
     if let Err(e) = env.catalog.remove_snapshot(&snap.id) {
         tracing::warn!(error = %e, "catalog not updated; `opsagent snapshots --refresh` fixes it");
     }

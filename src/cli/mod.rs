@@ -111,6 +111,7 @@ pub fn open_env(config: Config) -> anyhow::Result<Env> {
         storage,
         catalog,
         progress: None,
+        copy: None,
     })
 }
 

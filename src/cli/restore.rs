@@ -2,12 +2,13 @@
 //! Dumps here; media snapshots (directory trees) in `restore/media.rs`.
 
 mod media;
+mod source;
 
 use super::{human_bytes, Cli};
 use crate::error::UsageError;
 use crate::quote;
 use crate::restore::{self, date, plan, Step, Target};
-use crate::storage::{Storage, StorageSpec};
+use crate::storage::Storage;
 use chrono::Utc;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -49,6 +50,10 @@ pub struct Args {
     /// job's exclude patterns match, and other file systems).
     #[arg(long, requires = "in_place")]
     pub delete: bool,
+    /// Read from this storage: `default` ([storage]) or a copy storage's NAME
+    /// ([storage.NAME]). Without it: the default, else the first copy holding the snapshots.
+    #[arg(long, value_name = "NAME")]
+    pub storage: Option<String>,
     /// Restore another host's backups (its storage prefix, `<HOST>/`).
     #[arg(long, value_name = "HOST")]
     pub from_host: Option<String>,
@@ -73,23 +78,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         (_, _, Some(p)) => Target::File(p.clone()),
         _ => Target::SideBySide,
     };
-    let mut spec = cfg.storage.clone();
-    if let Some(host) = &args.from_host {
-        let p = format!("{}/", host.trim_end_matches('/'));
-        match &mut spec {
-            StorageSpec::Local { prefix, .. } | StorageSpec::S3 { prefix, .. } => *prefix = p,
-        }
-    }
-    let storage = Storage::open(&spec)?.with_encryption(cfg.encryption.as_ref());
     let rt = super::runtime()?;
     let filter = plan::Filter {
         jobs: args.jobs.clone(),
         databases: args.databases.clone(),
     };
-    let snaps = rt
-        .block_on(plan::all_snapshots(&storage))
-        .map_err(anyhow::Error::msg)?;
-    let chosen = plan::choose(&snaps, &filter, moment.at, zone).map_err(anyhow::Error::msg)?;
+    let source::Source { storage, chosen } = source::choose(&rt, &cfg, args, &filter, moment.at)?;
     let chosen = rt
         .block_on(plan::load(&storage, chosen))
         .map_err(anyhow::Error::msg)?;

@@ -1,9 +1,14 @@
-//! `opsagent snapshots [--job J] [--json] [--refresh]`: what is backed up, newest first.
+//! `opsagent snapshots [--job J] [--json] [--refresh] [--storage NAME]`: what is backed up,
+//! newest first, and how far each copy storage is behind.
 
 use super::{human_bytes, Cli};
 use crate::catalog::SnapshotRow;
+use crate::error::UsageError;
+use crate::snapshot::keys::manifests_prefix;
 use crate::snapshot::manifest::{Manifest, MediaSummary};
-use crate::snapshot::refresh::refresh;
+use crate::snapshot::refresh::{read_rows, refresh};
+use crate::snapshot::Env;
+use crate::storage::Storage;
 
 /// Flags.
 #[derive(Debug, clap::Args)]
@@ -17,6 +22,9 @@ pub struct Args {
     /// Rebuild the list from the manifests in storage first (new machine, lost state_dir).
     #[arg(long)]
     pub refresh: bool,
+    /// List what a copy storage ([storage.NAME]) holds, read from its manifests.
+    #[arg(long, value_name = "NAME", conflicts_with = "refresh")]
+    pub storage: Option<String>,
 }
 
 /// Lists snapshots.
@@ -36,7 +44,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
             r.snapshots
         );
     }
-    let rows = env.catalog.snapshots(args.job.as_deref())?;
+    let rows = match args.storage.as_deref().filter(|n| *n != "default") {
+        Some(name) => copy_rows(&env, name, args.job.as_deref())?,
+        None => env.catalog.snapshots(args.job.as_deref())?,
+    };
     if args.json {
         let list: Vec<serde_json::Value> = rows.iter().map(json_row).collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
@@ -67,6 +78,97 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
             human_bytes(r.stored_size),
             (r.finished_at - r.started_at).num_seconds().max(0),
             r.id
+        );
+    }
+    if args.storage.is_none() {
+        copies_behind(&env, &rows)?;
+    }
+    Ok(())
+}
+
+/// The snapshots copy storage `name` holds, from its manifests.
+fn copy_rows(env: &Env, name: &str, job: Option<&str>) -> anyhow::Result<Vec<SnapshotRow>> {
+    let storage = open_copy(env, name)?;
+    let rt = super::runtime()?;
+    let (rows, bad) = rt.block_on(read_rows(&storage, job))?;
+    for b in &bad {
+        eprintln!("warning: {b}");
+    }
+    eprintln!("copy storage `{name}` ({}):", storage.describe());
+    Ok(rows)
+}
+
+fn open_copy(env: &Env, name: &str) -> anyhow::Result<Storage> {
+    let Some(c) = env.config.copies.iter().find(|c| c.name == name) else {
+        let names: Vec<&str> = env.config.copies.iter().map(|c| c.name.as_str()).collect();
+        return Err(UsageError(format!(
+            "no copy storage `{name}` (hint: {})",
+            match names.is_empty() {
+                true => "the configuration declares none; add [storage.NAME]".to_string(),
+                false => format!("the copy storages are {}", names.join(", ")),
+            }
+        ))
+        .into());
+    };
+    Ok(Storage::open(&c.spec)?.with_encryption(env.config.encryption.as_ref()))
+}
+
+/// For each copy storage: how many of the snapshots listed it holds.
+fn copies_behind(env: &Env, rows: &[SnapshotRow]) -> anyhow::Result<()> {
+    if env.config.copies.is_empty() {
+        return Ok(());
+    }
+    let rt = super::runtime()?;
+    for c in &env.config.copies {
+        let jobs: Vec<&str> = (env.config.mysql.iter().map(|j| (&j.name, &j.copy_to)))
+            .chain(env.config.media.iter().map(|j| (&j.name, &j.copy_to)))
+            .filter(|(_, to)| to.contains(&c.name))
+            .map(|(j, _)| j.as_str())
+            .collect();
+        let wanted: Vec<&SnapshotRow> = rows
+            .iter()
+            .filter(|r| jobs.contains(&r.job.as_str()))
+            .collect();
+        let storage = open_copy(env, &c.name)?;
+        let there = match rt.block_on(storage.list(&manifests_prefix(None))) {
+            Ok(l) => l
+                .into_iter()
+                .map(|o| o.key)
+                .collect::<std::collections::BTreeSet<_>>(),
+            Err(e) => {
+                println!("copy storage `{}`: cannot be listed: {e}", c.name);
+                continue;
+            }
+        };
+        let held = wanted
+            .iter()
+            .filter(|r| there.contains(&r.manifest_key))
+            .count();
+        // Behind: newer than the newest snapshot of the same job and item the copy holds (an
+        // older one missing there may be one the copy's retention does not keep).
+        let newest = |r: &SnapshotRow| {
+            wanted
+                .iter()
+                .filter(|o| o.job == r.job && o.item == r.item && there.contains(&o.manifest_key))
+                .map(|o| o.started_at)
+                .max()
+        };
+        let behind = wanted
+            .iter()
+            .filter(|r| {
+                !there.contains(&r.manifest_key) && newest(r).is_none_or(|n| r.started_at > n)
+            })
+            .count();
+        println!(
+            "copy storage `{}` ({}): {held} of the {} snapshots of its jobs{}",
+            c.name,
+            storage.describe(),
+            wanted.len(),
+            if behind > 0 {
+                format!(", {behind} newer BEHIND (copied after the next run)")
+            } else {
+                ", up to date".to_string()
+            }
         );
     }
     Ok(())

@@ -7,6 +7,7 @@
 //! check, 2 a critical check. A configuration error also exits 2, with its message on stderr.
 
 use super::Cli;
+use crate::backup::copy::{copy_job_name, COPY_KIND};
 use crate::catalog::{AlertRow, Catalog, CheckStateRow, OutboxRow, PingRow, RunRecord, SilenceRow};
 use crate::error::Unhealthy;
 use crate::health::state::Level;
@@ -197,10 +198,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let cfg = super::load_config(cli)?;
     let cat = Catalog::open(&cfg.catalog_path())?;
     let now = Utc::now();
+    let copies = copy_lines(&cfg);
     let jobs: Vec<(&str, &str)> = cfg
         .job_names()
         .into_iter()
         .map(|j| (j, cfg.job_kind(j).unwrap_or("mysql")))
+        .chain(copies.iter().map(|c| (c.as_str(), COPY_KIND)))
         .collect();
     let setup = cfg.alert_setup();
     let r = Report::gather(&cat, &cfg.agent.hostname, &jobs, cfg.health.interval, now)?
@@ -211,6 +214,15 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         print!("{}", render(&r, cfg.agent.zone, now));
     }
     r.outcome()
+}
+
+/// One line per job and copy storage it names (`JOB@STORAGE`): its last copy run, as a job's
+/// line shows its last backup, so a copy storage that falls behind shows.
+fn copy_lines(cfg: &crate::config::Config) -> Vec<String> {
+    let jobs = (cfg.mysql.iter().map(|j| (&j.name, &j.copy_to)))
+        .chain(cfg.media.iter().map(|j| (&j.name, &j.copy_to)));
+    jobs.flat_map(|(job, to)| to.iter().map(move |s| copy_job_name(job, s)))
+        .collect()
 }
 
 #[cfg(test)]

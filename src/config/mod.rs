@@ -41,6 +41,8 @@ pub struct Config {
     pub agent: Agent,
     /// `[storage]`
     pub storage: StorageSpec,
+    /// `[storage.NAME]`: copy storages, in name order.
+    pub copies: Vec<CopyStorage>,
     /// `[encryption]`, when backups are encrypted with age.
     pub encryption: Option<EncryptionSpec>,
     /// `[[mysql]]` jobs.
@@ -59,6 +61,17 @@ pub struct Config {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// `[heartbeat]`, when set.
     pub heartbeat: Option<crate::heartbeat::HeartbeatConfig>,
+}
+
+/// A `[storage.NAME]`: a second place jobs copy their committed snapshots to (`copy_to`).
+#[derive(Debug, Clone)]
+pub struct CopyStorage {
+    /// Its name (`--storage NAME`).
+    pub name: String,
+    /// Where it is.
+    pub spec: StorageSpec,
+    /// Retention there, when it differs from each job's `keep`.
+    pub keep: Option<KeepPolicy>,
 }
 
 /// `[agent]`, resolved.
@@ -117,6 +130,8 @@ pub struct MysqlJob {
     pub verify_schedule: Option<Schedule>,
     /// Pinged at each run's start and end.
     pub ping_url: Option<crate::heartbeat::PingUrl>,
+    /// Copy storages each committed snapshot is copied to.
+    pub copy_to: Vec<String>,
 }
 
 impl MysqlJob {
@@ -171,6 +186,8 @@ pub struct MediaJob {
     pub verify_schedule: Option<Schedule>,
     /// Pinged at each run's start and end.
     pub ping_url: Option<crate::heartbeat::PingUrl>,
+    /// Copy storages each committed snapshot is copied to.
+    pub copy_to: Vec<String>,
 }
 
 impl Config {

@@ -75,9 +75,9 @@ pub struct RawAgent {
     pub shutdown_grace: Option<Duration>,
 }
 
-/// `[storage]`
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[storage]` and each `[storage.NAME]` (a copy storage). Unknown keys are not refused by
+/// serde here (the named tables share the map): `resolve_storage` reports them.
+#[derive(Debug, Deserialize, Clone)]
 pub struct RawStorage {
     /// `"s3"` or `"local"`.
     #[serde(rename = "type")]
@@ -100,6 +100,11 @@ pub struct RawStorage {
     pub secret_access_key: Option<String>,
     /// s3: file holding the secret key.
     pub secret_access_key_file: Option<PathBuf>,
+    /// Copy storages only: retention there; default each job's `keep`.
+    pub keep: Option<RawKeep>,
+    /// The `[storage.NAME]` tables, and any key not above (an error, reported by `resolve`).
+    #[serde(flatten)]
+    pub named: std::collections::BTreeMap<String, toml::Value>,
 }
 
 /// `keep = { last = 3, daily = 7, … }`
@@ -159,6 +164,9 @@ pub struct RawMysql {
     /// This job's own ping URL: `/start` at a run's start, the URL on success, `/fail` with
     /// the error on failure (Healthchecks.io style; Uptime Kuma push URLs get `status=`).
     pub ping_url: Option<String>,
+    /// Copy storages (`[storage.NAME]`) each committed snapshot is copied to.
+    #[serde(default)]
+    pub copy_to: Vec<String>,
 }
 
 /// `[[media]]`
@@ -191,6 +199,9 @@ pub struct RawMedia {
     /// This job's own ping URL: `/start` at a run's start, the URL on success, `/fail` with
     /// the error on failure (Healthchecks.io style; Uptime Kuma push URLs get `status=`).
     pub ping_url: Option<String>,
+    /// Copy storages (`[storage.NAME]`) each committed snapshot is copied to.
+    #[serde(default)]
+    pub copy_to: Vec<String>,
 }
 
 /// `[alerts]`

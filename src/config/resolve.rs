@@ -77,6 +77,12 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
             None
         }
     };
+    let copies = match &raw.storage {
+        Some(s) => {
+            super::resolve_storage::copies(&mut cx, s, &agent.hostname, &root.key("storage"))
+        }
+        None => Vec::new(),
+    };
     let mut names: Vec<(String, KeyPath)> = Vec::new();
     let mut mysql = Vec::new();
     for (i, m) in raw.mysql.iter().enumerate() {
@@ -94,6 +100,14 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
             media.push(job);
         }
     }
+    let copy_to: Vec<(&[String], KeyPath)> = (raw.mysql.iter().enumerate())
+        .map(|(i, m)| (&m.copy_to[..], root.key("mysql").index(i).key("copy_to")))
+        .chain(
+            (raw.media.iter().enumerate())
+                .map(|(i, m)| (&m.copy_to[..], root.key("media").index(i).key("copy_to"))),
+        )
+        .collect();
+    super::resolve_storage::check_copy_to(&mut cx, &copies, &copy_to);
     let email = raw
         .alerts
         .as_ref()
@@ -124,6 +138,7 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         file: absolute(file),
         agent,
         storage: storage.expect("storage resolved when there are no errors"),
+        copies,
         encryption,
         mysql,
         media,

@@ -83,6 +83,7 @@ pub(super) fn media_job(cx: &mut Ctx, m: &RawMedia, p: &KeyPath) -> Option<Media
             m.ping_url.as_deref(),
             &p.key("ping_url"),
         ),
+        copy_to: m.copy_to.clone(),
         name: name?,
         paths: paths?,
         exclude: m.exclude.clone(),

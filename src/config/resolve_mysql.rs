@@ -50,6 +50,7 @@ pub(super) fn mysql_job(cx: &mut Ctx, m: &RawMysql, p: &KeyPath) -> Option<Mysql
         restore_user: m.restore_user.clone(),
         restore_password,
         ping_url,
+        copy_to: m.copy_to.clone(),
     })
 }
 

@@ -93,3 +93,121 @@ pub(super) fn storage_prefix(
     };
     Some(prefix)
 }
+
+/// The keys a `[storage]` table may hold (besides `[storage.NAME]` tables).
+const KEYS: &[&str] = &[
+    "type",
+    "path",
+    "bucket",
+    "prefix",
+    "endpoint",
+    "region",
+    "path_style",
+    "access_key_id",
+    "secret_access_key",
+    "secret_access_key_file",
+    "keep",
+];
+
+/// The `[storage.NAME]` tables of `[storage]` (copy storages), in name order; reports a key of
+/// `[storage]` that is neither a known one nor a table, and `keep` on the default storage.
+pub(super) fn copies(
+    cx: &mut Ctx,
+    s: &RawStorage,
+    hostname: &str,
+    p: &KeyPath,
+) -> Vec<super::CopyStorage> {
+    if s.keep.is_some() {
+        cx.error(
+            &p.key("keep"),
+            "`keep` applies to copy storages ([storage.NAME]), not to the default one",
+            "set retention per job (`keep` in [[mysql]] / [[media]]); a copy storage may keep differently",
+        );
+    }
+    let mut out = Vec::new();
+    for (name, value) in &s.named {
+        let at = p.key(name);
+        let Some(table) = value.as_table() else {
+            unknown_key(cx, name, &at);
+            continue;
+        };
+        if !super::resolve::valid_name(name, 32, false) || name == "default" {
+            cx.error(
+                &at,
+                format!("`{name}` cannot name a copy storage"),
+                "use letters, digits, `-` and `_` (not `default`, which is [storage] itself)",
+            );
+            continue;
+        }
+        let raw: RawStorage = match toml::Value::Table(table.clone()).try_into() {
+            Ok(r) => r,
+            Err(e) => {
+                cx.error(
+                    &at,
+                    format!("[storage.{name}]: {}", e.message()),
+                    "see the keys of [storage] in config/opsagent.example.toml",
+                );
+                continue;
+            }
+        };
+        for (inner, v) in &raw.named {
+            if v.is_table() {
+                cx.error(
+                    &at.key(inner),
+                    format!("[storage.{name}.{inner}]: copy storages do not nest"),
+                    "declare every copy storage directly under [storage]: [storage.NAME]",
+                );
+            } else {
+                unknown_key(cx, inner, &at.key(inner));
+            }
+        }
+        let spec = storage(cx, &raw, hostname, &at);
+        let keep = raw
+            .keep
+            .and_then(|k| super::resolve::keep(cx, k, &at.key("keep")));
+        if let Some(spec) = spec {
+            out.push(super::CopyStorage {
+                name: name.clone(),
+                spec,
+                keep,
+            });
+        }
+    }
+    out
+}
+
+fn unknown_key(cx: &mut Ctx, key: &str, at: &KeyPath) {
+    let hint = match did_you_mean(key, KEYS) {
+        Some(k) => format!("did you mean `{k}`? a copy storage is a table: [storage.NAME]"),
+        None => format!(
+            "known keys: {}; a copy storage is a table: [storage.NAME]",
+            KEYS.join(", ")
+        ),
+    };
+    cx.error(at, format!("unknown key `{key}` in [storage]"), hint);
+}
+
+/// Each job's `copy_to` names a copy storage.
+pub(super) fn check_copy_to(
+    cx: &mut Ctx,
+    copies: &[super::CopyStorage],
+    jobs: &[(&[String], KeyPath)],
+) {
+    let names: Vec<&str> = copies.iter().map(|c| c.name.as_str()).collect();
+    for (copy_to, p) in jobs {
+        for (i, name) in copy_to.iter().enumerate() {
+            if names.contains(&name.as_str()) {
+                continue;
+            }
+            let hint = match (did_you_mean(name, &names), names.is_empty()) {
+                (Some(n), _) => format!("did you mean `{n}`?"),
+                (None, true) => {
+                    "declare it as [storage.NAME] (type, bucket or path…) beside [storage]"
+                        .to_string()
+                }
+                (None, false) => format!("copy storages: {}", names.join(", ")),
+            };
+            cx.error(&p.index(i), format!("no copy storage `{name}`"), hint);
+        }
+    }
+}

@@ -156,6 +156,7 @@ fn open_env(config: Config) -> Result<Env, DaemonError> {
         storage,
         catalog,
         progress: None,
+        copy: None,
     })
 }
 

@@ -27,4 +27,7 @@ pub struct Env {
     pub catalog: Arc<Catalog>,
     /// Counts uncompressed bytes read from dump tools, for a progress display.
     pub progress: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// The copy storage (`[storage.NAME]`) `storage` is, when it is not the default one; the
+    /// catalog's snapshot rows mirror the default storage only, so work on a copy leaves them.
+    pub copy: Option<String>,
 }

@@ -4,7 +4,7 @@
 use super::commit::snapshot_row;
 use super::keys::manifests_prefix;
 use super::manifest::Manifest;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, SnapshotRow};
 use crate::media::limits::MAX_MANIFEST;
 use crate::storage::{Storage, StorageError};
 
@@ -19,7 +19,21 @@ pub struct Refreshed {
 
 /// Reads every manifest under the storage prefix and replaces the catalog's snapshot table.
 pub async fn refresh(storage: &Storage, catalog: &Catalog) -> Result<Refreshed, RefreshError> {
-    let listed = storage.list(&manifests_prefix(None)).await?;
+    let (rows, bad) = read_rows(storage, None).await?;
+    catalog.replace_snapshots(&rows)?;
+    Ok(Refreshed {
+        snapshots: rows.len(),
+        bad,
+    })
+}
+
+/// The catalog rows of every manifest of `job` (or of all jobs) in `storage`, newest first,
+/// and the reasons of those that do not pass their checks.
+pub async fn read_rows(
+    storage: &Storage,
+    job: Option<&str>,
+) -> Result<(Vec<SnapshotRow>, Vec<String>), StorageError> {
+    let listed = storage.list(&manifests_prefix(job)).await?;
     let mut rows = Vec::new();
     let mut bad = Vec::new();
     for o in listed.iter().filter(|o| o.key.ends_with(".json")) {
@@ -32,11 +46,8 @@ pub async fn refresh(storage: &Storage, catalog: &Catalog) -> Result<Refreshed, 
             Err(e) => bad.push(e.to_string()),
         }
     }
-    catalog.replace_snapshots(&rows)?;
-    Ok(Refreshed {
-        snapshots: rows.len(),
-        bad,
-    })
+    rows.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.id.cmp(&a.id)));
+    Ok((rows, bad))
 }
 
 /// A refresh failed.

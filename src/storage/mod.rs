@@ -19,6 +19,7 @@
 //! through an [`ObjectWriter`] with bounded memory and become visible only on
 //! [`ObjectWriter::finish`]; a failed, aborted or dropped upload leaves nothing behind.
 
+mod copy;
 mod crypt;
 mod error;
 mod key;
