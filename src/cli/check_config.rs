@@ -115,6 +115,19 @@ fn header(cfg: &Config) -> String {
             .map(|st| st.describe())
             .unwrap_or_default()
     );
+    for c in &cfg.copies {
+        let keep = c
+            .keep
+            .as_ref()
+            .map_or("each job's keep".to_string(), |k| format!("keep {k}"));
+        s += &format!(
+            "  copy      `{}`: {}; {keep}\n",
+            c.name,
+            Storage::open(&c.spec)
+                .map(|st| st.describe())
+                .unwrap_or_default()
+        );
+    }
     if let Some(e) = &cfg.encryption {
         s += &format!(
             "  encrypted with age to {} recipient(s); identity {}\n",
@@ -155,7 +168,15 @@ fn mysql_job(j: &MysqlJob, zone: Zone, now: DateTime<Utc>) -> String {
         None => "off".to_string(),
     };
     s += &format!("    {:<12}        restore drill {drill}\n", "");
-    s
+    s + &copy_to(&j.copy_to)
+}
+
+/// A job's `copy_to` line, when it has one.
+fn copy_to(to: &[String]) -> String {
+    match to.is_empty() {
+        true => String::new(),
+        false => format!("    {:<12}        copied to {}\n", "", to.join(", ")),
+    }
 }
 
 fn media_job(j: &MediaJob, zone: Zone, now: DateTime<Utc>) -> String {
@@ -171,7 +192,7 @@ fn media_job(j: &MediaJob, zone: Zone, now: DateTime<Utc>) -> String {
         j.schedule.as_str(),
         j.keep
     );
-    s
+    s + &copy_to(&j.copy_to)
 }
 
 /// Where alert mails go, or that none do; each webhook (its URL shown as `scheme://host/…`);

@@ -107,7 +107,7 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
                 .map(|(i, m)| (&m.copy_to[..], root.key("media").index(i).key("copy_to"))),
         )
         .collect();
-    super::resolve_storage::check_copy_to(&mut cx, &copies, &copy_to);
+    super::resolve_storage::check_copy_to(&mut cx, raw.storage.as_ref(), &copy_to);
     let email = raw
         .alerts
         .as_ref()

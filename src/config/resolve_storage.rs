@@ -187,13 +187,18 @@ fn unknown_key(cx: &mut Ctx, key: &str, at: &KeyPath) {
     cx.error(at, format!("unknown key `{key}` in [storage]"), hint);
 }
 
-/// Each job's `copy_to` names a copy storage.
-pub(super) fn check_copy_to(
-    cx: &mut Ctx,
-    copies: &[super::CopyStorage],
-    jobs: &[(&[String], KeyPath)],
-) {
-    let names: Vec<&str> = copies.iter().map(|c| c.name.as_str()).collect();
+/// Each job's `copy_to` names a copy storage (a `[storage.NAME]` table, valid or not: its own
+/// errors are reported where it is).
+pub(super) fn check_copy_to(cx: &mut Ctx, s: Option<&RawStorage>, jobs: &[(&[String], KeyPath)]) {
+    let names: Vec<&str> = s
+        .map(|s| {
+            s.named
+                .iter()
+                .filter(|(_, v)| v.is_table())
+                .map(|(n, _)| n.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
     for (copy_to, p) in jobs {
         for (i, name) in copy_to.iter().enumerate() {
             if names.contains(&name.as_str()) {
