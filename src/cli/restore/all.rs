@@ -8,6 +8,7 @@ use super::{confirm, human_bytes, print_plan, restore_dump, Args};
 use crate::config::Config;
 use crate::quote;
 use crate::restore::all::{self, Missing, Plan, Request};
+use crate::restore::{Step, Target};
 use crate::storage::Storage;
 use chrono::{DateTime, Utc};
 use std::time::{Duration, Instant};
@@ -38,36 +39,16 @@ pub fn run(
         delete: args.delete,
     };
     let plan = all::plan(rt.handle(), cfg, storage, &req)?;
-    let zone = cfg.agent.zone;
-    println!(
-        "disaster recovery plan: as of `{}` = {} ({zone}), from {}",
-        args.date,
-        zone.format(at, "%Y-%m-%d %H:%M:%S %Z"),
-        storage.describe()
-    );
-    println!("  databases first, then files: the data of record is in the databases (rows name the files), they come back quicker, and the application can start on them while files still arrive");
     let Plan {
         dumps,
         media: trees,
         missing,
         unconfigured,
     } = plan;
-    for (step, target) in &dumps {
-        print_plan(
-            std::slice::from_ref(step),
-            target,
-            zone,
-            &cfg.agent.hostname,
-        );
-    }
     let trees: Vec<Planned> = trees.into_iter().map(|(c, p)| Planned::new(c, p)).collect();
-    media::print_plan(&trees, false, zone);
+    print(cfg, storage, args, at, (&dumps, &trees));
     for m in &missing {
-        println!(
-            "  NOT restorable: {}: {}",
-            m.what(),
-            quote::printable(&m.why)
-        );
+        println!("  NOT restorable: {}", describe(m));
     }
     for j in &unconfigured {
         println!(
@@ -94,7 +75,58 @@ pub fn run(
         bytes: 0,
     };
     let mut failed: Vec<String> = missing.iter().map(describe).collect();
-    for (step, target) in &dumps {
+    failed.extend(execute(rt, cfg, storage, (&dumps, trees), &mut tally));
+    for f in &failed {
+        println!("NOT restored: {f}");
+    }
+    println!("{}", summary(&tally, total.elapsed()));
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "disaster recovery incomplete: {} item(s) not restored (listed above); everything else was",
+            failed.len()
+        )
+    }
+}
+
+/// The plan: where it reads from, the order and why, then each database and media tree.
+fn print(
+    cfg: &Config,
+    storage: &Storage,
+    args: &Args,
+    at: DateTime<Utc>,
+    (dumps, trees): (&[(Step, Target)], &[Planned]),
+) {
+    let zone = cfg.agent.zone;
+    println!(
+        "disaster recovery plan: as of `{}` = {} ({zone}), from {}",
+        args.date,
+        zone.format(at, "%Y-%m-%d %H:%M:%S %Z"),
+        storage.describe()
+    );
+    println!("  databases first, then files: the data of record is in the databases (rows name the files), they come back quicker, and the application can start on them while files still arrive");
+    for (step, target) in dumps {
+        print_plan(
+            std::slice::from_ref(step),
+            target,
+            zone,
+            &cfg.agent.hostname,
+        );
+    }
+    media::print_plan(trees, false, zone);
+}
+
+/// Restores every database, then every media tree, each on its own; returns what failed.
+fn execute(
+    rt: &tokio::runtime::Runtime,
+    cfg: &Config,
+    storage: &Storage,
+    (dumps, trees): (&[(Step, Target)], Vec<Planned>),
+    tally: &mut Tally,
+) -> Vec<String> {
+    let mut failed = Vec::new();
+    for (step, target) in dumps {
         match restore_dump(rt, cfg, storage, step, target) {
             Ok(()) => {
                 tally.databases.0 += 1;
@@ -117,18 +149,7 @@ pub fn run(
             Err(e) => failed.push(format!("files of job {}: {e:#}", quote::printable(&job))),
         }
     }
-    for f in &failed {
-        println!("NOT restored: {f}");
-    }
-    println!("{}", summary(&tally, total.elapsed()));
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        anyhow::bail!(
-            "disaster recovery incomplete: {} item(s) not restored (listed above); everything else was",
-            failed.len()
-        )
-    }
+    failed
 }
 
 fn describe(m: &Missing) -> String {
