@@ -420,10 +420,12 @@ fn two_in_place_restores_of_databases_sharing_a_long_prefix_run_at_once() {
     for d in [&x, &y] {
         db.sql_db(d, "DELETE FROM t");
     }
+    // Written once: each thread rewriting it raced the other's read ("[storage] is missing").
+    let cfg = b.config_for(db);
     let start = |d: &str| {
         Command::new(env!("CARGO_BIN_EXE_opsagent"))
             .arg("--config")
-            .arg(b.config_for(db))
+            .arg(&cfg)
             .args([
                 "restore",
                 "--date",
