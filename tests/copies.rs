@@ -11,6 +11,7 @@ mod common;
 use common::agent::{opsagent, Bench};
 use common::s3::S3Server;
 #[path = "support/media_tree.rs"]
+#[allow(dead_code)] // the shared tree kit; this file uses part of it
 mod media_tree;
 use media_tree::{assert_identical, noise, tricky_tree};
 use std::path::Path;

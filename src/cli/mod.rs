@@ -51,7 +51,7 @@ pub enum Command {
     /// Health at a glance: checks, last backups and drills; exit 0 OK, 1 warnings, 2 critical.
     Status(status::Args),
     /// Restore databases or files as of a date (side by side by default; --in-place, --to-file,
-    /// --to-dir, --path).
+    /// --to-dir, --path; --all: disaster recovery, everything in place).
     Restore(restore::Args),
     /// Restore drill: restore the newest snapshots into scratch databases and check them; for
     /// media jobs, check every pack and chunk of the newest snapshot.

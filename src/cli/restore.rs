@@ -1,6 +1,8 @@
 //! `opsagent restore --date EXPR …`: plan, confirm, restore with checked hashes, report the RTO.
-//! Dumps here; media snapshots (directory trees) in `restore/media.rs`.
+//! Dumps here; media snapshots (directory trees) in `restore/media.rs`; disaster recovery
+//! (`--all`) in `restore/all.rs`.
 
+mod all;
 mod media;
 mod source;
 
@@ -63,6 +65,11 @@ pub struct Args {
     /// Do not ask for confirmation (required without a terminal).
     #[arg(long)]
     pub yes: bool,
+    /// Disaster recovery: every database of every MySQL job and every media job, restored under
+    /// its own name and paths (databases created when missing); databases first, then files.
+    /// Refuses a database with tables or a directory with entries unless --in-place.
+    #[arg(long, conflicts_with_all = ["jobs", "databases", "to_database", "to_file", "to_dir", "path"])]
+    pub all: bool,
 }
 
 /// Plans and runs the restore.
@@ -79,6 +86,11 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         _ => Target::SideBySide,
     };
     let rt = super::runtime()?;
+    if args.all {
+        // Disaster recovery reads one storage: `--storage NAME`, else the default.
+        let storage = source::first(&cfg, args)?;
+        return all::run(&rt, &cfg, &storage, args, moment.at);
+    }
     let filter = plan::Filter {
         jobs: args.jobs.clone(),
         databases: args.databases.clone(),
@@ -125,6 +137,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The configured storage, or with `from_host` that host's prefix (`<HOST>/`) on it.
 fn restore_dumps(
     rt: &tokio::runtime::Runtime,
     cfg: &crate::config::Config,
@@ -133,31 +146,43 @@ fn restore_dumps(
     target: &Target,
 ) -> anyhow::Result<()> {
     for step in steps {
-        let counter = Arc::new(AtomicU64::new(0));
-        let size = step.chosen.manifest.stored_size();
-        let bar = std::io::stderr().is_terminal().then(|| {
-            progress(
-                rt,
-                &quote::printable(&step.chosen.manifest.item),
-                size,
-                counter.clone(),
-            )
-        });
-        let started = Instant::now();
-        let r = rt.block_on(restore::execute(cfg, storage, step, target, Some(counter)));
-        if let Some(b) = bar {
-            b.abort();
-            eprint!("\r\x1b[2K");
-        }
-        let name = quote::sql_ident(&step.chosen.manifest.item);
-        let warnings = r.map_err(|e| anyhow::anyhow!("restoring {name} failed: {e}"))?;
-        report(step, target, started.elapsed());
-        for w in warnings {
-            println!(
-                "  warning: {}; review it before using the copy",
-                quote::printable(&w)
-            );
-        }
+        restore_dump(rt, cfg, storage, step, target)?;
+    }
+    Ok(())
+}
+
+/// Restores one database with a progress bar on a terminal, then says where it went.
+fn restore_dump(
+    rt: &tokio::runtime::Runtime,
+    cfg: &crate::config::Config,
+    storage: &Storage,
+    step: &Step,
+    target: &Target,
+) -> anyhow::Result<()> {
+    let counter = Arc::new(AtomicU64::new(0));
+    let size = step.chosen.manifest.stored_size();
+    let bar = std::io::stderr().is_terminal().then(|| {
+        progress(
+            rt,
+            &quote::printable(&step.chosen.manifest.item),
+            size,
+            counter.clone(),
+        )
+    });
+    let started = Instant::now();
+    let r = rt.block_on(restore::execute(cfg, storage, step, target, Some(counter)));
+    if let Some(b) = bar {
+        b.abort();
+        eprint!("\r\x1b[2K");
+    }
+    let name = quote::sql_ident(&step.chosen.manifest.item);
+    let warnings = r.map_err(|e| anyhow::anyhow!("restoring {name} failed: {e}"))?;
+    report(step, target, started.elapsed());
+    for w in warnings {
+        println!(
+            "  warning: {}; review it before using the copy",
+            quote::printable(&w)
+        );
     }
     Ok(())
 }
@@ -187,12 +212,14 @@ fn print_plan(steps: &[Step], target: &Target, zone: crate::config::Zone, hostna
                 quote::sql_ident(s.pre_restore.as_deref().unwrap_or("?"))
             ),
             Target::File(p) => format!("into the file {}", quote::printable(&p.display().to_string())),
+            Target::Recover => format!("into the database {} of its own name (created when missing; empty here)", quote::sql_ident(&s.target)),
         };
         println!("    → {what}");
         let account = crate::restore::sandbox::PREFIX;
         match target {
             Target::File(_) => {}
             Target::InPlace => println!("    → the dump loads as a temporary account {account}… that can change only the staging database"),
+            Target::Recover => println!("    → the dump loads as a temporary account {account}… that can change only that database; events keep the status they were dumped with"),
             _ => println!("    → the dump loads as a temporary account {account}… that can change only that database; its events are created disabled"),
         }
         if c.manifest.host != hostname {
@@ -243,6 +270,7 @@ fn report(step: &Step, target: &Target, took: Duration) {
             "wrote {db} to {} in {secs:.1}s",
             quote::printable(&p.display().to_string())
         ),
+        Target::Recover => println!("restored {db} in {secs:.1}s"),
     }
 }
 

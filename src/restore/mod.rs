@@ -3,6 +3,7 @@
 //! through a staging database and an atomic swap (`swap`); and restore drills (`verify`).
 //! Media snapshots (directory trees) are restored by `media` (the folder restore/media/).
 
+pub mod all;
 pub mod date;
 pub mod error;
 pub mod media;
@@ -54,6 +55,9 @@ pub enum Target {
     InPlace,
     /// A file (`.sql`, `.sql.zst` kept compressed, or `.sql.zst.age` as stored).
     File(PathBuf),
+    /// Disaster recovery (`--all`): the database of the snapshot's own name, created when
+    /// missing, else it must be empty; its events keep the status they were dumped with.
+    Recover,
 }
 
 /// One planned restore step.
@@ -102,6 +106,7 @@ pub fn prepare(
         let (name, pre) = match target {
             Target::SideBySide => (side_by_side_name(&db, c.time, zone), None),
             Target::Database(n) => (n.clone(), None),
+            Target::Recover => (db.clone(), None),
             Target::InPlace => (
                 db.clone(),
                 // 30 + 12 + 15 + 7 characters: within MySQL's 64 for any database name, and
@@ -131,7 +136,7 @@ pub fn prepare(
             })?;
             match (target, existing) {
                 (Target::InPlace, _) | (_, None) => {}
-                (Target::Database(_), Some(0)) => {}
+                (Target::Database(_) | Target::Recover, Some(0)) => {}
                 (_, Some(tables)) => {
                     return Err(RestoreError::NotEmpty {
                         database: name,
@@ -150,8 +155,8 @@ pub fn prepare(
 }
 
 /// A snapshot read from the bucket against the config: a job the config knows must be of the
-/// snapshot's kind, and an in-place restore may only replace a database the job backs up (never
-/// a system database such as `mysql`, whatever a manifest says).
+/// snapshot's kind, and an in-place restore or a recovery may only write a database the job
+/// backs up (never a system database such as `mysql`, whatever a manifest says).
 fn check_against_config(config: &Config, c: &Chosen, target: &Target) -> Result<(), RestoreError> {
     let (job, db) = (&c.key.job, &c.manifest.item);
     if config.media.iter().any(|j| &j.name == job) {
@@ -160,7 +165,7 @@ fn check_against_config(config: &Config, c: &Chosen, target: &Target) -> Result<
             job: job.clone(),
         });
     }
-    if *target != Target::InPlace {
+    if !matches!(target, Target::InPlace | Target::Recover) {
         return Ok(());
     }
     let system = SYSTEM_DATABASES.contains(&db.to_ascii_lowercase().as_str());
@@ -257,13 +262,17 @@ pub async fn execute(
     };
     let created = create_database(&job, &client, &load_target, target)?;
     let source = &step.chosen.manifest.item;
-    let copy = !matches!(target, Target::InPlace);
+    let after = match target {
+        Target::InPlace => AfterLoad::Staging,
+        Target::Recover => AfterLoad::Live,
+        _ => AfterLoad::Copy,
+    };
     let loaded = load_isolated(
         storage,
         (&job, &client),
         &obj,
         (source, &load_target),
-        copy,
+        after,
         progress,
     )
     .await;
@@ -296,6 +305,17 @@ pub async fn execute(
     Ok(loaded.warnings)
 }
 
+/// What happens after a load to the objects it created (they belong to the load account).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterLoad {
+    /// Nothing yet: the swap gives them their definers.
+    Staging,
+    /// A copy: their definers back, events disabled.
+    Copy,
+    /// The live database (disaster recovery): their definers back, events as dumped.
+    Live,
+}
+
 /// What [`load_isolated`] did.
 pub struct Loaded {
     /// The definers the dump named, per object.
@@ -305,15 +325,15 @@ pub struct Loaded {
 }
 
 /// Loads the dump `obj` of database `source` into the (new, empty) database `target`, logged in
-/// as a load account that can reach `target` alone (see `sandbox`), dropped afterwards. In a
-/// `copy` the objects then get their definers back and events are disabled (see `reown`); for
-/// staging that happens in the swap.
+/// as a load account that can reach `target` alone (see `sandbox`), dropped afterwards. The
+/// objects then get their definers back, and in a copy events are disabled (see `reown` and
+/// [`AfterLoad`]); for staging that happens in the swap.
 pub async fn load_isolated(
     storage: &Storage,
     (job, client): (&MysqlJob, &Path),
     obj: &crate::snapshot::manifest::ObjectRef,
     (source, target): (&str, &str),
-    copy: bool,
+    after: AfterLoad,
     progress: Option<Arc<AtomicU64>>,
 ) -> Result<Loaded, RestoreError> {
     let (j, c, t) = (job.clone(), client.to_path_buf(), target.to_string());
@@ -339,7 +359,8 @@ pub async fn load_isolated(
     if let Err(e) = dropped {
         tracing::warn!(error = %e, "cannot drop the load account; the next restore drops it after a day");
     }
-    let warnings = if copy {
+    let warnings = if after != AfterLoad::Staging {
+        let copy = after == AfterLoad::Copy;
         let (j, c, t, s) = (
             job.clone(),
             client.to_path_buf(),
@@ -347,7 +368,7 @@ pub async fn load_isolated(
             source.to_string(),
         );
         let d = definers.clone();
-        tokio::task::spawn_blocking(move || reown::reown(&j, &c, &t, &s, &d, true))
+        tokio::task::spawn_blocking(move || reown::reown(&j, &c, &t, &s, &d, copy))
             .await
             .map_err(RestoreError::task)??
     } else {
@@ -359,16 +380,18 @@ pub async fn load_isolated(
     Ok(Loaded { definers, warnings })
 }
 
-/// Creates `db` for a load; returns whether it was created here. Only `--to-database` may name
-/// an existing (empty, checked in `prepare`) database; a new one that already exists is an
-/// error, so a restore never drops a database it did not create.
+/// Creates `db` for a load; returns whether it was created here. Only `--to-database` and a
+/// recovery may name an existing (empty, checked in `prepare`) database; a new one that already
+/// exists is an error, so a restore never drops a database it did not create.
 fn create_database(
     job: &MysqlJob,
     client: &Path,
     db: &str,
     target: &Target,
 ) -> Result<bool, RestoreError> {
-    if matches!(target, Target::Database(_)) && sql::database_tables(job, client, db)?.is_some() {
+    if matches!(target, Target::Database(_) | Target::Recover)
+        && sql::database_tables(job, client, db)?.is_some()
+    {
         return Ok(false);
     }
     sql::run(

@@ -150,10 +150,15 @@ fn delimiter(ddls: &[String]) -> String {
 /// The script creating `objs` (captured in `from`) in `to`, leaving `to`'s default collation
 /// as `restore_cs` (`CHARACTER SET … COLLATE …`) at the end.
 fn script(from: &str, to: &str, objs: &[&Object], restore_cs: &str) -> String {
-    // The definitions as they will be sent, before the delimiter is chosen.
+    // The definitions as they will be sent, before the delimiter is chosen: moved to another
+    // database, they lose the old one's qualification; re-created where they are (new
+    // definers), they stay as written.
     let ddls: Vec<String> = objs
         .iter()
-        .map(|o| o.ddl.replace(&format!("{}.", ident(from)), ""))
+        .map(|o| match from == to {
+            true => o.ddl.clone(),
+            false => o.ddl.replace(&format!("{}.", ident(from)), ""),
+        })
         .collect();
     let d = delimiter(&ddls);
     let mut s = format!("USE {};\nDELIMITER {d}\n", ident(to));

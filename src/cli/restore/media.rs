@@ -6,7 +6,7 @@ use super::super::human_bytes;
 use super::Args;
 use crate::config::{Config, Zone};
 use crate::error::UsageError;
-use crate::restore::media::select::{side_by_side_dir, Destination};
+use crate::restore::media::select::{configured_paths, side_by_side_dir, Destination};
 use crate::restore::media::{self, Options, Prepared};
 use crate::restore::plan::Chosen;
 use crate::storage::Storage;
@@ -29,6 +29,22 @@ pub struct Planned {
     /// The default side-by-side directory (state_dir, then the directory), marked with the
     /// snapshot id once restored into.
     marked: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl Planned {
+    /// A snapshot prepared elsewhere (disaster recovery), restored as its options say.
+    pub fn new(chosen: Chosen, prepared: Prepared) -> Planned {
+        Planned {
+            chosen,
+            prepared,
+            marked: None,
+        }
+    }
+
+    /// Its job.
+    pub fn job(&self) -> &str {
+        &self.prepared.job
+    }
 }
 
 /// The file in a default side-by-side directory naming the snapshot restored there.
@@ -161,12 +177,7 @@ pub fn prepare_all(
             delete: args.delete,
             exclude: configured.map(|j| j.exclude.clone()).unwrap_or_default(),
             under_identity: None,
-            job_paths: configured.map(|j| {
-                j.paths
-                    .iter()
-                    .map(|p| p.as_os_str().to_string_lossy().into_owned())
-                    .collect()
-            }),
+            job_paths: configured.map(configured_paths),
         };
         let prepared = rt
             .block_on(media::prepare(storage, &c, opts))
@@ -248,60 +259,70 @@ pub fn restore_all(
     storage: &Storage,
     planned: Vec<Planned>,
 ) -> anyhow::Result<()> {
-    for Planned {
+    for p in planned {
+        restore_one(rt, storage, p)?;
+    }
+    Ok(())
+}
+
+/// Restores one planned snapshot with a progress bar on a terminal and prints what it did;
+/// returns the bytes of the files written.
+pub fn restore_one(
+    rt: &tokio::runtime::Runtime,
+    storage: &Storage,
+    planned: Planned,
+) -> anyhow::Result<u64> {
+    let Planned {
         chosen,
         mut prepared,
         marked,
-    } in planned
-    {
-        if let Some((state_dir, dir)) = marked {
-            prepared.options.under_identity = Some(mark(&state_dir, &dir, &chosen.key.id)?);
-        }
-        let (job, id, dest) = (
-            prepared.job.clone(),
-            chosen.key.id.clone(),
-            prepared.options.dest.clone(),
-        );
-        let counter = Arc::new(AtomicU64::new(0));
-        let bar = std::io::stderr()
-            .is_terminal()
-            .then(|| super::progress(rt, &job, prepared.bytes, counter.clone()));
-        let started = Instant::now();
-        let r = rt.block_on(media::execute(storage, prepared, Some(counter)));
-        if let Some(b) = bar {
-            b.abort();
-            eprint!("\r\x1b[2K");
-        }
-        let report = r.map_err(|e| {
-            anyhow::anyhow!("restoring files of `{job}` (snapshot {id}) failed: {e}")
-        })?;
-        for w in &report.warnings {
-            eprintln!("warning: {w}");
-        }
-        let c = &report.counts;
-        let place = match &dest {
-            Destination::Under(d) => format!("into {}", d.display()),
-            Destination::InPlace => "in place".to_string(),
-        };
-        println!(
-            "restored files of `{job}` (snapshot {id}) {place}: {} files, {} directories, {} symlinks, {} in {:.1}s ({} packs, {} downloaded)",
-            c.files,
-            c.dirs,
-            c.symlinks,
-            human_bytes(c.bytes),
-            started.elapsed().as_secs_f64(),
-            c.packs,
-            human_bytes(c.downloaded)
-        );
-        if c.swept.removed > 0 || c.swept.kept > 0 {
-            println!(
-                "  --delete removed {} entries not in the snapshot; kept {} (excluded from backups, or another file system)",
-                c.swept.removed, c.swept.kept
-            );
-        }
-        if let Destination::Under(_) = dest {
-            println!("  the originals were not touched: compare, then copy back what you need (or restore with --in-place)");
-        }
+    } = planned;
+    if let Some((state_dir, dir)) = marked {
+        prepared.options.under_identity = Some(mark(&state_dir, &dir, &chosen.key.id)?);
     }
-    Ok(())
+    let (job, id, dest) = (
+        prepared.job.clone(),
+        chosen.key.id.clone(),
+        prepared.options.dest.clone(),
+    );
+    let counter = Arc::new(AtomicU64::new(0));
+    let bar = std::io::stderr()
+        .is_terminal()
+        .then(|| super::progress(rt, &job, prepared.bytes, counter.clone()));
+    let started = Instant::now();
+    let r = rt.block_on(media::execute(storage, prepared, Some(counter)));
+    if let Some(b) = bar {
+        b.abort();
+        eprint!("\r\x1b[2K");
+    }
+    let report =
+        r.map_err(|e| anyhow::anyhow!("restoring files of `{job}` (snapshot {id}) failed: {e}"))?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    let c = &report.counts;
+    let place = match &dest {
+        Destination::Under(d) => format!("into {}", d.display()),
+        Destination::InPlace => "in place".to_string(),
+    };
+    println!(
+        "restored files of `{job}` (snapshot {id}) {place}: {} files, {} directories, {} symlinks, {} in {:.1}s ({} packs, {} downloaded)",
+        c.files,
+        c.dirs,
+        c.symlinks,
+        human_bytes(c.bytes),
+        started.elapsed().as_secs_f64(),
+        c.packs,
+        human_bytes(c.downloaded)
+    );
+    if c.swept.removed > 0 || c.swept.kept > 0 {
+        println!(
+            "  --delete removed {} entries not in the snapshot; kept {} (excluded from backups, or another file system)",
+            c.swept.removed, c.swept.kept
+        );
+    }
+    if let Destination::Under(_) = dest {
+        println!("  the originals were not touched: compare, then copy back what you need (or restore with --in-place)");
+    }
+    Ok(c.bytes)
 }

@@ -49,6 +49,12 @@ fn candidates(cfg: &Config, args: &Args) -> anyhow::Result<Vec<(String, StorageS
     Ok(list)
 }
 
+/// The storage `--storage NAME` names (with `--from-host`), else the default one.
+pub fn first(cfg: &Config, args: &Args) -> anyhow::Result<Storage> {
+    let (_, spec) = candidates(cfg, args)?.swap_remove(0);
+    Ok(Storage::open(&spec)?.with_encryption(cfg.encryption.as_ref()))
+}
+
 /// Opens the first storage that holds snapshots matching `filter` at `at`; says on stderr why
 /// an earlier one was passed over and, when it is not the default, which one is used.
 pub fn choose(

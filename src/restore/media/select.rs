@@ -36,6 +36,15 @@ impl Destination {
     }
 }
 
+/// A media job's configured `paths` as the restore compares them with a snapshot's (an
+/// in-place restore writes only at or under these).
+pub fn configured_paths(job: &crate::config::MediaJob) -> Vec<String> {
+    job.paths
+        .iter()
+        .map(|p| p.as_os_str().to_string_lossy().into_owned())
+        .collect()
+}
+
 /// The default side-by-side directory: `<state_dir>/restore/<job>/<snapshot time>` with the time
 /// in the agent's zone, minutes precision (`2026-11-20T0230`).
 pub fn side_by_side_dir(state_dir: &Path, job: &str, t: DateTime<Utc>, zone: Zone) -> PathBuf {
