@@ -83,31 +83,7 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         }
         None => Vec::new(),
     };
-    let mut names: Vec<(String, KeyPath)> = Vec::new();
-    let mut mysql = Vec::new();
-    for (i, m) in raw.mysql.iter().enumerate() {
-        let p = root.key("mysql").index(i);
-        if let Some(job) = super::resolve_mysql::mysql_job(&mut cx, m, &p) {
-            job_name_unique(&mut cx, &mut names, &job.name, &p.key("name"));
-            mysql.push(job);
-        }
-    }
-    let mut media = Vec::new();
-    for (i, m) in raw.media.iter().enumerate() {
-        let p = root.key("media").index(i);
-        if let Some(job) = super::resolve_media::media_job(&mut cx, m, &p) {
-            job_name_unique(&mut cx, &mut names, &job.name, &p.key("name"));
-            media.push(job);
-        }
-    }
-    let copy_to: Vec<(&[String], KeyPath)> = (raw.mysql.iter().enumerate())
-        .map(|(i, m)| (&m.copy_to[..], root.key("mysql").index(i).key("copy_to")))
-        .chain(
-            (raw.media.iter().enumerate())
-                .map(|(i, m)| (&m.copy_to[..], root.key("media").index(i).key("copy_to"))),
-        )
-        .collect();
-    super::resolve_storage::check_copy_to(&mut cx, raw.storage.as_ref(), &copy_to);
+    let (mysql, media) = jobs(&mut cx, &raw, &root);
     let email = raw
         .alerts
         .as_ref()
@@ -149,6 +125,36 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         metrics_listen,
         heartbeat,
     })
+}
+
+/// The `[[mysql]]` and `[[media]]` jobs: names unique, `copy_to` naming copy storages.
+fn jobs(cx: &mut Ctx, raw: &RawConfig, root: &KeyPath) -> (Vec<MysqlJob>, Vec<MediaJob>) {
+    let mut names: Vec<(String, KeyPath)> = Vec::new();
+    let mut mysql = Vec::new();
+    for (i, m) in raw.mysql.iter().enumerate() {
+        let p = root.key("mysql").index(i);
+        if let Some(job) = super::resolve_mysql::mysql_job(cx, m, &p) {
+            job_name_unique(cx, &mut names, &job.name, &p.key("name"));
+            mysql.push(job);
+        }
+    }
+    let mut media = Vec::new();
+    for (i, m) in raw.media.iter().enumerate() {
+        let p = root.key("media").index(i);
+        if let Some(job) = super::resolve_media::media_job(cx, m, &p) {
+            job_name_unique(cx, &mut names, &job.name, &p.key("name"));
+            media.push(job);
+        }
+    }
+    let copy_to: Vec<(&[String], KeyPath)> = (raw.mysql.iter().enumerate())
+        .map(|(i, m)| (&m.copy_to[..], root.key("mysql").index(i).key("copy_to")))
+        .chain(
+            (raw.media.iter().enumerate())
+                .map(|(i, m)| (&m.copy_to[..], root.key("media").index(i).key("copy_to"))),
+        )
+        .collect();
+    super::resolve_storage::check_copy_to(cx, raw.storage.as_ref(), &copy_to);
+    (mysql, media)
 }
 
 /// `p` made absolute against the working directory, without `.` components.
