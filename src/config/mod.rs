@@ -8,6 +8,7 @@ pub mod raw;
 pub mod raw_checks;
 mod resolve;
 mod resolve_alerts;
+mod resolve_anomaly;
 mod resolve_checks;
 mod resolve_email;
 mod resolve_encryption;
@@ -117,6 +118,8 @@ pub struct MysqlJob {
     pub verify_schedule: Option<Schedule>,
     /// Pinged at each run's start and end.
     pub ping_url: Option<crate::heartbeat::PingUrl>,
+    /// The anomaly guard's share (`None`: off): see `backup::anomaly`.
+    pub anomaly_drop: Option<f64>,
 }
 
 impl MysqlJob {
@@ -171,6 +174,8 @@ pub struct MediaJob {
     pub verify_schedule: Option<Schedule>,
     /// Pinged at each run's start and end.
     pub ping_url: Option<crate::heartbeat::PingUrl>,
+    /// The anomaly guard's share (`None`: off): see `backup::anomaly`.
+    pub anomaly_drop: Option<f64>,
 }
 
 impl Config {

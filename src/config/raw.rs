@@ -102,6 +102,16 @@ pub struct RawStorage {
     pub secret_access_key_file: Option<PathBuf>,
 }
 
+/// `anomaly_drop = "50%"`, `0.5` or `"off"`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum RawDrop {
+    /// A fraction (`0.5`), or 0 (off).
+    Number(f64),
+    /// `"50%"` or `"off"`.
+    Text(String),
+}
+
 /// `keep = { last = 3, daily = 7, … }`
 #[derive(Debug, Deserialize, Default, Clone, Copy)]
 #[serde(deny_unknown_fields)]
@@ -159,6 +169,9 @@ pub struct RawMysql {
     /// This job's own ping URL: `/start` at a run's start, the URL on success, `/fail` with
     /// the error on failure (Healthchecks.io style; Uptime Kuma push URLs get `status=`).
     pub ping_url: Option<String>,
+    /// A shrink against the previous snapshot that freezes retention: `"50%"` or `0.5`
+    /// (default 50 %), `"off"` or 0 to disable.
+    pub anomaly_drop: Option<RawDrop>,
 }
 
 /// `[[media]]`
@@ -191,6 +204,9 @@ pub struct RawMedia {
     /// This job's own ping URL: `/start` at a run's start, the URL on success, `/fail` with
     /// the error on failure (Healthchecks.io style; Uptime Kuma push URLs get `status=`).
     pub ping_url: Option<String>,
+    /// A shrink against the previous snapshot that freezes retention: `"50%"` or `0.5`
+    /// (default 50 %), `"off"` or 0 to disable.
+    pub anomaly_drop: Option<RawDrop>,
 }
 
 /// `[alerts]`

@@ -78,6 +78,21 @@ pub struct Manifest {
     /// Media snapshots: what the tree holds and what this run added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media: Option<MediaSummary>,
+    /// MySQL snapshots: the rows and bytes of each table, as counted in the dump stream;
+    /// absent in manifests written before opsagent counted them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<Vec<TableStats>>,
+}
+
+/// One table of a MySQL snapshot, as its dump wrote it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableStats {
+    /// The table's name (without the database).
+    pub name: String,
+    /// Rows in the dump's `INSERT` statements (exact: what the snapshot holds).
+    pub rows: u64,
+    /// Bytes of those `INSERT` statements (uncompressed SQL).
+    pub bytes: u64,
 }
 
 /// The part of a manifest only media snapshots have (`kind = "media"`, `item = "files"`).
