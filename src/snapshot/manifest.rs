@@ -329,7 +329,7 @@ mod tests {
         let text = include_str!("../../tests/data/manifest-v1.json");
         let m = Manifest::parse(V1_KEY, text.as_bytes()).unwrap();
         assert_eq!((m.format, m.item.as_str()), (1, "shop-eu"));
-        assert_eq!(m.encryption, None);
+        assert_eq!((m.encryption, m.tables), (None, None));
         assert!(Manifest::parse(V1_KEY, b"{\"format\": 99}").is_err());
         let future = text.replace("\"format\": 1", "\"format\": 2");
         assert!(Manifest::parse(V1_KEY, future.as_bytes())
