@@ -43,6 +43,7 @@ fn main() -> ExitCode {
         Command::Restore(a) => cli::restore::run(&cli, a),
         Command::Verify(a) => cli::verify::run(&cli, a),
         Command::Silence(a) => cli::silence::run(&cli, a),
+        Command::Ack(a) => cli::ack::run(&cli, a),
         Command::NotifyTest(a) => cli::notify_test::run(&cli, a),
         Command::WatchPeer(a) => cli::watch_peer::run(&cli, a),
         Command::GenerateAssets(a) => cli::generate::run(a),

@@ -68,7 +68,9 @@ impl Bench {
             + &s3_storage_table(S3Server::shared(), &self.bucket, &self.dir.path().join("s3"))
             + &format!(
                 "prefix = \"{PREFIX}\"\n[[media]]\nname = \"{JOB}\"\npaths = [\"{}\"]\nschedule = \"@daily\"\n\
-                 keep = {{ last = {keep_last} }}\nprune_grace = \"{grace}\"\n",
+                 keep = {{ last = {keep_last} }}\nprune_grace = \"{grace}\"\n\
+                 # These tests shrink the tree on purpose: the anomaly guard would freeze prune.\n\
+                 anomaly_drop = \"off\"\n",
                 self.src.display()
             );
         let p = self.dir.path().join(format!("{state}-{keep_last}.toml"));

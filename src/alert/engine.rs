@@ -92,13 +92,14 @@ impl Engine {
         Engine { cat, setup }
     }
 
-    /// Folds undelivered events and unseen finished runs into the alerts; returns how many
-    /// inputs were consumed.
+    /// Folds undelivered events, unseen finished runs and anomaly changes into the alerts;
+    /// returns how many inputs were consumed.
     pub fn ingest(&self) -> Result<usize, AlertError> {
         let mut events = self.cat.events(true, 10_000)?;
         events.reverse();
         let runs = self.cat.unalerted_runs()?;
-        if events.is_empty() && runs.is_empty() {
+        let anomalies = self.cat.unalerted_anomalies()?;
+        if events.is_empty() && runs.is_empty() && anomalies.is_empty() {
             return Ok(0);
         }
         let before: BTreeMap<String, AlertRow> = self
@@ -115,6 +116,9 @@ impl Engine {
         for r in &runs {
             route::apply_run(&mut map, r, min);
         }
+        for an in &anomalies {
+            route::apply_anomaly(&mut map, an, min);
+        }
         let changed: Vec<AlertRow> = map
             .values()
             .filter(|a| before.get(&a.key) != Some(*a))
@@ -122,8 +126,9 @@ impl Engine {
             .collect();
         let ev: Vec<i64> = events.iter().map(|e| e.id).collect();
         let rs: Vec<i64> = runs.iter().map(|r| r.id).collect();
-        self.cat.save_alert_inputs(&changed, &ev, &rs)?;
-        Ok(ev.len() + rs.len())
+        let an: Vec<i64> = anomalies.iter().map(|a| a.id).collect();
+        self.cat.save_alert_inputs(&changed, &ev, (&rs, &an))?;
+        Ok(ev.len() + rs.len() + an.len())
     }
 
     /// The notifications about `notices`: the mail (with `[alerts.email]`) and one request per

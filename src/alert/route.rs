@@ -13,7 +13,7 @@
 //!   between what was mailed and what is true now is mailed.
 
 use super::{AlertConfig, MinSeverity};
-use crate::catalog::{AlertRow, EventRow, FinishedRun};
+use crate::catalog::{AlertRow, AnomalyRow, EventRow, FinishedRun};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::BTreeMap;
 
@@ -161,6 +161,45 @@ pub fn apply_run(alerts: &mut BTreeMap<String, AlertRow>, run: &FinishedRun, min
         (_, "OK") => format!("the {what} of job {} succeeded", run.job),
         (Some(e), _) => format!("the {what} of job {} {}: {e}", run.job, run.status),
         (None, _) => format!("the {what} of job {} {}", run.job, run.status),
+    };
+    a.value = None;
+    a.threshold = None;
+}
+
+/// The alert key of job `job`'s anomaly guard.
+pub fn anomaly_key(job: &str) -> String {
+    format!("anomaly:{job}")
+}
+
+/// Folds one anomaly change into the alerts: an open anomaly fires `anomaly:JOB` (WARN, what
+/// shrank in the detail, joined to the other open ones of the job), an acknowledged one
+/// resolves it.
+pub fn apply_anomaly(alerts: &mut BTreeMap<String, AlertRow>, an: &AnomalyRow, min: MinSeverity) {
+    let key = anomaly_key(&an.job);
+    let (level, at) = match an.acked_at {
+        Some(t) => ("OK", t),
+        None => ("WARN", an.detected_at),
+    };
+    if level == "OK" && !alerts.contains_key(&key) {
+        return;
+    }
+    let a = alerts
+        .entry(key.clone())
+        .or_insert_with(|| fresh(&key, at, at));
+    let was_firing = a.firing;
+    change(a, level, "", at, at, min);
+    a.detail = match (level, was_firing) {
+        ("OK", _) => format!(
+            "the anomaly of job {} was acknowledged by {}; retention resumes",
+            an.job,
+            an.acked_by.as_deref().unwrap_or("an operator")
+        ),
+        (_, true) if !a.detail.contains(&an.detail) => format!("{}; {}", a.detail, an.detail),
+        (_, true) => a.detail.clone(),
+        _ => format!(
+            "{} (retention of job {} is frozen: run `opsagent ack {}` once checked)",
+            an.detail, an.job, an.job
+        ),
     };
     a.value = None;
     a.threshold = None;
@@ -424,6 +463,36 @@ mod tests {
         let a = &map["backup-run:uploads"];
         assert!(
             a.firing && a.severity == "WARN" && a.detail.contains("partial"),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn an_anomaly_fires_until_acknowledged() {
+        let mut map = BTreeMap::new();
+        let mut an = AnomalyRow {
+            id: 1,
+            job: "main".into(),
+            item: "shop".into(),
+            snapshot: "s".into(),
+            detected_at: t(0),
+            detail: "shop.orders: 1 000 → 200 rows since 2026-11-19 02:30".into(),
+            acked_at: None,
+            acked_by: None,
+        };
+        apply_anomaly(&mut map, &an, MinSeverity::Warn);
+        let a = &map["anomaly:main"];
+        assert!(a.firing && a.severity == "WARN", "{a:?}");
+        assert!(
+            a.detail.contains("1 000 → 200") && a.detail.contains("opsagent ack main"),
+            "{a:?}"
+        );
+        an.acked_at = Some(t(60));
+        an.acked_by = Some("root".into());
+        apply_anomaly(&mut map, &an, MinSeverity::Warn);
+        let a = &map["anomaly:main"];
+        assert!(
+            !a.firing && a.detail.contains("acknowledged by root"),
             "{a:?}"
         );
     }

@@ -7,8 +7,10 @@
 //! 1 MiB chunks through a bounded channel to the uploading task. Back-pressure from a slow store
 //! stops the reads, which stops the dump tool: memory stays flat whatever the dump's size.
 
+use super::dump_rows::TableCounter;
 use crate::config::MysqlJob;
 use crate::mysql_client::{with_hint, MysqlError};
+use crate::snapshot::manifest::TableStats;
 use crate::storage::{ObjectWriter, PutInfo, Storage, StorageError};
 use bytes::{Bytes, BytesMut};
 use std::io::{Read, Write};
@@ -139,6 +141,8 @@ pub struct Dumped {
     pub put: PutInfo,
     /// Uncompressed SQL bytes.
     pub raw_size: u64,
+    /// Rows and bytes per table, counted in the stream (see `dump_rows`).
+    pub tables: Vec<TableStats>,
 }
 
 /// Dumps `db` into `key`. On any failure the upload is aborted; the error says why.
@@ -176,9 +180,13 @@ pub async fn dump_to(
         })
     });
     match (upload_err, produced) {
-        (None, Ok(raw_size)) => {
+        (None, Ok((raw_size, tables))) => {
             let put = writer.finish().await?;
-            Ok(Dumped { put, raw_size })
+            Ok(Dumped {
+                put,
+                raw_size,
+                tables,
+            })
         }
         (Some(up), _) => abort(writer, up.into()).await,
         (None, Err(e)) => abort(writer, e).await,
@@ -218,7 +226,8 @@ impl Write for ChunkSender {
     }
 }
 
-/// Runs the dump tool and compresses its output into `tx`. Returns the raw byte count.
+/// Runs the dump tool and compresses its output into `tx`. Returns the raw byte count and
+/// what each table holds.
 fn produce(
     job: &MysqlJob,
     tool: &Path,
@@ -226,7 +235,7 @@ fn produce(
     opts: &DumpOptions,
     tx: mpsc::Sender<Bytes>,
     progress: Option<Arc<AtomicU64>>,
-) -> Result<u64, DumpError> {
+) -> Result<(u64, Vec<TableStats>), DumpError> {
     let client = job.login(tool);
     let mut running = client.spawn(dump_args(job, db, &opts.args), false, true)?;
     let mut stdout = running.take_stdout().expect("piped stdout");
@@ -244,9 +253,17 @@ fn produce(
     }
     drop(stdout);
     let finished = running.finish()?;
-    let (raw, tail) = streamed?;
+    let Streamed { raw, tail, tables } = streamed?;
     check_outcome(finished.status, &finished.stderr, &tail)?;
-    Ok(raw)
+    Ok((raw, tables.finish()))
+}
+
+/// What [`stream`] read: the raw byte count, the output's last bytes (for the trailer), the
+/// tables' counts.
+struct Streamed {
+    raw: u64,
+    tail: Vec<u8>,
+    tables: TableCounter,
 }
 
 fn stream(
@@ -255,7 +272,7 @@ fn stream(
     preamble: &[u8],
     tx: mpsc::Sender<Bytes>,
     progress: Option<Arc<AtomicU64>>,
-) -> Result<(u64, Vec<u8>), DumpError> {
+) -> Result<Streamed, DumpError> {
     let sink = ChunkSender {
         buf: BytesMut::with_capacity(CHUNK + READ_BUF),
         tx,
@@ -272,6 +289,7 @@ fn stream(
     let mut buf = vec![0u8; READ_BUF];
     let mut tail: Vec<u8> = Vec::with_capacity(1024);
     let mut raw = 0u64;
+    let mut tables = TableCounter::default();
     let upload_stopped = |_| DumpError::UploadStopped;
     let mut preamble = (!preamble.is_empty()).then_some(preamble);
     loop {
@@ -295,6 +313,7 @@ fn stream(
             enc.write_all(&buf[..n]).map_err(upload_stopped)?;
         }
         raw += n as u64;
+        tables.feed(&buf[..n]);
         if let Some(p) = &progress {
             p.fetch_add(n as u64, Ordering::Relaxed);
         }
@@ -305,7 +324,7 @@ fn stream(
     }
     let mut sink = enc.finish().map_err(upload_stopped)?;
     sink.flush().map_err(upload_stopped)?;
-    Ok((raw, tail))
+    Ok(Streamed { raw, tail, tables })
 }
 
 /// Where the preamble goes in the first piece of output: after the sandbox-mode marker line
@@ -371,7 +390,7 @@ mod tests {
     fn preamble_goes_after_the_sandbox_line() {
         let out = |src: &[u8]| {
             let (tx, mut rx) = mpsc::channel(16);
-            let (raw, _) = stream(&mut &src[..], 1, b"PRE;\n", tx, None).unwrap();
+            let raw = stream(&mut &src[..], 1, b"PRE;\n", tx, None).unwrap().raw;
             let mut all = Vec::new();
             while let Ok(c) = rx.try_recv() {
                 all.extend_from_slice(&c);

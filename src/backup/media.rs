@@ -77,6 +77,7 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Med
     commit(env, &manifest, run_id)
         .await
         .map_err(MediaRunError::Commit)?;
+    super::anomaly::check(env, job.anomaly_drop, &manifest);
     for w in &warnings {
         tracing::warn!(job = %job.name, "{w}");
     }
@@ -188,6 +189,7 @@ async fn store(
             ..Tools::default()
         },
         encryption,
+        tables: None,
         media: Some(MediaSummary {
             paths: job.paths.iter().map(|p| p.display().to_string()).collect(),
             files: stats.files,

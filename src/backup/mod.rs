@@ -6,8 +6,10 @@
 //! one of all paths for media jobs), each snapshot committed by writing its manifest last
 //! (`snapshot::commit`), record the outcome, apply retention only if everything succeeded.
 
+pub mod anomaly;
 pub mod copy;
 pub mod dump;
+pub mod dump_rows;
 pub mod media;
 pub mod mysql;
 pub mod mysql_cmd;

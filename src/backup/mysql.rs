@@ -213,7 +213,11 @@ async fn snapshot_one(
         opts.args.retain(|a| a != "--dump-history");
         dumped = dump_to(&env.storage, job, d.tool, db, &key, progress, &opts).await;
     }
-    let Dumped { put, raw_size } = dumped?;
+    let Dumped {
+        put,
+        raw_size,
+        tables,
+    } = dumped?;
     // Verify what the store holds before committing: the object is there, whole.
     let listed = env.storage.list(&key).await?;
     let stored = listed.iter().find(|o| o.key == key).map(|o| o.size);
@@ -243,6 +247,7 @@ async fn snapshot_one(
         }],
         tools: d.tools.clone(),
         media: None,
+        tables: Some(tables),
         encryption: recipients.map(|recipients| Encryption {
             scheme: "age".into(),
             recipients,
@@ -252,5 +257,6 @@ async fn snapshot_one(
         .await
         .map_err(DumpError::Commit)?;
     tracing::info!(job = %job.name, database = %db, snapshot = %manifest.id, bytes = put.size, raw = raw_size, "snapshot committed");
+    super::anomaly::check(env, job.anomaly_drop, &manifest);
     Ok(Some(manifest))
 }

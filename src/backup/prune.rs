@@ -27,6 +27,14 @@ pub enum PruneError {
         /// The cause.
         source: media_prune::PackPruneError,
     },
+    /// Reading whether the job's retention is frozen failed (nothing was pruned).
+    #[error("job `{job}`: cannot tell whether retention is frozen: {source} (hint: nothing was pruned; fix the catalog, then prune again)")]
+    Catalog {
+        /// The job.
+        job: String,
+        /// The cause.
+        source: crate::catalog::CatalogError,
+    },
     /// A remaining manifest cannot be read, so which packs are in use is unknown.
     #[error("job `{job}`: {source} (hint: no pack was deleted; fix or remove the manifest, then prune again)")]
     Manifest {
@@ -44,7 +52,13 @@ pub struct Pruned {
     pub decisions: Vec<Decision<SnapshotKey>>,
     /// For media jobs: what collecting unused packs did.
     pub packs: Option<media_prune::Report>,
+    /// The open anomalies that froze the job's retention: then every snapshot was kept (those
+    /// the policy would forget with the reason `frozen`) and no pack was collected.
+    pub frozen: Vec<crate::catalog::AnomalyRow>,
 }
+
+/// The reason of a snapshot kept only because the job's retention is frozen.
+pub const FROZEN: &str = "frozen";
 
 /// Plans (and unless `dry_run`, applies) retention for every database of `job`; for a media
 /// job, then collects the packs no remaining snapshot uses.
@@ -67,6 +81,26 @@ pub async fn apply_all(
     dry_run: bool,
     thorough: bool,
 ) -> Result<Pruned, PruneError> {
+    let frozen = env
+        .catalog
+        .open_anomalies(Some(job))
+        .map_err(|source| PruneError::Catalog {
+            job: job.to_string(),
+            source,
+        })?;
+    if !frozen.is_empty() {
+        let mut decisions = forget_snapshots(env, job, keep, true).await?;
+        for d in decisions.iter_mut().filter(|d| !d.keep) {
+            d.keep = true;
+            d.reasons = vec![FROZEN];
+        }
+        tracing::warn!(job, anomaly = %frozen[0].detail, "retention is frozen by an anomaly: every snapshot kept until `opsagent ack {job}`");
+        return Ok(Pruned {
+            decisions,
+            packs: None,
+            frozen,
+        });
+    }
     let decisions = forget_snapshots(env, job, keep, dry_run).await?;
     let packs = match env.config.media.iter().find(|m| m.name == job) {
         Some(m) => {
@@ -85,7 +119,11 @@ pub async fn apply_all(
         }
         None => None,
     };
-    Ok(Pruned { decisions, packs })
+    Ok(Pruned {
+        decisions,
+        packs,
+        frozen,
+    })
 }
 
 /// Retention proper: plans per item from the manifest keys and (unless `dry_run`) forgets.

@@ -163,12 +163,13 @@ impl Catalog {
         rows.collect::<Result<_, _>>().map_err(|e| self.q(e))
     }
 
-    /// Stores alert states and marks the events and runs they came from as consumed, at once.
+    /// Stores alert states and marks the events, runs and anomaly changes they came from as
+    /// consumed, at once.
     pub fn save_alert_inputs(
         &self,
         alerts: &[AlertRow],
         events: &[i64],
-        runs: &[i64],
+        (runs, anomalies): (&[i64], &[i64]),
     ) -> Result<(), CatalogError> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.q(e))?;
@@ -182,6 +183,13 @@ impl Catalog {
         for id in runs {
             tx.execute("UPDATE runs SET alerted = 1 WHERE id = ?1", params![id])
                 .map_err(|e| self.q(e))?;
+        }
+        for id in anomalies {
+            tx.execute(
+                "UPDATE anomalies SET alerted = 1 WHERE id = ?1",
+                params![id],
+            )
+            .map_err(|e| self.q(e))?;
         }
         tx.commit().map_err(|e| self.q(e))
     }
@@ -267,7 +275,7 @@ mod tests {
             .unwrap();
         let runs = c.unalerted_runs().unwrap();
         assert_eq!((runs.len(), runs[0].error.as_deref()), (1, Some("boom")));
-        c.save_alert_inputs(&[], &[], &[done]).unwrap();
+        c.save_alert_inputs(&[], &[], (&[done], &[])).unwrap();
         assert!(c.unalerted_runs().unwrap().is_empty());
         let m = OutboxRow {
             id: 0,

@@ -142,6 +142,22 @@ const STEPS: &[&str] = &[
         snapshots INTEGER NOT NULL,
         stored_bytes INTEGER NOT NULL
     );",
+    // The anomaly guard: a snapshot that shrank sharply against the previous one freezes its
+    // job's retention until acknowledged (`acked_at`, `acked_by`: `opsagent ack JOB`);
+    // `alerted` says whether alerting has seen the row's latest change (set again by an ack,
+    // which resolves the alert).
+    "CREATE TABLE anomalies (
+        id INTEGER PRIMARY KEY,
+        job TEXT NOT NULL,
+        item TEXT NOT NULL,
+        snapshot TEXT NOT NULL,
+        detected_at INTEGER NOT NULL,
+        detail TEXT NOT NULL,
+        acked_at INTEGER,
+        acked_by TEXT,
+        alerted INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX anomalies_by_job ON anomalies(job, acked_at);",
 ];
 
 /// The schema version this build writes.

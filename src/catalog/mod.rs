@@ -1,5 +1,6 @@
 //! The SQLite catalog in `state_dir`: runs of jobs and the snapshots they produced; check
-//! states and events, alerts, the outbox and the digests sent.
+//! states and events, alerts, the outbox and the digests sent; the anomalies that freeze a
+//! job's retention until acknowledged.
 //!
 //! WAL mode and a busy timeout let the daemon and CLI commands use it at the same time. The schema
 //! is versioned with `PRAGMA user_version` (see `migrations`). The catalog is a cache of the
@@ -7,6 +8,7 @@
 //! from them — and the only record of runs.
 
 mod alerts;
+mod anomalies;
 mod checks;
 mod digests;
 mod migrations;
@@ -15,6 +17,7 @@ mod runs;
 mod snapshots;
 
 pub use alerts::{AlertRow, FinishedRun, OutboxRow, SilenceRow, GIVEN_UP};
+pub use anomalies::AnomalyRow;
 pub use checks::{CheckStateRow, EventRow};
 pub use digests::{DigestRow, SnapshotTotals};
 pub use pings::PingRow;

@@ -92,6 +92,27 @@ impl Catalog {
         rows.collect::<Result<_, _>>().map_err(|e| self.q(e))
     }
 
+    /// The newest snapshot of `job` and `item` other than `id` that started before it.
+    pub fn previous_snapshot(
+        &self,
+        job: &str,
+        item: &str,
+        id: &str,
+    ) -> Result<Option<SnapshotRow>, CatalogError> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare(&format!(
+                "SELECT {COLS} FROM snapshots WHERE job = ?1 AND item = ?2 AND id != ?3 \
+                 AND started_at <= coalesce((SELECT started_at FROM snapshots WHERE id = ?3), started_at) \
+                 ORDER BY started_at DESC, id DESC LIMIT 1"
+            ))
+            .map_err(|e| self.q(e))?;
+        let mut rows = st
+            .query_map(params![job, item, id], row)
+            .map_err(|e| self.q(e))?;
+        rows.next().transpose().map_err(|e| self.q(e))
+    }
+
     /// Replaces the whole snapshot table with `rows` (a rebuild from the manifests in storage),
     /// in one transaction.
     pub fn replace_snapshots(&self, rows: &[SnapshotRow]) -> Result<(), CatalogError> {

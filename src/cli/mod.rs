@@ -1,6 +1,7 @@
 //! The command line: argument definitions (clap) and one file per verb. Verbs print; the work
 //! lives in the library modules.
 
+pub mod ack;
 pub mod backup;
 pub mod check_config;
 pub mod generate;
@@ -56,6 +57,9 @@ pub enum Command {
     /// Restore drill: restore the newest snapshots into scratch databases and check them; for
     /// media jobs, check every pack and chunk of the newest snapshot.
     Verify(verify::Args),
+    /// Acknowledge the anomaly (a snapshot that shrank sharply) that froze a job's retention;
+    /// retention resumes.
+    Ack(ack::Args),
     /// Mute alerts of a check for a while: add, list, rm.
     Silence(silence::Args),
     /// Send a test mail now and say exactly where it failed if it did.

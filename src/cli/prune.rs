@@ -58,6 +58,14 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         let _lock = crate::snapshot::lock::JobLock::acquire(&env.config.agent.state_dir, &name)?;
         let pruned = rt.block_on(apply_all(&env, &name, &keep, args.dry_run, true))?;
         println!("{name}: keep {keep}");
+        for an in &pruned.frozen {
+            println!(
+                "  retention FROZEN: kept every snapshot because of the anomaly found {} in snapshot {}: {} (run `opsagent ack {name}` once checked)",
+                zone.format(an.detected_at, "%Y-%m-%d %H:%M"),
+                an.snapshot,
+                an.detail
+            );
+        }
         for d in &pruned.decisions {
             let verb = match (d.keep, args.dry_run) {
                 (true, _) => "keep  ",

@@ -44,7 +44,8 @@ pub enum Action {
     },
 }
 
-fn who() -> String {
+/// Who runs the verb: the user sudo was run by, else the login name, else the uid.
+pub(super) fn who() -> String {
     ["SUDO_USER", "USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))

@@ -8,7 +8,9 @@
 
 use super::Cli;
 use crate::backup::copy::{copy_job_name, COPY_KIND};
-use crate::catalog::{AlertRow, Catalog, CheckStateRow, OutboxRow, PingRow, RunRecord, SilenceRow};
+use crate::catalog::{
+    AlertRow, AnomalyRow, Catalog, CheckStateRow, OutboxRow, PingRow, RunRecord, SilenceRow,
+};
 use crate::error::Unhealthy;
 use crate::health::state::Level;
 use chrono::{DateTime, Utc};
@@ -61,6 +63,8 @@ pub struct JobLine {
     pub last_good: Option<RunRecord>,
     /// Newest finished restore drill.
     pub last_drill: Option<RunRecord>,
+    /// Open anomalies: the job's retention is frozen until `opsagent ack JOB`.
+    pub frozen: Vec<AnomalyRow>,
 }
 
 /// Everything `status` shows.
@@ -98,12 +102,15 @@ impl Report {
     pub fn exit_code(&self) -> u8 {
         // A mail the server refused for good means alerts do not arrive: a warning.
         let mail = u8::from(self.outbox.iter().any(OutboxRow::given_up));
+        // A frozen retention waits for an operator: a warning.
+        let frozen = u8::from(self.jobs.iter().any(|j| !j.frozen.is_empty()));
         self.checks
             .iter()
             .map(CheckLine::severity)
             .max()
             .unwrap_or(0)
             .max(mail)
+            .max(frozen)
     }
 
     /// `Ok` when everything is OK, else how bad it is (the error `run` returns).
@@ -144,6 +151,7 @@ impl Report {
                 last_backup: cat.last_finished_run(j, kind, false)?,
                 last_good: cat.last_finished_run(j, kind, true)?,
                 last_drill: cat.last_finished_run(j, "verify", false)?,
+                frozen: cat.open_anomalies(Some(j))?,
             });
         }
         Ok(Report {
@@ -314,6 +322,7 @@ mod tests {
                 last_backup: Some(run("mysql", t(2, 30), RunStatus::Success)),
                 last_good: Some(run("mysql", t(2, 30), RunStatus::Success)),
                 last_drill: None,
+                frozen: Vec::new(),
             }],
             pending_events: 2,
             alerts: Vec::new(),

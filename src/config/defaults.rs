@@ -54,6 +54,12 @@ pub const ONE_FILE_SYSTEM: bool = true;
 pub const FOLLOW_SYMLINKS: bool = false;
 /// `[[media]] prune_grace`: how long prune keeps unreferenced packs.
 pub const PRUNE_GRACE: Duration = Duration::from_secs(DAY);
+/// `anomaly_drop` of a backup job: a snapshot whose size, or a table's rows (for media: the
+/// file count or bytes), fell by this share or more against the previous snapshot, or whose
+/// content is this share or more rewritten (media), freezes the job's retention.
+pub const ANOMALY_DROP: f64 = 0.5;
+/// `anomaly_drop` words that turn the guard off.
+pub const ANOMALY_OFF: [&str; 2] = ["off", "never"];
 
 // [alerts] and [alerts.email]
 

@@ -8,6 +8,7 @@ pub mod raw;
 pub mod raw_checks;
 mod resolve;
 mod resolve_alerts;
+mod resolve_anomaly;
 mod resolve_checks;
 mod resolve_email;
 mod resolve_encryption;
@@ -132,6 +133,8 @@ pub struct MysqlJob {
     pub ping_url: Option<crate::heartbeat::PingUrl>,
     /// Copy storages each committed snapshot is copied to.
     pub copy_to: Vec<String>,
+    /// The anomaly guard's share (`None`: off): see `backup::anomaly`.
+    pub anomaly_drop: Option<f64>,
 }
 
 impl MysqlJob {
@@ -188,6 +191,8 @@ pub struct MediaJob {
     pub ping_url: Option<crate::heartbeat::PingUrl>,
     /// Copy storages each committed snapshot is copied to.
     pub copy_to: Vec<String>,
+    /// The anomaly guard's share (`None`: off): see `backup::anomaly`.
+    pub anomaly_drop: Option<f64>,
 }
 
 impl Config {

@@ -107,6 +107,16 @@ pub struct RawStorage {
     pub named: std::collections::BTreeMap<String, toml::Value>,
 }
 
+/// `anomaly_drop = "50%"`, `0.5` or `"off"`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum RawDrop {
+    /// A fraction (`0.5`), or 0 (off).
+    Number(f64),
+    /// `"50%"` or `"off"`.
+    Text(String),
+}
+
 /// `keep = { last = 3, daily = 7, … }`
 #[derive(Debug, Deserialize, Default, Clone, Copy)]
 #[serde(deny_unknown_fields)]
@@ -167,6 +177,9 @@ pub struct RawMysql {
     /// Copy storages (`[storage.NAME]`) each committed snapshot is copied to.
     #[serde(default)]
     pub copy_to: Vec<String>,
+    /// A shrink against the previous snapshot that freezes retention: `"50%"` or `0.5`
+    /// (default 50 %), `"off"` or 0 to disable.
+    pub anomaly_drop: Option<RawDrop>,
 }
 
 /// `[[media]]`
@@ -202,6 +215,9 @@ pub struct RawMedia {
     /// Copy storages (`[storage.NAME]`) each committed snapshot is copied to.
     #[serde(default)]
     pub copy_to: Vec<String>,
+    /// A shrink against the previous snapshot that freezes retention: `"50%"` or `0.5`
+    /// (default 50 %), `"off"` or 0 to disable.
+    pub anomaly_drop: Option<RawDrop>,
 }
 
 /// `[alerts]`

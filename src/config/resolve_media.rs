@@ -77,7 +77,10 @@ pub(super) fn media_job(cx: &mut Ctx, m: &RawMedia, p: &KeyPath) -> Option<Media
         &p.key("verify_schedule"),
     );
     let compression_level = compression_level(cx, m.compression_level, &p.key("compression_level"));
+    let anomaly_drop =
+        super::resolve_anomaly::anomaly_drop(cx, m.anomaly_drop.as_ref(), &p.key("anomaly_drop"));
     Some(MediaJob {
+        anomaly_drop,
         ping_url: super::resolve_heartbeat::job_ping_url(
             cx,
             m.ping_url.as_deref(),

@@ -35,7 +35,10 @@ pub(super) fn mysql_job(cx: &mut Ctx, m: &RawMysql, p: &KeyPath) -> Option<Mysql
     dump_settings(cx, m, p);
     let ping_url =
         super::resolve_heartbeat::job_ping_url(cx, m.ping_url.as_deref(), &p.key("ping_url"));
+    let anomaly_drop =
+        super::resolve_anomaly::anomaly_drop(cx, m.anomaly_drop.as_ref(), &p.key("anomaly_drop"));
     Some(MysqlJob {
+        anomaly_drop,
         name: name?,
         databases: databases?,
         endpoint: endpoint?,

@@ -7,6 +7,7 @@ pub mod all;
 pub mod date;
 pub mod error;
 pub mod media;
+pub mod names;
 pub mod objects;
 pub mod plan;
 pub mod reown;
@@ -18,31 +19,18 @@ pub mod swap;
 pub mod verify;
 
 pub use error::{FileError, RestoreError};
+use names::truncate;
+pub use names::{random_hex, side_by_side_name, staging_name, STAGING_MARK};
 
-use crate::config::{Config, Databases, MysqlJob, Zone};
+use crate::config::{Config, Databases, MysqlJob};
 use crate::mysql_client::{client_tool, dump_tool, SYSTEM_DATABASES};
 use crate::storage::Storage;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use plan::Chosen;
 use sql::ident;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-
-/// Marks the staging database of an in-place restore (`<db>_opsagent_stg_<random>`).
-pub const STAGING_MARK: &str = "_opsagent_stg_";
-
-/// A staging database name for `db` no other restore shares (within MySQL's 64 characters).
-pub fn staging_name(db: &str) -> String {
-    format!("{}{STAGING_MARK}{}", truncate(db, 30), random_hex(4))
-}
-
-/// `n` random bytes as hex.
-pub fn random_hex(n: usize) -> String {
-    let mut b = vec![0u8; n];
-    getrandom::fill(&mut b).expect("the OS random source works");
-    hex::encode(b)
-}
 
 /// Where a restored database goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,14 +57,6 @@ pub struct Step {
     pub target: String,
     /// For in-place: where the live tables go.
     pub pre_restore: Option<String>,
-}
-
-/// The database name a side-by-side restore of `db` from a snapshot taken at `t` uses.
-pub fn side_by_side_name(db: &str, t: DateTime<Utc>, zone: Zone) -> String {
-    let suffix = zone.format(t, "_%Y%m%d_%H%M");
-    let max = 64 - suffix.len();
-    let base: String = db.chars().take(max).collect();
-    format!("{base}{suffix}")
 }
 
 /// The job whose connection settings restore `chosen` (same name, else the only/first
@@ -225,10 +205,6 @@ fn client_for(job: &MysqlJob) -> Result<PathBuf, RestoreError> {
     let dump = dump_tool(job.dump_command.as_deref())
         .unwrap_or_else(|_| PathBuf::from("/usr/bin/mariadb-dump"));
     Ok(client_tool(&dump)?)
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    s.chars().take(n).collect()
 }
 
 /// Runs one step. Anything this step created is dropped again when it fails.

@@ -78,6 +78,21 @@ pub struct Manifest {
     /// Media snapshots: what the tree holds and what this run added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media: Option<MediaSummary>,
+    /// MySQL snapshots: the rows and bytes of each table, as counted in the dump stream;
+    /// absent in manifests written before opsagent counted them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<Vec<TableStats>>,
+}
+
+/// One table of a MySQL snapshot, as its dump wrote it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableStats {
+    /// The table's name (without the database).
+    pub name: String,
+    /// Rows in the dump's `INSERT` statements (exact: what the snapshot holds).
+    pub rows: u64,
+    /// Bytes of those `INSERT` statements (uncompressed SQL).
+    pub bytes: u64,
 }
 
 /// The part of a manifest only media snapshots have (`kind = "media"`, `item = "files"`).
@@ -314,7 +329,7 @@ mod tests {
         let text = include_str!("../../tests/data/manifest-v1.json");
         let m = Manifest::parse(V1_KEY, text.as_bytes()).unwrap();
         assert_eq!((m.format, m.item.as_str()), (1, "shop-eu"));
-        assert_eq!(m.encryption, None);
+        assert_eq!((m.encryption, m.tables), (None, None));
         assert!(Manifest::parse(V1_KEY, b"{\"format\": 99}").is_err());
         let future = text.replace("\"format\": 1", "\"format\": 2");
         assert!(Manifest::parse(V1_KEY, future.as_bytes())

@@ -230,11 +230,33 @@ pub fn render(r: &Report, zone: Zone, now: DateTime<Utc>) -> String {
             );
         }
     }
+    frozen_section(&mut o, r, zone);
     let _ = writeln!(o);
     alerts_section(&mut o, r, zone);
     pings_section(&mut o, r, now);
     let _ = writeln!(o, "events not yet delivered: {}", r.pending_events);
     o
+}
+
+/// Jobs whose retention an anomaly froze: why, and the command that lifts it.
+fn frozen_section(o: &mut String, r: &Report, zone: Zone) {
+    for j in r.jobs.iter().filter(|j| !j.frozen.is_empty()) {
+        for an in &j.frozen {
+            let _ = writeln!(
+                o,
+                "{}: retention FROZEN since {} (snapshot {}): {}",
+                j.job,
+                zone.format(an.detected_at, "%Y-%m-%d %H:%M"),
+                an.snapshot,
+                an.detail
+            );
+        }
+        let _ = writeln!(
+            o,
+            "{}: nothing is pruned until `opsagent ack {}` (once the shrink is checked: expected, or the data restored)",
+            j.job, j.job
+        );
+    }
 }
 
 /// The last heartbeat ping per target; failing ones say since when and why.
@@ -272,6 +294,19 @@ fn run_json(r: Option<&RunRecord>, now: DateTime<Utc>) -> serde_json::Value {
     }
 }
 
+/// A job's open anomalies (`null` when its retention is not frozen).
+fn frozen_json(j: &super::JobLine) -> serde_json::Value {
+    if j.frozen.is_empty() {
+        return serde_json::Value::Null;
+    }
+    let anomalies: Vec<_> = j
+        .frozen
+        .iter()
+        .map(|a| serde_json::json!({"item": a.item, "snapshot": a.snapshot, "detected_at": a.detected_at.to_rfc3339(), "detail": a.detail}))
+        .collect();
+    serde_json::json!({"anomalies": anomalies, "command": format!("opsagent ack {}", j.job)})
+}
+
 /// The `--json` document.
 pub fn to_json(r: &Report, now: DateTime<Utc>) -> serde_json::Value {
     let checks: Vec<_> = r
@@ -289,7 +324,7 @@ pub fn to_json(r: &Report, now: DateTime<Utc>) -> serde_json::Value {
     let jobs: Vec<_> = r
         .jobs
         .iter()
-        .map(|j| serde_json::json!({"job": j.job, "last_backup": run_json(j.last_backup.as_ref(), now), "last_good_backup": run_json(j.last_good.as_ref(), now), "last_drill": run_json(j.last_drill.as_ref(), now)}))
+        .map(|j| serde_json::json!({"job": j.job, "last_backup": run_json(j.last_backup.as_ref(), now), "last_good_backup": run_json(j.last_good.as_ref(), now), "last_drill": run_json(j.last_drill.as_ref(), now), "frozen": frozen_json(j)}))
         .collect();
     let status = ["OK", "WARN", "CRIT"][r.exit_code() as usize];
     let alerts: Vec<_> = r
