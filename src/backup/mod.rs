@@ -276,15 +276,45 @@ async fn media_work(
 }
 
 /// Applies retention after a good run; a failure is logged and retried after the next run.
+/// A failure is recorded as a failed `prune` run (a WARN alert `retention:JOB` naming the
+/// fix, e.g. an append-only key); the next success after one is recorded too, resolving it.
 async fn retention(env: &Env, name: &str, keep: &crate::retention::KeepPolicy) -> usize {
-    match prune::apply(env, name, keep, false).await {
-        Ok(plan) => plan.iter().filter(|p| !p.keep).count(),
+    let started = Utc::now();
+    let result = prune::apply(env, name, keep, false).await;
+    let failed_before = env
+        .catalog
+        .last_run_of(name, PRUNE_KIND)
+        .ok()
+        .flatten()
+        .is_some_and(|r| r.status == RunStatus::Failed);
+    let (count, error) = match &result {
+        Ok(plan) => (plan.iter().filter(|p| !p.keep).count(), None),
         Err(e) => {
             tracing::warn!(job = name, error = %e, "retention failed; it will be retried after the next run");
-            0
+            (0, Some(e.to_string()))
+        }
+    };
+    if error.is_some() || failed_before {
+        let status = match error {
+            Some(_) => RunStatus::Failed,
+            None => RunStatus::Success,
+        };
+        let recorded = env
+            .catalog
+            .start_run(name, PRUNE_KIND, "after-backup", started)
+            .and_then(|id| {
+                env.catalog
+                    .finish_run(id, status, 0, error.as_deref(), Utc::now())
+            });
+        if let Err(e) = recorded {
+            tracing::warn!(job = name, error = %e, "retention outcome not recorded in the catalog");
         }
     }
+    count
 }
+
+/// The catalog's run kind of retention that failed (and of the success after a failure).
+pub const PRUNE_KIND: &str = "prune";
 
 fn finished(name: &str, report: &RunReport, started: std::time::Instant) {
     tracing::info!(

@@ -19,6 +19,14 @@ pub enum PruneError {
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The storage refused to delete: its key may write but not delete (append-only).
+    #[error("job `{job}`: retention cannot delete: {source}; the key may write but not delete (append-only credentials?), so nothing was removed and nothing is lost (hint: run `opsagent prune --credentials FILE` with a key that may delete, from a trusted machine, or allow s3:DeleteObject for this key)")]
+    AppendOnly {
+        /// The job.
+        job: String,
+        /// The refused delete.
+        source: StorageError,
+    },
     /// Collecting a media job's packs failed (the snapshots were forgotten already).
     #[error("job `{job}`: collecting unused packs: {source}")]
     Media {
@@ -101,7 +109,15 @@ pub async fn apply_all(
             frozen,
         });
     }
-    let decisions = forget_snapshots(env, job, keep, dry_run).await?;
+    let decisions = forget_snapshots(env, job, keep, dry_run)
+        .await
+        .map_err(|e| match e.is_delete_denied() {
+            true => PruneError::AppendOnly {
+                job: job.to_string(),
+                source: e,
+            },
+            false => PruneError::Storage(e),
+        })?;
     let packs = match env.config.media.iter().find(|m| m.name == job) {
         Some(m) => {
             let forgotten: Vec<&str> = decisions

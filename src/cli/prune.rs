@@ -1,4 +1,4 @@
-//! `opsagent prune [--dry-run] [JOB…]`: apply (or show) the retention policy now; for media
+//! `opsagent prune [--dry-run] [--credentials FILE] [JOB…]`: apply (or show) the retention policy now; for media
 //! jobs, then collect the packs no remaining snapshot uses; and abort multipart uploads
 //! interrupted runs left open.
 
@@ -13,6 +13,10 @@ pub struct Args {
     /// Show what would be removed, remove nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// An S3 key that may delete (TOML: access_key_id, secret_access_key), used instead of the
+    /// configured one: the server's own key can then be append-only (write, never delete).
+    #[arg(long, value_name = "FILE")]
+    pub credentials: Option<std::path::PathBuf>,
     /// Jobs (default: all).
     pub jobs: Vec<String>,
 }
@@ -29,6 +33,13 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         .chain(cfg.media.iter().map(|j| (j.name.clone(), j.keep)))
         .filter(|(name, _)| names.contains(name))
         .collect();
+    let mut cfg = cfg;
+    if let Some(file) = &args.credentials {
+        let c = crate::config::load_credentials(file)?;
+        cfg.storage = crate::config::with_credentials(&cfg.storage, &c).ok_or_else(|| {
+            crate::error::UsageError("--credentials applies to S3 storage; this one is a local directory (hint: leave it out)".into())
+        })?;
+    }
     let env = super::open_env(cfg)?;
     let rt = super::runtime()?;
     if !args.dry_run {

@@ -2,6 +2,7 @@
 //! once with `file:line:col` and a hint (`resolve`) → the resolved [`Config`] the rest of the
 //! program uses. Probing the outside world (`check-config --connect`) is not done here.
 
+mod credentials;
 mod defaults;
 pub mod diagnostic;
 pub mod raw;
@@ -29,6 +30,8 @@ use crate::secret::Secret;
 use crate::storage::{EncryptionSpec, StorageSpec};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+pub use credentials::{load_credentials, with_credentials, Credentials};
 
 /// Where the configuration is read from when neither `--config` nor `OPSAGENT_CONFIG` says.
 pub const DEFAULT_PATH: &str = "/etc/opsagent/opsagent.toml";

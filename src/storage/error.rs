@@ -155,6 +155,11 @@ impl StorageError {
         matches!(self, StorageError::NotFound { .. })
     }
 
+    /// True when the storage refused a delete (an append-only key: it may write, not delete).
+    pub fn is_delete_denied(&self) -> bool {
+        matches!(self, StorageError::Denied { op: Op::Delete, .. })
+    }
+
     /// The key (or listing prefix) the error is about, if any.
     pub fn key(&self) -> Option<&str> {
         match self {
