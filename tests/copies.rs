@@ -237,3 +237,31 @@ fn copy_storage_mistakes_are_config_errors_at_their_position() {
         "{err}"
     );
 }
+
+#[test]
+fn the_commented_copy_storage_of_the_example_config_loads() {
+    let example = include_str!("../config/opsagent.example.toml");
+    let start = example.find("# [storage.offsite]\n").unwrap();
+    let end = start + example[start..].find("\n\n").unwrap();
+    let block: String = example[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l).to_string() + "\n")
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\nstate_dir = \"{0}/state\"\n[storage]\ntype = \"local\"\npath = \"{0}/b\"\n{block}\
+             [[media]]\nname = \"m\"\npaths = [\"{0}\"]\nschedule = \"@daily\"\ncopy_to = [\"offsite\"]\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = ok(&cfg, &["check-config"]);
+    assert!(
+        out.contains("copy      `offsite`: local directory /mnt/usb/opsagent/"),
+        "{out}"
+    );
+    assert!(out.contains("keep daily 30"), "{out}");
+}
