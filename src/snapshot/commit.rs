@@ -11,8 +11,21 @@ use bytes::Bytes;
 /// (a catalog failure is only logged: `snapshots --refresh` rebuilds the row from the manifest).
 pub async fn commit(env: &Env, manifest: &Manifest, run_id: i64) -> Result<(), StorageError> {
     let json = serde_json::to_vec_pretty(manifest).expect("manifest serializes");
+    // Manifests are plaintext: an encrypted snapshot's table names and row counts stay in the
+    // local catalog only (the anomaly guard reads them there; after a refresh it compares
+    // sizes).
+    let stored = match (&manifest.encryption, &manifest.tables) {
+        (Some(_), Some(_)) => {
+            let bare = Manifest {
+                tables: None,
+                ..manifest.clone()
+            };
+            serde_json::to_vec_pretty(&bare).expect("manifest serializes")
+        }
+        _ => json.clone(),
+    };
     env.storage
-        .put_bytes(&manifest.key(), Bytes::from(json.clone()))
+        .put_bytes(&manifest.key(), Bytes::from(stored))
         .await?;
     let row = snapshot_row(manifest, String::from_utf8(json).expect("json is utf-8"));
     if let Err(e) = env.catalog.add_snapshot(&row, Some(run_id)) {
