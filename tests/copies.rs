@@ -170,18 +170,21 @@ fn copies_reach_every_storage_catch_up_after_an_outage_and_restore_from_a_copy()
     for (k, _) in &primary {
         s3.delete_object(&b.bucket, k);
     }
-    let to = b.path("restored");
-    let out = ok(
-        &cfg,
-        &[
+    // A restore of `now` under `dir` (with `extra` flags); returns its output.
+    let restore_to = |dir: &Path, extra: &[&str]| {
+        let mut args = vec![
             "restore",
             "--date",
             "now",
             "--to-dir",
-            to.to_str().unwrap(),
+            dir.to_str().unwrap(),
             "--yes",
-        ],
-    );
+        ];
+        args.extend_from_slice(extra);
+        ok(&cfg, &args)
+    };
+    let to = b.path("restored");
+    let out = restore_to(&to, &[]);
     assert!(
         out.contains("restoring from the copy storage `offsite`"),
         "{out}"
@@ -189,19 +192,7 @@ fn copies_reach_every_storage_catch_up_after_an_outage_and_restore_from_a_copy()
     assert_identical(&src, &to.join(src.strip_prefix("/").unwrap()));
     // `--storage usb` reads the local copy.
     let to_usb = b.path("restored-usb");
-    let out = ok(
-        &cfg,
-        &[
-            "restore",
-            "--date",
-            "now",
-            "--storage",
-            "usb",
-            "--to-dir",
-            to_usb.to_str().unwrap(),
-            "--yes",
-        ],
-    );
+    let out = restore_to(&to_usb, &["--storage", "usb"]);
     assert!(out.contains("`usb`"), "{out}");
     assert_identical(&src, &to_usb.join(src.strip_prefix("/").unwrap()));
 }
