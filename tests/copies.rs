@@ -87,6 +87,11 @@ fn copies_reach_every_storage_catch_up_after_an_outage_and_restore_from_a_copy()
         out.contains("copy      `offsite`: s3://") && out.contains("copied to offsite, usb"),
         "{out}"
     );
+    // A freshness check per copy storage.
+    assert!(
+        out.contains("backup:up@offsite") && out.contains("backup:up@usb"),
+        "{out}"
+    );
 
     // 1. One backup: the snapshot is in all three storages.
     ok(&cfg, &["backup", "up"]);

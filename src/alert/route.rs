@@ -55,8 +55,6 @@ pub fn run_key(kind: &str, job: &str) -> Option<String> {
     match kind {
         "mysql" | "media" => Some(format!("backup-run:{job}")),
         "verify" => Some(format!("drill:{job}")),
-        // `<job>@<storage>`: a copy storage fell behind.
-        "copy" => Some(format!("copy:{job}")),
         // Retention after a backup failed (an append-only key, a storage error).
         "prune" => Some(format!("retention:{job}")),
         _ => None,
@@ -135,15 +133,15 @@ pub fn apply_event(alerts: &mut BTreeMap<String, AlertRow>, ev: &EventRow, min: 
 
 /// Folds one finished backup or drill run into the alerts: a failure fires `backup-run:JOB` /
 /// `drill:JOB` (CRIT; WARN when interrupted or partial: a media snapshot that skipped files),
-/// a failed copy `copy:JOB@STORAGE` and failed retention `retention:JOB` (WARN); a success
-/// resolves it.
+/// failed retention `retention:JOB` (WARN); a success resolves it. (A failed copy alerts
+/// through the freshness check `backup:JOB@STORAGE`, once older than the job's grace.)
 pub fn apply_run(alerts: &mut BTreeMap<String, AlertRow>, run: &FinishedRun, min: MinSeverity) {
     let Some(key) = run_key(&run.kind, &run.job) else {
         return;
     };
     let level = match run.status.as_str() {
         // A copy behind is a warning: the default storage holds the snapshots.
-        "failed" if run.kind == "copy" || run.kind == "prune" => "WARN",
+        "failed" if run.kind == "prune" => "WARN",
         "failed" => "CRIT",
         "interrupted" | "partial" => "WARN",
         _ => "OK",
@@ -157,7 +155,6 @@ pub fn apply_run(alerts: &mut BTreeMap<String, AlertRow>, run: &FinishedRun, min
     change(a, level, "", run.ended_at, run.ended_at, min);
     let what = match run.kind.as_str() {
         "verify" => "restore drill",
-        "copy" => "copy",
         "prune" => "retention",
         _ => "backup",
     };

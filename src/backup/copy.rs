@@ -1,14 +1,15 @@
 //! Copies of committed snapshots to the copy storages a job names (`copy_to`, `[storage.NAME]`).
 //!
 //! After a good run, every snapshot of the job that the default storage holds and a copy
-//! storage lacks is copied there, oldest first, by the commit rule of a backup: the data
-//! objects first (streamed as stored, so an encrypted object stays encrypted; a dump's SHA-256
-//! checked against its manifest; a media pack or index the copy already has is not copied
-//! again), the manifest last. A copy that fails leaves at most data without a manifest (no
-//! snapshot), is recorded as a failed `copy` run (a WARN alert: the default storage still holds
-//! the data) and is retried after the next run. Then retention runs on the copy storage with
-//! its own `keep` (or the job's); it never touches the catalog, which mirrors the default
-//! storage.
+//! storage lacks (and whose retention there keeps it) is copied, oldest first, by the commit
+//! rule of a backup: the data objects first (streamed as stored, so an encrypted object stays
+//! encrypted; a dump's SHA-256 checked against its manifest; a media pack or index the copy
+//! already has is not copied again), the manifest last. A copy that fails leaves at most data
+//! without a manifest (no snapshot), is recorded as a failed `copy` run and is retried after
+//! the next run; the freshness check `backup:JOB@STORAGE` alerts once the copy is older than
+//! the job's period plus grace (the default storage holds the data meanwhile). Then retention
+//! runs on the copy storage with its own `keep` (or the job's); it never touches the catalog,
+//! which mirrors the default storage.
 
 use super::prune::{self, PruneError};
 use crate::catalog::RunStatus;

@@ -60,12 +60,24 @@ pub(super) fn checks(
     let grace = r.backup_grace.unwrap_or(defaults::BACKUP_GRACE);
     let backup_jobs = jobs
         .iter()
-        .map(|j| (&j.name, &j.schedule, "mysql"))
-        .chain(media.iter().map(|j| (&j.name, &j.schedule, "media")));
-    for (name, schedule, kind) in backup_jobs {
+        .map(|j| (&j.name, &j.schedule, "mysql", &j.copy_to))
+        .chain(
+            media
+                .iter()
+                .map(|j| (&j.name, &j.schedule, "media", &j.copy_to)),
+        );
+    for (name, schedule, kind, copy_to) in backup_jobs {
         out.push(freshness(
             name, kind, schedule, zone, grace, interval, timeout,
         ));
+        // Each copy storage too (`backup:JOB@NAME`, from the `copy` runs): a copy that keeps
+        // failing alerts once it is older than the job's period plus grace.
+        for to in copy_to {
+            let copy = format!("{name}@{to}");
+            out.push(freshness(
+                &copy, "copy", schedule, zone, grace, interval, timeout,
+            ));
+        }
     }
     HealthConfig {
         interval,
