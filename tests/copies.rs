@@ -4,7 +4,8 @@
 //! backups all three hold every snapshot; with `offsite` down the backup still commits, status
 //! and `snapshots` show the copy behind, and the next run catches up; an unchanged snapshot
 //! copies only its tree and manifest; the copy adds no more than 1.1 × the snapshot's bytes;
-//! with the default bucket emptied by hand, `restore` reads the copy, identical.
+//! with the default bucket emptied by hand, `restore` reads the copy, identical; a database
+//! restores from a local copy (same checksum) when the default directory is gone.
 
 mod common;
 
@@ -260,4 +261,71 @@ fn the_commented_copy_storage_of_the_example_config_loads() {
         "{out}"
     );
     assert!(out.contains("keep daily 30"), "{out}");
+}
+
+#[test]
+fn a_database_restores_from_the_copy_when_the_default_storage_lost_it() {
+    let db = common::mariadb::MariaDb::shared();
+    let name = db.new_database();
+    db.sql_db(
+        &name,
+        "CREATE TABLE t (id INT PRIMARY KEY, b LONGBLOB); \
+         INSERT INTO t VALUES (1, UNHEX(REPEAT('00FF7F805C27220D0A1A', 5000))), (2, 'plain');",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\nhostname = \"web-01\"\nstate_dir = \"{0}/state\"\ntimezone = \"UTC\"\n\
+             [storage]\ntype = \"local\"\npath = \"{0}/a\"\n\
+             [storage.usb]\ntype = \"local\"\npath = \"{0}/b\"\n\
+             [[mysql]]\nname = \"m\"\ndatabases = [\"{name}\"]\nsocket = \"{1}\"\nuser = \"root\"\n\
+             schedule = \"@daily\"\nkeep = {{ last = 3 }}\ncopy_to = [\"usb\"]\n",
+            dir.path().display(),
+            db.socket().display()
+        ),
+    )
+    .unwrap();
+    ok(&cfg, &["backup", "m"]);
+    // The dump arrived as stored (same bytes) in the copy.
+    let dumps = |root: &Path| -> Vec<(String, u64)> {
+        let mut v: Vec<_> = local_keys(root)
+            .into_iter()
+            .filter(|(k, _)| k.ends_with(".sql.zst"))
+            .collect();
+        v.sort();
+        v
+    };
+    let here = dumps(&dir.path().join("a"));
+    assert_eq!(here.len(), 1, "{here:?}");
+    assert_eq!(dumps(&dir.path().join("b")), here);
+    std::fs::remove_dir_all(dir.path().join("a")).unwrap();
+    let back = format!("{name}_back");
+    let out = ok(
+        &cfg,
+        &[
+            "restore",
+            "--date",
+            "now",
+            "--database",
+            &name,
+            "--to-database",
+            &back,
+            "--yes",
+        ],
+    );
+    assert!(
+        out.contains("restoring from the copy storage `usb`"),
+        "{out}"
+    );
+    let sum = |d: &str| {
+        let row = db.sql_db(d, "CHECKSUM TABLE t");
+        row.split_whitespace()
+            .last()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(sum(&back), sum(&name));
+    db.sql(&format!("DROP DATABASE `{back}`"));
 }
