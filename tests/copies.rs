@@ -199,6 +199,11 @@ fn copies_reach_every_storage_catch_up_after_an_outage_and_restore_from_a_copy()
     // `--storage usb` reads the local copy.
     let to_usb = b.path("restored-usb");
     let out = restore_to(&to_usb, &["--storage", "usb"]);
+    let drill = ok(&cfg, &["verify", "--storage", "offsite", "up"]);
+    assert!(
+        drill.contains("copy storage `offsite`") && drill.contains(": ok,"),
+        "{drill}"
+    );
     assert!(out.contains("`usb`"), "{out}");
     assert_identical(&src, &to_usb.join(src.strip_prefix("/").unwrap()));
 }

@@ -119,6 +119,23 @@ pub fn open_env(config: Config) -> anyhow::Result<Env> {
     })
 }
 
+/// The copy storage `name` (`[storage.NAME]`) of `cfg`, opened; a usage error naming the copy
+/// storages there are when there is none of that name.
+pub fn copy_storage(cfg: &Config, name: &str) -> anyhow::Result<Storage> {
+    let Some(c) = cfg.copies.iter().find(|c| c.name == name) else {
+        let names: Vec<&str> = cfg.copies.iter().map(|c| c.name.as_str()).collect();
+        return Err(crate::error::UsageError(format!(
+            "no copy storage `{name}` (hint: {})",
+            match names.is_empty() {
+                true => "the configuration declares none; add [storage.NAME]".to_string(),
+                false => format!("the copy storages are {}", names.join(", ")),
+            }
+        ))
+        .into());
+    };
+    Ok(Storage::open(&c.spec)?.with_encryption(cfg.encryption.as_ref()))
+}
+
 /// `--take-over`: claims the storage prefix for this agent, saying whom it replaced.
 pub fn take_over(
     rt: &tokio::runtime::Runtime,

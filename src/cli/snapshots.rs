@@ -3,12 +3,10 @@
 
 use super::{human_bytes, Cli};
 use crate::catalog::SnapshotRow;
-use crate::error::UsageError;
 use crate::snapshot::keys::manifests_prefix;
 use crate::snapshot::manifest::{Manifest, MediaSummary};
 use crate::snapshot::refresh::{read_rows, refresh};
 use crate::snapshot::Env;
-use crate::storage::Storage;
 
 /// Flags.
 #[derive(Debug, clap::Args)]
@@ -88,7 +86,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
 
 /// The snapshots copy storage `name` holds, from its manifests.
 fn copy_rows(env: &Env, name: &str, job: Option<&str>) -> anyhow::Result<Vec<SnapshotRow>> {
-    let storage = open_copy(env, name)?;
+    let storage = super::copy_storage(&env.config, name)?;
     let rt = super::runtime()?;
     let (rows, bad) = rt.block_on(read_rows(&storage, job))?;
     for b in &bad {
@@ -96,21 +94,6 @@ fn copy_rows(env: &Env, name: &str, job: Option<&str>) -> anyhow::Result<Vec<Sna
     }
     eprintln!("copy storage `{name}` ({}):", storage.describe());
     Ok(rows)
-}
-
-fn open_copy(env: &Env, name: &str) -> anyhow::Result<Storage> {
-    let Some(c) = env.config.copies.iter().find(|c| c.name == name) else {
-        let names: Vec<&str> = env.config.copies.iter().map(|c| c.name.as_str()).collect();
-        return Err(UsageError(format!(
-            "no copy storage `{name}` (hint: {})",
-            match names.is_empty() {
-                true => "the configuration declares none; add [storage.NAME]".to_string(),
-                false => format!("the copy storages are {}", names.join(", ")),
-            }
-        ))
-        .into());
-    };
-    Ok(Storage::open(&c.spec)?.with_encryption(env.config.encryption.as_ref()))
 }
 
 /// For each copy storage: how many of the snapshots listed it holds.
@@ -129,7 +112,7 @@ fn copies_behind(env: &Env, rows: &[SnapshotRow]) -> anyhow::Result<()> {
             .iter()
             .filter(|r| jobs.contains(&r.job.as_str()))
             .collect();
-        let storage = open_copy(env, &c.name)?;
+        let storage = super::copy_storage(&env.config, &c.name)?;
         let there = match rt.block_on(storage.list(&manifests_prefix(None))) {
             Ok(l) => l
                 .into_iter()

@@ -1,4 +1,4 @@
-//! `opsagent verify [JOB…]`: restore drills now (databases restored into scratch databases;
+//! `opsagent verify [--storage NAME] [JOB…]`: restore drills now (databases restored into scratch databases;
 //! media jobs: every pack and blob of the newest snapshot checked).
 
 use super::{human_bytes, Cli};
@@ -7,6 +7,9 @@ use crate::restore::verify::{run_drill, Outcome};
 /// Flags.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Drill from this copy storage ([storage.NAME]) instead of the default one.
+    #[arg(long, value_name = "NAME")]
+    pub storage: Option<String>,
     /// Jobs to drill (default: all).
     pub jobs: Vec<String>,
 }
@@ -15,7 +18,15 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let cfg = super::load_config(cli)?;
     let names = super::select_jobs(&cfg, &args.jobs)?;
-    let env = super::open_env(cfg)?;
+    let mut env = super::open_env(cfg)?;
+    if let Some(name) = args.storage.as_deref().filter(|n| *n != "default") {
+        env.storage = super::copy_storage(&env.config, name)?;
+        env.copy = Some(name.to_string());
+        println!(
+            "drills read the copy storage `{name}` ({})",
+            env.storage.describe()
+        );
+    }
     let rt = super::runtime()?;
     let mut failed = Vec::new();
     for name in &names {
