@@ -241,6 +241,30 @@ fn copy_storage_mistakes_are_config_errors_at_their_position() {
 }
 
 #[test]
+fn a_copy_in_the_same_place_as_the_original_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("same.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\nhostname = \"web-01\"\nstate_dir = \"{0}/state\"\n\
+             [storage]\ntype = \"local\"\npath = \"{0}/b\"\n\
+             [storage.again]\ntype = \"local\"\npath = \"{0}/b\"\nprefix = \"web-01/\"\nkeep = {{ last = 1 }}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = opsagent(&cfg, &["check-config"]);
+    let err = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{}:7:", cfg.display()))
+            && err.contains("[storage.again] is the same place as [storage]"),
+        "{err}"
+    );
+}
+
+#[test]
 fn the_commented_copy_storage_of_the_example_config_loads() {
     let example = include_str!("../config/opsagent.example.toml");
     let start = example.find("# [storage.offsite]\n").unwrap();

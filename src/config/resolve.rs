@@ -83,6 +83,12 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         }
         None => Vec::new(),
     };
+    super::resolve_storage::check_distinct(
+        &mut cx,
+        storage.as_ref(),
+        &copies,
+        &root.key("storage"),
+    );
     let (mysql, media) = jobs(&mut cx, &raw, &root);
     let email = raw
         .alerts

@@ -216,3 +216,62 @@ pub(super) fn check_copy_to(cx: &mut Ctx, s: Option<&RawStorage>, jobs: &[(&[Str
         }
     }
 }
+
+/// Whether two storages are the same place (directory or bucket, endpoint and prefix): a copy
+/// there would be the data itself, and its retention would prune the original.
+fn same_place(a: &StorageSpec, b: &StorageSpec) -> bool {
+    match (a, b) {
+        (
+            StorageSpec::Local {
+                path: p1,
+                prefix: x1,
+            },
+            StorageSpec::Local {
+                path: p2,
+                prefix: x2,
+            },
+        ) => p1 == p2 && x1.trim_end_matches('/') == x2.trim_end_matches('/'),
+        (
+            StorageSpec::S3 {
+                bucket: b1,
+                prefix: x1,
+                endpoint: e1,
+                ..
+            },
+            StorageSpec::S3 {
+                bucket: b2,
+                prefix: x2,
+                endpoint: e2,
+                ..
+            },
+        ) => b1 == b2 && e1 == e2 && x1.trim_end_matches('/') == x2.trim_end_matches('/'),
+        _ => false,
+    }
+}
+
+/// A copy storage must be somewhere else than `[storage]` and every other copy.
+pub(super) fn check_distinct(
+    cx: &mut Ctx,
+    default: Option<&StorageSpec>,
+    copies: &[super::CopyStorage],
+    p: &KeyPath,
+) {
+    for (i, c) in copies.iter().enumerate() {
+        let other = default
+            .filter(|d| same_place(d, &c.spec))
+            .map(|_| "[storage]".to_string())
+            .or_else(|| {
+                copies[..i]
+                    .iter()
+                    .find(|o| same_place(&o.spec, &c.spec))
+                    .map(|o| format!("[storage.{}]", o.name))
+            });
+        if let Some(other) = other {
+            cx.error(
+                &p.key(&c.name),
+                format!("[storage.{}] is the same place as {other}", c.name),
+                "a copy must be another directory or bucket (or at least another prefix): its retention would otherwise prune the original",
+            );
+        }
+    }
+}
