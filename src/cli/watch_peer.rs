@@ -8,7 +8,6 @@ use crate::error::{Unhealthy, UsageError};
 use crate::health::peer::{self, Spec};
 use crate::health::state::Level;
 use crate::health::{CheckSpec, ProbeSpec, Reading};
-use crate::storage::StorageSpec;
 use std::time::Duration;
 
 /// Flags.
@@ -42,10 +41,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         Some(p) if p.is_empty() || p.ends_with('/') => p.to_string(),
         Some(p) => format!("{p}/"),
     };
-    let mut storage = cfg.storage.clone();
-    match &mut storage {
-        StorageSpec::Local { prefix: p, .. } | StorageSpec::S3 { prefix: p, .. } => *p = prefix,
-    }
+    let storage = cfg.storage.clone().with_prefix(prefix);
     let spec = Spec {
         host: args.host.clone(),
         storage,

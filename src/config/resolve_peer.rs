@@ -23,10 +23,7 @@ pub(super) fn peer(
     };
     let prefix =
         super::resolve_storage::storage_prefix(cx, c.prefix.as_deref(), &host, &q.key("prefix"))?;
-    let mut storage = storage?.clone();
-    match &mut storage {
-        StorageSpec::Local { prefix: p, .. } | StorageSpec::S3 { prefix: p, .. } => *p = prefix,
-    }
+    let storage = storage?.clone().with_prefix(prefix);
     Some(ProbeSpec::Peer(health::peer::Spec {
         host,
         storage,

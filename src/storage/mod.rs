@@ -78,6 +78,16 @@ pub enum StorageSpec {
     },
 }
 
+impl StorageSpec {
+    /// The same storage under another key prefix (another host's objects).
+    pub fn with_prefix(mut self, new: String) -> StorageSpec {
+        match &mut self {
+            StorageSpec::Local { prefix, .. } | StorageSpec::S3 { prefix, .. } => *prefix = new,
+        }
+        self
+    }
+}
+
 /// What a finished upload stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutInfo {

@@ -38,13 +38,9 @@ fn candidates(cfg: &Config, args: &Args) -> anyhow::Result<Vec<(String, StorageS
     }
     if let Some(host) = &args.from_host {
         let p = format!("{}/", host.trim_end_matches('/'));
-        for (_, spec) in &mut list {
-            match spec {
-                StorageSpec::Local { prefix, .. } | StorageSpec::S3 { prefix, .. } => {
-                    *prefix = p.clone()
-                }
-            }
-        }
+        list = (list.into_iter())
+            .map(|(name, spec)| (name, spec.with_prefix(p.clone())))
+            .collect();
     }
     Ok(list)
 }
