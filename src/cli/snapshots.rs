@@ -7,6 +7,8 @@ use crate::snapshot::keys::manifests_prefix;
 use crate::snapshot::manifest::{Manifest, MediaSummary};
 use crate::snapshot::refresh::{read_rows, refresh};
 use crate::snapshot::Env;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 
 /// Flags.
 #[derive(Debug, clap::Args)]
@@ -103,10 +105,9 @@ fn copies_behind(env: &Env, rows: &[SnapshotRow]) -> anyhow::Result<()> {
     }
     let rt = super::runtime()?;
     for c in &env.config.copies {
-        let jobs: Vec<&str> = (env.config.mysql.iter().map(|j| (&j.name, &j.copy_to)))
-            .chain(env.config.media.iter().map(|j| (&j.name, &j.copy_to)))
-            .filter(|(_, to)| to.contains(&c.name))
-            .map(|(j, _)| j.as_str())
+        let jobs: Vec<&str> = (env.config.copy_pairs().into_iter())
+            .filter(|(_, to)| *to == c.name)
+            .map(|(j, _)| j)
             .collect();
         let wanted: Vec<&SnapshotRow> = rows
             .iter()
@@ -123,25 +124,24 @@ fn copies_behind(env: &Env, rows: &[SnapshotRow]) -> anyhow::Result<()> {
                 continue;
             }
         };
-        let held = wanted
-            .iter()
-            .filter(|r| there.contains(&r.manifest_key))
-            .count();
+        let (held, missing): (Vec<&SnapshotRow>, Vec<&SnapshotRow>) =
+            wanted.iter().partition(|r| there.contains(&r.manifest_key));
         // Behind: newer than the newest snapshot of the same job and item the copy holds (an
         // older one missing there may be one the copy's retention does not keep).
-        let newest = |r: &SnapshotRow| {
-            wanted
-                .iter()
-                .filter(|o| o.job == r.job && o.item == r.item && there.contains(&o.manifest_key))
-                .map(|o| o.started_at)
-                .max()
-        };
-        let behind = wanted
+        let mut newest: BTreeMap<(&str, &str), DateTime<Utc>> = BTreeMap::new();
+        for r in &held {
+            let n = newest.entry((&r.job, &r.item)).or_insert(r.started_at);
+            *n = (*n).max(r.started_at);
+        }
+        let behind = missing
             .iter()
             .filter(|r| {
-                !there.contains(&r.manifest_key) && newest(r).is_none_or(|n| r.started_at > n)
+                newest
+                    .get(&(&r.job[..], &r.item[..]))
+                    .is_none_or(|n| r.started_at > *n)
             })
             .count();
+        let held = held.len();
         println!(
             "copy storage `{}` ({}): {held} of the {} snapshots of its jobs{}",
             c.name,

@@ -227,9 +227,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
 /// One line per job and copy storage it names (`JOB@STORAGE`): its last copy run, as a job's
 /// line shows its last backup, so a copy storage that falls behind shows.
 fn copy_lines(cfg: &crate::config::Config) -> Vec<String> {
-    let jobs = (cfg.mysql.iter().map(|j| (&j.name, &j.copy_to)))
-        .chain(cfg.media.iter().map(|j| (&j.name, &j.copy_to)));
-    jobs.flat_map(|(job, to)| to.iter().map(move |s| copy_job_name(job, s)))
+    (cfg.copy_pairs().into_iter())
+        .map(|(job, to)| copy_job_name(job, to))
         .collect()
 }
 

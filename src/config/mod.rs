@@ -219,6 +219,14 @@ impl Config {
         }
     }
 
+    /// Every (job, copy storage) pair the jobs' `copy_to` names, jobs in config order.
+    pub fn copy_pairs(&self) -> Vec<(&str, &str)> {
+        let jobs = (self.mysql.iter().map(|j| (&j.name, &j.copy_to)))
+            .chain(self.media.iter().map(|j| (&j.name, &j.copy_to)));
+        jobs.flat_map(|(job, to)| to.iter().map(move |s| (job.as_str(), s.as_str())))
+            .collect()
+    }
+
     /// All job names, in config order.
     pub fn job_names(&self) -> Vec<&str> {
         self.mysql
