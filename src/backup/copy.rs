@@ -169,9 +169,23 @@ pub async fn copy_job(
         .await
         .map_err(storage_err)?;
     let missing = to_copy(&here, &there, keep, env.config.agent.zone);
+    // A media job's index maps blobs to packs: every index object not yet there goes along
+    // with the first snapshot copied (listed once, not per snapshot).
+    let index: Vec<String> = match env.config.job_kind(job) {
+        Some("media") if !missing.is_empty() => env
+            .storage
+            .list(&media_keys::index_prefix(job))
+            .await
+            .map_err(storage_err)?
+            .into_iter()
+            .map(|o| o.key)
+            .collect(),
+        _ => Vec::new(),
+    };
     let mut done = Copied::default();
     for key in missing {
-        copy_snapshot(env, &to, target, &key, &mut have, &mut done).await?;
+        let to_name = &target.name;
+        copy_snapshot(env, &to, to_name, &key, &index, &mut have, &mut done).await?;
     }
     let copy_env = Env {
         storage: to,
@@ -244,19 +258,21 @@ fn job_root(env: &Env, job: &str) -> String {
     }
 }
 
-/// Copies one snapshot: its data objects (those `have` lacks), then its manifest.
+/// Copies one snapshot to `to` (the copy storage `storage`): its data objects and, for media,
+/// the `index` objects (those `have` lacks), then its manifest.
 async fn copy_snapshot(
     env: &Env,
     to: &Storage,
-    target: &CopyStorage,
+    storage: &str,
     key: &str,
+    index: &[String],
     have: &mut BTreeMap<String, u64>,
     done: &mut Copied,
 ) -> Result<(), CopyError> {
-    let (job, storage) = (key.split('/').nth(1).unwrap_or_default(), &target.name);
+    let job = key.split('/').nth(1).unwrap_or_default();
     let storage_err = |source| CopyError::Storage {
         job: job.to_string(),
-        storage: storage.clone(),
+        storage: storage.to_string(),
         source: Box::new(source),
     };
     let bytes = env
@@ -266,7 +282,7 @@ async fn copy_snapshot(
         .map_err(storage_err)?;
     let m = Manifest::parse(key, &bytes).map_err(|source| CopyError::Manifest {
         job: job.to_string(),
-        storage: storage.clone(),
+        storage: storage.to_string(),
         source: Box::new(source),
     })?;
     // (key, the SHA-256 the manifest promises, when it does)
@@ -282,13 +298,7 @@ async fn copy_snapshot(
                 .iter()
                 .map(|p| (media_keys::pack_key(&m.job, p), None)),
         );
-        // The index maps blobs to packs; every index object not yet there goes along.
-        let index = env
-            .storage
-            .list(&media_keys::index_prefix(&m.job))
-            .await
-            .map_err(storage_err)?;
-        objects.extend(index.into_iter().map(|o| (o.key, None)));
+        objects.extend(index.iter().map(|k| (k.clone(), None)));
     }
     for (object, sha) in objects {
         if have.contains_key(&object) {
@@ -304,7 +314,7 @@ async fn copy_snapshot(
             let _ = to.delete(&object).await;
             return Err(CopyError::Hash {
                 key: object,
-                storage: storage.clone(),
+                storage: storage.to_string(),
                 want,
                 got: put.sha256,
             });
