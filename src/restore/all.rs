@@ -154,47 +154,34 @@ pub fn plan(
         missing: Vec::new(),
         unconfigured: unconfigured(config, &snaps),
     };
-    for job in &config.mysql {
-        let dbs = match &job.databases {
+    // Databases first, then media (the plan says why); (job, its items, a database job?).
+    let dbs = config.mysql.iter().map(|job| {
+        let items = match &job.databases {
             Databases::List(l) => l.clone(),
             Databases::All => items_of(&snaps, &job.name),
         };
-        if dbs.is_empty() {
-            out.missing.push(no_snapshot(&job.name, None));
-        }
-        for db in dbs {
-            let Some(c) = pick(
-                rt,
-                storage,
-                &snaps,
-                (&job.name, Some(&db)),
-                req.at,
-                config,
-                &mut out,
-            ) else {
-                continue;
-            };
-            out.dumps.push(dump_step(config, c, req.in_place)?);
-        }
-    }
-    for job in &config.media {
-        let items = items_of(&snaps, &job.name);
+        (&job.name, items, true)
+    });
+    let trees = (config.media.iter()).map(|job| (&job.name, items_of(&snaps, &job.name), false));
+    for (job, items, database) in dbs.chain(trees) {
         if items.is_empty() {
-            out.missing.push(no_snapshot(&job.name, None));
+            out.missing.push(no_snapshot(job, None));
         }
         for item in items {
             let Some(c) = pick(
                 rt,
                 storage,
                 &snaps,
-                (&job.name, Some(&item)),
+                (job, Some(&item)),
                 req.at,
                 config,
                 &mut out,
             ) else {
                 continue;
             };
-            if let Some(p) = media_step(rt, storage, config, &c, req, &mut out)? {
+            if database {
+                out.dumps.push(dump_step(config, c, req.in_place)?);
+            } else if let Some(p) = media_step(rt, storage, config, &c, req, &mut out)? {
                 out.media.push((c, p));
             }
         }
