@@ -48,20 +48,16 @@ pub fn load_credentials(path: &Path) -> Result<Credentials, ConfigErrors> {
 
 /// `spec` with its key replaced by `c`; `None` for a local directory (it has no key).
 pub fn with_credentials(spec: &StorageSpec, c: &Credentials) -> Option<StorageSpec> {
-    match spec {
-        StorageSpec::Local { .. } => None,
-        StorageSpec::S3 { .. } => {
-            let mut s = spec.clone();
-            if let StorageSpec::S3 {
-                access_key_id,
-                secret_access_key,
-                ..
-            } = &mut s
-            {
-                *access_key_id = Some(c.access_key_id.clone());
-                *secret_access_key = Some(c.secret_access_key.clone());
-            }
-            Some(s)
-        }
-    }
+    let mut s = spec.clone();
+    let StorageSpec::S3 {
+        access_key_id,
+        secret_access_key,
+        ..
+    } = &mut s
+    else {
+        return None;
+    };
+    *access_key_id = Some(c.access_key_id.clone());
+    *secret_access_key = Some(c.secret_access_key.clone());
+    Some(s)
 }
