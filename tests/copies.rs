@@ -210,21 +210,10 @@ fn copies_reach_every_storage_catch_up_after_an_outage_and_restore_from_a_copy()
 
 #[test]
 fn copy_storage_mistakes_are_config_errors_at_their_position() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("bad.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[agent]\nstate_dir = \"{0}/state\"\n[storage]\ntype = \"local\"\npath = \"{0}/b\"\n\
-             bukcet = \"x\"\n[storage.offsite]\ntype = \"local\"\n\
-             [[media]]\nname = \"m\"\npaths = [\"{0}\"]\nschedule = \"@daily\"\ncopy_to = [\"ofsite\"]\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let out = opsagent(&cfg, &["check-config"]);
-    let err = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let (_dir, cfg, err) = common::agent::check_config_fails(
+        "bukcet = \"x\"\n[storage.offsite]\ntype = \"local\"\n\
+         [[media]]\nname = \"m\"\npaths = [\"{dir}\"]\nschedule = \"@daily\"\ncopy_to = [\"ofsite\"]\n",
+    );
     let at = |l: usize| format!("{}:{l}:", cfg.display());
     assert!(
         err.contains(&at(6)) && err.contains("did you mean `bucket`"),

@@ -442,3 +442,25 @@ fn a_media_drill_schedule_is_validated() {
     assert_eq!(out.status.code(), Some(2), "{}", common::output_text(&out));
     assert!(stderr(&out).contains("verify_schedule"), "{}", stderr(&out));
 }
+
+#[test]
+fn lost_index_objects_are_rebuilt_from_the_packs_own_headers() {
+    let b = Bench::new(&[]);
+    small_tree(&b);
+    std::fs::write(b.src.join("noise.bin"), noise(7, 3 << 20)).unwrap();
+    b.backup();
+    let s3 = S3Server::shared();
+    let index: Vec<String> = (s3.list_keys(&b.bucket).into_iter())
+        .map(|(k, _)| k)
+        .filter(|k| k.contains("/index/"))
+        .collect();
+    assert!(!index.is_empty());
+    for k in &index {
+        s3.delete_object(&b.bucket, k);
+    }
+    let out = b.run(&["restore", "--date", "now", "--job", JOB, "--yes"]);
+    let said = common::output_text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("is in no index object"), "{said}");
+    assert_identical(&b.src, &b.restored());
+}

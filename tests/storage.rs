@@ -26,6 +26,7 @@ fn s3_spec(s3: &S3Server, bucket: &str, prefix: &str) -> StorageSpec {
         path_style: true,
         access_key_id: Some(ACCESS_KEY.to_string()),
         secret_access_key: Some(Secret::new(SECRET_KEY)),
+        object_lock: None,
     }
 }
 
@@ -328,6 +329,7 @@ fn rss_child() {
         path_style: true,
         access_key_id: Some(ACCESS_KEY.to_string()),
         secret_access_key: Some(Secret::new(SECRET_KEY)),
+        object_lock: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

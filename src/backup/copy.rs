@@ -258,6 +258,19 @@ fn job_root(env: &Env, job: &str) -> String {
     }
 }
 
+/// The packs among `objects` that the copy already holds (`have`).
+fn packs_there(
+    job: &str,
+    objects: &[(String, Option<String>)],
+    have: &BTreeMap<String, u64>,
+) -> Vec<crate::media::Id> {
+    let prefix = media_keys::packs_prefix(job);
+    (objects.iter())
+        .filter(|(o, _)| have.contains_key(o) && o.starts_with(&prefix))
+        .filter_map(|(o, _)| media_keys::pack_id_of(o))
+        .collect()
+}
+
 /// Copies one snapshot to `to` (the copy storage `storage`): its data objects and, for media,
 /// the `index` objects (those `have` lacks), then its manifest.
 async fn copy_snapshot(
@@ -300,6 +313,8 @@ async fn copy_snapshot(
         );
         objects.extend(index.iter().map(|k| (k.clone(), None)));
     }
+    // Packs already there belong to earlier snapshots: under object lock, theirs is extended.
+    let reused = packs_there(&m.job, &objects, have);
     for (object, sha) in objects {
         if have.contains_key(&object) {
             done.skipped += 1;
@@ -321,6 +336,14 @@ async fn copy_snapshot(
         }
         done.bytes += put.size;
         have.insert(object, put.size);
+    }
+    if let Some(spec) = (env.config.copies.iter())
+        .find(|c| c.name == storage)
+        .map(|c| &c.spec)
+    {
+        crate::backup::object_lock::extend_packs(spec, &m.job, &reused)
+            .await
+            .map_err(storage_err)?;
     }
     // The manifest last: the snapshot exists in the copy once every byte is there.
     let put = env.storage.copy_to(key, to).await.map_err(storage_err)?;

@@ -74,6 +74,9 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Med
     .await?;
     let warnings = outcome.warnings.clone();
     let manifest = store(env, job, id, started_at, outcome).await?;
+    if let Some(media) = &manifest.media {
+        super::object_lock::extend_packs(&env.config.storage, &job.name, &media.packs).await?;
+    }
     commit(env, &manifest, run_id)
         .await
         .map_err(MediaRunError::Commit)?;

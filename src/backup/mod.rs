@@ -14,6 +14,7 @@ pub mod media;
 pub mod mysql;
 pub mod mysql_cmd;
 pub mod mysql_inspect;
+pub mod object_lock;
 pub mod prune;
 
 use crate::snapshot::Env;

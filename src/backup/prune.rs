@@ -8,7 +8,7 @@ use crate::retention::{plan, Decision, KeepPolicy};
 use crate::snapshot::keys::{dump_id, manifests_prefix, parse_manifest_key, SnapshotKey};
 use crate::snapshot::manifest::{Manifest, ManifestError};
 use crate::snapshot::Env;
-use crate::storage::StorageError;
+use crate::storage::{ObjectLock, StorageError};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -160,8 +160,17 @@ async fn forget_snapshots(
         }
     }
     let mut all = Vec::new();
+    let lock = storage_lock(env);
+    let now = Utc::now();
     for snaps in series.values() {
-        let decisions = plan(snaps, keep, env.config.agent.zone);
+        let mut decisions = plan(snaps, keep, env.config.agent.zone);
+        // Under object lock a snapshot is kept until its objects can be deleted.
+        for d in decisions.iter_mut().filter(|d| !d.keep) {
+            if lock.is_some_and(|l| unlocked_at(d.time, l) > now) {
+                d.keep = true;
+                d.reasons = vec![LOCKED];
+            }
+        }
         if !dry_run {
             for d in decisions.iter().filter(|d| !d.keep) {
                 forget(env, &d.item).await?;
@@ -170,6 +179,26 @@ async fn forget_snapshots(
         all.extend(decisions);
     }
     Ok(all)
+}
+
+/// The reason of a snapshot retention would remove that the bucket's object lock still holds.
+pub const LOCKED: &str = "locked";
+
+/// When every object of a snapshot started at `time` can be deleted: the lock runs from when
+/// each object was written, which may be hours after the start, so a day's margin is added.
+pub fn unlocked_at(time: DateTime<Utc>, lock: ObjectLock) -> DateTime<Utc> {
+    lock.until(time) + chrono::Duration::days(1)
+}
+
+/// The object lock of the storage `env` works on: the default storage's, or the copy's.
+pub fn storage_lock(env: &Env) -> Option<ObjectLock> {
+    match &env.copy {
+        Some(name) => (env.config.copies.iter())
+            .find(|c| &c.name == name)?
+            .spec
+            .object_lock(),
+        None => env.config.storage.object_lock(),
+    }
 }
 
 /// Collects the unused packs of media job `s.job`: reads the remaining manifests (those not

@@ -30,8 +30,44 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
             ),
             Err(e) => anyhow::bail!("storage check failed: {e}"),
         }
+        let locks = std::iter::once(("[storage]".to_string(), &cfg.storage))
+            .chain((cfg.copies.iter()).map(|c| (format!("[storage.{}]", c.name), &c.spec)));
+        for (what, spec) in locks {
+            if let Some(lock) = spec.object_lock() {
+                object_lock(&rt, &what, spec, lock)?;
+            }
+        }
         owner(&rt, &cfg, &storage, args.take_over)?;
         restore_users(&cfg);
+    }
+    Ok(())
+}
+
+/// Checks that the bucket of `spec` has object lock enabled, which `lock` needs: opsagent
+/// sets the retention of every object it writes, so a default retention is not needed; one
+/// that is longer than `lock` is reported (it wins for objects written by other tools).
+fn object_lock(
+    rt: &tokio::runtime::Runtime,
+    what: &str,
+    spec: &crate::storage::StorageSpec,
+    lock: crate::storage::ObjectLock,
+) -> anyhow::Result<()> {
+    let Some(bucket) = crate::storage::multipart::Uploads::open(spec)? else {
+        return Ok(());
+    };
+    let found = rt.block_on(bucket.object_lock())?;
+    if !found.enabled {
+        anyhow::bail!(
+            "object lock check failed: {what} says object_lock, but the bucket has no object lock enabled, so nothing written there could be locked (hint: create a bucket with object lock: `aws s3api create-bucket --bucket NAME --object-lock-enabled-for-bucket`, `mc mb --with-lock ALIAS/NAME`; most providers cannot enable it on an existing bucket; or remove object_lock)"
+        );
+    }
+    println!(
+        "object lock: ok, the bucket of {what} has object lock enabled; opsagent locks every object it writes there {} for {} days",
+        lock.mode(),
+        lock.days
+    );
+    if let (Some(mode), Some(days)) = (&found.mode, found.days) {
+        println!("  the bucket's default retention ({mode}, {days} days) applies to objects written without a lock of their own");
     }
     Ok(())
 }

@@ -3,9 +3,25 @@
 //! interrupted runs left open.
 
 use super::{human_bytes, Cli};
-use crate::backup::prune::apply_all;
+use crate::backup::prune::{self, apply_all};
 use crate::media::prune::Report;
 use crate::snapshot::orphan_uploads;
+
+/// Why retention keeps (or removes) a snapshot; for one the object lock holds, until when.
+fn reasons(
+    d: &crate::retention::Decision<crate::snapshot::keys::SnapshotKey>,
+    lock: Option<crate::storage::ObjectLock>,
+    zone: crate::schedule::Zone,
+) -> String {
+    match (d.reasons.as_slice(), lock) {
+        ([r], Some(lock)) if *r == prune::LOCKED => format!(
+            "locked by the bucket's object lock ({} days): removable after {}",
+            lock.days,
+            zone.format(prune::unlocked_at(d.time, lock), "%Y-%m-%d %H:%M")
+        ),
+        _ => d.reasons.join(","),
+    }
+}
 
 /// Flags.
 #[derive(Debug, clap::Args)]
@@ -83,12 +99,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
                 (false, true) => "would remove",
                 (false, false) => "removed",
             };
+            let why = reasons(d, prune::storage_lock(&env), zone);
             println!(
-                "  {verb} {:<24} {}  {}  {}",
+                "  {verb} {:<24} {}  {}  {why}",
                 d.item.item,
                 zone.format(d.time, "%Y-%m-%d %H:%M"),
                 d.item.id,
-                d.reasons.join(",")
             );
         }
         if let Some(r) = &pruned.packs {

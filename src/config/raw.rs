@@ -102,6 +102,9 @@ pub struct RawStorage {
     pub secret_access_key_file: Option<PathBuf>,
     /// Copy storages only: retention there; default each job's `keep`.
     pub keep: Option<RawKeep>,
+    /// s3: the bucket's S3 Object Lock, which prune respects and `check-config --connect`
+    /// verifies: `{ mode = "governance" | "compliance", days = N }`.
+    pub object_lock: Option<RawObjectLock>,
     /// The `[storage.NAME]` tables, and any key not above (an error, reported by `resolve`).
     #[serde(flatten)]
     pub named: std::collections::BTreeMap<String, toml::Value>,
@@ -115,6 +118,16 @@ pub enum RawDrop {
     Number(f64),
     /// `"50%"` or `"off"`.
     Text(String),
+}
+
+/// `object_lock = { mode = "governance", days = 30 }`
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawObjectLock {
+    /// `"governance"` or `"compliance"`.
+    pub mode: Option<String>,
+    /// The bucket's default retention, in days.
+    pub days: Option<u32>,
 }
 
 /// `keep = { last = 3, daily = 7, … }`

@@ -73,6 +73,7 @@ pub(super) fn s3(
             .clone()
             .or_else(|| std::env::var("AWS_ACCESS_KEY_ID").ok()),
         secret_access_key: secret?,
+        object_lock: None,
     })
 }
 

@@ -4,7 +4,7 @@ use super::diagnostic::did_you_mean;
 use super::raw::RawStorage;
 use super::resolve::{absolute, Ctx};
 use super::span::KeyPath;
-use crate::storage::StorageSpec;
+use crate::storage::{ObjectLock, StorageSpec};
 
 pub(super) fn storage(
     cx: &mut Ctx,
@@ -39,6 +39,7 @@ pub(super) fn storage(
                     );
                 }
             }
+            object_lock(cx, s, p);
             let Some(path) = &s.path else {
                 cx.missing(
                     &p.key("path"),
@@ -51,7 +52,14 @@ pub(super) fn storage(
                 prefix: prefix?,
             })
         }
-        Some("s3") => super::resolve_s3::s3(cx, s, prefix, p),
+        Some("s3") => {
+            let lock = object_lock(cx, s, p);
+            let mut spec = super::resolve_s3::s3(cx, s, prefix, p)?;
+            if let StorageSpec::S3 { object_lock, .. } = &mut spec {
+                *object_lock = lock;
+            }
+            Some(spec)
+        }
         Some(other) => {
             let hint = match did_you_mean(other, &["local", "s3"]) {
                 Some(s) => format!("did you mean \"{s}\"? storage types are \"local\" and \"s3\""),
@@ -107,6 +115,7 @@ const KEYS: &[&str] = &[
     "secret_access_key",
     "secret_access_key_file",
     "keep",
+    "object_lock",
 ];
 
 /// The `[storage.NAME]` tables of `[storage]` (copy storages), in name order; reports a key of
@@ -274,4 +283,56 @@ pub(super) fn check_distinct(
             );
         }
     }
+}
+
+/// `object_lock = { mode, days }` of a storage (S3 only).
+fn object_lock(cx: &mut Ctx, s: &RawStorage, p: &KeyPath) -> Option<ObjectLock> {
+    let raw = s.object_lock.as_ref()?;
+    let at = p.key("object_lock");
+    if s.kind.as_deref() != Some("s3") {
+        cx.error(
+            &at,
+            "`object_lock` applies to type = \"s3\"",
+            "object lock is an S3 bucket setting; remove it here",
+        );
+        return None;
+    }
+    let compliance = match raw.mode.as_deref() {
+        Some("governance") => Some(false),
+        Some("compliance") => Some(true),
+        Some(other) => {
+            cx.error(
+                &at.key("mode"),
+                format!("unknown object lock mode `{other}`"),
+                "use \"governance\" (an admin may lift it) or \"compliance\" (nobody can)",
+            );
+            None
+        }
+        None => {
+            cx.missing(
+                &at.key("mode"),
+                "mode = \"governance\" or \"compliance\", as the bucket's default retention says",
+            );
+            None
+        }
+    };
+    let days = match raw.days {
+        Some(d) if (1..=36_500).contains(&d) => Some(d),
+        Some(d) => {
+            cx.error(
+                &at.key("days"),
+                format!("{d} days is not a retention period"),
+                "use the bucket's default retention in days (1 to 36500)",
+            );
+            None
+        }
+        None => {
+            cx.missing(&at.key("days"), "days = 30: the bucket's default retention");
+            None
+        }
+    };
+    Some(ObjectLock {
+        compliance: compliance?,
+        days: days?,
+    })
 }

@@ -13,7 +13,12 @@
 //!
 //! `multipart/write.rs` is the streaming multipart upload shared by the opendal backends: parts
 //! that grow with the stream (S3 allows 10 000), one part in flight, about three parts in memory;
-//! `multipart/abort.rs` lists the uploads left open and aborts them.
+//! `multipart/abort.rs` lists the uploads left open and aborts them, signed by `sign.rs`.
+//!
+//! S3 Object Lock (`object_lock` on a storage): `lock.rs` locks every object as it is written,
+//! `versions.rs` deletes every unlocked version of a key (prune) and reads the versions hidden
+//! behind delete markers ([`Storage::undeleted`], for a restore), `multipart/object_lock.rs`
+//! reads the bucket's settings and extends or reads one object's lock.
 //!
 //! Keys are relative to the configured prefix (see `key.rs` for the rules). Uploads stream
 //! through an [`ObjectWriter`] with bounded memory and become visible only on
@@ -26,10 +31,13 @@ mod key;
 mod local;
 mod local_tmp;
 mod local_write;
+mod lock;
 pub mod multipart;
 mod object;
 mod opendal_backend;
 mod s3;
+mod sign;
+mod versions;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -47,6 +55,7 @@ pub use crypt::{
 };
 pub use error::{Op, StorageError};
 pub use key::validate_key;
+pub use lock::ObjectLock;
 pub use object::{ObjectReader, ObjectWriter};
 
 /// Where objects are stored. Owned by this adapter; the config module converts to it.
@@ -75,10 +84,20 @@ pub enum StorageSpec {
         access_key_id: Option<String>,
         /// Secret access key; `None` (with the id) uses the AWS environment and profile.
         secret_access_key: Option<Secret>,
+        /// S3 Object Lock: every object written is locked this long (`lock.rs`).
+        object_lock: Option<ObjectLock>,
     },
 }
 
 impl StorageSpec {
+    /// The S3 Object Lock every object written here gets, when configured.
+    pub fn object_lock(&self) -> Option<ObjectLock> {
+        match self {
+            StorageSpec::S3 { object_lock, .. } => *object_lock,
+            StorageSpec::Local { .. } => None,
+        }
+    }
+
     /// The same storage under another key prefix (another host's objects).
     pub fn with_prefix(mut self, new: String) -> StorageSpec {
         match &mut self {
@@ -129,6 +148,11 @@ pub trait Backend: Send + Sync + 'static {
     fn delete<'a>(&'a self, key: &'a str) -> StorageFuture<'a, ()>;
     /// Whether an object exists.
     fn exists<'a>(&'a self, key: &'a str) -> StorageFuture<'a, bool>;
+    /// The same place seen through object versions: each key's newest version that is not a
+    /// delete marker. `None` where there are no versions (a directory).
+    fn undeleted(&self) -> Option<Arc<dyn Backend>> {
+        None
+    }
 }
 
 /// The backend half of an [`ObjectWriter`]: receives the bytes, makes them visible or not.
@@ -173,15 +197,28 @@ impl Storage {
                 path_style,
                 access_key_id,
                 secret_access_key,
-            } => Arc::new(s3::open(&s3::S3Settings {
-                bucket,
-                prefix,
-                endpoint: endpoint.as_deref(),
-                region,
-                path_style: *path_style,
-                access_key_id: access_key_id.as_deref(),
-                secret_access_key: secret_access_key.as_ref(),
-            })?),
+                object_lock,
+            } => {
+                let backend = s3::open(&s3::S3Settings {
+                    bucket,
+                    prefix,
+                    endpoint: endpoint.as_deref(),
+                    region,
+                    path_style: *path_style,
+                    access_key_id: access_key_id.as_deref(),
+                    secret_access_key: secret_access_key.as_ref(),
+                    object_lock: *object_lock,
+                })?;
+                // (Only with a lock: the client opens this storage without one.)
+                let bucket = match object_lock {
+                    Some(_) => multipart::Uploads::open(spec)?,
+                    None => None,
+                };
+                match bucket {
+                    Some(bucket) => Arc::new(backend.deleting_versions(bucket)),
+                    None => Arc::new(backend),
+                }
+            }
         };
         Ok(Storage {
             backend,
@@ -294,6 +331,16 @@ impl Storage {
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
         validate_key(key)?;
         self.backend.delete(key).await
+    }
+
+    /// This storage seen through object versions: what it held before someone hid its objects
+    /// behind delete markers (a leaked key can, even when object lock forbids deleting data).
+    /// Read-only use: for a restore. `None` for a directory.
+    pub fn undeleted(&self) -> Option<Storage> {
+        Some(Storage {
+            backend: self.backend.undeleted()?,
+            crypt: self.crypt.clone(),
+        })
     }
 
     /// Whether `key` exists.

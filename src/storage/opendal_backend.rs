@@ -13,7 +13,8 @@ use opendal::{EntryMode, ErrorKind, Operator};
 
 use super::error::{ErrorContext, Op};
 use super::key::join;
-use super::multipart::OpendalWriter;
+use super::multipart::{OpendalWriter, Uploads};
+use super::versions;
 use super::{Backend, BackendWriter, ObjectInfo, ObjectReader, StorageError, StorageFuture};
 
 tokio::task_local! {
@@ -125,6 +126,7 @@ impl Target {
 }
 
 /// A backend over opendal operators.
+#[derive(Clone)]
 pub(crate) struct OpendalBackend {
     target: Arc<Target>,
     /// Normalised prefix (`web-01/` or empty).
@@ -133,6 +135,12 @@ pub(crate) struct OpendalBackend {
     op: Operator,
     /// For uploads: its I/O timeout allows for the largest part.
     upload_op: Operator,
+    /// Under object lock: deleting a key deletes all its versions no longer locked (a bucket
+    /// with object lock keeps versions); this client reads their locks.
+    delete_versions: Option<Arc<Uploads>>,
+    /// Lists and reads each key's newest version that is not a delete marker
+    /// ([`Backend::undeleted`]).
+    undeleted: bool,
 }
 
 impl OpendalBackend {
@@ -142,7 +150,15 @@ impl OpendalBackend {
             prefix,
             op,
             upload_op,
+            delete_versions: None,
+            undeleted: false,
         }
+    }
+
+    /// Deleting a key deletes every version of it no longer locked (see `versions.rs`).
+    pub(crate) fn deleting_versions(mut self, bucket: Uploads) -> Self {
+        self.delete_versions = Some(Arc::new(bucket));
+        self
     }
 
     fn err(&self, op: Op, key: &str, err: opendal::Error, attempts: u32) -> StorageError {
@@ -151,6 +167,14 @@ impl OpendalBackend {
 
     async fn list_all(&self, prefix: &str) -> opendal::Result<Vec<ObjectInfo>> {
         let path = join(&self.prefix, prefix);
+        if self.undeleted {
+            let (found, _) = versions::undeleted(&self.op, &path).await?;
+            let rel = |u: versions::Undeleted| {
+                let key = u.path.strip_prefix(&self.prefix)?.to_string();
+                Some(ObjectInfo { key, size: u.size })
+            };
+            return Ok(found.into_iter().filter_map(rel).collect());
+        }
         let mut lister = self.op.lister_with(&path).recursive(true).await?;
         let mut objects = Vec::new();
         while let Some(entry) = lister.try_next().await? {
@@ -170,7 +194,18 @@ impl OpendalBackend {
 
     async fn open_reader(&self, key: &str) -> opendal::Result<ObjectReader> {
         let path = join(&self.prefix, key);
-        let mut stream = self.op.reader(&path).await?.into_bytes_stream(..).await?;
+        let reader = if self.undeleted {
+            let Some(v) = versions::newest(&self.op, &path).await? else {
+                return Err(opendal::Error::new(
+                    ErrorKind::NotFound,
+                    "no version that is not a delete marker",
+                ));
+            };
+            self.op.reader_with(&path).version(&v.version).await?
+        } else {
+            self.op.reader(&path).await?
+        };
+        let mut stream = reader.into_bytes_stream(..).await?;
         let size = match stream.metadata().await {
             Ok(meta) => Some(meta.content_length()),
             Err(err) if err.kind() == ErrorKind::Unsupported => None,
@@ -232,14 +267,49 @@ impl Backend for OpendalBackend {
 
     fn delete<'a>(&'a self, key: &'a str) -> StorageFuture<'a, ()> {
         Box::pin(async move {
-            let (result, attempts) = counted(self.op.delete(&join(&self.prefix, key))).await;
+            let path = join(&self.prefix, key);
+            if self.undeleted {
+                let why = "this view of hidden versions is for restores; it deletes nothing";
+                return Err(self
+                    .target
+                    .ctx(Op::Delete, key)
+                    .failed(why, "report this as a bug"));
+            }
+            let (result, attempts) = match &self.delete_versions {
+                Some(bucket) => {
+                    match counted(versions::delete_unlocked(&self.op, &path, key, bucket)).await {
+                        (Err(versions::DeleteError::Storage(e)), _) => return Err(e),
+                        (Err(versions::DeleteError::Opendal(e)), n) => (Err(e), n),
+                        (Ok(()), n) => (Ok(()), n),
+                    }
+                }
+                None => counted(self.op.delete(&path)).await,
+            };
             result.map_err(|e| self.err(Op::Delete, key, e, attempts))
         })
     }
 
+    fn undeleted(&self) -> Option<Arc<dyn Backend>> {
+        let mut view = self.clone();
+        view.undeleted = true;
+        view.target = Arc::new(Target {
+            describe: format!(
+                "{} (versions hidden behind delete markers)",
+                self.target.describe
+            ),
+            denied_hint: self.target.denied_hint,
+        });
+        Some(Arc::new(view))
+    }
+
     fn exists<'a>(&'a self, key: &'a str) -> StorageFuture<'a, bool> {
         Box::pin(async move {
-            let (result, attempts) = counted(self.op.exists(&join(&self.prefix, key))).await;
+            let path = join(&self.prefix, key);
+            let (result, attempts) = if self.undeleted {
+                counted(async { Ok(versions::newest(&self.op, &path).await?.is_some()) }).await
+            } else {
+                counted(self.op.exists(&path)).await
+            };
             result.map_err(|e| self.err(Op::Stat, key, e, attempts))
         })
     }

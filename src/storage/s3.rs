@@ -44,6 +44,7 @@ pub(crate) struct S3Settings<'a> {
     pub path_style: bool,
     pub access_key_id: Option<&'a str>,
     pub secret_access_key: Option<&'a Secret>,
+    pub object_lock: Option<super::ObjectLock>,
 }
 
 /// Builds the S3 backend. No I/O.
@@ -58,8 +59,17 @@ pub(crate) fn open(s: &S3Settings<'_>) -> Result<OpendalBackend, StorageError> {
         .map_err(|e| config_error((e.to_string(), "fix `prefix` in the storage settings")))?;
     let builder = builder(s).map_err(config_error)?;
     opendal::install_default();
-    let base = Operator::new(builder)
+    let mut base = Operator::new(builder)
         .map_err(|err| config_error((err.to_string(), "check the S3 settings")))?;
+    if let Some(lock) = s.object_lock {
+        let http = opendal::HttpTransporter::default();
+        let signer = super::sign::signer(s.region, s.access_key_id, s.secret_access_key, http);
+        let transport = super::lock::LockTransport::new(signer, lock);
+        base = base.with_context(
+            opendal::OperationContext::new()
+                .with_http_transport(opendal::HttpTransporter::new(transport)),
+        );
+    }
     let retry = RetryLayer::new()
         .with_max_times(MAX_RETRIES)
         .with_min_delay(MIN_BACKOFF)
@@ -165,6 +175,7 @@ mod tests {
             path_style: true,
             access_key_id: Some("AKIDEXAMPLE".into()),
             secret_access_key: Some(Secret::new("hunter2-secret")),
+            object_lock: None,
         }
     }
 

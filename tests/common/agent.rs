@@ -8,8 +8,12 @@ use std::time::{Duration, Instant};
 
 /// Runs `opsagent --config <cfg> <args…>` to completion, stdin closed.
 pub fn opsagent(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_opsagent"))
-        .arg("--config")
+    run_in(Command::new(env!("CARGO_BIN_EXE_opsagent")), cfg, args)
+}
+
+/// `cmd` (the binary, or a wrapper followed by it) with `--config <cfg> <args…>`, stdin closed.
+fn run_in(mut cmd: Command, cfg: &Path, args: &[&str]) -> Output {
+    cmd.arg("--config")
         .arg(cfg)
         .args(args)
         .stdin(Stdio::null())
@@ -139,4 +143,29 @@ impl Drop for Daemon {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Writes a configuration, a minimal `[agent]` and local `[storage]` (5 lines) followed by
+/// `tail` (`{dir}` in it is the temp dir), runs `check-config` on it and checks that it exits
+/// 2; returns the temp dir, the file and what was said.
+pub fn check_config_fails(tail: &str) -> (tempfile::TempDir, PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let cfg = dir.path().join("bad.toml");
+    let head = format!(
+        "[agent]\nstate_dir = \"{d}/state\"\n[storage]\ntype = \"local\"\npath = \"{d}/b\"\n"
+    );
+    std::fs::write(&cfg, head + &tail.replace("{dir}", &d)).unwrap();
+    let out = opsagent(&cfg, &["check-config"]);
+    let said = super::output_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    (dir, cfg, said)
+}
+
+/// Runs `opsagent --config <cfg> <args…>` with its clock at `at` (faketime; `date -d` words
+/// such as `40 days ago` or `2026-11-20 02:30:00`).
+pub fn opsagent_at(at: &str, cfg: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new("faketime");
+    cmd.arg(at).arg(env!("CARGO_BIN_EXE_opsagent"));
+    run_in(cmd, cfg, args)
 }

@@ -186,6 +186,37 @@ impl S3Server {
         text
     }
 
+    /// Creates a bucket `t-XXXXXXXX` with S3 Object Lock enabled and, when `days` is set, a
+    /// default retention of `GOVERNANCE` for that many days; returns the name.
+    pub fn new_locked_bucket(&self, days: Option<u32>) -> String {
+        let name = unique_name("t");
+        let req = Request::builder()
+            .method("PUT")
+            .uri(self.url(&name, "", ""))
+            .header("authorization", AUTHORIZATION)
+            .header("x-amz-bucket-object-lock-enabled", "true");
+        let resp = self.agent.run(req.body(&b""[..]).expect("valid request"));
+        let status = resp.map(|r| r.status().as_u16()).unwrap_or(0);
+        assert!(
+            (200..300).contains(&status),
+            "create locked bucket: HTTP {status}"
+        );
+        if let Some(days) = days {
+            let xml = format!(
+                "<ObjectLockConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+                 <ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention>\
+                 <Mode>GOVERNANCE</Mode><Days>{days}</Days></DefaultRetention></Rule>\
+                 </ObjectLockConfiguration>"
+            );
+            self.expect_ok(
+                "PUT",
+                &self.url(&name, "", "object-lock"),
+                Some(xml.as_bytes()),
+            );
+        }
+        name
+    }
+
     pub fn create_bucket(&self, name: &str) {
         self.expect_ok("PUT", &self.url(name, "", ""), Some(b""));
     }
@@ -247,6 +278,42 @@ impl S3Server {
 
     pub fn delete_object(&self, bucket: &str, key: &str) {
         self.expect_ok("DELETE", &self.url(bucket, key, ""), None);
+    }
+
+    /// Every version and delete marker in the bucket, as (key, version id, is a delete
+    /// marker), in the server's order.
+    pub fn list_versions(&self, bucket: &str) -> Vec<(String, String, bool)> {
+        let xml = self.expect_ok(
+            "GET",
+            &self.url(bucket, "", "versions&max-keys=100000"),
+            None,
+        );
+        let mut out = Vec::new();
+        for (tag, marker) in [("Version", false), ("DeleteMarker", true)] {
+            for v in elements(&xml, tag) {
+                let key = element(v, "Key").map(unescape).unwrap_or_default();
+                let id = element(v, "VersionId").map(unescape).unwrap_or_default();
+                out.push((key, id, marker));
+            }
+        }
+        out
+    }
+
+    /// Deletes one version by id, as a client with the bucket's key may try; the HTTP status
+    /// (S3 answers 403 AccessDenied for a version still locked).
+    pub fn delete_version(&self, bucket: &str, key: &str, version: &str) -> u16 {
+        let q = format!("versionId={}", encode(version, false));
+        self.request("DELETE", &self.url(bucket, key, &q), None).0
+    }
+
+    /// The lock of the object's current version as (mode, retain-until date), if it has one.
+    pub fn object_retention(&self, bucket: &str, key: &str) -> Option<(String, String)> {
+        let resp = self.call("HEAD", &self.url(bucket, key, ""), None);
+        let header = |name: &str| Some(resp.headers().get(name)?.to_str().ok()?.to_string());
+        Some((
+            header("x-amz-object-lock-mode")?,
+            header("x-amz-object-lock-retain-until-date")?,
+        ))
     }
 
     /// (key, upload id) of every multipart upload that was started and neither completed nor

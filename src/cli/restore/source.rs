@@ -63,12 +63,20 @@ pub fn choose(
     let mut last_err = None;
     for (name, spec) in candidates(cfg, args)? {
         let storage = Storage::open(&spec)?.with_encryption(cfg.encryption.as_ref());
-        let found = rt
-            .block_on(plan::all_snapshots(&storage))
-            .map_err(|e| e.to_string())
-            .and_then(|snaps| {
-                plan::choose(&snaps, filter, at, cfg.agent.zone).map_err(|e| e.to_string())
-            });
+        let found = try_storage(rt, cfg, filter, at, &storage);
+        // Under object lock, what a leaked key can still do is hide objects behind delete
+        // markers: the versions underneath are the backups. Used when they hold a newer
+        // snapshot for the moment than what is visible.
+        let hidden = (spec.object_lock().and_then(|_| storage.undeleted()))
+            .and_then(|s| Some((try_storage(rt, cfg, filter, at, &s).ok()?, s)))
+            .filter(|(h, _)| newest(h) > found.as_ref().ok().and_then(|c| newest(c)));
+        if let Some((chosen, storage)) = hidden {
+            eprintln!(
+                "warning: in storage `{name}` ({}), the snapshot to restore is hidden behind delete markers: someone deleted objects with a key that may write to the bucket; restoring from the newest versions that are not delete markers (rotate that key; see docs/DISASTER-RECOVERY.md)",
+                storage.describe()
+            );
+            return Ok(Source { storage, chosen });
+        }
         match found {
             Ok(chosen) => {
                 if name != "default" {
@@ -91,4 +99,24 @@ pub fn choose(
         }
     }
     Err(anyhow::Error::msg(last_err.unwrap_or_default()))
+}
+
+/// The time of the newest snapshot in `chosen`.
+fn newest(chosen: &[(DateTime<Utc>, SnapshotKey)]) -> Option<DateTime<Utc>> {
+    chosen.iter().map(|(t, _)| *t).max()
+}
+
+/// The snapshots matching `filter` at `at` in `storage`.
+fn try_storage(
+    rt: &tokio::runtime::Runtime,
+    cfg: &Config,
+    filter: &plan::Filter,
+    at: DateTime<Utc>,
+    storage: &Storage,
+) -> Result<Vec<(DateTime<Utc>, SnapshotKey)>, String> {
+    rt.block_on(plan::all_snapshots(storage))
+        .map_err(|e| e.to_string())
+        .and_then(|snaps| {
+            plan::choose(&snaps, filter, at, cfg.agent.zone).map_err(|e| e.to_string())
+        })
 }

@@ -21,7 +21,7 @@ pub mod select;
 pub mod verify;
 pub mod write;
 
-use crate::media::index::{Index, IndexError};
+use crate::media::index::IndexError;
 use crate::media::limits;
 use crate::media::tree::{self, Node, NodeKind, TreeError};
 use crate::restore::plan::Chosen;
@@ -349,13 +349,7 @@ pub async fn execute(
     p: Prepared,
     progress: Option<Arc<AtomicU64>>,
 ) -> Result<Report, MediaError> {
-    let mut index = Index::load(storage, &p.job)
-        .await
-        .map_err(|why| MediaError::Index {
-            job: p.job.clone(),
-            why: Box::new(why),
-        })?;
-    index.prefer(&p.packs);
+    let (index, from_headers) = packs::load_index(storage, &p.job, &p.packs).await?;
     let owners = rustix::process::geteuid().is_root();
     let opts = p.options;
     let excludes = Excludes::new(&p.roots, &opts.exclude);
@@ -388,9 +382,11 @@ pub async fn execute(
     .await
     .map_err(TaskError::Writer)?;
     if r.damage.is_empty() {
+        let mut warnings = from_headers;
+        warnings.append(&mut r.damage.warnings);
         Ok(Report {
             counts: r.counts.clone(),
-            warnings: std::mem::take(&mut r.damage.warnings),
+            warnings,
         })
     } else {
         Err(MediaError::Damaged(std::mem::take(&mut r.damage)))

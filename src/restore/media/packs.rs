@@ -3,7 +3,7 @@
 //! checks its id, and hands it to a blocking consumer. Memory stays at a few packs (~8 MiB each)
 //! whatever the size of the snapshot.
 
-use crate::media::index::Index;
+use crate::media::index::{Index, IndexFile, PackIndex, INDEX_FORMAT};
 use crate::media::pack::BlobEntry;
 use crate::media::tree::Node;
 use crate::media::{keys, limits, Id};
@@ -148,6 +148,63 @@ pub enum TaskError {
     /// The thread decoding the tree.
     #[error("{0}")]
     DecodeTree(tokio::task::JoinError),
+}
+
+/// The job's index, completed from the pack headers for packs of `packs` no index object
+/// lists, and the warnings saying so.
+pub async fn load_index(
+    storage: &Storage,
+    job: &str,
+    packs: &[Id],
+) -> Result<(Index, Vec<String>), super::MediaError> {
+    let mut index = Index::load(storage, job)
+        .await
+        .map_err(|why| super::MediaError::Index {
+            job: job.to_string(),
+            why: Box::new(why),
+        })?;
+    let warnings = index_from_headers(storage, job, &mut index, packs).await;
+    index.prefer(packs);
+    Ok((index, warnings))
+}
+
+/// Adds to `index` each pack of `packs` that no index object lists, from the pack's own
+/// header: an index object can be lost (deleted with a leaked key once its lock ran out, or by
+/// hand) while the packs a snapshot uses are still there. A pack that cannot be read is left
+/// out; the restore then reports the files it held. Returns one warning per pack read so.
+pub async fn index_from_headers(
+    storage: &Storage,
+    job: &str,
+    index: &mut Index,
+    packs: &[Id],
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let unlisted: Vec<Id> = (packs.iter())
+        .filter(|id| !index.packs.contains_key(id))
+        .copied()
+        .collect();
+    for id in &unlisted {
+        let key = keys::pack_key(job, id);
+        let Ok(Fetched { bytes, id_ok: true }) = fetch(storage, &key, id).await else {
+            continue;
+        };
+        let Ok(blobs) = crate::media::pack::parse_header(&key, &bytes) else {
+            continue;
+        };
+        index.add(IndexFile {
+            format: INDEX_FORMAT,
+            packs: vec![PackIndex {
+                id: *id,
+                size: bytes.len() as u64,
+                blobs,
+            }],
+            delete_pending: Vec::new(),
+        });
+        warnings.push(format!(
+            "pack `{key}` is in no index object: its blobs were found from the pack's own header"
+        ));
+    }
+    warnings
 }
 
 /// Downloads pack `id` at `key` and checks its id.

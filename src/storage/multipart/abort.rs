@@ -13,10 +13,8 @@ use crate::storage::{Storage, StorageError, StorageSpec};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use reqsign_aws_v4::{
-    Credential, DefaultCredentialProvider, RequestSigner, StaticCredentialProvider,
-};
-use reqsign_core::{Context, OsEnv, ProvideCredentialChain, Signer};
+use reqsign_aws_v4::Credential;
+use reqsign_core::Signer;
 use std::time::Duration;
 
 /// Per-request deadline: these are small requests.
@@ -45,11 +43,11 @@ pub struct Uploads {
     http: reqwest::Client,
     signer: Signer<Credential>,
     /// `https://host[:port]/bucket` (path style) or `https://bucket.host[:port]` (virtual host).
-    base: String,
+    pub(super) base: String,
     /// The normalised prefix (`web-01/` or empty).
     prefix: String,
     /// [`Storage::describe`], for errors.
-    describe: String,
+    pub(super) describe: String,
 }
 
 impl Uploads {
@@ -64,11 +62,17 @@ impl Uploads {
             path_style,
             access_key_id,
             secret_access_key,
+            ..
         } = spec
         else {
             return Ok(None);
         };
-        let describe = Storage::open(spec)?.describe();
+        // (The spec without its lock: opening a locked storage opens this client.)
+        let mut plain = spec.clone();
+        if let StorageSpec::S3 { object_lock, .. } = &mut plain {
+            *object_lock = None;
+        }
+        let describe = Storage::open(&plain)?.describe();
         let config = |reason: String| StorageError::Config {
             backend: describe.clone(),
             reason,
@@ -89,21 +93,19 @@ impl Uploads {
         } else {
             format!("{}://{bucket}.{host}{port}", url.scheme())
         };
-        let mut chain = ProvideCredentialChain::new().push(DefaultCredentialProvider::new());
-        if let (Some(id), Some(secret)) = (access_key_id, secret_access_key) {
-            chain = chain.push_front(StaticCredentialProvider::new(id, secret.expose()));
-        }
         let http = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .build()
             .map_err(|e| config(format!("cannot build an HTTP client: {e}")))?;
-        let ctx = Context::new()
-            .with_file_read(reqsign_file_read_tokio::TokioFileRead)
-            .with_env(OsEnv)
-            .with_http_send(Send(http.clone()));
+        let signer = crate::storage::sign::signer(
+            region,
+            access_key_id.as_deref(),
+            secret_access_key.as_ref(),
+            Send(http.clone()),
+        );
         Ok(Some(Uploads {
             http,
-            signer: Signer::new(ctx, chain, RequestSigner::new("s3", region)),
+            signer,
             base,
             prefix: crate::storage::key::normalize_prefix(prefix)
                 .map_err(|e| config(e.to_string()))?,
@@ -154,14 +156,9 @@ impl Uploads {
     /// Aborts `upload`; one that is already gone (completed or aborted meanwhile) is fine.
     pub async fn abort(&self, upload: &Upload) -> Result<(), StorageError> {
         let ctx = ErrorContext::new(&self.describe, Op::Abort, &upload.key);
-        let path: Vec<String> = format!("{}{}", self.prefix, upload.key)
-            .split('/')
-            .map(encode)
-            .collect();
         let url = format!(
-            "{}/{}?uploadId={}",
-            self.base,
-            path.join("/"),
+            "{}?uploadId={}",
+            self.object_url(&upload.key),
             encode(&upload.upload_id)
         );
         match self.call(http::Method::DELETE, &url, &ctx).await {
@@ -170,17 +167,45 @@ impl Uploads {
         }
     }
 
+    /// The URL of the object `key` (relative to the prefix), without a query.
+    pub(super) fn object_url(&self, key: &str) -> String {
+        let path: Vec<String> = format!("{}{}", self.prefix, key)
+            .split('/')
+            .map(encode)
+            .collect();
+        format!("{}/{}", self.base, path.join("/"))
+    }
+
     /// One signed request with an empty body; the response body on 2xx.
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: http::Method,
         url: &str,
         ctx: &ErrorContext<'_>,
     ) -> Result<Bytes, StorageError> {
-        let (mut parts, ()) = http::Request::builder()
+        let (_, body) = self.send(method, url, Vec::new(), &[], ctx).await?;
+        Ok(body)
+    }
+
+    /// One signed request with `body` and `headers`; the response headers and body on 2xx.
+    pub(super) async fn send(
+        &self,
+        method: http::Method,
+        url: &str,
+        body: Vec<u8>,
+        headers: &[(&str, String)],
+        ctx: &ErrorContext<'_>,
+    ) -> Result<(reqwest::header::HeaderMap, Bytes), StorageError> {
+        use sha2::Digest as _;
+        let sha = hex::encode(sha2::Sha256::digest(&body));
+        let mut req = http::Request::builder()
             .method(method)
             .uri(url)
-            .header("x-amz-content-sha256", reqsign_aws_v4::EMPTY_STRING_SHA256)
+            .header("x-amz-content-sha256", sha);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let (mut parts, ()) = req
             .body(())
             .map_err(|e| ctx.failed(e, "report this as a bug"))?
             .into_parts();
@@ -190,7 +215,7 @@ impl Uploads {
                 "check the S3 credentials (keys, AWS environment or profile)",
             )
         })?;
-        let req = http::Request::from_parts(parts, Vec::<u8>::new());
+        let req = http::Request::from_parts(parts, body);
         let req =
             reqwest::Request::try_from(req).map_err(|e| ctx.failed(e, "report this as a bug"))?;
         let resp = self
@@ -199,12 +224,13 @@ impl Uploads {
             .await
             .map_err(|e| ctx.unreachable(cause(&e), 1))?;
         let status = resp.status();
+        let headers = resp.headers().clone();
         let body = resp
             .bytes()
             .await
             .map_err(|e| ctx.unreachable(cause(&e), 1))?;
         match status.as_u16() {
-            200..=299 => Ok(body),
+            200..=299 => Ok((headers, body)),
             404 => Err(ctx.not_found()),
             403 => Err(ctx.denied(
                 s3_error(&body, status),
@@ -225,7 +251,7 @@ fn cause(e: &reqwest::Error) -> String {
 }
 
 /// `Code: Message` from an S3 error body, else the HTTP status.
-fn s3_error(body: &[u8], status: reqwest::StatusCode) -> String {
+pub(super) fn s3_error(body: &[u8], status: reqwest::StatusCode) -> String {
     match quick_xml::de::from_reader::<_, S3Error>(body) {
         Ok(e) => format!("{}: {}", e.code, e.message)
             .trim_end_matches([':', ' '])
@@ -234,7 +260,7 @@ fn s3_error(body: &[u8], status: reqwest::StatusCode) -> String {
     }
 }
 
-fn encode(s: &str) -> String {
+pub(super) fn encode(s: &str) -> String {
     utf8_percent_encode(s, S3_ENCODE).to_string()
 }
 
@@ -346,6 +372,7 @@ mod tests {
             path_style,
             access_key_id: Some("AK".into()),
             secret_access_key: Some(crate::secret::Secret::new("SK")),
+            object_lock: None,
         };
         let u = Uploads::open(&spec(true)).unwrap().unwrap();
         assert_eq!(

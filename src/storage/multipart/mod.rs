@@ -3,7 +3,9 @@
 //! and aborts them (for `snapshot::orphan_uploads`).
 
 mod abort;
+mod object_lock;
 mod write;
 
 pub use abort::{Upload, Uploads};
+pub use object_lock::LockConfig;
 pub(crate) use write::OpendalWriter;
