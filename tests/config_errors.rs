@@ -61,6 +61,7 @@ fn bad_configs_are_refused_with_position_key_and_hint() {
         Case { name: "bad-bucket", text: "[storage]\ntype = \"s3\"\nbucket = \"My_Bucket\"\n".into(), line: 3, key: "storage.bucket", needles: &["not a valid bucket name", "lowercase"] },
         Case { name: "toml-syntax", text: format!("{STORAGE}\n[[mysql]\nname = \"x\"\n"), line: 5, key: "", needles: &["hint:"] },
         Case { name: "anomaly-drop-word", text: mysql("anomaly_drop = \"lots\"\n"), line: 9, key: "mysql[0].anomaly_drop", needles: &["`lots` is not a share", "anomaly_drop = \"50%\""] },
+        Case { name: "anomaly-expected", text: mysql("anomaly_expected = [\"shop.sessions\", \"sh*p.x\"]\n"), line: 9, key: "mysql[0].anomaly_expected[1]", needles: &["`sh*p.x` is not a table name or prefix", "shop.cache_*"] },
         Case { name: "anomaly-drop-range", text: format!("{STORAGE}\n[[media]]\nname = \"uploads\"\npaths = [\"/srv\"]\nschedule = \"@daily\"\nanomaly_drop = 50\n"), line: 9, key: "media[0].anomaly_drop", needles: &["50 is not between 0 and 1", "\"off\" or 0"] },
         Case { name: "keep-nothing", text: mysql("keep = { last = 0 }\n"), line: 9, key: "mysql[0].keep", needles: &["keeps nothing", "daily = 7"] },
         Case { name: "media-missing-paths", text: format!("{STORAGE}\n[[media]]\nname = \"uploads\"\nschedule = \"@daily\"\n"), line: 5, key: "media[0].paths", needles: &["required key is missing", "paths = ["] },

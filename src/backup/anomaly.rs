@@ -90,6 +90,13 @@ pub fn grouped(n: u64) -> String {
     out
 }
 
+/// Whether `what` (`db.table`, `db`) matches one of the job's `anomaly_expected` patterns.
+fn is_expected(patterns: &[String], what: &str) -> bool {
+    patterns
+        .iter()
+        .any(|p| crate::alert::silence::matches(p, what))
+}
+
 /// `after` is at least `share` below `before`.
 fn dropped(before: u64, after: u64, share: f64) -> bool {
     before > 0 && (after as f64) <= before as f64 * (1.0 - share)
@@ -139,7 +146,12 @@ pub fn compare(prev: &Manifest, cur: &Manifest, share: f64) -> Vec<Shrink> {
 /// Compares the committed snapshot `m` with its job's previous one of the same item (from the
 /// catalog) and records an anomaly when something shrank by `share` or more (`None`: the
 /// guard is off). Never fails the run: a catalog failure is logged.
-pub fn check(env: &Env, share: Option<f64>, m: &Manifest) -> Option<AnomalyRow> {
+pub fn check(
+    env: &Env,
+    share: Option<f64>,
+    expected: &[String],
+    m: &Manifest,
+) -> Option<AnomalyRow> {
     let share = share?;
     let prev = match env.catalog.previous_snapshot(&m.job, &m.item, &m.id) {
         Ok(Some(row)) => Manifest::parse(&row.manifest_key, row.manifest.as_bytes()).ok()?,
@@ -149,7 +161,8 @@ pub fn check(env: &Env, share: Option<f64>, m: &Manifest) -> Option<AnomalyRow> 
             return None;
         }
     };
-    let shrinks = compare(&prev, m, share);
+    let mut shrinks = compare(&prev, m, share);
+    shrinks.retain(|s| !is_expected(expected, &s.what));
     if shrinks.is_empty() {
         return None;
     }
@@ -250,6 +263,16 @@ mod tests {
         let mut old = prev.clone();
         old.tables = None;
         assert!(said(&old, &cur, 0.5).is_empty());
+    }
+
+    #[test]
+    fn expected_tables_are_named_exactly_or_by_prefix() {
+        let pats = ["shop.sessions".to_string(), "shop.cache_*".to_string()];
+        assert!(is_expected(&pats, "shop.sessions"));
+        assert!(is_expected(&pats, "shop.cache_pages"));
+        assert!(!is_expected(&pats, "shop.orders"));
+        assert!(!is_expected(&pats, "shop.sessions_old"));
+        assert!(!is_expected(&pats, "shop"));
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Med
     commit(env, &manifest, run_id)
         .await
         .map_err(MediaRunError::Commit)?;
-    super::anomaly::check(env, job.anomaly_drop, &manifest);
+    super::anomaly::check(env, job.anomaly_drop, &[], &manifest);
     for w in &warnings {
         tracing::warn!(job = %job.name, "{w}");
     }

@@ -257,6 +257,6 @@ async fn snapshot_one(
         .await
         .map_err(DumpError::Commit)?;
     tracing::info!(job = %job.name, database = %db, snapshot = %manifest.id, bytes = put.size, raw = raw_size, "snapshot committed");
-    super::anomaly::check(env, job.anomaly_drop, &manifest);
+    super::anomaly::check(env, job.anomaly_drop, &job.anomaly_expected, &manifest);
     Ok(Some(manifest))
 }

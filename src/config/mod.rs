@@ -138,6 +138,8 @@ pub struct MysqlJob {
     pub copy_to: Vec<String>,
     /// The anomaly guard's share (`None`: off): see `backup::anomaly`.
     pub anomaly_drop: Option<f64>,
+    /// `anomaly_expected`: patterns of what may shrink without freezing retention.
+    pub anomaly_expected: Vec<String>,
 }
 
 impl MysqlJob {

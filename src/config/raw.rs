@@ -193,6 +193,10 @@ pub struct RawMysql {
     /// A shrink against the previous snapshot that freezes retention: `"50%"` or `0.5`
     /// (default 50 %), `"off"` or 0 to disable.
     pub anomaly_drop: Option<RawDrop>,
+    /// Tables (`db.table`, a trailing `*` for a prefix) whose shrinks are expected (a cache
+    /// or sessions table emptied on purpose): they never freeze retention.
+    #[serde(default)]
+    pub anomaly_expected: Vec<String>,
 }
 
 /// `[[media]]`

@@ -37,8 +37,14 @@ pub(super) fn mysql_job(cx: &mut Ctx, m: &RawMysql, p: &KeyPath) -> Option<Mysql
         super::resolve_heartbeat::job_ping_url(cx, m.ping_url.as_deref(), &p.key("ping_url"));
     let anomaly_drop =
         super::resolve_anomaly::anomaly_drop(cx, m.anomaly_drop.as_ref(), &p.key("anomaly_drop"));
+    let anomaly_expected = super::resolve_anomaly::anomaly_expected(
+        cx,
+        &m.anomaly_expected,
+        &p.key("anomaly_expected"),
+    );
     Some(MysqlJob {
         anomaly_drop,
+        anomaly_expected,
         name: name?,
         databases: databases?,
         endpoint: endpoint?,
