@@ -7,10 +7,11 @@
 //! 1 MiB chunks through a bounded channel to the uploading task. Back-pressure from a slow store
 //! stops the reads, which stops the dump tool: memory stays flat whatever the dump's size.
 
+use super::binlog::position::keep_head;
 use super::dump_rows::TableCounter;
 use crate::config::MysqlJob;
 use crate::mysql_client::{with_hint, MysqlError};
-use crate::snapshot::manifest::TableStats;
+use crate::snapshot::manifest::{BinlogPos, TableStats};
 use crate::storage::{ObjectWriter, PutInfo, Storage, StorageError};
 use bytes::{Bytes, BytesMut};
 use std::io::{Read, Write};
@@ -31,6 +32,9 @@ pub enum DumpError {
     /// The MySQL tools (finding, starting or asking them).
     #[error(transparent)]
     Mysql(#[from] MysqlError),
+    /// `binlog = true` but the dump did not say where it stands in the binary log.
+    #[error("the dump wrote no binary log position (hint: is log_bin on? `SHOW VARIABLES LIKE 'log_bin'` must say ON; see check-config --connect)")]
+    NoBinlogPos,
     /// The storage (upload, listing).
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -128,6 +132,7 @@ pub fn dump_args(job: &MysqlJob, db: &str, more: &[String]) -> Vec<String> {
     .collect();
     a.extend(job.extra_args.iter().cloned());
     a.extend(more.iter().cloned());
+    a.extend(super::binlog::position::dump_arg(job));
     // One database, without CREATE DATABASE/USE, so it restores under any name.
     a.push("--".to_string());
     a.push(db.to_string());
@@ -143,6 +148,8 @@ pub struct Dumped {
     pub raw_size: u64,
     /// Rows and bytes per table, counted in the stream (see `dump_rows`).
     pub tables: Vec<TableStats>,
+    /// Where the snapshot stands in the server's binary log (`--master-data=2`), when asked.
+    pub binlog: Option<BinlogPos>,
 }
 
 /// Dumps `db` into `key`. On any failure the upload is aborted; the error says why.
@@ -180,12 +187,13 @@ pub async fn dump_to(
         })
     });
     match (upload_err, produced) {
-        (None, Ok((raw_size, tables))) => {
+        (None, Ok((raw_size, tables, binlog))) => {
             let put = writer.finish().await?;
             Ok(Dumped {
                 put,
                 raw_size,
                 tables,
+                binlog,
             })
         }
         (Some(up), _) => abort(writer, up.into()).await,
@@ -235,7 +243,7 @@ fn produce(
     opts: &DumpOptions,
     tx: mpsc::Sender<Bytes>,
     progress: Option<Arc<AtomicU64>>,
-) -> Result<(u64, Vec<TableStats>), DumpError> {
+) -> Result<(u64, Vec<TableStats>, Option<BinlogPos>), DumpError> {
     let client = job.login(tool);
     let mut running = client.spawn(dump_args(job, db, &opts.args), false, true)?;
     let mut stdout = running.take_stdout().expect("piped stdout");
@@ -253,15 +261,18 @@ fn produce(
     }
     drop(stdout);
     let finished = running.finish()?;
-    let Streamed { raw, tail, tables } = streamed?;
-    check_outcome(finished.status, &finished.stderr, &tail)?;
-    Ok((raw, tables.finish()))
+    let s = streamed?;
+    check_outcome(finished.status, &finished.stderr, &s.tail)?;
+    let binlog = super::binlog::position::of_dump(job, &s.head)?;
+    Ok((s.raw, s.tables.finish(), binlog))
 }
 
 /// What [`stream`] read: the raw byte count, the output's last bytes (for the trailer), the
 /// tables' counts.
 struct Streamed {
     raw: u64,
+    /// The output's first `HEAD_KEEP` bytes (where `--master-data` writes its position).
+    head: Vec<u8>,
     tail: Vec<u8>,
     tables: TableCounter,
 }
@@ -288,6 +299,7 @@ fn stream(
         .map_err(zstd)?;
     let mut buf = vec![0u8; READ_BUF];
     let mut tail: Vec<u8> = Vec::with_capacity(1024);
+    let mut head: Vec<u8> = Vec::new();
     let mut raw = 0u64;
     let mut tables = TableCounter::default();
     let upload_stopped = |_| DumpError::UploadStopped;
@@ -317,6 +329,7 @@ fn stream(
         if let Some(p) = &progress {
             p.fetch_add(n as u64, Ordering::Relaxed);
         }
+        keep_head(&mut head, &buf[..n]);
         tail.extend_from_slice(&buf[..n]);
         if tail.len() > 512 {
             tail.drain(..tail.len() - 512);
@@ -324,7 +337,12 @@ fn stream(
     }
     let mut sink = enc.finish().map_err(upload_stopped)?;
     sink.flush().map_err(upload_stopped)?;
-    Ok(Streamed { raw, tail, tables })
+    Ok(Streamed {
+        raw,
+        head,
+        tail,
+        tables,
+    })
 }
 
 /// Where the preamble goes in the first piece of output: after the sandbox-mode marker line

@@ -193,6 +193,7 @@ async fn store(
         },
         encryption,
         tables: None,
+        binlog: None,
         media: Some(MediaSummary {
             paths: job.paths.iter().map(|p| p.display().to_string()).collect(),
             files: stats.files,

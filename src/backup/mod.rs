@@ -7,6 +7,7 @@
 //! (`snapshot::commit`), record the outcome, apply retention only if everything succeeded.
 
 pub mod anomaly;
+pub mod binlog;
 pub mod copy;
 pub mod dump;
 pub mod dump_rows;

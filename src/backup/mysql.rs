@@ -217,6 +217,7 @@ async fn snapshot_one(
         put,
         raw_size,
         tables,
+        binlog,
     } = dumped?;
     // Verify what the store holds before committing: the object is there, whole.
     let listed = env.storage.list(&key).await?;
@@ -248,6 +249,7 @@ async fn snapshot_one(
         tools: d.tools.clone(),
         media: None,
         tables: Some(tables),
+        binlog,
         encryption: recipients.map(|recipients| Encryption {
             scheme: "age".into(),
             recipients,

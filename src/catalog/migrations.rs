@@ -158,6 +158,16 @@ const STEPS: &[&str] = &[
         alerted INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX anomalies_by_job ON anomalies(job, acked_at);",
+    // 8: the binary log archive of each MySQL job with `binlog = true`: how far it is
+    // committed (file, byte position) and the time of the newest event committed (the RPO).
+    "CREATE TABLE binlog_progress (
+        job TEXT PRIMARY KEY,
+        file TEXT NOT NULL,
+        pos INTEGER NOT NULL,
+        last_event_at INTEGER,
+        updated_at INTEGER NOT NULL,
+        error TEXT
+    );",
 ];
 
 /// The schema version this build writes.

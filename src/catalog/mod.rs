@@ -9,6 +9,7 @@
 
 mod alerts;
 mod anomalies;
+mod binlog;
 mod checks;
 mod digests;
 mod migrations;
@@ -18,6 +19,7 @@ mod snapshots;
 
 pub use alerts::{AlertRow, FinishedRun, OutboxRow, SilenceRow, GIVEN_UP};
 pub use anomalies::AnomalyRow;
+pub use binlog::BinlogProgress;
 pub use checks::{CheckStateRow, EventRow};
 pub use digests::{DigestRow, SnapshotTotals};
 pub use pings::PingRow;

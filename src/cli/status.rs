@@ -65,6 +65,8 @@ pub struct JobLine {
     pub last_drill: Option<RunRecord>,
     /// Open anomalies: the job's retention is frozen until `opsagent ack JOB`.
     pub frozen: Vec<AnomalyRow>,
+    /// The binary log archive, for a MySQL job with `binlog = true`.
+    pub binlog: Option<crate::catalog::BinlogProgress>,
 }
 
 /// Everything `status` shows.
@@ -152,6 +154,7 @@ impl Report {
                 last_good: cat.last_finished_run(j, kind, true)?,
                 last_drill: cat.last_finished_run(j, "verify", false)?,
                 frozen: cat.open_anomalies(Some(j))?,
+                binlog: cat.binlog_progress(j)?,
             });
         }
         Ok(Report {
@@ -322,6 +325,7 @@ mod tests {
                 last_good: Some(run("mysql", t(2, 30), RunStatus::Success)),
                 last_drill: None,
                 frozen: Vec::new(),
+                binlog: None,
             }],
             pending_events: 2,
             alerts: Vec::new(),

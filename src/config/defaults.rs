@@ -128,3 +128,9 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(MINUTE);
 
 /// `[[checks.peer]] max_age`.
 pub const PEER_MAX_AGE: Duration = Duration::from_secs(5 * MINUTE);
+
+/// How often the binary log archive commits what the server wrote (`binlog_interval`).
+pub const BINLOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The binary log archive's lag that makes the job's freshness check warn (`binlog_max_lag`).
+pub const BINLOG_MAX_LAG: Duration = Duration::from_secs(300);

@@ -140,6 +140,17 @@ pub struct MysqlJob {
     pub anomaly_drop: Option<f64>,
     /// `anomaly_expected`: patterns of what may shrink without freezing retention.
     pub anomaly_expected: Vec<String>,
+    /// `binlog = true`: the binary log archive (`backup::binlog`), when on.
+    pub binlog: Option<BinlogSettings>,
+}
+
+/// How a MySQL job archives the server's binary log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BinlogSettings {
+    /// How often what the server wrote is committed to storage.
+    pub interval: std::time::Duration,
+    /// The archive's lag that makes the job's freshness check warn (twice: critical).
+    pub max_lag: std::time::Duration,
 }
 
 impl MysqlJob {

@@ -197,6 +197,15 @@ pub struct RawMysql {
     /// or sessions table emptied on purpose): they never freeze retention.
     #[serde(default)]
     pub anomaly_expected: Vec<String>,
+    /// Archive the server's binary log continuously (point-in-time restores).
+    pub binlog: Option<bool>,
+    /// How often the archive commits what the server wrote; default 10s.
+    #[serde(default, with = "humantime_serde")]
+    pub binlog_interval: Option<Duration>,
+    /// How far behind the archive may fall before the job's freshness check warns (twice that:
+    /// critical); default 5m.
+    #[serde(default, with = "humantime_serde")]
+    pub binlog_max_lag: Option<Duration>,
 }
 
 /// `[[media]]`

@@ -42,9 +42,11 @@ pub(super) fn mysql_job(cx: &mut Ctx, m: &RawMysql, p: &KeyPath) -> Option<Mysql
         &m.anomaly_expected,
         &p.key("anomaly_expected"),
     );
+    let binlog = binlog(cx, m, p);
     Some(MysqlJob {
         anomaly_drop,
         anomaly_expected,
+        binlog,
         name: name?,
         databases: databases?,
         endpoint: endpoint?,
@@ -61,6 +63,52 @@ pub(super) fn mysql_job(cx: &mut Ctx, m: &RawMysql, p: &KeyPath) -> Option<Mysql
         ping_url,
         copy_to: m.copy_to.clone(),
     })
+}
+
+/// `binlog`, `binlog_interval`, `binlog_max_lag`: the settings when `binlog = true`.
+fn binlog(cx: &mut Ctx, m: &RawMysql, p: &KeyPath) -> Option<super::BinlogSettings> {
+    if m.binlog != Some(true) {
+        for (k, set) in [
+            ("binlog_interval", m.binlog_interval.is_some()),
+            ("binlog_max_lag", m.binlog_max_lag.is_some()),
+        ] {
+            if set {
+                cx.error(
+                    &p.key(k),
+                    format!("`{k}` needs binlog = true"),
+                    "add binlog = true to archive the binary log, or remove it",
+                );
+            }
+        }
+        return None;
+    }
+    let interval = m
+        .binlog_interval
+        .unwrap_or(super::defaults::BINLOG_INTERVAL);
+    if interval < std::time::Duration::from_secs(1)
+        || interval > std::time::Duration::from_secs(3600)
+    {
+        cx.error(
+            &p.key("binlog_interval"),
+            format!(
+                "{} is not an archiving interval",
+                humantime::format_duration(interval)
+            ),
+            "between 1s and 1h; e.g. binlog_interval = \"10s\"",
+        );
+    }
+    let max_lag = m.binlog_max_lag.unwrap_or(super::defaults::BINLOG_MAX_LAG);
+    if max_lag <= interval {
+        cx.error(
+            &p.key("binlog_max_lag"),
+            format!(
+                "{} is not longer than binlog_interval",
+                humantime::format_duration(max_lag)
+            ),
+            "the archive lags up to one interval normally; e.g. binlog_max_lag = \"5m\"",
+        );
+    }
+    Some(super::BinlogSettings { interval, max_lag })
 }
 
 /// `databases`: a list of names, or `["*"]` for every non-system database.

@@ -109,6 +109,8 @@ pub async fn run_with(
     let _metrics = serve_metrics(&d.env).await;
     // The heartbeat object peers read; restarted with the configuration.
     let mut presence = tokio::spawn(presence::run(d.env.clone()));
+    // The binary log archives; restarted with the configuration.
+    let mut archives = Archives(backup::binlog::spawn_all(&d.env));
     let mut watched = d.env.config.clone();
     let status = d.status_line();
     tracing::info!(jobs = d.clocks.len(), storage = %d.env.storage.describe(), "opsagent started");
@@ -131,10 +133,24 @@ pub async fn run_with(
             heartbeat.reload(watched.heartbeat.clone());
             presence.abort();
             presence = tokio::spawn(presence::run(d.env.clone()));
+            drop(std::mem::replace(&mut archives, Archives(Vec::new())));
+            archives = Archives(backup::binlog::spawn_all(&d.env));
         }
     }
+    drop(archives);
     d.shutdown().await;
     Ok(())
+}
+
+/// The binary log archive tasks: aborted (their readers killed) when dropped.
+struct Archives(Vec<JoinHandle<()>>);
+
+impl Drop for Archives {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
 }
 
 /// The catalog (runs a previous process left marked `interrupted`) and the storage.

@@ -212,6 +212,11 @@ impl Running {
         let _ = self.child.kill();
     }
 
+    /// Whether the tool has exited (a long-running one: the binary log reader).
+    pub fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Closes whatever pipe is still held here, waits for the tool, and collects its stderr.
     /// Call it after dropping the stdin or stdout taken, so the stream is drained first.
     pub fn finish(mut self) -> Result<Finished, MysqlError> {

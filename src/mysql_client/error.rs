@@ -20,6 +20,11 @@ pub enum MysqlError {
     /// No dump tool on PATH.
     #[error("neither mariadb-dump nor mysqldump is on PATH (hint: apt install mariadb-client, or set dump_command)")]
     NoDumpTool,
+    /// No binary log reader on PATH.
+    #[error(
+        "neither mariadb-binlog nor mysqlbinlog is on PATH (hint: apt install mariadb-client)"
+    )]
+    NoBinlogTool,
     /// No SQL client beside the dump tool nor on PATH.
     #[error("no mariadb or mysql client found (hint: apt install mariadb-client)")]
     NoClient,

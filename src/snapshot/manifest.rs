@@ -82,6 +82,20 @@ pub struct Manifest {
     /// absent in manifests written before opsagent counted them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tables: Option<Vec<TableStats>>,
+    /// MySQL snapshots of a job archiving the binary log: where in the server's binary log the
+    /// dump's consistent snapshot stands (`--master-data=2`): a point-in-time restore replays
+    /// the archived log from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog: Option<BinlogPos>,
+}
+
+/// A position in a server's binary log.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BinlogPos {
+    /// The binary log file (`binlog.000042`).
+    pub file: String,
+    /// The byte offset in it.
+    pub pos: u64,
 }
 
 /// One table of a MySQL snapshot, as its dump wrote it.

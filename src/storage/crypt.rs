@@ -62,7 +62,7 @@ pub fn stays_plaintext(key: &str) -> bool {
             | (Some("media"), Some(_), Some("index"))
             // Bookkeeping directly under the prefix (owner or lock markers).
             | (Some(_), None, _)
-    )
+    ) || (key.starts_with("binlog/") && key.ends_with(".json"))
 }
 
 /// Whether `key` may be read as plaintext although encryption is on. Everything

@@ -231,6 +231,7 @@ pub fn render(r: &Report, zone: Zone, now: DateTime<Utc>) -> String {
         }
     }
     frozen_section(&mut o, r, zone);
+    binlog_section(&mut o, r, zone, now);
     let _ = writeln!(o);
     alerts_section(&mut o, r, zone);
     pings_section(&mut o, r, now);
@@ -256,6 +257,46 @@ fn frozen_section(o: &mut String, r: &Report, zone: Zone) {
             "{}: nothing is pruned until `opsagent ack {}` (once the shrink is checked: expected, or the data restored)",
             j.job, j.job
         );
+    }
+}
+
+/// Per job archiving its binary log: the newest moment archived and how much is at risk, or
+/// why archiving is stopped.
+fn binlog_section(o: &mut String, r: &Report, zone: Zone, now: DateTime<Utc>) {
+    for (job, b) in r
+        .jobs
+        .iter()
+        .filter_map(|j| Some((&j.job, j.binlog.as_ref()?)))
+    {
+        let newest = match b.last_event_at {
+            Some(t) => format!("newest event {}", zone.format(t, "%Y-%m-%d %H:%M:%S")),
+            None => "no event archived yet".to_string(),
+        };
+        let _ = writeln!(
+            o,
+            "{job}: binary log archived up to {} (data at risk: {}), {newest}, {} at byte {}",
+            zone.format(b.updated_at, "%Y-%m-%d %H:%M:%S"),
+            age(now - b.updated_at),
+            b.file,
+            b.pos
+        );
+        if let Some(e) = &b.error {
+            let _ = writeln!(
+                o,
+                "{job}: binary log archiving STOPPED ({}): {e}",
+                zone.format(b.updated_at, "%Y-%m-%d %H:%M")
+            );
+        }
+    }
+}
+
+/// A job's binary log archive in `--json` (`null` without one).
+fn binlog_json(j: &super::JobLine, now: DateTime<Utc>) -> serde_json::Value {
+    match &j.binlog {
+        None => serde_json::Value::Null,
+        Some(b) => {
+            serde_json::json!({"file": b.file, "pos": b.pos, "last_event_at": b.last_event_at.map(|t| t.to_rfc3339()), "archived_up_to": b.updated_at.to_rfc3339(), "data_at_risk_seconds": (now - b.updated_at).num_seconds(), "error": b.error})
+        }
     }
 }
 
@@ -324,7 +365,7 @@ pub fn to_json(r: &Report, now: DateTime<Utc>) -> serde_json::Value {
     let jobs: Vec<_> = r
         .jobs
         .iter()
-        .map(|j| serde_json::json!({"job": j.job, "last_backup": run_json(j.last_backup.as_ref(), now), "last_good_backup": run_json(j.last_good.as_ref(), now), "last_drill": run_json(j.last_drill.as_ref(), now), "frozen": frozen_json(j)}))
+        .map(|j| serde_json::json!({"job": j.job, "last_backup": run_json(j.last_backup.as_ref(), now), "last_good_backup": run_json(j.last_good.as_ref(), now), "last_drill": run_json(j.last_drill.as_ref(), now), "frozen": frozen_json(j), "binlog": binlog_json(j, now)}))
         .collect();
     let status = ["OK", "WARN", "CRIT"][r.exit_code() as usize];
     let alerts: Vec<_> = r

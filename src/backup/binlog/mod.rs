@@ -1,0 +1,357 @@
+//! The binary log archive of a `[[mysql]]` job with `binlog = true`: what the server writes
+//! after each dump, kept in storage so a restore can roll a dump forward to any moment.
+//!
+//! How: `mariadb-binlog --read-from-remote-server --raw --stop-never` (or `mysqlbinlog`), logged
+//! in as the job's user (it needs `REPLICATION SLAVE`), copies the server's binary log files into
+//! a spool directory under the state dir as the server writes them, byte for byte. Every
+//! `binlog_interval` the archiver commits what is new in each spool file as a segment (whole
+//! events only; see `segment.rs`) and records how far it is in the catalog (`status` shows
+//! "data at risk"). A spool file the server has moved on from is deleted once committed, so the
+//! spool holds about one binary log file. Why the streaming reader rather than rotating and
+//! uploading closed files: rotating every few seconds would litter the server with files (and
+//! `FLUSH BINARY LOGS` needs RELOAD), while the reader sees each event as it is written.
+//!
+//! Resuming (a restart, a crash, the server or the storage down for a while) starts the reader
+//! again at the beginning of the file of the last committed segment and commits from that
+//! segment's end: positions stay contiguous, nothing is committed twice. The first start of a
+//! job begins at the start of the server's current file.
+
+pub mod position;
+mod reader;
+pub mod segment;
+
+use crate::catalog::BinlogProgress;
+use crate::config::{BinlogSettings, MysqlJob};
+use crate::mysql_client::MysqlError;
+use crate::snapshot::Env;
+use crate::storage::StorageError;
+use chrono::{DateTime, TimeZone, Utc};
+use reader::Reader;
+use segment::Segment;
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The most bytes committed as one segment.
+const MAX_SEGMENT: u64 = 64 << 20;
+/// Waits after a failed session, doubling up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Why archiving stopped for a while.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The MySQL tools.
+    #[error(transparent)]
+    Mysql(#[from] MysqlError),
+    /// Storage.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The spool directory.
+    #[error(
+        "binary log spool {path}: {cause} (hint: check the state directory's disk and permissions)"
+    )]
+    Spool {
+        /// The file or directory.
+        path: PathBuf,
+        /// What failed.
+        cause: String,
+    },
+    /// The server has no binary log.
+    #[error("the server of job `{job}` writes no binary log (hint: add `log_bin` (and `binlog_format = ROW`, `server_id = 1`) under [mariadb] or [mysqld] in its configuration and restart it, or remove binlog = true)")]
+    NoBinlog {
+        /// The job.
+        job: String,
+    },
+    /// The reader stopped.
+    #[error("{program} stopped: {stderr} (hint: the job's user needs REPLICATION SLAVE and REPLICATION CLIENT: GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO …; a purged file means a gap: the next dump starts a new chain)")]
+    Reader {
+        /// The tool.
+        program: String,
+        /// Its last words.
+        stderr: String,
+    },
+    /// A spool file does not cut into events.
+    #[error("binary log {file} at byte {pos}: not a binary log event; archiving stopped there (hint: report this; the next dump starts a new chain)")]
+    Damaged {
+        /// The file.
+        file: String,
+        /// Where.
+        pos: u64,
+    },
+}
+
+/// Archives `job`'s binary log until the task is dropped, starting a new session after each
+/// failure (after a growing wait); each failure is logged and recorded for `status`.
+pub async fn run(env: Env, job: MysqlJob, settings: BinlogSettings) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let started = tokio::time::Instant::now();
+        let e = session(&env, &job, settings).await;
+        tracing::warn!(job = %job.name, error = %e, "binary log archiving stopped; it starts again shortly");
+        record_error(&env, &job.name, &e.to_string());
+        if started.elapsed() > MAX_BACKOFF {
+            backoff = MIN_BACKOFF;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// The spool directory of `job`.
+fn spool_dir(env: &Env, job: &str) -> PathBuf {
+    env.config.agent.state_dir.join("binlog").join(job)
+}
+
+/// One reader process and the commits of what it writes, until something fails.
+async fn session(env: &Env, job: &MysqlJob, settings: BinlogSettings) -> ArchiveError {
+    match session_inner(env, job, settings).await {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+async fn session_inner(
+    env: &Env,
+    job: &MysqlJob,
+    settings: BinlogSettings,
+) -> Result<std::convert::Infallible, ArchiveError> {
+    let segments = segment::list(&env.storage, &job.name).await?;
+    let (file, pos) = match segment::resume_point(&segments) {
+        Some(p) => p,
+        None => (current_file(job).await?, 0),
+    };
+    let last_event_at = segments.last().and_then(|s| s.last_event_at);
+    let spool = spool_dir(env, &job.name);
+    fresh_dir(&spool)?;
+    let mut reader = Reader::start(job, &spool, &file)?;
+    let mut a = Archive {
+        env,
+        job,
+        spool,
+        done: BTreeMap::from([(file, pos)]),
+        last_event_at,
+    };
+    let mut tick = tokio::time::interval(settings.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = None;
+    loop {
+        tick.tick().await;
+        let exited = reader.exited();
+        a.commit_new().await?;
+        if exited {
+            return Err(reader.stopped());
+        }
+        // The reader wrote nothing since the last tick: the archive has all the server wrote
+        // (as of the last tick). Else it has up to its newest event.
+        let total = a.spool_bytes();
+        let whole = match seen.replace(total) {
+            Some(before) if before == total => Some(Utc::now() - settings.interval),
+            _ => a.last_event_at,
+        };
+        a.record(whole);
+    }
+}
+
+/// The server's current binary log file (`SHOW MASTER STATUS`).
+async fn current_file(job: &MysqlJob) -> Result<String, ArchiveError> {
+    let dump = crate::mysql_client::dump_tool(job.dump_command.as_deref())?;
+    let client = crate::mysql_client::client_tool(&dump)?;
+    let login = job.login(&client);
+    let out = tokio::task::spawn_blocking(move || {
+        login.run(
+            ["--batch", "--skip-column-names", "-e", "SHOW MASTER STATUS"],
+            None,
+        )
+    })
+    .await
+    .map_err(|e| MysqlError::Wait {
+        program: client.clone(),
+        cause: e.to_string(),
+    })??;
+    let file = out
+        .split('\t')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    if file.is_empty() || file.contains('/') {
+        return Err(ArchiveError::NoBinlog {
+            job: job.name.clone(),
+        });
+    }
+    Ok(file)
+}
+
+/// Empties (or makes) the spool directory, mode 0700.
+fn fresh_dir(dir: &Path) -> Result<(), ArchiveError> {
+    let err = |e: std::io::Error| ArchiveError::Spool {
+        path: dir.to_path_buf(),
+        cause: e.to_string(),
+    };
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    std::fs::create_dir_all(dir).map_err(err)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)
+}
+
+/// One session's state: how far each spool file is committed.
+struct Archive<'a> {
+    env: &'a Env,
+    job: &'a MysqlJob,
+    spool: PathBuf,
+    /// File → the offset committed up to (files before the first are not in the spool).
+    done: BTreeMap<String, u64>,
+    last_event_at: Option<DateTime<Utc>>,
+}
+
+impl Archive<'_> {
+    /// Commits what is new in every spool file, and deletes the files the server left.
+    async fn commit_new(&mut self) -> Result<(), ArchiveError> {
+        let files = self.spool_files()?;
+        let first = self.done.keys().next().cloned().unwrap_or_default();
+        for (i, name) in files.iter().enumerate() {
+            if *name < first {
+                continue;
+            }
+            let path = self.spool.join(name);
+            while self.commit_one(name, &path).await? {}
+            let later = i + 1 < files.len();
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if later && self.done.get(name) == Some(&size) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        Ok(())
+    }
+
+    /// The spool's files, in order.
+    fn spool_files(&self) -> Result<Vec<String>, ArchiveError> {
+        let rd = std::fs::read_dir(&self.spool).map_err(|e| ArchiveError::Spool {
+            path: self.spool.clone(),
+            cause: e.to_string(),
+        })?;
+        let mut names: Vec<String> = rd
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Commits the next segment of `name` if there is a whole event; whether it did.
+    async fn commit_one(&mut self, name: &str, path: &Path) -> Result<bool, ArchiveError> {
+        let start = self.done.get(name).copied().unwrap_or(0);
+        let raw = read_from(path, start).map_err(|e| ArchiveError::Spool {
+            path: path.to_path_buf(),
+            cause: e.to_string(),
+        })?;
+        let scanned = segment::scan(&raw, start);
+        if scanned.events == 0 {
+            // A header that claims less than a header can never become an event.
+            if raw.len() >= 19 + usize::from(start == 0) * 4 {
+                let at = if start == 0 { 4 } else { 0 };
+                let size =
+                    u32::from_le_bytes([raw[at + 9], raw[at + 10], raw[at + 11], raw[at + 12]]);
+                if size < 19 {
+                    return Err(ArchiveError::Damaged {
+                        file: name.to_string(),
+                        pos: start + at as u64,
+                    });
+                }
+            }
+            return Ok(false);
+        }
+        let end = start + scanned.len as u64;
+        let time = |t: Option<u32>| t.and_then(|t| Utc.timestamp_opt(i64::from(t), 0).single());
+        let seg = Segment {
+            format: segment::FORMAT,
+            job: self.job.name.clone(),
+            host: self.env.config.agent.hostname.clone(),
+            file: name.to_string(),
+            start,
+            end,
+            events: scanned.events,
+            first_event_at: time(scanned.first),
+            last_event_at: time(scanned.last),
+            sha256: String::new(),
+            object: String::new(),
+        };
+        let seg = segment::commit(&self.env.storage, seg, &raw[..scanned.len]).await?;
+        self.done.insert(name.to_string(), end);
+        self.last_event_at = seg.last_event_at.or(self.last_event_at);
+        Ok(true)
+    }
+
+    /// The bytes in the spool.
+    fn spool_bytes(&self) -> u64 {
+        let files = self.spool_files().unwrap_or_default();
+        (files.iter())
+            .filter_map(|f| std::fs::metadata(self.spool.join(f)).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Records in the catalog that the archive is whole up to `whole`.
+    fn record(&self, whole: Option<DateTime<Utc>>) {
+        let Some(whole) = whole else { return };
+        let (file, pos) = (self.done.iter().next_back())
+            .map(|(f, p)| (f.clone(), *p))
+            .unwrap_or_default();
+        let p = BinlogProgress {
+            job: self.job.name.clone(),
+            file,
+            pos,
+            last_event_at: self.last_event_at,
+            updated_at: whole,
+            error: None,
+        };
+        if let Err(e) = self.env.catalog.set_binlog_progress(&p) {
+            tracing::warn!(job = %self.job.name, error = %e, "cannot record the binary log archive's progress");
+        }
+    }
+}
+
+/// Up to [`MAX_SEGMENT`] bytes of `path` from `start`.
+fn read_from(path: &Path, start: u64) -> std::io::Result<Vec<u8>> {
+    let mut f = std::fs::File::open(path)?;
+    f.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::new();
+    f.take(MAX_SEGMENT).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Records that archiving of `job` stopped, keeping how far it was.
+fn record_error(env: &Env, job: &str, error: &str) {
+    let mut p = match env.catalog.binlog_progress(job) {
+        Ok(Some(p)) => p,
+        _ => BinlogProgress {
+            job: job.to_string(),
+            file: String::new(),
+            pos: 0,
+            last_event_at: None,
+            updated_at: Utc::now(),
+            error: None,
+        },
+    };
+    // (`updated_at` stays: the archive is whole up to then.)
+    p.error = Some(error.to_string());
+    if let Err(e) = env.catalog.set_binlog_progress(&p) {
+        tracing::warn!(%job, error = %e, "cannot record the binary log archive's state");
+    }
+}
+
+/// Starts the archive of every job with `binlog = true`; dropping the handles (aborting the
+/// tasks) stops them and their readers.
+pub fn spawn_all(env: &Env) -> Vec<tokio::task::JoinHandle<()>> {
+    (env.config.mysql.iter())
+        .filter_map(|job| Some((job.clone(), job.binlog?)))
+        .map(|(job, settings)| tokio::spawn(run(env.clone(), job, settings)))
+        .collect()
+}

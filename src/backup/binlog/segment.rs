@@ -1,0 +1,191 @@
+//! Segments of the binary log archive: a byte range of one of the server's binary log files,
+//! cut at event boundaries, stored zstd-compressed (and encrypted with `[encryption]`) as
+//! `binlog/<job>/<file>/<start>-<end>.zst`, then committed by its manifest
+//! `binlog/<job>/<file>/<start>-<end>.json` (plaintext, like snapshot manifests): file, byte
+//! range, event count, first and last event times, and the SHA-256 of the raw bytes. A segment
+//! exists once its manifest does; concatenating a file's segments from position 0 gives the
+//! server's file byte for byte (but for the "in use" flag of its first event).
+
+use crate::storage::{Storage, StorageError};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The largest segment manifest read back (they are a few hundred bytes).
+pub const MAX_MANIFEST: u64 = 64 << 10;
+/// The manifest format written.
+pub const FORMAT: u32 = 1;
+
+/// A committed segment, as its manifest says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    /// [`FORMAT`].
+    pub format: u32,
+    /// The job.
+    pub job: String,
+    /// The host that archived it.
+    pub host: String,
+    /// The server's binary log file.
+    pub file: String,
+    /// The first byte's offset in that file (0: the segment starts with the file's magic).
+    pub start: u64,
+    /// The offset after its last byte.
+    pub end: u64,
+    /// Whole events in it.
+    pub events: u64,
+    /// The first and last events' times (the server's clock, whole seconds).
+    pub first_event_at: Option<DateTime<Utc>>,
+    /// …
+    pub last_event_at: Option<DateTime<Utc>>,
+    /// SHA-256 of the raw bytes (before compression and encryption).
+    pub sha256: String,
+    /// The stored object.
+    pub object: String,
+}
+
+/// Where the archive of `job` is.
+pub fn job_prefix(job: &str) -> String {
+    format!("binlog/{job}/")
+}
+
+/// The keys of a segment: its data object and its manifest.
+pub fn keys(job: &str, file: &str, start: u64, end: u64) -> (String, String) {
+    let base = format!("{}{file}/{start:012}-{end:012}", job_prefix(job));
+    (format!("{base}.zst"), format!("{base}.json"))
+}
+
+/// Compresses and stores `raw` (bytes `start..` of `file`, whole events), then its manifest.
+pub async fn commit(
+    storage: &Storage,
+    mut seg: Segment,
+    raw: &[u8],
+) -> Result<Segment, StorageError> {
+    let (object, manifest) = keys(&seg.job, &seg.file, seg.start, seg.end);
+    seg.sha256 = hex::encode(Sha256::digest(raw));
+    seg.object = object.clone();
+    let packed = zstd::bulk::compress(raw, 3).map_err(|e| StorageError::Failed {
+        op: crate::storage::Op::Upload,
+        backend: storage.describe(),
+        key: Some(object.clone()),
+        cause: format!("compressing: {e}"),
+        hint: "report this as a bug".into(),
+    })?;
+    storage.put_bytes(&object, Bytes::from(packed)).await?;
+    let json = serde_json::to_vec_pretty(&seg).expect("a segment serializes");
+    storage.put_bytes(&manifest, Bytes::from(json)).await?;
+    Ok(seg)
+}
+
+/// Every committed segment of `job` whose manifest reads, in (file, start) order; manifests
+/// that do not parse are skipped with a warning (a restore refuses the gap they leave).
+pub async fn list(storage: &Storage, job: &str) -> Result<Vec<Segment>, StorageError> {
+    let mut out = Vec::new();
+    for o in storage.list(&job_prefix(job)).await? {
+        if !o.key.ends_with(".json") {
+            continue;
+        }
+        let bytes = storage.get_bytes_max(&o.key, MAX_MANIFEST).await?;
+        match serde_json::from_slice::<Segment>(&bytes) {
+            Ok(s) if s.job == job && s.end > s.start => out.push(s),
+            Ok(_) => {
+                tracing::warn!(key = %o.key, "binlog segment manifest for another job or empty; ignored")
+            }
+            Err(e) => {
+                tracing::warn!(key = %o.key, error = %e, "binlog segment manifest does not parse; ignored")
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.file, a.start).cmp(&(&b.file, b.start)));
+    Ok(out)
+}
+
+/// Where archiving resumes: the end of the newest committed segment.
+pub fn resume_point(segments: &[Segment]) -> Option<(String, u64)> {
+    let last = segments.last()?;
+    Some((last.file.clone(), last.end))
+}
+
+/// What a run of whole events in a piece of a binary log holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scanned {
+    /// Bytes of whole events (plus the magic, when the piece starts at 0).
+    pub len: usize,
+    /// Whole events.
+    pub events: u64,
+    /// The first and last events' times (Unix seconds).
+    pub first: Option<u32>,
+    /// …
+    pub last: Option<u32>,
+}
+
+/// The whole events at the start of `bytes`, which begin at offset `from` of their file (0:
+/// with the 4-byte magic). An event header claiming fewer than 19 bytes ends the scan: what
+/// follows cannot be cut into events (the archiver then stops and says so).
+pub fn scan(bytes: &[u8], from: u64) -> Scanned {
+    let mut at = match from {
+        0 if bytes.len() < 4 => return Scanned::default(),
+        0 => 4,
+        _ => 0,
+    };
+    let mut s = Scanned {
+        len: at,
+        ..Scanned::default()
+    };
+    while bytes.len() - at >= 19 {
+        let h = &bytes[at..at + 19];
+        let ts = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        let size = u32::from_le_bytes([h[9], h[10], h[11], h[12]]) as usize;
+        if size < 19 || bytes.len() - at < size {
+            break;
+        }
+        at += size;
+        s.len = at;
+        s.events += 1;
+        s.first.get_or_insert(ts);
+        s.last = Some(ts);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(ts: u32, size: u32) -> Vec<u8> {
+        let mut e = vec![0u8; size as usize];
+        e[..4].copy_from_slice(&ts.to_le_bytes());
+        e[9..13].copy_from_slice(&size.to_le_bytes());
+        e
+    }
+
+    #[test]
+    fn scan_stops_at_the_last_whole_event() {
+        let mut b = b"\xfebin".to_vec();
+        b.extend(event(100, 30));
+        b.extend(event(105, 25));
+        let whole = b.len();
+        b.extend(&event(110, 40)[..20]);
+        let s = scan(&b, 0);
+        assert_eq!(
+            (s.len, s.events, s.first, s.last),
+            (whole, 2, Some(100), Some(105))
+        );
+        // From a later offset there is no magic.
+        let s = scan(&b[4 + 30..], 34);
+        assert_eq!((s.len, s.events), (25, 1));
+        // Garbage: a size under a header's stops the scan; short input is nothing.
+        let mut bad = event(1, 19);
+        bad[9..13].copy_from_slice(&5u32.to_le_bytes());
+        assert_eq!(scan(&bad, 7).events, 0);
+        assert_eq!(scan(b"\xfeb", 0).len, 0);
+    }
+
+    #[test]
+    fn keys_sort_by_position() {
+        let (a, m) = keys("main", "binlog.000002", 4, 1000);
+        assert_eq!(a, "binlog/main/binlog.000002/000000000004-000000001000.zst");
+        assert!(m.ends_with("000000000004-000000001000.json"));
+        assert!(crate::storage::stays_plaintext(&m) && !crate::storage::stays_plaintext(&a));
+    }
+}
