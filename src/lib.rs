@@ -7,6 +7,7 @@
 
 pub mod alert;
 pub mod backup;
+pub mod binlog;
 pub mod catalog;
 pub mod cli;
 pub mod config;

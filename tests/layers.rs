@@ -14,6 +14,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("liveness", 0),
     ("error", 0),
     ("schedule", 0),
+    ("binlog", 0),
     ("retention", 1),
     ("storage", 1),
     ("catalog", 1),

@@ -1,0 +1,360 @@
+//! The streaming filter: reads one event at a time, decides, copies the kept ones byte for byte.
+
+use super::body::{has_binlog_word, printable, query_sql, table_names};
+use super::error::BinlogError;
+use super::event::{code, kind, Header, Kind, HEADER_LEN, MAGIC};
+use super::format::Format;
+use super::read::{read_event, read_magic};
+use std::collections::{BTreeSet, HashSet};
+use std::io::{BufReader, BufWriter, Read, Write};
+
+/// The default [`Filter::max_event`]: 1 GiB, MariaDB's largest `max_allowed_packet`.
+pub const DEFAULT_MAX_EVENT: u64 = 1 << 30;
+
+/// How many names [`Summary::dropped_tables`] holds at most (the input decides how many
+/// distinct names it shows).
+pub const MAX_DROPPED_TABLES: usize = 1000;
+
+/// How many tables one transaction may map to the source database: the set of their ids is
+/// the only state that grows with the input.
+pub const MAX_TABLES_PER_TRANSACTION: usize = 1 << 16;
+
+/// What to let through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    /// The database whose row events pass, compared byte for byte with TABLE_MAP names.
+    pub source_db: String,
+    /// Events starting before this input offset are skipped (the format description is
+    /// always written). It must be an event boundary.
+    pub start_pos: Option<u64>,
+    /// Stop before the first transaction that starts at or after this moment (Unix seconds,
+    /// the event header's timestamp).
+    pub stop_before: Option<i64>,
+    /// The largest event accepted, in bytes; a larger `event_size` is an error.
+    pub max_event: u64,
+}
+
+impl Filter {
+    /// A filter for `source_db` over the whole file, with [`DEFAULT_MAX_EVENT`].
+    pub fn new(source_db: impl Into<String>) -> Filter {
+        Filter {
+            source_db: source_db.into(),
+            start_pos: None,
+            stop_before: None,
+            max_event: DEFAULT_MAX_EVENT,
+        }
+    }
+}
+
+/// What the filter read, wrote and dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Events read (skipped ones before the start position included).
+    pub events_in: u64,
+    /// Events written, the format description included.
+    pub events_out: u64,
+    /// Transactions started in the output (GTID events, or `BEGIN` in logs without GTIDs).
+    pub transactions: u64,
+    /// QUERY events written.
+    pub queries: u64,
+    /// Row events dropped because their table is not in the source database.
+    pub dropped_row_events: u64,
+    /// LOAD DATA events dropped.
+    pub dropped_load_events: u64,
+    /// `db.table` of refused table maps (control characters escaped), at most
+    /// [`MAX_DROPPED_TABLES`] of them.
+    pub dropped_tables: BTreeSet<String>,
+    /// The header timestamp of the last event written.
+    pub last_timestamp: Option<i64>,
+    /// Where the filter stopped for [`Filter::stop_before`]: the input offset and timestamp of
+    /// the first transaction it left out.
+    pub stopped_at: Option<(u64, i64)>,
+}
+
+/// Copies the events of one binary-log file from `input` to `out` that may be replayed for
+/// `f.source_db` (see the module documentation for the rules). The output is a binary-log file
+/// itself. Reads the input once, holding one event at a time.
+pub fn filter_file(
+    input: &mut impl Read,
+    out: &mut impl Write,
+    f: &Filter,
+) -> Result<Summary, BinlogError> {
+    if f.source_db.is_empty() || f.source_db.contains('\0') {
+        return Err(BinlogError::InvalidFilter {
+            reason: "the source database name is empty or contains a NUL",
+        });
+    }
+    let mut input = BufReader::with_capacity(1 << 16, input);
+    let mut out = BufWriter::with_capacity(1 << 16, out);
+    read_magic(&mut input)?;
+    write(&mut out, &MAGIC, 0)?;
+    let mut run = Run {
+        f,
+        format: None,
+        kept: HashSet::new(),
+        gtids_seen: false,
+        summary: Summary::default(),
+    };
+    let mut event = Vec::new();
+    let mut pos = MAGIC.len() as u64;
+    while let Some(head) = read_event(&mut input, pos, f.max_event, &mut event)? {
+        run.summary.events_in += 1;
+        let end = pos + u64::from(head.event_size);
+        match run.decide(&head, &event, pos, end)? {
+            Decision::Keep => {
+                write(&mut out, &event, pos)?;
+                run.summary.events_out += 1;
+                run.summary.last_timestamp = Some(i64::from(head.timestamp));
+            }
+            Decision::Drop => {}
+            Decision::Stop => break,
+        }
+        pos = end;
+    }
+    if run.format.is_none() {
+        // The magic alone: a log needs its format description.
+        return Err(BinlogError::Truncated {
+            pos,
+            needed: HEADER_LEN as u64,
+            got: 0,
+        });
+    }
+    out.flush()
+        .map_err(|source| BinlogError::Write { pos, source })?;
+    Ok(run.summary)
+}
+
+fn write(out: &mut impl Write, bytes: &[u8], pos: u64) -> Result<(), BinlogError> {
+    out.write_all(bytes)
+        .map_err(|source| BinlogError::Write { pos, source })
+}
+
+enum Decision {
+    Keep,
+    Drop,
+    Stop,
+}
+
+struct Run<'f> {
+    f: &'f Filter,
+    /// The last format description; `None` before the first event.
+    format: Option<Format>,
+    /// Table ids mapped to the source database in the current transaction.
+    kept: HashSet<u64>,
+    /// A GTID event was seen: `BEGIN` no longer starts a transaction.
+    gtids_seen: bool,
+    summary: Summary,
+}
+
+impl Run<'_> {
+    fn decide(
+        &mut self,
+        head: &Header,
+        event: &[u8],
+        pos: u64,
+        end: u64,
+    ) -> Result<Decision, BinlogError> {
+        let kind = kind(head.type_code);
+        let Some(format) = self.format.take() else {
+            if head.type_code != code::FORMAT_DESCRIPTION {
+                return Err(BinlogError::NoFormatDescription {
+                    type_code: head.type_code,
+                });
+            }
+            self.format = Some(Format::parse(event, pos)?);
+            return Ok(Decision::Keep);
+        };
+        if kind == Kind::Format {
+            // A new format (relay logs have several): tables are mapped anew after it.
+            self.format = Some(Format::parse(event, pos)?);
+            self.kept.clear();
+            return Ok(Decision::Keep);
+        }
+        let decision = match format
+            .verify(event, pos)
+            .and(self.skip_before_start(pos, end))
+        {
+            Ok(false) => self.decide_with(&format, kind, head, format.body(event), pos),
+            Ok(true) => Ok(Decision::Drop),
+            Err(e) => Err(e),
+        };
+        self.format = Some(format);
+        decision
+    }
+
+    /// Whether the event at `pos..end` comes before [`Filter::start_pos`]; an error when the
+    /// start is inside it.
+    fn skip_before_start(&self, pos: u64, end: u64) -> Result<bool, BinlogError> {
+        let start = self.f.start_pos.unwrap_or(0);
+        if pos < start && end > start {
+            return Err(BinlogError::StartInsideEvent { start, pos, end });
+        }
+        Ok(pos < start)
+    }
+
+    fn decide_with(
+        &mut self,
+        format: &Format,
+        kind: Kind,
+        head: &Header,
+        body: &[u8],
+        pos: u64,
+    ) -> Result<Decision, BinlogError> {
+        match kind {
+            Kind::TableMap => self.table_map(format, head, body, pos),
+            Kind::Rows => {
+                let (id, _) = format.table_id(head, body, pos)?;
+                if self.kept.contains(&id) {
+                    return Ok(Decision::Keep);
+                }
+                self.summary.dropped_row_events += 1;
+                Ok(Decision::Drop)
+            }
+            Kind::Gtid => {
+                self.gtids_seen = true;
+                Ok(self.transaction_start(head, pos))
+            }
+            Kind::Query => self.query(format, head, body, pos),
+            Kind::Load => {
+                self.summary.dropped_load_events += 1;
+                Ok(Decision::Drop)
+            }
+            Kind::UserVar => refuse_binlog_word(body, head, pos).map(|()| Decision::Keep),
+            Kind::Named(skip) => check_name(body, skip, head, pos).map(|()| Decision::Keep),
+            Kind::Annotate | Kind::Pass | Kind::Format => Ok(Decision::Keep),
+            Kind::Encryption | Kind::Unsupported(..) | Kind::Unknown => {
+                Err(refusal(kind, head, pos))
+            }
+        }
+    }
+
+    /// A transaction starts: forget mapped tables, stop if it is at or after `stop_before`.
+    fn transaction_start(&mut self, head: &Header, pos: u64) -> Decision {
+        self.kept.clear();
+        let ts = i64::from(head.timestamp);
+        if self.f.stop_before.is_some_and(|stop| ts >= stop) {
+            self.summary.stopped_at = Some((pos, ts));
+            return Decision::Stop;
+        }
+        self.summary.transactions += 1;
+        Decision::Keep
+    }
+
+    fn table_map(
+        &mut self,
+        format: &Format,
+        head: &Header,
+        body: &[u8],
+        pos: u64,
+    ) -> Result<Decision, BinlogError> {
+        let malformed = |reason| BinlogError::Malformed {
+            pos,
+            type_code: head.type_code,
+            reason,
+        };
+        let (id, rest) = format.table_id(head, body, pos)?;
+        let names = table_names(rest).ok_or(malformed("its database or table name is cut"))?;
+        if names.db == self.f.source_db.as_bytes() {
+            if !printable(names.table) {
+                return Err(malformed("its table name holds control characters"));
+            }
+            if self.kept.len() >= MAX_TABLES_PER_TRANSACTION && !self.kept.contains(&id) {
+                return Err(malformed("its transaction maps more than 65536 tables"));
+            }
+            self.kept.insert(id);
+            return Ok(Decision::Keep);
+        }
+        // The id may have been mapped to the source database before: rows that follow are
+        // meant for this other table.
+        self.kept.remove(&id);
+        if self.summary.dropped_tables.len() < MAX_DROPPED_TABLES {
+            let name = format!("{}.{}", escaped(names.db), escaped(names.table));
+            self.summary.dropped_tables.insert(name);
+        }
+        Ok(Decision::Drop)
+    }
+
+    fn query(
+        &mut self,
+        format: &Format,
+        head: &Header,
+        body: &[u8],
+        pos: u64,
+    ) -> Result<Decision, BinlogError> {
+        let sql =
+            query_sql(body, format.post_header_len(code::QUERY)).ok_or(BinlogError::Malformed {
+                pos,
+                type_code: head.type_code,
+                reason: "its database name or SQL text is cut",
+            })?;
+        refuse_binlog_word(body, head, pos)?;
+        if sql == b"BEGIN" {
+            self.kept.clear();
+            if !self.gtids_seen {
+                if let Decision::Stop = self.transaction_start(head, pos) {
+                    return Ok(Decision::Stop);
+                }
+            }
+        }
+        self.summary.queries += 1;
+        Ok(Decision::Keep)
+    }
+}
+
+/// The error for an event type that refuses the whole file.
+fn refusal(kind: Kind, head: &Header, pos: u64) -> BinlogError {
+    let (what, hint) = match kind {
+        Kind::Encryption => return BinlogError::Encrypted { pos },
+        Kind::Unsupported(what, hint) => (what, hint),
+        _ => (
+            "a type opsagent does not know",
+            "archive binary logs of MariaDB 10.x or MySQL 5.7/8.0 without newer features",
+        ),
+    };
+    BinlogError::Unsupported {
+        pos,
+        type_code: head.type_code,
+        what,
+        hint,
+    }
+}
+
+/// Checks the name an event carries after `skip` bytes, which `mariadb-binlog` prints in a
+/// comment: a newline would end the comment and the rest would run as SQL.
+fn check_name(body: &[u8], skip: usize, head: &Header, pos: u64) -> Result<(), BinlogError> {
+    let reason = match body.get(skip..) {
+        Some(name) if printable(name) => return Ok(()),
+        Some(_) => "the name it carries holds control characters",
+        None => "it is shorter than its fixed fields",
+    };
+    Err(BinlogError::Malformed {
+        pos,
+        type_code: head.type_code,
+        reason,
+    })
+}
+
+/// Refuses an event `mariadb-binlog` prints as text when the text names `BINLOG`.
+fn refuse_binlog_word(body: &[u8], head: &Header, pos: u64) -> Result<(), BinlogError> {
+    if has_binlog_word(body) {
+        return Err(BinlogError::Smuggled {
+            pos,
+            type_code: head.type_code,
+        });
+    }
+    Ok(())
+}
+
+/// A name for people: lossy UTF-8 with control characters escaped.
+fn escaped(name: &[u8]) -> String {
+    String::from_utf8_lossy(name)
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
