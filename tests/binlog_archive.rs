@@ -186,3 +186,93 @@ fn the_archive_follows_the_server_across_rotation_and_a_killed_agent() {
     let daemon_log = std::fs::read_to_string(&log).unwrap();
     assert!(!daemon_log.contains("ERROR"), "{daemon_log}");
 }
+
+/// The server's clock, as `YYYY-MM-DD HH:MM:SS` UTC, `offset` seconds from now.
+fn server_time(server: &MariaDb, offset: i64) -> String {
+    server
+        .sql(&format!(
+            "SELECT DATE_FORMAT(CONVERT_TZ(NOW() + INTERVAL {offset} SECOND, @@session.time_zone, '+00:00'), '%Y-%m-%d %H:%i:%s')"
+        ))
+        .trim()
+        .to_string()
+}
+
+/// `restore --date DATE --to-database DB --yes`.
+fn restore_to(b: &Bench, date: &str, db: &str) -> std::process::Output {
+    opsagent(
+        &b.cfg,
+        &["restore", "--date", date, "--to-database", db, "--yes"],
+    )
+}
+
+#[test]
+fn a_restore_rolls_the_dump_forward_to_the_second_before_the_delete() {
+    let server = MariaDb::start_with_binlog();
+    let b = Bench::new(&server);
+    let sql = |q: &str| server.sql_db(&b.db, q);
+    let other = format!("{}_other", b.db);
+    server.sql(&format!(
+        "CREATE DATABASE `{other}`; CREATE TABLE `{other}`.t (id INT PRIMARY KEY)"
+    ));
+    sql("INSERT INTO orders SELECT seq, CONCAT('v', seq, X'00FF27') FROM seq_1_to_100");
+    let out = opsagent(&b.cfg, &["backup", "main"]);
+    assert!(out.status.success(), "{}", common::output_text(&out));
+    let log = b.dir.path().join("daemon.log");
+    let daemon = Daemon::start(&b.cfg, &log);
+    std::thread::sleep(Duration::from_millis(1100));
+    let after_dump = server_time(&server, 0);
+    std::thread::sleep(Duration::from_millis(1100));
+    sql("INSERT INTO orders SELECT seq, REPEAT('y', seq) FROM seq_101_to_200");
+    sql("UPDATE orders SET note = 'changed' WHERE id = 7");
+    server.sql_db(&other, "INSERT INTO t SELECT seq FROM seq_1_to_50");
+    let before_delete = sql("CHECKSUM TABLE orders");
+    std::thread::sleep(Duration::from_millis(1100));
+    let moment = server_time(&server, 0);
+    std::thread::sleep(Duration::from_millis(1100));
+    sql("DELETE FROM orders");
+    caught_up(&b, &server);
+
+    // To the second before the DELETE: every row of before, byte for byte.
+    let copy = format!("{}_pitr", b.db);
+    let out = restore_to(&b, &moment, &copy);
+    let said = common::output_text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("then the binary log from"), "{said}");
+    assert!(
+        said.contains("rolled forward with the binary log"),
+        "{said}"
+    );
+    let checksum = |db: &str| {
+        server
+            .sql_db(db, "CHECKSUM TABLE orders")
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        checksum(&copy),
+        before_delete.split_whitespace().last().unwrap(),
+        "{said}"
+    );
+    // The other database's events were not replayed anywhere.
+    assert_eq!(
+        server
+            .sql(&format!("SELECT COUNT(*) FROM `{other}`.t"))
+            .trim(),
+        "50"
+    );
+
+    // Between the dump and the inserts: the dump's 100 rows, none of the later ones.
+    let early = format!("{}_early", b.db);
+    let out = restore_to(&b, &after_dump, &early);
+    assert!(out.status.success(), "{}", common::output_text(&out));
+    assert_eq!(
+        server
+            .sql_db(&early, "SELECT COUNT(*), MAX(id) FROM orders")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["100", "100"]
+    );
+    daemon.stop();
+}

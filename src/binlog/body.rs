@@ -46,6 +46,16 @@ pub fn query_sql(body: &[u8], post_header: usize) -> Option<&[u8]> {
     Some(&body[db_end + 1..])
 }
 
+/// The default database of a QUERY body (the `USE` it ran under; empty for none), as
+/// [`query_sql`] reads the body. `None` when malformed.
+pub fn query_db(body: &[u8], post_header: usize) -> Option<&[u8]> {
+    query_sql(body, post_header)?;
+    let db_len = usize::from(body[8]);
+    let vars_len = usize::from(u16::from_le_bytes([body[11], body[12]]));
+    let start = post_header + vars_len;
+    body.get(start..start + db_len)
+}
+
 /// Whether `bytes` holds the word `BINLOG` in any case, not inside a longer ASCII identifier
 /// (`binlog_pos` is fine). Bytes above 0x7f count as separators, so multi-byte characters next
 /// to the word never hide it.

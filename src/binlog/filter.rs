@@ -1,6 +1,6 @@
 //! The streaming filter: reads one event at a time, decides, copies the kept ones byte for byte.
 
-use super::body::{has_binlog_word, printable, query_sql, table_names};
+use super::body::{has_binlog_word, printable, query_db, query_sql, table_names};
 use super::error::BinlogError;
 use super::event::{code, kind, Header, Kind, HEADER_LEN, MAGIC};
 use super::format::Format;
@@ -61,6 +61,8 @@ pub struct Summary {
     pub dropped_row_events: u64,
     /// LOAD DATA events dropped.
     pub dropped_load_events: u64,
+    /// QUERY events dropped: run under another database or none.
+    pub dropped_queries: u64,
     /// `db.table` of refused table maps (control characters escaped), at most
     /// [`MAX_DROPPED_TABLES`] of them.
     pub dropped_tables: BTreeSet<String>,
@@ -288,6 +290,15 @@ impl Run<'_> {
                 reason: "its database name or SQL text is cut",
             })?;
         refuse_binlog_word(body, head, pos)?;
+        // A statement run under another database (or none) is not this database's: left out.
+        // (One under it that reaches elsewhere is refused by the server: the replay runs as
+        // an account that may only touch the target.)
+        let db = query_db(body, format.post_header_len(code::QUERY)).unwrap_or_default();
+        let control = [&b"BEGIN"[..], b"COMMIT", b"ROLLBACK"].contains(&sql);
+        if !control && db != self.f.source_db.as_bytes() {
+            self.summary.dropped_queries += 1;
+            return Ok(Decision::Drop);
+        }
         if sql == b"BEGIN" {
             self.kept.clear();
             if !self.gtids_seen {

@@ -39,6 +39,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         }
         owner(&rt, &cfg, &storage, args.take_over)?;
         restore_users(&cfg);
+        super::check_binlog::check(&cfg.mysql);
     }
     Ok(())
 }

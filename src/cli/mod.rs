@@ -3,6 +3,7 @@
 
 pub mod ack;
 pub mod backup;
+mod check_binlog;
 pub mod check_config;
 pub mod generate;
 pub mod notify_test;

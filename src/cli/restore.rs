@@ -107,11 +107,15 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         let dbs: Vec<&str> = dumps.iter().map(|c| c.manifest.item.as_str()).collect();
         return Err(UsageError(format!("--to-database and --to-file take one database, but {} match ({}) (hint: add --database)", dbs.len(), dbs.join(", "))).into());
     }
-    let steps = if dumps.is_empty() {
+    let mut steps = if dumps.is_empty() {
         Vec::new()
     } else {
         restore::prepare(&cfg, dumps, &target).map_err(anyhow::Error::msg)?
     };
+    rt.block_on(restore::plan_roll_forward(
+        &cfg, &storage, &mut steps, &target, moment.at,
+    ))
+    .map_err(anyhow::Error::msg)?;
     restore::check_decryptable(&storage, &steps, &target).map_err(anyhow::Error::msg)?;
     let files = media::prepare_all(&rt, &cfg, &storage, args, files)?;
     println!(
@@ -222,6 +226,9 @@ fn print_plan(steps: &[Step], target: &Target, zone: crate::config::Zone, hostna
             Target::Recover => println!("    → the dump loads as a temporary account {account}… that can change only that database; events keep the status they were dumped with"),
             _ => println!("    → the dump loads as a temporary account {account}… that can change only that database; its events are created disabled"),
         }
+        if let Some(rf) = &s.roll_forward {
+            println!("    → {}", roll_line(rf, zone));
+        }
         if c.manifest.host != hostname {
             println!(
                 "    note: made by host {}, not this host ({})",
@@ -230,6 +237,26 @@ fn print_plan(steps: &[Step], target: &Target, zone: crate::config::Zone, hostna
             );
         }
     }
+}
+
+/// The plan's line for a roll forward with the binary log.
+fn roll_line(rf: &crate::restore::binlog::RollForward, zone: crate::config::Zone) -> String {
+    let until = match rf.reach {
+        Some(r) if r < rf.to => format!(
+            "{} (the newest event archived; the moment asked is later)",
+            zone.format(r, "%Y-%m-%d %H:%M:%S %Z")
+        ),
+        _ => format!("{} included", zone.format(rf.to, "%Y-%m-%d %H:%M:%S %Z")),
+    };
+    let files: std::collections::BTreeSet<&str> =
+        rf.segments.iter().map(|s| s.file.as_str()).collect();
+    format!(
+        "then the binary log from {} byte {} up to {until}: {} segment(s) of {}, events of other databases left out",
+        rf.from.file,
+        rf.from.pos,
+        rf.segments.len(),
+        files.into_iter().collect::<Vec<_>>().join(", ")
+    )
 }
 
 pub(crate) fn confirm(yes: bool) -> anyhow::Result<()> {
@@ -271,6 +298,13 @@ fn report(step: &Step, target: &Target, took: Duration) {
             quote::printable(&p.display().to_string())
         ),
         Target::Recover => println!("restored {db} in {secs:.1}s"),
+    }
+    if let Some(rf) = &step.roll_forward {
+        let to = rf.reach.map_or(rf.to, |r| r.min(rf.to));
+        println!(
+            "  rolled forward with the binary log to {} (UTC): every transaction committed by then",
+            to.format("%Y-%m-%d %H:%M:%S")
+        );
     }
 }
 

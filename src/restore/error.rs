@@ -289,6 +289,9 @@ pub enum RestoreError {
     /// Writing `--to-file` failed.
     #[error(transparent)]
     File(#[from] FileError),
+    /// Rolling forward with the binary log failed.
+    #[error(transparent)]
+    Binlog(#[from] super::binlog::BinlogRestoreError),
 }
 
 fn put_back_failed(put_back: &[String]) -> String {

@@ -4,6 +4,7 @@
 //! Media snapshots (directory trees) are restored by `media` (the folder restore/media/).
 
 pub mod all;
+pub mod binlog;
 pub mod date;
 pub mod error;
 pub mod media;
@@ -18,6 +19,7 @@ pub mod stream;
 pub mod swap;
 pub mod verify;
 
+pub use binlog::plan_steps as plan_roll_forward;
 pub use error::{FileError, RestoreError};
 use names::truncate;
 pub use names::{random_hex, side_by_side_name, staging_name, STAGING_MARK};
@@ -57,6 +59,8 @@ pub struct Step {
     pub target: String,
     /// For in-place: where the live tables go.
     pub pre_restore: Option<String>,
+    /// The binary log replayed after the dump, to reach the moment asked for.
+    pub roll_forward: Option<binlog::RollForward>,
 }
 
 /// The job whose connection settings restore `chosen` (same name, else the only/first
@@ -129,6 +133,7 @@ pub fn prepare(
             chosen: c,
             target: name,
             pre_restore: pre,
+            roll_forward: None,
         });
     }
     Ok(steps)
@@ -243,12 +248,17 @@ pub async fn execute(
         Target::Recover => AfterLoad::Live,
         _ => AfterLoad::Copy,
     };
+    let work = config
+        .agent
+        .state_dir
+        .join(format!("binlog-replay-{}", names::random_hex(4)));
+    let roll = step.roll_forward.as_ref().map(|r| (r, work.as_path()));
     let loaded = load_isolated(
         storage,
         (&job, &client),
         &obj,
         (source, &load_target),
-        after,
+        (after, roll),
         progress,
     )
     .await;
@@ -309,13 +319,15 @@ pub async fn load_isolated(
     (job, client): (&MysqlJob, &Path),
     obj: &crate::snapshot::manifest::ObjectRef,
     (source, target): (&str, &str),
-    after: AfterLoad,
+    (after, roll): (AfterLoad, Option<(&binlog::RollForward, &Path)>),
     progress: Option<Arc<AtomicU64>>,
 ) -> Result<Loaded, RestoreError> {
     let (j, c, t) = (job.clone(), client.to_path_buf(), target.to_string());
-    let account = tokio::task::spawn_blocking(move || sandbox::Sandbox::create(&j, &c, &t))
-        .await
-        .map_err(RestoreError::task)??;
+    let replays = roll.is_some();
+    let account =
+        tokio::task::spawn_blocking(move || sandbox::Sandbox::create_with(&j, &c, &t, replays))
+            .await
+            .map_err(RestoreError::task)??;
     tracing::info!(account = %account.user, database = target, "loading as an account that can reach only this database");
     let login = account.login(job);
     let loaded = stream::load_into_database(
@@ -327,6 +339,8 @@ pub async fn load_isolated(
         progress,
     )
     .await;
+    let loaded =
+        binlog::after_load(storage, loaded, roll, (&login, client), (source, target)).await;
     let (j, c) = (job.clone(), client.to_path_buf());
     let dropped = tokio::task::spawn_blocking(move || account.drop_account(&j, &c))
         .await

@@ -68,6 +68,18 @@ impl Sandbox {
     /// Makes an account that may work on `db` only. Fails with the grants to add when the
     /// restore user may not create accounts.
     pub fn create(job: &MysqlJob, client: &Path, db: &str) -> Result<Sandbox, RestoreError> {
+        Self::create_with(job, client, db, false)
+    }
+
+    /// [`Sandbox::create`]; with `binlog`, the account may also replay binary log events
+    /// (`BINLOG REPLAY`, MariaDB ≥ 10.5): the server applies row events without checking
+    /// table privileges, so the replay filters them first (`restore::binlog`).
+    pub fn create_with(
+        job: &MysqlJob,
+        client: &Path,
+        db: &str,
+        binlog: bool,
+    ) -> Result<Sandbox, RestoreError> {
         let now = server_now(job, client)?;
         sweep(job, client, now);
         let rows = run(job, client, "SELECT USER();")?;
@@ -95,12 +107,18 @@ impl Sandbox {
             // (simple_password_check, validate_password).
             password: Secret::new(format!("Lo4d-{}", hex::encode(rnd))),
         };
-        let script = format!(
+        let mut script = format!(
             "CREATE USER {a} IDENTIFIED BY {p};\nGRANT {PRIVILEGES} ON {db}.* TO {a};\n",
             a = sandbox.account(),
             p = literal(sandbox.password.expose()),
             db = grant_pattern(db),
         );
+        if binlog {
+            script.push_str(&format!(
+                "GRANT BINLOG REPLAY ON *.* TO {};\n",
+                sandbox.account()
+            ));
+        }
         if let Err(e) = run(job, client, &script) {
             let _ = sandbox.drop_account(job, client);
             return Err(RestoreError::LoadAccount {

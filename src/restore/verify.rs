@@ -139,7 +139,7 @@ async fn drill(env: &Env, job: &crate::config::MysqlJob) -> Result<Vec<Drill>, R
             (job, &client),
             &obj,
             (&c.manifest.item, &scratch),
-            super::AfterLoad::Copy,
+            (super::AfterLoad::Copy, None),
             None,
         )
         .await

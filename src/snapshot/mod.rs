@@ -1,8 +1,10 @@
 //! Snapshots as stored, shared by the work that writes them (`backup`) and the work that reads
 //! them (`restore`, drills, `snapshots`): the key layout, manifests and their checks, the
 //! commit, rebuilding the catalog from manifests, the prefix claim, the per-job lock, and
-//! aborting the multipart uploads a dead run left.
+//! aborting the multipart uploads a dead run left; and the segments of the binary log archive
+//! (`binlog`).
 
+pub mod binlog;
 pub mod claim;
 pub mod commit;
 pub mod keys;

@@ -18,16 +18,15 @@
 
 pub mod position;
 mod reader;
-pub mod segment;
 
 use crate::catalog::BinlogProgress;
 use crate::config::{BinlogSettings, MysqlJob};
 use crate::mysql_client::MysqlError;
+use crate::snapshot::binlog::{self as segment, Segment};
 use crate::snapshot::Env;
 use crate::storage::StorageError;
 use chrono::{DateTime, TimeZone, Utc};
 use reader::Reader;
-use segment::Segment;
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -73,12 +72,12 @@ pub enum ArchiveError {
         stderr: String,
     },
     /// A spool file does not cut into events.
-    #[error("binary log {file} at byte {pos}: not a binary log event; archiving stopped there (hint: report this; the next dump starts a new chain)")]
+    #[error("binary log {file}: {cause}; archiving stopped there (hint: report this; the next dump starts a new chain)")]
     Damaged {
         /// The file.
         file: String,
-        /// Where.
-        pos: u64,
+        /// What is wrong.
+        cause: String,
     },
 }
 
@@ -252,24 +251,17 @@ impl Archive<'_> {
             path: path.to_path_buf(),
             cause: e.to_string(),
         })?;
-        let scanned = segment::scan(&raw, start);
+        let scanned =
+            crate::binlog::scan_events(&raw, start).map_err(|e| ArchiveError::Damaged {
+                file: name.to_string(),
+                cause: e.to_string(),
+            })?;
         if scanned.events == 0 {
-            // A header that claims less than a header can never become an event.
-            if raw.len() >= 19 + usize::from(start == 0) * 4 {
-                let at = if start == 0 { 4 } else { 0 };
-                let size =
-                    u32::from_le_bytes([raw[at + 9], raw[at + 10], raw[at + 11], raw[at + 12]]);
-                if size < 19 {
-                    return Err(ArchiveError::Damaged {
-                        file: name.to_string(),
-                        pos: start + at as u64,
-                    });
-                }
-            }
             return Ok(false);
         }
-        let end = start + scanned.len as u64;
-        let time = |t: Option<u32>| t.and_then(|t| Utc.timestamp_opt(i64::from(t), 0).single());
+        let len = scanned.complete as usize;
+        let end = start + scanned.complete;
+        let time = |t: Option<i64>| t.and_then(|t| Utc.timestamp_opt(t, 0).single());
         let seg = Segment {
             format: segment::FORMAT,
             job: self.job.name.clone(),
@@ -278,12 +270,12 @@ impl Archive<'_> {
             start,
             end,
             events: scanned.events,
-            first_event_at: time(scanned.first),
-            last_event_at: time(scanned.last),
+            first_event_at: time(scanned.first_timestamp),
+            last_event_at: time(scanned.last_timestamp),
             sha256: String::new(),
             object: String::new(),
         };
-        let seg = segment::commit(&self.env.storage, seg, &raw[..scanned.len]).await?;
+        let seg = segment::commit(&self.env.storage, seg, &raw[..len]).await?;
         self.done.insert(name.to_string(), end);
         self.last_event_at = seg.last_event_at.or(self.last_event_at);
         Ok(true)

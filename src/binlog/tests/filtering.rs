@@ -216,3 +216,18 @@ fn logs_without_checksums_are_filtered_too() {
     assert_eq!(out, log.only([0, 1, 2, 3, 4, 5, 8]));
     assert_eq!(sum.dropped_row_events, 1);
 }
+
+#[test]
+fn statements_under_another_database_or_none_are_left_out() {
+    let mut log = Log::new();
+    log.gtid(100, 1); // 1
+    log.query(100, "shop", "ALTER TABLE t ADD c INT"); // 2: kept
+    log.gtid(101, 2); // 3
+    log.query(101, "other", "DROP TABLE u"); // 4: dropped
+    log.gtid(102, 3); // 5
+    log.query(102, "", "CREATE DATABASE x"); // 6: dropped (no default database)
+    log.query(102, "", "COMMIT"); // 7: transaction control is kept
+    let (out, s) = run(&log.bytes, &shop()).unwrap();
+    assert_eq!(out, log.only([0, 1, 2, 3, 5, 7]));
+    assert_eq!((s.queries, s.dropped_queries), (2, 2));
+}

@@ -106,80 +106,9 @@ pub fn resume_point(segments: &[Segment]) -> Option<(String, u64)> {
     Some((last.file.clone(), last.end))
 }
 
-/// What a run of whole events in a piece of a binary log holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Scanned {
-    /// Bytes of whole events (plus the magic, when the piece starts at 0).
-    pub len: usize,
-    /// Whole events.
-    pub events: u64,
-    /// The first and last events' times (Unix seconds).
-    pub first: Option<u32>,
-    /// …
-    pub last: Option<u32>,
-}
-
-/// The whole events at the start of `bytes`, which begin at offset `from` of their file (0:
-/// with the 4-byte magic). An event header claiming fewer than 19 bytes ends the scan: what
-/// follows cannot be cut into events (the archiver then stops and says so).
-pub fn scan(bytes: &[u8], from: u64) -> Scanned {
-    let mut at = match from {
-        0 if bytes.len() < 4 => return Scanned::default(),
-        0 => 4,
-        _ => 0,
-    };
-    let mut s = Scanned {
-        len: at,
-        ..Scanned::default()
-    };
-    while bytes.len() - at >= 19 {
-        let h = &bytes[at..at + 19];
-        let ts = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-        let size = u32::from_le_bytes([h[9], h[10], h[11], h[12]]) as usize;
-        if size < 19 || bytes.len() - at < size {
-            break;
-        }
-        at += size;
-        s.len = at;
-        s.events += 1;
-        s.first.get_or_insert(ts);
-        s.last = Some(ts);
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn event(ts: u32, size: u32) -> Vec<u8> {
-        let mut e = vec![0u8; size as usize];
-        e[..4].copy_from_slice(&ts.to_le_bytes());
-        e[9..13].copy_from_slice(&size.to_le_bytes());
-        e
-    }
-
-    #[test]
-    fn scan_stops_at_the_last_whole_event() {
-        let mut b = b"\xfebin".to_vec();
-        b.extend(event(100, 30));
-        b.extend(event(105, 25));
-        let whole = b.len();
-        b.extend(&event(110, 40)[..20]);
-        let s = scan(&b, 0);
-        assert_eq!(
-            (s.len, s.events, s.first, s.last),
-            (whole, 2, Some(100), Some(105))
-        );
-        // From a later offset there is no magic.
-        let s = scan(&b[4 + 30..], 34);
-        assert_eq!((s.len, s.events), (25, 1));
-        // Garbage: a size under a header's stops the scan; short input is nothing.
-        let mut bad = event(1, 19);
-        bad[9..13].copy_from_slice(&5u32.to_le_bytes());
-        assert_eq!(scan(&bad, 7).events, 0);
-        assert_eq!(scan(b"\xfeb", 0).len, 0);
-    }
 
     #[test]
     fn keys_sort_by_position() {
