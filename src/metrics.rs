@@ -115,7 +115,14 @@ pub fn render(catalog: &Catalog, jobs: &[String]) -> String {
     }
     let last_success = FloatGauges::default();
     let last_ok = FloatGauges::default();
+    let archived = FloatGauges::default();
     for job in jobs {
+        if let Ok(Some(b)) = catalog.binlog_progress(job) {
+            let l = labels(&[("job", job)]);
+            archived
+                .get_or_create(&l)
+                .set(b.updated_at.timestamp() as f64);
+        }
         for kind in ["mysql", "media", "verify"] {
             let l = labels(&[("job", job), ("kind", kind)]);
             if let Ok(Some(r)) = catalog.last_finished_run(job, kind, true) {
@@ -145,6 +152,11 @@ pub fn render(catalog: &Catalog, jobs: &[String]) -> String {
         "run_last_success_timestamp_seconds",
         "Start of the newest successful backup (kind mysql) or restore drill (kind verify)",
         last_success,
+    );
+    reg.register(
+        "binlog_archived_timestamp_seconds",
+        "The moment up to which the job's binary log is archived (now minus it: the data at risk)",
+        archived,
     );
     reg.register(
         "run_last_ok",

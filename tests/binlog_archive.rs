@@ -33,7 +33,8 @@ impl Bench {
             + &host_checks_off()
             + &format!(
                 "[[mysql]]\nname = \"main\"\ndatabases = [\"{db}\"]\nsocket = \"{}\"\nuser = \"root\"\n\
-                 schedule = \"30 2 * * *\"\nbinlog = true\nbinlog_interval = \"1s\"\n",
+                 schedule = \"30 2 * * *\"\nbinlog = true\nbinlog_interval = \"1s\"\n\
+                 keep = {{ last = 1 }}\n",
                 server.socket().display()
             );
         let cfg = dir.path().join("opsagent.toml");
@@ -182,6 +183,18 @@ fn the_archive_follows_the_server_across_rotation_and_a_killed_agent() {
         "{status}"
     );
     assert!(status.contains("data at risk: "), "{status}");
+
+    // A new dump in a newer file; keep last = 1 forgets the first dump, and with it the
+    // segments only it needed.
+    server.sql("FLUSH BINARY LOGS");
+    let (newest, _) = master(&server);
+    let out = opsagent(&b.cfg, &["backup", "main"]);
+    assert!(out.status.success(), "{}", common::output_text(&out));
+    let left = b.segments();
+    assert!(
+        left.iter().all(|(f, _, _)| *f >= newest),
+        "{left:?} (newest dump in {newest})"
+    );
     daemon.stop();
     let daemon_log = std::fs::read_to_string(&log).unwrap();
     assert!(!daemon_log.contains("ERROR"), "{daemon_log}");

@@ -135,6 +135,18 @@ pub async fn apply_all(
         }
         None => None,
     };
+    let archives = env
+        .config
+        .mysql
+        .iter()
+        .any(|m| m.name == job && m.binlog.is_some());
+    if archives && !dry_run && env.copy.is_none() {
+        let kept: Vec<&SnapshotKey> = (decisions.iter())
+            .filter(|d| d.keep)
+            .map(|d| &d.item)
+            .collect();
+        super::binlog::retention::prune_segments(env, job, &kept).await?;
+    }
     Ok(Pruned {
         decisions,
         packs,

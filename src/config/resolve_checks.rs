@@ -79,6 +79,14 @@ pub(super) fn checks(
             ));
         }
     }
+    // A job archiving its binary log: its check also watches the archive's lag.
+    for j in jobs {
+        let name = format!("backup:{}", j.name);
+        let spec = out.iter_mut().find(|c| c.name == name);
+        if let (Some(b), Some(ProbeSpec::Backup(s))) = (j.binlog, spec.map(|c| &mut c.probe)) {
+            s.binlog_max_lag = Some(b.max_lag);
+        }
+    }
     HealthConfig {
         interval,
         timeout,
@@ -152,6 +160,7 @@ fn freshness(
             kind: kind.into(),
             period: period(schedule, zone),
             grace,
+            binlog_max_lag: None,
         }),
     }
 }

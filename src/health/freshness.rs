@@ -20,6 +20,8 @@ pub struct Spec {
     pub period: Duration,
     /// Extra time allowed (a dump takes a while); default 1h.
     pub grace: Duration,
+    /// For a job archiving its binary log: the archive's lag that warns (twice: critical).
+    pub binlog_max_lag: Option<Duration>,
 }
 
 /// What the catalog says about a job.
@@ -31,10 +33,55 @@ pub struct Facts {
     pub last_run: Option<RunRecord>,
     /// Its newest finished restore drill.
     pub last_drill: Option<RunRecord>,
+    /// Its binary log archive, when it has one.
+    pub binlog: Option<crate::catalog::BinlogProgress>,
 }
 
-/// The level, value (age in hours) and detail. Pure.
+/// The level, value (age in hours) and detail, the binary log archive's lag included. Pure.
 pub fn judge(b: &Spec, f: &Facts, now: DateTime<Utc>) -> (Level, Option<f64>, String) {
+    let (level, value, mut detail) = judge_backups(b, f, now);
+    let Some(max) = b.binlog_max_lag else {
+        return (level, value, detail);
+    };
+    let (lag_level, said) = match &f.binlog {
+        None => (
+            Level::Warn,
+            "binary log archiving has not recorded anything yet".to_string(),
+        ),
+        Some(p) => {
+            let lag = (now - p.updated_at).to_std().unwrap_or_default();
+            let human = humantime::format_duration(Duration::from_secs(lag.as_secs()));
+            let level = match lag {
+                l if l > max * 2 => Level::Crit,
+                l if l > max => Level::Warn,
+                _ => Level::Ok,
+            };
+            let why = p
+                .error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            (
+                level,
+                format!(
+                    "binary log archived up to {human} ago (max lag {}){why}",
+                    humantime::format_duration(max)
+                ),
+            )
+        }
+    };
+    detail.push_str("; ");
+    detail.push_str(&said);
+    let worse = if lag_level.severity() > level.severity() {
+        lag_level
+    } else {
+        level
+    };
+    (worse, value, detail)
+}
+
+/// [`judge`] for the backups and drills alone.
+fn judge_backups(b: &Spec, f: &Facts, now: DateTime<Utc>) -> (Level, Option<f64>, String) {
     if let Some(d) = f
         .last_drill
         .as_ref()
@@ -125,6 +172,7 @@ pub async fn probe(spec: &CheckSpec, catalog: Arc<Catalog>) -> Sample {
                 last_good: catalog.last_finished_run(&job, &kind, true)?,
                 last_run: catalog.last_finished_run(&job, &kind, false)?,
                 last_drill: catalog.last_finished_run(&job, "verify", false)?,
+                binlog: catalog.binlog_progress(&job)?,
             })
         })
         .await;
@@ -166,6 +214,7 @@ mod tests {
             kind: "mysql".into(),
             period: Duration::from_secs(24 * 3600),
             grace: Duration::from_secs(3600),
+            binlog_max_lag: None,
         };
         let now = Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap(); // h = 36
         let good = |h| Some(run("mysql", h, RunStatus::Success));
@@ -176,7 +225,7 @@ mod tests {
                 Facts {
                     last_good: good(30),
                     last_run: good(30),
-                    last_drill: None,
+                    ..Facts::default()
                 },
                 Level::Ok,
             ),
@@ -209,7 +258,7 @@ mod tests {
                 Facts {
                     last_good: Some(run("media", 30, RunStatus::Partial)),
                     last_run: Some(run("media", 30, RunStatus::Partial)),
-                    last_drill: None,
+                    ..Facts::default()
                 },
                 Level::Warn,
             ),
@@ -236,5 +285,42 @@ mod tests {
             let (level, _, detail) = judge(&spec, &f, now);
             assert_eq!(level, want, "{name}: {detail}");
         }
+    }
+
+    #[test]
+    fn the_binary_log_archive_lag_warns_then_goes_critical() {
+        let spec = Spec {
+            job: "main".into(),
+            kind: "mysql".into(),
+            period: Duration::from_secs(24 * 3600),
+            grace: Duration::from_secs(3600),
+            binlog_max_lag: Some(Duration::from_secs(300)),
+        };
+        let now = Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap();
+        let at = |secs: i64, error: Option<&str>| Facts {
+            last_good: Some(run("mysql", 30, RunStatus::Success)),
+            binlog: Some(crate::catalog::BinlogProgress {
+                job: "main".into(),
+                file: "b.000001".into(),
+                pos: 4,
+                last_event_at: None,
+                updated_at: now - chrono::Duration::seconds(secs),
+                error: error.map(str::to_string),
+            }),
+            ..Facts::default()
+        };
+        assert_eq!(judge(&spec, &at(20, None), now).0, Level::Ok);
+        let (level, _, detail) = judge(&spec, &at(400, Some("server down")), now);
+        assert_eq!(level, Level::Warn);
+        assert!(
+            detail.contains("binary log archived up to 6m 40s ago (max lag 5m): server down"),
+            "{detail}"
+        );
+        assert_eq!(judge(&spec, &at(700, None), now).0, Level::Crit);
+        let none = Facts {
+            last_good: Some(run("mysql", 30, RunStatus::Success)),
+            ..Facts::default()
+        };
+        assert_eq!(judge(&spec, &none, now).0, Level::Warn);
     }
 }

@@ -18,6 +18,7 @@
 
 pub mod position;
 mod reader;
+pub mod retention;
 
 use crate::catalog::BinlogProgress;
 use crate::config::{BinlogSettings, MysqlJob};
@@ -117,10 +118,8 @@ async fn session_inner(
     settings: BinlogSettings,
 ) -> Result<std::convert::Infallible, ArchiveError> {
     let segments = segment::list(&env.storage, &job.name).await?;
-    let (file, pos) = match segment::resume_point(&segments) {
-        Some(p) => p,
-        None => (current_file(job).await?, 0),
-    };
+    let server = server_files(job).await?;
+    let (file, pos) = start_point(&job.name, segment::resume_point(&segments), &server);
     let last_event_at = segments.last().and_then(|s| s.last_event_at);
     let spool = spool_dir(env, &job.name);
     fresh_dir(&spool)?;
@@ -153,14 +152,14 @@ async fn session_inner(
     }
 }
 
-/// The server's current binary log file (`SHOW MASTER STATUS`).
-async fn current_file(job: &MysqlJob) -> Result<String, ArchiveError> {
+/// The server's binary log files, oldest first (`SHOW BINARY LOGS`).
+async fn server_files(job: &MysqlJob) -> Result<Vec<String>, ArchiveError> {
     let dump = crate::mysql_client::dump_tool(job.dump_command.as_deref())?;
     let client = crate::mysql_client::client_tool(&dump)?;
     let login = job.login(&client);
     let out = tokio::task::spawn_blocking(move || {
         login.run(
-            ["--batch", "--skip-column-names", "-e", "SHOW MASTER STATUS"],
+            ["--batch", "--skip-column-names", "-e", "SHOW BINARY LOGS"],
             None,
         )
     })
@@ -168,19 +167,40 @@ async fn current_file(job: &MysqlJob) -> Result<String, ArchiveError> {
     .map_err(|e| MysqlError::Wait {
         program: client.clone(),
         cause: e.to_string(),
-    })??;
-    let file = out
-        .split('\t')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    if file.is_empty() || file.contains('/') {
+    })?;
+    let files: Vec<String> = match out {
+        Ok(out) => (out.lines())
+            .filter_map(|l| l.split('\t').next())
+            .map(|f| f.trim().to_string())
+            .filter(|f| !f.is_empty() && !f.contains('/'))
+            .collect(),
+        // ER_NO_BINARY_LOGGING: "You are not using binary logging".
+        Err(e) if e.has_code(1381) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    if files.is_empty() {
         return Err(ArchiveError::NoBinlog {
             job: job.name.clone(),
         });
     }
-    Ok(file)
+    Ok(files)
+}
+
+/// Where a session starts: after the last committed segment, else at the start of the
+/// server's current file. When the server no longer has the file to resume in (it purged it
+/// while archiving was stopped), at its oldest file: the archive has a gap there, which a
+/// restore past it refuses, naming it.
+fn start_point(job: &str, resume: Option<(String, u64)>, server: &[String]) -> (String, u64) {
+    let oldest = server.first().cloned().unwrap_or_default();
+    let current = server.last().cloned().unwrap_or_default();
+    match resume {
+        None => (current, 0),
+        Some((file, _)) if file < oldest => {
+            tracing::error!(%job, missing_from = %file, resumes_at = %oldest, "the server purged binary logs before they were archived: the archive has a gap; restores past it are refused until the next dump");
+            (oldest, 0)
+        }
+        Some(at) => at,
+    }
 }
 
 /// Empties (or makes) the spool directory, mode 0700.
@@ -346,4 +366,19 @@ pub fn spawn_all(env: &Env) -> Vec<tokio::task::JoinHandle<()>> {
         .filter_map(|job| Some((job.clone(), job.binlog?)))
         .map(|(job, settings)| tokio::spawn(run(env.clone(), job, settings)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_starts_after_the_archive_or_at_the_oldest_file_left() {
+        let server = ["b.000003".to_string(), "b.000004".to_string()];
+        assert_eq!(start_point("j", None, &server), ("b.000004".into(), 0));
+        let at = Some(("b.000003".to_string(), 900));
+        assert_eq!(start_point("j", at, &server), ("b.000003".into(), 900));
+        let purged = Some(("b.000001".to_string(), 900));
+        assert_eq!(start_point("j", purged, &server), ("b.000003".into(), 0));
+    }
 }
