@@ -236,6 +236,8 @@ fn a_restore_rolls_the_dump_forward_to_the_second_before_the_delete() {
     let after_dump = server_time(&server, 0);
     std::thread::sleep(Duration::from_millis(1100));
     sql("INSERT INTO orders SELECT seq, REPEAT('y', seq) FROM seq_101_to_200");
+    // The replay spans two files.
+    server.sql("FLUSH BINARY LOGS");
     sql("UPDATE orders SET note = 'changed' WHERE id = 7");
     server.sql_db(&other, "INSERT INTO t SELECT seq FROM seq_1_to_50");
     let before_delete = sql("CHECKSUM TABLE orders");
@@ -286,6 +288,68 @@ fn a_restore_rolls_the_dump_forward_to_the_second_before_the_delete() {
             .split_whitespace()
             .collect::<Vec<_>>(),
         ["100", "100"]
+    );
+    daemon.stop();
+}
+
+#[test]
+fn a_log_purged_before_it_was_archived_is_a_gap_a_restore_names() {
+    let server = MariaDb::start_with_binlog();
+    let b = Bench::new(&server);
+    let sql = |q: &str| server.sql_db(&b.db, q);
+    sql("INSERT INTO orders SELECT seq, 'a' FROM seq_1_to_10");
+    let out = opsagent(&b.cfg, &["backup", "main"]);
+    assert!(out.status.success(), "{}", common::output_text(&out));
+    let log = b.dir.path().join("daemon.log");
+    let daemon = Daemon::start(&b.cfg, &log);
+    sql("INSERT INTO orders SELECT seq, 'b' FROM seq_11_to_20");
+    caught_up(&b, &server);
+    std::thread::sleep(Duration::from_millis(1100));
+    let before_gap = server_time(&server, 0);
+    drop(daemon);
+    // While the agent is down: writes, and the server rotates and purges that file.
+    std::thread::sleep(Duration::from_millis(1100));
+    sql("INSERT INTO orders SELECT seq, 'lost' FROM seq_21_to_30");
+    let (lost, _) = master(&server);
+    server.sql("FLUSH BINARY LOGS");
+    let (now_file, _) = master(&server);
+    // (The server keeps a file a reader still has open: the killed agent's reader goes with
+    // it, and the server notices a moment later.)
+    let t0 = Instant::now();
+    loop {
+        server.sql(&format!("PURGE BINARY LOGS TO '{now_file}'"));
+        if !server.sql("SHOW BINARY LOGS").contains(&lost) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{lost} is never purged"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let daemon = Daemon::start(&b.cfg, &log);
+    sql("INSERT INTO orders SELECT seq, 'after' FROM seq_31_to_40");
+    caught_up(&b, &server);
+
+    let out = restore_to(&b, &server_time(&server, 0), &format!("{}_late", b.db));
+    let said = common::output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("has a gap at {now_file}"))
+            || said.contains(&format!("gap at {lost}")),
+        "{said}"
+    );
+    assert!(
+        said.contains("the newest moment it can restore to is"),
+        "{said}"
+    );
+    // Before the gap is fine.
+    let early = format!("{}_early", b.db);
+    let out = restore_to(&b, &before_gap, &early);
+    assert!(out.status.success(), "{}", common::output_text(&out));
+    assert_eq!(
+        server.sql_db(&early, "SELECT COUNT(*) FROM orders").trim(),
+        "20"
     );
     daemon.stop();
 }

@@ -14,6 +14,10 @@ pub const HEADER_LEN: usize = 19;
 pub mod code {
     /// A statement.
     pub const QUERY: u8 = 2;
+    /// STOP_EVENT: the server shut down; the file ends here.
+    pub const STOP: u8 = 3;
+    /// ROTATE_EVENT: the next file begins.
+    pub const ROTATE: u8 = 4;
     /// The format of the events after it.
     pub const FORMAT_DESCRIPTION: u8 = 15;
     /// Maps a table id to `db.table` for the row events after it.

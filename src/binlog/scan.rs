@@ -20,6 +20,9 @@ pub struct Scan {
     pub first_gtid: Option<String>,
     /// The last GTID, as [`Scan::first_gtid`].
     pub last_gtid: Option<String>,
+    /// The last complete event ends its file: a ROTATE (the server moved on to the next file)
+    /// or a STOP (it shut down). Without one, a later file following is a gap.
+    pub ends_file: bool,
 }
 
 /// Scans `bytes`, which start at offset `from_pos` of a binary-log file (0: they include the
@@ -71,6 +74,7 @@ impl Scan {
         let ts = i64::from(head.timestamp);
         self.first_timestamp.get_or_insert(ts);
         self.last_timestamp = Some(ts);
+        self.ends_file = matches!(head.type_code, code::ROTATE | code::STOP);
         if let Some(gtid) = gtid(head, event.get(HEADER_LEN..).unwrap_or_default()) {
             if self.first_gtid.is_none() {
                 self.first_gtid = Some(gtid.clone());

@@ -98,8 +98,43 @@ impl Client {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let creds = self.credentials()?;
+        self.spawn_cmd(Command::new(&self.program), args, stdin, stdout)
+    }
+
+    /// [`Client::spawn`] for a tool meant to run as long as the agent (the binary log reader):
+    /// it is killed when the thread that started it ends, so an agent killed outright leaves
+    /// no reader behind (it would hold the server's binary logs from being purged). Call it
+    /// from a thread that lives as long as the tool is wanted (a runtime worker).
+    pub fn spawn_tied<I, S>(&self, args: I) -> Result<Running, MysqlError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        use std::os::unix::process::CommandExt;
         let mut cmd = Command::new(&self.program);
+        // SAFETY: between fork and exec the hook only calls prctl, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                let kill = rustix::process::Signal::KILL;
+                rustix::process::set_parent_process_death_signal(Some(kill))?;
+                Ok(())
+            });
+        }
+        self.spawn_cmd(cmd, args, false, false)
+    }
+
+    fn spawn_cmd<I, S>(
+        &self,
+        mut cmd: Command,
+        args: I,
+        stdin: bool,
+        stdout: bool,
+    ) -> Result<Running, MysqlError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let creds = self.credentials()?;
         cmd.arg(creds.arg()).args(args);
         creds.pass_to(&mut cmd);
         let pipe = |p: bool| if p { Stdio::piped() } else { Stdio::null() };

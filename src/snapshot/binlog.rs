@@ -38,6 +38,9 @@ pub struct Segment {
     pub first_event_at: Option<DateTime<Utc>>,
     /// …
     pub last_event_at: Option<DateTime<Utc>>,
+    /// Its last event ends the file (ROTATE or STOP): the next file follows without a gap.
+    #[serde(default)]
+    pub ends_file: bool,
     /// SHA-256 of the raw bytes (before compression and encryption).
     pub sha256: String,
     /// The stored object.

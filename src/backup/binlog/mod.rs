@@ -292,6 +292,7 @@ impl Archive<'_> {
             events: scanned.events,
             first_event_at: time(scanned.first_timestamp),
             last_event_at: time(scanned.last_timestamp),
+            ends_file: scanned.ends_file,
             sha256: String::new(),
             object: String::new(),
         };

@@ -23,7 +23,7 @@ impl Reader {
             format!("--result-file={}/", spool.display()),
             file.to_string(),
         ];
-        let running = job.login(&tool).spawn(args, false, false)?;
+        let running = job.login(&tool).spawn_tied(args)?;
         Ok(Reader(Some(running), program))
     }
 

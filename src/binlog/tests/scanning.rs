@@ -24,6 +24,7 @@ fn a_whole_log_is_complete_with_its_moments_and_gtids() {
             last_timestamp: Some(300),
             first_gtid: Some("0-1-1".into()),
             last_gtid: Some("0-1-3".into()),
+            ends_file: false,
         }
     );
 }
