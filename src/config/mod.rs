@@ -142,6 +142,8 @@ pub struct MysqlJob {
     pub anomaly_expected: Vec<String>,
     /// `binlog = true`: the binary log archive (`backup::binlog`), when on.
     pub binlog: Option<BinlogSettings>,
+    /// `drill_command`: run after each drill against the scratch copy (`restore::drill_command`).
+    pub drill_command: Option<String>,
 }
 
 /// How a MySQL job archives the server's binary log.

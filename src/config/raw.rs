@@ -199,6 +199,9 @@ pub struct RawMysql {
     pub anomaly_expected: Vec<String>,
     /// Archive the server's binary log continuously (point-in-time restores).
     pub binlog: Option<bool>,
+    /// A command run after each restore drill against the scratch database (the application
+    /// proving it can use the copy); its failure fails the drill.
+    pub drill_command: Option<String>,
     /// How often the archive commits what the server wrote; default 10s.
     #[serde(default, with = "humantime_serde")]
     pub binlog_interval: Option<Duration>,

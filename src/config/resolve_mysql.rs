@@ -47,6 +47,7 @@ pub(super) fn mysql_job(cx: &mut Ctx, m: &RawMysql, p: &KeyPath) -> Option<Mysql
         anomaly_drop,
         anomaly_expected,
         binlog,
+        drill_command: drill_command(cx, m, p),
         name: name?,
         databases: databases?,
         endpoint: endpoint?,
@@ -109,6 +110,16 @@ fn binlog(cx: &mut Ctx, m: &RawMysql, p: &KeyPath) -> Option<super::BinlogSettin
         );
     }
     Some(super::BinlogSettings { interval, max_lag })
+}
+
+/// `drill_command`: any non-empty command line.
+fn drill_command(cx: &mut Ctx, m: &RawMysql, p: &KeyPath) -> Option<String> {
+    let c = m.drill_command.as_ref()?;
+    if c.trim().is_empty() || c.contains('\0') {
+        cx.error(&p.key("drill_command"), "`drill_command` is empty", "e.g. drill_command = \"php artisan migrate:status\", run in the scratch copy's environment (OPSAGENT_DRILL_DATABASE…), or remove it");
+        return None;
+    }
+    Some(c.clone())
 }
 
 /// `databases`: a list of names, or `["*"]` for every non-system database.

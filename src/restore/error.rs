@@ -278,6 +278,16 @@ pub enum RestoreError {
         /// Why.
         cause: Box<RestoreError>,
     },
+    /// A drill's `drill_command` failed.
+    #[error("drill_command `{command}` failed ({status}); its last lines: {output}")]
+    DrillCommand {
+        /// The command.
+        command: String,
+        /// Its exit status, or why it has none.
+        status: String,
+        /// Its last output lines.
+        output: String,
+    },
     /// A restored table cannot be read to its end.
     #[error("table `{table}` is not readable: {cause}")]
     Unreadable {

@@ -6,6 +6,7 @@
 pub mod all;
 pub mod binlog;
 pub mod date;
+pub mod drill_command;
 pub mod error;
 pub mod media;
 pub mod names;
@@ -323,9 +324,9 @@ pub async fn load_isolated(
     progress: Option<Arc<AtomicU64>>,
 ) -> Result<Loaded, RestoreError> {
     let (j, c, t) = (job.clone(), client.to_path_buf(), target.to_string());
-    let replays = roll.is_some();
+    let access = sandbox::Access::load(roll.is_some());
     let account =
-        tokio::task::spawn_blocking(move || sandbox::Sandbox::create_with(&j, &c, &t, replays))
+        tokio::task::spawn_blocking(move || sandbox::Sandbox::create_with(&j, &c, &t, access))
             .await
             .map_err(RestoreError::task)??;
     tracing::info!(account = %account.user, database = target, "loading as an account that can reach only this database");

@@ -64,21 +64,43 @@ fn server_now(job: &MysqlJob, client: &Path) -> Result<u64, RestoreError> {
         .ok_or(RestoreError::NoServerTime)
 }
 
+/// What a temporary account may do on its one database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Load a dump: create, write, define objects.
+    Load,
+    /// [`Access::Load`], and replay binary log events (`BINLOG REPLAY`, MariaDB ≥ 10.5): the
+    /// server applies row events without checking table privileges, so the replay filters
+    /// them first (`restore::binlog`).
+    Replay,
+    /// Read only: what a drill's `drill_command` gets.
+    Read,
+}
+
+impl Access {
+    /// [`Access::Replay`] when a binary log is replayed after the dump, else [`Access::Load`].
+    pub fn load(replay: bool) -> Access {
+        if replay {
+            Access::Replay
+        } else {
+            Access::Load
+        }
+    }
+}
+
 impl Sandbox {
     /// Makes an account that may work on `db` only. Fails with the grants to add when the
     /// restore user may not create accounts.
     pub fn create(job: &MysqlJob, client: &Path, db: &str) -> Result<Sandbox, RestoreError> {
-        Self::create_with(job, client, db, false)
+        Self::create_with(job, client, db, Access::Load)
     }
 
-    /// [`Sandbox::create`]; with `binlog`, the account may also replay binary log events
-    /// (`BINLOG REPLAY`, MariaDB ≥ 10.5): the server applies row events without checking
-    /// table privileges, so the replay filters them first (`restore::binlog`).
+    /// [`Sandbox::create`] with the privileges `access` says.
     pub fn create_with(
         job: &MysqlJob,
         client: &Path,
         db: &str,
-        binlog: bool,
+        access: Access,
     ) -> Result<Sandbox, RestoreError> {
         let now = server_now(job, client)?;
         sweep(job, client, now);
@@ -107,13 +129,17 @@ impl Sandbox {
             // (simple_password_check, validate_password).
             password: Secret::new(format!("Lo4d-{}", hex::encode(rnd))),
         };
+        let privileges = match access {
+            Access::Read => "SELECT, SHOW VIEW, EXECUTE",
+            Access::Load | Access::Replay => PRIVILEGES,
+        };
         let mut script = format!(
-            "CREATE USER {a} IDENTIFIED BY {p};\nGRANT {PRIVILEGES} ON {db}.* TO {a};\n",
+            "CREATE USER {a} IDENTIFIED BY {p};\nGRANT {privileges} ON {db}.* TO {a};\n",
             a = sandbox.account(),
             p = literal(sandbox.password.expose()),
             db = grant_pattern(db),
         );
-        if binlog {
+        if access == Access::Replay {
             script.push_str(&format!(
                 "GRANT BINLOG REPLAY ON *.* TO {};\n",
                 sandbox.account()

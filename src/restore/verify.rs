@@ -147,7 +147,7 @@ async fn drill(env: &Env, job: &crate::config::MysqlJob) -> Result<Vec<Drill>, R
         let checked = match loaded {
             Ok(()) => {
                 let (j, cl, s) = (job.clone(), client.clone(), scratch.clone());
-                tokio::task::spawn_blocking(move || check_tables(&j, &cl, &s))
+                tokio::task::spawn_blocking(move || check_copy(&j, &cl, &s))
                     .await
                     .map_err(RestoreError::task)?
             }
@@ -172,6 +172,21 @@ async fn drill(env: &Env, job: &crate::config::MysqlJob) -> Result<Vec<Drill>, R
         });
     }
     Ok(out)
+}
+
+/// The scratch copy `db` passes: every table reads to its end, then the job's `drill_command`
+/// (when set) exits 0. Returns the tables and rows.
+fn check_copy(
+    job: &crate::config::MysqlJob,
+    client: &std::path::Path,
+    db: &str,
+) -> Result<(usize, u64), RestoreError> {
+    let counted = check_tables(job, client, db)?;
+    if let Some(cmd) = &job.drill_command {
+        let said = super::drill_command::run(job, client, db, cmd)?;
+        tracing::info!(job = %job.name, database = db, command = %cmd, output = %said, "drill command passed");
+    }
+    Ok(counted)
 }
 
 /// Every table readable to the end: counts rows of each.

@@ -1,0 +1,72 @@
+//! `drill_command` against the real MariaDB and S3 server: after a drill loads the snapshot
+//! into its scratch database, the command runs with that database and a read-only account in
+//! its environment; its exit 0 passes the drill, its failure fails it quoting its last lines;
+//! the scratch database and the account are gone either way.
+
+mod common;
+
+use common::agent::{agent_table, opsagent, s3_storage_table};
+use common::mariadb::MariaDb;
+use common::s3::{S3Server, SECRET_KEY};
+
+fn config(dir: &std::path::Path, db: &str, command: &str) -> std::path::PathBuf {
+    let s3 = S3Server::shared();
+    let sec = common::write_secret(dir, "s3", SECRET_KEY);
+    let text = agent_table("web-01", &dir.join("state"), "")
+        + &s3_storage_table(s3, &s3.new_bucket(), &sec)
+        + &format!(
+            "[[mysql]]\nname = \"main\"\ndatabases = [\"{db}\"]\nsocket = \"{}\"\nuser = \"root\"\n\
+             schedule = \"30 2 * * *\"\ndrill_command = '''{command}'''\n",
+            MariaDb::shared().socket().display()
+        );
+    let cfg = dir.join("opsagent.toml");
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+#[test]
+fn the_drill_command_proves_the_copy_or_fails_the_drill() {
+    let server = MariaDb::shared();
+    let db = common::unique_name("dc").replace('-', "_");
+    server.sql(&format!("CREATE DATABASE `{db}`"));
+    server.sql_db(
+        &db,
+        "CREATE TABLE orders (id INT); INSERT INTO orders VALUES (1), (2), (3)",
+    );
+    let scratches = || server.sql("SHOW DATABASES LIKE 'opsagent\\_verify%'");
+    let accounts =
+        || server.sql("SELECT COUNT(*) FROM mysql.user WHERE User LIKE 'opsagent\\_load%'");
+    let before = accounts();
+
+    // The application's check: the table is there with its rows, read as the drill's account.
+    let dir = tempfile::tempdir().unwrap();
+    let check = "n=$(mariadb --socket=\"$OPSAGENT_DRILL_SOCKET\" -u\"$OPSAGENT_DRILL_USER\" \
+                 -p\"$OPSAGENT_DRILL_PASSWORD\" -N -e 'SELECT COUNT(*) FROM orders' \"$OPSAGENT_DRILL_DATABASE\") \
+                 && echo \"orders: $n\" && test \"$n\" = 3 \
+                 && ! mariadb --socket=\"$OPSAGENT_DRILL_SOCKET\" -u\"$OPSAGENT_DRILL_USER\" \
+                 -p\"$OPSAGENT_DRILL_PASSWORD\" -e 'DELETE FROM orders' \"$OPSAGENT_DRILL_DATABASE\" 2>/dev/null";
+    let cfg = config(dir.path(), &db, check);
+    let out = opsagent(&cfg, &["backup", "main"]);
+    assert!(out.status.success(), "{}", common::output_text(&out));
+    let out = opsagent(&cfg, &["verify", "main"]);
+    assert!(out.status.success(), "{}", common::output_text(&out));
+
+    // A failing check fails the drill, quoting what it said.
+    let dir2 = tempfile::tempdir().unwrap();
+    let failing = "echo checking migrations; echo 'migration 2026_12_01_add_orders_note is missing' >&2; exit 3";
+    let cfg = config(dir2.path(), &db, failing);
+    let out = opsagent(&cfg, &["backup", "main"]);
+    assert!(out.status.success(), "{}", common::output_text(&out));
+    let out = opsagent(&cfg, &["verify", "main"]);
+    let said = common::output_text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("drill_command"), "{said}");
+    assert!(
+        said.contains("migration 2026_12_01_add_orders_note is missing"),
+        "{said}"
+    );
+    assert!(said.contains("exit status: 3"), "{said}");
+
+    assert_eq!(scratches().trim(), "", "scratch databases left");
+    assert_eq!(accounts(), before, "accounts left");
+}
