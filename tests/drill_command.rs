@@ -9,14 +9,14 @@ use common::agent::{agent_table, opsagent, s3_storage_table};
 use common::mariadb::MariaDb;
 use common::s3::{S3Server, SECRET_KEY};
 
-fn config(dir: &std::path::Path, db: &str, command: &str) -> std::path::PathBuf {
+fn config(dir: &std::path::Path, db: &str, extra: &str) -> std::path::PathBuf {
     let s3 = S3Server::shared();
     let sec = common::write_secret(dir, "s3", SECRET_KEY);
     let text = agent_table("web-01", &dir.join("state"), "")
         + &s3_storage_table(s3, &s3.new_bucket(), &sec)
         + &format!(
             "[[mysql]]\nname = \"main\"\ndatabases = [\"{db}\"]\nsocket = \"{}\"\nuser = \"root\"\n\
-             schedule = \"30 2 * * *\"\ndrill_command = '''{command}'''\n",
+             schedule = \"30 2 * * *\"\n{extra}\n",
             MariaDb::shared().socket().display()
         );
     let cfg = dir.join("opsagent.toml");
@@ -45,7 +45,7 @@ fn the_drill_command_proves_the_copy_or_fails_the_drill() {
                  && echo \"orders: $n\" && test \"$n\" = 3 \
                  && ! mariadb --socket=\"$OPSAGENT_DRILL_SOCKET\" -u\"$OPSAGENT_DRILL_USER\" \
                  -p\"$OPSAGENT_DRILL_PASSWORD\" -e 'DELETE FROM orders' \"$OPSAGENT_DRILL_DATABASE\" 2>/dev/null";
-    let cfg = config(dir.path(), &db, check);
+    let cfg = config(dir.path(), &db, &format!("drill_command = '''{check}'''"));
     let out = opsagent(&cfg, &["backup", "main"]);
     assert!(out.status.success(), "{}", common::output_text(&out));
     let out = opsagent(&cfg, &["verify", "main"]);
@@ -54,7 +54,11 @@ fn the_drill_command_proves_the_copy_or_fails_the_drill() {
     // A failing check fails the drill, quoting what it said.
     let dir2 = tempfile::tempdir().unwrap();
     let failing = "echo checking migrations; echo 'migration 2026_12_01_add_orders_note is missing' >&2; exit 3";
-    let cfg = config(dir2.path(), &db, failing);
+    let cfg = config(
+        dir2.path(),
+        &db,
+        &format!("drill_command = '''{failing}'''"),
+    );
     let out = opsagent(&cfg, &["backup", "main"]);
     assert!(out.status.success(), "{}", common::output_text(&out));
     let out = opsagent(&cfg, &["verify", "main"]);
@@ -69,4 +73,31 @@ fn the_drill_command_proves_the_copy_or_fails_the_drill() {
 
     assert_eq!(scratches().trim(), "", "scratch databases left");
     assert_eq!(accounts(), before, "accounts left");
+}
+
+#[test]
+fn excluded_tables_are_left_out_of_the_dump() {
+    let server = MariaDb::shared();
+    let db = common::unique_name("ex").replace('-', "_");
+    server.sql(&format!("CREATE DATABASE `{db}`"));
+    server.sql_db(
+        &db,
+        "CREATE TABLE orders (id INT); INSERT INTO orders VALUES (1);
+         CREATE TABLE sessions (id INT); CREATE TABLE sessions_old (id INT); CREATE TABLE cache (id INT)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &db,
+        &format!("exclude_tables = [\"{db}.sessions*\", \"{db}.cache\"]"),
+    );
+    let out = opsagent(&cfg, &["backup", "main"]);
+    assert!(out.status.success(), "{}", common::output_text(&out));
+    let copy = format!("{db}_copy");
+    let out = opsagent(
+        &cfg,
+        &["restore", "--date", "now", "--to-database", &copy, "--yes"],
+    );
+    assert!(out.status.success(), "{}", common::output_text(&out));
+    assert_eq!(server.sql_db(&copy, "SHOW TABLES").trim(), "orders");
 }

@@ -155,6 +155,12 @@ struct Dump<'a> {
     tools: &'a Tools,
 }
 
+/// Whether `exclude_tables` leaves table `t` of `db` out of its dumps.
+fn excluded(job: &MysqlJob, db: &str, t: &str) -> bool {
+    let name = format!("{db}.{t}");
+    (job.exclude_tables.iter()).any(|p| crate::alert::silence::matches(p, &name))
+}
+
 /// How `db` is dumped, from what the server says about it; `None` when a database listed by
 /// `["*"]` has been dropped since (nothing to back up, so no failure).
 async fn options(job: &MysqlJob, d: &Dump<'_>, db: &str) -> Result<Option<DumpOptions>, DumpError> {
@@ -176,6 +182,9 @@ async fn options(job: &MysqlJob, d: &Dump<'_>, db: &str) -> Result<Option<DumpOp
         } else {
             tracing::warn!(job = %job.name, database = %db, tables = %i.versioned.join(", "), "only the current rows of system-versioned tables are dumped: the dump tool has no --dump-history (MariaDB 10.11 or later has)");
         }
+    }
+    for t in i.tables.iter().filter(|t| excluded(job, db, t)) {
+        args.push(format!("--ignore-table={db}.{t}"));
     }
     if !i.floats.is_empty() {
         tracing::warn!(job = %job.name, database = %db, columns = %i.floats.join(", "), "FLOAT columns are dumped with 6 significant digits (as by any mysqldump); use DOUBLE or DECIMAL to keep every digit");

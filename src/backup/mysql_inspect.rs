@@ -22,6 +22,8 @@ pub struct Inspection {
     pub charset: Option<(String, String)>,
     /// System-versioned tables.
     pub versioned: Vec<String>,
+    /// Every table and view.
+    pub tables: Vec<String>,
     /// FLOAT columns, as `table.column`.
     pub floats: Vec<String>,
 }
@@ -42,6 +44,7 @@ pub fn inspect(job: &MysqlJob, client: &Path, db: &str) -> Result<Inspection, My
     let sql = format!(
         "SELECT 'cs', DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {l} \
          UNION ALL SELECT 'sv', HEX(TABLE_NAME), '' FROM information_schema.TABLES WHERE TABLE_SCHEMA = {l} AND TABLE_TYPE = 'SYSTEM VERSIONED' \
+         UNION ALL SELECT 'tb', HEX(TABLE_NAME), '' FROM information_schema.TABLES WHERE TABLE_SCHEMA = {l} \
          UNION ALL SELECT 'fl', HEX(c.TABLE_NAME), HEX(c.COLUMN_NAME) FROM information_schema.COLUMNS c JOIN information_schema.TABLES t \
            ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
            WHERE c.TABLE_SCHEMA = {l} AND c.DATA_TYPE = 'float' AND t.TABLE_TYPE <> 'VIEW'"
@@ -64,6 +67,7 @@ fn parse(rows: &[String]) -> Inspection {
                 }
             }
             ["sv", t, _] => out.versioned.push(unhex(t)),
+            ["tb", t, _] => out.tables.push(unhex(t)),
             ["fl", t, c] => out.floats.push(format!("{}.{}", unhex(t), unhex(c))),
             _ => {}
         }

@@ -142,6 +142,8 @@ pub struct MysqlJob {
     pub anomaly_expected: Vec<String>,
     /// `binlog = true`: the binary log archive (`backup::binlog`), when on.
     pub binlog: Option<BinlogSettings>,
+    /// `exclude_tables`: tables left out of the dumps (`db.table`, `db.prefix_*`).
+    pub exclude_tables: Vec<String>,
     /// `drill_command`: run after each drill against the scratch copy (`restore::drill_command`).
     pub drill_command: Option<String>,
 }

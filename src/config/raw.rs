@@ -199,6 +199,9 @@ pub struct RawMysql {
     pub anomaly_expected: Vec<String>,
     /// Archive the server's binary log continuously (point-in-time restores).
     pub binlog: Option<bool>,
+    /// Tables left out of the dumps: `db.table`, a trailing `*` for a prefix.
+    #[serde(default)]
+    pub exclude_tables: Vec<String>,
     /// A command run after each restore drill against the scratch database (the application
     /// proving it can use the copy); its failure fails the drill.
     pub drill_command: Option<String>,

@@ -38,9 +38,10 @@ pub(super) fn anomaly_drop(cx: &mut Ctx, raw: Option<&RawDrop>, p: &KeyPath) -> 
     Some(fraction)
 }
 
-/// `anomaly_expected`: names such as `shop.sessions` or `shop.cache_*` (a trailing `*` matches
-/// a prefix); a bad one is left out with an error at its position.
-pub(super) fn anomaly_expected(cx: &mut Ctx, raw: &[String], p: &KeyPath) -> Vec<String> {
+/// `anomaly_expected`, `exclude_tables` (the key `key`): names such as `shop.sessions` or
+/// `shop.cache_*` (a trailing `*` matches a prefix); a bad one is left out with an error at its
+/// position.
+pub(super) fn table_patterns(cx: &mut Ctx, raw: &[String], p: &KeyPath, key: &str) -> Vec<String> {
     let mut out = Vec::new();
     for (i, pattern) in raw.iter().enumerate() {
         let body = pattern.strip_suffix('*').unwrap_or(pattern);
@@ -48,7 +49,7 @@ pub(super) fn anomaly_expected(cx: &mut Ctx, raw: &[String], p: &KeyPath) -> Vec
             cx.error(
                 &p.index(i),
                 format!("`{pattern}` is not a table name or prefix"),
-                "e.g. anomaly_expected = [\"shop.sessions\", \"shop.cache_*\"]: database.table, a trailing * for every table starting so",
+                format!("e.g. {key} = [\"shop.sessions\", \"shop.cache_*\"]: database.table, a trailing * for every table starting so"),
             );
         } else {
             out.push(pattern.clone());

@@ -37,10 +37,11 @@ pub(super) fn mysql_job(cx: &mut Ctx, m: &RawMysql, p: &KeyPath) -> Option<Mysql
         super::resolve_heartbeat::job_ping_url(cx, m.ping_url.as_deref(), &p.key("ping_url"));
     let anomaly_drop =
         super::resolve_anomaly::anomaly_drop(cx, m.anomaly_drop.as_ref(), &p.key("anomaly_drop"));
-    let anomaly_expected = super::resolve_anomaly::anomaly_expected(
+    let anomaly_expected = super::resolve_anomaly::table_patterns(
         cx,
         &m.anomaly_expected,
         &p.key("anomaly_expected"),
+        "anomaly_expected",
     );
     let binlog = binlog(cx, m, p);
     Some(MysqlJob {
@@ -48,6 +49,12 @@ pub(super) fn mysql_job(cx: &mut Ctx, m: &RawMysql, p: &KeyPath) -> Option<Mysql
         anomaly_expected,
         binlog,
         drill_command: drill_command(cx, m, p),
+        exclude_tables: super::resolve_anomaly::table_patterns(
+            cx,
+            &m.exclude_tables,
+            &p.key("exclude_tables"),
+            "exclude_tables",
+        ),
         name: name?,
         databases: databases?,
         endpoint: endpoint?,
