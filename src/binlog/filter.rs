@@ -32,6 +32,9 @@ pub struct Filter {
     pub stop_before: Option<i64>,
     /// The largest event accepted, in bytes; a larger `event_size` is an error.
     pub max_event: u64,
+    /// Only these tables of the source database (`None`: all). Statements then pass only
+    /// when they are transaction control: a statement cannot be told to touch one table.
+    pub tables: Option<BTreeSet<String>>,
 }
 
 impl Filter {
@@ -42,6 +45,7 @@ impl Filter {
             start_pos: None,
             stop_before: None,
             max_event: DEFAULT_MAX_EVENT,
+            tables: None,
         }
     }
 }
@@ -256,7 +260,10 @@ impl Run<'_> {
         };
         let (id, rest) = format.table_id(head, body, pos)?;
         let names = table_names(rest).ok_or(malformed("its database or table name is cut"))?;
-        if names.db == self.f.source_db.as_bytes() {
+        let wanted = |t: &[u8]| {
+            (self.f.tables.as_ref()).is_none_or(|ts| ts.iter().any(|x| x.as_bytes() == t))
+        };
+        if names.db == self.f.source_db.as_bytes() && wanted(names.table) {
             if !printable(names.table) {
                 return Err(malformed("its table name holds control characters"));
             }
@@ -295,7 +302,7 @@ impl Run<'_> {
         // an account that may only touch the target.)
         let db = query_db(body, format.post_header_len(code::QUERY)).unwrap_or_default();
         let control = [&b"BEGIN"[..], b"COMMIT", b"ROLLBACK"].contains(&sql);
-        if !control && db != self.f.source_db.as_bytes() {
+        if !control && (db != self.f.source_db.as_bytes() || self.f.tables.is_some()) {
             self.summary.dropped_queries += 1;
             return Ok(Decision::Drop);
         }

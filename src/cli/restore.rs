@@ -31,6 +31,10 @@ pub struct Args {
     /// Only this database (repeatable).
     #[arg(long = "database", value_name = "DB")]
     pub databases: Vec<String>,
+    /// Only this table of the database (repeatable): side by side or --to-database; with a
+    /// binary log archive, only its row events are replayed.
+    #[arg(long = "table", value_name = "TABLE", conflicts_with_all = ["in_place", "to_file", "all"])]
+    pub tables: Vec<String>,
     /// Restore into this database (must not exist, or be empty).
     #[arg(long, value_name = "NAME", conflicts_with_all = ["in_place", "to_file"])]
     pub to_database: Option<String>,
@@ -103,6 +107,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         .into_iter()
         .partition(|c| c.manifest.kind == media::KIND);
     media::check_flags_for_snapshots(args, &files, &dumps)?;
+    if !args.tables.is_empty() && dumps.is_empty() {
+        return Err(UsageError("--table applies to MySQL snapshots, and none matches (hint: add --job with a [[mysql]] job, or leave --table out)".into()).into());
+    }
     if dumps.len() > 1 && matches!(target, Target::Database(_) | Target::File(_)) {
         let dbs: Vec<&str> = dumps.iter().map(|c| c.manifest.item.as_str()).collect();
         return Err(UsageError(format!("--to-database and --to-file take one database, but {} match ({}) (hint: add --database)", dbs.len(), dbs.join(", "))).into());
@@ -112,7 +119,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     } else {
         restore::prepare(&cfg, dumps, &target).map_err(anyhow::Error::msg)?
     };
-    rt.block_on(restore::plan_roll_forward(
+    for s in &mut steps {
+        s.tables = args.tables.clone();
+    }
+    rt.block_on(restore::binlog::plan_steps(
         &cfg, &storage, &mut steps, &target, moment.at,
     ))
     .map_err(anyhow::Error::msg)?;
@@ -225,6 +235,10 @@ fn print_plan(steps: &[Step], target: &Target, zone: crate::config::Zone, hostna
             Target::InPlace => println!("    → the dump loads as a temporary account {account}… that can change only the staging database"),
             Target::Recover => println!("    → the dump loads as a temporary account {account}… that can change only that database; events keep the status they were dumped with"),
             _ => println!("    → the dump loads as a temporary account {account}… that can change only that database; its events are created disabled"),
+        }
+        if !s.tables.is_empty() {
+            let names: Vec<String> = s.tables.iter().map(|t| quote::sql_ident(t)).collect();
+            println!("    → only the table(s) {} (and their triggers); the other tables, views, routines and events are left out", names.join(", "));
         }
         if let Some(rf) = &s.roll_forward {
             println!("    → {}", roll_line(rf, zone));

@@ -18,9 +18,9 @@ pub mod sandbox;
 pub mod sql;
 pub mod stream;
 pub mod swap;
+pub mod tables;
 pub mod verify;
 
-pub use binlog::plan_steps as plan_roll_forward;
 pub use error::{FileError, RestoreError};
 use names::truncate;
 pub use names::{random_hex, side_by_side_name, staging_name, STAGING_MARK};
@@ -62,6 +62,8 @@ pub struct Step {
     pub pre_restore: Option<String>,
     /// The binary log replayed after the dump, to reach the moment asked for.
     pub roll_forward: Option<binlog::RollForward>,
+    /// `--table`: only these tables (empty: all).
+    pub tables: Vec<String>,
 }
 
 /// The job whose connection settings restore `chosen` (same name, else the only/first
@@ -135,6 +137,7 @@ pub fn prepare(
             target: name,
             pre_restore: pre,
             roll_forward: None,
+            tables: Vec::new(),
         });
     }
     Ok(steps)
@@ -242,7 +245,7 @@ pub async fn execute(
         Target::InPlace => staging_name(&step.target),
         _ => step.target.clone(),
     };
-    let created = create_database(&job, &client, &load_target, target)?;
+    let created = sql::create_database(&job, &client, &load_target, target)?;
     let source = &step.chosen.manifest.item;
     let after = match target {
         Target::InPlace => AfterLoad::Staging,
@@ -258,7 +261,7 @@ pub async fn execute(
         storage,
         (&job, &client),
         &obj,
-        (source, &load_target),
+        (source, &load_target, &step.tables),
         (after, roll),
         progress,
     )
@@ -319,16 +322,19 @@ pub async fn load_isolated(
     storage: &Storage,
     (job, client): (&MysqlJob, &Path),
     obj: &crate::snapshot::manifest::ObjectRef,
-    (source, target): (&str, &str),
+    (source, target, tables): (&str, &str, &[String]),
     (after, roll): (AfterLoad, Option<(&binlog::RollForward, &Path)>),
     progress: Option<Arc<AtomicU64>>,
 ) -> Result<Loaded, RestoreError> {
-    let (j, c, t) = (job.clone(), client.to_path_buf(), target.to_string());
-    let access = sandbox::Access::load(roll.is_some());
-    let account =
-        tokio::task::spawn_blocking(move || sandbox::Sandbox::create_with(&j, &c, &t, access))
-            .await
-            .map_err(RestoreError::task)??;
+    let (j, c, t, a) = (
+        job.clone(),
+        client.to_path_buf(),
+        target.to_string(),
+        roll.is_some(),
+    );
+    let account = tokio::task::spawn_blocking(move || sandbox::Sandbox::for_load(&j, &c, &t, a))
+        .await
+        .map_err(RestoreError::task)??;
     tracing::info!(account = %account.user, database = target, "loading as an account that can reach only this database");
     let login = account.login(job);
     let loaded = stream::load_into_database(
@@ -336,7 +342,7 @@ pub async fn load_isolated(
         (job, &login),
         client,
         obj,
-        (source, target),
+        (source, target, tables),
         progress,
     )
     .await;
@@ -369,31 +375,4 @@ pub async fn load_isolated(
         tracing::warn!(database = target, "{w} (review it before using the copy)");
     }
     Ok(Loaded { definers, warnings })
-}
-
-/// Creates `db` for a load; returns whether it was created here. Only `--to-database` and a
-/// recovery may name an existing (empty, checked in `prepare`) database; a new one that already
-/// exists is an error, so a restore never drops a database it did not create.
-fn create_database(
-    job: &MysqlJob,
-    client: &Path,
-    db: &str,
-    target: &Target,
-) -> Result<bool, RestoreError> {
-    if matches!(target, Target::Database(_) | Target::Recover)
-        && sql::database_tables(job, client, db)?.is_some()
-    {
-        return Ok(false);
-    }
-    sql::run(
-        job,
-        client,
-        &format!("CREATE DATABASE {} CHARACTER SET utf8mb4;", ident(db)),
-    )
-    .map_err(|cause| RestoreError::CreateDatabase {
-        database: db.to_string(),
-        endpoint: job.endpoint.to_string(),
-        cause,
-    })?;
-    Ok(true)
 }

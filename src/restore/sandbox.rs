@@ -95,6 +95,16 @@ impl Sandbox {
         Self::create_with(job, client, db, Access::Load)
     }
 
+    /// The load account of a restore, which may also replay a binary log when `replay`.
+    pub fn for_load(
+        job: &MysqlJob,
+        client: &Path,
+        db: &str,
+        replay: bool,
+    ) -> Result<Sandbox, RestoreError> {
+        Self::create_with(job, client, db, Access::load(replay))
+    }
+
     /// [`Sandbox::create`] with the privileges `access` says.
     pub fn create_with(
         job: &MysqlJob,

@@ -180,6 +180,33 @@ impl GlobalRaise {
     }
 }
 
+/// Creates `db` for a load; returns whether it was created here. Only `--to-database` and a
+/// recovery may name an existing (empty, checked in `prepare`) database; a new one that already
+/// exists is an error, so a restore never drops a database it did not create.
+pub fn create_database(
+    job: &MysqlJob,
+    client: &Path,
+    db: &str,
+    target: &super::Target,
+) -> Result<bool, super::RestoreError> {
+    if matches!(target, super::Target::Database(_) | super::Target::Recover)
+        && database_tables(job, client, db)?.is_some()
+    {
+        return Ok(false);
+    }
+    run(
+        job,
+        client,
+        &format!("CREATE DATABASE {} CHARACTER SET utf8mb4;", ident(db)),
+    )
+    .map_err(|cause| super::RestoreError::CreateDatabase {
+        database: db.to_string(),
+        endpoint: job.endpoint.to_string(),
+        cause,
+    })?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

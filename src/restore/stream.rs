@@ -111,7 +111,7 @@ pub async fn load_into_database(
     (job, login): (&MysqlJob, &MysqlJob),
     client: &Path,
     obj: &ObjectRef,
-    (source, target): (&str, &str),
+    (source, target, tables): (&str, &str, &[String]),
     progress: Option<Arc<AtomicU64>>,
 ) -> Result<Definers, RestoreError> {
     let (tx, rx) = mpsc::channel::<Bytes>(4);
@@ -121,7 +121,7 @@ pub async fn load_into_database(
         client.to_path_buf(),
         abort.clone(),
     );
-    let names = (source.to_string(), target.to_string());
+    let names = (source.to_string(), target.to_string(), tables.to_vec());
     let (storage2, key) = (storage.clone(), obj.key.clone());
     let consumer = tokio::task::spawn_blocking(move || {
         let stored = ChannelReader {
@@ -152,12 +152,12 @@ pub async fn load_into_database(
 fn run_client(
     (job, login): &(MysqlJob, MysqlJob),
     client: &Path,
-    (source, target): &(String, String),
+    (source, target, tables): &(String, String, Vec<String>),
     plain: Result<Box<dyn Read + Send>, RestoreError>,
     abort: &AtomicBool,
 ) -> Result<Definers, RestoreError> {
     let raised = super::sql::GlobalRaise::for_load(job, client);
-    let result = load(login, client, target, source, plain, abort);
+    let result = load(login, client, (target, source, tables), plain, abort);
     for r in raised {
         r.restore(job, client);
     }
@@ -167,8 +167,7 @@ fn run_client(
 fn load(
     job: &MysqlJob,
     client: &Path,
-    target: &str,
-    source: &str,
+    (target, source, tables): (&str, &str, &[String]),
     plain: Result<Box<dyn Read + Send>, RestoreError>,
     abort: &AtomicBool,
 ) -> Result<Definers, RestoreError> {
@@ -188,11 +187,15 @@ fn load(
     let copied = plain.and_then(|plain| {
         zstd::Decoder::new(plain)
             .and_then(|dec| {
-                super::rewrite::copy_sql(
-                    std::io::BufReader::with_capacity(1 << 20, dec),
-                    &mut stdin,
-                    rename,
-                )
+                let sql = std::io::BufReader::with_capacity(1 << 20, dec);
+                let sql: Box<dyn std::io::BufRead> = match tables {
+                    [] => Box::new(sql),
+                    _ => Box::new(std::io::BufReader::with_capacity(
+                        1 << 20,
+                        super::tables::TableFilter::new(sql, tables),
+                    )),
+                };
+                super::rewrite::copy_sql(sql, &mut stdin, rename)
             })
             .map_err(|e| RestoreError::ReadDump {
                 cause: e.to_string(),

@@ -130,7 +130,7 @@ async fn drill(env: &Env, job: &crate::config::MysqlJob) -> Result<Vec<Drill>, R
         let started = std::time::Instant::now();
         let (j, cl, s) = (job.clone(), client.clone(), scratch.clone());
         tokio::task::spawn_blocking(move || {
-            super::create_database(&j, &cl, &s, &super::Target::SideBySide)
+            sql::create_database(&j, &cl, &s, &super::Target::SideBySide)
         })
         .await
         .map_err(RestoreError::task)??;
@@ -138,7 +138,7 @@ async fn drill(env: &Env, job: &crate::config::MysqlJob) -> Result<Vec<Drill>, R
             &env.storage,
             (job, &client),
             &obj,
-            (&c.manifest.item, &scratch),
+            (&c.manifest.item, &scratch, &[]),
             (super::AfterLoad::Copy, None),
             None,
         )

@@ -34,6 +34,8 @@ pub struct RollForward {
     pub segments: Vec<Segment>,
     /// The newest event the archive has (the moment replayed when `to` is later).
     pub reach: Option<DateTime<Utc>>,
+    /// `--table`: only these tables' row events (empty: the whole database's).
+    pub tables: Vec<String>,
 }
 
 /// Why a roll forward cannot be planned or run.
@@ -143,6 +145,7 @@ pub async fn plan(
         to,
         segments,
         reach,
+        tables: Vec::new(),
     })
 }
 
@@ -170,7 +173,9 @@ pub async fn plan_steps(
         if at <= step.chosen.manifest.finished_at {
             continue;
         }
-        step.roll_forward = Some(plan(storage, job, from, at).await?);
+        let mut rf = plan(storage, job, from, at).await?;
+        rf.tables = step.tables.clone();
+        step.roll_forward = Some(rf);
     }
     Ok(())
 }

@@ -62,6 +62,7 @@ async fn filtered(
         let filter = crate::binlog::Filter {
             start_pos: (file == rf.from.file).then_some(rf.from.pos),
             stop_before: Some(rf.to.timestamp() + 1),
+            tables: (!rf.tables.is_empty()).then(|| rf.tables.iter().cloned().collect()),
             ..crate::binlog::Filter::new(source)
         };
         let (raw2, out2) = (raw.clone(), filtered.clone());

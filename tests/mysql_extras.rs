@@ -1,7 +1,9 @@
-//! `drill_command` against the real MariaDB and S3 server: after a drill loads the snapshot
-//! into its scratch database, the command runs with that database and a read-only account in
-//! its environment; its exit 0 passes the drill, its failure fails it quoting its last lines;
-//! the scratch database and the account are gone either way.
+//! MySQL job extras against the real MariaDB and S3 server:
+//! - `drill_command`: after a drill loads the snapshot into its scratch database, the command
+//!   runs with that database and a read-only account in its environment; its exit 0 passes the
+//!   drill, its failure fails it quoting its last lines; scratch and account go either way;
+//! - `exclude_tables` leaves tables out of the dumps;
+//! - `restore --table` brings back one table of a ten-table database, nothing else.
 
 mod common;
 
@@ -100,4 +102,67 @@ fn excluded_tables_are_left_out_of_the_dump() {
     );
     assert!(out.status.success(), "{}", common::output_text(&out));
     assert_eq!(server.sql_db(&copy, "SHOW TABLES").trim(), "orders");
+}
+
+#[test]
+fn one_table_of_ten_comes_back_alone() {
+    let server = MariaDb::shared();
+    let db = common::unique_name("tb").replace('-', "_");
+    server.sql(&format!("CREATE DATABASE `{db}`"));
+    let mut ddl = String::new();
+    for i in 0..9 {
+        ddl.push_str(&format!(
+            "CREATE TABLE t{i} (id INT); INSERT INTO t{i} VALUES ({i});\n"
+        ));
+    }
+    ddl.push_str(
+        "CREATE TABLE orders (id INT PRIMARY KEY, note TEXT);\n\
+         INSERT INTO orders SELECT seq, CONCAT('n', seq, X'0A27') FROM seq_1_to_500;\n\
+         CREATE TRIGGER orders_bi BEFORE INSERT ON orders FOR EACH ROW SET NEW.note = UPPER(NEW.note);\n\
+         CREATE VIEW v AS SELECT id FROM t0;\n\
+         CREATE PROCEDURE p() SELECT 1;\n",
+    );
+    server.sql_db(&db, &ddl);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &db, "");
+    let out = opsagent(&cfg, &["backup", "main"]);
+    assert!(out.status.success(), "{}", common::output_text(&out));
+    let copy = format!("{db}_one");
+    let out = opsagent(
+        &cfg,
+        &[
+            "restore",
+            "--date",
+            "now",
+            "--table",
+            "orders",
+            "--to-database",
+            &copy,
+            "--yes",
+        ],
+    );
+    let said = common::output_text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("only the table(s) `orders`"), "{said}");
+    assert_eq!(
+        server
+            .sql_db(&copy, "SHOW FULL TABLES")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["orders", "BASE", "TABLE"]
+    );
+    let sum = |d: &str| {
+        server
+            .sql_db(d, "CHECKSUM TABLE orders")
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(sum(&copy), sum(&db));
+    assert!(server.sql_db(&copy, "SHOW TRIGGERS").contains("orders_bi"));
+    let routines = server.sql(&format!(
+        "SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '{copy}'"
+    ));
+    assert_eq!(routines.trim(), "0");
 }
