@@ -74,6 +74,26 @@ pub fn printable(name: &[u8]) -> bool {
     !name.iter().any(|&c| c < 0x20 || c == 0x7f)
 }
 
+/// `event` (a TABLE_MAP whose database name's length byte is at `at`) naming database `to`,
+/// its size and checksum made right again (its `log_pos` stays: it is stale in a filtered
+/// file anyway).
+pub fn renamed(event: &[u8], at: usize, to: &str, checksum: bool) -> Vec<u8> {
+    let old_len = usize::from(event[at]);
+    let tail_end = event.len() - if checksum { 4 } else { 0 };
+    let mut out = Vec::with_capacity(event.len() + to.len());
+    out.extend_from_slice(&event[..at]);
+    out.push(to.len() as u8);
+    out.extend_from_slice(to.as_bytes());
+    out.extend_from_slice(&event[at + 1 + old_len..tail_end]);
+    let size = (out.len() + if checksum { 4 } else { 0 }) as u32;
+    out[9..13].copy_from_slice(&size.to_le_bytes());
+    if checksum {
+        let crc = super::event::crc32(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@ use super::error::BinlogError;
 use super::event::{code, kind, Header, Kind, HEADER_LEN, MAGIC};
 use super::format::Format;
 use super::read::{read_event, read_magic};
+pub use super::summary::Summary;
 use std::collections::{BTreeSet, HashSet};
 use std::io::{BufReader, BufWriter, Read, Write};
 
@@ -32,6 +33,10 @@ pub struct Filter {
     pub stop_before: Option<i64>,
     /// The largest event accepted, in bytes; a larger `event_size` is an error.
     pub max_event: u64,
+    /// The database the kept TABLE_MAP events name instead of the source (a restore under
+    /// another name): the rows can then reach no other database, whatever the tool that turns
+    /// the file into statements does. At most 255 bytes.
+    pub rename_to: Option<String>,
     /// Only these tables of the source database (`None`: all). Statements then pass only
     /// when they are transaction control: a statement cannot be told to touch one table.
     pub tables: Option<BTreeSet<String>>,
@@ -45,36 +50,10 @@ impl Filter {
             start_pos: None,
             stop_before: None,
             max_event: DEFAULT_MAX_EVENT,
+            rename_to: None,
             tables: None,
         }
     }
-}
-
-/// What the filter read, wrote and dropped.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Summary {
-    /// Events read (skipped ones before the start position included).
-    pub events_in: u64,
-    /// Events written, the format description included.
-    pub events_out: u64,
-    /// Transactions started in the output (GTID events, or `BEGIN` in logs without GTIDs).
-    pub transactions: u64,
-    /// QUERY events written.
-    pub queries: u64,
-    /// Row events dropped because their table is not in the source database.
-    pub dropped_row_events: u64,
-    /// LOAD DATA events dropped.
-    pub dropped_load_events: u64,
-    /// QUERY events dropped: run under another database or none.
-    pub dropped_queries: u64,
-    /// `db.table` of refused table maps (control characters escaped), at most
-    /// [`MAX_DROPPED_TABLES`] of them.
-    pub dropped_tables: BTreeSet<String>,
-    /// The header timestamp of the last event written.
-    pub last_timestamp: Option<i64>,
-    /// Where the filter stopped for [`Filter::stop_before`]: the input offset and timestamp of
-    /// the first transaction it left out.
-    pub stopped_at: Option<(u64, i64)>,
 }
 
 /// Copies the events of one binary-log file from `input` to `out` that may be replayed for
@@ -88,6 +67,11 @@ pub fn filter_file(
     if f.source_db.is_empty() || f.source_db.contains('\0') {
         return Err(BinlogError::InvalidFilter {
             reason: "the source database name is empty or contains a NUL",
+        });
+    }
+    if (f.rename_to.as_ref()).is_some_and(|t| t.is_empty() || t.len() > 255 || t.contains('\0')) {
+        return Err(BinlogError::InvalidFilter {
+            reason: "the target database name is empty, longer than 255 bytes or contains a NUL",
         });
     }
     let mut input = BufReader::with_capacity(1 << 16, input);
@@ -109,6 +93,17 @@ pub fn filter_file(
         match run.decide(&head, &event, pos, end)? {
             Decision::Keep => {
                 write(&mut out, &event, pos)?;
+                run.summary.events_out += 1;
+                run.summary.last_timestamp = Some(i64::from(head.timestamp));
+            }
+            Decision::Rename { at } => {
+                let checksum = run.format.as_ref().is_some_and(|f| f.checksum);
+                let to = f.rename_to.as_deref().unwrap_or(&f.source_db);
+                write(
+                    &mut out,
+                    &super::body::renamed(&event, at, to, checksum),
+                    pos,
+                )?;
                 run.summary.events_out += 1;
                 run.summary.last_timestamp = Some(i64::from(head.timestamp));
             }
@@ -137,6 +132,11 @@ fn write(out: &mut impl Write, bytes: &[u8], pos: u64) -> Result<(), BinlogError
 
 enum Decision {
     Keep,
+    /// Keep a TABLE_MAP with its database renamed to [`Filter::rename_to`]; `at` is the offset
+    /// of the database name's length byte in the event.
+    Rename {
+        at: usize,
+    },
     Drop,
     Stop,
 }
@@ -271,6 +271,15 @@ impl Run<'_> {
                 return Err(malformed("its transaction maps more than 65536 tables"));
             }
             self.kept.insert(id);
+            if self
+                .f
+                .rename_to
+                .as_ref()
+                .is_some_and(|t| *t != self.f.source_db)
+            {
+                let at = HEADER_LEN + body.len() - rest.len();
+                return Ok(Decision::Rename { at });
+            }
             return Ok(Decision::Keep);
         }
         // The id may have been mapped to the source database before: rows that follow are

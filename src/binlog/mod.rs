@@ -45,6 +45,7 @@ mod filter;
 mod format;
 mod read;
 mod scan;
+mod summary;
 #[cfg(test)]
 mod tests;
 

@@ -90,7 +90,7 @@ pub async fn list(storage: &Storage, job: &str) -> Result<Vec<Segment>, StorageE
         }
         let bytes = storage.get_bytes_max(&o.key, MAX_MANIFEST).await?;
         match serde_json::from_slice::<Segment>(&bytes) {
-            Ok(s) if s.job == job && s.end > s.start => out.push(s),
+            Ok(s) if s.job == job && s.end > s.start && valid_file(&s.file) => out.push(s),
             Ok(_) => {
                 tracing::warn!(key = %o.key, "binlog segment manifest for another job or empty; ignored")
             }
@@ -103,6 +103,17 @@ pub async fn list(storage: &Storage, job: &str) -> Result<Vec<Segment>, StorageE
     Ok(out)
 }
 
+/// Whether `file` can be a binary log file's name (it becomes a key and a local file name):
+/// letters, digits, `.`, `_`, `-`, not starting with a dot, at most 255 bytes.
+pub fn valid_file(file: &str) -> bool {
+    !file.is_empty()
+        && file.len() <= 255
+        && !file.starts_with('.')
+        && file
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
 /// Where archiving resumes: the end of the newest committed segment.
 pub fn resume_point(segments: &[Segment]) -> Option<(String, u64)> {
     let last = segments.last()?;
@@ -112,6 +123,14 @@ pub fn resume_point(segments: &[Segment]) -> Option<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_names_from_manifests_are_checked() {
+        assert!(valid_file("binlog.000042") && valid_file("mysql-bin.000001"));
+        for bad in ["", "../x", "a/b", ".hidden", "a b", "x\0"] {
+            assert!(!valid_file(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn keys_sort_by_position() {

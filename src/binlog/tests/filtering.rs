@@ -231,3 +231,34 @@ fn statements_under_another_database_or_none_are_left_out() {
     assert_eq!(out, log.only([0, 1, 2, 3, 5, 7]));
     assert_eq!((s.queries, s.dropped_queries), (2, 2));
 }
+
+#[test]
+fn kept_table_maps_name_the_target_with_their_size_and_checksum_made_right() {
+    let mut log = Log::new();
+    log.transaction(100, 1, 70, "shop", "t");
+    let f = crate::binlog::Filter {
+        rename_to: Some("shop_copy_2026".into()),
+        ..shop()
+    };
+    let (out, _) = run(&log.bytes, &f).unwrap();
+    let mut at = 4;
+    let mut maps = 0;
+    while at + 19 <= out.len() {
+        let size = u32::from_le_bytes(out[at + 9..at + 13].try_into().unwrap()) as usize;
+        let event = &out[at..at + size];
+        if event[4] == 19 {
+            maps += 1;
+            let text = String::from_utf8_lossy(event);
+            assert!(
+                text.contains("shop_copy_2026") && !text.contains("\u{4}shop\0"),
+                "{text:?}"
+            );
+        }
+        if event[4] != 15 {
+            let crc = crate::binlog::event::crc32(&event[..size - 4]);
+            assert_eq!(crc.to_le_bytes(), event[size - 4..], "event at {at}");
+        }
+        at += size;
+    }
+    assert_eq!((maps, at), (1, out.len()));
+}

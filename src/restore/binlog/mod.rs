@@ -5,10 +5,13 @@
 //! gap refuses a moment past it, naming the gap and the newest moment reachable), and stops
 //! one segment past the moment. The replay rebuilds each file from its segments (each checked
 //! against its SHA-256), filters it (`crate::binlog`: only row events of the source database's
-//! tables pass, by construction, since the server applies row events without checking table
-//! privileges; events before the dump's position and transactions after the moment are cut)
-//! and pipes `mariadb-binlog --rewrite-db=SOURCE->TARGET` into the client logged in as the load
-//! account, which may reach the target alone: statements are checked by the server.
+//! tables pass, their table maps renamed to the target by the filter itself, by construction,
+//! since the server applies row events without checking table privileges; events before the
+//! dump's position and transactions after the moment are cut) and pipes `mariadb-binlog
+//! --rewrite-db=SOURCE->TARGET` (for the statements' default database) into the client logged
+//! in as the load account, which may reach the target alone: statements are checked by the
+//! server. Segment manifests are untrusted: a file name must be a plain name, and each
+//! segment's object key is derived from its place, not read from the manifest.
 
 use crate::config::MysqlJob;
 

@@ -25,7 +25,7 @@ pub async fn replay(
     };
     std::fs::create_dir_all(work).map_err(werr)?;
     let result = async {
-        let (files, events, transactions) = filtered(storage, rf, source, work).await?;
+        let (files, events, transactions) = filtered(storage, rf, (source, target), work).await?;
         let (login, client) = (login.clone(), client.to_path_buf());
         let (source, t) = (source.to_string(), target.to_string());
         tokio::task::spawn_blocking(move || pipe(&files, &login, &client, (&source, &t)))
@@ -48,7 +48,7 @@ pub async fn replay(
 async fn filtered(
     storage: &Storage,
     rf: &RollForward,
-    source: &str,
+    (source, target): (&str, &str),
     work: &Path,
 ) -> Result<(Vec<PathBuf>, u64, u64), BinlogRestoreError> {
     let mut files = Vec::new();
@@ -63,6 +63,7 @@ async fn filtered(
             start_pos: (file == rf.from.file).then_some(rf.from.pos),
             stop_before: Some(rf.to.timestamp() + 1),
             tables: (!rf.tables.is_empty()).then(|| rf.tables.iter().cloned().collect()),
+            rename_to: Some(target.to_string()),
             ..crate::binlog::Filter::new(source)
         };
         let (raw2, out2) = (raw.clone(), filtered.clone());
@@ -101,12 +102,15 @@ async fn rebuild(
     let mut f = std::fs::File::create(out).map_err(werr)?;
     for s in rf.segments.iter().filter(|s| s.file == file) {
         let max = (s.end - s.start) + (1 << 20);
-        let packed = storage.get_bytes_max(&s.object, max).await?;
+        // The key from the segment's place, not the manifest's `object` (it could name any
+        // object of the bucket).
+        let (object, _) = crate::snapshot::binlog::keys(&rf.job, &s.file, s.start, s.end);
+        let packed = storage.get_bytes_max(&object, max).await?;
         let raw = zstd::bulk::decompress(&packed, (s.end - s.start) as usize).unwrap_or_default();
         let got = hex::encode(Sha256::digest(&raw));
         if got != s.sha256 || raw.len() as u64 != s.end - s.start {
             return Err(BinlogRestoreError::Damaged {
-                key: s.object.clone(),
+                key: object,
                 got,
                 want: s.sha256.clone(),
                 file: file.to_string(),
