@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The most bytes committed as one segment.
-const MAX_SEGMENT: u64 = 64 << 20;
+const MAX_SEGMENT: u64 = 16 << 20;
 /// Waits after a failed session, doubling up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
