@@ -28,7 +28,8 @@ pub async fn replay(
         let (files, events, transactions) = filtered(storage, rf, (source, target), work).await?;
         let (login, client) = (login.clone(), client.to_path_buf());
         let (source, t) = (source.to_string(), target.to_string());
-        tokio::task::spawn_blocking(move || pipe(&files, &login, &client, (&source, &t)))
+        let w = work.to_path_buf();
+        tokio::task::spawn_blocking(move || pipe(&files, &login, &client, (&source, &t), &w))
             .await
             .map_err(|e| BinlogRestoreError::Replay {
                 target: target.to_string(),
@@ -141,6 +142,7 @@ fn pipe(
     login: &MysqlJob,
     client: &Path,
     (source, target): (&str, &str),
+    work: &Path,
 ) -> Result<(), BinlogRestoreError> {
     let fail = |cause: String| BinlogRestoreError::Replay {
         target: target.to_string(),
@@ -149,6 +151,9 @@ fn pipe(
     let tool = crate::mysql_client::which("mariadb-binlog")
         .or_else(|| crate::mysql_client::which("mysqlbinlog"))
         .ok_or_else(|| fail("neither mariadb-binlog nor mysqlbinlog is on PATH".into()))?;
+    // Its stderr to a file: a pipe nobody reads while its stdout is copied could fill.
+    let err_path = work.join("mariadb-binlog.err");
+    let errors = std::fs::File::create(&err_path).map_err(|e| fail(e.to_string()))?;
     // (Its own GTID checks would refuse a replay that starts mid-file; the archive's
     // continuity was checked by the plan.)
     let mut reader = std::process::Command::new(&tool)
@@ -158,34 +163,47 @@ fn pipe(
         .env("TZ", "UTC")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stderr(errors)
         .spawn()
         .map_err(|e| fail(format!("cannot run {}: {e}", tool.display())))?;
     let database = format!("--database={target}");
+    // --binary-mode: statement text is data, no `\!` or other client commands.
     let mut args = vec![
         "--batch",
+        "--binary-mode",
         "--max-allowed-packet=1G",
         "--default-character-set=utf8mb4",
     ];
     args.extend(crate::mysql_client::sandbox_flag(client));
     args.push(&database);
-    let mut running = login
-        .login(client)
-        .spawn(args, true, false)
-        .map_err(|e| fail(e.to_string()))?;
+    let mut running = match login.login(client).spawn(args, true, false) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = reader.kill();
+            let _ = reader.wait();
+            return Err(fail(e.to_string()));
+        }
+    };
     let mut stdin = running.take_stdin().expect("piped stdin");
     let mut out = reader.stdout.take().expect("piped stdout");
     let copied = std::io::copy(&mut out, &mut stdin);
     drop(stdin);
-    let finished = running.finish().map_err(|e| fail(e.to_string()))?;
-    let read = reader.wait_with_output().map_err(|e| fail(e.to_string()))?;
-    if !read.status.success() {
-        return Err(fail(
-            String::from_utf8_lossy(&read.stderr).trim().to_string(),
-        ));
+    if copied.is_err() {
+        // The client stopped first: the reader must not wait on a pipe nobody reads.
+        let _ = reader.kill();
     }
+    drop(out);
+    let finished = running.finish().map_err(|e| fail(e.to_string()))?;
+    let status = reader.wait().map_err(|e| fail(e.to_string()))?;
     if !finished.status.success() {
         return Err(fail(finished.stderr.trim().to_string()));
+    }
+    if !status.success() {
+        let said = std::fs::read(&err_path).unwrap_or_default();
+        let said = String::from_utf8_lossy(&said[..said.len().min(4096)])
+            .trim()
+            .to_string();
+        return Err(fail(crate::quote::printable(&said)));
     }
     copied.map(drop).map_err(|e| fail(e.to_string()))
 }
