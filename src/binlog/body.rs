@@ -29,31 +29,23 @@ fn counted_name(b: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((name, &rest[len + 1..]))
 }
 
-/// The SQL text of a QUERY body (without checksum), given the post-header length for QUERY from
-/// the format description. The post-header is thread_id u32, exec_time u32, db_len u8,
-/// error_code u16, status_vars_len u16; the status variables, the database name and a NUL
-/// follow it, then the SQL. `None` when malformed.
-pub fn query_sql(body: &[u8], post_header: usize) -> Option<&[u8]> {
+/// The default database (the `USE` it ran under; empty for none) and the SQL text of a QUERY
+/// body (without checksum), given the post-header length for QUERY from the format
+/// description. The post-header is thread_id u32, exec_time u32, db_len u8, error_code u16,
+/// status_vars_len u16; the status variables, the database name and a NUL follow it, then the
+/// SQL. `None` when malformed.
+pub fn query_parts(body: &[u8], post_header: usize) -> Option<(&[u8], &[u8])> {
     if post_header < 13 || body.len() < post_header {
         return None;
     }
     let db_len = usize::from(body[8]);
     let vars_len = usize::from(u16::from_le_bytes([body[11], body[12]]));
-    let db_end = post_header.checked_add(vars_len)?.checked_add(db_len)?;
+    let db_start = post_header.checked_add(vars_len)?;
+    let db_end = db_start.checked_add(db_len)?;
     if body.get(db_end) != Some(&0) {
         return None;
     }
-    Some(&body[db_end + 1..])
-}
-
-/// The default database of a QUERY body (the `USE` it ran under; empty for none), as
-/// [`query_sql`] reads the body. `None` when malformed.
-pub fn query_db(body: &[u8], post_header: usize) -> Option<&[u8]> {
-    query_sql(body, post_header)?;
-    let db_len = usize::from(body[8]);
-    let vars_len = usize::from(u16::from_le_bytes([body[11], body[12]]));
-    let start = post_header + vars_len;
-    body.get(start..start + db_len)
+    Some((&body[db_start..db_end], &body[db_end + 1..]))
 }
 
 /// Whether `bytes` holds the word `BINLOG` in any case, not inside a longer ASCII identifier
@@ -148,9 +140,9 @@ mod tests {
         body[8] = 2; // db_len
         body[11] = 3; // status_vars_len
         body.extend_from_slice(b"\x01\x02\x03db\x00BEGIN");
-        assert_eq!(query_sql(&body, 13), Some(&b"BEGIN"[..]));
-        assert_eq!(query_sql(&body[..17], 13), None, "cut inside the db name");
-        assert_eq!(query_sql(&body, 11), None, "post-header too short");
+        assert_eq!(query_parts(&body, 13).map(|p| p.1), Some(&b"BEGIN"[..]));
+        assert_eq!(query_parts(&body[..17], 13), None, "cut inside the db name");
+        assert_eq!(query_parts(&body, 11), None, "post-header too short");
         assert!(printable(b"t \xc3\xa9") && !printable(b"t\nBINLOG"));
     }
 }

@@ -1,6 +1,6 @@
 //! The streaming filter: reads one event at a time, decides, copies the kept ones byte for byte.
 
-use super::body::{has_binlog_word, printable, query_db, query_sql, table_names};
+use super::body::{has_binlog_word, printable, query_parts, table_names};
 use super::error::BinlogError;
 use super::event::{code, kind, Header, Kind, HEADER_LEN, MAGIC};
 use super::format::Format;
@@ -253,11 +253,7 @@ impl Run<'_> {
         body: &[u8],
         pos: u64,
     ) -> Result<Decision, BinlogError> {
-        let malformed = |reason| BinlogError::Malformed {
-            pos,
-            type_code: head.type_code,
-            reason,
-        };
+        let malformed = |reason| malformed(head, pos, reason);
         let (id, rest) = format.table_id(head, body, pos)?;
         let names = table_names(rest).ok_or(malformed("its database or table name is cut"))?;
         let wanted = |t: &[u8]| {
@@ -299,17 +295,12 @@ impl Run<'_> {
         body: &[u8],
         pos: u64,
     ) -> Result<Decision, BinlogError> {
-        let sql =
-            query_sql(body, format.post_header_len(code::QUERY)).ok_or(BinlogError::Malformed {
-                pos,
-                type_code: head.type_code,
-                reason: "its database name or SQL text is cut",
-            })?;
+        let (db, sql) = query_parts(body, format.post_header_len(code::QUERY))
+            .ok_or_else(|| malformed(head, pos, "its database name or SQL text is cut"))?;
         refuse_binlog_word(body, head, pos)?;
         // A statement run under another database (or none) is not this database's: left out.
         // (One under it that reaches elsewhere is refused by the server: the replay runs as
         // an account that may only touch the target.)
-        let db = query_db(body, format.post_header_len(code::QUERY)).unwrap_or_default();
         let control = [&b"BEGIN"[..], b"COMMIT", b"ROLLBACK"].contains(&sql);
         if !control && (db != self.f.source_db.as_bytes() || self.f.tables.is_some()) {
             self.summary.dropped_queries += 1;
@@ -354,11 +345,16 @@ fn check_name(body: &[u8], skip: usize, head: &Header, pos: u64) -> Result<(), B
         Some(_) => "the name it carries holds control characters",
         None => "it is shorter than its fixed fields",
     };
-    Err(BinlogError::Malformed {
+    Err(malformed(head, pos, reason))
+}
+
+/// The error for the event at `pos` (its header `head`) that is malformed.
+fn malformed(head: &Header, pos: u64, reason: &'static str) -> BinlogError {
+    BinlogError::Malformed {
         pos,
         type_code: head.type_code,
         reason,
-    })
+    }
 }
 
 /// Refuses an event `mariadb-binlog` prints as text when the text names `BINLOG`.

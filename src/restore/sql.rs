@@ -7,6 +7,24 @@ use std::path::Path;
 
 pub use crate::mysql_client::sandbox_flag;
 
+/// The client's arguments for loading SQL (a dump, a replayed binary log) into `target`: in
+/// batch, large packets, utf8mb4, and the input is data, not a script for the client
+/// (`--binary-mode`, the sandbox flag where the client has one: no `\!`, `system`,
+/// `source`…).
+pub fn load_args(client: &Path, target: &str) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--batch",
+        "--binary-mode",
+        "--max-allowed-packet=1G",
+        "--default-character-set=utf8mb4",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(sandbox_flag(client).iter().map(|s| s.to_string()));
+    args.push(format!("--database={target}"));
+    args
+}
+
 /// `name` as a quoted identifier.
 pub fn ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))

@@ -171,16 +171,7 @@ fn load(
     plain: Result<Box<dyn Read + Send>, RestoreError>,
     abort: &AtomicBool,
 ) -> Result<Definers, RestoreError> {
-    let database = format!("--database={target}");
-    let mut args = vec![
-        "--batch",
-        // The dump is data, not a script for the client: no `\\!`, `system`, `source`…
-        "--binary-mode",
-        "--max-allowed-packet=1G",
-        "--default-character-set=utf8mb4",
-    ];
-    args.extend(super::sql::sandbox_flag(client));
-    args.push(&database);
+    let args = super::sql::load_args(client, target);
     let mut running = job.login(client).spawn(args, true, false)?;
     let mut stdin = running.take_stdin().expect("piped stdin");
     let rename = (source != target).then_some(source);

@@ -95,10 +95,7 @@ impl LockTransport {
 
     /// The retain-until date for an object written now, as S3 wants it.
     fn until(&self) -> opendal::Result<HeaderValue> {
-        let text = self
-            .lock
-            .until(Utc::now())
-            .to_rfc3339_opts(SecondsFormat::Secs, true);
+        let text = s3_date(self.lock.until(Utc::now()));
         HeaderValue::from_str(&text).map_err(|e| unexpected(format!("retain-until date: {e}")))
     }
 
@@ -114,13 +111,7 @@ impl LockTransport {
 
     /// `PutObjectRetention` on the object at `uri` (its query dropped).
     async fn put_retention(&self, uri: &http::Uri) -> opendal::Result<()> {
-        let until = self.until()?;
-        let xml = format!(
-            "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>{}</Mode>\
-             <RetainUntilDate>{}</RetainUntilDate></Retention>",
-            self.lock.mode(),
-            until.to_str().unwrap_or_default()
-        );
+        let xml = retention_xml(self.lock, self.lock.until(Utc::now()));
         let url = format!(
             "{}://{}{}?retention",
             uri.scheme_str().unwrap_or("https"),
@@ -176,14 +167,33 @@ impl HttpTransport for LockTransport {
     }
 }
 
-/// `Content-MD5` of a body: base64 of its MD5.
-fn content_md5(body: Buffer) -> opendal::Result<HeaderValue> {
+/// A retain-until date as S3 wants it.
+fn s3_date(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The `PutObjectRetention` body that locks an object in `lock`'s mode until `until`.
+pub(crate) fn retention_xml(lock: ObjectLock, until: DateTime<Utc>) -> String {
+    format!(
+        "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>{}</Mode>\
+         <RetainUntilDate>{}</RetainUntilDate></Retention>",
+        lock.mode(),
+        s3_date(until)
+    )
+}
+
+/// `Content-MD5` of bytes given in pieces: base64 of their MD5.
+pub(crate) fn md5_base64<B: AsRef<[u8]>>(pieces: impl IntoIterator<Item = B>) -> String {
     let mut md5 = md5::Md5::new();
-    for chunk in body {
-        md5.update(&chunk);
+    for p in pieces {
+        md5.update(p.as_ref());
     }
-    let text = base64::engine::general_purpose::STANDARD.encode(md5.finalize());
-    HeaderValue::from_str(&text).map_err(|e| unexpected(format!("Content-MD5: {e}")))
+    base64::engine::general_purpose::STANDARD.encode(md5.finalize())
+}
+
+/// `Content-MD5` of a body, as a header value.
+fn content_md5(body: Buffer) -> opendal::Result<HeaderValue> {
+    HeaderValue::from_str(&md5_base64(body)).map_err(|e| unexpected(format!("Content-MD5: {e}")))
 }
 
 /// `Code: Message` of an S3 error body, or the body's start.

@@ -156,12 +156,9 @@ async fn session_inner(
 async fn server_files(job: &MysqlJob) -> Result<Vec<String>, ArchiveError> {
     let dump = crate::mysql_client::dump_tool(job.dump_command.as_deref())?;
     let client = crate::mysql_client::client_tool(&dump)?;
-    let login = job.login(&client);
+    let (j, c) = (job.clone(), client.clone());
     let out = tokio::task::spawn_blocking(move || {
-        login.run(
-            ["--batch", "--skip-column-names", "-e", "SHOW BINARY LOGS"],
-            None,
-        )
+        crate::backup::mysql_cmd::query(&j, &c, "SHOW BINARY LOGS")
     })
     .await
     .map_err(|e| MysqlError::Wait {
@@ -169,7 +166,7 @@ async fn server_files(job: &MysqlJob) -> Result<Vec<String>, ArchiveError> {
         cause: e.to_string(),
     })?;
     let files: Vec<String> = match out {
-        Ok(out) => (out.lines())
+        Ok(rows) => (rows.iter())
             .filter_map(|l| l.split('\t').next())
             .map(|f| f.trim().to_string())
             .filter(|f| !f.is_empty() && !f.contains('/'))

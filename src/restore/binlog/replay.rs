@@ -166,16 +166,7 @@ fn pipe(
         .stderr(errors)
         .spawn()
         .map_err(|e| fail(format!("cannot run {}: {e}", tool.display())))?;
-    let database = format!("--database={target}");
-    // --binary-mode: statement text is data, no `\!` or other client commands.
-    let mut args = vec![
-        "--batch",
-        "--binary-mode",
-        "--max-allowed-packet=1G",
-        "--default-character-set=utf8mb4",
-    ];
-    args.extend(crate::mysql_client::sandbox_flag(client));
-    args.push(&database);
+    let args = crate::restore::sql::load_args(client, target);
     let mut running = match login.login(client).spawn(args, true, false) {
         Ok(r) => r,
         Err(e) => {

@@ -49,16 +49,9 @@ impl Uploads {
         lock: crate::storage::ObjectLock,
         until: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), StorageError> {
-        use base64::Engine as _;
-        use md5::Digest as _;
         let ctx = ErrorContext::new(&self.describe, Op::Upload, key);
-        let xml = format!(
-            "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>{}</Mode>\
-             <RetainUntilDate>{}</RetainUntilDate></Retention>",
-            lock.mode(),
-            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        );
-        let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&xml));
+        let xml = crate::storage::lock::retention_xml(lock, until);
+        let md5 = crate::storage::lock::md5_base64([&xml]);
         let headers = [
             ("content-md5", md5),
             ("content-type", "application/xml".to_string()),
