@@ -5,116 +5,11 @@
 
 mod common;
 
-use common::agent::{agent_table, host_checks_off, opsagent, s3_storage_table, Daemon};
+use common::agent::{opsagent, Daemon};
+use common::binlog::{caught_up, master, restore_to, server_time, Bench};
 use common::mariadb::MariaDb;
-use common::s3::{S3Server, SECRET_KEY};
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use common::s3::S3Server;
 use std::time::{Duration, Instant};
-
-struct Bench {
-    dir: tempfile::TempDir,
-    bucket: String,
-    db: String,
-    cfg: PathBuf,
-}
-
-impl Bench {
-    fn new(server: &MariaDb) -> Bench {
-        let dir = tempfile::tempdir().unwrap();
-        let sec = common::write_secret(dir.path(), "s3", SECRET_KEY);
-        let s3 = S3Server::shared();
-        let bucket = s3.new_bucket();
-        let db = common::unique_name("bl").replace('-', "_");
-        server.sql(&format!("CREATE DATABASE `{db}`"));
-        server.sql_db(&db, "CREATE TABLE orders (id INT PRIMARY KEY, note TEXT)");
-        let text = agent_table("web-01", &dir.path().join("state"), "")
-            + &s3_storage_table(s3, &bucket, &sec)
-            + &host_checks_off()
-            + &format!(
-                "[[mysql]]\nname = \"main\"\ndatabases = [\"{db}\"]\nsocket = \"{}\"\nuser = \"root\"\n\
-                 schedule = \"30 2 * * *\"\nbinlog = true\nbinlog_interval = \"1s\"\n\
-                 keep = {{ last = 1 }}\n",
-                server.socket().display()
-            );
-        let cfg = dir.path().join("opsagent.toml");
-        std::fs::write(&cfg, text).unwrap();
-        Bench {
-            dir,
-            bucket,
-            db,
-            cfg,
-        }
-    }
-
-    /// Segment manifests in the bucket: (file, start, end), sorted.
-    fn segments(&self) -> Vec<(String, u64, u64)> {
-        let s3 = S3Server::shared();
-        let mut out: Vec<(String, u64, u64)> = (s3.list_keys(&self.bucket).into_iter())
-            .filter(|(k, _)| k.contains("/binlog/main/") && k.ends_with(".json"))
-            .map(|(k, _)| {
-                let m: serde_json::Value =
-                    serde_json::from_slice(&s3.get_object(&self.bucket, &k).unwrap()).unwrap();
-                let n = |f: &str| m[f].as_u64().unwrap();
-                (
-                    m["file"].as_str().unwrap().to_string(),
-                    n("start"),
-                    n("end"),
-                )
-            })
-            .collect();
-        out.sort();
-        out
-    }
-
-    /// Each file's bytes, rebuilt from its segments (which must start at 0 and touch).
-    fn rebuilt(&self) -> BTreeMap<String, Vec<u8>> {
-        let s3 = S3Server::shared();
-        let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        for (file, start, end) in self.segments() {
-            let bytes = files.entry(file.clone()).or_default();
-            assert_eq!(
-                bytes.len() as u64,
-                start,
-                "{file}: a gap or an overlap at {start}"
-            );
-            let key = format!("web-01/binlog/main/{file}/{start:012}-{end:012}.zst");
-            let packed = s3.get_object(&self.bucket, &key).expect("segment object");
-            bytes.extend(zstd::decode_all(&packed[..]).unwrap());
-            assert_eq!(
-                bytes.len() as u64,
-                end,
-                "{file}: segment {start}-{end} size"
-            );
-        }
-        files
-    }
-}
-
-/// The server's (file, position) now.
-fn master(server: &MariaDb) -> (String, u64) {
-    let out = server.sql("SHOW MASTER STATUS");
-    let mut f = out.split_whitespace();
-    (
-        f.next().unwrap().to_string(),
-        f.next().unwrap().parse().unwrap(),
-    )
-}
-
-/// Waits until the archive has the server's current position.
-fn caught_up(b: &Bench, server: &MariaDb) {
-    let (file, pos) = master(server);
-    let t0 = Instant::now();
-    while !b.segments().iter().any(|(f, _, e)| *f == file && *e >= pos) {
-        let log = std::fs::read_to_string(b.dir.path().join("daemon.log")).unwrap_or_default();
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the archive did not reach {file}:{pos}: {:?}\n{log}",
-            b.segments()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 #[test]
 fn the_archive_follows_the_server_across_rotation_and_a_killed_agent() {
@@ -198,24 +93,6 @@ fn the_archive_follows_the_server_across_rotation_and_a_killed_agent() {
     daemon.stop();
     let daemon_log = std::fs::read_to_string(&log).unwrap();
     assert!(!daemon_log.contains("ERROR"), "{daemon_log}");
-}
-
-/// The server's clock, as `YYYY-MM-DD HH:MM:SS` UTC, `offset` seconds from now.
-fn server_time(server: &MariaDb, offset: i64) -> String {
-    server
-        .sql(&format!(
-            "SELECT DATE_FORMAT(CONVERT_TZ(NOW() + INTERVAL {offset} SECOND, @@session.time_zone, '+00:00'), '%Y-%m-%d %H:%i:%s')"
-        ))
-        .trim()
-        .to_string()
-}
-
-/// `restore --date DATE --to-database DB --yes`.
-fn restore_to(b: &Bench, date: &str, db: &str) -> std::process::Output {
-    opsagent(
-        &b.cfg,
-        &["restore", "--date", date, "--to-database", db, "--yes"],
-    )
 }
 
 #[test]

@@ -20,6 +20,8 @@ pub mod code {
     pub const ROTATE: u8 = 4;
     /// The format of the events after it.
     pub const FORMAT_DESCRIPTION: u8 = 15;
+    /// XID_EVENT: a transaction commits.
+    pub const XID: u8 = 16;
     /// Maps a table id to `db.table` for the row events after it.
     pub const TABLE_MAP: u8 = 19;
     /// MySQL's GTID_LOG_EVENT.

@@ -1,10 +1,13 @@
 //! The streaming filter: reads one event at a time, decides, copies the kept ones byte for byte.
 
-use super::body::{has_binlog_word, printable, query_parts, table_names};
+use super::body::{printable, query_parts, table_names};
 use super::error::BinlogError;
 use super::event::{code, kind, Header, Kind, HEADER_LEN, MAGIC};
 use super::format::Format;
 use super::read::{read_event, read_magic};
+use super::recent::Recent;
+use super::refuse::{check_name, escaped, malformed, refusal, refuse_binlog_word};
+use super::scan::gtid;
 pub use super::summary::Summary;
 use std::collections::{BTreeSet, HashSet};
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -40,6 +43,14 @@ pub struct Filter {
     /// Only these tables of the source database (`None`: all). Statements then pass only
     /// when they are transaction control: a statement cannot be told to touch one table.
     pub tables: Option<BTreeSet<String>>,
+    /// Stop at the first event starting at or after this input offset (`--to-position`: the
+    /// position of a transaction's first event leaves that transaction out).
+    pub stop_at_pos: Option<u64>,
+    /// Stop before the transaction with this GTID (`--to-gtid`), as [`super::Scan`] spells
+    /// GTIDs.
+    pub stop_at_gtid: Option<String>,
+    /// How many of the last kept transactions [`Summary::recent`] lists (0: none).
+    pub recent: usize,
 }
 
 impl Filter {
@@ -52,6 +63,9 @@ impl Filter {
             max_event: DEFAULT_MAX_EVENT,
             rename_to: None,
             tables: None,
+            stop_at_pos: None,
+            stop_at_gtid: None,
+            recent: 0,
         }
     }
 }
@@ -84,6 +98,7 @@ pub fn filter_file(
         kept: HashSet::new(),
         gtids_seen: false,
         summary: Summary::default(),
+        recent: Recent::new(f.recent),
     };
     let mut event = Vec::new();
     let mut pos = MAGIC.len() as u64;
@@ -122,6 +137,8 @@ pub fn filter_file(
     }
     out.flush()
         .map_err(|source| BinlogError::Write { pos, source })?;
+    run.recent.finish();
+    run.summary.recent = run.recent.done.into();
     Ok(run.summary)
 }
 
@@ -150,6 +167,7 @@ struct Run<'f> {
     /// A GTID event was seen: `BEGIN` no longer starts a transaction.
     gtids_seen: bool,
     summary: Summary,
+    recent: Recent,
 }
 
 impl Run<'_> {
@@ -175,6 +193,11 @@ impl Run<'_> {
             self.format = Some(Format::parse(event, pos)?);
             self.kept.clear();
             return Ok(Decision::Keep);
+        }
+        if self.f.stop_at_pos.is_some_and(|stop| pos >= stop) {
+            self.format = Some(format);
+            self.summary.stopped_at = Some((pos, i64::from(head.timestamp)));
+            return Ok(Decision::Stop);
         }
         let decision = match format
             .verify(event, pos)
@@ -211,6 +234,7 @@ impl Run<'_> {
             Kind::Rows => {
                 let (id, _) = format.table_id(head, body, pos)?;
                 if self.kept.contains(&id) {
+                    self.recent.row();
                     return Ok(Decision::Keep);
                 }
                 self.summary.dropped_row_events += 1;
@@ -218,7 +242,7 @@ impl Run<'_> {
             }
             Kind::Gtid => {
                 self.gtids_seen = true;
-                Ok(self.transaction_start(head, pos))
+                Ok(self.transaction_start(head, pos, gtid(head, body)))
             }
             Kind::Query => self.query(format, head, body, pos),
             Kind::Load => {
@@ -227,22 +251,35 @@ impl Run<'_> {
             }
             Kind::UserVar => refuse_binlog_word(body, head, pos).map(|()| Decision::Keep),
             Kind::Named(skip) => check_name(body, skip, head, pos).map(|()| Decision::Keep),
-            Kind::Annotate | Kind::Pass | Kind::Format => Ok(Decision::Keep),
+            Kind::Annotate => {
+                self.recent.annotate(body);
+                Ok(Decision::Keep)
+            }
+            Kind::Pass | Kind::Format => {
+                if head.type_code == code::XID {
+                    self.recent.finish();
+                }
+                Ok(Decision::Keep)
+            }
             Kind::Encryption | Kind::Unsupported(..) | Kind::Unknown => {
                 Err(refusal(kind, head, pos))
             }
         }
     }
 
-    /// A transaction starts: forget mapped tables, stop if it is at or after `stop_before`.
-    fn transaction_start(&mut self, head: &Header, pos: u64) -> Decision {
+    /// A transaction starts: forget mapped tables, stop if it is at or after `stop_before` or
+    /// is the one `stop_at_gtid` names.
+    fn transaction_start(&mut self, head: &Header, pos: u64, gtid: Option<String>) -> Decision {
         self.kept.clear();
         let ts = i64::from(head.timestamp);
-        if self.f.stop_before.is_some_and(|stop| ts >= stop) {
+        if self.f.stop_before.is_some_and(|stop| ts >= stop)
+            || (gtid.is_some() && gtid == self.f.stop_at_gtid)
+        {
             self.summary.stopped_at = Some((pos, ts));
             return Decision::Stop;
         }
         self.summary.transactions += 1;
+        self.recent.start(pos, ts, gtid);
         Decision::Keep
     }
 
@@ -267,6 +304,7 @@ impl Run<'_> {
                 return Err(malformed("its transaction maps more than 65536 tables"));
             }
             self.kept.insert(id);
+            self.recent.table(names.table);
             if self
                 .f
                 .rename_to
@@ -309,75 +347,17 @@ impl Run<'_> {
         if sql == b"BEGIN" {
             self.kept.clear();
             if !self.gtids_seen {
-                if let Decision::Stop = self.transaction_start(head, pos) {
+                if let Decision::Stop = self.transaction_start(head, pos, None) {
                     return Ok(Decision::Stop);
                 }
             }
         }
+        if !control {
+            self.recent.statement(sql, pos, i64::from(head.timestamp));
+        } else if sql != b"BEGIN" {
+            self.recent.finish();
+        }
         self.summary.queries += 1;
         Ok(Decision::Keep)
     }
-}
-
-/// The error for an event type that refuses the whole file.
-fn refusal(kind: Kind, head: &Header, pos: u64) -> BinlogError {
-    let (what, hint) = match kind {
-        Kind::Encryption => return BinlogError::Encrypted { pos },
-        Kind::Unsupported(what, hint) => (what, hint),
-        _ => (
-            "a type opsagent does not know",
-            "archive binary logs of MariaDB 10.x or MySQL 5.7/8.0 without newer features",
-        ),
-    };
-    BinlogError::Unsupported {
-        pos,
-        type_code: head.type_code,
-        what,
-        hint,
-    }
-}
-
-/// Checks the name an event carries after `skip` bytes, which `mariadb-binlog` prints in a
-/// comment: a newline would end the comment and the rest would run as SQL.
-fn check_name(body: &[u8], skip: usize, head: &Header, pos: u64) -> Result<(), BinlogError> {
-    let reason = match body.get(skip..) {
-        Some(name) if printable(name) => return Ok(()),
-        Some(_) => "the name it carries holds control characters",
-        None => "it is shorter than its fixed fields",
-    };
-    Err(malformed(head, pos, reason))
-}
-
-/// The error for the event at `pos` (its header `head`) that is malformed.
-fn malformed(head: &Header, pos: u64, reason: &'static str) -> BinlogError {
-    BinlogError::Malformed {
-        pos,
-        type_code: head.type_code,
-        reason,
-    }
-}
-
-/// Refuses an event `mariadb-binlog` prints as text when the text names `BINLOG`.
-fn refuse_binlog_word(body: &[u8], head: &Header, pos: u64) -> Result<(), BinlogError> {
-    if has_binlog_word(body) {
-        return Err(BinlogError::Smuggled {
-            pos,
-            type_code: head.type_code,
-        });
-    }
-    Ok(())
-}
-
-/// A name for people: lossy UTF-8 with control characters escaped.
-fn escaped(name: &[u8]) -> String {
-    String::from_utf8_lossy(name)
-        .chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }

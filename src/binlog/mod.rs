@@ -44,6 +44,8 @@ mod event;
 mod filter;
 mod format;
 mod read;
+mod recent;
+mod refuse;
 mod scan;
 mod summary;
 #[cfg(test)]
@@ -53,4 +55,5 @@ pub use error::{BinlogError, DAMAGED};
 pub use filter::{
     filter_file, Filter, Summary, DEFAULT_MAX_EVENT, MAX_DROPPED_TABLES, MAX_TABLES_PER_TRANSACTION,
 };
+pub use recent::{Transaction, MAX_STATEMENT, MAX_TABLES};
 pub use scan::{scan_events, Scan};

@@ -86,7 +86,7 @@ impl Scan {
 
 /// The GTID of a MariaDB GTID event (seq_no u64, domain_id u32, …) or a MySQL one (flags u8,
 /// source uuid [16], gno i64, …).
-fn gtid(head: &Header, body: &[u8]) -> Option<String> {
+pub(super) fn gtid(head: &Header, body: &[u8]) -> Option<String> {
     match head.type_code {
         code::GTID_MARIADB => {
             let seq = le(body.get(0..8)?);

@@ -24,7 +24,11 @@ pub struct Summary {
     pub dropped_tables: BTreeSet<String>,
     /// The header timestamp of the last event written.
     pub last_timestamp: Option<i64>,
-    /// Where the filter stopped for [`super::Filter::stop_before`]: the input offset and timestamp of
+    /// Where the filter stopped (for [`super::Filter::stop_before`], `stop_at_pos` or
+    /// `stop_at_gtid`): the input offset and timestamp of
     /// the first transaction it left out.
     pub stopped_at: Option<(u64, i64)>,
+    /// The last [`super::Filter::recent`] transactions written that hold a row event or a
+    /// statement of the source database, oldest first.
+    pub recent: Vec<super::Transaction>,
 }

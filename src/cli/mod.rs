@@ -54,7 +54,7 @@ pub enum Command {
     Status(status::Args),
     /// Restore databases or files as of a date (side by side by default; --in-place, --to-file,
     /// --to-dir, --path; --all: disaster recovery, everything in place).
-    Restore(restore::Args),
+    Restore(Box<restore::Args>),
     /// Restore drill: restore the newest snapshots into scratch databases and check them; for
     /// media jobs, check every pack and chunk of the newest snapshot.
     Verify(verify::Args),

@@ -3,6 +3,7 @@
 //! (`--all`) in `restore/all.rs`.
 
 mod all;
+mod binlog;
 mod media;
 mod source;
 
@@ -63,6 +64,19 @@ pub struct Args {
     /// Restore another host's backups (its storage prefix, `<HOST>/`).
     #[arg(long, value_name = "HOST")]
     pub from_host: Option<String>,
+    /// With a binary log archive: stop the replay before this position (FILE:POS, as
+    /// --show-events lists them), leaving out the transaction there and all after it;
+    /// --date then only picks the dump (the newest at or before it).
+    #[arg(long, value_name = "FILE:POS", conflicts_with_all = ["to_gtid", "to_file", "all"])]
+    pub to_position: Option<String>,
+    /// With a binary log archive: stop the replay before the transaction with this GTID;
+    /// --date then only picks the dump.
+    #[arg(long, value_name = "GTID", conflicts_with_all = ["to_file", "all"])]
+    pub to_gtid: Option<String>,
+    /// Show the plan, then the last N transactions (default 20) of each database the binary
+    /// log replay would apply before it stops, with their positions and GTIDs; change nothing.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "20", conflicts_with_all = ["to_file", "all"])]
+    pub show_events: Option<usize>,
     /// Show the plan and stop.
     #[arg(long)]
     pub dry_run: bool,
@@ -82,6 +96,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     let zone = cfg.agent.zone;
     let moment =
         date::parse(&args.date, Utc::now(), zone).map_err(|e| UsageError(e.to_string()))?;
+    let stop = binlog::stop_at(args)?;
     media::check_flags_for_jobs(&cfg, args)?;
     let target = match (&args.to_database, args.in_place, &args.to_file) {
         (Some(n), _, _) => Target::Database(n.clone()),
@@ -107,9 +122,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         .into_iter()
         .partition(|c| c.manifest.kind == media::KIND);
     media::check_flags_for_snapshots(args, &files, &dumps)?;
-    if !args.tables.is_empty() && dumps.is_empty() {
-        return Err(UsageError("--table applies to MySQL snapshots, and none matches (hint: add --job with a [[mysql]] job, or leave --table out)".into()).into());
-    }
+    binlog::check_flags(args, &stop, &dumps)?;
     if dumps.len() > 1 && matches!(target, Target::Database(_) | Target::File(_)) {
         let dbs: Vec<&str> = dumps.iter().map(|c| c.manifest.item.as_str()).collect();
         return Err(UsageError(format!("--to-database and --to-file take one database, but {} match ({}) (hint: add --database)", dbs.len(), dbs.join(", "))).into());
@@ -123,7 +136,11 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         s.tables = args.tables.clone();
     }
     rt.block_on(restore::binlog::plan_steps(
-        &cfg, &storage, &mut steps, &target, moment.at,
+        &cfg,
+        &storage,
+        &mut steps,
+        &target,
+        (moment.at, &stop),
     ))
     .map_err(anyhow::Error::msg)?;
     restore::check_decryptable(&storage, &steps, &target).map_err(anyhow::Error::msg)?;
@@ -136,7 +153,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
     );
     print_plan(&steps, &target, zone, &cfg.agent.hostname);
     media::print_plan(&files, args.dry_run, zone);
-    if args.dry_run {
+    if let Some(n) = args.show_events {
+        binlog::show_events(&rt, &storage, &steps, (n, zone, &cfg.agent.state_dir))?;
+    }
+    if args.dry_run || args.show_events.is_some() {
         println!("dry run: nothing was changed");
         return Ok(());
     }
@@ -241,7 +261,7 @@ fn print_plan(steps: &[Step], target: &Target, zone: crate::config::Zone, hostna
             println!("    → only the table(s) {} (and their triggers); the other tables, views, routines and events are left out", names.join(", "));
         }
         if let Some(rf) = &s.roll_forward {
-            println!("    → {}", roll_line(rf, zone));
+            println!("    → {}", binlog::roll_line(rf, zone));
         }
         if c.manifest.host != hostname {
             println!(
@@ -251,26 +271,6 @@ fn print_plan(steps: &[Step], target: &Target, zone: crate::config::Zone, hostna
             );
         }
     }
-}
-
-/// The plan's line for a roll forward with the binary log.
-fn roll_line(rf: &crate::restore::binlog::RollForward, zone: crate::config::Zone) -> String {
-    let until = match rf.reach {
-        Some(r) if r < rf.to => format!(
-            "{} (the newest event archived; the moment asked is later)",
-            zone.format(r, "%Y-%m-%d %H:%M:%S %Z")
-        ),
-        _ => format!("{} included", zone.format(rf.to, "%Y-%m-%d %H:%M:%S %Z")),
-    };
-    let files: std::collections::BTreeSet<&str> =
-        rf.segments.iter().map(|s| s.file.as_str()).collect();
-    format!(
-        "then the binary log from {} byte {} up to {until}: {} segment(s) of {}, events of other databases left out",
-        rf.from.file,
-        rf.from.pos,
-        rf.segments.len(),
-        files.into_iter().collect::<Vec<_>>().join(", ")
-    )
 }
 
 pub(crate) fn confirm(yes: bool) -> anyhow::Result<()> {
@@ -314,11 +314,7 @@ fn report(step: &Step, target: &Target, took: Duration) {
         Target::Recover => println!("restored {db} in {secs:.1}s"),
     }
     if let Some(rf) = &step.roll_forward {
-        let to = rf.reach.map_or(rf.to, |r| r.min(rf.to));
-        println!(
-            "  rolled forward with the binary log to {} (UTC): every transaction committed by then",
-            to.format("%Y-%m-%d %H:%M:%S")
-        );
+        println!("  {}", binlog::rolled_line(rf));
     }
 }
 

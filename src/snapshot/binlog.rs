@@ -4,7 +4,9 @@
 //! `binlog/<job>/<file>/<start>-<end>.json` (plaintext, like snapshot manifests): file, byte
 //! range, event count, first and last event times, and the SHA-256 of the raw bytes. A segment
 //! exists once its manifest does; concatenating a file's segments from position 0 gives the
-//! server's file byte for byte (but for the "in use" flag of its first event).
+//! server's file byte for byte (but for the "in use" flag of its first event). A file the
+//! server left without ROTATE or STOP (it crashed) gets an end marker once the archive has
+//! read past it: a segment of no bytes at the file's end with `ends_file` set.
 
 use crate::storage::{Storage, StorageError};
 use bytes::Bytes;
@@ -41,10 +43,39 @@ pub struct Segment {
     /// Its last event ends the file (ROTATE or STOP): the next file follows without a gap.
     #[serde(default)]
     pub ends_file: bool,
+    /// The first and last GTIDs in it (MariaDB `domain-server-seq`, MySQL `uuid:gno`), when
+    /// the server writes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_gtid: Option<String>,
+    /// …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_gtid: Option<String>,
     /// SHA-256 of the raw bytes (before compression and encryption).
     pub sha256: String,
     /// The stored object.
     pub object: String,
+}
+
+impl Segment {
+    /// A segment of `file`'s bytes `start..end` for `job` on `host`, with nothing counted yet.
+    pub fn new(job: &str, host: &str, file: &str, (start, end): (u64, u64)) -> Segment {
+        Segment {
+            format: FORMAT,
+            job: job.to_string(),
+            host: host.to_string(),
+            file: file.to_string(),
+            start,
+            end,
+            events: 0,
+            first_event_at: None,
+            last_event_at: None,
+            ends_file: false,
+            first_gtid: None,
+            last_gtid: None,
+            sha256: String::new(),
+            object: String::new(),
+        }
+    }
 }
 
 /// Where the archive of `job` is.
@@ -90,7 +121,9 @@ pub async fn list(storage: &Storage, job: &str) -> Result<Vec<Segment>, StorageE
         }
         let bytes = storage.get_bytes_max(&o.key, MAX_MANIFEST).await?;
         match serde_json::from_slice::<Segment>(&bytes) {
-            Ok(s) if s.job == job && s.end > s.start && valid_file(&s.file) => out.push(s),
+            Ok(s) if s.job == job && valid_file(&s.file) && (s.end > s.start || end_marker(&s)) => {
+                out.push(s)
+            }
             Ok(_) => {
                 tracing::warn!(key = %o.key, "binlog segment manifest for another job or empty; ignored")
             }
@@ -101,6 +134,12 @@ pub async fn list(storage: &Storage, job: &str) -> Result<Vec<Segment>, StorageE
     }
     out.sort_by(|a, b| (&a.file, a.start).cmp(&(&b.file, b.start)));
     Ok(out)
+}
+
+/// An end marker: no bytes, the file ends where the segment before it ended (the server left
+/// the file without ROTATE or STOP, e.g. it crashed, and moved on to the next).
+pub fn end_marker(s: &Segment) -> bool {
+    s.start == s.end && s.events == 0 && s.ends_file && s.start >= 4
 }
 
 /// Whether `file` can be a binary log file's name (it becomes a key and a local file name):

@@ -19,6 +19,7 @@
 pub mod position;
 mod reader;
 pub mod retention;
+mod start;
 
 use crate::catalog::BinlogProgress;
 use crate::config::{BinlogSettings, MysqlJob};
@@ -28,6 +29,7 @@ use crate::snapshot::Env;
 use crate::storage::StorageError;
 use chrono::{DateTime, TimeZone, Utc};
 use reader::Reader;
+use start::{server_files, start_point};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -121,6 +123,10 @@ async fn session_inner(
     let server = server_files(job).await?;
     let (file, pos) = start_point(&job.name, segment::resume_point(&segments), &server);
     let last_event_at = segments.last().and_then(|s| s.last_event_at);
+    let ended = (segments.last().filter(|s| s.ends_file))
+        .map(|s| s.file.clone())
+        .into_iter()
+        .collect();
     let spool = spool_dir(env, &job.name);
     fresh_dir(&spool)?;
     let mut reader = Reader::start(job, &spool, &file)?;
@@ -129,15 +135,34 @@ async fn session_inner(
         job,
         spool,
         done: BTreeMap::from([(file, pos)]),
+        ended,
         last_event_at,
     };
     let mut tick = tokio::time::interval(settings.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen = None;
+    let mut storage_down: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
         let exited = reader.exited();
-        a.commit_new().await?;
+        match a.commit_new().await {
+            // The storage is down: the reader keeps spooling (to disk), and the next tick
+            // commits from where the last commit ended, so nothing is lost or committed twice.
+            Err(ArchiveError::Storage(e)) if !exited => {
+                if storage_down.is_none_or(|t| t.elapsed() > Duration::from_secs(300)) {
+                    tracing::warn!(job = %job.name, error = %e, "cannot store the binary log; it is kept in the spool and committed when the storage answers again");
+                    storage_down = Some(tokio::time::Instant::now());
+                }
+                record_error(env, &job.name, &e.to_string());
+                continue;
+            }
+            Err(e) => return Err(e),
+            Ok(()) => {
+                if storage_down.take().is_some() {
+                    tracing::info!(job = %job.name, "the storage answers again; the binary log archive caught up");
+                }
+            }
+        }
         if exited {
             return Err(reader.stopped());
         }
@@ -149,54 +174,6 @@ async fn session_inner(
             _ => a.last_event_at,
         };
         a.record(whole);
-    }
-}
-
-/// The server's binary log files, oldest first (`SHOW BINARY LOGS`).
-async fn server_files(job: &MysqlJob) -> Result<Vec<String>, ArchiveError> {
-    let dump = crate::mysql_client::dump_tool(job.dump_command.as_deref())?;
-    let client = crate::mysql_client::client_tool(&dump)?;
-    let (j, c) = (job.clone(), client.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        crate::backup::mysql_cmd::query(&j, &c, "SHOW BINARY LOGS")
-    })
-    .await
-    .map_err(|e| MysqlError::Wait {
-        program: client.clone(),
-        cause: e.to_string(),
-    })?;
-    let files: Vec<String> = match out {
-        Ok(rows) => (rows.iter())
-            .filter_map(|l| l.split('\t').next())
-            .map(|f| f.trim().to_string())
-            .filter(|f| !f.is_empty() && !f.contains('/'))
-            .collect(),
-        // ER_NO_BINARY_LOGGING: "You are not using binary logging".
-        Err(e) if e.has_code(1381) => Vec::new(),
-        Err(e) => return Err(e.into()),
-    };
-    if files.is_empty() {
-        return Err(ArchiveError::NoBinlog {
-            job: job.name.clone(),
-        });
-    }
-    Ok(files)
-}
-
-/// Where a session starts: after the last committed segment, else at the start of the
-/// server's current file. When the server no longer has the file to resume in (it purged it
-/// while archiving was stopped), at its oldest file: the archive has a gap there, which a
-/// restore past it refuses, naming it.
-fn start_point(job: &str, resume: Option<(String, u64)>, server: &[String]) -> (String, u64) {
-    let oldest = server.first().cloned().unwrap_or_default();
-    let current = server.last().cloned().unwrap_or_default();
-    match resume {
-        None => (current, 0),
-        Some((file, _)) if file < oldest => {
-            tracing::error!(%job, missing_from = %file, resumes_at = %oldest, "the server purged binary logs before they were archived: the archive has a gap; restores past it are refused until the next dump");
-            (oldest, 0)
-        }
-        Some(at) => at,
     }
 }
 
@@ -223,6 +200,8 @@ struct Archive<'a> {
     spool: PathBuf,
     /// File → the offset committed up to (files before the first are not in the spool).
     done: BTreeMap<String, u64>,
+    /// Files whose last committed segment ends them (ROTATE, STOP, or an end marker).
+    ended: std::collections::BTreeSet<String>,
     last_event_at: Option<DateTime<Utc>>,
 }
 
@@ -240,6 +219,9 @@ impl Archive<'_> {
             let later = i + 1 < files.len();
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             if later && self.done.get(name) == Some(&size) {
+                if !self.ended.contains(name) {
+                    self.commit_end(name, size).await?;
+                }
                 let _ = std::fs::remove_file(&path);
             }
         }
@@ -279,24 +261,38 @@ impl Archive<'_> {
         let len = scanned.complete as usize;
         let end = start + scanned.complete;
         let time = |t: Option<i64>| t.and_then(|t| Utc.timestamp_opt(t, 0).single());
+        let host = &self.env.config.agent.hostname;
         let seg = Segment {
-            format: segment::FORMAT,
-            job: self.job.name.clone(),
-            host: self.env.config.agent.hostname.clone(),
-            file: name.to_string(),
-            start,
-            end,
             events: scanned.events,
             first_event_at: time(scanned.first_timestamp),
             last_event_at: time(scanned.last_timestamp),
             ends_file: scanned.ends_file,
-            sha256: String::new(),
-            object: String::new(),
+            first_gtid: scanned.first_gtid,
+            last_gtid: scanned.last_gtid,
+            ..Segment::new(&self.job.name, host, name, (start, end))
         };
         let seg = segment::commit(&self.env.storage, seg, &raw[..len]).await?;
+        if seg.ends_file {
+            self.ended.insert(name.to_string());
+        }
         self.done.insert(name.to_string(), end);
         self.last_event_at = seg.last_event_at.or(self.last_event_at);
         Ok(true)
+    }
+
+    /// Commits an end marker for `name`, archived whole up to `size`: the server moved on to
+    /// the next file without writing ROTATE or STOP at its end (it crashed, or was killed), so
+    /// nothing in the file says it ends; the reader passing on to the next file does.
+    async fn commit_end(&mut self, name: &str, size: u64) -> Result<(), ArchiveError> {
+        let host = &self.env.config.agent.hostname;
+        let seg = Segment {
+            ends_file: true,
+            ..Segment::new(&self.job.name, host, name, (size, size))
+        };
+        segment::commit(&self.env.storage, seg, &[]).await?;
+        tracing::info!(job = %self.job.name, file = name, "the server left this binary log without closing it (a crash?); the archive marks it ended at byte {size}");
+        self.ended.insert(name.to_string());
+        Ok(())
     }
 
     /// The bytes in the spool.

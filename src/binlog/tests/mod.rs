@@ -5,6 +5,7 @@ mod filtering;
 mod hostile;
 mod refusals;
 mod scanning;
+mod stopping;
 
 use super::event::{crc32, MAGIC};
 use super::{filter_file, BinlogError, Filter, Summary};

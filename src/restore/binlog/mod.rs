@@ -16,7 +16,9 @@
 use crate::config::MysqlJob;
 
 mod replay;
-pub use replay::replay;
+pub mod stop;
+pub use replay::{preview, replay, Preview};
+pub use stop::StopAt;
 
 use crate::snapshot::binlog::{self as segment, Segment};
 use crate::snapshot::manifest::BinlogPos;
@@ -39,6 +41,8 @@ pub struct RollForward {
     pub reach: Option<DateTime<Utc>>,
     /// `--table`: only these tables' row events (empty: the whole database's).
     pub tables: Vec<String>,
+    /// Where it stops: at `to`, or before a position or GTID (then `to` only chose the dump).
+    pub stop: StopAt,
 }
 
 /// Why a roll forward cannot be planned or run.
@@ -102,6 +106,44 @@ pub enum BinlogRestoreError {
         /// What the tools said.
         cause: String,
     },
+    /// `--to-position`/`--to-gtid` for a dump that cannot roll forward.
+    #[error("cannot stop {what} for job `{job}`: {why} (hint: restore with --date alone, or pick a dump taken while archiving ran)")]
+    NoArchive {
+        /// The job.
+        job: String,
+        /// The stop asked.
+        what: String,
+        /// Why not.
+        why: &'static str,
+    },
+    /// `--to-position`/`--to-gtid` past the archive's end.
+    #[error("the binary log archive of `{job}` does not reach {what}: it ends at {newest} (hint: `restore --show-events` lists what it holds; check `opsagent status` for the archive's lag)")]
+    NotReached {
+        /// The job.
+        job: String,
+        /// The stop asked.
+        what: String,
+        /// Where the archive ends.
+        newest: String,
+    },
+    /// `--to-position` before the dump.
+    #[error("{what} comes before the dump chosen by --date, which stands at {dump}: rolling it forward cannot stop there (hint: an earlier --date picks an older dump)")]
+    BeforeDump {
+        /// The stop asked.
+        what: String,
+        /// Where the dump stands.
+        dump: String,
+    },
+    /// The stop was not found reading the archive.
+    #[error("the binary log of `{job}` between the dump ({dump}) and the archive's end holds no {what} of this database; nothing was replayed (hint: `restore --show-events` lists the transactions with their positions and GTIDs; a GTID before the dump needs an earlier --date)")]
+    StopNotFound {
+        /// The job.
+        job: String,
+        /// The stop asked.
+        what: String,
+        /// Where the dump stands.
+        dump: String,
+    },
     /// Storage.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -114,6 +156,7 @@ pub async fn plan(
     job: &str,
     from: &BinlogPos,
     to: DateTime<Utc>,
+    stop: &StopAt,
 ) -> Result<RollForward, BinlogRestoreError> {
     let all = segment::list(storage, job).await?;
     let mut segments: Vec<Segment> = all.into_iter().filter(|s| s.file >= from.file).collect();
@@ -126,17 +169,22 @@ pub async fn plan(
         Some(s) if s.file == from.file && s.start == 0 => {}
         _ => return Err(not_archived()),
     }
-    // Keep segments up to one starting after the moment (a transaction may straddle two).
-    if let Some(cut) = segments
-        .iter()
-        .position(|s| s.first_event_at.is_some_and(|t| t > to))
-    {
-        segments.truncate(cut + 1);
+    let moment = *stop == StopAt::Moment;
+    if moment {
+        // Keep segments up to one starting after the moment (a transaction may straddle two).
+        if let Some(cut) = segments
+            .iter()
+            .position(|s| s.first_event_at.is_some_and(|t| t > to))
+        {
+            segments.truncate(cut + 1);
+        }
+    } else {
+        stop::cut(job, from, stop, &mut segments)?;
     }
     if let Err((i, gap)) = check_contiguous(job, &segments) {
         // A gap after the moment does not matter: the segment past it was only taken in
         // case a transaction straddled two segments.
-        if segments[i].first_event_at.is_none_or(|t| t <= to) || i == 0 {
+        if !moment || segments[i].first_event_at.is_none_or(|t| t <= to) || i == 0 {
             return Err(gap);
         }
         segments.truncate(i);
@@ -149,6 +197,7 @@ pub async fn plan(
         segments,
         reach,
         tables: Vec::new(),
+        stop: stop.clone(),
     })
 }
 
@@ -159,7 +208,7 @@ pub async fn plan_steps(
     storage: &Storage,
     steps: &mut [super::Step],
     target: &super::Target,
-    at: DateTime<Utc>,
+    (at, stop): (DateTime<Utc>, &StopAt),
 ) -> Result<(), super::RestoreError> {
     if matches!(target, super::Target::File(_)) {
         return Ok(());
@@ -171,12 +220,24 @@ pub async fn plan_steps(
             .iter()
             .any(|j| &j.name == job && j.binlog.is_some());
         let Some(from) = step.chosen.manifest.binlog.as_ref().filter(|_| archives) else {
+            if let Some(what) = stop.describe() {
+                return Err(BinlogRestoreError::NoArchive {
+                    job: job.clone(),
+                    what,
+                    why: if archives {
+                        "its dump records no binary log position (it was taken before `binlog = true`)"
+                    } else {
+                        "the job does not archive its binary log (`binlog = true`)"
+                    },
+                }
+                .into());
+            }
             continue;
         };
-        if at <= step.chosen.manifest.finished_at {
+        if at <= step.chosen.manifest.finished_at && *stop == StopAt::Moment {
             continue;
         }
-        let mut rf = plan(storage, job, from, at).await?;
+        let mut rf = plan(storage, job, from, at, stop).await?;
         rf.tables = step.tables.clone();
         step.roll_forward = Some(rf);
     }
@@ -251,18 +312,9 @@ mod tests {
 
     fn seg(file: &str, start: u64, end: u64) -> Segment {
         Segment {
-            format: 1,
-            job: "main".into(),
-            host: "h".into(),
-            file: file.into(),
-            start,
-            end,
             events: 1,
-            first_event_at: None,
-            last_event_at: None,
             ends_file: true,
-            sha256: String::new(),
-            object: String::new(),
+            ..Segment::new("main", "h", file, (start, end))
         }
     }
 

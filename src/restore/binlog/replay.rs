@@ -2,7 +2,7 @@
 //! filtered (`crate::binlog`), and piped through `mariadb-binlog` into the client logged in as
 //! the load account.
 
-use super::{BinlogRestoreError, RollForward};
+use super::{BinlogRestoreError, RollForward, StopAt};
 use crate::config::MysqlJob;
 use crate::storage::Storage;
 use sha2::{Digest, Sha256};
@@ -25,7 +25,8 @@ pub async fn replay(
     };
     std::fs::create_dir_all(work).map_err(werr)?;
     let result = async {
-        let (files, events, transactions) = filtered(storage, rf, (source, target), work).await?;
+        let f = filtered(storage, rf, (source, Some(target)), work, 0).await?;
+        let (files, events, transactions) = (f.files, f.events, f.transactions);
         let (login, client) = (login.clone(), client.to_path_buf());
         let (source, t) = (source.to_string(), target.to_string());
         let w = work.to_path_buf();
@@ -44,49 +45,120 @@ pub async fn replay(
     result
 }
 
-/// Each file of `rf` rebuilt and filtered in `work`, until the moment; with the events and
-/// transactions kept.
+/// What reading the archive up to the stop found, without replaying it
+/// (`restore --show-events`).
+#[derive(Debug, Clone, Default)]
+pub struct Preview {
+    /// Transactions of the database that a replay would apply.
+    pub transactions: u64,
+    /// Events it would apply.
+    pub events: u64,
+    /// The first transaction left out: file, position, timestamp.
+    pub stopped_at: Option<(String, u64, i64)>,
+    /// The last transactions applied, oldest first, with their file.
+    pub recent: Vec<(String, crate::binlog::Transaction)>,
+}
+
+/// Reads `rf` as a replay would (every segment checked, the same filter), keeping the last
+/// `n` transactions of `source`, and replays nothing.
+pub async fn preview(
+    storage: &Storage,
+    rf: &RollForward,
+    source: &str,
+    n: usize,
+    work: &Path,
+) -> Result<Preview, BinlogRestoreError> {
+    std::fs::create_dir_all(work).map_err(|e| BinlogRestoreError::Work {
+        path: work.to_path_buf(),
+        cause: e.to_string(),
+    })?;
+    let result = filtered(storage, rf, (source, None), work, n).await;
+    let _ = std::fs::remove_dir_all(work);
+    let f = result?;
+    Ok(Preview {
+        transactions: f.transactions,
+        events: f.events,
+        stopped_at: f.stopped_at,
+        recent: f.recent,
+    })
+}
+
+/// The filtered files and what the filter counted.
+#[derive(Default)]
+struct Filtered {
+    files: Vec<PathBuf>,
+    events: u64,
+    transactions: u64,
+    stopped_at: Option<(String, u64, i64)>,
+    recent: Vec<(String, crate::binlog::Transaction)>,
+}
+
+/// Each file of `rf` rebuilt and filtered in `work` (to nothing without a `target`), until
+/// the stop, keeping the last `recent` transactions. A position or GTID the filter did not
+/// meet is an error: the replay must not silently run to the archive's end.
 async fn filtered(
     storage: &Storage,
     rf: &RollForward,
-    (source, target): (&str, &str),
+    (source, target): (&str, Option<&str>),
     work: &Path,
-) -> Result<(Vec<PathBuf>, u64, u64), BinlogRestoreError> {
-    let mut files = Vec::new();
-    let (mut events, mut transactions) = (0u64, 0u64);
+    recent: usize,
+) -> Result<Filtered, BinlogRestoreError> {
+    let mut done = Filtered::default();
     let mut files_in: Vec<&str> = rf.segments.iter().map(|s| s.file.as_str()).collect();
     files_in.dedup();
     for file in files_in {
         let raw = work.join(format!("{file}.raw"));
         rebuild(storage, rf, file, &raw).await?;
-        let filtered = work.join(file);
+        let filtered = target.map(|_| work.join(file));
         let filter = crate::binlog::Filter {
             start_pos: (file == rf.from.file).then_some(rf.from.pos),
-            stop_before: Some(rf.to.timestamp() + 1),
+            stop_before: (rf.stop == StopAt::Moment).then_some(rf.to.timestamp() + 1),
+            stop_at_pos: match &rf.stop {
+                StopAt::Position(p) if p.file == file => Some(p.pos),
+                _ => None,
+            },
+            stop_at_gtid: match &rf.stop {
+                StopAt::Gtid(g) => Some(g.clone()),
+                _ => None,
+            },
             tables: (!rf.tables.is_empty()).then(|| rf.tables.iter().cloned().collect()),
-            rename_to: Some(target.to_string()),
+            rename_to: target.map(str::to_string),
+            recent,
             ..crate::binlog::Filter::new(source)
         };
         let (raw2, out2) = (raw.clone(), filtered.clone());
-        let summary = tokio::task::spawn_blocking(move || filter_one(&raw2, &out2, &filter))
-            .await
-            .map_err(|e| BinlogRestoreError::Filter {
-                file: file.to_string(),
-                cause: e.to_string(),
-            })?
-            .map_err(|cause| BinlogRestoreError::Filter {
-                file: file.to_string(),
-                cause,
-            })?;
+        let summary =
+            tokio::task::spawn_blocking(move || filter_one(&raw2, out2.as_deref(), &filter))
+                .await
+                .map_err(|e| BinlogRestoreError::Filter {
+                    file: file.to_string(),
+                    cause: e.to_string(),
+                })?
+                .map_err(|cause| BinlogRestoreError::Filter {
+                    file: file.to_string(),
+                    cause,
+                })?;
         let _ = std::fs::remove_file(&raw);
-        events += summary.events_out;
-        transactions += summary.transactions;
-        files.push(filtered);
-        if summary.stopped_at.is_some() {
+        done.events += summary.events_out;
+        done.transactions += summary.transactions;
+        done.files.extend(filtered);
+        let tagged = summary.recent.into_iter().map(|t| (file.to_string(), t));
+        done.recent.extend(tagged);
+        let extra = done.recent.len().saturating_sub(recent);
+        done.recent.drain(..extra);
+        if let Some((pos, ts)) = summary.stopped_at {
+            done.stopped_at = Some((file.to_string(), pos, ts));
             break;
         }
     }
-    Ok((files, events, transactions))
+    match rf.stop.target() {
+        Some(what) if done.stopped_at.is_none() => Err(BinlogRestoreError::StopNotFound {
+            job: rf.job.clone(),
+            what,
+            dump: format!("{}:{}", rf.from.file, rf.from.pos),
+        }),
+        _ => Ok(done),
+    }
 }
 
 /// Writes `file`'s segments of `rf` one after the other into `out`, each checked.
@@ -122,14 +194,19 @@ async fn rebuild(
     f.sync_all().map_err(werr)
 }
 
+/// Filters `raw` into `out` (into nothing without one).
 fn filter_one(
     raw: &Path,
-    out: &Path,
+    out: Option<&Path>,
     filter: &crate::binlog::Filter,
 ) -> Result<crate::binlog::Summary, String> {
     let mut input = std::io::BufReader::new(std::fs::File::open(raw).map_err(|e| e.to_string())?);
-    let mut output =
-        std::io::BufWriter::new(std::fs::File::create(out).map_err(|e| e.to_string())?);
+    let mut output: Box<dyn Write> = match out {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|e| e.to_string())?,
+        )),
+        None => Box::new(std::io::sink()),
+    };
     let summary =
         crate::binlog::filter_file(&mut input, &mut output, filter).map_err(|e| e.to_string())?;
     output.flush().map_err(|e| e.to_string())?;
