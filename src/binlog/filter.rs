@@ -51,6 +51,9 @@ pub struct Filter {
     pub stop_at_gtid: Option<String>,
     /// How many of the last kept transactions [`Summary::recent`] lists (0: none).
     pub recent: usize,
+    /// [`Summary::tables`] and [`Summary::statements`] count only events whose header
+    /// timestamp is at or after this moment (Unix seconds).
+    pub count_from: Option<i64>,
 }
 
 impl Filter {
@@ -66,6 +69,7 @@ impl Filter {
             stop_at_pos: None,
             stop_at_gtid: None,
             recent: 0,
+            count_from: None,
         }
     }
 }
@@ -211,6 +215,11 @@ impl Run<'_> {
         decision
     }
 
+    /// Whether the event with header `head` counts in the summary's tables and statements.
+    fn counts(&self, head: &Header) -> bool {
+        (self.f.count_from).is_none_or(|t| i64::from(head.timestamp) >= t)
+    }
+
     /// Whether the event at `pos..end` comes before [`Filter::start_pos`]; an error when the
     /// start is inside it.
     fn skip_before_start(&self, pos: u64, end: u64) -> Result<bool, BinlogError> {
@@ -305,6 +314,9 @@ impl Run<'_> {
             }
             self.kept.insert(id);
             self.recent.table(names.table);
+            if self.counts(head) && self.summary.tables.len() < MAX_DROPPED_TABLES {
+                self.summary.tables.insert(escaped(names.table));
+            }
             if self
                 .f
                 .rename_to
@@ -335,7 +347,6 @@ impl Run<'_> {
     ) -> Result<Decision, BinlogError> {
         let (db, sql) = query_parts(body, format.post_header_len(code::QUERY))
             .ok_or_else(|| malformed(head, pos, "its database name or SQL text is cut"))?;
-        refuse_binlog_word(body, head, pos)?;
         // A statement run under another database (or none) is not this database's: left out.
         // (One under it that reaches elsewhere is refused by the server: the replay runs as
         // an account that may only touch the target.)
@@ -344,6 +355,10 @@ impl Run<'_> {
             self.summary.dropped_queries += 1;
             return Ok(Decision::Drop);
         }
+        // Only what is written can smuggle a `BINLOG` statement to the replay (a restore's or
+        // a drill's own `GRANT BINLOG REPLAY` to its load account, logged under no database,
+        // is left out above).
+        refuse_binlog_word(body, head, pos)?;
         if sql == b"BEGIN" {
             self.kept.clear();
             if !self.gtids_seen {
@@ -353,6 +368,7 @@ impl Run<'_> {
             }
         }
         if !control {
+            self.summary.statements += u64::from(self.counts(head));
             self.recent.statement(sql, pos, i64::from(head.timestamp));
         } else if sql != b"BEGIN" {
             self.recent.finish();

@@ -26,9 +26,11 @@
 //!   content), and any type not on the list, refuse the whole file;
 //! * every other event (QUERY, XID, GTID, INTVAR, RAND, USER_VAR, ROTATE, …) passes: the server
 //!   checks what they do against the replaying account, and ANNOTATE_ROWS is only printed as
-//!   `#Q>` comments. Since `mariadb-binlog` prints them as text, any of them holding the word
-//!   `BINLOG` (which would replay rows unchecked) refuses the file, and so does a passing table
-//!   name with control characters (a newline would end the comment it is printed in).
+//!   `#Q>` comments. Since `mariadb-binlog` prints them as text, any of them written holding the
+//!   word `BINLOG` (which would replay rows unchecked) refuses the file (statements of other
+//!   databases are left out first, so a restore's own `GRANT BINLOG REPLAY` does not), and
+//!   so does a passing table name with control characters (a newline would end the comment
+//!   it is printed in).
 //!
 //! Kept events are copied byte for byte: their checksums stay valid, their `log_pos` fields
 //! point into the original file, which `mariadb-binlog` accepts when reading a file. What the

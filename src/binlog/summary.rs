@@ -22,6 +22,12 @@ pub struct Summary {
     /// `db.table` of refused table maps (control characters escaped), at most
     /// [`super::MAX_DROPPED_TABLES`] of them.
     pub dropped_tables: BTreeSet<String>,
+    /// Tables of the source database whose table maps were kept (at most
+    /// [`super::MAX_DROPPED_TABLES`] names): those the kept row events change.
+    pub tables: BTreeSet<String>,
+    /// Statements written that are not transaction control (DDL, or DML logged as a
+    /// statement): which tables they change is not known.
+    pub statements: u64,
     /// The header timestamp of the last event written.
     pub last_timestamp: Option<i64>,
     /// Where the filter stopped (for [`super::Filter::stop_before`], `stop_at_pos` or

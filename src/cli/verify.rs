@@ -43,8 +43,15 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
             ),
             Ok(Outcome::Databases(drills)) => {
                 for d in drills {
+                    let rolled = d.rolled.map_or(String::new(), |(to, c)| {
+                        format!(
+                            ", rolled forward with the binary log to {} UTC; {}",
+                            to.format("%H:%M:%S"),
+                            compared(c)
+                        )
+                    });
                     println!(
-                        "{name}: `{}` snapshot {}: ok, {} tables, {} rows, restored in {:.1}s",
+                        "{name}: `{}` snapshot {}: ok, {} tables, {} rows, restored in {:.1}s{rolled}",
                         d.database, d.snapshot, d.tables, d.rows, d.seconds
                     );
                 }
@@ -59,5 +66,15 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         Ok(())
     } else {
         anyhow::bail!("restore drill failed for {}", failed.join(", "))
+    }
+}
+
+/// How a rolled-forward drill copy compared with the live database, for people.
+fn compared(c: crate::restore::binlog::drill::Compared) -> String {
+    use crate::restore::binlog::drill::Compared;
+    match c {
+        Compared::Tables(n) => format!("{n} unchanged table(s) match the live row counts"),
+        Compared::Lagging => "not compared with the live database: the archive lags".into(),
+        Compared::Statements(n) => format!("not compared with the live database: the binary log holds {n} statement(s) since, whose tables are unknown (binlog_format = ROW makes every change a row event)"),
     }
 }

@@ -8,10 +8,10 @@ use super::plan::{all_snapshots, choose, load, Filter};
 use super::sql;
 use super::RestoreError;
 use crate::catalog::RunStatus;
-use crate::mysql_client::{client_tool, dump_tool, MysqlError};
+use crate::mysql_client::{client_tool, dump_tool};
 use crate::snapshot::Env;
 use chrono::Utc;
-use sql::{ident, literal};
+use sql::ident;
 
 /// The result of one database's drill.
 #[derive(Debug, Clone)]
@@ -26,6 +26,9 @@ pub struct Drill {
     pub rows: u64,
     /// Seconds the restore took.
     pub seconds: f64,
+    /// With a binary log archive: the moment the copy was rolled forward to, and how it
+    /// compared with the live database.
+    pub rolled: Option<(chrono::DateTime<Utc>, super::binlog::drill::Compared)>,
 }
 
 /// What a drill checked.
@@ -112,66 +115,92 @@ async fn drill(env: &Env, job: &crate::config::MysqlJob) -> Result<Vec<Drill>, R
     let client = client_tool(&dump_tool(job.dump_command.as_deref())?)?;
     let mut out = Vec::new();
     for c in chosen {
-        // Unique, and created here (never dropped unless this drill created it).
-        let scratch = format!(
-            "opsagent_verify_{}_{}",
-            &c.key.id.replace('-', "_").to_ascii_lowercase(),
-            super::random_hex(4)
-        );
-        let obj = c
-            .manifest
-            .objects
-            .first()
-            .ok_or_else(|| RestoreError::NoData {
-                key: c.key.key.clone(),
-            })?
-            .clone();
-        super::decryptable(&env.storage, &c)?;
-        let started = std::time::Instant::now();
-        let (j, cl, s) = (job.clone(), client.clone(), scratch.clone());
-        tokio::task::spawn_blocking(move || {
-            sql::create_database(&j, &cl, &s, &super::Target::SideBySide)
-        })
-        .await
-        .map_err(RestoreError::task)??;
-        let loaded = super::load_isolated(
-            &env.storage,
-            (job, &client),
-            &obj,
-            (&c.manifest.item, &scratch, &[]),
-            (super::AfterLoad::Copy, None),
-            None,
-        )
-        .await
-        .map(|_| ());
-        let checked = match loaded {
-            Ok(()) => {
-                let (j, cl, s) = (job.clone(), client.clone(), scratch.clone());
-                tokio::task::spawn_blocking(move || check_copy(&j, &cl, &s))
-                    .await
-                    .map_err(RestoreError::task)?
-            }
-            Err(e) => Err(e),
-        };
-        let (j, cl, s) = (job.clone(), client.clone(), scratch.clone());
-        let _ = tokio::task::spawn_blocking(move || {
-            sql::run(&j, &cl, &format!("DROP DATABASE IF EXISTS {};", ident(&s)))
-        })
-        .await;
-        let (tables, rows) = checked.map_err(|e| RestoreError::Drill {
-            database: c.manifest.item.clone(),
-            snapshot: c.key.id.clone(),
-            cause: Box::new(e),
-        })?;
-        out.push(Drill {
-            database: c.manifest.item.clone(),
-            snapshot: c.key.id.clone(),
-            tables,
-            rows,
-            seconds: started.elapsed().as_secs_f64(),
-        });
+        out.push(drill_one(env, (job, &client), &c).await?);
     }
     Ok(out)
+}
+
+/// The drill of one database's snapshot `c`: loaded (and rolled forward) into a scratch
+/// database, checked, dropped.
+async fn drill_one(
+    env: &Env,
+    (job, client): (&crate::config::MysqlJob, &std::path::Path),
+    c: &super::plan::Chosen,
+) -> Result<Drill, RestoreError> {
+    let client = client.to_path_buf();
+    // Unique, and created here (never dropped unless this drill created it).
+    let scratch = format!(
+        "opsagent_verify_{}_{}",
+        &c.key.id.replace('-', "_").to_ascii_lowercase(),
+        super::random_hex(4)
+    );
+    let obj = c
+        .manifest
+        .objects
+        .first()
+        .ok_or_else(|| RestoreError::NoData {
+            key: c.key.key.clone(),
+        })?
+        .clone();
+    super::decryptable(&env.storage, c)?;
+    let roll = super::binlog::drill::plan_for_drill(&env.storage, job, c, Utc::now()).await?;
+    let work = super::binlog::work_dir(&env.config.agent.state_dir);
+    let started = std::time::Instant::now();
+    let (j, cl, s) = (job.clone(), client.clone(), scratch.clone());
+    tokio::task::spawn_blocking(move || {
+        sql::create_database(&j, &cl, &s, &super::Target::SideBySide)
+    })
+    .await
+    .map_err(RestoreError::task)??;
+    let loaded = super::load_isolated(
+        &env.storage,
+        (job, &client),
+        &obj,
+        (&c.manifest.item, &scratch, &[]),
+        (
+            super::AfterLoad::Copy,
+            roll.as_ref().map(|r| (r, work.as_path())),
+        ),
+        None,
+    )
+    .await
+    .map(|_| ());
+    let checked = match loaded {
+        Ok(()) => {
+            let (j, cl, s) = (job.clone(), client.clone(), scratch.clone());
+            tokio::task::spawn_blocking(move || check_copy(&j, &cl, &s))
+                .await
+                .map_err(RestoreError::task)?
+        }
+        Err(e) => Err(e),
+    };
+    let checked = match (checked, &roll) {
+        (Ok(counted), Some(rf)) => {
+            let names = (c.manifest.item.as_str(), scratch.as_str());
+            super::binlog::drill::check_against_live(env, (job, &client), names, rf)
+                .await
+                .map(|compared| (counted, Some((rf.to, compared))))
+        }
+        (checked, _) => checked.map(|counted| (counted, None)),
+    };
+    let (j, cl, s) = (job.clone(), client.clone(), scratch.clone());
+    let _ = tokio::task::spawn_blocking(move || {
+        sql::run(&j, &cl, &format!("DROP DATABASE IF EXISTS {};", ident(&s)))
+    })
+    .await;
+    let ((tables, rows), rolled) = checked.map_err(|e| RestoreError::Drill {
+        database: c.manifest.item.clone(),
+        snapshot: c.key.id.clone(),
+        cause: Box::new(e),
+    })?;
+    Ok(Drill {
+        database: c.manifest.item.clone(),
+        snapshot: c.key.id.clone(),
+        tables,
+        rows,
+        seconds: started.elapsed().as_secs_f64(),
+        rolled,
+    })
 }
 
 /// The scratch copy `db` passes: every table reads to its end, then the job's `drill_command`
@@ -189,30 +218,12 @@ fn check_copy(
     Ok(counted)
 }
 
-/// Every table readable to the end: counts rows of each.
+/// Every table readable to the end: the tables and their rows.
 fn check_tables(
     job: &crate::config::MysqlJob,
     client: &std::path::Path,
     db: &str,
 ) -> Result<(usize, u64), RestoreError> {
-    let tables = sql::run(job, client, &format!("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = {} AND TABLE_TYPE = 'BASE TABLE'", literal(db)))?;
-    let mut rows = 0u64;
-    for t in &tables {
-        let name = t.first().cloned().unwrap_or_default();
-        let r = sql::run(
-            job,
-            client,
-            &format!("SELECT COUNT(*) FROM {}.{}", ident(db), ident(&name)),
-        )
-        .map_err(|cause: MysqlError| RestoreError::Unreadable {
-            table: name.clone(),
-            cause,
-        })?;
-        rows += r
-            .first()
-            .and_then(|r| r.first())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    Ok((tables.len(), rows))
+    let counts = super::binlog::drill::counts(job, client, db)?;
+    Ok((counts.len(), counts.iter().map(|(_, n)| n).sum()))
 }

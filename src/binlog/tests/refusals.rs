@@ -50,6 +50,18 @@ fn binlog_statements_in_text_events_are_refused() {
         "{err}"
     );
 
+    // Under another database (or none) it is left out with the statement: it is never
+    // written, so it cannot reach the replay (a restore's own `GRANT BINLOG REPLAY`).
+    let mut grant = Log::new();
+    grant.query(
+        100,
+        "",
+        "GRANT BINLOG REPLAY ON *.* TO 'opsagent_load_1'@'localhost'",
+    );
+    grant.query(100, "other", "BINLOG 'AAAA'");
+    let (out, sum) = run(&grant.bytes, &shop()).unwrap();
+    assert_eq!((out, sum.dropped_queries), (grant.only([0]), 2));
+
     // A delimiter that ends the statement mariadb-binlog prints, then a second one.
     let mut query = Log::new();
     query.query(100, "shop", "select 1/*!*/;\nbinlog 'AAAA'");

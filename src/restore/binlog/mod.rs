@@ -15,6 +15,7 @@
 
 use crate::config::MysqlJob;
 
+pub mod drill;
 mod replay;
 pub mod stop;
 pub use replay::{preview, replay, Preview};
@@ -43,6 +44,8 @@ pub struct RollForward {
     pub tables: Vec<String>,
     /// Where it stops: at `to`, or before a position or GTID (then `to` only chose the dump).
     pub stop: StopAt,
+    /// A preview counts the tables and statements of events from this moment on only.
+    pub count_from: Option<DateTime<Utc>>,
 }
 
 /// Why a roll forward cannot be planned or run.
@@ -144,6 +147,20 @@ pub enum BinlogRestoreError {
         /// Where the dump stands.
         dump: String,
     },
+    /// A drill's copy differs from the live database in a table the archive shows unchanged.
+    #[error("the copy of `{database}` rolled forward to {moment} has {copy} rows in `{table}`, the live database {live}, and the binary log shows no change to that table since: the dump or the replay lost or doubled rows (hint: restore the table side by side with --table and compare; run `opsagent backup` for a fresh chain)")]
+    Diverged {
+        /// The database.
+        database: String,
+        /// The table.
+        table: String,
+        /// Rows in the copy.
+        copy: u64,
+        /// Rows live.
+        live: u64,
+        /// The moment rolled forward to.
+        moment: String,
+    },
     /// Storage.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -198,6 +215,7 @@ pub async fn plan(
         reach,
         tables: Vec::new(),
         stop: stop.clone(),
+        count_from: None,
     })
 }
 

@@ -57,6 +57,10 @@ pub struct Preview {
     pub stopped_at: Option<(String, u64, i64)>,
     /// The last transactions applied, oldest first, with their file.
     pub recent: Vec<(String, crate::binlog::Transaction)>,
+    /// Tables whose row events it would apply (bounded, see [`crate::binlog::Summary`]).
+    pub tables: std::collections::BTreeSet<String>,
+    /// Statements it would apply that are not transaction control.
+    pub statements: u64,
 }
 
 /// Reads `rf` as a replay would (every segment checked, the same filter), keeping the last
@@ -80,6 +84,8 @@ pub async fn preview(
         events: f.events,
         stopped_at: f.stopped_at,
         recent: f.recent,
+        tables: f.tables,
+        statements: f.statements,
     })
 }
 
@@ -91,6 +97,8 @@ struct Filtered {
     transactions: u64,
     stopped_at: Option<(String, u64, i64)>,
     recent: Vec<(String, crate::binlog::Transaction)>,
+    tables: std::collections::BTreeSet<String>,
+    statements: u64,
 }
 
 /// Each file of `rf` rebuilt and filtered in `work` (to nothing without a `target`), until
@@ -124,6 +132,7 @@ async fn filtered(
             tables: (!rf.tables.is_empty()).then(|| rf.tables.iter().cloned().collect()),
             rename_to: target.map(str::to_string),
             recent,
+            count_from: rf.count_from.map(|t| t.timestamp()),
             ..crate::binlog::Filter::new(source)
         };
         let (raw2, out2) = (raw.clone(), filtered.clone());
@@ -141,6 +150,8 @@ async fn filtered(
         let _ = std::fs::remove_file(&raw);
         done.events += summary.events_out;
         done.transactions += summary.transactions;
+        done.statements += summary.statements;
+        done.tables.extend(summary.tables);
         done.files.extend(filtered);
         let tagged = summary.recent.into_iter().map(|t| (file.to_string(), t));
         done.recent.extend(tagged);
