@@ -21,6 +21,7 @@ pub mod media;
 pub mod metrics;
 pub mod mysql_client;
 pub mod nofollow;
+pub mod priority;
 pub mod quote;
 pub mod restore;
 pub mod retention;

@@ -15,6 +15,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("error", 0),
     ("schedule", 0),
     ("binlog", 0),
+    ("priority", 0),
     ("retention", 1),
     ("storage", 1),
     ("catalog", 1),

@@ -240,8 +240,8 @@ fn to_copy(
 /// The copy storage, with the default storage's encryption settings (only used to read the
 /// copy back: copying moves stored bytes).
 fn open(env: &Env, target: &CopyStorage) -> Result<Storage, CopyError> {
-    Storage::open(&target.spec)
-        .map(|s| s.with_encryption(env.config.encryption.as_ref()))
+    (env.config)
+        .open_storage(&target.spec, target.limits)
         .map_err(|source| CopyError::Open {
             storage: target.name.clone(),
             source: Box::new(source),

@@ -112,6 +112,8 @@ pub struct DumpOptions {
     pub args: Vec<String>,
     /// SQL put in front of the tool's output (after its sandbox-mode first line).
     pub preamble: Vec<u8>,
+    /// The IO class and nice value the dump tool runs at (`[agent] io_priority`, `nice`).
+    pub priority: Option<crate::priority::Priority>,
 }
 
 /// The arguments for dumping `db` (after the credentials argument, which must come first).
@@ -244,7 +246,7 @@ fn produce(
     tx: mpsc::Sender<Bytes>,
     progress: Option<Arc<AtomicU64>>,
 ) -> Result<(u64, Vec<TableStats>, Option<BinlogPos>), DumpError> {
-    let client = job.login(tool);
+    let client = job.login(tool).with_priority(opts.priority);
     let mut running = client.spawn(dump_args(job, db, &opts.args), false, true)?;
     let mut stdout = running.take_stdout().expect("piped stdout");
     // A deeper pipe lets the dump tool run ahead while a chunk is compressed (best effort).

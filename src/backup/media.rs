@@ -66,7 +66,7 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Med
     let previous = previous_tree(env, job).await;
     let outcome = walk_and_store(
         &env.storage,
-        &engine_settings(job),
+        &engine_settings(job, env.config.agent.priority),
         reuse,
         previous,
         env.progress.clone(),
@@ -117,7 +117,7 @@ async fn load_reuse(env: &Env, job: &str) -> Result<Arc<Reuse>, MediaRunError> {
 }
 
 /// What the engine is to do for `job`.
-fn engine_settings(job: &MediaJob) -> EngineSettings {
+fn engine_settings(job: &MediaJob, priority: crate::priority::Priority) -> EngineSettings {
     EngineSettings {
         job: job.name.clone(),
         walk: WalkSettings {
@@ -128,6 +128,7 @@ fn engine_settings(job: &MediaJob) -> EngineSettings {
         },
         level: job.compression_level,
         workers: std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
+        priority: Some(priority),
     }
 }
 

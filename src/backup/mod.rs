@@ -16,6 +16,7 @@ pub mod mysql;
 pub mod mysql_cmd;
 pub mod mysql_inspect;
 pub mod object_lock;
+pub mod pause;
 pub mod prune;
 
 use crate::snapshot::Env;
@@ -175,7 +176,7 @@ struct Failure {
     error: WorkError,
 }
 
-/// One run of any kind of job: take the job's lock, record the run, ping the job's `ping_url`
+/// One run of any kind of job: wait for a cooler CPU (`pause_when`), take the job's lock, record the run, ping the job's `ping_url`
 /// (`/start`), check the prefix claim and abort the uploads a dead run of the job left, do
 /// `work`, record the outcome, ping success or `/fail`, and apply retention and copy to the
 /// job's copy storages only after a good run.
@@ -191,6 +192,9 @@ where
     F: FnOnce(i64) -> Fut,
     Fut: std::future::Future<Output = Result<Done, Failure>> + 'a,
 {
+    if let Some(p) = &env.config.agent.pause_when {
+        pause::until_cool(name, p).await;
+    }
     let _lock = lock::JobLock::acquire(&env.config.agent.state_dir, name)?;
     let run_id = env
         .catalog

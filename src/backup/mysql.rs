@@ -192,6 +192,7 @@ async fn options(job: &MysqlJob, d: &Dump<'_>, db: &str) -> Result<Option<DumpOp
     Ok(Some(DumpOptions {
         args,
         preamble: preamble(&i),
+        priority: None,
     }))
 }
 
@@ -206,6 +207,7 @@ async fn snapshot_one(
     let Some(mut opts) = options(job, d, db).await? else {
         return Ok(None);
     };
+    opts.priority = Some(env.config.agent.priority);
     let started_at = Utc::now();
     let id = new_id(started_at);
     let mut key = dump_key(&job.name, db, &id);

@@ -147,10 +147,11 @@ fn header(cfg: &Config) -> String {
     s += &format!("  host      {} (times in {zone})\n", cfg.agent.hostname);
     s += &format!("  state     {}\n", cfg.agent.state_dir.display());
     s += &format!(
-        "  backups   {}\n",
+        "  backups   {}{}\n",
         Storage::open(&cfg.storage)
             .map(|st| st.describe())
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        limits(cfg.storage_limits)
     );
     for c in &cfg.copies {
         let keep = c
@@ -158,13 +159,15 @@ fn header(cfg: &Config) -> String {
             .as_ref()
             .map_or("each job's keep".to_string(), |k| format!("keep {k}"));
         s += &format!(
-            "  copy      `{}`: {}; {keep}\n",
+            "  copy      `{}`: {}; {keep}{}\n",
             c.name,
             Storage::open(&c.spec)
                 .map(|st| st.describe())
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            limits(c.limits)
         );
     }
+    s += &gentle(&cfg.agent);
     if let Some(e) = &cfg.encryption {
         s += &format!(
             "  encrypted with age to {} recipient(s); identity {}\n",
@@ -177,6 +180,34 @@ fn header(cfg: &Config) -> String {
         );
     }
     s
+}
+
+/// `; uploads ≤ 20.0 MiB/s; downloads ≤ …` of a storage (nothing when unlimited).
+fn limits(l: crate::storage::RateLimits) -> String {
+    let mut s = String::new();
+    for (what, rate) in [("uploads", l.upload), ("downloads", l.download)] {
+        if let Some(r) = rate {
+            s += &format!("; {what} ≤ {}/s", crate::quote::human_bytes(r));
+        }
+    }
+    s
+}
+
+/// How gently backups run: `io_priority`, `nice`, `pause_when`.
+fn gentle(a: &crate::config::Agent) -> String {
+    let mut s = format!(
+        "  gently    dump tool and media readers at IO class {}, nice {}",
+        a.priority.io.as_str(),
+        a.priority.nice
+    );
+    if let Some(p) = &a.pause_when {
+        s += &format!(
+            "; backups wait while CPU > {}% (at most {})",
+            p.cpu_above,
+            humantime::format_duration(p.max_wait)
+        );
+    }
+    s + "\n"
 }
 
 /// The next firing of `schedule` as shown, or "never".

@@ -110,7 +110,7 @@ pub fn select_jobs(
 /// Opens the catalog and storage for a verb that works on backups.
 pub fn open_env(config: Config) -> anyhow::Result<Env> {
     let catalog = Arc::new(Catalog::open(&config.catalog_path())?);
-    let storage = Storage::open(&config.storage)?.with_encryption(config.encryption.as_ref());
+    let storage = config.open_storage(&config.storage, config.storage_limits)?;
     Ok(Env {
         config: Arc::new(config),
         storage,
@@ -134,7 +134,7 @@ pub fn copy_storage(cfg: &Config, name: &str) -> anyhow::Result<Storage> {
         ))
         .into());
     };
-    Ok(Storage::open(&c.spec)?.with_encryption(cfg.encryption.as_ref()))
+    Ok(cfg.open_storage(&c.spec, c.limits)?)
 }
 
 /// `--take-over`: claims the storage prefix for this agent, saying whom it replaced.

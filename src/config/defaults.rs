@@ -17,6 +17,13 @@ const DAY: u64 = 86_400;
 pub const STATE_DIR: &str = "/var/lib/opsagent";
 /// `[agent] shutdown_grace`: how long SIGTERM waits for running jobs.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5 * MINUTE);
+/// `[agent] io_priority`: the dump tool and the media readers get disk time only when nobody
+/// else wants it (the APIs on the same disk come first).
+pub const IO_PRIORITY: crate::priority::IoClass = crate::priority::IoClass::Idle;
+/// `[agent] nice`: the dump tool and the media readers yield the CPU to the services.
+pub const NICE: i32 = 10;
+/// `[agent] pause_when.max_wait`: after this, a backup waiting for a busy CPU starts anyway.
+pub const PAUSE_MAX_WAIT: Duration = Duration::from_secs(10 * MINUTE);
 
 // [storage]
 

@@ -14,6 +14,7 @@ mod resolve_checks;
 mod resolve_email;
 mod resolve_encryption;
 mod resolve_heartbeat;
+mod resolve_limits;
 mod resolve_media;
 mod resolve_mysql;
 mod resolve_peer;
@@ -27,7 +28,7 @@ pub use diagnostic::{ConfigError, ConfigErrors};
 
 use crate::retention::KeepPolicy;
 use crate::secret::Secret;
-use crate::storage::{EncryptionSpec, StorageSpec};
+use crate::storage::{EncryptionSpec, RateLimits, Storage, StorageError, StorageSpec};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -45,6 +46,8 @@ pub struct Config {
     pub agent: Agent,
     /// `[storage]`
     pub storage: StorageSpec,
+    /// `[storage] max_upload_rate`, `max_download_rate`.
+    pub storage_limits: RateLimits,
     /// `[storage.NAME]`: copy storages, in name order.
     pub copies: Vec<CopyStorage>,
     /// `[encryption]`, when backups are encrypted with age.
@@ -76,6 +79,8 @@ pub struct CopyStorage {
     pub spec: StorageSpec,
     /// Retention there, when it differs from each job's `keep`.
     pub keep: Option<KeepPolicy>,
+    /// Its `max_upload_rate`, `max_download_rate`.
+    pub limits: RateLimits,
 }
 
 /// `[agent]`, resolved.
@@ -89,6 +94,19 @@ pub struct Agent {
     pub zone: Zone,
     /// How long a stopping daemon waits for running jobs.
     pub shutdown_grace: Duration,
+    /// `io_priority` and `nice`: how the dump tool and the media readers run.
+    pub priority: crate::priority::Priority,
+    /// `pause_when`: waiting for a cooler machine before a backup, when set.
+    pub pause_when: Option<PauseWhen>,
+}
+
+/// `[agent] pause_when`, resolved.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PauseWhen {
+    /// CPU busy % (all cores) above which a backup waits.
+    pub cpu_above: f64,
+    /// The longest wait; then the backup starts anyway.
+    pub max_wait: Duration,
 }
 
 /// Which databases a MySQL job dumps.
@@ -262,6 +280,26 @@ impl Config {
         } else {
             None
         }
+    }
+
+    /// The bandwidth limits of storage `name` (`default` is `[storage]`; unknown: none).
+    pub fn limits_of(&self, name: &str) -> RateLimits {
+        if name == "default" {
+            return self.storage_limits;
+        }
+        let copy = self.copies.iter().find(|c| c.name == name);
+        copy.map_or_else(RateLimits::default, |c| c.limits)
+    }
+
+    /// `spec` opened as this configuration uses a storage: with its encryption, paced by
+    /// `limits` (one token bucket per storage and direction in the process).
+    pub fn open_storage(
+        &self,
+        spec: &StorageSpec,
+        limits: RateLimits,
+    ) -> Result<Storage, StorageError> {
+        let storage = Storage::open(spec)?.with_encryption(self.encryption.as_ref());
+        Ok(storage.with_rate_limits(limits))
     }
 
     /// The catalog's path.

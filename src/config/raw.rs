@@ -73,6 +73,25 @@ pub struct RawAgent {
     /// How long SIGTERM waits for running jobs before giving up on them; default 5m.
     #[serde(default, with = "humantime_serde")]
     pub shutdown_grace: Option<Duration>,
+    /// IO class of the dump tool and of the media backup's readers: `"idle"` (default) or
+    /// `"best-effort"` (its lowest level).
+    pub io_priority: Option<String>,
+    /// Nice value of the dump tool and of the media backup's readers, 0–19; default 10.
+    pub nice: Option<i32>,
+    /// Wait before starting a backup while the machine is busy:
+    /// `{ cpu_above = "85%", max_wait = "10m" }`; off by default.
+    pub pause_when: Option<RawPauseWhen>,
+}
+
+/// `pause_when = { cpu_above = "85%", max_wait = "10m" }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPauseWhen {
+    /// CPU busy share (all cores) above which a backup waits: `"85%"` or `85`.
+    pub cpu_above: Option<toml::Value>,
+    /// The longest wait; after it the backup starts anyway. Default 10m.
+    #[serde(default, with = "humantime_serde")]
+    pub max_wait: Option<Duration>,
 }
 
 /// `[storage]` and each `[storage.NAME]` (a copy storage). Unknown keys are not refused by
@@ -105,6 +124,11 @@ pub struct RawStorage {
     /// s3: the bucket's S3 Object Lock, which prune respects and `check-config --connect`
     /// verifies: `{ mode = "governance" | "compliance", days = N }`.
     pub object_lock: Option<RawObjectLock>,
+    /// Every upload to this storage together at most this fast (`"20 MiB/s"`, `"100 Mbit/s"`);
+    /// default unlimited.
+    pub max_upload_rate: Option<toml::Value>,
+    /// Every download from it (restores, drills, copies reading it) at most this fast.
+    pub max_download_rate: Option<toml::Value>,
     /// The `[storage.NAME]` tables, and any key not above (an error, reported by `resolve`).
     #[serde(flatten)]
     pub named: std::collections::BTreeMap<String, toml::Value>,

@@ -77,6 +77,10 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
             None
         }
     };
+    let storage_limits = match &raw.storage {
+        Some(s) => super::resolve_limits::rate_limits(&mut cx, s, &root.key("storage")),
+        None => Default::default(),
+    };
     let copies = match &raw.storage {
         Some(s) => {
             super::resolve_storage::copies(&mut cx, s, &agent.hostname, &root.key("storage"))
@@ -120,6 +124,7 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         file: absolute(file),
         agent,
         storage: storage.expect("storage resolved when there are no errors"),
+        storage_limits,
         copies,
         encryption,
         mysql,
@@ -215,6 +220,8 @@ fn agent(cx: &mut Ctx, a: &RawAgent, p: &KeyPath) -> Agent {
         state_dir,
         zone,
         shutdown_grace: a.shutdown_grace.unwrap_or(defaults::SHUTDOWN_GRACE),
+        priority: super::resolve_limits::priority(cx, a, p),
+        pause_when: super::resolve_limits::pause_when(cx, a.pause_when.as_ref(), p),
     }
 }
 

@@ -116,6 +116,8 @@ const KEYS: &[&str] = &[
     "secret_access_key_file",
     "keep",
     "object_lock",
+    "max_upload_rate",
+    "max_download_rate",
 ];
 
 /// The `[storage.NAME]` tables of `[storage]` (copy storages), in name order; reports a key of
@@ -174,11 +176,13 @@ pub(super) fn copies(
         let keep = raw
             .keep
             .and_then(|k| super::resolve::keep(cx, k, &at.key("keep")));
+        let limits = super::resolve_limits::rate_limits(cx, &raw, &at);
         if let Some(spec) = spec {
             out.push(super::CopyStorage {
                 name: name.clone(),
                 spec,
                 keep,
+                limits,
             });
         }
     }

@@ -14,7 +14,6 @@ use crate::catalog::Catalog;
 use crate::config::{self, Config};
 use crate::liveness::Beat;
 use crate::snapshot::Env;
-use crate::storage::Storage;
 use chrono::Utc;
 use scheduler::JobClock;
 use std::collections::HashMap;
@@ -163,7 +162,7 @@ fn open_env(config: Config) -> Result<Env, DaemonError> {
             "runs interrupted by a previous stop were marked `interrupted`"
         );
     }
-    let storage = Storage::open(&config.storage)?.with_encryption(config.encryption.as_ref());
+    let storage = config.open_storage(&config.storage, config.storage_limits)?;
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -290,9 +289,7 @@ impl Daemon {
     fn reload(&mut self, why: &str) {
         systemd::reloading();
         match config::load(&self.config_path) {
-            Ok(new) => match Storage::open(&new.storage)
-                .map(|s| s.with_encryption(new.encryption.as_ref()))
-            {
+            Ok(new) => match new.open_storage(&new.storage, new.storage_limits) {
                 Ok(storage) => {
                     for w in &new.warnings {
                         tracing::warn!("{w}");

@@ -41,6 +41,8 @@ pub struct EngineSettings {
     pub level: i32,
     /// Reading threads.
     pub workers: usize,
+    /// The IO class (walk and readers) and nice value (readers) to read at (`None`: inherited).
+    pub priority: Option<crate::priority::Priority>,
 }
 
 /// Counts of a backup.

@@ -182,6 +182,14 @@ impl Building {
     }
 }
 
+/// What setting a thread's priority gave; a failure is logged (the backup goes on at normal
+/// priority: a sandbox may forbid it).
+fn gently<T>(result: std::io::Result<T>, job: &str) -> Option<T> {
+    result
+        .map_err(|e| tracing::warn!(job, error = %e, "cannot lower the reading priority; reading at normal priority"))
+        .ok()
+}
+
 /// Walks the paths with `s.workers` reading threads and builds the tree.
 pub(super) fn read_all(
     s: &EngineSettings,
@@ -193,11 +201,20 @@ pub(super) fn read_all(
     let (job_tx, job_rx) = mpsc::sync_channel::<FileJob>(256);
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = mpsc::channel::<FileDone>();
+    // The walk runs on a pool thread, which gets its IO class back afterwards; the readers
+    // end with the walk, so they take the nice value too.
+    let _io = s.priority.and_then(|p| gently(p.io_for_now(), &s.job));
     let walked = std::thread::scope(|scope| {
         for _ in 0..s.workers.max(1) {
             let (rx, tx, shared) = (job_rx.clone(), done_tx.clone(), shared.clone());
             let roots = &s.walk.paths;
-            scope.spawn(move || worker(&rx, &tx, &shared, roots));
+            let (priority, job) = (s.priority, &s.job);
+            scope.spawn(move || {
+                if let Some(p) = priority {
+                    gently(p.apply_to_thread(), job);
+                }
+                worker(&rx, &tx, &shared, roots)
+            });
         }
         drop(done_tx);
         let walked = walk(

@@ -4,6 +4,7 @@
 //! is read only after the caller's stream is drained and closed.
 
 use super::{option_file, Credentials, Endpoint, MysqlError};
+use crate::priority::Priority;
 use crate::secret::Secret;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
@@ -19,6 +20,8 @@ pub struct Client {
     program: PathBuf,
     /// The `[client]` option file, password included.
     options: Secret,
+    /// The IO class and nice value the tool runs at (`None`: inherited).
+    priority: Option<Priority>,
 }
 
 impl std::fmt::Debug for Client {
@@ -70,7 +73,15 @@ impl Client {
         Client {
             program: program.into(),
             options: Secret::new(option_file(endpoint, user, password, extra)),
+            priority: None,
         }
+    }
+
+    /// This client with its tools started at `priority` (the dump tool: `[agent] io_priority`
+    /// and `nice`), set in the child before it runs the tool; `None`: as the agent runs.
+    pub fn with_priority(mut self, priority: Option<Priority>) -> Client {
+        self.priority = priority;
+        self
     }
 
     /// The tool.
@@ -137,6 +148,17 @@ impl Client {
         let creds = self.credentials()?;
         cmd.arg(creds.arg()).args(args);
         creds.pass_to(&mut cmd);
+        if let Some(p) = self.priority {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec the hook only makes the ioprio_set and setpriority
+            // syscalls, which are async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    p.apply_in_child();
+                    Ok(())
+                });
+            }
+        }
         let pipe = |p: bool| if p { Stdio::piped() } else { Stdio::null() };
         let mut child = cmd
             .stdin(pipe(stdin))
@@ -144,6 +166,14 @@ impl Client {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| self.spawn_error(e))?;
+        if let Some(p) = self.priority.filter(|p| !p.holds_for(child.id())) {
+            tracing::warn!(
+                program = %self.program.display(),
+                io_priority = p.io.as_str(),
+                "the tool could not be given its IO class; it runs at normal priority \
+                 (a sandbox forbidding ioprio_set?)"
+            );
+        }
         let err = child.stderr.take().expect("piped stderr");
         let stderr = std::thread::spawn(move || read_capped(err));
         Ok(Running {

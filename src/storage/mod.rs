@@ -15,6 +15,9 @@
 //! that grow with the stream (S3 allows 10 000), one part in flight, about three parts in memory;
 //! `multipart/abort.rs` lists the uploads left open and aborts them, signed by `sign.rs`.
 //!
+//! Bandwidth limits (`max_upload_rate`, `max_download_rate`): `rate.rs` decorates any backend
+//! so its transfers take their bytes from the process's token bucket of that storage.
+//!
 //! S3 Object Lock (`object_lock` on a storage): `lock.rs` locks every object as it is written,
 //! `versions.rs` deletes every unlocked version of a key (prune) and reads the versions hidden
 //! behind delete markers ([`Storage::undeleted`], for a restore), `multipart/object_lock.rs`
@@ -35,6 +38,7 @@ mod lock;
 pub mod multipart;
 mod object;
 mod opendal_backend;
+mod rate;
 mod s3;
 mod sign;
 mod versions;
@@ -57,6 +61,7 @@ pub use error::{Op, StorageError};
 pub use key::validate_key;
 pub use lock::ObjectLock;
 pub use object::{ObjectReader, ObjectWriter};
+pub use rate::RateLimits;
 
 /// Where objects are stored. Owned by this adapter; the config module converts to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,6 +246,16 @@ impl Storage {
             backend: f(self.backend),
             crypt: self.crypt,
         }
+    }
+
+    /// This storage with its uploads and downloads paced by `limits` (`rate.rs`): one bucket
+    /// per direction for this place, shared by every `Storage` of the process that opens it.
+    /// Encryption stays above, so the limits count the bytes as stored.
+    pub fn with_rate_limits(self, limits: RateLimits) -> Storage {
+        if limits == RateLimits::default() {
+            return self;
+        }
+        self.map_backend(|inner| Arc::new(rate::Limited::new(inner, limits)))
     }
 
     /// Where this storage is, for messages: `s3://backups/web-01/ at http://127.0.0.1:9000`

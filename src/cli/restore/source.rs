@@ -47,8 +47,8 @@ fn candidates(cfg: &Config, args: &Args) -> anyhow::Result<Vec<(String, StorageS
 
 /// The storage `--storage NAME` names (with `--from-host`), else the default one.
 pub fn first(cfg: &Config, args: &Args) -> anyhow::Result<Storage> {
-    let (_, spec) = candidates(cfg, args)?.swap_remove(0);
-    Ok(Storage::open(&spec)?.with_encryption(cfg.encryption.as_ref()))
+    let (name, spec) = candidates(cfg, args)?.swap_remove(0);
+    Ok(cfg.open_storage(&spec, cfg.limits_of(&name))?)
 }
 
 /// Opens the first storage that holds snapshots matching `filter` at `at`; says on stderr why
@@ -62,7 +62,7 @@ pub fn choose(
 ) -> anyhow::Result<Source> {
     let mut last_err = None;
     for (name, spec) in candidates(cfg, args)? {
-        let storage = Storage::open(&spec)?.with_encryption(cfg.encryption.as_ref());
+        let storage = cfg.open_storage(&spec, cfg.limits_of(&name))?;
         let found = try_storage(rt, cfg, filter, at, &storage);
         // Under object lock, what a leaked key can still do is hide objects behind delete
         // markers: the versions underneath are the backups. Used when they hold a newer
