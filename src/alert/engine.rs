@@ -188,8 +188,10 @@ impl Engine {
         }
         let silences = self.cat.silences(Some(now))?;
         let rules = Rules::from(&self.setup.rules);
+        // An alert whose root cause fires is told about in the root's mail.
+        let folded = super::depend::folded(&alerts, &self.setup.rules.depends);
         let plan = route::plan(&alerts, now, &rules, |k| {
-            self.setup.muted(&silences, k, now)
+            folded.contains_key(k) || self.setup.muted(&silences, k, now)
         });
         let id = compose::message_id(&self.setup.sender(), now);
         let (quiet, notices): (Vec<_>, Vec<_>) = plan
@@ -198,7 +200,8 @@ impl Engine {
         let queued = if notices.is_empty() {
             Vec::new()
         } else {
-            self.notifications(&alerts, &notices, &id, now)?
+            let shown = super::depend::with_affected(&alerts, &folded);
+            self.notifications(&shown, &notices, &id, now)?
         };
         let mut save = Vec::new();
         for (i, k) in quiet.iter().chain(notices.iter()) {

@@ -11,6 +11,7 @@
 //! them.
 
 pub mod compose;
+pub mod depend;
 pub mod digest;
 pub mod digester;
 pub mod email;
@@ -63,6 +64,9 @@ pub struct AlertConfig {
     pub webhooks: Vec<webhook::WebhookSettings>,
     /// `digest`: when the digest goes out (`None`: never, the default).
     pub digest: Option<crate::schedule::Schedule>,
+    /// Alert key → the checks it depends on (`depends_on`, and a job's backup alerts on the
+    /// MySQL check of the job): while one of those fires, this alert is folded into its mail.
+    pub depends: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Default for AlertConfig {
@@ -76,6 +80,7 @@ impl Default for AlertConfig {
             maintenance: Vec::new(),
             webhooks: Vec::new(),
             digest: None,
+            depends: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -88,6 +88,8 @@ pub struct Report {
     pub outbox: Vec<OutboxRow>,
     /// The last heartbeat ping per target.
     pub pings: Vec<PingRow>,
+    /// Failing checks whose failure a failing check they depend on explains → that check.
+    pub causes: std::collections::BTreeMap<String, String>,
 }
 
 /// One alert as shown.
@@ -166,6 +168,7 @@ impl Report {
             silences: cat.silences(Some(now))?,
             outbox: cat.outbox(None)?,
             pings: cat.pings()?,
+            causes: Default::default(),
         }
         .with_alerts(cat.alerts()?, None, now))
     }
@@ -217,8 +220,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<()> {
         .chain(copies.iter().map(|c| (c.as_str(), COPY_KIND)))
         .collect();
     let setup = cfg.alert_setup();
-    let r = Report::gather(&cat, &cfg.agent.hostname, &jobs, cfg.health.interval, now)?
+    let mut r = Report::gather(&cat, &cfg.agent.hostname, &jobs, cfg.health.interval, now)?
         .with_alerts(cat.alerts()?, Some(&setup), now);
+    let failing = (r.checks.iter().filter(|c| c.row.state != "OK"))
+        .map(|c| c.row.check.as_str())
+        .collect();
+    r.causes = crate::alert::depend::roots(&failing, &cfg.alerts.depends);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&to_json(&r, now))?);
     } else {
@@ -332,6 +339,7 @@ mod tests {
             silences: Vec::new(),
             outbox: Vec::new(),
             pings: Vec::new(),
+            causes: Default::default(),
         }
     }
 

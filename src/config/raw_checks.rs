@@ -126,6 +126,9 @@ macro_rules! raw_check {
             /// Deadline of one sample; default `[checks] timeout`.
             #[serde(default, with = "humantime_serde")]
             pub timeout: Option<Duration>,
+            /// Checks this one depends on: while one of them fails, this check's alerts are
+            /// folded into that check's mail.
+            pub depends_on: Option<Vec<String>>,
             $($(#[$fdoc])* pub $field: $ty,)*
         }
     };

@@ -77,15 +77,12 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
             None
         }
     };
-    let storage_limits = match &raw.storage {
-        Some(s) => super::resolve_limits::rate_limits(&mut cx, s, &root.key("storage")),
+    let (storage_limits, copies) = match &raw.storage {
+        Some(s) => (
+            super::resolve_limits::rate_limits(&mut cx, s, &root.key("storage")),
+            super::resolve_storage::copies(&mut cx, s, &agent.hostname, &root.key("storage")),
+        ),
         None => Default::default(),
-    };
-    let copies = match &raw.storage {
-        Some(s) => {
-            super::resolve_storage::copies(&mut cx, s, &agent.hostname, &root.key("storage"))
-        }
-        None => Vec::new(),
     };
     super::resolve_storage::check_distinct(
         &mut cx,
@@ -99,8 +96,9 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         .as_ref()
         .and_then(|a| a.email.as_ref())
         .and_then(|e| super::resolve_email::email(&mut cx, e, &root.key("alerts").key("email")));
-    let alerts = super::resolve_alerts::alerts(&mut cx, raw.alerts.as_ref(), &root.key("alerts"));
-    let health = super::resolve_checks::checks(
+    let mut alerts =
+        super::resolve_alerts::alerts(&mut cx, raw.alerts.as_ref(), &root.key("alerts"));
+    let (health, depends) = super::resolve_checks::checks(
         &mut cx,
         raw.checks.as_ref(),
         &mysql,
@@ -109,6 +107,7 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         storage.as_ref(),
         &root.key("checks"),
     );
+    alerts.depends = depends;
     let metrics_listen =
         super::resolve_checks::metrics(&mut cx, raw.metrics.as_ref(), &root.key("metrics"));
     let encryption = raw

@@ -7,7 +7,7 @@ use super::raw_checks::*;
 use super::resolve::{valid_name, Ctx};
 use super::resolve_probes::{address, http, log, mysql, process, rate, service, tls};
 use super::span::KeyPath;
-use super::{MysqlJob, Schedule, Zone};
+use super::{MysqlJob, Zone};
 use crate::health::host::{default_check, HostCheck, HostConfig};
 use crate::health::state::Limits;
 use crate::health::{self, disk::DiskConfig, CheckSpec, HealthConfig, ProbeSpec};
@@ -24,7 +24,7 @@ pub(super) fn checks(
     zone: Zone,
     storage: Option<&crate::storage::StorageSpec>,
     p: &KeyPath,
-) -> HealthConfig {
+) -> (HealthConfig, super::resolve_depends::Depends) {
     let empty = RawChecks::default();
     let r = raw.unwrap_or(&empty);
     let interval = r.interval.unwrap_or(defaults::CHECK_INTERVAL);
@@ -49,50 +49,35 @@ pub(super) fn checks(
         timeout,
         seen: Vec::new(),
         out: Vec::new(),
+        deps: Vec::new(),
     };
     configured(&mut b, r, jobs, p);
     for (i, c) in r.peer.iter().enumerate() {
         let q = p.key("peer").index(i);
         let probe = super::resolve_peer::peer(b.cx, c, storage, &q);
-        b.add(&q, (&c.name, c.interval, c.hold, c.timeout), probe);
-    }
-    let mut out = b.out;
-    let grace = r.backup_grace.unwrap_or(defaults::BACKUP_GRACE);
-    let backup_jobs = jobs
-        .iter()
-        .map(|j| (&j.name, &j.schedule, "mysql", &j.copy_to))
-        .chain(
-            media
-                .iter()
-                .map(|j| (&j.name, &j.schedule, "media", &j.copy_to)),
+        b.add(
+            &q,
+            (&c.name, c.interval, c.hold, c.timeout, &c.depends_on),
+            probe,
         );
-    for (name, schedule, kind, copy_to) in backup_jobs {
-        out.push(freshness(
-            name, kind, schedule, zone, grace, interval, timeout,
-        ));
-        // Each copy storage too (`backup:JOB@NAME`, from the `copy` runs): a copy that keeps
-        // failing alerts once it is older than the job's period plus grace.
-        for to in copy_to {
-            let copy = format!("{name}@{to}");
-            out.push(freshness(
-                &copy, "copy", schedule, zone, grace, interval, timeout,
-            ));
-        }
     }
-    // A job archiving its binary log: its check also watches the archive's lag.
-    for j in jobs {
-        let name = format!("backup:{}", j.name);
-        let spec = out.iter_mut().find(|c| c.name == name);
-        if let (Some(b), Some(ProbeSpec::Backup(s))) = (j.binlog, spec.map(|c| &mut c.probe)) {
-            s.binlog_max_lag = Some(b.max_lag);
-        }
-    }
-    HealthConfig {
+    let (mut out, deps) = (b.out, b.deps);
+    let grace = r.backup_grace.unwrap_or(defaults::BACKUP_GRACE);
+    super::resolve_freshness::backup_checks(
+        &mut out,
+        (jobs, media),
+        zone,
+        grace,
+        (interval, timeout),
+    );
+    let depends = super::resolve_depends::depends(cx, deps, &out, &r.mysql);
+    let health = HealthConfig {
         interval,
         timeout,
         host,
         checks: out,
-    }
+    };
+    (health, depends)
 }
 
 /// The `[[checks.KIND]]` lists, in the order of the kinds.
@@ -101,86 +86,75 @@ fn configured(b: &mut Builder, r: &RawChecks, jobs: &[MysqlJob], p: &KeyPath) {
         let q = p.key("tcp").index(i);
         let probe = address(b.cx, c.address.as_deref(), &q.key("address"))
             .map(|address| ProbeSpec::Tcp(health::tcp::Spec { address }));
-        b.add(&q, (&c.name, c.interval, c.hold, c.timeout), probe);
+        b.add(
+            &q,
+            (&c.name, c.interval, c.hold, c.timeout, &c.depends_on),
+            probe,
+        );
     }
     for (i, c) in r.http.iter().enumerate() {
         let q = p.key("http").index(i);
         let probe = http(b.cx, c, &q);
-        b.add(&q, (&c.name, c.interval, c.hold, c.timeout), probe);
+        b.add(
+            &q,
+            (&c.name, c.interval, c.hold, c.timeout, &c.depends_on),
+            probe,
+        );
     }
     for (i, c) in r.tls.iter().enumerate() {
         let q = p.key("tls").index(i);
         let probe = tls(b.cx, c, &q);
-        b.add(&q, (&c.name, c.interval, c.hold, c.timeout), probe);
+        b.add(
+            &q,
+            (&c.name, c.interval, c.hold, c.timeout, &c.depends_on),
+            probe,
+        );
     }
     for (i, c) in r.service.iter().enumerate() {
         let q = p.key("service").index(i);
         let probe = service(c);
-        b.add(&q, (&c.name, c.interval, c.hold, c.timeout), probe);
+        b.add(
+            &q,
+            (&c.name, c.interval, c.hold, c.timeout, &c.depends_on),
+            probe,
+        );
     }
     for (i, c) in r.process.iter().enumerate() {
         let q = p.key("process").index(i);
         let probe = process(b.cx, c, &q);
-        b.add(&q, (&c.name, c.interval, c.hold, c.timeout), probe);
+        b.add(
+            &q,
+            (&c.name, c.interval, c.hold, c.timeout, &c.depends_on),
+            probe,
+        );
     }
     for (i, c) in r.mysql.iter().enumerate() {
         let q = p.key("mysql").index(i);
         let probe = mysql(b.cx, c, jobs, &q);
-        b.add(&q, (&c.name, c.interval, c.hold, c.timeout), probe);
+        b.add(
+            &q,
+            (&c.name, c.interval, c.hold, c.timeout, &c.depends_on),
+            probe,
+        );
     }
     for (i, c) in r.log.iter().enumerate() {
         let q = p.key("log").index(i);
         let probe = log(b.cx, c, &q);
-        b.add(&q, (&c.name, c.interval, c.hold, c.timeout), probe);
+        b.add(
+            &q,
+            (&c.name, c.interval, c.hold, c.timeout, &c.depends_on),
+            probe,
+        );
     }
     for (i, c) in r.rate.iter().enumerate() {
         let q = p.key("rate").index(i);
         let probe = rate(b.cx, c, &q);
-        b.add(&q, (&c.name, c.interval, c.hold, c.timeout), probe);
+        b.add(
+            &q,
+            (&c.name, c.interval, c.hold, c.timeout, &c.depends_on),
+            probe,
+        );
     }
-}
-
-/// The automatic backup freshness check of one job (`backup:<job>`).
-fn freshness(
-    job: &str,
-    kind: &str,
-    schedule: &Schedule,
-    zone: Zone,
-    grace: Duration,
-    interval: Duration,
-    timeout: Duration,
-) -> CheckSpec {
-    CheckSpec {
-        name: format!("backup:{job}"),
-        interval: interval.max(defaults::FRESHNESS_INTERVAL_MIN),
-        hold: Duration::ZERO,
-        timeout,
-        probe: ProbeSpec::Backup(health::freshness::Spec {
-            job: job.to_string(),
-            kind: kind.into(),
-            period: period(schedule, zone),
-            grace,
-            binlog_max_lag: None,
-        }),
-    }
-}
-
-/// The longest gap between the next few slots of a schedule.
-pub(super) fn period(s: &Schedule, zone: Zone) -> Duration {
-    let mut t = chrono::Utc::now();
-    let mut longest = Duration::ZERO;
-    let Some(mut prev) = s.next_after(t, zone) else {
-        return defaults::FRESHNESS_PERIOD_FALLBACK;
-    };
-    for _ in 0..16 {
-        t = prev;
-        let Some(next) = s.next_after(t, zone) else {
-            break;
-        };
-        longest = longest.max((next - prev).to_std().unwrap_or_default());
-        prev = next;
-    }
-    longest
 }
 
 struct Builder<'c, 'a> {
@@ -189,6 +163,8 @@ struct Builder<'c, 'a> {
     timeout: Duration,
     seen: Vec<(String, KeyPath)>,
     out: Vec<CheckSpec>,
+    /// `depends_on` of each check: (check, names, where).
+    deps: Vec<(String, Vec<String>, KeyPath)>,
 }
 
 type Common<'r> = (
@@ -196,15 +172,19 @@ type Common<'r> = (
     Option<Duration>,
     Option<Duration>,
     Option<Duration>,
+    &'r Option<Vec<String>>,
 );
 
 impl Builder<'_, '_> {
     fn add(
         &mut self,
         q: &KeyPath,
-        (name, interval, hold, timeout): Common,
+        (name, interval, hold, timeout, depends_on): Common,
         probe: Option<ProbeSpec>,
     ) {
+        if let (Some(n), Some(d)) = (name, depends_on) {
+            self.deps.push((n.clone(), d.clone(), q.key("depends_on")));
+        }
         let name = match name {
             None => {
                 self.cx.missing(

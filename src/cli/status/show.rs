@@ -202,8 +202,10 @@ pub fn render(r: &Report, zone: Zone, now: DateTime<Utc>) -> String {
         for c in &r.checks {
             let first = c.row.detail.lines().next().unwrap_or("");
             let flap = if c.row.flapping { " (flapping)" } else { "" };
+            let cause = (r.causes.get(&c.row.check))
+                .map_or(String::new(), |root| format!(" (because {root} fails)"));
             let line = format!(
-                "{:<28} {:<8} {:<18} {:>9}  {first}{flap}",
+                "{:<28} {:<8} {:<18} {:>9}  {first}{flap}{cause}",
                 c.row.check,
                 c.shown(),
                 zone.format(c.row.since, "%Y-%m-%d %H:%M"),
@@ -358,7 +360,7 @@ pub fn to_json(r: &Report, now: DateTime<Utc>) -> serde_json::Value {
                 "name": c.row.check, "kind": c.row.kind, "state": c.shown(),
                 "since": c.row.since.to_rfc3339(), "updated_at": c.row.updated_at.to_rfc3339(),
                 "value": c.row.value, "threshold": c.row.threshold, "detail": c.row.detail,
-                "flapping": c.row.flapping,
+                "flapping": c.row.flapping, "caused_by": r.causes.get(&c.row.check),
             })
         })
         .collect();
