@@ -150,6 +150,36 @@ fn job_note(jobs: &[String]) -> String {
     }
 }
 
+/// Snapshot ids have whole seconds: of snapshots of one series taken in the same second as a
+/// chosen one, the one that started last (its manifest says, to the millisecond) is chosen.
+pub async fn break_ties(
+    storage: &Storage,
+    all: &[Timed],
+    chosen: Vec<Timed>,
+) -> Result<Vec<Timed>, PlanError> {
+    let mut out = Vec::new();
+    for (time, key) in chosen {
+        let ties: Vec<&Timed> = (all.iter())
+            .filter(|(t, k)| *t == time && k.job == key.job && k.item == key.item)
+            .collect();
+        let mut best: Option<(DateTime<Utc>, DateTime<Utc>, &Timed)> = None;
+        for tied in ties.iter().filter(|_| ties.len() > 1) {
+            let bytes = storage
+                .get_bytes_max(&tied.1.key, crate::media::limits::MAX_MANIFEST)
+                .await?;
+            // A manifest that does not read cannot be restored anyway: not a candidate.
+            let Ok(m) = Manifest::parse(&tied.1.key, &bytes) else {
+                continue;
+            };
+            if best.is_none_or(|(s, f, _)| (m.started_at, m.finished_at) > (s, f)) {
+                best = Some((m.started_at, m.finished_at, tied));
+            }
+        }
+        out.push(best.map_or((time, key), |(_, _, t)| (*t).clone()));
+    }
+    Ok(out)
+}
+
 /// Reads the manifests of the chosen snapshots.
 pub async fn load(storage: &Storage, chosen: Vec<Timed>) -> Result<Vec<Chosen>, PlanError> {
     let mut out = Vec::new();

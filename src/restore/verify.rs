@@ -4,7 +4,7 @@
 //! Media jobs have their own drill (`media::verify`): every pack and blob of the newest snapshot.
 
 use super::media::verify::{self as media_verify, MediaDrill};
-use super::plan::{all_snapshots, choose, load, Filter};
+use super::plan::{all_snapshots, break_ties, choose, load, Filter};
 use super::sql;
 use super::RestoreError;
 use crate::catalog::RunStatus;
@@ -107,9 +107,10 @@ async fn drill(env: &Env, job: &crate::config::MysqlJob) -> Result<Vec<Drill>, R
         jobs: vec![job.name.clone()],
         databases: vec![],
     };
+    let chosen = choose(&snaps, &filter, Utc::now(), env.config.agent.zone)?;
     let chosen = load(
         &env.storage,
-        choose(&snaps, &filter, Utc::now(), env.config.agent.zone)?,
+        break_ties(&env.storage, &snaps, chosen).await?,
     )
     .await?;
     let client = client_tool(&dump_tool(job.dump_command.as_deref())?)?;

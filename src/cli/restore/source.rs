@@ -114,9 +114,10 @@ fn try_storage(
     at: DateTime<Utc>,
     storage: &Storage,
 ) -> Result<Vec<(DateTime<Utc>, SnapshotKey)>, String> {
-    rt.block_on(plan::all_snapshots(storage))
-        .map_err(|e| e.to_string())
-        .and_then(|snaps| {
-            plan::choose(&snaps, filter, at, cfg.agent.zone).map_err(|e| e.to_string())
-        })
+    rt.block_on(async {
+        let snaps = plan::all_snapshots(storage).await?;
+        let chosen = plan::choose(&snaps, filter, at, cfg.agent.zone)?;
+        plan::break_ties(storage, &snaps, chosen).await
+    })
+    .map_err(|e| e.to_string())
 }

@@ -189,6 +189,9 @@ async fn newest(storage: &Storage, job: &str, zone: Zone) -> Result<Chosen, Dril
     };
     let chosen = choose(&snaps, &filter, Utc::now(), zone)
         .map_err(|e| DrillError::Snapshots(e.to_string()))?;
+    let chosen = super::super::plan::break_ties(storage, &snaps, chosen)
+        .await
+        .map_err(|e| DrillError::Snapshots(e.to_string()))?;
     let chosen = load(storage, chosen)
         .await
         .map_err(|e| DrillError::Snapshots(e.to_string()))?;
