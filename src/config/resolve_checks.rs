@@ -5,6 +5,7 @@
 use super::defaults;
 use super::raw_checks::*;
 use super::resolve::{valid_name, Ctx};
+use super::resolve_ping::{gateway as gateway_ping, GATEWAY};
 use super::resolve_probes::{address, http, log, mysql, process, rate, service, tls};
 use super::span::KeyPath;
 use super::{MysqlJob, Schedule, Zone};
@@ -14,7 +15,7 @@ use crate::health::{self, disk::DiskConfig, CheckSpec, HealthConfig, ProbeSpec};
 use std::time::Duration;
 
 /// Names the host checks use; configured checks cannot take them.
-const RESERVED: &[&str] = &["cpu", "load", "memory", "swap", "disk", "inodes"];
+const RESERVED: &[&str] = &["cpu", "load", "memory", "swap", "disk", "inodes", GATEWAY];
 
 pub(super) fn checks(
     cx: &mut Ctx,
@@ -43,6 +44,7 @@ pub(super) fn checks(
         swap: host_check(cx, "swap", r.swap, &p.key("swap")),
         disk: disk(cx, r.disk.as_ref(), &p.key("disk")),
     };
+    let gateway = gateway_ping(cx, r.gateway.as_ref(), interval, timeout, &p.key(GATEWAY));
     let mut b = Builder {
         cx,
         interval,
@@ -92,6 +94,7 @@ pub(super) fn checks(
         timeout,
         host,
         checks: out,
+        gateway,
     }
 }
 
@@ -136,6 +139,15 @@ fn configured(b: &mut Builder, r: &RawChecks, jobs: &[MysqlJob], p: &KeyPath) {
     for (i, c) in r.rate.iter().enumerate() {
         let q = p.key("rate").index(i);
         let probe = rate(b.cx, c, &q);
+        b.add(&q, (&c.name, c.interval, c.hold, c.timeout), probe);
+    }
+    for (i, c) in r.ping.iter().enumerate() {
+        let q = p.key("ping").index(i);
+        let timeout = c
+            .timeout
+            .unwrap_or(b.timeout)
+            .min(c.interval.unwrap_or(b.interval));
+        let probe = super::resolve_ping::ping(b.cx, c, timeout, &q);
         b.add(&q, (&c.name, c.interval, c.hold, c.timeout), probe);
     }
 }
