@@ -237,7 +237,7 @@ impl Builder<'_, '_> {
                 self.cx.error(
                     &q.key("name"),
                     format!("`{n}` is the name of a host check"),
-                    "pick another name, e.g. `{n}-app`",
+                    format!("pick another name, e.g. `{n}-app`"),
                 );
                 None
             }
