@@ -53,7 +53,8 @@ fn a_slow_target_trips_the_rtt_thresholds() {
     d.stop();
 }
 
-/// `config` with the gateway ping turned back on: 3 probes, no `for`.
+/// `config` with the gateway ping turned back on (3 probes, no `for`) and the Prometheus
+/// endpoint on 127.0.0.1:9187 (of the namespace the daemon runs in).
 fn with_gateway(dir: &Path) -> std::path::PathBuf {
     let cfg = config(
         dir,
@@ -63,7 +64,7 @@ fn with_gateway(dir: &Path) -> std::path::PathBuf {
         "[checks.gateway]\nenabled = false\n",
         "[checks.gateway]\ncount = 3\nprobe_interval = \"50ms\"\nprobe_timeout = \"500ms\"\nfor = \"0s\"\n",
     );
-    std::fs::write(&cfg, text).unwrap();
+    std::fs::write(&cfg, text + "[metrics]\nlisten = \"127.0.0.1:9187\"\n").unwrap();
     cfg
 }
 
@@ -92,6 +93,19 @@ fn the_default_gateway_is_pinged_only_where_there_is_one() {
     assert!(
         detail.starts_with("gateway 10.200.0.2: loss 0% (3/3 answered), rtt avg"),
         "{detail}"
+    );
+    // Its value (the loss) on the Prometheus endpoint, which listens inside the namespace.
+    let metrics = ns.thread(|tx| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect("127.0.0.1:9187").unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        tx.send(body).unwrap();
+    });
+    assert!(
+        metrics.contains("opsagent_check_value{check=\"gateway\",kind=\"ping\"} 0"),
+        "{metrics}"
     );
     d.stop();
 
