@@ -20,7 +20,8 @@ fn few(name: &str, extra: &str) -> String {
 }
 
 /// Echo replies sent 60 ms late: p95 at or above rtt_crit 40 ms is CRIT with no loss; the same
-/// answers against 500 ms/900 ms thresholds are OK.
+/// answers against 500 ms/900 ms thresholds are OK; ICMPv6 to ::1, answered by the kernel, is
+/// OK against the tight thresholds.
 #[test]
 fn a_slow_target_trips_the_rtt_thresholds() {
     let ns = Netns::new("0 2147483647");
@@ -29,12 +30,15 @@ fn a_slow_target_trips_the_rtt_thresholds() {
     let cfg = config(
         dir.path(),
         &(few("slow", "rtt_warn = \"20ms\"\nrtt_crit = \"40ms\"\n")
-            + &few("patient", "rtt_warn = \"500ms\"\nrtt_crit = \"900ms\"\n")),
+            + &few("patient", "rtt_warn = \"500ms\"\nrtt_crit = \"900ms\"\n")
+            + &few("v6", "rtt_warn = \"20ms\"\nrtt_crit = \"40ms\"\n").replace("127.0.0.1", "::1")),
     );
     let d = ns.daemon(&cfg, &dir.path().join("daemon.log"));
     watch(&cfg, &d, "slow CRIT, patient OK", "slow", |all| {
         state(all, "slow") == "CRIT" && state(all, "patient") == "OK"
     });
+    // ICMPv6 is answered by the kernel at once (the slow responder is IPv4 only).
+    watch(&cfg, &d, "v6 OK", "v6", |all| state(all, "v6") == "OK");
     let all = checks(&cfg);
     let slow = find(&all, "slow").unwrap();
     let detail = slow["detail"].as_str().unwrap();
@@ -50,6 +54,8 @@ fn a_slow_target_trips_the_rtt_thresholds() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no p95 in {detail}"));
     assert!((60.0..600.0).contains(&p95), "p95 {p95} ms: {detail}");
+    let v6 = find(&all, "v6").unwrap()["detail"].as_str().unwrap();
+    assert!(v6.starts_with("::1: loss 0% (10/10 answered)"), "{v6}");
     d.stop();
 }
 
@@ -121,6 +127,30 @@ fn the_default_gateway_is_pinged_only_where_there_is_one() {
     assert!(find(&all, "gateway").is_none(), "{all:#?}");
     assert!(d.log().contains("no default gateway"), "{}", d.log());
     d.stop();
+}
+
+/// The default round (5 probes 200 ms apart, 1 s to answer) shrinks to fit a short timeout, so
+/// a configuration with `interval = "1s"` stays valid with the gateway check on by default.
+#[test]
+fn the_default_round_fits_a_short_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[agent]\nstate_dir = \"{0}/s\"\n[storage]\ntype = \"local\"\npath = \"{0}/b\"\n\
+         [checks]\ninterval = \"1s\"\n[[checks.ping]]\nname = \"p\"\ntarget = \"192.0.2.1\"\n",
+        dir.path().display()
+    );
+    let c = opsagent::config::parse(&dir.path().join("x.toml"), &text)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let gateway = c.health.gateway.expect("on by default");
+    let pinged = [&gateway, &c.health.checks[0]];
+    for spec in pinged {
+        let opsagent::health::ProbeSpec::Ping(p) = &spec.probe else {
+            panic!("{spec:?}")
+        };
+        assert_eq!(p.count, 5);
+        assert!(p.round_time() <= Duration::from_millis(800), "{p:?}");
+        assert!(p.wait >= Duration::from_millis(400), "{p:?}");
+    }
 }
 
 #[test]

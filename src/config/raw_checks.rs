@@ -308,7 +308,8 @@ macro_rules! ping_table {
             /// Deadline of one round; default `[checks] timeout`.
             #[serde(default, with = "humantime_serde")]
             pub timeout: Option<Duration>,
-            /// Probes per round; default 5.
+            /// Probes per round; default 5. Without `count`, `probe_interval` and
+            /// `probe_timeout` the default round shrinks to fit 80 % of the timeout.
             pub count: Option<u32>,
             /// Time between two probes of a round; default 200ms.
             #[serde(default, with = "humantime_serde")]

@@ -144,7 +144,7 @@ fn round(
             Some(limits(cx, none, w, cr, &q.key("rtt_warn")))
         }
     };
-    let spec = Spec {
+    let mut spec = Spec {
         target: target?,
         count,
         spacing,
@@ -152,6 +152,14 @@ fn round(
         thresholds: Thresholds { loss, rtt },
     };
     let budget = inner_budget(timeout);
+    let chosen = c.count.is_some() || c.probe_interval.is_some() || c.probe_timeout.is_some();
+    if !chosen && spec.round_time() > budget {
+        // The default round shrinks to fit a short `[checks] timeout` (the gateway check is on
+        // by default: a config valid before it existed stays valid).
+        let f = budget.as_secs_f64() / spec.round_time().as_secs_f64();
+        spec.spacing = spec.spacing.mul_f64(f);
+        spec.wait = spec.wait.mul_f64(f);
+    }
     if spec.round_time() > budget {
         cx.error(
             &q.key("count"),
