@@ -22,7 +22,7 @@ fn base(dir: &Path) -> String {
          [storage]\ntype = \"local\"\npath = \"{d}/backups\"\n",
         d = dir.display()
     );
-    for k in ["cpu", "load", "memory", "swap", "disk"] {
+    for k in ["cpu", "load", "memory", "swap", "disk", "gateway"] {
         s += &format!("[checks.{k}]\nenabled = false\n");
     }
     s

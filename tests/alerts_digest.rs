@@ -19,7 +19,7 @@ fn config(dir: &Path, smtp_port: u16) -> String {
          [storage]\ntype = \"local\"\npath = \"{d}/backups\"\n"
         , d = dir.display()
     );
-    for k in ["cpu", "load", "memory", "swap", "disk"] {
+    for k in ["cpu", "load", "memory", "swap", "disk", "gateway"] {
         s += &format!("[checks.{k}]\nenabled = false\n");
     }
     for job in ["uploads", "logs"] {

@@ -476,7 +476,15 @@ fn example_config_checks_section_is_valid() {
     let kinds: Vec<&str> = c.health.checks.iter().map(|s| s.probe.kind()).collect();
     assert_eq!(
         kinds,
-        ["tcp", "http", "tls", "service", "process", "mysql", "log", "rate", "peer", "backup"]
+        [
+            "tcp", "http", "tls", "service", "process", "mysql", "log", "rate", "ping", "peer",
+            "backup"
+        ]
+    );
+    let gateway = c.health.gateway.as_ref().expect("the gateway ping is on");
+    assert_eq!(
+        (gateway.name.as_str(), gateway.hold),
+        ("gateway", Duration::from_secs(120))
     );
     let backup = c.health.checks.last().unwrap();
     assert_eq!(backup.name, "backup:main");

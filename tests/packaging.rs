@@ -103,6 +103,29 @@ fn unit_keeps_the_agent_able_to_see_the_host() {
     assert!(set.iter().any(|l| l.starts_with("SupplementaryGroups=")));
 }
 
+/// The ping checks' sysctl drop-in: packed where systemd-sysctl reads it, one setting that
+/// allows every group (a range cannot add one gid without narrowing what systemd already set),
+/// and postinst applies it only where systemd runs the host.
+#[test]
+fn ping_sysctl_is_packaged_and_applied_only_under_systemd() {
+    let manifest = std::fs::read_to_string(repo("Cargo.toml")).unwrap();
+    assert!(manifest.contains(r#"["packaging/60-opsagent-ping.conf", "usr/lib/sysctl.d/", "644"]"#));
+    let conf = std::fs::read_to_string(repo("packaging/60-opsagent-ping.conf")).unwrap();
+    let settings: Vec<&str> = conf
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(settings, ["net.ipv4.ping_group_range = 0 2147483647"]);
+    let postinst = std::fs::read_to_string(repo("packaging/debian/postinst")).unwrap();
+    let apply = postinst
+        .lines()
+        .position(|l| l.contains("systemd-sysctl /usr/lib/sysctl.d/60-opsagent-ping.conf"))
+        .expect("postinst applies the drop-in");
+    let guard = postinst.lines().take(apply).collect::<Vec<_>>().join("\n");
+    assert!(guard.contains("[ -d /run/systemd/system ]"), "{postinst}");
+}
+
 #[test]
 fn generate_assets_writes_what_the_package_ships() {
     let dir = tempfile::tempdir().unwrap();

@@ -33,7 +33,7 @@ fn config(dir: &Path, port: u16, email: &str) -> PathBuf {
          from = \"opsagent@web-01.example.com\"\n{email}\n",
         d = dir.display()
     );
-    for k in ["cpu", "load", "memory", "swap", "disk"] {
+    for k in ["cpu", "load", "memory", "swap", "disk", "gateway"] {
         s += &format!("[checks.{k}]\nenabled = false\n");
     }
     let path = dir.join("opsagent.toml");

@@ -315,6 +315,7 @@ fn checks_summary(h: &crate::health::HealthConfig) -> String {
         ("memory", host.memory.is_some()),
         ("swap", host.swap.is_some()),
         ("disks (space, inodes, time to full)", host.disk.is_some()),
+        ("the default gateway's ping", h.gateway.is_some()),
     ]
     .iter()
     .filter(|(_, enabled)| *enabled)

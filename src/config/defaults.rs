@@ -130,6 +130,23 @@ pub const RATE_TOP: usize = 5;
 /// The hysteresis of `[[checks.rate]]` thresholds (a fraction of the threshold).
 pub const RATE_HYSTERESIS: f64 = 0.1;
 
+/// `[[checks.ping]] count`: probes per round (also `[checks.gateway]`).
+pub const PING_COUNT: u32 = 5;
+/// The most probes a round may have.
+pub const PING_COUNT_MAX: u32 = 1000;
+/// `[[checks.ping]] probe_interval`: time between two probes of a round.
+pub const PING_PROBE_INTERVAL: Duration = Duration::from_millis(200);
+/// The shortest `probe_interval` (a check measures, it does not flood).
+pub const PING_PROBE_INTERVAL_MIN: Duration = Duration::from_millis(10);
+/// `[[checks.ping]] probe_timeout`: how long a probe waits for its answer.
+pub const PING_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// `[[checks.ping]] loss_warn`, `loss_crit` in percent.
+pub const PING_LOSS: (f64, f64) = (10.0, 25.0);
+/// `[checks.gateway] loss_warn`, `loss_crit` in percent: two and three of five probes lost.
+pub const GATEWAY_LOSS: (f64, f64) = (30.0, 60.0);
+/// `[checks.gateway] for`: a few rounds in a row, not one lost burst.
+pub const GATEWAY_HOLD: Duration = Duration::from_secs(2 * MINUTE);
+
 /// `[heartbeat] interval`.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(MINUTE);
 

@@ -20,6 +20,7 @@ mod resolve_limits;
 mod resolve_media;
 mod resolve_mysql;
 mod resolve_peer;
+mod resolve_ping;
 mod resolve_probes;
 mod resolve_s3;
 mod resolve_storage;

@@ -30,6 +30,8 @@ pub struct RawChecks {
     pub swap: Option<RawHostCheck>,
     /// `[checks.disk]`: every real filesystem, space and inodes.
     pub disk: Option<RawDiskCheck>,
+    /// `[checks.gateway]`: the ping of the default gateway; on while the host has one.
+    pub gateway: Option<RawGateway>,
     /// `[[checks.tcp]]`
     #[serde(default)]
     pub tcp: Vec<RawTcp>,
@@ -57,6 +59,9 @@ pub struct RawChecks {
     /// `[[checks.peer]]`
     #[serde(default)]
     pub peer: Vec<RawPeer>,
+    /// `[[checks.ping]]`
+    #[serde(default)]
+    pub ping: Vec<RawPing>,
 }
 
 /// `[checks.cpu]` and the other host checks.
@@ -275,6 +280,79 @@ raw_check!(
         /// A job whose newest snapshot is older is CRIT; default not checked.
         #[serde(default, with = "humantime_serde")]
         max_backup_age: Option<Duration>,
+    }
+);
+
+/// `"10%"` or `10`: a percentage.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum RawPercent {
+    /// `10` (percent).
+    Number(f64),
+    /// `"10%"`.
+    Text(String),
+}
+
+/// The keys of a ping round, shared by `[[checks.ping]]` and `[checks.gateway]` (their defaults
+/// are in `defaults`: `PING_*` and `GATEWAY_*`).
+macro_rules! ping_table {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Deserialize, Default, Clone)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($(#[$fdoc])* pub $field: $ty,)*
+            /// Sampling interval (one round); default `[checks] interval`.
+            #[serde(default, with = "humantime_serde")]
+            pub interval: Option<Duration>,
+            /// How long a bad condition must hold before the state changes.
+            #[serde(default, rename = "for", with = "humantime_serde")]
+            pub hold: Option<Duration>,
+            /// Deadline of one round; default `[checks] timeout`.
+            #[serde(default, with = "humantime_serde")]
+            pub timeout: Option<Duration>,
+            /// Probes per round; default 5. Without `count`, `probe_interval` and
+            /// `probe_timeout` the default round shrinks to fit 80 % of the timeout.
+            pub count: Option<u32>,
+            /// Time between two probes of a round; default 200ms.
+            #[serde(default, with = "humantime_serde")]
+            pub probe_interval: Option<Duration>,
+            /// How long a probe waits for its answer; default 1s.
+            #[serde(default, with = "humantime_serde")]
+            pub probe_timeout: Option<Duration>,
+            /// Loss for WARN (`"10%"`).
+            pub loss_warn: Option<RawPercent>,
+            /// Loss for CRIT (`"25%"`).
+            pub loss_crit: Option<RawPercent>,
+            /// The round's p95 round-trip time for WARN (`"100ms"`); default not judged.
+            #[serde(default, with = "humantime_serde")]
+            pub rtt_warn: Option<Duration>,
+            /// … for CRIT.
+            #[serde(default, with = "humantime_serde")]
+            pub rtt_crit: Option<Duration>,
+        }
+    };
+}
+
+ping_table!(
+    /// `[[checks.ping]]`
+    RawPing {
+        /// Check name (letters, digits, `-`, `_`, `.`), unique among all checks.
+        name: Option<String>,
+        /// Host name or IPv4/IPv6 address to send ICMP echo requests to.
+        target: Option<String>,
+        /// `host:port` to time TCP connects to instead of ICMP.
+        tcp: Option<String>,
+        /// Checks this one depends on (see the other kinds).
+        depends_on: Option<Vec<String>>,
+    }
+);
+
+ping_table!(
+    /// `[checks.gateway]`: loss warn 30%, crit 60%, for 2m.
+    RawGateway {
+        /// `false` turns the gateway ping off.
+        enabled: Option<bool>,
     }
 );
 

@@ -5,6 +5,7 @@
 use super::defaults;
 use super::raw_checks::*;
 use super::resolve::{valid_name, Ctx};
+use super::resolve_ping::{gateway as gateway_ping, GATEWAY};
 use super::resolve_probes::{address, http, log, mysql, process, rate, service, tls};
 use super::span::KeyPath;
 use super::{MysqlJob, Zone};
@@ -14,7 +15,14 @@ use crate::health::{self, disk::DiskConfig, CheckSpec, HealthConfig, ProbeSpec};
 use std::time::Duration;
 
 /// Names the host checks use; configured checks cannot take them.
-const RESERVED: &[&str] = &["cpu", "load", "memory", "swap", "disk", "inodes"];
+const RESERVED: &[&str] = &["cpu", "load", "memory", "swap", "disk", "inodes", GATEWAY];
+
+/// The keys every `[[checks.KIND]]` table has, for [`Builder::add`].
+macro_rules! common {
+    ($c:expr) => {
+        (&$c.name, $c.interval, $c.hold, $c.timeout, &$c.depends_on)
+    };
+}
 
 pub(super) fn checks(
     cx: &mut Ctx,
@@ -43,6 +51,7 @@ pub(super) fn checks(
         swap: host_check(cx, "swap", r.swap, &p.key("swap")),
         disk: disk(cx, r.disk.as_ref(), &p.key("disk")),
     };
+    let gateway = gateway_ping(cx, r.gateway.as_ref(), interval, timeout, &p.key(GATEWAY));
     let mut b = Builder {
         cx,
         interval,
@@ -55,11 +64,7 @@ pub(super) fn checks(
     for (i, c) in r.peer.iter().enumerate() {
         let q = p.key("peer").index(i);
         let probe = super::resolve_peer::peer(b.cx, c, storage, &q);
-        b.add(
-            &q,
-            (&c.name, c.interval, c.hold, c.timeout, &c.depends_on),
-            probe,
-        );
+        b.add(&q, common!(c), probe);
     }
     let (mut out, deps) = (b.out, b.deps);
     let grace = r.backup_grace.unwrap_or(defaults::BACKUP_GRACE);
@@ -76,6 +81,7 @@ pub(super) fn checks(
         timeout,
         host,
         checks: out,
+        gateway,
     };
     (health, depends)
 }
@@ -86,74 +92,51 @@ fn configured(b: &mut Builder, r: &RawChecks, jobs: &[MysqlJob], p: &KeyPath) {
         let q = p.key("tcp").index(i);
         let probe = address(b.cx, c.address.as_deref(), &q.key("address"))
             .map(|address| ProbeSpec::Tcp(health::tcp::Spec { address }));
-        b.add(
-            &q,
-            (&c.name, c.interval, c.hold, c.timeout, &c.depends_on),
-            probe,
-        );
+        b.add(&q, common!(c), probe);
     }
     for (i, c) in r.http.iter().enumerate() {
         let q = p.key("http").index(i);
         let probe = http(b.cx, c, &q);
-        b.add(
-            &q,
-            (&c.name, c.interval, c.hold, c.timeout, &c.depends_on),
-            probe,
-        );
+        b.add(&q, common!(c), probe);
     }
     for (i, c) in r.tls.iter().enumerate() {
         let q = p.key("tls").index(i);
         let probe = tls(b.cx, c, &q);
-        b.add(
-            &q,
-            (&c.name, c.interval, c.hold, c.timeout, &c.depends_on),
-            probe,
-        );
+        b.add(&q, common!(c), probe);
     }
     for (i, c) in r.service.iter().enumerate() {
         let q = p.key("service").index(i);
         let probe = service(c);
-        b.add(
-            &q,
-            (&c.name, c.interval, c.hold, c.timeout, &c.depends_on),
-            probe,
-        );
+        b.add(&q, common!(c), probe);
     }
     for (i, c) in r.process.iter().enumerate() {
         let q = p.key("process").index(i);
         let probe = process(b.cx, c, &q);
-        b.add(
-            &q,
-            (&c.name, c.interval, c.hold, c.timeout, &c.depends_on),
-            probe,
-        );
+        b.add(&q, common!(c), probe);
     }
     for (i, c) in r.mysql.iter().enumerate() {
         let q = p.key("mysql").index(i);
         let probe = mysql(b.cx, c, jobs, &q);
-        b.add(
-            &q,
-            (&c.name, c.interval, c.hold, c.timeout, &c.depends_on),
-            probe,
-        );
+        b.add(&q, common!(c), probe);
     }
     for (i, c) in r.log.iter().enumerate() {
         let q = p.key("log").index(i);
         let probe = log(b.cx, c, &q);
-        b.add(
-            &q,
-            (&c.name, c.interval, c.hold, c.timeout, &c.depends_on),
-            probe,
-        );
+        b.add(&q, common!(c), probe);
     }
     for (i, c) in r.rate.iter().enumerate() {
         let q = p.key("rate").index(i);
         let probe = rate(b.cx, c, &q);
-        b.add(
-            &q,
-            (&c.name, c.interval, c.hold, c.timeout, &c.depends_on),
-            probe,
-        );
+        b.add(&q, common!(c), probe);
+    }
+    for (i, c) in r.ping.iter().enumerate() {
+        let q = p.key("ping").index(i);
+        let timeout = c
+            .timeout
+            .unwrap_or(b.timeout)
+            .min(c.interval.unwrap_or(b.interval));
+        let probe = super::resolve_ping::ping(b.cx, c, timeout, &q);
+        b.add(&q, common!(c), probe);
     }
 }
 
@@ -205,7 +188,7 @@ impl Builder<'_, '_> {
                 self.cx.error(
                     &q.key("name"),
                     format!("`{n}` is the name of a host check"),
-                    "pick another name, e.g. `{n}-app`",
+                    format!("pick another name, e.g. `{n}-app`"),
                 );
                 None
             }

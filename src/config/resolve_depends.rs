@@ -22,7 +22,7 @@ pub(super) fn depends(
 ) -> Depends {
     let known: BTreeSet<&str> = out.iter().map(|c| c.name.as_str()).collect();
     let host = |n: &str| {
-        ["cpu", "load", "memory", "swap"].contains(&n)
+        ["cpu", "load", "memory", "swap", "gateway"].contains(&n)
             || n.starts_with("disk:")
             || n.starts_with("inodes:")
     };

@@ -1,5 +1,6 @@
-//! Health watch: host checks (CPU, load, memory, swap, disks) and configured checks (tcp, http,
-//! tls, service, process, mysql, log, rate) plus backup freshness, each sampled on its own
+//! Health watch: host checks (CPU, load, memory, swap, disks, the default gateway's ping) and
+//! configured checks (tcp, http, tls, service, process, mysql, log, rate, ping) plus backup
+//! freshness, each sampled on its own
 //! interval with a timeout, judged by the state machine in [`state`], stored in the catalog
 //! (state, events, history) by [`runner`].
 //!
@@ -16,6 +17,7 @@ pub mod http;
 pub mod logfile;
 pub mod mysql;
 pub mod peer;
+pub mod ping;
 pub mod process;
 pub mod procfs;
 pub mod rate;
@@ -43,6 +45,24 @@ pub struct HealthConfig {
     pub host: host::HostConfig,
     /// Configured and automatic (backup) checks.
     pub checks: Vec<CheckSpec>,
+    /// The ping of the default gateway (`[checks.gateway]`), run only while the host has a
+    /// default route when the watch (re)starts; `None`: off.
+    pub gateway: Option<CheckSpec>,
+}
+
+impl HealthConfig {
+    /// The checks to run now: the configured ones, plus the gateway ping when it is on and
+    /// this host has a default gateway (read from `/proc/net/route`).
+    pub fn active_checks(&self) -> Vec<CheckSpec> {
+        let mut checks = self.checks.clone();
+        if let Some(g) = &self.gateway {
+            match ping::route::default_gateway() {
+                Some(_) => checks.push(g.clone()),
+                None => tracing::info!("no default gateway: the gateway ping check is off"),
+            }
+        }
+        checks
+    }
 }
 
 impl Default for HealthConfig {
@@ -52,6 +72,7 @@ impl Default for HealthConfig {
             timeout: Duration::from_secs(10),
             host: host::HostConfig::default(),
             checks: Vec::new(),
+            gateway: None,
         }
     }
 }
@@ -94,6 +115,8 @@ pub enum ProbeSpec {
     Backup(freshness::Spec),
     /// `[[checks.peer]]`: another agent's heartbeat object in the bucket.
     Peer(peer::Spec),
+    /// `[[checks.ping]]` and the automatic `gateway` check.
+    Ping(ping::Spec),
 }
 
 impl ProbeSpec {
@@ -107,6 +130,7 @@ impl ProbeSpec {
             ProbeSpec::Rate(r) => format!("the read of {}", r.path.display()),
             ProbeSpec::Service(s) => format!("systemctl's answer about {}", s.unit),
             ProbeSpec::Peer(p) => format!("the heartbeat of {}", p.host),
+            ProbeSpec::Ping(p) => format!("the ping round to {}", p.describe()),
             _ => "the check".into(),
         }
     }
@@ -124,6 +148,7 @@ impl ProbeSpec {
             ProbeSpec::Rate(_) => "rate",
             ProbeSpec::Backup(_) => "backup",
             ProbeSpec::Peer(_) => "peer",
+            ProbeSpec::Ping(_) => "ping",
         }
     }
 }
@@ -193,6 +218,23 @@ impl Sample {
         }
     }
 
+    /// A sample whose level the probe decided, with the threshold that decided it.
+    pub fn decided(
+        spec: &CheckSpec,
+        level: Level,
+        value: Option<f64>,
+        threshold: Option<f64>,
+        detail: String,
+    ) -> Sample {
+        let mut s = Sample::judged(spec, level, value, detail);
+        s.reading = Reading::Judged {
+            level,
+            value,
+            threshold,
+        };
+        s
+    }
+
     /// The check could not run.
     pub fn failed(spec: &CheckSpec, detail: String) -> Sample {
         Sample {
@@ -219,6 +261,8 @@ pub enum Prober {
     Service(Arc<CheckSpec>, service::Restarts),
     /// Backup freshness reads the catalog.
     Backup(Arc<CheckSpec>, Arc<Catalog>),
+    /// Ping checks remember their last level (for the thresholds' hysteresis).
+    Ping(Arc<CheckSpec>, Level),
 }
 
 impl Prober {
@@ -240,6 +284,7 @@ impl Prober {
             }
             ProbeSpec::Service(_) => Prober::Service(spec, service::Restarts::default()),
             ProbeSpec::Backup(_) => Prober::Backup(spec, catalog.clone()),
+            ProbeSpec::Ping(_) => Prober::Ping(spec, Level::Ok),
             _ => Prober::Plain(spec),
         }
     }
@@ -252,7 +297,8 @@ impl Prober {
             | Prober::Log(s, _)
             | Prober::Rate(s, _)
             | Prober::Service(s, _)
-            | Prober::Backup(s, _) => s,
+            | Prober::Backup(s, _)
+            | Prober::Ping(s, _) => s,
         }
     }
 
@@ -265,6 +311,10 @@ impl Prober {
             Prober::Rate(spec, w) => off_runtime(spec, w, |w, s| w.probe(s)).await,
             Prober::Service(spec, r) => service::probe(spec, r).await,
             Prober::Backup(spec, cat) => freshness::probe(spec, cat.clone()).await,
+            Prober::Ping(spec, last) => match &spec.probe {
+                ProbeSpec::Ping(p) => ping::probe(spec, p, last).await,
+                _ => Sample::failed(spec, "internal: not a ping check".into()),
+            },
             Prober::Plain(spec) => match &spec.probe {
                 ProbeSpec::Tcp(t) => tcp::probe(spec, t).await,
                 ProbeSpec::Tls(t) => tls::probe(spec, t).await,

@@ -156,7 +156,12 @@ async fn supervise(
     let mut col = Collector::load(catalog.clone());
     let sampler = Arc::new(Mutex::new(host));
     loop {
-        let cfg = rx.borrow_and_update().clone();
+        let given = rx.borrow_and_update().clone();
+        // The gateway ping joins the checks when the host has a gateway at (re)start.
+        let cfg = Arc::new(HealthConfig {
+            checks: given.active_checks(),
+            ..(*given).clone()
+        });
         beat.touch();
         col.configure(&cfg);
         let mut progress = Progress::new(&cfg);

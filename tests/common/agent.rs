@@ -35,7 +35,7 @@ pub fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
 
 /// `[checks.*]` tables turning off the host checks, so a test's config watches nothing else.
 pub fn host_checks_off() -> String {
-    ["cpu", "load", "memory", "swap", "disk"]
+    ["cpu", "load", "memory", "swap", "disk", "gateway"]
         .iter()
         .map(|k| format!("[checks.{k}]\nenabled = false\n"))
         .collect()

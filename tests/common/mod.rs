@@ -24,6 +24,8 @@ pub mod binlog;
 pub mod deny_proxy;
 pub mod mariadb;
 pub mod media_bench;
+pub mod netns;
+pub mod pingkit;
 pub mod s3;
 pub mod smtp;
 
