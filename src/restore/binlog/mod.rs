@@ -16,6 +16,7 @@
 use crate::config::MysqlJob;
 
 pub mod drill;
+mod pipe;
 mod replay;
 pub mod stop;
 pub use replay::{preview, replay, Preview};

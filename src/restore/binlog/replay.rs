@@ -25,17 +25,30 @@ pub async fn replay(
     };
     std::fs::create_dir_all(work).map_err(werr)?;
     let result = async {
-        let f = filtered(storage, rf, (source, Some(target)), work, 0).await?;
-        let (files, events, transactions) = (f.files, f.events, f.transactions);
+        // A stop at a position or GTID the log does not hold is refused before anything is
+        // replayed (a moment always exists).
+        if rf.stop != StopAt::Moment {
+            filtered(storage, rf, (source, None), work, 0).await?;
+        }
+        let mut files = Vec::new();
+        let mut names: Vec<&str> = rf.segments.iter().map(|s| s.file.as_str()).collect();
+        names.dedup();
+        for file in names {
+            let raw = work.join(format!("{file}.raw"));
+            rebuild(storage, rf, file, &raw).await?;
+            files.push((file.to_string(), raw));
+        }
         let (login, client) = (login.clone(), client.to_path_buf());
-        let (source, t) = (source.to_string(), target.to_string());
+        let (source, t, rf2) = (source.to_string(), target.to_string(), rf.clone());
         let w = work.to_path_buf();
-        tokio::task::spawn_blocking(move || pipe(&files, &login, &client, (&source, &t), &w))
-            .await
-            .map_err(|e| BinlogRestoreError::Replay {
-                target: target.to_string(),
-                cause: e.to_string(),
-            })??;
+        let (events, transactions) = tokio::task::spawn_blocking(move || {
+            super::pipe::run(&rf2, &files, (&login, &client), (&source, &t), &w)
+        })
+        .await
+        .map_err(|e| BinlogRestoreError::Replay {
+            target: target.to_string(),
+            cause: e.to_string(),
+        })??;
         Ok(format!(
             "{transactions} transaction(s), {events} event(s) of the binary log replayed"
         ))
@@ -118,23 +131,7 @@ async fn filtered(
         let raw = work.join(format!("{file}.raw"));
         rebuild(storage, rf, file, &raw).await?;
         let filtered = target.map(|_| work.join(file));
-        let filter = crate::binlog::Filter {
-            start_pos: (file == rf.from.file).then_some(rf.from.pos),
-            stop_before: (rf.stop == StopAt::Moment).then_some(rf.to.timestamp() + 1),
-            stop_at_pos: match &rf.stop {
-                StopAt::Position(p) if p.file == file => Some(p.pos),
-                _ => None,
-            },
-            stop_at_gtid: match &rf.stop {
-                StopAt::Gtid(g) => Some(g.clone()),
-                _ => None,
-            },
-            tables: (!rf.tables.is_empty()).then(|| rf.tables.iter().cloned().collect()),
-            rename_to: target.map(str::to_string),
-            recent,
-            count_from: rf.count_from.map(|t| t.timestamp()),
-            ..crate::binlog::Filter::new(source)
-        };
+        let filter = super::pipe::filter_for(rf, file, (source, target), recent);
         let (raw2, out2) = (raw.clone(), filtered.clone());
         let summary =
             tokio::task::spawn_blocking(move || filter_one(&raw2, out2.as_deref(), &filter))
@@ -222,67 +219,4 @@ fn filter_one(
         crate::binlog::filter_file(&mut input, &mut output, filter).map_err(|e| e.to_string())?;
     output.flush().map_err(|e| e.to_string())?;
     Ok(summary)
-}
-
-/// `mariadb-binlog --rewrite-db=SOURCE->TARGET FILES… | mariadb` as the load account.
-fn pipe(
-    files: &[PathBuf],
-    login: &MysqlJob,
-    client: &Path,
-    (source, target): (&str, &str),
-    work: &Path,
-) -> Result<(), BinlogRestoreError> {
-    let fail = |cause: String| BinlogRestoreError::Replay {
-        target: target.to_string(),
-        cause,
-    };
-    let tool = crate::mysql_client::which("mariadb-binlog")
-        .or_else(|| crate::mysql_client::which("mysqlbinlog"))
-        .ok_or_else(|| fail("neither mariadb-binlog nor mysqlbinlog is on PATH".into()))?;
-    // Its stderr to a file: a pipe nobody reads while its stdout is copied could fill.
-    let err_path = work.join("mariadb-binlog.err");
-    let errors = std::fs::File::create(&err_path).map_err(|e| fail(e.to_string()))?;
-    // (Its own GTID checks would refuse a replay that starts mid-file; the archive's
-    // continuity was checked by the plan.)
-    let mut reader = std::process::Command::new(&tool)
-        .arg("--skip-gtid-strict-mode")
-        .arg(format!("--rewrite-db={source}->{target}"))
-        .args(files)
-        .env("TZ", "UTC")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(errors)
-        .spawn()
-        .map_err(|e| fail(format!("cannot run {}: {e}", tool.display())))?;
-    let args = crate::restore::sql::load_args(client, target);
-    let mut running = match login.login(client).spawn(args, true, false) {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = reader.kill();
-            let _ = reader.wait();
-            return Err(fail(e.to_string()));
-        }
-    };
-    let mut stdin = running.take_stdin().expect("piped stdin");
-    let mut out = reader.stdout.take().expect("piped stdout");
-    let copied = std::io::copy(&mut out, &mut stdin);
-    drop(stdin);
-    if copied.is_err() {
-        // The client stopped first: the reader must not wait on a pipe nobody reads.
-        let _ = reader.kill();
-    }
-    drop(out);
-    let finished = running.finish().map_err(|e| fail(e.to_string()))?;
-    let status = reader.wait().map_err(|e| fail(e.to_string()))?;
-    if !finished.status.success() {
-        return Err(fail(finished.stderr.trim().to_string()));
-    }
-    if !status.success() {
-        let said = std::fs::read(&err_path).unwrap_or_default();
-        let said = String::from_utf8_lossy(&said[..said.len().min(4096)])
-            .trim()
-            .to_string();
-        return Err(fail(crate::quote::printable(&said)));
-    }
-    copied.map(drop).map_err(|e| fail(e.to_string()))
 }
