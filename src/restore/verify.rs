@@ -177,8 +177,8 @@ async fn drill_one(
     };
     let checked = match (checked, &roll) {
         (Ok(counted), Some(rf)) => {
-            let names = (c.manifest.item.as_str(), scratch.as_str());
-            super::binlog::drill::check_against_live(env, (job, &client), names, rf)
+            let source = c.manifest.item.as_str();
+            super::binlog::drill::check_against_live(env, (job, &client), source, rf, &counted)
                 .await
                 .map(|compared| (counted, Some((rf.to, compared))))
         }
@@ -189,7 +189,7 @@ async fn drill_one(
         sql::run(&j, &cl, &format!("DROP DATABASE IF EXISTS {};", ident(&s)))
     })
     .await;
-    let ((tables, rows), rolled) = checked.map_err(|e| RestoreError::Drill {
+    let (counted, rolled) = checked.map_err(|e| RestoreError::Drill {
         database: c.manifest.item.clone(),
         snapshot: c.key.id.clone(),
         cause: Box::new(e),
@@ -197,8 +197,8 @@ async fn drill_one(
     Ok(Drill {
         database: c.manifest.item.clone(),
         snapshot: c.key.id.clone(),
-        tables,
-        rows,
+        tables: counted.len(),
+        rows: counted.iter().map(|(_, n)| n).sum(),
         seconds: started.elapsed().as_secs_f64(),
         rolled,
     })
@@ -210,21 +210,11 @@ fn check_copy(
     job: &crate::config::MysqlJob,
     client: &std::path::Path,
     db: &str,
-) -> Result<(usize, u64), RestoreError> {
-    let counted = check_tables(job, client, db)?;
+) -> Result<Vec<(String, u64)>, RestoreError> {
+    let counted = super::binlog::drill::counts(job, client, db)?;
     if let Some(cmd) = &job.drill_command {
         let said = super::drill_command::run(job, client, db, cmd)?;
         tracing::info!(job = %job.name, database = db, command = %cmd, output = %said, "drill command passed");
     }
     Ok(counted)
-}
-
-/// Every table readable to the end: the tables and their rows.
-fn check_tables(
-    job: &crate::config::MysqlJob,
-    client: &std::path::Path,
-    db: &str,
-) -> Result<(usize, u64), RestoreError> {
-    let counts = super::binlog::drill::counts(job, client, db)?;
-    Ok((counts.len(), counts.iter().map(|(_, n)| n).sum()))
 }

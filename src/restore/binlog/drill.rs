@@ -111,19 +111,16 @@ pub async fn changed_since(
     })
 }
 
-/// After a drill's roll forward `rf` into `copy`: compares it with the live `source` (see the
-/// module documentation).
+/// After a drill's roll forward `rf`: compares the copy's row counts (`copied`, counted by
+/// the drill's check) with the live `source` (see the module documentation).
 pub async fn check_against_live(
     env: &crate::snapshot::Env,
     (job, client): (&MysqlJob, &Path),
-    (source, copy): (&str, &str),
+    source: &str,
     rf: &RollForward,
+    copied: &[(String, u64)],
 ) -> Result<Compared, crate::restore::RestoreError> {
     use crate::restore::RestoreError;
-    let (j, c, db) = (job.clone(), client.to_path_buf(), copy.to_string());
-    let copied = tokio::task::spawn_blocking(move || counts(&j, &c, &db))
-        .await
-        .map_err(RestoreError::task)??;
     let live_at = Utc::now();
     let (j, c, db) = (job.clone(), client.to_path_buf(), source.to_string());
     let live = tokio::task::spawn_blocking(move || counts(&j, &c, &db))
@@ -146,7 +143,7 @@ pub async fn check_against_live(
     }
     let work = super::work_dir(&env.config.agent.state_dir);
     let changed = changed_since(&env.storage, &job.name, source, rf.to, &work).await?;
-    Ok(compare(&copied, &live, &changed, (source, rf.to))?)
+    Ok(compare(copied, &live, &changed, (source, rf.to))?)
 }
 
 /// Row counts of every base table of `db`, by name; a table that does not read to its end

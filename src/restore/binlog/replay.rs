@@ -26,18 +26,19 @@ pub async fn replay(
     std::fs::create_dir_all(work).map_err(werr)?;
     let result = async {
         // A stop at a position or GTID the log does not hold is refused before anything is
-        // replayed (a moment always exists).
-        if rf.stop != StopAt::Moment {
-            filtered(storage, rf, (source, None), work, 0).await?;
-        }
-        let mut files = Vec::new();
-        let mut names: Vec<&str> = rf.segments.iter().map(|s| s.file.as_str()).collect();
-        names.dedup();
-        for file in names {
-            let raw = work.join(format!("{file}.raw"));
-            rebuild(storage, rf, file, &raw).await?;
-            files.push((file.to_string(), raw));
-        }
+        // replayed (a moment always exists): the files are read once for it, up to the stop,
+        // and kept for the replay.
+        let files = if rf.stop != StopAt::Moment {
+            filtered(storage, rf, source, work, (0, true)).await?.raws
+        } else {
+            let mut files = Vec::new();
+            for file in file_names(rf) {
+                let raw = work.join(format!("{file}.raw"));
+                rebuild(storage, rf, file, &raw).await?;
+                files.push((file.to_string(), raw));
+            }
+            files
+        };
         let (login, client) = (login.clone(), client.to_path_buf());
         let (source, t, rf2) = (source.to_string(), target.to_string(), rf.clone());
         let w = work.to_path_buf();
@@ -89,7 +90,7 @@ pub async fn preview(
         path: work.to_path_buf(),
         cause: e.to_string(),
     })?;
-    let result = filtered(storage, rf, (source, None), work, n).await;
+    let result = filtered(storage, rf, source, work, (n, false)).await;
     let _ = std::fs::remove_dir_all(work);
     let f = result?;
     Ok(Preview {
@@ -102,10 +103,10 @@ pub async fn preview(
     })
 }
 
-/// The filtered files and what the filter counted.
+/// What the filter counted, and the rebuilt files when kept.
 #[derive(Default)]
 struct Filtered {
-    files: Vec<PathBuf>,
+    raws: Vec<(String, PathBuf)>,
     events: u64,
     transactions: u64,
     stopped_at: Option<(String, u64, i64)>,
@@ -114,42 +115,49 @@ struct Filtered {
     statements: u64,
 }
 
-/// Each file of `rf` rebuilt and filtered in `work` (to nothing without a `target`), until
-/// the stop, keeping the last `recent` transactions. A position or GTID the filter did not
-/// meet is an error: the replay must not silently run to the archive's end.
+/// The binary log files of `rf`, in order.
+fn file_names(rf: &RollForward) -> Vec<&str> {
+    let mut names: Vec<&str> = rf.segments.iter().map(|s| s.file.as_str()).collect();
+    names.dedup();
+    names
+}
+
+/// Each file of `rf` rebuilt in `work` and read through the filter (writing nothing), until
+/// the stop, keeping the last `recent` transactions, and the rebuilt files when `keep`. A
+/// position or GTID the filter did not meet is an error: the replay must not silently run to
+/// the archive's end.
 async fn filtered(
     storage: &Storage,
     rf: &RollForward,
-    (source, target): (&str, Option<&str>),
+    source: &str,
     work: &Path,
-    recent: usize,
+    (recent, keep): (usize, bool),
 ) -> Result<Filtered, BinlogRestoreError> {
     let mut done = Filtered::default();
-    let mut files_in: Vec<&str> = rf.segments.iter().map(|s| s.file.as_str()).collect();
-    files_in.dedup();
-    for file in files_in {
+    for file in file_names(rf) {
         let raw = work.join(format!("{file}.raw"));
         rebuild(storage, rf, file, &raw).await?;
-        let filtered = target.map(|_| work.join(file));
-        let filter = super::pipe::filter_for(rf, file, (source, target), recent);
-        let (raw2, out2) = (raw.clone(), filtered.clone());
-        let summary =
-            tokio::task::spawn_blocking(move || filter_one(&raw2, out2.as_deref(), &filter))
-                .await
-                .map_err(|e| BinlogRestoreError::Filter {
-                    file: file.to_string(),
-                    cause: e.to_string(),
-                })?
-                .map_err(|cause| BinlogRestoreError::Filter {
-                    file: file.to_string(),
-                    cause,
-                })?;
-        let _ = std::fs::remove_file(&raw);
+        let filter = super::pipe::filter_for(rf, file, (source, None), recent);
+        let raw2 = raw.clone();
+        let summary = tokio::task::spawn_blocking(move || filter_one(&raw2, &filter))
+            .await
+            .map_err(|e| BinlogRestoreError::Filter {
+                file: file.to_string(),
+                cause: e.to_string(),
+            })?
+            .map_err(|cause| BinlogRestoreError::Filter {
+                file: file.to_string(),
+                cause,
+            })?;
+        if keep {
+            done.raws.push((file.to_string(), raw));
+        } else {
+            let _ = std::fs::remove_file(&raw);
+        }
         done.events += summary.events_out;
         done.transactions += summary.transactions;
         done.statements += summary.statements;
         done.tables.extend(summary.tables);
-        done.files.extend(filtered);
         let tagged = summary.recent.into_iter().map(|t| (file.to_string(), t));
         done.recent.extend(tagged);
         let extra = done.recent.len().saturating_sub(recent);
@@ -203,20 +211,11 @@ async fn rebuild(
 }
 
 /// Filters `raw` into `out` (into nothing without one).
+/// Reads `raw` through `filter`, writing nothing: what it would keep.
 fn filter_one(
     raw: &Path,
-    out: Option<&Path>,
     filter: &crate::binlog::Filter,
 ) -> Result<crate::binlog::Summary, String> {
     let mut input = std::io::BufReader::new(std::fs::File::open(raw).map_err(|e| e.to_string())?);
-    let mut output: Box<dyn Write> = match out {
-        Some(p) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p).map_err(|e| e.to_string())?,
-        )),
-        None => Box::new(std::io::sink()),
-    };
-    let summary =
-        crate::binlog::filter_file(&mut input, &mut output, filter).map_err(|e| e.to_string())?;
-    output.flush().map_err(|e| e.to_string())?;
-    Ok(summary)
+    crate::binlog::filter_file(&mut input, &mut std::io::sink(), filter).map_err(|e| e.to_string())
 }
