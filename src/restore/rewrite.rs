@@ -77,29 +77,44 @@ pub fn copy_sql(
         if !line.ends_with(b"\n") && n as u64 == MAX_LINE {
             // A long line (a big row): through as it is, to its end.
             dst.write_all(&line)?;
-            out.bytes += pass_rest_of_line(&mut src, dst)?;
+            let (more, last) = pass_rest_of_line(&mut src, dst)?;
+            out.bytes += more;
+            state.long_line(&line, ends_statement(&last));
             continue;
         }
         state.line(&line, dst)?;
     }
 }
 
-fn pass_rest_of_line(src: &mut impl BufRead, dst: &mut impl Write) -> std::io::Result<u64> {
+/// Whether a line (or its last bytes) ends a statement of rows: `;` then the newline.
+pub(crate) fn ends_statement(line: &[u8]) -> bool {
+    line.ends_with(b";\n") || line.ends_with(b";\r\n")
+}
+
+/// Copies the rest of a long line; returns the bytes copied and the line's last 3 bytes.
+fn pass_rest_of_line(
+    src: &mut impl BufRead,
+    dst: &mut impl Write,
+) -> std::io::Result<(u64, Vec<u8>)> {
     let mut total = 0u64;
+    let mut last = Vec::with_capacity(6);
     loop {
         let buf = src.fill_buf()?;
         if buf.is_empty() {
-            return Ok(total);
+            return Ok((total, last));
         }
         let (n, done) = match buf.iter().position(|&b| b == b'\n') {
             Some(i) => (i + 1, true),
             None => (buf.len(), false),
         };
         dst.write_all(&buf[..n])?;
+        last.extend_from_slice(&buf[n.saturating_sub(3)..n]);
+        let cut = last.len().saturating_sub(3);
+        last.drain(..cut);
         src.consume(n);
         total += n as u64;
         if done {
-            return Ok(total);
+            return Ok((total, last));
         }
     }
 }
@@ -107,6 +122,9 @@ fn pass_rest_of_line(src: &mut impl BufRead, dst: &mut impl Write) -> std::io::R
 struct State {
     rename: Option<Rename>,
     in_block: bool,
+    /// Inside an `INSERT INTO … VALUES` whose rows follow on lines of their own (the dump
+    /// tool writes one row per line): rows, never rewritten, until a line ends with `;`.
+    in_rows: bool,
     pending: Option<Definer>,
     definers: Definers,
 }
@@ -135,16 +153,31 @@ impl State {
         State {
             rename,
             in_block: false,
+            in_rows: false,
             pending: None,
             definers: Definers::new(),
         }
     }
 
-    fn line(&mut self, line: &[u8], dst: &mut impl Write) -> std::io::Result<()> {
+    /// Whether `line` starts (or continues) a statement of rows, updating the state.
+    fn rows(&mut self, line: &[u8], ends: bool) -> bool {
         // Rows (never inside a `DELIMITER ;;` block, where a routine body may start so).
-        if !self.in_block
-            && (line.starts_with(b"INSERT INTO ") || line.starts_with(b"REPLACE INTO "))
-        {
+        let starts = !self.in_block
+            && (line.starts_with(b"INSERT INTO ") || line.starts_with(b"REPLACE INTO "));
+        if !(self.in_rows || starts) {
+            return false;
+        }
+        self.in_rows = !ends;
+        true
+    }
+
+    /// A line too long to inspect went through as it was; `ends`: it ended with `;`.
+    fn long_line(&mut self, head: &[u8], ends: bool) {
+        self.rows(head, ends);
+    }
+
+    fn line(&mut self, line: &[u8], dst: &mut impl Write) -> std::io::Result<()> {
+        if self.rows(line, ends_statement(line)) {
             return dst.write_all(line);
         }
         if line.starts_with(b"DELIMITER ") {
@@ -406,6 +439,26 @@ mod tests {
         let (out, d) = run(&nl, None);
         assert_eq!(out.len(), nl.len() - "`a`@`b`".len() + "CURRENT_USER".len());
         assert!(d.contains_key(&(Kind::Procedure, "p".into())));
+    }
+
+    #[test]
+    fn rows_on_lines_of_their_own_are_never_rewritten() {
+        // MariaDB's dump tool writes one row per line; a row's text may look like a clause.
+        let big = "z".repeat(2 * MAX_LINE as usize);
+        let sql = format!("INSERT INTO `t` VALUES\n(1,'CREATE DEFINER=`root`@`localhost` VIEW x'),\n(2,'{big}');\nCREATE DEFINER=`a`@`b` PROCEDURE p() SELECT 1;\nINSERT INTO `t` VALUES\n(3,'{big}'),\n(4,'DEFINER=`root`@`%`');\n");
+        let (out, d) = run(&sql, Some("shop"));
+        assert!(out.contains("(1,'CREATE DEFINER=`root`@`localhost` VIEW x'),\n"));
+        assert!(out.contains("(4,'DEFINER=`root`@`%`');\n"));
+        assert!(
+            out.contains("CREATE DEFINER=CURRENT_USER PROCEDURE p()"),
+            "{}",
+            &out[..200]
+        );
+        assert_eq!(d.len(), 1, "only the procedure's definer: {d:?}");
+        assert_eq!(
+            out.len(),
+            sql.len() - "`a`@`b`".len() + "CURRENT_USER".len()
+        );
     }
 
     #[test]
