@@ -158,3 +158,6 @@ pub const BINLOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The binary log archive's lag that makes the job's freshness check warn (`binlog_max_lag`).
 pub const BINLOG_MAX_LAG: Duration = Duration::from_secs(300);
+
+/// Most client sessions a restore loads one dump on (`restore_threads`; default one per core).
+pub const MAX_RESTORE_THREADS: usize = 64;

@@ -167,6 +167,8 @@ pub struct MysqlJob {
     pub exclude_tables: Vec<String>,
     /// `drill_command`: run after each drill against the scratch copy (`restore::drill_command`).
     pub drill_command: Option<String>,
+    /// `restore_threads`: client sessions a restore or drill loads on (`restore::parallel`).
+    pub restore_threads: usize,
 }
 
 /// How a MySQL job archives the server's binary log.

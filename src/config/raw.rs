@@ -229,6 +229,8 @@ pub struct RawMysql {
     /// A command run after each restore drill against the scratch database (the application
     /// proving it can use the copy); its failure fails the drill.
     pub drill_command: Option<String>,
+    /// Client sessions a restore loads a dump on at once (1–64); default: the host's cores.
+    pub restore_threads: Option<i64>,
     /// How often the archive commits what the server wrote; default 10s.
     #[serde(default, with = "humantime_serde")]
     pub binlog_interval: Option<Duration>,

@@ -49,6 +49,7 @@ pub(super) fn mysql_job(cx: &mut Ctx, m: &RawMysql, p: &KeyPath) -> Option<Mysql
         anomaly_expected,
         binlog,
         drill_command: drill_command(cx, m, p),
+        restore_threads: restore_threads(cx, m, p),
         exclude_tables: super::resolve_anomaly::table_patterns(
             cx,
             &m.exclude_tables,
@@ -117,6 +118,24 @@ fn binlog(cx: &mut Ctx, m: &RawMysql, p: &KeyPath) -> Option<super::BinlogSettin
         );
     }
     Some(super::BinlogSettings { interval, max_lag })
+}
+
+/// `restore_threads`: 1 to [`MAX_RESTORE_THREADS`]; default the host's cores.
+fn restore_threads(cx: &mut Ctx, m: &RawMysql, p: &KeyPath) -> usize {
+    use super::defaults::MAX_RESTORE_THREADS;
+    let cores = || std::thread::available_parallelism().map_or(1, |n| n.get());
+    match m.restore_threads {
+        None => cores().min(MAX_RESTORE_THREADS),
+        Some(n) if (1..=MAX_RESTORE_THREADS as i64).contains(&n) => n as usize,
+        Some(n) => {
+            cx.error(
+                &p.key("restore_threads"),
+                format!("`restore_threads` is {n}: it must be 1 to {MAX_RESTORE_THREADS}"),
+                "the client sessions a restore loads on at once; leave it out for one per core",
+            );
+            1
+        }
+    }
 }
 
 /// `drill_command`: any non-empty command line.

@@ -11,6 +11,7 @@ pub mod error;
 pub mod media;
 pub mod names;
 pub mod objects;
+pub mod parallel;
 pub mod plan;
 pub mod reown;
 pub mod rewrite;

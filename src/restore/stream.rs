@@ -154,7 +154,7 @@ fn run_client(
     client: &Path,
     (source, target, tables): &(String, String, Vec<String>),
     plain: Result<Box<dyn Read + Send>, RestoreError>,
-    abort: &AtomicBool,
+    abort: &Arc<AtomicBool>,
 ) -> Result<Definers, RestoreError> {
     let raised = super::sql::GlobalRaise::for_load(job, client);
     let result = load(login, client, (target, source, tables), plain, abort);
@@ -169,53 +169,28 @@ fn load(
     client: &Path,
     (target, source, tables): (&str, &str, &[String]),
     plain: Result<Box<dyn Read + Send>, RestoreError>,
-    abort: &AtomicBool,
+    abort: &Arc<AtomicBool>,
 ) -> Result<Definers, RestoreError> {
-    let args = super::sql::load_args(client, target);
-    let mut running = job.login(client).spawn(args, true, false)?;
-    let mut stdin = running.take_stdin().expect("piped stdin");
     let rename = (source != target).then_some(source);
-    let copied = plain.and_then(|plain| {
-        zstd::Decoder::new(plain)
-            .and_then(|dec| {
-                let sql = std::io::BufReader::with_capacity(1 << 20, dec);
-                let sql: Box<dyn std::io::BufRead> = match tables {
-                    [] => Box::new(sql),
-                    _ => Box::new(std::io::BufReader::with_capacity(
-                        1 << 20,
-                        super::tables::TableFilter::new(sql, tables),
-                    )),
-                };
-                super::rewrite::copy_sql(sql, &mut stdin, rename)
-            })
-            .map_err(|e| RestoreError::ReadDump {
-                cause: e.to_string(),
-            })
+    let plain = plain?;
+    let sql = zstd::Decoder::new(plain).map(|dec| {
+        let sql = std::io::BufReader::with_capacity(1 << 20, dec);
+        let sql: Box<dyn std::io::BufRead> = match tables {
+            [] => Box::new(sql),
+            _ => Box::new(std::io::BufReader::with_capacity(
+                1 << 20,
+                super::tables::TableFilter::new(sql, tables),
+            )),
+        };
+        sql
     });
-    if abort.load(Ordering::SeqCst) || copied.is_err() {
-        // Never let the client see a clean end of a bad stream.
-        running.kill();
-    }
-    drop(stdin);
-    let finished = running.finish()?;
-    if abort.load(Ordering::SeqCst) {
-        return Err(RestoreError::Aborted);
-    }
-    let err = &finished.stderr;
-    if !finished.status.success() && !err.trim().is_empty() {
-        // The client stopped first (a broken pipe on our side): its error is the cause.
-        return Err(load_error(target, err));
-    }
-    let copied = copied?;
-    if !finished.status.success() {
-        return Err(load_error(target, err));
-    }
-    Ok(copied.definers)
+    let threads = job.restore_threads;
+    super::parallel::load((job, client), (target, rename), sql, threads, abort).map(|r| r.definers)
 }
 
 /// The client's error for a load into `target`. Refused privileges of the load account mean
 /// the dump reached for something outside its target: said so, not "grant more".
-fn load_error(target: &str, err: &str) -> RestoreError {
+pub(super) fn load_error(target: &str, err: &str) -> RestoreError {
     let stderr = err.trim().to_string();
     let target = target.to_string();
     let denied = [1044, 1142, 1227, 1370]

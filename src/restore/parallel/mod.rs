@@ -1,0 +1,62 @@
+//! Loading one dump on several client sessions at once (`restore_threads`), the way myloader
+//! does, from the same plain `.sql.zst`: the stream is read once, in order, and its statements
+//! of rows are spread over the sessions (`router`); every session is the load account, so the
+//! isolation is the single-session load's (`sandbox`). The object's sha256 is checked by the
+//! feeder exactly as before: a bad stream kills every session.
+
+pub mod router;
+pub mod sessions;
+
+use super::rewrite::{copy_sql, Rewritten};
+use super::RestoreError;
+use crate::config::MysqlJob;
+use sessions::Sessions;
+use std::io::BufRead;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Loads the SQL `sql` into `target` on `threads` sessions of `login`; `rename` is the
+/// original database name when it loads under another.
+pub fn load(
+    (login, client): (&MysqlJob, &Path),
+    (target, rename): (&str, Option<&str>),
+    sql: std::io::Result<Box<dyn BufRead>>,
+    threads: usize,
+    abort: &Arc<AtomicBool>,
+) -> Result<Rewritten, RestoreError> {
+    let mut args = super::sql::load_args(client, target);
+    // Markers are read as the session prints them: output flushed after each statement.
+    args.push("--unbuffered".into());
+    let mut sessions = Sessions::new((login, client), args, threads, abort.clone())?;
+    let copied = sql.and_then(|sql| {
+        let mut router = router::Router::new(&mut sessions);
+        let r = copy_sql(sql, &mut router, rename)?;
+        router.finish()?;
+        Ok(r)
+    });
+    if abort.load(Ordering::SeqCst) || copied.is_err() {
+        // Never let a client see a clean end of a bad stream.
+        sessions.kill();
+    }
+    let ended = sessions.finish();
+    if abort.load(Ordering::SeqCst) {
+        return Err(RestoreError::Aborted);
+    }
+    let mut failed = None;
+    for e in ended {
+        let e = e?;
+        if !e.ok && failed.as_ref().is_none_or(|f: &String| f.trim().is_empty()) {
+            failed = Some(e.stderr);
+        }
+    }
+    match (failed, copied) {
+        // A client stopped first (the router then saw its queue close): its error is the cause.
+        (Some(err), _) if !err.trim().is_empty() => Err(super::stream::load_error(target, &err)),
+        (_, Err(e)) => Err(RestoreError::ReadDump {
+            cause: e.to_string(),
+        }),
+        (Some(err), Ok(_)) => Err(super::stream::load_error(target, &err)),
+        (None, Ok(r)) => Ok(r),
+    }
+}

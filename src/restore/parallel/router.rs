@@ -1,0 +1,432 @@
+//! Where each line of a dump goes when it loads on several sessions at once.
+//!
+//! The dump is one stream in the order the dump tool wrote it. Its statements of rows (`INSERT
+//! INTO … VALUES` up to the line ending in `;`, inside a `-- Dumping data for table` section)
+//! go to whichever session has the least queued; everything else (the preamble, `CREATE
+//! TABLE`, triggers, views, routines, events) goes to session 0, in order. Two waits keep the
+//! one-session meaning:
+//! - before a table's first rows go out, session 0 has run everything sent to it (the table
+//!   exists);
+//! - before any other statement follows rows sent to other sessions, every session has run
+//!   what it was sent (a trigger is created after all the rows, as in the dump).
+//!
+//! `LOCK TABLES … WRITE` / `UNLOCK TABLES` and `ALTER TABLE … DISABLE/ENABLE KEYS` around a
+//! table's rows are left out (a lock held by one session would stop the others). The preamble
+//! (the lines before the first section: character set, time zone, `UNIQUE_CHECKS=0`,
+//! `FOREIGN_KEY_CHECKS=0`, `SQL_MODE`) is given to every session before its first statement.
+//!
+//! Nothing here keeps a load inside its target: every session logs in as the load account
+//! (`sandbox`), so a forged dump routed oddly still reaches nothing else.
+
+use std::io::Write;
+
+/// The longest line start looked at to classify a line.
+const HEAD_MAX: usize = 600;
+
+/// A preamble longer than this is not a dump tool's: the rest loads on session 0 alone.
+pub const PREAMBLE_MAX: usize = 64 << 10;
+
+/// Lines that start a section of the dump (and so end the preamble).
+const SECTIONS: [&[u8]; 6] = [
+    b"-- Table structure for table `",
+    b"-- Dumping data for table `",
+    b"-- Temporary table structure for view `",
+    b"-- Temporary view structure for view `",
+    b"-- Final view structure for view `",
+    b"-- Dumping ",
+];
+
+/// The sessions the router writes to.
+pub trait Sink {
+    /// Queues `bytes` for session `to`.
+    fn send(&mut self, to: usize, bytes: &[u8]) -> std::io::Result<()>;
+    /// Starts sessions 1.. with `preamble` (called once, before anything is sent to them).
+    fn start(&mut self, preamble: &[u8]) -> std::io::Result<()>;
+    /// Returns once each session in `sessions` has run everything queued for it.
+    fn wait(&mut self, sessions: std::ops::Range<usize>) -> std::io::Result<()>;
+    /// The session with the least queued.
+    fn least_busy(&self) -> usize;
+    /// How many sessions.
+    fn count(&self) -> usize;
+}
+
+impl<T: Sink> Sink for &mut T {
+    fn send(&mut self, to: usize, bytes: &[u8]) -> std::io::Result<()> {
+        (**self).send(to, bytes)
+    }
+    fn start(&mut self, preamble: &[u8]) -> std::io::Result<()> {
+        (**self).start(preamble)
+    }
+    fn wait(&mut self, sessions: std::ops::Range<usize>) -> std::io::Result<()> {
+        (**self).wait(sessions)
+    }
+    fn least_busy(&self) -> usize {
+        (**self).least_busy()
+    }
+    fn count(&self) -> usize {
+        (**self).count()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// Before the first section.
+    Preamble,
+    /// In a table's data section, between statements.
+    Data,
+    /// Anywhere else.
+    Other,
+}
+
+/// A `Write` that routes a dump's lines to sessions; see the module header.
+pub struct Router<S: Sink> {
+    sink: S,
+    part: Part,
+    preamble: Vec<u8>,
+    /// The rest loads on session 0 alone (the preamble was not a dump tool's).
+    single: bool,
+    /// The start of the current line, not yet routed.
+    head: Vec<u8>,
+    /// Where the rest of the current line goes (`None` at a line start; `Some(None)`: dropped).
+    dest: Option<Option<usize>>,
+    /// The session running the current statement of rows.
+    rows_on: Option<usize>,
+    /// The last bytes of the current line.
+    tail: [u8; 3],
+    /// Session 0 has run the current table's definition.
+    table_ready: bool,
+    /// Sessions other than 0 were sent statements since the last wait for them.
+    spread: bool,
+    /// Inside a `DELIMITER ;;` block.
+    in_block: bool,
+}
+
+impl<S: Sink> Router<S> {
+    /// Routes to `sink`'s sessions (session 0 is already started).
+    pub fn new(sink: S) -> Self {
+        Router {
+            single: sink.count() < 2,
+            sink,
+            part: Part::Preamble,
+            preamble: Vec::new(),
+            head: Vec::with_capacity(HEAD_MAX),
+            dest: None,
+            rows_on: None,
+            tail: [0; 3],
+            table_ready: false,
+            spread: false,
+            in_block: false,
+        }
+    }
+
+    /// Routes what is left of an unfinished last line, and hands back the sink.
+    pub fn finish(mut self) -> std::io::Result<S> {
+        if self.dest.is_none() && !self.head.is_empty() {
+            self.route_head()?;
+        }
+        if self.part == Part::Preamble {
+            self.end_preamble(false)?;
+        }
+        Ok(self.sink)
+    }
+
+    /// Starts the other sessions with the preamble (or none, and loads on session 0 alone).
+    fn end_preamble(&mut self, keep: bool) -> std::io::Result<()> {
+        let preamble = std::mem::take(&mut self.preamble);
+        self.part = Part::Other;
+        self.single |= !keep;
+        self.sink.start(if keep { &preamble } else { &[] })
+    }
+
+    /// Decides where the line in `head` goes, and sends `head` there.
+    fn route_head(&mut self) -> std::io::Result<()> {
+        let to = self.classify()?;
+        self.dest = Some(to);
+        let head = std::mem::take(&mut self.head);
+        let sent = self.emit(&head);
+        self.head = head;
+        self.head.clear();
+        sent
+    }
+
+    /// Sends `bytes` of the current line where it goes; keeps the preamble.
+    fn emit(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if let Some(Some(to)) = self.dest {
+            self.sink.send(to, bytes)?;
+        }
+        for &b in bytes.iter().rev().take(3).rev() {
+            self.tail = [self.tail[1], self.tail[2], b];
+        }
+        if self.part == Part::Preamble {
+            if self.preamble.len() + bytes.len() > PREAMBLE_MAX {
+                return self.end_preamble(false);
+            }
+            self.preamble.extend_from_slice(bytes);
+        }
+        Ok(())
+    }
+
+    /// Where the line starting with `head` goes (`None`: left out).
+    fn classify(&mut self) -> std::io::Result<Option<usize>> {
+        let line = &self.head[..];
+        if SECTIONS.iter().any(|s| line.starts_with(s)) {
+            if self.part == Part::Preamble {
+                self.end_preamble(true)?;
+            }
+            let data = self.head.starts_with(SECTIONS[1]);
+            self.part = if data { Part::Data } else { Part::Other };
+            self.table_ready = false;
+            return Ok(Some(0));
+        }
+        if line.starts_with(b"--") || line == b"\n" || self.part == Part::Preamble {
+            return Ok(Some(0));
+        }
+        let rows = line.starts_with(b"INSERT INTO ") || line.starts_with(b"REPLACE INTO ");
+        if self.part == Part::Data && !self.in_block && !self.single {
+            if rows {
+                return self.rows_to_any().map(Some);
+            }
+            if around_rows(line) {
+                return Ok(None);
+            }
+        }
+        if self.spread {
+            let n = self.sink.count();
+            self.sink.wait(1..n)?;
+            self.spread = false;
+        }
+        if self.head.starts_with(b"DELIMITER ") {
+            self.in_block = self.head.starts_with(b"DELIMITER ;;");
+        }
+        if self.part == Part::Data && !rows {
+            self.part = Part::Other;
+        }
+        self.rows_on = (rows && !self.in_block).then_some(0);
+        Ok(Some(0))
+    }
+
+    /// A statement of rows of the current table: to the least busy session, once session 0
+    /// has created the table.
+    fn rows_to_any(&mut self) -> std::io::Result<usize> {
+        if !self.table_ready {
+            self.sink.wait(0..1)?;
+            self.table_ready = true;
+        }
+        let to = self.sink.least_busy();
+        self.spread |= to != 0;
+        self.rows_on = Some(to);
+        Ok(to)
+    }
+
+    /// The current line ended (its newline went where the line went).
+    fn line_ended(&mut self) {
+        let t = &self.tail;
+        if t[1..] == *b";\n" || *t == *b";\r\n" {
+            self.rows_on = None;
+        }
+        self.dest = None;
+        self.tail = [0; 3];
+    }
+}
+
+/// `LOCK TABLES`/`UNLOCK TABLES` and `DISABLE`/`ENABLE KEYS` lines around a table's rows.
+fn around_rows(line: &[u8]) -> bool {
+    let keys = line.starts_with(b"/*!40000 ALTER TABLE `")
+        && (line.ends_with(b"` DISABLE KEYS */;\n") || line.ends_with(b"` ENABLE KEYS */;\n"));
+    let lock = line.starts_with(b"LOCK TABLES `") && line.ends_with(b"` WRITE;\n");
+    keys || lock || line == b"UNLOCK TABLES;\n"
+}
+
+impl<S: Sink> Write for Router<S> {
+    fn write(&mut self, mut buf: &[u8]) -> std::io::Result<usize> {
+        let len = buf.len();
+        while !buf.is_empty() {
+            if self.dest.is_none() {
+                if let Some(to) = self.rows_on {
+                    // A row of the statement in progress: no need to look at it.
+                    self.dest = Some(Some(to));
+                } else {
+                    let want = HEAD_MAX - self.head.len();
+                    let (n, nl) = line_part(&buf[..buf.len().min(want)]);
+                    self.head.extend_from_slice(&buf[..n]);
+                    buf = &buf[n..];
+                    if nl || self.head.len() == HEAD_MAX {
+                        self.route_head()?;
+                    }
+                    if nl {
+                        self.line_ended();
+                    }
+                    continue;
+                }
+            }
+            let (n, nl) = line_part(buf);
+            self.emit(&buf[..n])?;
+            buf = &buf[n..];
+            if nl {
+                self.line_ended();
+            }
+        }
+        Ok(len)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// How much of `buf` belongs to the current line, and whether that includes its newline.
+fn line_part(buf: &[u8]) -> (usize, bool) {
+    match buf.iter().position(|&b| b == b'\n') {
+        Some(i) => (i + 1, true),
+        None => (buf.len(), false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sessions that record what they got, and the waits in between.
+    #[derive(Default)]
+    struct Fake {
+        n: usize,
+        got: Vec<Vec<u8>>,
+        log: Vec<String>,
+        next: usize,
+    }
+
+    impl Sink for Fake {
+        fn send(&mut self, to: usize, bytes: &[u8]) -> std::io::Result<()> {
+            self.got[to].extend_from_slice(bytes);
+            Ok(())
+        }
+        fn start(&mut self, preamble: &[u8]) -> std::io::Result<()> {
+            for s in 1..self.n {
+                self.got[s].extend_from_slice(preamble);
+            }
+            self.log.push("start".into());
+            Ok(())
+        }
+        fn wait(&mut self, r: std::ops::Range<usize>) -> std::io::Result<()> {
+            self.log.push(format!("wait {r:?}"));
+            Ok(())
+        }
+        fn least_busy(&self) -> usize {
+            self.next % self.n
+        }
+        fn count(&self) -> usize {
+            self.n
+        }
+    }
+
+    fn route(sql: &str, n: usize, piece: usize) -> Fake {
+        let fake = Fake {
+            n,
+            got: vec![Vec::new(); n],
+            ..Fake::default()
+        };
+        let mut r = Router::new(fake);
+        for (i, chunk) in sql.as_bytes().chunks(piece).enumerate() {
+            r.write_all(chunk).unwrap();
+            // Spread the next statement elsewhere, as a busy session would make it.
+            r.sink.next = i;
+        }
+        r.finish().unwrap()
+    }
+
+    const DUMP: &str = "/*M!999999\\- enable the sandbox mode */ \n-- MariaDB dump\n/*!40101 SET NAMES utf8mb4 */;\n/*!40103 SET TIME_ZONE='+00:00' */;\n\n--\n-- Table structure for table `a`\n--\n\nDROP TABLE IF EXISTS `a`;\nCREATE TABLE `a` (\n  `id` int\n);\n\n--\n-- Dumping data for table `a`\n--\n\nLOCK TABLES `a` WRITE;\n/*!40000 ALTER TABLE `a` DISABLE KEYS */;\nINSERT INTO `a` VALUES\n(1,'x;'),\n(2,'DEFINER=`r`@`h`;');\nINSERT INTO `a` VALUES\n(3,'y');\nINSERT INTO `a` VALUES (4,'z');\n/*!40000 ALTER TABLE `a` ENABLE KEYS */;\nUNLOCK TABLES;\nDELIMITER ;;\nCREATE TRIGGER t BEFORE INSERT ON a FOR EACH ROW\nINSERT INTO `b` VALUES (1);;\nDELIMITER ;\n-- Dump completed\n";
+
+    /// Every statement, in a canonical order: the union of what the sessions ran.
+    fn rows(f: &Fake) -> Vec<String> {
+        let mut all: Vec<String> = f
+            .got
+            .iter()
+            .flat_map(|g| {
+                String::from_utf8(g.clone())
+                    .unwrap()
+                    .lines()
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|l| l.starts_with('(') || l.starts_with("INSERT"))
+            .collect();
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn rows_spread_and_everything_else_stays_in_order_on_session_0() {
+        for piece in [1, 7, 600, 1 << 20] {
+            let f = route(DUMP, 3, piece);
+            let zero = String::from_utf8(f.got[0].clone()).unwrap();
+            // Structure, the trigger block and comments on session 0, in the dump's order.
+            let order = [
+                "SET NAMES",
+                "CREATE TABLE `a`",
+                "CREATE TRIGGER",
+                "INSERT INTO `b`",
+                "-- Dump completed",
+            ];
+            let at: Vec<usize> = order.iter().map(|w| zero.find(w).expect(w)).collect();
+            assert!(at.windows(2).all(|w| w[0] < w[1]), "{zero}");
+            // Locks and key switches around the rows are left out.
+            for s in &f.got {
+                let s = String::from_utf8_lossy(s);
+                assert!(
+                    !s.contains("LOCK TABLES") && !s.contains("DISABLE KEYS"),
+                    "{s}"
+                );
+            }
+            // Every other session got the preamble first.
+            for s in &f.got[1..] {
+                assert!(s.starts_with(b"/*M!999999\\- enable the sandbox mode */ \n-- MariaDB dump\n/*!40101 SET NAMES utf8mb4 */;\n/*!40103 SET TIME_ZONE='+00:00' */;\n\n--\n"), "{}", String::from_utf8_lossy(s));
+            }
+            // No row lost or doubled, and a statement's rows stay together.
+            let mut want: Vec<String> = DUMP
+                .lines()
+                .filter(|l| l.starts_with('(') || l.starts_with("INSERT INTO `a`"))
+                .map(String::from)
+                .collect();
+            want.sort();
+            let mut got = rows(&f);
+            got.retain(|l| !l.contains("`b`"));
+            assert_eq!(got, want, "piece {piece}");
+            for s in &f.got {
+                let s = String::from_utf8_lossy(s);
+                assert!(
+                    !s.contains("(1,'x;'),\nINSERT") && !s.contains("VALUES\nINSERT"),
+                    "{s}"
+                );
+            }
+            // Table ready before its rows; every session drained before the trigger.
+            let w: Vec<&str> = f.log.iter().map(String::as_str).collect();
+            assert_eq!(w.first(), Some(&"start"));
+            assert!(w.contains(&"wait 0..1"), "{w:?}");
+            if f.got[1..]
+                .iter()
+                .any(|s| String::from_utf8_lossy(s).contains("VALUES"))
+            {
+                assert_eq!(w.last(), Some(&"wait 1..3"), "{w:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_session_gets_the_dump_as_it_is() {
+        let f = route(DUMP, 1, 5);
+        assert_eq!(f.got[0], DUMP.as_bytes());
+        assert!(f.log.iter().all(|l| !l.starts_with("wait")), "{:?}", f.log);
+    }
+
+    #[test]
+    fn a_preamble_no_dump_tool_writes_loads_on_session_0_alone() {
+        let forged = format!("{}\n{DUMP}", "SET @x = 1;\n".repeat(PREAMBLE_MAX / 10));
+        let f = route(&forged, 3, 4096);
+        assert_eq!(f.got[0], forged.as_bytes());
+        assert!(f.got[1..].iter().all(|s| s.is_empty()));
+        // Rows inside a routine body are not a table's rows.
+        let block = "-- Dumping data for table `a`\nDELIMITER ;;\nINSERT INTO `a` VALUES (1);;\nDELIMITER ;\n";
+        let f = route(block, 2, 3);
+        assert_eq!(f.got[0], block.as_bytes());
+    }
+}

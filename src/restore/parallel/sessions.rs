@@ -1,0 +1,243 @@
+//! The client sessions a parallel load writes to: one MySQL client process each, fed by a
+//! writer thread through a bounded queue (so a slow session holds the reader back instead of
+//! filling memory), with a reader of its output that learns how far the session has run.
+//!
+//! "How far" is a marker: `SELECT '<nonce>:<n>' AS m;` queued after the statements to wait
+//! for; the session prints it once it ran them. The nonce is random per load, so a line the
+//! dump makes the client print cannot pass for one (and would only reorder a load that is
+//! refused anyway: every session is the load account).
+
+use super::router::Sink;
+use crate::config::MysqlJob;
+use crate::mysql_client::Running;
+use std::io::{BufRead, Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Bytes gathered for a session before they are queued.
+const BATCH: usize = 256 << 10;
+/// Batches queued per session.
+const QUEUE: usize = 4;
+/// The longest output line read from a session (markers are short; anything longer is noise).
+const LINE_MAX: u64 = 4096;
+
+/// One client process and its threads.
+struct Session {
+    running: Running,
+    tx: Option<SyncSender<Vec<u8>>>,
+    buf: Vec<u8>,
+    queued: Arc<AtomicU64>,
+    done: Receiver<u64>,
+    writer: Option<JoinHandle<()>>,
+    reader: Option<JoinHandle<()>>,
+    sent_marker: u64,
+}
+
+/// How a session ended.
+pub struct Ended {
+    /// Whether the client exited 0.
+    pub ok: bool,
+    /// Its stderr (capped).
+    pub stderr: String,
+}
+
+/// Starts one session of `login` with `args`.
+fn start(
+    login: &MysqlJob,
+    client: &Path,
+    args: &[String],
+    nonce: &str,
+) -> Result<Session, crate::mysql_client::MysqlError> {
+    let mut running = login.login(client).spawn(args, true, true)?;
+    let mut stdin = running.take_stdin().expect("piped stdin");
+    let stdout = running.take_stdout().expect("piped stdout");
+    let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
+    let queued = Arc::new(AtomicU64::new(0));
+    let q = queued.clone();
+    let writer = std::thread::spawn(move || {
+        for batch in rx {
+            if stdin.write_all(&batch).is_err() {
+                // The client stopped: its stderr says why; the router sees the queue close.
+                return;
+            }
+            q.fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        }
+    });
+    let (done_tx, done) = sync_channel::<u64>(64);
+    let prefix = format!("{nonce}:");
+    let reader = std::thread::spawn(move || read_markers(stdout, &prefix, done_tx));
+    Ok(Session {
+        running,
+        tx: Some(tx),
+        buf: Vec::with_capacity(BATCH),
+        queued,
+        done,
+        writer: Some(writer),
+        reader: Some(reader),
+        sent_marker: 0,
+    })
+}
+
+/// Reads a session's output, reporting each marker it printed.
+fn read_markers(out: impl Read, prefix: &str, done: SyncSender<u64>) {
+    let mut out = std::io::BufReader::new(out);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut out).take(LINE_MAX).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let n = std::str::from_utf8(&line)
+            .ok()
+            .and_then(|l| l.trim_end().strip_prefix(prefix))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(n) = n {
+            if done.send(n).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The sessions of one load.
+pub struct Sessions {
+    sessions: Vec<Session>,
+    want: usize,
+    login: MysqlJob,
+    client: std::path::PathBuf,
+    args: Vec<String>,
+    nonce: String,
+    abort: Arc<AtomicBool>,
+}
+
+impl Sessions {
+    /// Starts session 0; the others (up to `count`) start with the preamble.
+    pub fn new(
+        (login, client): (&MysqlJob, &Path),
+        args: Vec<String>,
+        count: usize,
+        abort: Arc<AtomicBool>,
+    ) -> Result<Sessions, crate::mysql_client::MysqlError> {
+        let mut rnd = [0u8; 12];
+        getrandom::fill(&mut rnd).expect("the system's random source");
+        let nonce = format!("opsagent-{}", hex::encode(rnd));
+        let first = start(login, client, &args, &nonce)?;
+        Ok(Sessions {
+            sessions: vec![first],
+            want: count.max(1),
+            login: login.clone(),
+            client: client.to_path_buf(),
+            args,
+            nonce,
+            abort,
+        })
+    }
+
+    fn push(&mut self, to: usize) -> std::io::Result<()> {
+        let s = &mut self.sessions[to];
+        if s.buf.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut s.buf, Vec::with_capacity(BATCH));
+        s.queued.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let tx = s.tx.as_ref().ok_or_else(stopped)?;
+        tx.send(batch).map_err(|_| stopped())
+    }
+
+    /// Kills every session (a stream went wrong: no client may see a clean end).
+    pub fn kill(&mut self) {
+        for s in &mut self.sessions {
+            s.running.kill();
+        }
+    }
+
+    /// Closes every session's input, waits for each, and says how each ended.
+    pub fn finish(mut self) -> Vec<Result<Ended, crate::mysql_client::MysqlError>> {
+        for i in 0..self.sessions.len() {
+            let _ = self.push(i);
+        }
+        let mut out = Vec::new();
+        for mut s in self.sessions.drain(..) {
+            drop(s.tx.take());
+            if let Some(w) = s.writer.take() {
+                let _ = w.join();
+            }
+            let finished = s.running.finish();
+            if let Some(r) = s.reader.take() {
+                let _ = r.join();
+            }
+            out.push(finished.map(|f| Ended {
+                ok: f.status.success(),
+                stderr: f.stderr,
+            }));
+        }
+        out
+    }
+}
+
+fn stopped() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::BrokenPipe,
+        "a client session stopped taking statements",
+    )
+}
+
+impl Sink for Sessions {
+    fn send(&mut self, to: usize, bytes: &[u8]) -> std::io::Result<()> {
+        self.sessions[to].buf.extend_from_slice(bytes);
+        if self.sessions[to].buf.len() >= BATCH {
+            self.push(to)?;
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, preamble: &[u8]) -> std::io::Result<()> {
+        while self.sessions.len() < self.want {
+            let s = start(&self.login, &self.client, &self.args, &self.nonce)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            self.sessions.push(s);
+            let i = self.sessions.len() - 1;
+            self.send(i, preamble)?;
+        }
+        Ok(())
+    }
+
+    fn wait(&mut self, which: std::ops::Range<usize>) -> std::io::Result<()> {
+        let which = which.start..which.end.min(self.sessions.len());
+        for i in which.clone() {
+            let s = &mut self.sessions[i];
+            s.sent_marker += 1;
+            let marker = format!("SELECT '{}:{}' AS m;\n", self.nonce, s.sent_marker);
+            s.buf.extend_from_slice(marker.as_bytes());
+            self.push(i)?;
+        }
+        for i in which {
+            let s = &self.sessions[i];
+            loop {
+                match s.done.recv_timeout(Duration::from_millis(200)) {
+                    Ok(n) if n >= s.sent_marker => break,
+                    Ok(_) => {}
+                    Err(RecvTimeoutError::Timeout) if !self.abort.load(Ordering::SeqCst) => {}
+                    Err(_) => return Err(stopped()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn least_busy(&self) -> usize {
+        let load = |s: &Session| s.queued.load(Ordering::Relaxed) + s.buf.len() as u64;
+        (0..self.sessions.len())
+            .min_by_key(|&i| load(&self.sessions[i]))
+            .unwrap_or(0)
+    }
+
+    fn count(&self) -> usize {
+        self.want
+    }
+}
