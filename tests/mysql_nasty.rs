@@ -95,6 +95,13 @@ fn restore(cfg: &Path, db: &str, how: &[&str]) -> Output {
     opsagent(cfg, &args)
 }
 
+/// [`restore`], logging at `info`.
+fn restore_logged(cfg: &Path, db: &str, how: &[&str]) -> Output {
+    let mut args = vec!["restore", "--date", "now", "--database", db, "--yes"];
+    args.extend_from_slice(how);
+    common::agent::opsagent_logging("info", cfg, &args)
+}
+
 fn databases(db: &MariaDb, prefix: &str) -> Vec<String> {
     db.sql("SHOW DATABASES")
         .lines()
@@ -232,4 +239,69 @@ fn rows_larger_than_half_the_packet_limit_restore_and_missing_privileges_say_so(
     assert_eq!(sums(&format!("{name}_r2")), sums(&name));
     assert!(sums(&name).contains("12582912"));
     assert_eq!(db.sql("SELECT @@GLOBAL.max_allowed_packet").trim(), limit);
+}
+
+/// `restore_threads = 4`: a table of many statements of rows loads on several sessions, and
+/// what follows the rows in the dump waits for all of them: the trigger that would copy every
+/// row into `audit` is created after the last row, the foreign key's child loads, the view
+/// and the routine come back; every table's checksum equals the source's.
+#[test]
+fn rows_spread_over_sessions_and_triggers_come_after_the_last_row() {
+    let db = MariaDb::shared();
+    users(db);
+    let name = format!("par-{}", common::unique_name("p").replace('-', "_"));
+    db.sql(&format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"));
+    db.sql_db(
+        &name,
+        "CREATE TABLE big (id INT PRIMARY KEY, pad VARCHAR(250), k INT, KEY (k));\
+        INSERT INTO big SELECT seq, CONCAT(REPEAT(CHAR(65 + seq % 26), 200), 'é;\\n),(', seq), seq % 97 FROM seq_1_to_60000;\
+        CREATE TABLE audit (n INT);\
+        CREATE TRIGGER big_ai AFTER INSERT ON big FOR EACH ROW INSERT INTO audit VALUES (NEW.id);\
+        CREATE TABLE child (id INT PRIMARY KEY, big_id INT, FOREIGN KEY (big_id) REFERENCES big (id));\
+        INSERT INTO child SELECT seq, 1 + seq % 60000 FROM seq_1_to_30000;\
+        CREATE VIEW v AS SELECT k, COUNT(*) AS n FROM big GROUP BY k;\
+        CREATE PROCEDURE p() SELECT COUNT(*) FROM child;",
+    );
+    let sums = |d: &str| {
+        db.sql(&format!(
+            "CHECKSUM TABLE `{d}`.big, `{d}`.child, `{d}`.audit; SELECT COUNT(*) FROM `{d}`.v; \
+             SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{d}'; \
+             SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '{d}'"
+        ))
+        .replace(d, "DB")
+    };
+    let b = Bench::new();
+    let cfg = b.config("par", &[&name], false);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("restore_threads = 4\n");
+    std::fs::write(&cfg, text).unwrap();
+    ok(opsagent(&cfg, &["backup"]));
+    let copy = format!("{name}_copy");
+    let out = ok(restore_logged(&cfg, &name, &["--to-database", &copy]));
+    assert_eq!(sums(&copy), sums(&name));
+    assert!(
+        sums(&name).contains("\t0\n"),
+        "audit is empty: {}",
+        sums(&name)
+    );
+    // The log says how the rows were spread: more than one session ran statements of rows.
+    let log = String::from_utf8_lossy(&out.stderr);
+    let line = log
+        .lines()
+        .find(|l| l.contains("statements per session"))
+        .unwrap_or_else(|| panic!("{log}"));
+    let counts: Vec<u64> = line[line.rfind('[').unwrap() + 1..line.rfind(']').unwrap()]
+        .split(", ")
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(counts.len(), 4, "{line}");
+    assert!(counts.iter().filter(|n| **n > 0).count() > 1, "{line}");
+    // One session loads the same dump to the same result.
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text = text.replace("restore_threads = 4", "restore_threads = 1");
+    std::fs::write(&cfg, text).unwrap();
+    let one = format!("{name}_one");
+    let out = ok(restore_logged(&cfg, &name, &["--to-database", &one]));
+    assert_eq!(sums(&one), sums(&name));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rows loaded on 1 of 1 sessions"));
 }

@@ -11,6 +11,13 @@ pub fn opsagent(cfg: &Path, args: &[&str]) -> Output {
     run_in(Command::new(env!("CARGO_BIN_EXE_opsagent")), cfg, args)
 }
 
+/// [`opsagent`] logging at `level` (`OPSAGENT_LOG`) instead of the CLI's `warn`.
+pub fn opsagent_logging(level: &str, cfg: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_opsagent"));
+    cmd.env("OPSAGENT_LOG", level);
+    run_in(cmd, cfg, args)
+}
+
 /// `cmd` (the binary, or a wrapper followed by it) with `--config <cfg> <args…>`, stdin closed.
 fn run_in(mut cmd: Command, cfg: &Path, args: &[&str]) -> Output {
     cmd.arg("--config")

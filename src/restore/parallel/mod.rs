@@ -32,8 +32,8 @@ pub fn load(
     let copied = sql.and_then(|sql| {
         let mut router = router::Router::new(&mut sessions);
         let r = copy_sql(sql, &mut router, rename)?;
-        router.finish()?;
-        Ok(r)
+        let (_, statements) = router.finish()?;
+        Ok((r, statements))
     });
     if abort.load(Ordering::SeqCst) || copied.is_err() {
         // Never let a client see a clean end of a bad stream.
@@ -57,6 +57,10 @@ pub fn load(
             cause: e.to_string(),
         }),
         (Some(err), Ok(_)) => Err(super::stream::load_error(target, &err)),
-        (None, Ok(r)) => Ok(r),
+        (None, Ok((r, statements))) => {
+            let used = statements.iter().filter(|n| **n > 0).count();
+            tracing::info!(database = target, sessions = threads, "rows loaded on {used} of {threads} sessions (statements per session: {statements:?})");
+            Ok(r)
+        }
     }
 }

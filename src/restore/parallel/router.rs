@@ -99,6 +99,8 @@ pub struct Router<S: Sink> {
     spread: bool,
     /// Inside a `DELIMITER ;;` block.
     in_block: bool,
+    /// Statements of rows sent to each session.
+    statements: Vec<u64>,
 }
 
 impl<S: Sink> Router<S> {
@@ -106,6 +108,7 @@ impl<S: Sink> Router<S> {
     pub fn new(sink: S) -> Self {
         Router {
             single: sink.count() < 2,
+            statements: vec![0; sink.count()],
             sink,
             part: Part::Preamble,
             preamble: Vec::new(),
@@ -119,15 +122,16 @@ impl<S: Sink> Router<S> {
         }
     }
 
-    /// Routes what is left of an unfinished last line, and hands back the sink.
-    pub fn finish(mut self) -> std::io::Result<S> {
+    /// Routes what is left of an unfinished last line; hands back the sink and how many
+    /// statements of rows each session got.
+    pub fn finish(mut self) -> std::io::Result<(S, Vec<u64>)> {
         if self.dest.is_none() && !self.head.is_empty() {
             self.route_head()?;
         }
         if self.part == Part::Preamble {
             self.end_preamble(false)?;
         }
-        Ok(self.sink)
+        Ok((self.sink, self.statements))
     }
 
     /// Starts the other sessions with the preamble (or none, and loads on session 0 alone).
@@ -202,6 +206,9 @@ impl<S: Sink> Router<S> {
             self.part = Part::Other;
         }
         self.rows_on = (rows && !self.in_block).then_some(0);
+        if self.rows_on.is_some() {
+            self.statements[0] += 1;
+        }
         Ok(Some(0))
     }
 
@@ -213,6 +220,9 @@ impl<S: Sink> Router<S> {
             self.table_ready = true;
         }
         let to = self.sink.least_busy();
+        if let Some(n) = self.statements.get_mut(to) {
+            *n += 1;
+        }
         self.spread |= to != 0;
         self.rows_on = Some(to);
         Ok(to)
@@ -331,7 +341,7 @@ mod tests {
             // Spread the next statement elsewhere, as a busy session would make it.
             r.sink.next = i;
         }
-        r.finish().unwrap()
+        r.finish().unwrap().0
     }
 
     const DUMP: &str = "/*M!999999\\- enable the sandbox mode */ \n-- MariaDB dump\n/*!40101 SET NAMES utf8mb4 */;\n/*!40103 SET TIME_ZONE='+00:00' */;\n\n--\n-- Table structure for table `a`\n--\n\nDROP TABLE IF EXISTS `a`;\nCREATE TABLE `a` (\n  `id` int\n);\n\n--\n-- Dumping data for table `a`\n--\n\nLOCK TABLES `a` WRITE;\n/*!40000 ALTER TABLE `a` DISABLE KEYS */;\nINSERT INTO `a` VALUES\n(1,'x;'),\n(2,'DEFINER=`r`@`h`;');\nINSERT INTO `a` VALUES\n(3,'y');\nINSERT INTO `a` VALUES (4,'z');\n/*!40000 ALTER TABLE `a` ENABLE KEYS */;\nUNLOCK TABLES;\nDELIMITER ;;\nCREATE TRIGGER t BEFORE INSERT ON a FOR EACH ROW\nINSERT INTO `b` VALUES (1);;\nDELIMITER ;\n-- Dump completed\n";
