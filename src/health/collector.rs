@@ -173,8 +173,12 @@ impl Collector {
                 hist.push((&s.check, now, *value));
             }
         }
-        let stored = self.catalog.add_samples(&hist);
-        history_stored(&mut self.history_failures, stored.err());
+        // A round with nothing to write says nothing about whether the catalog can take one: an
+        // empty transaction commits even on a full disk, and must not end a streak of failures.
+        if !hist.is_empty() {
+            let stored = self.catalog.add_samples(&hist);
+            history_stored(&mut self.history_failures, stored.err());
+        }
         let forecasts: Vec<Sample> = batch
             .iter()
             .filter(|s| s.kind == "disk" && !matches!(s.reading, Reading::Failed))
@@ -224,6 +228,9 @@ impl Collector {
                 detail: obs.detail,
                 flapping: tr.flapping,
             });
+        }
+        if states.is_empty() && events.is_empty() {
+            return; // nothing to store (all host checks off: the host loop sends empty batches)
         }
         let saved = self.catalog.save_check_round(&states, &events);
         round_stored(&mut self.store_failures, saved.as_ref().err(), events.len());
@@ -287,5 +294,54 @@ fn log_event(check: &str, from: &str, to: &str, detail: &str) {
     match to {
         "OK" => tracing::info!(check, from, to, detail, "check recovered"),
         _ => tracing::warn!(check, from, to, detail, "check changed state"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::state::Limits;
+
+    fn sample(value: f64) -> Sample {
+        Sample {
+            check: Arc::from("api"),
+            kind: "tcp",
+            reading: Reading::Value {
+                value,
+                limits: Limits::above(80.0, 90.0),
+            },
+            detail: String::new(),
+            hold: Duration::ZERO,
+        }
+    }
+
+    /// Regression (a flaky `tests/faults/state_full.rs`): with the host checks off the host loop
+    /// sends empty batches; on a full disk their empty transactions committed, ended the streak
+    /// ("stored again") and the next failure was logged again as the first of a new one.
+    #[test]
+    fn an_empty_round_neither_ends_nor_extends_a_streak_of_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Arc::new(Catalog::open(&dir.path().join("catalog.sqlite")).unwrap());
+        let mut col = Collector::load(cat.clone());
+        let side = rusqlite::Connection::open(cat.path()).unwrap();
+        let refuse = |table: &str, op: &str| {
+            format!("CREATE TRIGGER refuse_{table}_{op} BEFORE {op} ON {table} BEGIN SELECT RAISE(ABORT, 'disk full'); END;")
+        };
+        for (t, op) in [
+            ("check_state", "INSERT"),
+            ("check_state", "UPDATE"),
+            ("history_minute", "INSERT"),
+        ] {
+            side.execute_batch(&refuse(t, op)).unwrap();
+        }
+        let now = Utc::now();
+        col.handle(vec![sample(1.0)], now);
+        col.handle(Vec::new(), now);
+        col.handle(vec![sample(2.0)], now);
+        let later = Instant::now();
+        let states = col.store_failures.succeeded(later).map(|(n, _)| n);
+        assert_eq!(states, Some(2), "one streak of two failed rounds");
+        let history = col.history_failures.succeeded(later).map(|(n, _)| n);
+        assert_eq!(history, Some(2), "one streak of two failed history writes");
     }
 }
