@@ -67,6 +67,17 @@ pub fn copy_sql(
     let mut line = Vec::with_capacity(1 << 16);
     let mut out = Rewritten::default();
     loop {
+        if state.in_rows {
+            // The rows of a statement: through in bulk, only its end looked for.
+            let (n, ended) = pass_rows(&mut src, dst)?;
+            out.bytes += n;
+            state.in_rows = !ended;
+            if !ended && n == 0 {
+                out.definers = state.definers;
+                return Ok(out);
+            }
+            continue;
+        }
         line.clear();
         let n = (&mut src).take(MAX_LINE).read_until(b'\n', &mut line)?;
         if n == 0 {
@@ -88,7 +99,40 @@ pub fn copy_sql(
 
 /// Whether a line (or its last bytes) ends a statement of rows: `;` then the newline.
 pub(crate) fn ends_statement(line: &[u8]) -> bool {
-    line.ends_with(b";\n") || line.ends_with(b";\r\n")
+    line.ends_with(b";\n")
+}
+
+/// Copies rows up to and including the `;` and newline that end their statement (a row never
+/// holds a raw newline); returns the bytes copied and whether the end was found.
+fn pass_rows(src: &mut impl BufRead, dst: &mut impl Write) -> std::io::Result<(u64, bool)> {
+    let mut total = 0u64;
+    loop {
+        let buf = src.fill_buf()?;
+        if buf.is_empty() {
+            return Ok((total, false));
+        }
+        if let Some(i) = memchr::memmem::find(buf, b";\n") {
+            dst.write_all(&buf[..i + 2])?;
+            src.consume(i + 2);
+            return Ok((total + i as u64 + 2, true));
+        }
+        // Keep a last `;`: its newline may come with the next read.
+        let n = buf.len() - usize::from(buf.ends_with(b";"));
+        if n == 0 {
+            // Only that `;` is buffered: the rest of its line, the slow way.
+            let mut line = Vec::new();
+            src.take(MAX_LINE).read_until(b'\n', &mut line)?;
+            dst.write_all(&line)?;
+            total += line.len() as u64;
+            if ends_statement(&line) {
+                return Ok((total, true));
+            }
+            continue;
+        }
+        dst.write_all(&buf[..n])?;
+        src.consume(n);
+        total += n as u64;
+    }
 }
 
 /// Copies the rest of a long line; returns the bytes copied and the line's last 3 bytes.

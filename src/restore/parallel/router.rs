@@ -91,8 +91,9 @@ pub struct Router<S: Sink> {
     dest: Option<Option<usize>>,
     /// The session running the current statement of rows.
     rows_on: Option<usize>,
-    /// The last bytes of the current line.
-    tail: [u8; 3],
+    /// The last byte sent of the current statement of rows (its end, `;\n`, may straddle
+    /// two writes).
+    last: u8,
     /// Session 0 has run the current table's definition.
     table_ready: bool,
     /// Sessions other than 0 were sent statements since the last wait for them.
@@ -115,7 +116,7 @@ impl<S: Sink> Router<S> {
             head: Vec::with_capacity(HEAD_MAX),
             dest: None,
             rows_on: None,
-            tail: [0; 3],
+            last: 0,
             table_ready: false,
             spread: false,
             in_block: false,
@@ -142,24 +143,48 @@ impl<S: Sink> Router<S> {
         self.sink.start(if keep { &preamble } else { &[] })
     }
 
-    /// Decides where the line in `head` goes, and sends `head` there.
+    /// Decides where the line in `head` goes, and sends `head` there. A statement of rows
+    /// goes on in [`Router::rows`], which looks for its end only.
     fn route_head(&mut self) -> std::io::Result<()> {
         let to = self.classify()?;
         self.dest = Some(to);
         let head = std::mem::take(&mut self.head);
         let sent = self.emit(&head);
+        if self.rows_on.is_some() {
+            self.dest = None;
+            self.last = head.last().copied().unwrap_or(0);
+            if head.ends_with(b";\n") {
+                self.rows_on = None;
+            }
+        }
         self.head = head;
         self.head.clear();
         sent
+    }
+
+    /// Sends what of `buf` belongs to the statement of rows in progress on `to`; returns how
+    /// much that was, and ends the statement at its `;` and newline (a row never holds a raw
+    /// newline: the dump escapes them).
+    fn rows(&mut self, to: usize, buf: &[u8]) -> std::io::Result<usize> {
+        let end = if self.last == b';' && buf.first() == Some(&b'\n') {
+            Some(1)
+        } else {
+            memchr::memmem::find(buf, b";\n").map(|i| i + 2)
+        };
+        let n = end.unwrap_or(buf.len());
+        self.sink.send(to, &buf[..n])?;
+        self.last = buf[..n].last().copied().unwrap_or(self.last);
+        if end.is_some() {
+            self.rows_on = None;
+            self.last = 0;
+        }
+        Ok(n)
     }
 
     /// Sends `bytes` of the current line where it goes; keeps the preamble.
     fn emit(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         if let Some(Some(to)) = self.dest {
             self.sink.send(to, bytes)?;
-        }
-        for &b in bytes.iter().rev().take(3).rev() {
-            self.tail = [self.tail[1], self.tail[2], b];
         }
         if self.part == Part::Preamble {
             if self.preamble.len() + bytes.len() > PREAMBLE_MAX {
@@ -230,12 +255,7 @@ impl<S: Sink> Router<S> {
 
     /// The current line ended (its newline went where the line went).
     fn line_ended(&mut self) {
-        let t = &self.tail;
-        if t[1..] == *b";\n" || *t == *b";\r\n" {
-            self.rows_on = None;
-        }
         self.dest = None;
-        self.tail = [0; 3];
     }
 }
 
@@ -251,23 +271,24 @@ impl<S: Sink> Write for Router<S> {
     fn write(&mut self, mut buf: &[u8]) -> std::io::Result<usize> {
         let len = buf.len();
         while !buf.is_empty() {
+            if let Some(to) = self.rows_on {
+                // Rows of the statement in progress: only its end is looked for.
+                let n = self.rows(to, buf)?;
+                buf = &buf[n..];
+                continue;
+            }
             if self.dest.is_none() {
-                if let Some(to) = self.rows_on {
-                    // A row of the statement in progress: no need to look at it.
-                    self.dest = Some(Some(to));
-                } else {
-                    let want = HEAD_MAX - self.head.len();
-                    let (n, nl) = line_part(&buf[..buf.len().min(want)]);
-                    self.head.extend_from_slice(&buf[..n]);
-                    buf = &buf[n..];
-                    if nl || self.head.len() == HEAD_MAX {
-                        self.route_head()?;
-                    }
-                    if nl {
-                        self.line_ended();
-                    }
-                    continue;
+                let want = HEAD_MAX - self.head.len();
+                let (n, nl) = line_part(&buf[..buf.len().min(want)]);
+                self.head.extend_from_slice(&buf[..n]);
+                buf = &buf[n..];
+                if nl || self.head.len() == HEAD_MAX {
+                    self.route_head()?;
                 }
+                if nl && self.rows_on.is_none() {
+                    self.line_ended();
+                }
+                continue;
             }
             let (n, nl) = line_part(buf);
             self.emit(&buf[..n])?;
