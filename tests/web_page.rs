@@ -32,7 +32,11 @@ fn get(port: u16, path: &str, auth: Option<&str>) -> String {
             )
         })
         .unwrap_or_default();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}\r\n"
+    )
+    .unwrap();
     let mut out = Vec::new();
     s.read_to_end(&mut out).unwrap();
     String::from_utf8_lossy(&out).into_owned()
@@ -145,7 +149,7 @@ fn chromium_sees_every_check_and_job_and_a_chart_per_minute_of_history_without_s
              [[media]]\nname = \"uploads\"\npaths = [\"{d}\"]\nschedule = \"30 3 * * *\"\n\
              [checks]\ninterval = \"1h\"\n\
              [[checks.tcp]]\nname = \"shop\"\naddress = \"127.0.0.1:{closed}\"\n\
-             [web]\nlisten = \"127.0.0.1:{port}\"\n"
+             [web]\nlisten = \"127.0.0.1:{port}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
         ),
     )
     .unwrap();
@@ -318,8 +322,28 @@ fn chromium_sees_every_check_and_job_and_a_chart_per_minute_of_history_without_s
         cli_json["jobs"].as_array().unwrap().len()
     );
     assert!(get(port, "/check/nope", None).starts_with("HTTP/1.1 404"));
+    // [metrics] on the same address: one socket answers both.
+    let m = get(port, "/metrics", None);
+    assert!(
+        m.starts_with("HTTP/1.1 200") && m.contains("opsagent_check_state{"),
+        "{m}"
+    );
+    // DNS rebinding: another site's name pointed at 127.0.0.1 is not answered.
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET /api/status HTTP/1.1\r\nHost: evil.example:{port}\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 421"), "{out}");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     assert!(out.starts_with("HTTP/1.1 405"), "{out}");

@@ -216,22 +216,41 @@ fn give_back_memory() {
     }
 }
 
-/// The `Authorization` header's value in `head`.
-fn authorization(head: &str) -> Option<&str> {
+/// Header `name`'s value in `head`.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.split("\r\n").skip(1).find_map(|l| {
         let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case("authorization")
-            .then_some(v.trim())
+        k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
     })
+}
+
+/// Whether a `Host` header names this machine by address or as `localhost`. A page without a
+/// password answers only those: a web page elsewhere that points its own name at 127.0.0.1
+/// (DNS rebinding) must not read the status through a visitor's browser or SSH tunnel.
+fn local_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 async fn respond(head: &str, shared: &Arc<Shared>) -> Answer {
     let line = head.split("\r\n").next().unwrap_or("");
     let mut parts = line.split(' ');
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    if let Some(p) = &shared.password {
-        if !p.admits(authorization(head)) {
+    match &shared.password {
+        // `/metrics` on the shared socket answers as the metrics endpoint alone does.
+        None if !(header(head, "host").is_none_or(local_host)
+            || (shared.metrics && target == "/metrics")) =>
+        {
+            return Answer::text(
+                "421 Misdirected Request",
+                "without a password the status page answers only to its address or localhost",
+            );
+        }
+        None => {}
+        Some(p) if !p.admits(header(head, "authorization")) => {
             return Answer {
                 extra: "WWW-Authenticate: Basic realm=\"opsagent\", charset=\"UTF-8\"\r\n",
                 ..Answer::text(
@@ -240,6 +259,7 @@ async fn respond(head: &str, shared: &Arc<Shared>) -> Answer {
                 )
             };
         }
+        Some(_) => {}
     }
     if method != "GET" && method != "HEAD" {
         return Answer {
@@ -334,4 +354,30 @@ fn render(route: Route, shared: &Shared) -> Answer {
             "cannot read the catalog; see the journal",
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_hosts() {
+        for h in [
+            "127.0.0.1:9188",
+            "localhost:9188",
+            "LOCALHOST",
+            "[::1]:9188",
+            "10.0.0.5",
+        ] {
+            assert!(local_host(h), "{h}");
+        }
+        for h in [
+            "evil.example:9188",
+            "evil.example",
+            "127.0.0.1.nip.io:9188",
+            "[evil]:1",
+        ] {
+            assert!(!local_host(h), "{h}");
+        }
+    }
 }
