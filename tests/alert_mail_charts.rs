@@ -192,6 +192,54 @@ fn leaves(raw: &str, out: &mut Vec<Part>) {
     });
 }
 
+/// Keeps the mail's HTML with its images inlined as `data:` URLs in
+/// `target/test-artifacts/mail/NAME.html`, and Chromium's 390-px screenshot of it beside it
+/// when Chromium is installed: what a phone shows.
+fn keep(raw: &str, name: &str) {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("test-artifacts").join("mail");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ps = parts(raw);
+    let mut html = ps
+        .iter()
+        .find(|p| p.content_type().starts_with("text/html"))
+        .unwrap()
+        .text();
+    for p in ps
+        .iter()
+        .filter(|p| p.content_type().starts_with("image/png"))
+    {
+        let cid = p.header("content-id").unwrap();
+        let cid = cid.trim_start_matches('<').trim_end_matches('>');
+        let data = base64::engine::general_purpose::STANDARD.encode(&p.body);
+        html = html.replace(
+            &format!("cid:{cid}"),
+            &format!("data:image/png;base64,{data}"),
+        );
+    }
+    let file = dir.join(format!("{name}.html"));
+    std::fs::write(&file, html).unwrap();
+    std::fs::write(dir.join(format!("{name}.eml")), raw).unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let _ = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--window-size=390,700")
+        .arg(format!(
+            "--screenshot={}",
+            dir.join(format!("{name}-390.png")).display()
+        ))
+        .arg(format!("file://{}", file.display()))
+        .output();
+}
+
 fn parts(raw: &str) -> Vec<Part> {
     let mut v = Vec::new();
     leaves(raw, &mut v);
@@ -245,6 +293,7 @@ fn a_crit_disk_mail_shows_a_red_band_the_thresholds_and_a_chart_and_resolved_is_
     assert_eq!(s, "[opsagent] FIRING CRIT disk / on web-01");
     let m = e.deliver(1);
     let raw = &m[0];
+    keep(raw, "firing-crit-disk");
     let (html, charts) = html_and_charts(raw);
     assert!(html.contains("background:#c62828"), "no red band:\n{html}");
     assert!(
@@ -292,6 +341,7 @@ fn a_grouped_mail_has_one_small_chart_per_alert_and_stays_small() {
     let s = e.tick(t0 + Duration::seconds(30)).unwrap();
     assert!(s.starts_with("[opsagent] FIRING 5 alerts"), "{s}");
     let m = e.deliver(1);
+    keep(&m[0], "grouped");
     let (html, charts) = html_and_charts(&m[0]);
     assert_eq!(charts, vec![(400, 120); 4], "{html}");
     assert!(
@@ -349,6 +399,7 @@ fn the_digest_has_the_days_charts() {
     let subject = sent.expect("a digest within three minutes");
     let m = e.deliver(1);
     let digest = m.iter().find(|r| r.contains(&subject[..20])).unwrap();
+    keep(digest, "digest");
     let (html, charts) = html_and_charts(digest);
     assert_eq!(charts, vec![(400, 120)], "{html}");
     assert!(html.contains("last 24 hours"), "{html}");
