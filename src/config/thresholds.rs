@@ -15,7 +15,8 @@ fn t(l: &Limits, unit: &'static str) -> Thresholds {
 }
 
 /// Host checks by kind (`disk`, `inodes` stand for every mount's check), configured checks by
-/// name; a check judged on several numbers (ping) is left out.
+/// name. A ping check's value is its loss: its lines are the loss thresholds (the round-trip
+/// time it is also judged on is in its detail).
 pub fn thresholds(h: &HealthConfig) -> ThresholdMap {
     let mut m = ThresholdMap::new();
     let host = &h.host;
@@ -33,13 +34,14 @@ pub fn thresholds(h: &HealthConfig) -> ThresholdMap {
         m.insert("disk".into(), t(&d.space, "%"));
         m.insert("inodes".into(), t(&d.inodes, "%"));
     }
-    for c in &h.checks {
+    for c in h.checks.iter().chain(&h.gateway) {
         let th = match &c.probe {
             ProbeSpec::Http(s) => s.latency.as_ref().map(|l| t(l, "ms")),
             ProbeSpec::Rate(s) => Some(t(&s.limits, "")),
             ProbeSpec::Tls(s) => Some(t(&s.days, "days")),
             ProbeSpec::Mysql(s) => Some(t(&s.connections, "%")),
             ProbeSpec::Log(s) => Some(t(&s.limits, "")),
+            ProbeSpec::Ping(s) => Some(t(&s.thresholds.loss, "%")),
             _ => None,
         };
         if let Some(th) = th {
