@@ -64,7 +64,8 @@ impl Digester {
         };
         let data = gather(&self.cat, &self.setup, slot, last, now)?;
         let built = digest::build(&data);
-        let rows = self.rows(&built, now)?;
+        let charts = day_charts(&self.cat, &self.setup, &data, now);
+        let rows = self.rows(&built, charts, now)?;
         let row = DigestRow {
             slot,
             sent_at: now,
@@ -78,7 +79,12 @@ impl Digester {
     }
 
     /// The digest's mail (with `[alerts.email]`) and one message per webhook.
-    fn rows(&self, d: &digest::Digest, now: DateTime<Utc>) -> Result<Vec<OutboxRow>, AlertError> {
+    fn rows(
+        &self,
+        d: &digest::Digest,
+        charts: Vec<compose::Captioned>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OutboxRow>, AlertError> {
         let s = &self.setup;
         let id = compose::message_id(&s.sender(), now);
         let mut out = Vec::new();
@@ -87,6 +93,7 @@ impl Digester {
                 &s.envelope(email),
                 d.subject.clone(),
                 d.text.clone(),
+                charts,
                 &id,
                 now,
             );
@@ -112,6 +119,55 @@ impl Digester {
         }
         Ok(out)
     }
+}
+
+/// The charts a digest shows at most.
+pub const MAX_DAY_CHARTS: usize = 8;
+
+/// The day's charts of the digest, drawn as alert mails draw theirs: the checks not OK now
+/// first, then those that changed state in the period, each over the last 24 hours.
+fn day_charts(
+    cat: &Catalog,
+    setup: &Setup,
+    data: &DigestData,
+    now: DateTime<Utc>,
+) -> Vec<compose::Captioned> {
+    let mut names: Vec<&str> = (data.states.iter())
+        .filter(|s| s.state != "OK")
+        .map(|s| s.check.as_str())
+        .collect();
+    for e in &data.events {
+        if !names.contains(&e.check.as_str()) {
+            names.push(&e.check);
+        }
+    }
+    let from = now - chrono::Duration::hours(24);
+    let mut out = Vec::new();
+    for name in names {
+        if out.len() == MAX_DAY_CHARTS {
+            break;
+        }
+        let Ok(points) = cat.history(name, from) else {
+            continue;
+        };
+        let th = super::thresholds_of(&setup.thresholds, name);
+        let chart = super::chart::Chart {
+            points: &points,
+            from,
+            to: now,
+            warn: th.and_then(|t| t.warn),
+            crit: th.and_then(|t| t.crit),
+            mark: None,
+        };
+        if let Ok(png) = chart.png(super::chart::SMALL_SIZE) {
+            out.push(compose::Captioned {
+                title: compose::display_name(name),
+                caption: compose::chart_caption("last 24 hours", &points, th, None),
+                png,
+            });
+        }
+    }
+    out
 }
 
 /// The catalog's rows for the digest of `slot`, built at `now`; `previous` is the last digest
@@ -181,6 +237,7 @@ mod tests {
             }),
             host: "web-01".into(),
             zone: Zone::Named(chrono_tz::UTC),
+            thresholds: Default::default(),
             jobs: vec![DigestJob {
                 name: "uploads".into(),
                 kind: "media",

@@ -32,6 +32,8 @@ pub struct Setup {
     pub zone: Zone,
     /// The backup jobs, which the digest reports on.
     pub jobs: Vec<DigestJob>,
+    /// The checks' thresholds, which mails draw and word.
+    pub thresholds: super::ThresholdMap,
 }
 
 impl Setup {
@@ -154,8 +156,10 @@ impl Engine {
                 }
             }
             let env = self.setup.envelope(email);
+            let figures = self.figures(&refs, now);
             out.push(
-                compose::compose(&refs, &threads, &env, id, now).map_err(AlertError::Compose)?,
+                compose::compose(&refs, &threads, &env, &figures, id, now)
+                    .map_err(AlertError::Compose)?,
             );
         }
         let about = payload::About {
@@ -169,6 +173,24 @@ impl Engine {
             out.push(payload::row(w, p, id, now));
         }
         Ok(out)
+    }
+
+    /// What the mail about `notices` draws: each alert's thresholds and its last hours of
+    /// history (a check without numeric history has none and gets no chart).
+    fn figures(&self, notices: &[(NoticeKind, &AlertRow)], now: DateTime<Utc>) -> compose::Figures {
+        let mut out = compose::Figures::new();
+        for (_, a) in notices {
+            let points = match self.cat.history(&a.key, now - compose::CHART_SPAN) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(alert = %a.key, error = %e, "cannot read the history for the mail's chart");
+                    Vec::new()
+                }
+            };
+            let thresholds = super::thresholds_of(&self.setup.thresholds, &a.key).copied();
+            out.insert(a.key.clone(), compose::Figure { thresholds, points });
+        }
+        out
     }
 
     /// Queues the notifications due at `now` (one mail, one request per webhook), if any;

@@ -10,6 +10,7 @@
 //! its configuration ([`AlertConfig`], [`email::EmailSettings`]); `config` resolves the TOML into
 //! them.
 
+pub mod chart;
 pub mod compose;
 pub mod depend;
 pub mod digest;
@@ -24,6 +25,29 @@ pub mod webhook;
 pub use engine::{spawn, Alerting, Engine, Setup};
 
 use std::time::Duration;
+
+/// A check's warn and crit lines as its mails draw and word them (built by `config` from the
+/// check's limits).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// WARN at or beyond this.
+    pub warn: Option<f64>,
+    /// CRIT at or beyond this.
+    pub crit: Option<f64>,
+    /// Higher is worse (`above`), else lower is (`below`).
+    pub high_is_bad: bool,
+    /// The unit of the value (`%`, `ms`, `days`, empty).
+    pub unit: &'static str,
+}
+
+/// Check name, or the kind of host checks named per mount (`disk`, `inodes`) → thresholds.
+pub type ThresholdMap = std::collections::BTreeMap<String, Thresholds>;
+
+/// The thresholds of check `key` in `map`: by name, else by its kind (`disk:/srv` → `disk`).
+pub fn thresholds_of<'a>(map: &'a ThresholdMap, key: &str) -> Option<&'a Thresholds> {
+    map.get(key)
+        .or_else(|| map.get(key.split_once(':').map(|(k, _)| k)?))
+}
 
 /// The lowest level that alerts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -166,6 +166,31 @@ impl Catalog {
             .map_err(|e| self.q(e))
     }
 
+    /// The sizes (bytes) of the newest `limit` runs of `job` of `kind` that committed
+    /// something, oldest first (the status page's size trend).
+    pub fn run_sizes(
+        &self,
+        job: &str,
+        kind: &str,
+        limit: usize,
+    ) -> Result<Vec<(DateTime<Utc>, u64)>, CatalogError> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached(
+                "SELECT started_at, bytes FROM runs WHERE job = ?1 AND kind = ?2
+                   AND status IN ('success', 'partial') ORDER BY started_at DESC, id DESC LIMIT ?3",
+            )
+            .map_err(|e| self.q(e))?;
+        let rows = st
+            .query_map(params![job, kind, limit as i64], |r| {
+                Ok((from_millis(r.get(0)?), r.get::<_, i64>(1)?.max(0) as u64))
+            })
+            .map_err(|e| self.q(e))?;
+        let mut v: Vec<_> = rows.collect::<Result<_, _>>().map_err(|e| self.q(e))?;
+        v.reverse();
+        Ok(v)
+    }
+
     /// The newest `limit` runs, newest first.
     pub fn recent_runs(&self, limit: usize) -> Result<Vec<RunRecord>, CatalogError> {
         let conn = self.conn();

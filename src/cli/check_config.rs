@@ -134,6 +134,13 @@ pub fn summary(cfg: &Config) -> String {
     }
     s += &checks_summary(&cfg.health);
     s += &alerts_summary(cfg);
+    if let Some(w) = &cfg.web {
+        let auth = match &w.password {
+            Some(_) => "HTTP basic auth (password_file)",
+            None => "no password: loopback only",
+        };
+        s += &format!("  web       status page on http://{}/ ({auth})\n", w.listen);
+    }
     for w in &cfg.warnings {
         s += &format!("warning: {w}\n");
     }

@@ -24,7 +24,10 @@ mod resolve_ping;
 mod resolve_probes;
 mod resolve_s3;
 mod resolve_storage;
+mod resolve_web;
 pub mod span;
+mod thresholds;
+pub use thresholds::thresholds;
 
 pub use crate::schedule::{Schedule, Zone};
 pub use diagnostic::{ConfigError, ConfigErrors};
@@ -71,7 +74,20 @@ pub struct Config {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// `[heartbeat]`, when set.
     pub heartbeat: Option<crate::heartbeat::HeartbeatConfig>,
+    /// `[web]`: the status page, when enabled.
+    pub web: Option<WebSettings>,
 }
+
+/// `[web]`, resolved.
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    /// Where the status page listens (loopback unless a password is set).
+    pub listen: std::net::SocketAddr,
+    /// The HTTP basic auth password (`password_file`); `None`: no auth (loopback only).
+    pub password: Option<Secret>,
+}
+
+pub use resolve_web::RawWeb;
 
 /// A `[storage.NAME]`: a second place jobs copy their committed snapshots to (`copy_to`).
 #[derive(Debug, Clone)]
@@ -256,6 +272,7 @@ impl Config {
                     })
                 })
                 .collect(),
+            thresholds: thresholds::thresholds(&self.health),
         }
     }
 

@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub checks: Option<super::raw_checks::RawChecks>,
     /// The Prometheus endpoint.
     pub metrics: Option<super::raw_checks::RawMetrics>,
+    /// The status page.
+    pub web: Option<super::RawWeb>,
     /// Client-side encryption of backups with age.
     pub encryption: Option<RawEncryption>,
     /// The dead-man's switch: pings to an outside monitor.

@@ -110,6 +110,7 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
     alerts.depends = depends;
     let metrics_listen =
         super::resolve_checks::metrics(&mut cx, raw.metrics.as_ref(), &root.key("metrics"));
+    let web = super::resolve_web::web(&mut cx, raw.web.as_ref(), &root.key("web"));
     let encryption = raw
         .encryption
         .as_ref()
@@ -134,6 +135,7 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         health,
         metrics_listen,
         heartbeat,
+        web,
     })
 }
 

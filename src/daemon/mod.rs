@@ -5,9 +5,11 @@
 //! starting work, lets running jobs finish within `agent.shutdown_grace`, and returns.
 
 pub mod presence;
+pub mod report;
 pub mod scheduler;
 pub mod systemd;
 pub mod watch;
+pub mod web;
 
 use crate::backup::{self, Trigger};
 use crate::catalog::Catalog;
@@ -104,8 +106,15 @@ pub async fn run_with(
         ("the scheduler", scheduler_beat.clone()),
         ("the health checks", health.beat()),
     ]);
+    // The status page, when `[web] listen` asks for one (its address is not followed on
+    // reload, what it shows is); it answers `/metrics` too when `[metrics] listen` is the same.
+    let (web_config, web_rx) = tokio::sync::watch::channel(d.env.config.clone());
+    let _web = serve_web(&d.env, web_rx).await;
     // The Prometheus endpoint, when `[metrics] listen` asks for one (not followed on reload).
-    let _metrics = serve_metrics(&d.env).await;
+    let _metrics = match shares_metrics(&d.env.config) {
+        true => None,
+        false => serve_metrics(&d.env).await,
+    };
     // The heartbeat object peers read; restarted with the configuration.
     let mut presence = tokio::spawn(presence::run(d.env.clone()));
     // The binary log archives; restarted with the configuration.
@@ -130,6 +139,7 @@ pub async fn run_with(
             health.reload(watched.health.clone());
             alerting.reload(watched.alert_setup());
             heartbeat.reload(watched.heartbeat.clone());
+            web_config.send_replace(watched.clone());
             presence.abort();
             presence = tokio::spawn(presence::run(d.env.clone()));
             drop(std::mem::replace(&mut archives, Archives(Vec::new())));
@@ -173,6 +183,28 @@ fn open_env(config: Config) -> Result<Env, DaemonError> {
         progress: None,
         copy: None,
     })
+}
+
+/// Whether `[web]` and `[metrics]` listen on the same address (one server answers both).
+fn shares_metrics(cfg: &Config) -> bool {
+    matches!((&cfg.web, cfg.metrics_listen), (Some(w), Some(m)) if w.listen == m)
+}
+
+/// Serves the status page when `[web] listen` is set; a failure to bind is logged, not fatal.
+async fn serve_web(
+    env: &Env,
+    config: tokio::sync::watch::Receiver<Arc<Config>>,
+) -> Option<JoinHandle<()>> {
+    let web = env.config.web.as_ref()?;
+    let metrics = shares_metrics(&env.config);
+    let pw = web.password.as_ref();
+    match web::serve(web.listen, pw, config, env.catalog.clone(), metrics).await {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::error!(addr = %web.listen, error = %e, "cannot serve the status page; check [web] listen");
+            None
+        }
+    }
 }
 
 /// Serves `/metrics` when `[metrics] listen` is set; a failure to bind is logged, not fatal.
