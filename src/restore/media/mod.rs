@@ -21,9 +21,9 @@ pub mod select;
 pub mod verify;
 pub mod write;
 
-use crate::media::index::IndexError;
+use crate::media::index::{Index, IndexError};
 use crate::media::limits;
-use crate::media::tree::{self, Node, NodeKind, TreeError};
+use crate::media::tree::{self, Node, NodeKind, Opened, TreeBlobs, TreeError};
 use crate::restore::plan::Chosen;
 use crate::snapshot::manifest::Manifest;
 use crate::storage::{Storage, StorageError};
@@ -181,22 +181,47 @@ pub struct Prepared {
     pub packs: Vec<crate::media::Id>,
 }
 
-/// Downloads the tree of media snapshot `m`, checking size and sha256 against the manifest.
+/// Downloads the tree of media snapshot `m`, checking size and sha256 against the manifest;
+/// a format-2 tree's blobs are then fetched from the packs the job's index names (each checked
+/// against its id).
 pub async fn load_tree(storage: &Storage, m: &Manifest) -> Result<Vec<Node>, MediaError> {
-    let bytes = download_tree(storage, m)
-        .await
-        .map_err(|why| MediaError::Tree {
-            snapshot: m.id.clone(),
-            why: Box::new(why),
-        })?;
+    let tree_error = |why: TreeLoadError| MediaError::Tree {
+        snapshot: m.id.clone(),
+        why: Box::new(why),
+    };
+    let bytes = download_tree(storage, m).await.map_err(tree_error)?;
     let key = m.objects[0].key.clone();
-    tokio::task::spawn_blocking(move || tree::decode(&key, &bytes))
-        .await
-        .map_err(TaskError::DecodeTree)?
-        .map_err(|e| MediaError::Tree {
-            snapshot: m.id.clone(),
-            why: Box::new(e.into()),
-        })
+    let n = bytes.len() as u64;
+    let reader = match tree::open(&key, std::io::Cursor::new(bytes), n) {
+        Ok(Opened::Entries(r)) => r,
+        Ok(Opened::Lists(lists)) => {
+            let mut index =
+                Index::load(storage, &m.job)
+                    .await
+                    .map_err(|why| MediaError::Index {
+                        job: m.job.clone(),
+                        why: Box::new(why),
+                    })?;
+            index.prefer(m.media.as_ref().map_or(&[][..], |s| &s.packs));
+            let pack_of = |id: &crate::media::Id| index.blobs.get(id).map(|l| l.pack);
+            TreeBlobs::fetch(storage, &m.job, &key, lists, &pack_of)
+                .await
+                .map_err(|e| tree_error(e.into()))?
+                .reader()
+        }
+        Err(e) => return Err(tree_error(e.into())),
+    };
+    tokio::task::spawn_blocking(move || {
+        let mut r = reader;
+        let mut nodes = Vec::new();
+        while let Some(n) = r.next_node()? {
+            nodes.push(n);
+        }
+        Ok::<_, TreeError>(nodes)
+    })
+    .await
+    .map_err(TaskError::DecodeTree)?
+    .map_err(|e| tree_error(e.into()))
 }
 
 /// The plaintext of the tree of `m`, its stored bytes checked against the manifest.

@@ -1,0 +1,193 @@
+//! Fetching a format-2 tree's blobs from the packs holding them: the list blobs, then the entry
+//! blobs they name; each pack is downloaded once, whole (packs may be encrypted, which rules out
+//! range reads), and only the stored bytes of the blobs wanted are kept.
+//!
+//! Everything here comes from the bucket and is untrusted: the list of ids is bounded before it
+//! grows ([`MAX_TREE_BLOBS`]), a blob the index does not know or a pack that does not hold it is
+//! an error naming the tree (and the pack), and each blob is checked against its id (BLAKE3 of
+//! the plaintext) when it is read, so a pack slipped into the bucket can serve only the very
+//! blobs the tree object names.
+
+use super::{Id, TreeError, TreeReader};
+use crate::media::keys;
+use crate::media::limits::{MAX_BLOB, MAX_PACK};
+use crate::media::pack::{self, BlobEntry};
+use crate::storage::Storage;
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufReader, Read};
+
+/// Most entry blobs a tree may have: about 15 entries each, so some 30 million files; their
+/// ids take 64 MiB.
+pub const MAX_TREE_BLOBS: usize = 1 << 21;
+
+/// A blob's stored bytes, as cut out of its pack.
+struct Stored {
+    pack_key: String,
+    entry: BlobEntry,
+    bytes: Bytes,
+}
+
+/// The blobs of a format-2 tree, fetched (stored bytes, checked as they are read).
+pub struct TreeBlobs {
+    key: String,
+    /// The list blobs' ids.
+    pub lists: Vec<Id>,
+    /// The entry blobs' ids, in order.
+    pub entries: Vec<Id>,
+    stored: HashMap<Id, Stored>,
+}
+
+impl TreeBlobs {
+    /// Fetches the blobs of the tree `key` of `job` whose object lists `lists`; `pack_of` says
+    /// which pack holds a blob (the job's index).
+    pub async fn fetch(
+        storage: &Storage,
+        job: &str,
+        key: &str,
+        lists: Vec<Id>,
+        pack_of: &(dyn Fn(&Id) -> Option<Id> + Sync),
+    ) -> Result<TreeBlobs, TreeError> {
+        let listed = fetch_blobs(storage, job, key, &lists, pack_of).await?;
+        let mut entries = Vec::new();
+        for id in &lists {
+            let text = plain(&listed[id]).map_err(|why| blob_error(key, id, why))?;
+            for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                let Some(e) = std::str::from_utf8(line).ok().and_then(Id::from_hex) else {
+                    return Err(blob_error(
+                        key,
+                        id,
+                        "holds a line that is not a blob id".into(),
+                    ));
+                };
+                if entries.len() >= MAX_TREE_BLOBS {
+                    let why = format!("lists more than the {MAX_TREE_BLOBS} blobs a tree ever has (forged or damaged); refused");
+                    return Err(blob_error(key, id, why));
+                }
+                entries.push(e);
+            }
+        }
+        let stored = fetch_blobs(storage, job, key, &entries, pack_of).await?;
+        Ok(TreeBlobs {
+            key: key.to_string(),
+            lists,
+            entries,
+            stored,
+        })
+    }
+
+    /// The entries, read from the blobs in order.
+    pub fn reader(self) -> TreeReader {
+        let key = self.key.clone();
+        TreeReader::of_text(&key, Box::new(BufReader::new(Chain::new(self))))
+    }
+}
+
+fn blob_error(key: &str, blob: &Id, why: String) -> TreeError {
+    TreeError::Blob {
+        key: key.to_string(),
+        blob: *blob,
+        why,
+    }
+}
+
+/// The plaintext of a fetched blob, checked against its id.
+fn plain(s: &Stored) -> Result<Vec<u8>, String> {
+    pack::extract(&s.pack_key, &s.bytes, &s.entry).map_err(|e| format!("is unreadable: {e}"))
+}
+
+/// Downloads the packs holding `wanted` (one at a time) and keeps the stored bytes of each
+/// wanted blob.
+async fn fetch_blobs(
+    storage: &Storage,
+    job: &str,
+    key: &str,
+    wanted: &[Id],
+    pack_of: &(dyn Fn(&Id) -> Option<Id> + Sync),
+) -> Result<HashMap<Id, Stored>, TreeError> {
+    let mut by_pack: BTreeMap<Id, Vec<Id>> = BTreeMap::new();
+    for id in wanted {
+        let pack = pack_of(id).ok_or_else(|| {
+            blob_error(
+                key,
+                id,
+                "is in no pack of the job's index (forged tree, or its pack was lost)".into(),
+            )
+        })?;
+        by_pack.entry(pack).or_default().push(*id);
+    }
+    let mut out = HashMap::with_capacity(wanted.len());
+    for (pack, ids) in by_pack {
+        let pack_key = keys::pack_key(job, &pack);
+        let bytes = storage
+            .get_bytes_max(&pack_key, MAX_PACK)
+            .await
+            .map_err(|e| blob_error(key, &ids[0], format!("cannot be had: its pack: {e}")))?;
+        let header = pack::parse_header(&pack_key, &bytes)
+            .map_err(|e| blob_error(key, &ids[0], format!("cannot be had: {e}")))?;
+        let header: HashMap<Id, BlobEntry> = header.into_iter().map(|e| (e.id, e)).collect();
+        for id in ids {
+            let e = header.get(&id).ok_or_else(|| {
+                blob_error(
+                    key,
+                    &id,
+                    format!("is not in pack `{pack_key}`, which the index says holds it"),
+                )
+            })?;
+            let range = e.offset as usize..(e.offset + e.length) as usize;
+            out.insert(
+                id,
+                Stored {
+                    pack_key: pack_key.clone(),
+                    entry: BlobEntry { offset: 0, ..*e },
+                    bytes: Bytes::copy_from_slice(&bytes[range]),
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The entry blobs' plaintexts one after the other, each checked against its id as it comes.
+struct Chain {
+    blobs: TreeBlobs,
+    /// The next blob to read.
+    next: usize,
+    current: Vec<u8>,
+    pos: usize,
+}
+
+impl Chain {
+    fn new(blobs: TreeBlobs) -> Chain {
+        Chain {
+            blobs,
+            next: 0,
+            current: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl Read for Chain {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.current.len() {
+            let Some(id) = self.blobs.entries.get(self.next) else {
+                return Ok(0);
+            };
+            self.next += 1;
+            let s = &self.blobs.stored[id];
+            debug_assert!(s.entry.raw_length <= MAX_BLOB);
+            self.current = plain(s).map_err(|why| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("tree blob {id} {why}"),
+                )
+            })?;
+            self.pos = 0;
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
