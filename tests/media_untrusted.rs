@@ -83,9 +83,9 @@ fn forge(b: &Bench, tree: &[u8], edit: impl FnOnce(&mut serde_json::Value)) {
 }
 
 fn nodes(b: &Bench) -> Vec<Node> {
-    let (_, m) = manifest(b);
-    let key = m["objects"][0]["key"].as_str().unwrap();
-    tree::decode(key, &get(b, key)).unwrap()
+    let (key, m) = manifest(b);
+    let m = opsagent::snapshot::manifest::Manifest::parse(&key, m.to_string().as_bytes()).unwrap();
+    common::agent::tree_nodes(&b.cfg, &m)
 }
 
 /// Runs the binary (`ulimit -v` of `virt_mib` when given); returns exit code, output text and

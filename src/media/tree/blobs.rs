@@ -49,10 +49,15 @@ impl TreeBlobs {
         pack_of: &(dyn Fn(&Id) -> Option<Id> + Sync),
     ) -> Result<TreeBlobs, TreeError> {
         let listed = fetch_blobs(storage, job, key, &lists, pack_of).await?;
-        let mut entries = Vec::new();
+        // The lists are one text cut anywhere: a line may go on in the next list blob.
+        let (mut entries, mut text) = (Vec::new(), Vec::new());
         for id in &lists {
-            let text = plain(&listed[id]).map_err(|why| blob_error(key, id, why))?;
-            for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            text.extend(plain(&listed[id]).map_err(|why| blob_error(key, id, why))?);
+            let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            for line in text[..complete]
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+            {
                 let Some(e) = std::str::from_utf8(line).ok().and_then(Id::from_hex) else {
                     return Err(blob_error(
                         key,
@@ -66,6 +71,21 @@ impl TreeBlobs {
                 }
                 entries.push(e);
             }
+            text.drain(..complete);
+            if text.len() > 64 {
+                return Err(blob_error(
+                    key,
+                    id,
+                    "holds a line that is not a blob id".into(),
+                ));
+            }
+        }
+        if let (false, Some(id)) = (text.is_empty(), lists.last()) {
+            return Err(blob_error(
+                key,
+                id,
+                "ends in the middle of a line (truncated?)".into(),
+            ));
         }
         let stored = fetch_blobs(storage, job, key, &entries, pack_of).await?;
         Ok(TreeBlobs {

@@ -21,7 +21,7 @@ pub mod select;
 pub mod verify;
 pub mod write;
 
-use crate::media::index::{Index, IndexError};
+use crate::media::index::IndexError;
 use crate::media::limits;
 use crate::media::tree::{self, Node, NodeKind, Opened, TreeBlobs, TreeError};
 use crate::restore::plan::Chosen;
@@ -195,14 +195,8 @@ pub async fn load_tree(storage: &Storage, m: &Manifest) -> Result<Vec<Node>, Med
     let reader = match tree::open(&key, std::io::Cursor::new(bytes), n) {
         Ok(Opened::Entries(r)) => r,
         Ok(Opened::Lists(lists)) => {
-            let mut index =
-                Index::load(storage, &m.job)
-                    .await
-                    .map_err(|why| MediaError::Index {
-                        job: m.job.clone(),
-                        why: Box::new(why),
-                    })?;
-            index.prefer(m.media.as_ref().map_or(&[][..], |s| &s.packs));
+            let listed = m.media.as_ref().map_or(&[][..], |s| &s.packs);
+            let (index, _) = packs::load_index(storage, &m.job, listed).await?;
             let pack_of = |id: &crate::media::Id| index.blobs.get(id).map(|l| l.pack);
             TreeBlobs::fetch(storage, &m.job, &key, lists, &pack_of)
                 .await
