@@ -38,7 +38,9 @@ impl Bench {
         let text = agent_table("web", &state, "")
             + &s3_storage_table(s3, &bucket, &sec)
             + &format!(
-                "[[media]]\nname = \"{JOB}\"\npaths = [\"{}\"]\nschedule = \"@daily\"\nkeep = {{ last = 100 }}\n",
+                "[[media]]\nname = \"{JOB}\"\npaths = [\"{}\"]\nschedule = \"@daily\"\nkeep = {{ last = 100 }}\n\
+                 # The prune test rewrites every file on purpose: no anomaly freeze.\n\
+                 anomaly_drop = \"off\"\n",
                 src.display()
             );
         let cfg = dir.path().join("opsagent.toml");
@@ -102,9 +104,10 @@ impl Bench {
         idx
     }
 
-    /// The packs holding no file content of snapshot `m` but its tree blobs: (key, size).
-    fn tree_packs(&self, m: &Manifest) -> BTreeMap<String, u64> {
-        let chunks: HashSet<Id> = (tree_nodes(&self.cfg, m).into_iter())
+    /// The packs holding no file content of any snapshot: tree packs, (key, size).
+    fn tree_packs(&self) -> BTreeMap<String, u64> {
+        let chunks: HashSet<Id> = (self.manifests().iter())
+            .flat_map(|m| tree_nodes(&self.cfg, m))
             .flat_map(|n| n.chunks)
             .collect();
         let idx = self.index();
@@ -187,8 +190,7 @@ fn unchanged_snapshots_cost_almost_nothing_and_a_scattered_change_little() {
     let b = Bench::new();
     let files = many_files(&b.src);
     b.ok(&["backup", JOB]);
-    let first = b.manifests().pop().unwrap();
-    let full_tree: u64 = b.tree_packs(&first).values().sum();
+    let full_tree: u64 = b.tree_packs().values().sum();
     assert!(full_tree > 50_000, "the tree of 3 000 files: {full_tree}");
     let (before, packs_before) = (
         b.bytes(),
@@ -217,10 +219,9 @@ fn unchanged_snapshots_cost_almost_nothing_and_a_scattered_change_little() {
     for (n, f) in files.iter().enumerate().filter(|(n, _)| n % 100 == 37) {
         std::fs::write(f, format!("changed {n}\n")).unwrap();
     }
-    let old_tree_packs = b.tree_packs(&first);
+    let old_tree_packs = b.tree_packs();
     b.ok(&["backup", JOB]);
-    let last = b.manifests().pop().unwrap();
-    let new_tree: u64 = (b.tree_packs(&last).into_iter())
+    let new_tree: u64 = (b.tree_packs().into_iter())
         .filter(|(k, _)| !old_tree_packs.contains_key(k))
         .map(|(_, s)| s)
         .sum();
@@ -262,8 +263,7 @@ fn a_corrupt_tree_blob_fails_verify_and_restore_naming_the_pack() {
     let b = Bench::new();
     many_files(&b.src);
     b.ok(&["backup", JOB]);
-    let m = b.manifests().pop().unwrap();
-    let (pack_key, _) = b.tree_packs(&m).into_iter().next().unwrap();
+    let (pack_key, _) = b.tree_packs().into_iter().next().unwrap();
     let mut bytes = b.get(&pack_key);
     bytes[10] ^= 0x55; // inside the first blob
     b.put(&pack_key, &bytes);
@@ -305,4 +305,43 @@ fn forged_tree_objects_are_refused_with_a_clear_error() {
             "{said}: {got}"
         );
     }
+}
+
+#[test]
+fn prune_keeps_the_tree_blobs_of_kept_snapshots_and_removes_the_others() {
+    let b = Bench::new();
+    let files = many_files(&b.src);
+    b.ok(&["backup", JOB]);
+    let t1: HashSet<String> = b.tree_packs().into_keys().collect();
+    // Every file changes: no entry blob of the first tree is in the second.
+    for (n, f) in files.iter().enumerate() {
+        std::fs::write(f, format!("second version of {n}\n")).unwrap();
+    }
+    b.ok(&["backup", JOB]);
+    let second = b.manifests().pop().unwrap();
+    let t2: HashSet<String> = (b.tree_packs().into_keys())
+        .filter(|k| !t1.contains(k))
+        .collect();
+    assert!(!t1.is_empty() && !t2.is_empty());
+    let text = std::fs::read_to_string(&b.cfg).unwrap();
+    let keep_one = b.cfg.with_file_name("keep-one.toml");
+    let text = text.replace(
+        "keep = { last = 100 }",
+        "keep = { last = 1 }\nprune_grace = \"0s\"",
+    );
+    std::fs::write(&keep_one, text).unwrap();
+    let out = opsagent(&keep_one, &["prune", JOB]);
+    let said = common::output_text(&out);
+    assert!(out.status.success(), "{said}");
+    let left: HashSet<String> = b.objects().into_keys().collect();
+    assert!(
+        t1.iter().all(|k| !left.contains(k)),
+        "the first tree's packs go: {said}"
+    );
+    assert!(
+        t2.iter().all(|k| left.contains(k)),
+        "the second tree's packs stay: {said}"
+    );
+    assert_eq!(b.manifests(), vec![second]);
+    b.restores_identical("after-prune");
 }

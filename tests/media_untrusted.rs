@@ -262,7 +262,11 @@ fn a_4_gib_blob_length_in_an_index_or_pack_header_is_refused_naming_its_object()
     b.ok(&["backup", JOB]);
     let before = nodes(&b);
     // The pack holding the file (the other one holds the tree's blobs).
-    let chunk = before.iter().find_map(|n| n.chunks.first()).copied().unwrap();
+    let chunk = before
+        .iter()
+        .find_map(|n| n.chunks.first())
+        .copied()
+        .unwrap();
     let pack_key = (keys(&b, "/packs/").into_iter())
         .find(|k| {
             let p = get(&b, k);

@@ -4,7 +4,7 @@
 //! allowed).
 //!
 //! A tree object is zstd-compressed text whose first line is a header. Format 1 (written before
-//! 0.x of issue 21, still read) holds the entries itself. Format 2, written now, holds only the
+//! issue 21, still read) holds the entries itself. Format 2, written now, holds only the
 //! ids of list blobs, one per line: the entries stream is cut into content-defined blobs stored
 //! in packs like file data (src/media/tree_write.rs), so an unchanged part of the tree costs
 //! nothing; the lists are read back by src/media/tree_read.rs.

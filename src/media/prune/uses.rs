@@ -7,10 +7,15 @@ use super::{Report, SnapshotRefs, REPACK_BELOW_PERCENT};
 use crate::media::id::Id;
 use crate::media::index::{Index, PackIndex};
 use crate::media::limits;
+use crate::media::tree::blobs::BlobCache;
 use crate::media::tree::{self, Opened, TreeBlobs};
 use crate::storage::Storage;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// Bytes of tree blobs kept while reading the snapshots' trees (format 2): they share most
+/// blobs, so most tree packs are downloaded once per prune rather than once per snapshot.
+const TREE_CACHE: usize = 64 << 20;
 
 /// How one snapshot uses packs.
 pub(super) struct Use {
@@ -39,8 +44,18 @@ pub(super) async fn find(
         return (uses, live_blobs);
     }
     let loc = Locations::new(idx, bucket);
+    let mut cache = BlobCache::new(TREE_CACHE);
     for snap in snaps {
-        uses.push(snapshot_use(storage, job, snap, &loc, &mut live_blobs, report).await);
+        let u = snapshot_use(
+            storage,
+            job,
+            snap,
+            &loc,
+            &mut cache,
+            &mut live_blobs,
+            report,
+        );
+        uses.push(u.await);
     }
     (uses, live_blobs)
 }
@@ -95,6 +110,7 @@ async fn snapshot_use(
     job: &str,
     snap: &SnapshotRefs,
     loc: &Locations<'_>,
+    cache: &mut BlobCache,
     live_blobs: &mut HashMap<Id, HashSet<Id>>,
     report: &mut Report,
 ) -> Use {
@@ -103,7 +119,7 @@ async fn snapshot_use(
     let mut chunks: HashSet<Id> = HashSet::new();
     let read = match &snap.tree {
         None => Err("the manifest names no tree".to_string()),
-        Some(key) => tree_chunks(storage, job, key, loc, &mut chunks).await,
+        Some(key) => tree_chunks(storage, job, key, (loc, cache), &mut chunks).await,
     };
     if let Err(e) = read {
         report.trees_unreadable += 1;
@@ -143,7 +159,7 @@ async fn tree_chunks(
     storage: &Storage,
     job: &str,
     key: &str,
-    loc: &Locations<'_>,
+    (loc, cache): (&Locations<'_>, &mut BlobCache),
     chunks: &mut HashSet<Id>,
 ) -> Result<(), String> {
     let b = (storage.get_bytes_max(key, limits::MAX_TREE).await).map_err(|e| e.to_string())?;
@@ -151,7 +167,8 @@ async fn tree_chunks(
     let mut r = match tree::open(key, std::io::Cursor::new(b), n).map_err(|e| e.to_string())? {
         Opened::Entries(r) => r,
         Opened::Lists(lists) => {
-            let blobs = TreeBlobs::fetch(storage, job, key, lists, &|id| loc.choose(id))
+            let pack_of = |id: &Id| loc.choose(id);
+            let blobs = TreeBlobs::fetch_with(storage, job, key, lists, &pack_of, cache)
                 .await
                 .map_err(|e| e.to_string())?;
             chunks.extend(blobs.lists.iter().chain(&blobs.entries).copied());

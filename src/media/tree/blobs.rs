@@ -21,7 +21,28 @@ use std::io::{BufReader, Read};
 /// ids take 64 MiB.
 pub const MAX_TREE_BLOBS: usize = 1 << 21;
 
+/// Tree blobs already fetched, for reading several trees of a job (prune reads every
+/// snapshot's, and they share most blobs): each pack is then downloaded once, not once per
+/// tree. Holds at most `budget` bytes of stored blobs; past that, blobs are fetched again.
+#[derive(Default)]
+pub struct BlobCache {
+    blobs: HashMap<Id, Stored>,
+    bytes: usize,
+    budget: usize,
+}
+
+impl BlobCache {
+    /// A cache of up to `budget` bytes.
+    pub fn new(budget: usize) -> BlobCache {
+        BlobCache {
+            budget,
+            ..BlobCache::default()
+        }
+    }
+}
+
 /// A blob's stored bytes, as cut out of its pack.
+#[derive(Clone)]
 struct Stored {
     pack_key: String,
     entry: BlobEntry,
@@ -48,7 +69,22 @@ impl TreeBlobs {
         lists: Vec<Id>,
         pack_of: &(dyn Fn(&Id) -> Option<Id> + Sync),
     ) -> Result<TreeBlobs, TreeError> {
-        let listed = fetch_blobs(storage, job, key, &lists, pack_of).await?;
+        let mut none = BlobCache::default();
+        Self::fetch_with(storage, job, key, lists, pack_of, &mut none).await
+    }
+
+    /// [`fetch`](Self::fetch), taking what it can from `cache` and keeping there what it
+    /// downloads.
+    pub async fn fetch_with(
+        storage: &Storage,
+        job: &str,
+        key: &str,
+        lists: Vec<Id>,
+        pack_of: &(dyn Fn(&Id) -> Option<Id> + Sync),
+        cache: &mut BlobCache,
+    ) -> Result<TreeBlobs, TreeError> {
+        let at = Where { storage, job, key };
+        let listed = fetch_blobs(&at, &lists, pack_of, cache).await?;
         // The lists are one text cut anywhere: a line may go on in the next list blob.
         let (mut entries, mut text) = (Vec::new(), Vec::new());
         for id in &lists {
@@ -87,7 +123,7 @@ impl TreeBlobs {
                 "ends in the middle of a line (truncated?)".into(),
             ));
         }
-        let stored = fetch_blobs(storage, job, key, &entries, pack_of).await?;
+        let stored = fetch_blobs(&at, &entries, pack_of, cache).await?;
         Ok(TreeBlobs {
             key: key.to_string(),
             lists,
@@ -116,17 +152,30 @@ fn plain(s: &Stored) -> Result<Vec<u8>, String> {
     pack::extract(&s.pack_key, &s.bytes, &s.entry).map_err(|e| format!("is unreadable: {e}"))
 }
 
-/// Downloads the packs holding `wanted` (one at a time) and keeps the stored bytes of each
-/// wanted blob.
+/// Where a tree's blobs are.
+struct Where<'a> {
+    storage: &'a Storage,
+    job: &'a str,
+    /// The tree object's key, for errors.
+    key: &'a str,
+}
+
+/// The stored bytes of each blob of `wanted`: from `cache`, else from the packs holding them
+/// (downloaded one at a time).
 async fn fetch_blobs(
-    storage: &Storage,
-    job: &str,
-    key: &str,
+    at: &Where<'_>,
     wanted: &[Id],
     pack_of: &(dyn Fn(&Id) -> Option<Id> + Sync),
+    cache: &mut BlobCache,
 ) -> Result<HashMap<Id, Stored>, TreeError> {
+    let key = at.key;
+    let mut out = HashMap::with_capacity(wanted.len());
     let mut by_pack: BTreeMap<Id, Vec<Id>> = BTreeMap::new();
     for id in wanted {
+        if let Some(s) = cache.blobs.get(id) {
+            out.insert(*id, s.clone());
+            continue;
+        }
         let pack = pack_of(id).ok_or_else(|| {
             blob_error(
                 key,
@@ -136,12 +185,9 @@ async fn fetch_blobs(
         })?;
         by_pack.entry(pack).or_default().push(*id);
     }
-    let mut out = HashMap::with_capacity(wanted.len());
     for (pack, ids) in by_pack {
-        let pack_key = keys::pack_key(job, &pack);
-        let bytes = storage
-            .get_bytes_max(&pack_key, MAX_PACK)
-            .await
+        let pack_key = keys::pack_key(at.job, &pack);
+        let bytes = (at.storage.get_bytes_max(&pack_key, MAX_PACK).await)
             .map_err(|e| blob_error(key, &ids[0], format!("cannot be had: its pack: {e}")))?;
         let header = pack::parse_header(&pack_key, &bytes)
             .map_err(|e| blob_error(key, &ids[0], format!("cannot be had: {e}")))?;
@@ -155,14 +201,16 @@ async fn fetch_blobs(
                 )
             })?;
             let range = e.offset as usize..(e.offset + e.length) as usize;
-            out.insert(
-                id,
-                Stored {
-                    pack_key: pack_key.clone(),
-                    entry: BlobEntry { offset: 0, ..*e },
-                    bytes: Bytes::copy_from_slice(&bytes[range]),
-                },
-            );
+            let s = Stored {
+                pack_key: pack_key.clone(),
+                entry: BlobEntry { offset: 0, ..*e },
+                bytes: Bytes::copy_from_slice(&bytes[range]),
+            };
+            if cache.bytes + s.bytes.len() <= cache.budget {
+                cache.bytes += s.bytes.len();
+                cache.blobs.insert(id, s.clone());
+            }
+            out.insert(id, s);
         }
     }
     Ok(out)
