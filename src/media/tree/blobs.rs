@@ -10,16 +10,20 @@
 
 use super::{Id, TreeError, TreeReader};
 use crate::media::keys;
-use crate::media::limits::{MAX_BLOB, MAX_PACK};
+use crate::media::limits::MAX_PACK;
 use crate::media::pack::{self, BlobEntry};
 use crate::storage::Storage;
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufReader, Read};
 
 /// Most entry blobs a tree may have: about 15 entries each, so some 30 million files; their
 /// ids take 64 MiB.
 pub const MAX_TREE_BLOBS: usize = 1 << 21;
+
+/// Bytes of blobs [`TreeBlobs::fetch`] keeps from the packs it downloads for the list blobs,
+/// for the entry blobs (the same packs hold both).
+const FETCH_CACHE: usize = 64 << 20;
 
 /// Tree blobs already fetched, for reading several trees of a job (prune reads every
 /// snapshot's, and they share most blobs): each pack is then downloaded once, not once per
@@ -69,8 +73,8 @@ impl TreeBlobs {
         lists: Vec<Id>,
         pack_of: &(dyn Fn(&Id) -> Option<Id> + Sync),
     ) -> Result<TreeBlobs, TreeError> {
-        let mut none = BlobCache::default();
-        Self::fetch_with(storage, job, key, lists, pack_of, &mut none).await
+        let mut cache = BlobCache::new(FETCH_CACHE);
+        Self::fetch_with(storage, job, key, lists, pack_of, &mut cache).await
     }
 
     /// [`fetch`](Self::fetch), taking what it can from `cache` and keeping there what it
@@ -170,7 +174,7 @@ async fn fetch_blobs(
 ) -> Result<HashMap<Id, Stored>, TreeError> {
     let key = at.key;
     let mut out = HashMap::with_capacity(wanted.len());
-    let mut by_pack: BTreeMap<Id, Vec<Id>> = BTreeMap::new();
+    let mut by_pack: BTreeMap<Id, HashSet<Id>> = BTreeMap::new();
     for id in wanted {
         if let Some(s) = cache.blobs.get(id) {
             out.insert(*id, s.clone());
@@ -183,34 +187,35 @@ async fn fetch_blobs(
                 "is in no pack of the job's index (forged tree, or its pack was lost)".into(),
             )
         })?;
-        by_pack.entry(pack).or_default().push(*id);
+        by_pack.entry(pack).or_default().insert(*id);
     }
     for (pack, ids) in by_pack {
         let pack_key = keys::pack_key(at.job, &pack);
+        let first = *ids.iter().next().expect("a pack is listed for a blob");
         let bytes = (at.storage.get_bytes_max(&pack_key, MAX_PACK).await)
-            .map_err(|e| blob_error(key, &ids[0], format!("cannot be had: its pack: {e}")))?;
+            .map_err(|e| blob_error(key, &first, format!("cannot be had: its pack: {e}")))?;
         let header = pack::parse_header(&pack_key, &bytes)
-            .map_err(|e| blob_error(key, &ids[0], format!("cannot be had: {e}")))?;
-        let header: HashMap<Id, BlobEntry> = header.into_iter().map(|e| (e.id, e)).collect();
-        for id in ids {
-            let e = header.get(&id).ok_or_else(|| {
-                blob_error(
-                    key,
-                    &id,
-                    format!("is not in pack `{pack_key}`, which the index says holds it"),
-                )
-            })?;
+            .map_err(|e| blob_error(key, &first, format!("cannot be had: {e}")))?;
+        // Every blob of the pack goes into the cache while there is room, wanted or not: the
+        // list blobs and the entry blobs of a tree share packs, and trees share blobs.
+        for e in header {
             let range = e.offset as usize..(e.offset + e.length) as usize;
             let s = Stored {
                 pack_key: pack_key.clone(),
-                entry: BlobEntry { offset: 0, ..*e },
+                entry: BlobEntry { offset: 0, ..e },
                 bytes: Bytes::copy_from_slice(&bytes[range]),
             };
-            if cache.bytes + s.bytes.len() <= cache.budget {
+            if !cache.blobs.contains_key(&e.id) && cache.bytes + s.bytes.len() <= cache.budget {
                 cache.bytes += s.bytes.len();
-                cache.blobs.insert(id, s.clone());
+                cache.blobs.insert(e.id, s.clone());
             }
-            out.insert(id, s);
+            if ids.contains(&e.id) {
+                out.insert(e.id, s);
+            }
+        }
+        if let Some(id) = ids.iter().find(|id| !out.contains_key(id)) {
+            let why = format!("is not in pack `{pack_key}`, which the index says holds it");
+            return Err(blob_error(key, id, why));
         }
     }
     Ok(out)
@@ -244,7 +249,6 @@ impl Read for Chain {
             };
             self.next += 1;
             let s = &self.blobs.stored[id];
-            debug_assert!(s.entry.raw_length <= MAX_BLOB);
             self.current = plain(s).map_err(|why| {
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidData,

@@ -30,7 +30,6 @@ use crate::snapshot::manifest::Manifest;
 use crate::storage::Storage;
 use beneath_target::trim;
 pub use damage::{Damage, NAMED_FILES, NAMED_PROBLEMS};
-pub use tree::{load_tree, TreeLoadError};
 use fs_ops::Excludes;
 use packs::TaskError;
 use select::{Destination, SelectError};
@@ -38,6 +37,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+pub use tree::{load_tree, TreeLoadError};
 use write::{Counts, Restoring};
 
 /// Why a media restore failed.
