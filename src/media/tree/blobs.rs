@@ -16,21 +16,22 @@ use crate::storage::Storage;
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufReader, Read};
+use std::sync::Arc;
 
 /// Most entry blobs a tree may have: about 15 entries each, so some 30 million files; their
 /// ids take 64 MiB.
 pub const MAX_TREE_BLOBS: usize = 1 << 21;
 
-/// Bytes of blobs [`TreeBlobs::fetch`] keeps from the packs it downloads for the list blobs,
-/// for the entry blobs (the same packs hold both).
+/// Bytes of packs [`TreeBlobs::fetch`] keeps from the list blobs' packs for the entry blobs
+/// (the same packs hold both).
 const FETCH_CACHE: usize = 64 << 20;
 
-/// Tree blobs already fetched, for reading several trees of a job (prune reads every
-/// snapshot's, and they share most blobs): each pack is then downloaded once, not once per
-/// tree. Holds at most `budget` bytes of stored blobs; past that, blobs are fetched again.
+/// Packs already downloaded, for reading several trees of a job (prune reads every snapshot's,
+/// and they share most blobs): each pack is then downloaded once, not once per tree. Holds at
+/// most `budget` bytes of packs; past that, packs are downloaded again.
 #[derive(Default)]
 pub struct BlobCache {
-    blobs: HashMap<Id, Stored>,
+    packs: HashMap<Id, Arc<Fetched>>,
     bytes: usize,
     budget: usize,
 }
@@ -45,12 +46,19 @@ impl BlobCache {
     }
 }
 
-/// A blob's stored bytes, as cut out of its pack.
+/// A downloaded pack: its bytes and where its blobs are. A tree's blobs point into it, so its
+/// bytes are held once, in one block, while the tree is read.
+struct Fetched {
+    key: String,
+    bytes: Bytes,
+    blobs: HashMap<Id, BlobEntry>,
+}
+
+/// A blob: its pack and its entry there.
 #[derive(Clone)]
 struct Stored {
-    pack_key: String,
+    pack: Arc<Fetched>,
     entry: BlobEntry,
-    bytes: Bytes,
 }
 
 /// The blobs of a format-2 tree, fetched (stored bytes, checked as they are read).
@@ -153,7 +161,7 @@ fn blob_error(key: &str, blob: &Id, why: String) -> TreeError {
 
 /// The plaintext of a fetched blob, checked against its id.
 fn plain(s: &Stored) -> Result<Vec<u8>, String> {
-    pack::extract(&s.pack_key, &s.bytes, &s.entry).map_err(|e| format!("is unreadable: {e}"))
+    pack::extract(&s.pack.key, &s.pack.bytes, &s.entry).map_err(|e| format!("is unreadable: {e}"))
 }
 
 /// Where a tree's blobs are.
@@ -164,8 +172,8 @@ struct Where<'a> {
     key: &'a str,
 }
 
-/// The stored bytes of each blob of `wanted`: from `cache`, else from the packs holding them
-/// (downloaded one at a time).
+/// Where each blob of `wanted` is: in the packs holding them, from `cache` or downloaded (one
+/// at a time).
 async fn fetch_blobs(
     at: &Where<'_>,
     wanted: &[Id],
@@ -173,52 +181,61 @@ async fn fetch_blobs(
     cache: &mut BlobCache,
 ) -> Result<HashMap<Id, Stored>, TreeError> {
     let key = at.key;
-    let mut out = HashMap::with_capacity(wanted.len());
     let mut by_pack: BTreeMap<Id, HashSet<Id>> = BTreeMap::new();
     for id in wanted {
-        if let Some(s) = cache.blobs.get(id) {
-            out.insert(*id, s.clone());
-            continue;
-        }
         let pack = pack_of(id).ok_or_else(|| {
-            blob_error(
-                key,
-                id,
-                "is in no pack of the job's index (forged tree, or its pack was lost)".into(),
-            )
+            let why = "is in no pack of the job's index (forged tree, or its pack was lost)";
+            blob_error(key, id, why.into())
         })?;
         by_pack.entry(pack).or_default().insert(*id);
     }
+    let mut out = HashMap::with_capacity(wanted.len());
     for (pack, ids) in by_pack {
-        let pack_key = keys::pack_key(at.job, &pack);
         let first = *ids.iter().next().expect("a pack is listed for a blob");
-        let bytes = (at.storage.get_bytes_max(&pack_key, MAX_PACK).await)
-            .map_err(|e| blob_error(key, &first, format!("cannot be had: its pack: {e}")))?;
-        let header = pack::parse_header(&pack_key, &bytes)
-            .map_err(|e| blob_error(key, &first, format!("cannot be had: {e}")))?;
-        // Every blob of the pack goes into the cache while there is room, wanted or not: the
-        // list blobs and the entry blobs of a tree share packs, and trees share blobs.
-        for e in header {
-            let range = e.offset as usize..(e.offset + e.length) as usize;
-            let s = Stored {
-                pack_key: pack_key.clone(),
-                entry: BlobEntry { offset: 0, ..e },
-                bytes: Bytes::copy_from_slice(&bytes[range]),
+        let fetched = match cache.packs.get(&pack) {
+            Some(f) => f.clone(),
+            None => {
+                let f = Arc::new(
+                    download(at, &pack)
+                        .await
+                        .map_err(|why| blob_error(key, &first, why))?,
+                );
+                if cache.bytes + f.bytes.len() <= cache.budget {
+                    cache.bytes += f.bytes.len();
+                    cache.packs.insert(pack, f.clone());
+                }
+                f
+            }
+        };
+        for id in ids {
+            let Some(entry) = fetched.blobs.get(&id) else {
+                let why = format!(
+                    "is not in pack `{}`, which the index says holds it",
+                    fetched.key
+                );
+                return Err(blob_error(key, &id, why));
             };
-            if !cache.blobs.contains_key(&e.id) && cache.bytes + s.bytes.len() <= cache.budget {
-                cache.bytes += s.bytes.len();
-                cache.blobs.insert(e.id, s.clone());
-            }
-            if ids.contains(&e.id) {
-                out.insert(e.id, s);
-            }
-        }
-        if let Some(id) = ids.iter().find(|id| !out.contains_key(id)) {
-            let why = format!("is not in pack `{pack_key}`, which the index says holds it");
-            return Err(blob_error(key, id, why));
+            let pack = fetched.clone();
+            out.insert(
+                id,
+                Stored {
+                    pack,
+                    entry: *entry,
+                },
+            );
         }
     }
     Ok(out)
+}
+
+/// Downloads pack `id` and reads its header.
+async fn download(at: &Where<'_>, id: &Id) -> Result<Fetched, String> {
+    let key = keys::pack_key(at.job, id);
+    let bytes = (at.storage.get_bytes_max(&key, MAX_PACK).await)
+        .map_err(|e| format!("cannot be had: its pack: {e}"))?;
+    let header = pack::parse_header(&key, &bytes).map_err(|e| format!("cannot be had: {e}"))?;
+    let blobs = header.into_iter().map(|e| (e.id, e)).collect();
+    Ok(Fetched { key, bytes, blobs })
 }
 
 /// The entry blobs' plaintexts one after the other, each checked against its id as it comes.
