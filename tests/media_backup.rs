@@ -55,9 +55,8 @@ impl Setup {
         v
     }
 
-    fn tree(&self, s3: &S3Server, m: &Manifest) -> Vec<tree::Node> {
-        let key = format!("web-01/{}", m.objects[0].key);
-        tree::decode(&key, &s3.get_object(&self.bucket, &key).unwrap()).unwrap()
+    fn tree(&self, _s3: &S3Server, m: &Manifest) -> Vec<tree::Node> {
+        common::agent::tree_nodes(&self.path("opsagent.toml"), m)
     }
 }
 

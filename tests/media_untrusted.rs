@@ -83,9 +83,9 @@ fn forge(b: &Bench, tree: &[u8], edit: impl FnOnce(&mut serde_json::Value)) {
 }
 
 fn nodes(b: &Bench) -> Vec<Node> {
-    let (_, m) = manifest(b);
-    let key = m["objects"][0]["key"].as_str().unwrap();
-    tree::decode(key, &get(b, key)).unwrap()
+    let (key, m) = manifest(b);
+    let m = opsagent::snapshot::manifest::Manifest::parse(&key, m.to_string().as_bytes()).unwrap();
+    common::agent::tree_nodes(&b.cfg, &m)
 }
 
 /// Runs the binary (`ulimit -v` of `virt_mib` when given); returns exit code, output text and
@@ -260,7 +260,20 @@ fn a_4_gib_blob_length_in_an_index_or_pack_header_is_refused_naming_its_object()
     let src = b.path("src");
     text_file(&src.join("f"), 1024);
     b.ok(&["backup", JOB]);
-    let pack_key = keys(&b, "/packs/").pop().unwrap();
+    let before = nodes(&b);
+    // The pack holding the file (the other one holds the tree's blobs).
+    let chunk = before
+        .iter()
+        .find_map(|n| n.chunks.first())
+        .copied()
+        .unwrap();
+    let pack_key = (keys(&b, "/packs/").into_iter())
+        .find(|k| {
+            let p = get(&b, k);
+            let blobs = opsagent::media::pack::parse_header(k, &p).unwrap();
+            blobs.iter().any(|e| e.id == chunk)
+        })
+        .unwrap();
     // The pack's own header claims 4 GiB: `verify` names the pack.
     let pack = get(&b, &pack_key);
     let n = pack.len();
@@ -294,9 +307,13 @@ fn a_4_gib_blob_length_in_an_index_or_pack_header_is_refused_naming_its_object()
     // (under a 2 GiB address-space limit, an allocation of it would abort).
     let index_key = keys(&b, "/index/").pop().unwrap();
     let mut index = IndexFile::decode(&index_key, &get(&b, &index_key)).unwrap();
-    index.packs[0].blobs[0].raw_length = 4 << 30;
+    for p in &mut index.packs {
+        for e in p.blobs.iter_mut().filter(|e| e.id == chunk) {
+            e.raw_length = 4 << 30;
+        }
+    }
     put(&b, &index_key, &index.encode().1);
-    let grown: Vec<Node> = nodes(&b)
+    let grown: Vec<Node> = before
         .into_iter()
         .map(|mut n| {
             if n.kind == NodeKind::File {

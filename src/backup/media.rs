@@ -7,6 +7,7 @@ use crate::media::backup::{walk_and_store, EngineError, EngineSettings, Outcome}
 use crate::media::index::{self, Index, IndexError, IndexFile, Reuse, INDEX_FORMAT};
 use crate::media::keys;
 use crate::media::previous::Previous;
+use crate::media::tree::{self, Opened, TreeBlobs, TreeReader};
 use crate::media::walk::WalkSettings;
 use crate::snapshot::commit::commit;
 use crate::snapshot::keys::new_id;
@@ -63,7 +64,7 @@ pub async fn run(env: &Env, job: &MediaJob, run_id: i64) -> Result<MediaRun, Med
     let started_at = Utc::now();
     let id = new_id(started_at);
     let reuse = load_reuse(env, &job.name).await?;
-    let previous = previous_tree(env, job).await;
+    let previous = previous_tree(env, job, &reuse).await;
     let outcome = walk_and_store(
         &env.storage,
         &engine_settings(job, env.config.agent.priority),
@@ -240,8 +241,10 @@ async fn drop_missing_packs(env: &Env, job: &str, index: &mut Index) -> Result<(
 }
 
 /// The newest snapshot's tree of `job`, for change detection; none when there is none or it
-/// cannot be read (then every file is read again, which is slower but correct).
-async fn previous_tree(env: &Env, job: &MediaJob) -> Previous {
+/// cannot be read (then every file is read again, which is slower but correct). A format-2
+/// tree's blobs are found through `reuse` (a blob only in a pack pending deletion is not, and
+/// the tree is then read as unreadable).
+async fn previous_tree(env: &Env, job: &MediaJob, reuse: &Reuse) -> Previous {
     let name = job.name.as_str();
     let rows = match env.catalog.snapshots(Some(name)) {
         Ok(r) => r,
@@ -260,16 +263,35 @@ async fn previous_tree(env: &Env, job: &MediaJob) -> Previous {
     let Some(obj) = m.objects.first() else {
         return Previous::none();
     };
-    let opened = match env
+    match previous_entries(env, name, &obj.key, reuse).await {
+        Ok(reader) => Previous::new(reader, &job.paths),
+        Err(e) => {
+            tracing::warn!(job = name, error = %e, "previous snapshot's tree unreadable; reading every file");
+            Previous::none()
+        }
+    }
+}
+
+/// The entries of tree `key`, whichever its format.
+async fn previous_entries(
+    env: &Env,
+    job: &str,
+    key: &str,
+    reuse: &Reuse,
+) -> Result<TreeReader, String> {
+    let bytes = env
         .storage
-        .get_bytes_max(&obj.key, crate::media::limits::MAX_TREE)
+        .get_bytes_max(key, crate::media::limits::MAX_TREE)
         .await
-    {
-        Ok(b) => Previous::open(&obj.key, b, &job.paths).map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    opened.unwrap_or_else(|e| {
-        tracing::warn!(job = name, error = %e, "previous snapshot's tree unreadable; reading every file");
-        Previous::none()
-    })
+        .map_err(|e| e.to_string())?;
+    let n = bytes.len() as u64;
+    match tree::open(key, std::io::Cursor::new(bytes), n).map_err(|e| e.to_string())? {
+        Opened::Entries(r) => Ok(r),
+        Opened::Lists(lists) => {
+            let blobs = TreeBlobs::fetch(&env.storage, job, key, lists, &|id| reuse.pack_of(id))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(blobs.reader())
+        }
+    }
 }

@@ -69,11 +69,11 @@ pub struct Stats {
 /// What a backup produced; nothing of it is committed yet.
 #[derive(Debug)]
 pub struct Outcome {
-    /// The tree object (src/media/tree.rs), written as the walk went.
+    /// The tree object (src/media/tree.rs, format 2: its blobs were stored as the walk went).
     pub tree: Vec<u8>,
-    /// Size of the tree's JSON lines before compression.
+    /// Size of the tree object's text before compression.
     pub tree_raw_size: u64,
-    /// Packs of earlier runs that hold chunks of this tree.
+    /// Packs of earlier runs that hold chunks or tree blobs of this tree.
     pub reused_packs: BTreeSet<Id>,
     /// Packs uploaded by this run, for the new index object.
     pub new_packs: Vec<PackIndex>,
@@ -104,7 +104,7 @@ pub enum EngineError {
     Stopped,
     /// The tree could not be encoded.
     #[error("encoding the tree: {0}")]
-    EncodeTree(std::io::Error),
+    EncodeTree(#[from] std::io::Error),
     /// A chunk of the tree is neither reused nor stored by this run.
     #[error("chunk {chunk} of `{path}` is in no pack (bug)")]
     ChunkInNoPack {
@@ -138,6 +138,9 @@ pub(super) struct Shared {
     pub(super) reuse: Arc<Reuse>,
     pub(super) new_blobs: Mutex<HashSet<Id>>,
     pub(super) packer: Mutex<PackBuilder>,
+    /// The pack being filled with tree blobs (kept apart from file data: a tree is read back
+    /// whole, pack by pack).
+    pub(super) tree_packer: Mutex<PackBuilder>,
     pub(super) pack_tx: tokio::sync::mpsc::Sender<FinishedPack>,
     pub(super) level: i32,
     pub(super) new_bytes: AtomicU64,
@@ -147,7 +150,7 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    /// Stores `data` as a blob unless it is stored already; returns its id.
+    /// Stores `data` as a blob of file content unless it is stored already; returns its id.
     pub(super) fn add_blob(
         &self,
         enc: &mut BlobEncoder,
@@ -158,11 +161,38 @@ impl Shared {
         if self.reuse.reusable(&id) || !self.new_blobs.lock().unwrap().insert(id) {
             return Ok(id);
         }
-        let (c, stored) = enc.encode(data, compress);
         self.new_bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.pack(&self.packer, enc, id, data, compress)?;
+        Ok(id)
+    }
+
+    /// Stores a new blob of the tree (its id is `id`, not in the index) in a tree pack, unless
+    /// this run stored it already.
+    pub(super) fn add_tree_blob(
+        &self,
+        enc: &mut BlobEncoder,
+        id: Id,
+        data: &[u8],
+    ) -> Result<(), EngineError> {
+        if !self.new_blobs.lock().unwrap().insert(id) {
+            return Ok(());
+        }
+        self.pack(&self.tree_packer, enc, id, data, true)
+    }
+
+    /// Encodes a new blob into `packer`, sending the pack first if it is full.
+    fn pack(
+        &self,
+        packer: &Mutex<PackBuilder>,
+        enc: &mut BlobEncoder,
+        id: Id,
+        data: &[u8],
+        compress: bool,
+    ) -> Result<(), EngineError> {
+        let (c, stored) = enc.encode(data, compress);
         let full = {
-            let mut p = self.packer.lock().unwrap();
+            let mut p = packer.lock().unwrap();
             let full = (!p.is_empty() && p.size_with(stored.len()) > PACK_SIZE)
                 .then(|| std::mem::replace(&mut *p, PackBuilder::with_capacity(PACK_SIZE)));
             p.push(id, data.len() as u64, c, stored);
@@ -171,7 +201,7 @@ impl Shared {
         if let Some(p) = full {
             self.send(p)?;
         }
-        Ok(id)
+        Ok(())
     }
 
     pub(super) fn send(&self, p: PackBuilder) -> Result<(), EngineError> {
@@ -201,6 +231,7 @@ pub async fn walk_and_store(
         reuse,
         new_blobs: Mutex::new(HashSet::new()),
         packer: Mutex::new(PackBuilder::with_capacity(PACK_SIZE)),
+        tree_packer: Mutex::new(PackBuilder::default()),
         pack_tx,
         level: s.level,
         new_bytes: AtomicU64::new(0),

@@ -4,9 +4,11 @@
 
 use super::backup::{EngineError, EngineSettings, Shared, Stats};
 use super::id::Id;
+use super::pack::BlobEncoder;
 use super::previous::{unchanged, Previous};
 use super::read::{worker, FileDone, FileIssue, FileJob};
-use super::tree::{Node, NodeKind, TreeWriter};
+use super::tree::write::TreeBuilder;
+use super::tree::{Node, NodeKind};
 use super::walk::walk;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::Ordering;
@@ -42,7 +44,9 @@ struct Building {
     window: VecDeque<Slot>,
     /// Slot number of `window[0]`.
     written: usize,
-    tree: TreeWriter,
+    tree: TreeBuilder,
+    /// Compresses the tree's blobs.
+    tree_enc: BlobEncoder,
     reused_packs: BTreeSet<Id>,
     stats: Stats,
     /// Warnings about files read (walk warnings are kept apart, and come first).
@@ -50,11 +54,12 @@ struct Building {
 }
 
 impl Building {
-    fn new() -> Result<Building, EngineError> {
+    fn new(level: i32) -> Result<Building, EngineError> {
         Ok(Building {
             window: VecDeque::new(),
             written: 0,
-            tree: TreeWriter::new().map_err(EngineError::EncodeTree)?,
+            tree: TreeBuilder::default(),
+            tree_enc: BlobEncoder::new(level),
             reused_packs: BTreeSet::new(),
             stats: Stats::default(),
             warnings: Vec::new(),
@@ -111,7 +116,10 @@ impl Building {
                     }
                 }
             }
-            self.tree.push(&node).map_err(EngineError::EncodeTree)?;
+            let (enc, reused) = (&mut self.tree_enc, &mut self.reused_packs);
+            self.tree.push(&node, &mut |blob| {
+                store_tree_blob(shared, enc, reused, blob)
+            })?;
         }
         Ok(())
     }
@@ -167,9 +175,13 @@ impl Building {
                 entries: self.window.len(),
             });
         }
+        let (enc, reused) = (&mut self.tree_enc, &mut self.reused_packs);
+        let (tree, tree_raw_size) = std::mem::take(&mut self.tree)
+            .finish(&mut |blob| store_tree_blob(shared, enc, reused, blob))?;
         let last = std::mem::take(&mut *shared.packer.lock().unwrap());
         shared.send(last)?;
-        let (tree, tree_raw_size) = self.tree.finish().map_err(EngineError::EncodeTree)?;
+        let last = std::mem::take(&mut *shared.tree_packer.lock().unwrap());
+        shared.send(last)?;
         walk_warnings.extend(self.warnings);
         let built = Built {
             tree,
@@ -180,6 +192,24 @@ impl Building {
         };
         Ok((built, shared.new_bytes.load(Ordering::Relaxed)))
     }
+}
+
+/// Stores a blob of the tree unless the index or this run has it; a reused blob's pack joins
+/// the packs the snapshot uses.
+fn store_tree_blob(
+    shared: &Shared,
+    enc: &mut BlobEncoder,
+    reused: &mut BTreeSet<Id>,
+    blob: &[u8],
+) -> Result<Id, EngineError> {
+    let id = Id::of(blob);
+    match shared.reuse.pack_of(&id) {
+        Some(pack) => {
+            reused.insert(pack);
+        }
+        None => shared.add_tree_blob(enc, id, blob)?,
+    }
+    Ok(id)
 }
 
 /// What setting a thread's priority gave; a failure is logged (the backup goes on at normal
@@ -196,7 +226,7 @@ pub(super) fn read_all(
     shared: &Arc<Shared>,
     mut previous: Previous,
 ) -> Result<Read, EngineError> {
-    let mut b = Building::new()?;
+    let mut b = Building::new(s.level)?;
     let mut walk_warnings = Vec::new();
     let (job_tx, job_rx) = mpsc::sync_channel::<FileJob>(256);
     let job_rx = Arc::new(Mutex::new(job_rx));

@@ -1,9 +1,9 @@
 //! Object keys of media jobs (relative to the storage prefix; see docs/FORMAT.md):
 //!
 //! ```text
-//! media/<job>/packs/<first 2 hex digits>/<pack id>.pack    chunks of file content
+//! media/<job>/packs/<first 2 hex digits>/<pack id>.pack    chunks of file content, tree blobs
 //! media/<job>/index/<index id>.json.zst                    which pack holds which chunk
-//! media/<job>/trees/<snapshot id>.jsonl.zst                the file tree of one snapshot
+//! media/<job>/trees/<snapshot id>.jsonl.zst                the tree object (which blobs hold the tree)
 //! snapshots/<job>/files/<snapshot id>.json                 the manifest: the commit point
 //! ```
 

@@ -1,8 +1,9 @@
 //! Media backups: directory trees (user uploads, profile pictures) stored as content-addressed,
-//! deduplicated chunks in pack objects, with one tree per snapshot (see docs/FORMAT.md).
+//! deduplicated chunks in pack objects, with one tree per snapshot whose blobs are stored and
+//! deduplicated the same way (see docs/FORMAT.md).
 //!
 //! - `id`, `pack`, `tree`, `keys`, `limits`: the storage format and its bounds, pure (no I/O)
-//!   and unit-tested.
+//!   and unit-tested, but for `tree::blobs`, which fetches a tree's own blobs from their packs.
 //! - `index`: which pack holds which blob; decoding is pure, and it also loads and writes the
 //!   index objects through `storage`.
 //! - `chunker`: content-defined chunking of file contents (FastCDC) and the compression choice.

@@ -41,7 +41,7 @@ impl Seen {
 
 /// The previous snapshot's files, looked up in walk order.
 pub struct Previous {
-    reader: Option<TreeReader<std::io::Cursor<bytes::Bytes>>>,
+    reader: Option<TreeReader>,
     /// The next file of the previous tree not yet passed by the walk.
     next: Option<(RawPath, Seen)>,
     /// The job's roots, in order.
@@ -61,18 +61,15 @@ impl Previous {
         }
     }
 
-    /// The tree object `key` (its compressed bytes) of a job walking `roots`.
-    pub fn open(key: &str, tree: bytes::Bytes, roots: &[PathBuf]) -> Result<Previous, TreeError> {
-        Ok(Previous {
-            reader: Some(TreeReader::new(
-                key,
-                std::io::Cursor::new(tree.clone()),
-                tree.len() as u64,
-            )?),
+    /// The entries of the previous tree (src/media/tree.rs, either format), of a job walking
+    /// `roots`.
+    pub fn new(reader: TreeReader, roots: &[PathBuf]) -> Previous {
+        Previous {
+            reader: Some(reader),
             next: None,
             roots: roots.iter().map(|r| RawPath::from_path(r).0).collect(),
             error: None,
-        })
+        }
     }
 
     /// What the previous snapshot had at `path`, if it was a file there. Call with the walk's
@@ -253,7 +250,7 @@ mod tests {
         std::fs::write(r1.join("a-b"), b"new").unwrap();
         std::fs::write(r2.join("0 first"), b"new").unwrap();
         std::fs::write(r2.join(std::ffi::OsStr::from_bytes(b"\xff\xff")), b"new").unwrap();
-        let mut prev = Previous::open("t", bytes.into(), &roots).unwrap();
+        let mut prev = opened(bytes, &roots);
         let (mut found, mut missed) = (0, Vec::new());
         for n in walked(&roots)
             .into_iter()
@@ -275,7 +272,7 @@ mod tests {
         assert!(prev.error.is_none());
         // Roots reordered: files are read again, nothing is wrongly matched.
         let swapped = vec![r2, r1];
-        let mut prev = Previous::open("t", encode_nodes(&before).into(), &swapped).unwrap();
+        let mut prev = opened(encode_nodes(&before), &swapped);
         for n in walked(&swapped)
             .into_iter()
             .filter(|n| n.kind == NodeKind::File)
@@ -283,6 +280,14 @@ mod tests {
             if let Some(seen) = prev.take(&n.path) {
                 assert_eq!(seen.chunks, vec![Id::of(&n.path.0)]);
             }
+        }
+    }
+
+    fn opened(bytes: Vec<u8>, roots: &[PathBuf]) -> Previous {
+        let n = bytes.len() as u64;
+        match crate::media::tree::open("t", std::io::Cursor::new(bytes), n).unwrap() {
+            crate::media::tree::Opened::Entries(r) => Previous::new(r, roots),
+            crate::media::tree::Opened::Lists(_) => panic!("a format-1 tree"),
         }
     }
 

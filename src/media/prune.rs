@@ -162,8 +162,16 @@ pub async fn prepare(
             .len(),
         ..Report::default()
     };
-    let (mut uses, live_blobs) =
-        uses::find(storage, snaps, &idx, &bucket, s.read_trees, &mut report).await;
+    let (mut uses, live_blobs) = uses::find(
+        storage,
+        &s.job,
+        snaps,
+        &idx,
+        &bucket,
+        s.read_trees,
+        &mut report,
+    )
+    .await;
     let new_packs = repack_step(
         storage,
         s,

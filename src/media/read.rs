@@ -180,6 +180,7 @@ mod tests {
             reuse: Arc::new(Reuse::default()),
             new_blobs: Mutex::new(HashSet::new()),
             packer: Mutex::new(PackBuilder::with_capacity(1024)),
+            tree_packer: Mutex::new(PackBuilder::default()),
             pack_tx,
             level: 3,
             new_bytes: AtomicU64::new(0),

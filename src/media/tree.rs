@@ -1,17 +1,27 @@
-//! Snapshot trees: one JSON object per line, zstd-compressed (see docs/FORMAT.md). The first
-//! line is a header (`{"format":1}`), then one line per file, directory or symlink in path
-//! order. Paths are absolute byte strings: a JSON string when they are UTF-8, else
-//! `{"hex":"…"}` (Linux file names are bytes, and every byte but `/` and NUL is allowed).
+//! Snapshot trees (see docs/FORMAT.md): entries, one JSON object per line, one line per file,
+//! directory or symlink in path order. Paths are absolute byte strings: a JSON string when they
+//! are UTF-8, else `{"hex":"…"}` (Linux file names are bytes, and every byte but `/` and NUL is
+//! allowed).
+//!
+//! A tree object is zstd-compressed text whose first line is a header. Format 1 (written before
+//! issue 21, still read) holds the entries itself. Format 2, written now, holds only the
+//! ids of list blobs, one per line: the entries stream is cut into content-defined blobs stored
+//! in packs like file data (src/media/tree_write.rs), so an unchanged part of the tree costs
+//! nothing; the lists are read back by src/media/tree_read.rs.
 
 use super::id::Id;
-use super::limits::{expanded_limit, Bounded};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-/// Tree format version.
-pub const TREE_FORMAT: u32 = 1;
+/// Tree format version written: the object lists the blobs holding the entries.
+pub const TREE_FORMAT: u32 = 2;
+/// The first tree format: the entries in the object itself (still read).
+pub const TREE_FORMAT_WHOLE: u32 = 1;
+/// Most list blobs a format-2 tree object may name: each list blob names about 60 entry blobs
+/// of about 15 entries, so a million lists is some 900 million files.
+pub const MAX_LISTS: u64 = 1 << 20;
 
 /// A path as raw bytes, serialized losslessly.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -110,11 +120,15 @@ pub struct Node {
 }
 
 #[derive(Serialize, Deserialize)]
-struct TreeHeader {
-    format: u32,
+pub(super) struct TreeHeader {
+    pub(super) format: u32,
+    /// Format 2: how many list blob ids follow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) lists: Option<u64>,
 }
 
-/// Encodes nodes (already in path order) into a tree object.
+/// Encodes nodes (already in path order) into a format-1 tree object (the whole tree in one
+/// object; backups write format 2, this serves tests and old-format fixtures).
 pub fn encode(nodes: &[Node]) -> std::io::Result<Vec<u8>> {
     let mut w = TreeWriter::new()?;
     for n in nodes {
@@ -123,8 +137,7 @@ pub fn encode(nodes: &[Node]) -> std::io::Result<Vec<u8>> {
     w.finish().map(|(bytes, _)| bytes)
 }
 
-/// Writes a tree object node by node (in path order), compressing as it goes: a backup hands
-/// each entry over once it is complete instead of holding the whole tree.
+/// Writes a format-1 tree object node by node (in path order), compressing as it goes.
 pub struct TreeWriter {
     z: Counted<zstd::Encoder<'static, Vec<u8>>>,
     /// One line, serialized before it goes to the encoder in one write.
@@ -136,7 +149,8 @@ impl TreeWriter {
     pub fn new() -> std::io::Result<TreeWriter> {
         let mut z = Counted(zstd::Encoder::new(Vec::new(), 3)?, 0);
         let header = TreeHeader {
-            format: TREE_FORMAT,
+            format: TREE_FORMAT_WHOLE,
+            lists: None,
         };
         serde_json::to_writer(&mut z, &header)?;
         z.write_all(b"\n")?;
@@ -148,9 +162,7 @@ impl TreeWriter {
 
     /// Appends one entry.
     pub fn push(&mut self, n: &Node) -> std::io::Result<()> {
-        self.line.clear();
-        serde_json::to_writer(&mut self.line, n)?;
-        self.line.push(b'\n');
+        entry_line(n, &mut self.line)?;
         self.z.write_all(&self.line)
     }
 
@@ -159,6 +171,14 @@ impl TreeWriter {
         let raw = self.z.1;
         Ok((self.z.0.finish()?, raw))
     }
+}
+
+/// Serializes `n` as one line of entries text (with its `\n`) into `line`.
+pub fn entry_line(n: &Node, line: &mut Vec<u8>) -> std::io::Result<()> {
+    line.clear();
+    serde_json::to_writer(&mut *line, n)?;
+    line.push(b'\n');
+    Ok(())
 }
 
 /// A writer that counts what passes through.
@@ -209,6 +229,30 @@ pub enum TreeError {
         /// The format it claims.
         format: u32,
     },
+    /// A format-2 tree's list of blobs is damaged or forged.
+    #[error("tree `{key}`: {why}")]
+    Lists {
+        /// The tree's object key.
+        key: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A blob of a format-2 tree cannot be had.
+    #[error("tree `{key}`: tree blob {blob} {why}")]
+    Blob {
+        /// The tree's object key.
+        key: String,
+        /// The blob.
+        blob: Id,
+        /// What is wrong, naming the pack's key.
+        why: String,
+    },
+    /// A format-2 tree read where its blobs cannot be fetched (a bug of the caller).
+    #[error("tree `{key}` is in format 2: its entries are in blobs, read it with tree_read")]
+    NeedsBlobs {
+        /// The tree's object key.
+        key: String,
+    },
     /// An entry line is not an entry.
     #[error("tree `{key}` line {line}: {cause}")]
     Line {
@@ -221,103 +265,11 @@ pub enum TreeError {
     },
 }
 
-/// Decodes a tree object; `key` names it in errors.
-pub fn decode(key: &str, bytes: &[u8]) -> Result<Vec<Node>, TreeError> {
-    let mut nodes = Vec::new();
-    decode_each(key, bytes, |n| nodes.push(n))?;
-    Ok(nodes)
-}
-
-/// Decodes a tree object node by node, in order. Streams: neither the decompressed text
-/// (several times the object's size) nor the list of nodes is ever in memory as a whole.
-pub fn decode_each(key: &str, bytes: &[u8], mut each: impl FnMut(Node)) -> Result<(), TreeError> {
-    let mut r = TreeReader::new(key, bytes, bytes.len() as u64)?;
-    while let Some(n) = r.next_node()? {
-        each(n);
-    }
-    Ok(())
-}
-
-/// Reads a tree object's entries one at a time (in path order) from its compressed bytes.
-/// The text it decompresses to is bounded by the object's size (src/media/limits.rs): a forged
-/// tree that expands a thousandfold is refused, not held in memory.
-pub struct TreeReader<R: std::io::Read> {
-    text: BufReader<Bounded<zstd::Decoder<'static, BufReader<R>>>>,
-    key: String,
-    line: Vec<u8>,
-    /// Lines read, the header included.
-    n: usize,
-}
-
-impl<R: std::io::Read> TreeReader<R> {
-    /// Opens a tree object of `stored` bytes and checks its header; `key` names it in errors.
-    pub fn new(key: &str, compressed: R, stored: u64) -> Result<TreeReader<R>, TreeError> {
-        let key = key.to_string();
-        let decoder = match zstd::Decoder::new(compressed) {
-            Ok(d) => d,
-            Err(cause) => return Err(TreeError::Damaged { key, cause }),
-        };
-        let mut r = TreeReader {
-            text: BufReader::new(Bounded::new(decoder, expanded_limit(stored))),
-            key,
-            line: Vec::new(),
-            n: 0,
-        };
-        if !r.next_line()? {
-            return Err(TreeError::Empty { key: r.key });
-        }
-        let header: TreeHeader = match serde_json::from_slice(r.line_text()) {
-            Ok(h) => h,
-            Err(cause) => return Err(TreeError::Header { key: r.key, cause }),
-        };
-        if header.format != TREE_FORMAT {
-            return Err(TreeError::Format {
-                key: r.key,
-                format: header.format,
-            });
-        }
-        Ok(r)
-    }
-
-    /// The next entry; `None` at the end.
-    pub fn next_node(&mut self) -> Result<Option<Node>, TreeError> {
-        if !self.next_line()? {
-            return Ok(None);
-        }
-        serde_json::from_slice(self.line_text())
-            .map(Some)
-            .map_err(|cause| TreeError::Line {
-                key: self.key.clone(),
-                line: self.n,
-                cause,
-            })
-    }
-
-    /// Reads the next non-empty line into `line`; false at the end.
-    fn next_line(&mut self) -> Result<bool, TreeError> {
-        loop {
-            self.line.clear();
-            let read = self
-                .text
-                .read_until(b'\n', &mut self.line)
-                .map_err(|cause| TreeError::Damaged {
-                    key: self.key.clone(),
-                    cause,
-                })?;
-            if read == 0 {
-                return Ok(false);
-            }
-            if !self.line_text().is_empty() {
-                self.n += 1;
-                return Ok(true);
-            }
-        }
-    }
-
-    fn line_text(&self) -> &[u8] {
-        self.line.strip_suffix(b"\n").unwrap_or(&self.line)
-    }
-}
+pub mod blobs;
+mod read;
+pub mod write;
+pub use blobs::TreeBlobs;
+pub use read::{decode, decode_each, open, Opened, TreeReader};
 
 #[cfg(test)]
 mod tests {

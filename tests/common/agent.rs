@@ -176,3 +176,30 @@ pub fn opsagent_at(at: &str, cfg: &Path, args: &[&str]) -> Output {
     cmd.arg(at).arg(env!("CARGO_BIN_EXE_opsagent"));
     run_in(cmd, cfg, args)
 }
+
+/// The entries of media snapshot `m` (either tree format: a format-2 tree's blobs come from its
+/// packs), read through the storage of configuration `cfg` as a restore reads them.
+pub fn tree_nodes(
+    cfg: &Path,
+    m: &opsagent::snapshot::manifest::Manifest,
+) -> Vec<opsagent::media::tree::Node> {
+    tree_nodes_or_error(cfg, m).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`tree_nodes`], or the restore's error.
+pub fn tree_nodes_or_error(
+    cfg: &Path,
+    m: &opsagent::snapshot::manifest::Manifest,
+) -> Result<Vec<opsagent::media::tree::Node>, String> {
+    let config = opsagent::config::load(cfg).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let storage = opsagent::storage::Storage::open(&config.storage).unwrap();
+        opsagent::restore::media::load_tree(&storage, m)
+            .await
+            .map_err(|e| e.to_string())
+    })
+}

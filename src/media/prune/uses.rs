@@ -6,10 +6,16 @@
 use super::{Report, SnapshotRefs, REPACK_BELOW_PERCENT};
 use crate::media::id::Id;
 use crate::media::index::{Index, PackIndex};
-use crate::media::{limits, tree};
+use crate::media::limits;
+use crate::media::tree::blobs::BlobCache;
+use crate::media::tree::{self, Opened, TreeBlobs};
 use crate::storage::Storage;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// Bytes of tree blobs kept while reading the snapshots' trees (format 2): they share most
+/// blobs, so most tree packs are downloaded once per prune rather than once per snapshot.
+const TREE_CACHE: usize = 64 << 20;
 
 /// How one snapshot uses packs.
 pub(super) struct Use {
@@ -24,6 +30,7 @@ pub(super) struct Use {
 /// only when `read_trees`; else each manifest's list counts).
 pub(super) async fn find(
     storage: &Storage,
+    job: &str,
     snaps: &[SnapshotRefs],
     idx: &Index,
     bucket: &BTreeMap<Id, u64>,
@@ -37,8 +44,18 @@ pub(super) async fn find(
         return (uses, live_blobs);
     }
     let loc = Locations::new(idx, bucket);
+    let mut cache = BlobCache::new(TREE_CACHE);
     for snap in snaps {
-        uses.push(snapshot_use(storage, snap, &loc, &mut live_blobs, report).await);
+        let u = snapshot_use(
+            storage,
+            job,
+            snap,
+            &loc,
+            &mut cache,
+            &mut live_blobs,
+            report,
+        );
+        uses.push(u.await);
     }
     (uses, live_blobs)
 }
@@ -90,8 +107,10 @@ impl<'a> Locations<'a> {
 /// else the packs its manifest lists. Records live blobs per pack from trees.
 async fn snapshot_use(
     storage: &Storage,
+    job: &str,
     snap: &SnapshotRefs,
     loc: &Locations<'_>,
+    cache: &mut BlobCache,
     live_blobs: &mut HashMap<Id, HashSet<Id>>,
     report: &mut Report,
 ) -> Use {
@@ -100,12 +119,7 @@ async fn snapshot_use(
     let mut chunks: HashSet<Id> = HashSet::new();
     let read = match &snap.tree {
         None => Err("the manifest names no tree".to_string()),
-        Some(key) => match storage.get_bytes_max(key, limits::MAX_TREE).await {
-            Ok(b) => {
-                tree::decode_each(key, &b, |n| chunks.extend(n.chunks)).map_err(|e| e.to_string())
-            }
-            Err(e) => Err(e.to_string()),
-        },
+        Some(key) => tree_chunks(storage, job, key, (loc, cache), &mut chunks).await,
     };
     if let Err(e) = read {
         report.trees_unreadable += 1;
@@ -137,6 +151,34 @@ async fn snapshot_use(
         u.exact = true;
     }
     u
+}
+
+/// Adds to `chunks` every blob tree `key` uses: its entries' chunks and, in format 2, its own
+/// list and entry blobs.
+async fn tree_chunks(
+    storage: &Storage,
+    job: &str,
+    key: &str,
+    (loc, cache): (&Locations<'_>, &mut BlobCache),
+    chunks: &mut HashSet<Id>,
+) -> Result<(), String> {
+    let b = (storage.get_bytes_max(key, limits::MAX_TREE).await).map_err(|e| e.to_string())?;
+    let n = b.len() as u64;
+    let mut r = match tree::open(key, std::io::Cursor::new(b), n).map_err(|e| e.to_string())? {
+        Opened::Entries(r) => r,
+        Opened::Lists(lists) => {
+            let pack_of = |id: &Id| loc.choose(id);
+            let blobs = TreeBlobs::fetch_with(storage, job, key, lists, &pack_of, cache)
+                .await
+                .map_err(|e| e.to_string())?;
+            chunks.extend(blobs.lists.iter().chain(&blobs.entries).copied());
+            blobs.reader()
+        }
+    };
+    while let Some(n) = r.next_node().map_err(|e| e.to_string())? {
+        chunks.extend(n.chunks);
+    }
+    Ok(())
 }
 
 /// Packs worth repacking: indexed, in the bucket, not pending, partly live, less than

@@ -7,7 +7,8 @@
 //! A damaged or missing pack does not stop the restore: everything else is restored, then
 //! [`MediaError::Damaged`] names each pack and every file it cost.
 //!
-//! Parts: `select` (what `--path` picks, where entries go), `packs` (the plan by pack and the
+//! Parts: `tree` (the snapshot's tree, either format), `select` (what `--path` picks, where
+//! entries go), `packs` (the plan by pack and the
 //! download pipeline), `write` (the writing thread; `write/finish.rs` ends a restore),
 //! `fs_ops` (one file-system step at a time), `beneath_target` (opening the directories below
 //! the restore target without following symlinks), `damage` (the report of what failed) and
@@ -18,25 +19,25 @@ mod damage;
 pub mod fs_ops;
 pub mod packs;
 pub mod select;
+mod tree;
 pub mod verify;
 pub mod write;
 
 use crate::media::index::IndexError;
-use crate::media::limits;
-use crate::media::tree::{self, Node, NodeKind, TreeError};
+use crate::media::tree::{Node, NodeKind};
 use crate::restore::plan::Chosen;
 use crate::snapshot::manifest::Manifest;
-use crate::storage::{Storage, StorageError};
+use crate::storage::Storage;
 use beneath_target::trim;
 pub use damage::{Damage, NAMED_FILES, NAMED_PROBLEMS};
 use fs_ops::Excludes;
 use packs::TaskError;
 use select::{Destination, SelectError};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+pub use tree::{load_tree, TreeLoadError};
 use write::{Counts, Restoring};
 
 /// Why a media restore failed.
@@ -81,57 +82,6 @@ pub enum MediaError {
     /// A task of the restore failed.
     #[error(transparent)]
     Task(#[from] TaskError),
-}
-
-/// Why a snapshot's tree cannot be had; [`MediaError::Tree`] names the snapshot.
-#[derive(Debug, thiserror::Error)]
-pub enum TreeLoadError {
-    /// The manifest has no objects.
-    #[error("manifest `{manifest}` lists no tree")]
-    NotListed {
-        /// The manifest's key.
-        manifest: String,
-    },
-    /// The storage failed (opening or decrypting the object).
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    /// Reading the object failed midway.
-    #[error("cannot download `{key}`: {cause}")]
-    Download {
-        /// The tree's key.
-        key: String,
-        /// What went wrong.
-        cause: std::io::Error,
-    },
-    /// More bytes than a tree ever takes (a forged object).
-    #[error(
-        "`{key}` is larger than the {} bytes a tree ever takes; refused",
-        limits::MAX_TREE
-    )]
-    TooLarge {
-        /// The tree's key.
-        key: String,
-    },
-    /// Not the bytes the manifest recorded.
-    #[error("`{key}` is corrupt: {size} bytes with sha256 {sha256}, the manifest recorded {recorded_size} bytes with sha256 {recorded_sha256}")]
-    Corrupt {
-        /// The tree's key.
-        key: String,
-        /// Bytes downloaded.
-        size: usize,
-        /// Their sha256.
-        sha256: String,
-        /// The manifest's size.
-        recorded_size: u64,
-        /// The manifest's sha256.
-        recorded_sha256: String,
-    },
-    /// Decrypting failed midway.
-    #[error("{0}")]
-    Decrypt(std::io::Error),
-    /// The tree does not decode.
-    #[error(transparent)]
-    Decode(#[from] TreeError),
 }
 
 /// What to restore where.
@@ -179,66 +129,6 @@ pub struct Prepared {
     pub root_inodes: HashMap<Vec<u8>, u64>,
     /// The packs the manifest lists (preferred where a blob is in several).
     pub packs: Vec<crate::media::Id>,
-}
-
-/// Downloads the tree of media snapshot `m`, checking size and sha256 against the manifest.
-pub async fn load_tree(storage: &Storage, m: &Manifest) -> Result<Vec<Node>, MediaError> {
-    let bytes = download_tree(storage, m)
-        .await
-        .map_err(|why| MediaError::Tree {
-            snapshot: m.id.clone(),
-            why: Box::new(why),
-        })?;
-    let key = m.objects[0].key.clone();
-    tokio::task::spawn_blocking(move || tree::decode(&key, &bytes))
-        .await
-        .map_err(TaskError::DecodeTree)?
-        .map_err(|e| MediaError::Tree {
-            snapshot: m.id.clone(),
-            why: Box::new(e.into()),
-        })
-}
-
-/// The plaintext of the tree of `m`, its stored bytes checked against the manifest.
-async fn download_tree(storage: &Storage, m: &Manifest) -> Result<Vec<u8>, TreeLoadError> {
-    let obj = m
-        .objects
-        .first()
-        .ok_or_else(|| TreeLoadError::NotListed { manifest: m.key() })?;
-    // The manifest's sha256 is of the stored bytes (ciphertext when encrypted): check those,
-    // then decrypt.
-    // Read with a cap (src/media/limits.rs): neither the manifest nor the object may make
-    // this allocate more than a tree ever takes.
-    let mut stored = Vec::new();
-    let reader = storage.raw_reader(&obj.key).await?;
-    tokio::io::AsyncReadExt::read_to_end(
-        &mut tokio::io::AsyncReadExt::take(reader, limits::MAX_TREE + 1),
-        &mut stored,
-    )
-    .await
-    .map_err(|cause| TreeLoadError::Download {
-        key: obj.key.clone(),
-        cause,
-    })?;
-    if stored.len() as u64 > limits::MAX_TREE {
-        return Err(TreeLoadError::TooLarge {
-            key: obj.key.clone(),
-        });
-    }
-    let sha = hex::encode(Sha256::digest(&stored));
-    if stored.len() as u64 != obj.size || sha != obj.sha256 {
-        return Err(TreeLoadError::Corrupt {
-            key: obj.key.clone(),
-            size: stored.len(),
-            sha256: sha,
-            recorded_size: obj.size,
-            recorded_sha256: obj.sha256.clone(),
-        });
-    }
-    let mut bytes = Vec::new();
-    let mut plain = storage.decrypting_read(&obj.key, std::io::Cursor::new(stored))?;
-    std::io::Read::read_to_end(&mut plain, &mut bytes).map_err(TreeLoadError::Decrypt)?;
-    Ok(bytes)
 }
 
 /// Refuses an in-place restore of `roots` (the manifest's paths) unless each is one of the
