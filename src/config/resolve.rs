@@ -68,28 +68,8 @@ pub(super) fn resolve(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
     };
     let root = KeyPath::root();
     let agent = agent(&mut cx, &raw.agent, &root.key("agent"));
-    let storage = match &raw.storage {
-        Some(s) => {
-            super::resolve_storage::storage(&mut cx, s, &agent.hostname, &root.key("storage"))
-        }
-        None => {
-            cx.error(&root, "the [storage] section is missing", "add [storage] with type = \"local\" and path = \"/var/backups/opsagent\", or type = \"s3\" with a bucket");
-            None
-        }
-    };
-    let (storage_limits, copies) = match &raw.storage {
-        Some(s) => (
-            super::resolve_limits::rate_limits(&mut cx, s, &root.key("storage")),
-            super::resolve_storage::copies(&mut cx, s, &agent.hostname, &root.key("storage")),
-        ),
-        None => Default::default(),
-    };
-    super::resolve_storage::check_distinct(
-        &mut cx,
-        storage.as_ref(),
-        &copies,
-        &root.key("storage"),
-    );
+    let (storage, storage_limits, copies) =
+        super::resolve_storage::section(&mut cx, raw.storage.as_ref(), &agent.hostname, &root);
     let (mysql, media) = jobs(&mut cx, &raw, &root);
     let email = raw
         .alerts

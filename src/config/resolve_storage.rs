@@ -6,6 +6,30 @@ use super::resolve::{absolute, Ctx};
 use super::span::KeyPath;
 use crate::storage::{ObjectLock, StorageSpec};
 
+/// The `[storage]` section: the default storage, its bandwidth limits and its copies (each
+/// distinct from the others). Without the section, an error that says what to add.
+pub(super) fn section(
+    cx: &mut Ctx,
+    raw: Option<&RawStorage>,
+    hostname: &str,
+    root: &KeyPath,
+) -> (
+    Option<StorageSpec>,
+    crate::storage::RateLimits,
+    Vec<super::CopyStorage>,
+) {
+    let p = &root.key("storage");
+    let Some(s) = raw else {
+        cx.error(root, "the [storage] section is missing", "add [storage] with type = \"local\" and path = \"/var/backups/opsagent\", or type = \"s3\" with a bucket");
+        return (None, Default::default(), Vec::new());
+    };
+    let storage = storage(cx, s, hostname, p);
+    let limits = super::resolve_limits::rate_limits(cx, s, p);
+    let copies = copies(cx, s, hostname, p);
+    check_distinct(cx, storage.as_ref(), &copies, p);
+    (storage, limits, copies)
+}
+
 pub(super) fn storage(
     cx: &mut Ctx,
     s: &RawStorage,

@@ -77,13 +77,7 @@ pub async fn run_with(
 ) -> Result<(), DaemonError> {
     let env = open_env(config)?;
     let (reload_tx, mut reload_rx) = mpsc::channel(4);
-    let _watch = match watch::watch(&config_path, reload_tx, Duration::from_millis(300)) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(error = %e, file = %config_path.display(), "cannot watch the configuration file; reload with SIGHUP");
-            None
-        }
-    };
+    let _watch = watch_config(&config_path, reload_tx);
     let scheduler_beat = Arc::new(Beat::new(MAX_SLEEP * 3));
     let mut d = Daemon {
         config_path,
@@ -149,6 +143,18 @@ pub async fn run_with(
     drop(archives);
     d.shutdown().await;
     Ok(())
+}
+
+/// A watch on the configuration file that sends on `tx` when it changes; `None` (logged) when
+/// the file cannot be watched, and SIGHUP is then the way to reload.
+fn watch_config(path: &std::path::Path, tx: mpsc::Sender<()>) -> Option<watch::ConfigWatch> {
+    match watch::watch(path, tx, Duration::from_millis(300)) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, file = %path.display(), "cannot watch the configuration file; reload with SIGHUP");
+            None
+        }
+    }
 }
 
 /// The binary log archive tasks: aborted (their readers killed) when dropped.

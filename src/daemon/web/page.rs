@@ -13,6 +13,9 @@ use crate::schedule::Zone;
 use chrono::{DateTime, Duration, Utc};
 use std::fmt::Write;
 
+mod check;
+pub use check::check;
+
 /// The style sheet (its SHA-256 is in the Content-Security-Policy).
 pub const CSS: &str = "*{box-sizing:border-box}\
 body{margin:0;font:15px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#1a1a1a;background:#fff}\
@@ -133,18 +136,13 @@ fn check_item(o: &mut String, c: &CheckLine, r: &Report, cx: &Context) -> Result
     let pts = cx.catalog.history(name, cx.now - SPARK_SPAN)?;
     if !pts.is_empty() {
         let pts = thin(&pts, SPARK_POINTS);
-        o.push_str(
-            &Svg {
-                points: &pts,
-                from: cx.now - SPARK_SPAN,
-                to: cx.now,
-                warn: th.and_then(|t| t.warn),
-                crit: th.and_then(|t| t.crit),
-                size: (120, 28),
-                class: "spark",
-            }
-            .render(),
-        );
+        o.push_str(&lines(
+            &pts,
+            (cx.now - SPARK_SPAN, cx.now),
+            th,
+            (120, 28),
+            "spark",
+        ));
     }
     if let Some(cause) = r.causes.get(name) {
         let _ = write!(o, "<p class=\"detail\">caused by {}</p>", esc(cause));
@@ -154,6 +152,26 @@ fn check_item(o: &mut String, c: &CheckLine, r: &Report, cx: &Context) -> Result
     }
     o.push_str("</div>");
     Ok(())
+}
+
+/// An SVG chart of `points` over `span` with the warn and crit lines of `th`.
+fn lines(
+    points: &Points,
+    span: (DateTime<Utc>, DateTime<Utc>),
+    th: Option<&crate::alert::Thresholds>,
+    size: (u32, u32),
+    class: &'static str,
+) -> String {
+    Svg {
+        points,
+        from: span.0,
+        to: span.1,
+        warn: th.and_then(|t| t.warn),
+        crit: th.and_then(|t| t.crit),
+        size,
+        class,
+    }
+    .render()
 }
 
 fn job_item(o: &mut String, j: &JobLine, cx: &Context) -> Result<(), CatalogError> {
@@ -204,6 +222,14 @@ fn job_item(o: &mut String, j: &JobLine, cx: &Context) -> Result<(), CatalogErro
     if let Some(b) = &j.binlog {
         row(o, "binlog archived", &when(cx.zone, b.updated_at, cx.now));
     }
+    size_trend(o, j, cx)?;
+    o.push_str("</div>");
+    Ok(())
+}
+
+/// A job's last backup size and the sparkline of its last [`SIZE_RUNS`] sizes (closes the
+/// job's `<dl>`).
+fn size_trend(o: &mut String, j: &JobLine, cx: &Context) -> Result<(), CatalogError> {
     let kind = j
         .last_backup
         .as_ref()
@@ -211,14 +237,14 @@ fn job_item(o: &mut String, j: &JobLine, cx: &Context) -> Result<(), CatalogErro
         .unwrap_or_default();
     let sizes = cx.catalog.run_sizes(&j.job, &kind, SIZE_RUNS)?;
     if let Some(last) = sizes.last() {
-        row(
+        let _ = write!(
             o,
-            "size",
-            &format!(
+            "<dt>size</dt><dd>{}</dd>",
+            esc(&format!(
                 "{} (last {} runs)",
                 crate::quote::human_bytes(last.1),
                 sizes.len()
-            ),
+            ))
         );
     }
     o.push_str("</dl>");
@@ -237,7 +263,6 @@ fn job_item(o: &mut String, j: &JobLine, cx: &Context) -> Result<(), CatalogErro
             .render(),
         );
     }
-    o.push_str("</div>");
     Ok(())
 }
 
@@ -360,89 +385,6 @@ fn footer(o: &mut String, cx: &Context) {
         env!("CARGO_PKG_VERSION"),
         esc(&cx.zone.format(cx.now, "%Y-%m-%d %H:%M:%S %Z"))
     );
-}
-
-/// `/check/NAME`; `None` when no such check is stored.
-pub fn check(r: &Report, name: &str, cx: &Context) -> Result<Option<String>, CatalogError> {
-    let Some(c) = r.checks.iter().find(|c| c.row.check == name) else {
-        return Ok(None);
-    };
-    let th = thresholds_of(cx.thresholds, name);
-    let unit = th.map(|t| t.unit).unwrap_or("");
-    let mut o = String::with_capacity(128 << 10);
-    head(&mut o, &format!("{name} · opsagent · {}", r.host));
-    let state = c.shown();
-    let _ = write!(
-        o,
-        "<header class=\"s-{}\"><h1>{} · {}</h1><div>{} on {}</div></header><dl>",
-        esc(state),
-        esc(name),
-        esc(state),
-        esc(&value(c.row.value, unit)),
-        esc(&r.host)
-    );
-    let row = |o: &mut String, k: &str, v: &str| {
-        let _ = write!(o, "<dt>{}</dt><dd>{}</dd>", esc(k), esc(v));
-    };
-    row(&mut o, "kind", &c.row.kind);
-    row(&mut o, "since", &when(cx.zone, c.row.since, cx.now));
-    row(&mut o, "updated", &when(cx.zone, c.row.updated_at, cx.now));
-    if let Some(th) = th {
-        let dir = if th.high_is_bad { "above" } else { "below" };
-        for (k, v) in [("crit", th.crit), ("warn", th.warn)] {
-            if let Some(v) = v {
-                row(&mut o, k, &format!("{dir} {}", value(Some(v), unit)));
-            }
-        }
-    } else if let Some(t) = c.row.threshold {
-        row(&mut o, "threshold", &value(Some(t), unit));
-    }
-    if !c.row.detail.is_empty() {
-        row(&mut o, "detail", &c.row.detail);
-    }
-    o.push_str("</dl>");
-    let minute = cx.catalog.history(name, cx.now - Duration::days(2))?;
-    let hourly: Vec<(DateTime<Utc>, f64)> = (cx.catalog.history_hourly(name)?.into_iter())
-        .map(|(t, avg, _)| (t, avg))
-        .chain(minute.iter().copied())
-        .filter(|p| p.0 >= cx.now - Duration::days(90))
-        .collect();
-    let six: Vec<_> = (minute.iter().copied())
-        .filter(|p| p.0 >= cx.now - Duration::hours(6))
-        .collect();
-    let charts: [(&str, &Points, Duration); 3] = [
-        ("last 6 hours (1-minute points)", &six, Duration::hours(6)),
-        ("last 2 days (1-minute points)", &minute, Duration::days(2)),
-        (
-            "last 90 days (hourly, then 1-minute points)",
-            &hourly,
-            Duration::days(90),
-        ),
-    ];
-    for (title, pts, span) in charts {
-        let _ = write!(o, "<h2>{}</h2>", esc(title));
-        if pts.is_empty() {
-            o.push_str("<p class=\"muted\">no history</p>");
-            continue;
-        }
-        o.push_str(
-            &Svg {
-                points: pts,
-                from: cx.now - span,
-                to: cx.now,
-                warn: th.and_then(|t| t.warn),
-                crit: th.and_then(|t| t.crit),
-                size: (600, 170),
-                class: "chart",
-            }
-            .render(),
-        );
-        let caption =
-            crate::alert::compose::chart_caption(&format!("{} points", pts.len()), pts, th, None);
-        let _ = write!(o, "<p class=\"muted\">{}</p>", esc(&caption));
-    }
-    footer(&mut o, cx);
-    Ok(Some(o))
 }
 
 #[cfg(test)]
