@@ -110,7 +110,7 @@ pub(super) fn value(v: f64) -> String {
 }
 
 /// "3d 4h", "2h 5m", "40s".
-pub(super) fn age(d: chrono::Duration) -> String {
+pub fn age(d: chrono::Duration) -> String {
     let s = d.num_seconds().max(0);
     match s {
         0..=59 => format!("{s}s"),

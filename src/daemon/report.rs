@@ -14,16 +14,8 @@ use std::time::Duration;
 mod json;
 pub use json::to_json;
 
-/// "3d 4h", "2h 5m", "40s".
-pub fn age(d: chrono::Duration) -> String {
-    let s = d.num_seconds().max(0);
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m", s / 60),
-        3600..=86_399 => format!("{}h {}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
-    }
-}
+/// "3d 4h", "2h 5m", "40s": the alert mails' way of saying how long ago.
+pub use crate::alert::compose::age;
 
 /// One check as shown.
 #[derive(Debug, Clone)]
