@@ -39,30 +39,34 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// descriptors) is logged once and backs off up to a second instead of spinning.
 async fn accept_loop(listener: TcpListener, catalog: Arc<Catalog>, jobs: Vec<String>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut backoff = Duration::from_millis(50);
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let mut sock = match listener.accept().await {
-            Ok((sock, _)) => {
-                backoff = Duration::from_millis(50);
-                sock
-            }
-            Err(e) => {
-                if backoff == Duration::from_millis(50) {
-                    tracing::warn!(error = %e, "metrics endpoint cannot accept a connection; backing off");
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
+        let mut sock = accept_backing_off(&listener, "metrics endpoint").await;
         let (catalog, jobs) = (catalog.clone(), jobs.clone());
         tokio::spawn(async move {
             let _slot = slot;
             let _ = tokio::time::timeout(CLIENT_TIMEOUT, answer(&mut sock, catalog, jobs)).await;
         });
+    }
+}
+
+/// The next connection on `listener`. An accept error (out of file descriptors) is logged once
+/// per streak, naming `what`, and backs off from 50 ms up to a second instead of spinning.
+pub async fn accept_backing_off(listener: &TcpListener, what: &str) -> TcpStream {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match listener.accept().await {
+            Ok((sock, _)) => return sock,
+            Err(e) => {
+                if backoff == Duration::from_millis(50) {
+                    tracing::warn!(error = %e, "{what} cannot accept a connection; backing off");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
     }
 }
 

@@ -77,22 +77,8 @@ pub async fn serve(
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let refusals = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut backoff = Duration::from_millis(50);
     loop {
-        let sock = match listener.accept().await {
-            Ok((sock, _)) => {
-                backoff = Duration::from_millis(50);
-                sock
-            }
-            Err(e) => {
-                if backoff == Duration::from_millis(50) {
-                    tracing::warn!(error = %e, "status page cannot accept a connection; backing off");
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
+        let sock = crate::metrics::accept_backing_off(&listener, "status page").await;
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             // Busy: say so at once, read what the client sent for a moment (closing a socket
             // with unread input resets it before the answer is read), close. As many of these
