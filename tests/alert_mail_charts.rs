@@ -24,15 +24,21 @@ struct Env {
 }
 
 fn env() -> Env {
+    env_with("charts", "")
+}
+
+/// A config mailing a fresh recipient named after `name`, with `extra` TOML (sections before
+/// `[alerts.email]`), and its catalog.
+fn env_with(name: &str, extra: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let rcpt = format!("{}@example.com", common::unique_name("charts"));
+    let rcpt = format!("{}@example.com", common::unique_name(name));
     let port = SmtpServer::shared().port();
     let file = dir.path().join("opsagent.toml");
     std::fs::write(
         &file,
         format!(
             "[agent]\nhostname = \"web-01\"\nstate_dir = \"{d}/state\"\ntimezone = \"UTC\"\n\
-             [storage]\ntype = \"local\"\npath = \"{d}/backups\"\n\
+             [storage]\ntype = \"local\"\npath = \"{d}/backups\"\n{extra}\
              [alerts.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\ntls = \"none\"\n\
              from = \"opsagent <opsagent@web-01.example.com>\"\nto = [\"{rcpt}\"]\n",
             d = dir.path().display()
@@ -360,30 +366,7 @@ fn a_grouped_mail_has_one_small_chart_per_alert_and_stays_small() {
 
 #[test]
 fn the_digest_has_the_days_charts() {
-    let dir = tempfile::tempdir().unwrap();
-    let rcpt = format!("{}@example.com", common::unique_name("digestcharts"));
-    let port = SmtpServer::shared().port();
-    let file = dir.path().join("opsagent.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[agent]\nhostname = \"web-01\"\nstate_dir = \"{d}/state\"\ntimezone = \"UTC\"\n\
-             [storage]\ntype = \"local\"\npath = \"{d}/backups\"\n\
-             [alerts]\ndigest = \"* * * * *\"\n\
-             [alerts.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\ntls = \"none\"\n\
-             from = \"opsagent <opsagent@web-01.example.com>\"\nto = [\"{rcpt}\"]\n",
-            d = dir.path().display()
-        ),
-    )
-    .unwrap();
-    let cfg = opsagent::config::load(&file).unwrap();
-    let cat = Arc::new(Catalog::open(&cfg.catalog_path()).unwrap());
-    let e = Env {
-        _dir: dir,
-        cfg,
-        cat,
-        rcpt,
-    };
+    let e = env_with("digestcharts", "[alerts]\ndigest = \"* * * * *\"\n");
     // Simulated time a little in the past, so the queued digest is due for the real outbox.
     let now = Utc::now() - Duration::minutes(10);
     e.history("disk:/", now - Duration::minutes(5), 93.4);
