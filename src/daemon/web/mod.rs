@@ -109,6 +109,13 @@ async fn refuse(sock: &mut TcpStream) {
     let _ = sock
         .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n")
         .await;
+    shutdown_draining(sock).await;
+}
+
+/// Shuts the writing side, then reads what the client still sends until it closes: closing a
+/// socket with unread input (a request cut at [`MAX_REQUEST`]) resets it before the client has
+/// read the answer.
+async fn shutdown_draining(sock: &mut TcpStream) {
     let _ = sock.shutdown().await;
     let mut sink = [0u8; 1024];
     while matches!(sock.read(&mut sink).await, Ok(n) if n > 0) {}
@@ -183,12 +190,7 @@ async fn connection(sock: &mut TcpStream, shared: &Arc<Shared>) {
     let _ = sock.write_all(&out).await;
     drop(out);
     give_back_memory();
-    let _ = sock.shutdown().await;
-    // Input left unread (a request cut at MAX_REQUEST) would reset the connection before the
-    // client reads the answer: drain it for a moment.
-    let mut sink = [0u8; 1024];
-    let drain = async { while matches!(sock.read(&mut sink).await, Ok(n) if n > 0) {} };
-    let _ = tokio::time::timeout(BUSY_TIMEOUT, drain).await;
+    let _ = tokio::time::timeout(BUSY_TIMEOUT, shutdown_draining(sock)).await;
 }
 
 /// Returns the heap a page was rendered in to the system: a page of 100 checks takes a few
