@@ -9,53 +9,20 @@ mod common;
 
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
-use common::smtp::SmtpServer;
-use opsagent::alert::email::Mailer;
-use opsagent::alert::{outbox, Engine};
-use opsagent::catalog::{Catalog, EventRow};
-use opsagent::config::Config;
-use std::sync::Arc;
+use common::alert_env::AlertEnv;
+use opsagent::catalog::EventRow;
 
-struct Env {
-    _dir: tempfile::TempDir,
-    cfg: Config,
-    cat: Arc<Catalog>,
-    rcpt: String,
+fn env() -> AlertEnv {
+    AlertEnv::new("charts", "")
 }
 
-fn env() -> Env {
-    env_with("charts", "")
+/// What these tests add to the shared bench.
+trait Env {
+    fn event(&self, check: &str, from: &str, to: &str, at: DateTime<Utc>, v: f64);
+    fn history(&self, check: &str, until: DateTime<Utc>, top: f64);
 }
 
-/// A config mailing a fresh recipient named after `name`, with `extra` TOML (sections before
-/// `[alerts.email]`), and its catalog.
-fn env_with(name: &str, extra: &str) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let rcpt = format!("{}@example.com", common::unique_name(name));
-    let port = SmtpServer::shared().port();
-    let file = dir.path().join("opsagent.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[agent]\nhostname = \"web-01\"\nstate_dir = \"{d}/state\"\ntimezone = \"UTC\"\n\
-             [storage]\ntype = \"local\"\npath = \"{d}/backups\"\n{extra}\
-             [alerts.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\ntls = \"none\"\n\
-             from = \"opsagent <opsagent@web-01.example.com>\"\nto = [\"{rcpt}\"]\n",
-            d = dir.path().display()
-        ),
-    )
-    .unwrap();
-    let cfg = opsagent::config::load(&file).unwrap();
-    let cat = Arc::new(Catalog::open(&cfg.catalog_path()).unwrap());
-    Env {
-        _dir: dir,
-        cfg,
-        cat,
-        rcpt,
-    }
-}
-
-impl Env {
+impl Env for AlertEnv {
     fn event(&self, check: &str, from: &str, to: &str, at: DateTime<Utc>, v: f64) {
         let e = EventRow {
             id: 0,
@@ -81,23 +48,6 @@ impl Env {
             })
             .collect();
         self.cat.add_samples(&samples).unwrap();
-    }
-
-    fn tick(&self, at: DateTime<Utc>) -> Option<String> {
-        Engine::new(self.cat.clone(), self.cfg.alert_setup())
-            .tick(at)
-            .unwrap()
-    }
-
-    fn deliver(&self, expect: usize) -> Vec<String> {
-        let mailer = Mailer::new(self.cfg.email.clone().unwrap()).unwrap();
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(outbox::deliver_due(&self.cat, &mailer));
-        SmtpServer::shared().wait_for_messages_to(
-            &self.rcpt,
-            expect,
-            std::time::Duration::from_secs(5),
-        )
     }
 }
 
@@ -366,7 +316,7 @@ fn a_grouped_mail_has_one_small_chart_per_alert_and_stays_small() {
 
 #[test]
 fn the_digest_has_the_days_charts() {
-    let e = env_with("digestcharts", "[alerts]\ndigest = \"* * * * *\"\n");
+    let e = AlertEnv::new("digestcharts", "[alerts]\ndigest = \"* * * * *\"\n");
     // Simulated time a little in the past, so the queued digest is due for the real outbox.
     let now = Utc::now() - Duration::minutes(10);
     e.history("disk:/", now - Duration::minutes(5), 93.4);

@@ -7,53 +7,25 @@
 mod common;
 
 use chrono::{DateTime, Duration, Utc};
-use common::smtp::SmtpServer;
-use opsagent::alert::email::Mailer;
-use opsagent::alert::{outbox, Engine};
-use opsagent::catalog::{Catalog, EventRow, RunStatus};
-use opsagent::config::Config;
-use std::path::{Path, PathBuf};
+use common::alert_env::AlertEnv;
+use opsagent::catalog::{EventRow, RunStatus};
 use std::process::Command;
-use std::sync::Arc;
 
-struct Env {
-    _dir: tempfile::TempDir,
-    file: PathBuf,
-    cfg: Config,
-    cat: Arc<Catalog>,
-    rcpt: String,
+fn env(alerts: &str) -> AlertEnv {
+    let extra = format!(
+        "[[mysql]]\nname = \"main\"\ndatabases = [\"shop\"]\nport = 1\nschedule = \"30 2 * * *\"\n\
+         [alerts]\n{alerts}\n"
+    );
+    AlertEnv::new("oncall", &extra)
 }
 
-fn config_text(dir: &Path, port: u16, rcpt: &str, alerts: &str) -> String {
-    format!(
-        "[agent]\nhostname = \"web-01\"\nstate_dir = \"{d}/state\"\ntimezone = \"UTC\"\n\
-         [storage]\ntype = \"local\"\npath = \"{d}/backups\"\n\
-         [[mysql]]\nname = \"main\"\ndatabases = [\"shop\"]\nport = 1\nschedule = \"30 2 * * *\"\n\
-         [alerts]\n{alerts}\n\
-         [alerts.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\ntls = \"none\"\n\
-         from = \"opsagent <opsagent@web-01.example.com>\"\nto = [\"{rcpt}\"]\n",
-        d = dir.display()
-    )
+/// What these tests add to the shared bench.
+trait Env {
+    fn event(&self, check: &str, from: &str, to: &str, at: DateTime<Utc>);
+    fn cli(&self, args: &[&str]) -> (i32, String);
 }
 
-fn env(alerts: &str) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let rcpt = format!("{}@example.com", common::unique_name("oncall"));
-    let file = dir.path().join("opsagent.toml");
-    let port = SmtpServer::shared().port();
-    std::fs::write(&file, config_text(dir.path(), port, &rcpt, alerts)).unwrap();
-    let cfg = opsagent::config::load(&file).unwrap();
-    let cat = Arc::new(Catalog::open(&cfg.catalog_path()).unwrap());
-    Env {
-        _dir: dir,
-        file,
-        cfg,
-        cat,
-        rcpt,
-    }
-}
-
-impl Env {
+impl Env for AlertEnv {
     fn event(&self, check: &str, from: &str, to: &str, at: DateTime<Utc>) {
         let e = EventRow {
             id: 0,
@@ -68,28 +40,6 @@ impl Env {
             delivered: false,
         };
         self.cat.save_check_round(&[], &[e]).unwrap();
-    }
-
-    fn tick(&self, at: DateTime<Utc>) -> Option<String> {
-        Engine::new(self.cat.clone(), self.cfg.alert_setup())
-            .tick(at)
-            .unwrap()
-    }
-
-    /// Delivers what is due in the outbox; returns the mails now captured for this test.
-    fn deliver(&self, expect: usize) -> Vec<String> {
-        let mailer = Mailer::new(self.cfg.email.clone().unwrap()).unwrap();
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(outbox::deliver_due(&self.cat, &mailer));
-        assert!(
-            self.cat.outbox(None).unwrap().is_empty(),
-            "outbox not empty"
-        );
-        SmtpServer::shared().wait_for_messages_to(
-            &self.rcpt,
-            expect,
-            std::time::Duration::from_secs(5),
-        )
     }
 
     fn cli(&self, args: &[&str]) -> (i32, String) {

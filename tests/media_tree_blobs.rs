@@ -6,8 +6,9 @@
 
 mod common;
 
-use common::agent::{agent_table, opsagent, s3_storage_table, tree_nodes};
-use common::s3::{S3Server, SECRET_KEY};
+use common::agent::{opsagent, tree_nodes};
+use common::media_bench::{self, JOB};
+use common::s3::S3Server;
 use opsagent::media::index::{Index, IndexFile};
 use opsagent::media::{tree, Id};
 use opsagent::snapshot::manifest::Manifest;
@@ -16,53 +17,43 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-const JOB: &str = "up";
 const PREFIX: &str = "web/";
 
+/// The shared media bench, with what these tests read and forge in its bucket.
 struct Bench {
-    _dir: tempfile::TempDir,
-    bucket: String,
+    b: media_bench::Bench,
     src: PathBuf,
     state: PathBuf,
     cfg: PathBuf,
+    bucket: String,
 }
 
 impl Bench {
     fn new() -> Bench {
-        let dir = tempfile::tempdir().unwrap();
-        let s3 = S3Server::shared();
-        let sec = common::write_secret(dir.path(), "s3", SECRET_KEY);
-        let (src, state) = (dir.path().join("src"), dir.path().join("state"));
+        let b = media_bench::Bench::with_job_lines(
+            &["src"],
+            "keep = { last = 100 }\n\
+             # The prune test rewrites every file on purpose: no anomaly freeze.\n\
+             anomaly_drop = \"off\"\n",
+        );
+        let (src, state) = (b.path("src"), b.path("state"));
         std::fs::create_dir_all(&src).unwrap();
-        let bucket = s3.new_bucket();
-        let text = agent_table("web", &state, "")
-            + &s3_storage_table(s3, &bucket, &sec)
-            + &format!(
-                "[[media]]\nname = \"{JOB}\"\npaths = [\"{}\"]\nschedule = \"@daily\"\nkeep = {{ last = 100 }}\n\
-                 # The prune test rewrites every file on purpose: no anomaly freeze.\n\
-                 anomaly_drop = \"off\"\n",
-                src.display()
-            );
-        let cfg = dir.path().join("opsagent.toml");
-        std::fs::write(&cfg, text).unwrap();
+        let (cfg, bucket) = (b.cfg.clone(), b.bucket.clone());
         Bench {
-            _dir: dir,
-            bucket,
+            b,
             src,
             state,
             cfg,
+            bucket,
         }
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        opsagent(&self.cfg, args)
+        self.b.run(args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let text = common::output_text(&out);
-        assert!(out.status.success(), "{args:?}: {text}");
-        text
+        self.b.ok(args)
     }
 
     /// Objects of the bucket (keys without the prefix) and their sizes.

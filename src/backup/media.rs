@@ -272,7 +272,8 @@ async fn previous_tree(env: &Env, job: &MediaJob, reuse: &Reuse) -> Previous {
     }
 }
 
-/// The entries of tree `key`, whichever its format.
+/// The entries of tree `key`, whichever its format. (The error is a `String` on purpose: it is
+/// only logged, since an unreadable previous tree means reading every file, never a failure.)
 async fn previous_entries(
     env: &Env,
     job: &str,

@@ -88,6 +88,8 @@ pub const SMTP_PORT_PLAIN: u16 = 25;
 pub const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Deadline of one webhook request (`[[alerts.webhook]] timeout`).
 pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+/// `[[alerts.webhook]] format`: opsagent's own JSON body.
+pub const WEBHOOK_FORMAT: &str = "json";
 
 // [checks]
 

@@ -137,7 +137,7 @@ fn webhook_settings(cx: &mut Ctx, w: &RawWebhook, p: &KeyPath) -> Option<Webhook
         Some(n) => Some(n.to_string()),
     };
     let url = webhook_url(cx, w, p);
-    let format = match w.format.as_deref().unwrap_or("json") {
+    let format = match w.format.as_deref().unwrap_or(defaults::WEBHOOK_FORMAT) {
         "json" => Some(WebhookFormat::Json),
         "slack" | "mattermost" => Some(WebhookFormat::Slack),
         "ntfy" => Some(WebhookFormat::Ntfy),

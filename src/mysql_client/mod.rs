@@ -15,8 +15,8 @@ pub use client::{Client, Finished, Output, Running};
 pub use error::MysqlError;
 pub use hint::{code, with_hint};
 pub use tools::{
-    client_on_path, client_tool, dump_tool, has_dump_history, sandbox_flag, tool_version, which,
-    SYSTEM_DATABASES,
+    binlog_decoder, client_on_path, client_tool, dump_tool, has_dump_history, sandbox_flag,
+    tool_version, which, SYSTEM_DATABASES,
 };
 
 use crate::secret::Secret;

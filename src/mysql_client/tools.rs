@@ -106,3 +106,28 @@ pub fn sandbox_flag(client: &Path) -> &'static [&'static str] {
         &[]
     }
 }
+
+/// Starts `mariadb-binlog -` (or `mysqlbinlog`, the `tool`) decoding a binary log read from its
+/// stdin into SQL on its stdout, table maps of database `from` renamed to `to`; it needs no login.
+/// Its stderr goes to `errors` (a file: a pipe nobody reads while stdout is copied could fill).
+pub fn binlog_decoder(
+    tool: &Path,
+    (from, to): (&str, &str),
+    errors: std::fs::File,
+) -> Result<std::process::Child, MysqlError> {
+    // (Its own GTID checks would refuse a replay that starts mid-file; the archive's
+    // continuity is checked by the restore's plan.)
+    Command::new(tool)
+        .arg("--skip-gtid-strict-mode")
+        .arg(format!("--rewrite-db={from}->{to}"))
+        .arg("-")
+        .env("TZ", "UTC")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(errors)
+        .spawn()
+        .map_err(|e| MysqlError::Spawn {
+            program: tool.to_path_buf(),
+            cause: e.to_string(),
+        })
+}

@@ -6,11 +6,11 @@
 pub mod all;
 pub mod binlog;
 pub mod date;
+pub mod definitions;
 pub mod drill_command;
 pub mod error;
 pub mod media;
 pub mod names;
-pub mod objects;
 pub mod parallel;
 pub mod plan;
 pub mod reown;

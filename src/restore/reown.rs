@@ -6,7 +6,7 @@
 //! schema would otherwise run against live data on its schedule. Definitions that still name
 //! the original database are reported, for the operator to review.
 
-use super::objects::{self, Kind, Object};
+use super::definitions::{self, Kind, Object};
 use super::rewrite::{identifier, parse_account, Definers};
 use super::sql::{ident, run};
 use super::RestoreError;
@@ -93,7 +93,7 @@ pub fn reown(
     definers: &Definers,
     copy: bool,
 ) -> Result<Vec<String>, RestoreError> {
-    let mut objs = objects::capture(job, client, db)?;
+    let mut objs = definitions::capture(job, client, db)?;
     if copy {
         for o in objs.iter_mut().filter(|o| o.kind == Kind::Event) {
             o.ddl = disable_event(&o.ddl).ok_or_else(|| RestoreError::EventStatus {
@@ -112,9 +112,9 @@ pub fn reown(
         Vec::new()
     };
     with_definers(&mut objs, definers);
-    let drops = objects::drop_script(db, &objs);
+    let drops = definitions::drop_script(db, &objs);
     run(job, client, &drops)?;
-    let problems = objects::create(job, client, db, db, &objs);
+    let problems = definitions::create(job, client, db, db, &objs);
     if !problems.is_empty() {
         return Err(RestoreError::Recreate {
             database: db.to_string(),

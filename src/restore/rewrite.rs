@@ -13,7 +13,7 @@
 //! Lines are read with a bound: a line longer than [`MAX_LINE`] (a huge row) is passed through
 //! as it is, in pieces, so memory stays flat whatever the dump holds.
 
-use super::objects::Kind;
+use super::definitions::Kind;
 use std::collections::HashMap;
 use std::io::{BufRead, Read, Write};
 

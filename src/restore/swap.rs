@@ -6,7 +6,7 @@
 //! (see `objects`), each under the settings it was created with. The database's own default
 //! character set and collation follow the snapshot; the pre-restore database keeps the old ones.
 
-use super::objects::{self, Object};
+use super::definitions::{self, Object};
 use super::rewrite::Definers;
 use super::sql::{charset, ident, literal, run};
 use super::RestoreError;
@@ -38,7 +38,7 @@ struct Side<'a> {
 
 impl<'a> Side<'a> {
     fn read(job: &MysqlJob, client: &Path, db: &'a str) -> Result<Side<'a>, RestoreError> {
-        let objects = objects::capture(job, client, db)?;
+        let objects = definitions::capture(job, client, db)?;
         let tables = tables(job, client, db)?;
         let charset =
             charset(job, client, db)?.unwrap_or_else(|| "CHARACTER SET utf8mb4".to_string());
@@ -102,10 +102,10 @@ pub fn swap(
             sql_ident(live)
         ));
     }
-    for p in objects::create(job, client, staging, live, &new.objects) {
+    for p in definitions::create(job, client, staging, live, &new.objects) {
         problems.push(format!("in {}: {p}", sql_ident(live)));
     }
-    for p in objects::create(job, client, live, pre, &old.objects) {
+    for p in definitions::create(job, client, live, pre, &old.objects) {
         problems.push(format!("keeping the old one in {}: {p}", sql_ident(pre)));
     }
     // Staging is empty now: its tables moved, its objects were dropped.
@@ -131,8 +131,8 @@ fn rename(
 ) -> Result<(), RestoreError> {
     let (live, staging) = (old.db, new.db);
     let renames: Vec<String> = old.renames(pre).chain(new.renames(live)).collect();
-    let mut script = objects::drop_script(live, &old.objects);
-    script += &objects::drop_script(staging, &new.objects);
+    let mut script = definitions::drop_script(live, &old.objects);
+    script += &definitions::drop_script(staging, &new.objects);
     script += "SET FOREIGN_KEY_CHECKS = 0;\n";
     if !renames.is_empty() {
         script += &format!("RENAME TABLE {};\n", renames.join(", "));
@@ -141,8 +141,14 @@ fn rename(
         return Ok(());
     };
     // Put back what was dropped, so a failed swap leaves both databases as they were.
-    let mut put_back = objects::create(job, client, live, live, &old.objects);
-    put_back.extend(objects::create(job, client, staging, staging, &new.objects));
+    let mut put_back = definitions::create(job, client, live, live, &old.objects);
+    put_back.extend(definitions::create(
+        job,
+        client,
+        staging,
+        staging,
+        &new.objects,
+    ));
     let _ = run(
         job,
         client,

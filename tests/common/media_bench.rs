@@ -17,11 +17,18 @@ pub struct Bench {
     pub dir: tempfile::TempDir,
     /// The config file.
     pub cfg: PathBuf,
+    /// The job's bucket on the shared moto server.
+    pub bucket: String,
 }
 
 impl Bench {
     /// A job backing up `paths` (relative to the bench directory).
     pub fn new(paths: &[&str]) -> Bench {
+        Bench::with_job_lines(paths, "")
+    }
+
+    /// [`Bench::new`] with `lines` (TOML, each ending in a newline) added to the job's table.
+    pub fn with_job_lines(paths: &[&str], lines: &str) -> Bench {
         let dir = tempfile::tempdir().unwrap();
         let s3 = S3Server::shared();
         let sec = super::write_secret(dir.path(), "s3", SECRET_KEY);
@@ -29,15 +36,16 @@ impl Bench {
             .iter()
             .map(|p| format!("\"{}\"", dir.path().join(p).display()))
             .collect();
+        let bucket = s3.new_bucket();
         let text = agent_table("web", &dir.path().join("state"), "")
-            + &s3_storage_table(s3, &s3.new_bucket(), &sec)
+            + &s3_storage_table(s3, &bucket, &sec)
             + &format!(
-                "[[media]]\nname = \"{JOB}\"\npaths = [{}]\nschedule = \"@daily\"\n",
+                "[[media]]\nname = \"{JOB}\"\npaths = [{}]\nschedule = \"@daily\"\n{lines}",
                 list.join(", ")
             );
         let cfg = dir.path().join("opsagent.toml");
         std::fs::write(&cfg, text).unwrap();
-        Bench { dir, cfg }
+        Bench { dir, cfg, bucket }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {

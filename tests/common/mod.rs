@@ -20,6 +20,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod alert_env;
 pub mod binlog;
 pub mod deny_proxy;
 pub mod mariadb;

@@ -154,7 +154,8 @@ async fn snapshot_use(
 }
 
 /// Adds to `chunks` every blob tree `key` uses: its entries' chunks and, in format 2, its own
-/// list and entry blobs.
+/// list and entry blobs. (The error is a `String` on purpose: it becomes one line of the prune
+/// report's warnings and the packs the manifest lists are counted instead; nothing matches on it.)
 async fn tree_chunks(
     storage: &Storage,
     job: &str,

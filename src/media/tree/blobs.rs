@@ -228,7 +228,8 @@ async fn fetch_blobs(
     Ok(out)
 }
 
-/// Downloads pack `id` and reads its header.
+/// Downloads pack `id` and reads its header. (The error is a `String` on purpose: the why of
+/// the caller's typed `blob_error`, which names the tree and the blob.)
 async fn download(at: &Where<'_>, id: &Id) -> Result<Fetched, String> {
     let key = keys::pack_key(at.job, id);
     let bytes = (at.storage.get_bytes_max(&key, MAX_PACK).await)

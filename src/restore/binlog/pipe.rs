@@ -5,11 +5,11 @@
 //! to disk.
 
 use super::{BinlogRestoreError, RollForward, StopAt};
-use crate::binlog::{filter_file, Filter, Summary};
+use crate::binlog::{filter_file, BinlogError, Filter, Summary};
 use crate::config::MysqlJob;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 /// The filter for `file` of `rf`: from the dump's position in its file, up to the stop, only
 /// `source`'s events, their table maps renamed to `target` (none: a preview, which writes
@@ -108,24 +108,15 @@ fn one_file(
     // Its stderr to a file: a pipe nobody reads while its stdout is copied could fill.
     let err_path = work.join("mariadb-binlog.err");
     let errors = std::fs::File::create(&err_path).map_err(|e| fail(e.to_string()))?;
-    // (Its own GTID checks would refuse a replay that starts mid-file; the archive's
-    // continuity was checked by the plan.)
-    let mut decoder = Command::new(tool)
-        .arg("--skip-gtid-strict-mode")
-        .arg(format!("--rewrite-db={source}->{target}"))
-        .arg("-")
-        .env("TZ", "UTC")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(errors)
-        .spawn()
-        .map_err(|e| fail(format!("cannot run {}: {e}", tool.display())))?;
+    let mut decoder = crate::mysql_client::binlog_decoder(tool, (source, target), errors)
+        .map_err(|e| fail(e.to_string()))?;
     let mut input = decoder.stdin.take().expect("piped stdin");
     let (raw, f) = (raw.to_path_buf(), filter.clone());
-    let filtering = std::thread::spawn(move || -> Result<Summary, String> {
-        let file = std::fs::File::open(&raw).map_err(|e| e.to_string())?;
+    let filtering = std::thread::spawn(move || -> Result<Summary, BinlogError> {
+        let file =
+            std::fs::File::open(&raw).map_err(|source| BinlogError::Read { pos: 0, source })?;
         let mut reader = std::io::BufReader::new(file);
-        filter_file(&mut reader, &mut input, &f).map_err(|e| e.to_string())
+        filter_file(&mut reader, &mut input, &f)
         // (`input` drops here: the decoder sees the end of its input.)
     });
     let mut output = decoder.stdout.take().expect("piped stdout");
@@ -133,7 +124,8 @@ fn one_file(
     drop(output);
     let summary = filtering
         .join()
-        .unwrap_or_else(|_| Err("the filter panicked".into()));
+        .map_err(|_| "the filter panicked".to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
     if copied.is_err() || summary.is_err() {
         // The client or the filter stopped first: the decoder must not wait on a pipe.
         kill(&mut decoder);

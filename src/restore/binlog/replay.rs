@@ -3,6 +3,7 @@
 //! the load account.
 
 use super::{BinlogRestoreError, RollForward, StopAt};
+use crate::binlog::BinlogError;
 use crate::config::MysqlJob;
 use crate::storage::Storage;
 use sha2::{Digest, Sha256};
@@ -145,9 +146,9 @@ async fn filtered(
                 file: file.to_string(),
                 cause: e.to_string(),
             })?
-            .map_err(|cause| BinlogRestoreError::Filter {
+            .map_err(|e| BinlogRestoreError::Filter {
                 file: file.to_string(),
-                cause,
+                cause: e.to_string(),
             })?;
         if keep {
             done.raws.push((file.to_string(), raw));
@@ -210,12 +211,15 @@ async fn rebuild(
     f.sync_all().map_err(werr)
 }
 
-/// Filters `raw` into `out` (into nothing without one).
 /// Reads `raw` through `filter`, writing nothing: what it would keep.
 fn filter_one(
     raw: &Path,
     filter: &crate::binlog::Filter,
-) -> Result<crate::binlog::Summary, String> {
-    let mut input = std::io::BufReader::new(std::fs::File::open(raw).map_err(|e| e.to_string())?);
-    crate::binlog::filter_file(&mut input, &mut std::io::sink(), filter).map_err(|e| e.to_string())
+) -> Result<crate::binlog::Summary, crate::binlog::BinlogError> {
+    let file = std::fs::File::open(raw).map_err(|source| BinlogError::Read { pos: 0, source })?;
+    crate::binlog::filter_file(
+        &mut std::io::BufReader::new(file),
+        &mut std::io::sink(),
+        filter,
+    )
 }

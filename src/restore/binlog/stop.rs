@@ -19,7 +19,8 @@ pub enum StopAt {
 }
 
 impl StopAt {
-    /// `--to-position FILE:POS` (`binlog.000042:5512`).
+    /// `--to-position FILE:POS` (`binlog.000042:5512`). (Both parsers return a `String`: it is
+    /// the whole message of a usage error, which the CLI wraps in `UsageError`, exit 2.)
     pub fn position(arg: &str) -> Result<StopAt, String> {
         let bad = || {
             format!("--to-position {arg:?} is not FILE:POS (hint: copy a position from `restore --show-events`, such as binlog.000042:5512)")
