@@ -8,6 +8,9 @@
 //! - forged dumps (committed with a valid sha256) holding client commands, `DROP DATABASE other`,
 //!   `CREATE TRIGGER other.t`, `USE other`, a `DEFINER=root` routine: every restore and drill
 //!   fails or loads only its target; no file appears, `other` is untouched;
+//! - forged dumps shaped like a dump tool's, whose rows load over the client protocol on
+//!   several sessions, reach only their target too, and no load (protocol or client) ever reads
+//!   a file of this host for `LOAD DATA LOCAL INFILE`;
 //! - forged manifests naming another database or another job's data are refused;
 //! - an in-place restore never drops a database it did not create (old staging names).
 
@@ -18,6 +21,8 @@ use common::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
 use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 struct Bench {
     dir: tempfile::TempDir,
@@ -605,4 +610,138 @@ fn load_accounts_satisfy_a_servers_password_policy() {
     let copy = format!("{}_copy", b.db);
     ok(&["restore", "--date", "now", "--to-database", &copy, "--yes"]);
     assert_eq!(server.sql_db(&copy, "SELECT id FROM t").trim(), "7");
+}
+
+/// Watches FIFO `path` for a reader: `true` in the flag once anybody opened it to read (a
+/// write-only non-blocking open succeeds only then), which a load must never do.
+fn watch_fifo(path: &Path) -> (Arc<AtomicBool>, Arc<AtomicBool>) {
+    use std::os::unix::fs::OpenOptionsExt;
+    assert!(Command::new("mkfifo").arg(path).status().unwrap().success());
+    let (opened, stop) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let (o, s, p) = (opened.clone(), stop.clone(), path.to_path_buf());
+    std::thread::spawn(move || {
+        while !s.load(Ordering::SeqCst) {
+            let w = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                .open(&p);
+            if let Ok(mut w) = w {
+                o.store(true, Ordering::SeqCst);
+                let _ = std::io::Write::write_all(&mut w, b"4242\n");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    });
+    (opened, stop)
+}
+
+/// Forged dumps shaped like a dump tool's (a preamble, then a table's data section), so their
+/// statements of rows load over the client protocol on several sessions (`restore_threads =
+/// 2`): a statement of rows carrying a second statement that reaches another database, rows
+/// for another database, `LOAD DATA LOCAL INFILE` of a file on this host (in the rows, in the
+/// preamble, and in a plain script loaded by the `mariadb` client): every restore loads only its
+/// target or fails, `other` is untouched, and nothing ever opens the file.
+#[test]
+fn rows_on_several_sessions_reach_only_their_target_and_no_load_reads_a_local_file() {
+    let b = Bench::new();
+    let db = MariaDb::shared();
+    db.sql_db(&b.db, "CREATE TABLE t (id INT); INSERT INTO t VALUES (1);");
+    b.ok(&["backup", "main"]);
+    let other = format!("{}_other", b.db);
+    db.sql(&format!(
+        "CREATE DATABASE `{other}`; CREATE TABLE `{other}`.victim (id INT); INSERT INTO `{other}`.victim VALUES (1), (2), (3);"
+    ));
+    let victim = || db.sql(&format!("CHECKSUM TABLE `{other}`.victim"));
+    let untouched = victim();
+    let fifo = b.dir.path().join("host-file");
+    let (opened, stop) = watch_fifo(&fifo);
+    let f = fifo.display();
+    let head = |extra: &str| {
+        format!(
+            "-- MariaDB dump 10.19\n/*!40101 SET NAMES utf8mb4 */;{extra}\n\
+             /*!40014 SET @OLD_UNIQUE_CHECKS=@@UNIQUE_CHECKS, UNIQUE_CHECKS=0 */;\n\n\
+             --\n-- Table structure for table `t`\n--\n\nDROP TABLE IF EXISTS `t`;\n\
+             CREATE TABLE `t` (`id` int);\n\n--\n-- Dumping data for table `t`\n--\n\n"
+        )
+    };
+    let rows = "INSERT INTO `t` VALUES (5),(6);\nINSERT INTO `t` VALUES (7);\n".repeat(20);
+    let cases = [
+        format!(
+            "{}INSERT INTO `t` VALUES (1); DROP TABLE `{other}`.victim;\n{rows}",
+            head("")
+        ),
+        format!(
+            "{}{rows}INSERT INTO `{other}`.victim VALUES (9);\n",
+            head("")
+        ),
+        format!(
+            "{}INSERT INTO `t` VALUES (1); USE `{other}`; DELETE FROM victim;\n{rows}",
+            head("")
+        ),
+        format!(
+            "{}{rows}INSERT INTO `t` VALUES (1); LOAD DATA LOCAL INFILE '{f}' INTO TABLE `t`;\n",
+            head("")
+        ),
+        format!(
+            "{}{rows}",
+            head(&format!("\nLOAD DATA LOCAL INFILE '{f}' INTO TABLE `t`;"))
+        ),
+        format!("CREATE TABLE t (id INT);\nLOAD DATA LOCAL INFILE '{f}' INTO TABLE t;\n"),
+    ];
+    let cfg = b.config_for(db);
+    let text = std::fs::read_to_string(&cfg).unwrap() + "restore_threads = 2\n";
+    let cfg = b.dir.path().join("threads.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let restore = |target: &str| {
+        Command::new(env!("CARGO_BIN_EXE_opsagent"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["restore", "--date", "now", "--to-database", target, "--yes"])
+            .env("OPSAGENT_LOG", "info")
+            .output()
+            .unwrap()
+    };
+    // The shape itself loads, its rows on the two protocol sessions (session 0 gets none).
+    b.forge_dump(&format!("{}{rows}", head("")));
+    let target = format!("{}_fine", b.db);
+    let out = restore(&target);
+    let said = common::output_text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("protocol=true"), "{said}");
+    assert_eq!(
+        db.sql(&format!("SELECT COUNT(*) FROM `{target}`.t")).trim(),
+        "60"
+    );
+    db.sql(&format!("DROP DATABASE `{target}`"));
+    for (i, sql) in cases.iter().enumerate() {
+        b.forge_dump(sql);
+        let target = format!("{}_l{i}", b.db);
+        let out = restore(&target);
+        let said = common::output_text(&out);
+        assert!(
+            !opened.load(Ordering::SeqCst),
+            "case {i} read a local file:\n{sql}\n{said}"
+        );
+        assert_eq!(
+            victim(),
+            untouched,
+            "case {i} reached `{other}`:\n{sql}\n{said}"
+        );
+        if out.status.success() {
+            let rows = db.sql(&format!(
+                "SELECT COUNT(*) FROM `{target}`.t WHERE id = 4242"
+            ));
+            assert_eq!(rows.trim(), "0", "case {i}: {said}");
+        } else {
+            assert!(
+                said.contains("failed") || said.contains("denied"),
+                "case {i}: {said}"
+            );
+        }
+        let _ = db.try_sql(&format!("DROP DATABASE IF EXISTS `{target}`"));
+    }
+    stop.store(true, Ordering::SeqCst);
 }

@@ -50,6 +50,21 @@ pub enum MysqlError {
         /// Why.
         cause: String,
     },
+    /// A protocol connection ([`super::Connection`]) could not log in.
+    #[error("cannot connect over the client protocol: {cause}")]
+    Connect {
+        /// Why.
+        cause: String,
+    },
+    /// A statement sent over a protocol connection failed; the server's error with a hint.
+    #[error("{}", with_hint(said))]
+    Statement {
+        /// The server's error (`ERROR n (state): message`) or the connection's.
+        said: String,
+    },
+    /// The protocol connection was already closed.
+    #[error("the connection is closed")]
+    Closed,
     /// The tool exited unsuccessfully; its stderr with a hint by MySQL error number.
     #[error("{}", with_hint(stderr))]
     Exit {
@@ -65,6 +80,10 @@ pub enum MysqlError {
 impl MysqlError {
     /// Whether this is the tool's error with MySQL error number `n`.
     pub fn has_code(&self, n: u32) -> bool {
-        matches!(self, MysqlError::Exit { stderr, .. } if code(stderr, n))
+        match self {
+            MysqlError::Exit { stderr, .. } => code(stderr, n),
+            MysqlError::Statement { said } => code(said, n),
+            _ => false,
+        }
     }
 }

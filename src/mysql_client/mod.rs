@@ -4,16 +4,20 @@
 //! `--defaults-extra-file=/dev/fd/N` — so a password never appears on a command line, in the
 //! child's environment, on disk, or in a log; and every spawn of a tool ([`Client`], `tools`):
 //! streamed stdin/stdout, stderr kept capped for the message, the exit status read only after
-//! the stream is drained. Errors are [`MysqlError`]; hints by MySQL error number in `hint`.
+//! the stream is drained. One load talks the client protocol itself instead ([`Connection`],
+//! `protocol`: the rows of a parallel restore). Errors are [`MysqlError`]; hints by MySQL error
+//! number in `hint`.
 
 mod client;
 mod error;
 mod hint;
+mod protocol;
 mod tools;
 
 pub use client::{Client, Finished, Output, Running};
 pub use error::MysqlError;
 pub use hint::{code, with_hint};
+pub use protocol::Connection;
 pub use tools::{
     binlog_decoder, client_on_path, client_tool, dump_tool, has_dump_history, sandbox_flag,
     tool_version, which, SYSTEM_DATABASES,

@@ -10,11 +10,13 @@ pub use crate::mysql_client::sandbox_flag;
 /// The client's arguments for loading SQL (a dump, a replayed binary log) into `target`: in
 /// batch, large packets, utf8mb4, and the input is data, not a script for the client
 /// (`--binary-mode`, the sandbox flag where the client has one: no `\!`, `system`,
-/// `source`…).
+/// `source`…), and no file of this host is ever sent (`--local-infile=0`: the sandbox flag
+/// does not stop `LOAD DATA LOCAL INFILE`, which would read any file the agent can).
 pub fn load_args(client: &Path, target: &str) -> Vec<String> {
     let mut args: Vec<String> = [
         "--batch",
         "--binary-mode",
+        "--local-infile=0",
         "--max-allowed-packet=1G",
         "--default-character-set=utf8mb4",
     ]
@@ -58,8 +60,9 @@ fn run_with(
 ) -> Result<Vec<Vec<String>>, MysqlError> {
     let mut args = vec![
         "--batch",
-        // Definitions re-created here came from a dump: never client commands.
+        // Definitions re-created here came from a dump: never client commands, no local file.
         "--binary-mode",
+        "--local-infile=0",
         "--skip-column-names",
         "--default-character-set=utf8mb4",
     ];

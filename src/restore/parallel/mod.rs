@@ -4,6 +4,7 @@
 //! isolation is the single-session load's (`sandbox`). The object's sha256 is checked by the
 //! feeder exactly as before: a bad stream kills every session.
 
+pub mod lanes;
 pub mod router;
 pub mod sessions;
 
@@ -28,7 +29,9 @@ pub fn load(
     let mut args = super::sql::load_args(client, target);
     // Markers are read as the session prints them: output flushed after each statement.
     args.push("--unbuffered".into());
-    let mut sessions = Sessions::new((login, client), args, threads, abort.clone())?;
+    let mut sessions = Sessions::new((login, client), (args, target), threads, abort.clone())?;
+    // With protocol lanes, session 0 (the client) takes no rows: it is left out of the count.
+    let protocol = sessions.has_lanes();
     let copied = sql.and_then(|sql| {
         let mut router = router::Router::new(&mut sessions);
         let r = copy_sql(sql, &mut router, rename)?;
@@ -58,8 +61,9 @@ pub fn load(
         }),
         (Some(err), Ok(_)) => Err(super::stream::load_error(target, &err)),
         (None, Ok((r, statements))) => {
+            let statements = &statements[usize::from(protocol)..];
             let used = statements.iter().filter(|n| **n > 0).count();
-            tracing::info!(database = target, sessions = threads, "rows loaded on {used} of {threads} sessions (statements per session: {statements:?})");
+            tracing::info!(database = target, sessions = threads, protocol, "rows loaded on {used} of {threads} sessions (statements per session: {statements:?})");
             Ok(r)
         }
     }

@@ -13,7 +13,9 @@
 //! `LOCK TABLES … WRITE` / `UNLOCK TABLES` and `ALTER TABLE … DISABLE/ENABLE KEYS` around a
 //! table's rows are left out (a lock held by one session would stop the others). The preamble
 //! (the lines before the first section: character set, time zone, `UNIQUE_CHECKS=0`,
-//! `FOREIGN_KEY_CHECKS=0`, `SQL_MODE`) is given to every session before its first statement.
+//! `FOREIGN_KEY_CHECKS=0`, `SQL_MODE`) runs on session 0 as it is; the other sessions get only
+//! its `SET` statements before their first ([`session_settings`]): anything else there (the
+//! sequences `mariadb-dump` writes before the first table, an `ALTER DATABASE`) must run once.
 //!
 //! Nothing here keeps a load inside its target: every session logs in as the load account
 //! (`sandbox`), so a forged dump routed oddly still reaches nothing else.
@@ -140,7 +142,12 @@ impl<S: Sink> Router<S> {
         let preamble = std::mem::take(&mut self.preamble);
         self.part = Part::Other;
         self.single |= !keep;
-        self.sink.start(if keep { &preamble } else { &[] })
+        let settings = if keep {
+            session_settings(&preamble)
+        } else {
+            Vec::new()
+        };
+        self.sink.start(&settings)
     }
 
     /// Decides where the line in `head` goes, and sends `head` there. A statement of rows
@@ -257,6 +264,31 @@ impl<S: Sink> Router<S> {
     fn line_ended(&mut self) {
         self.dest = None;
     }
+}
+
+/// The lines of `preamble` that set a session variable (`SET …;`, or a version comment holding
+/// one, as `/*!40101 SET NAMES utf8mb4 */;` and `/*M!100616 SET … */;`): what each session
+/// needs of it.
+pub fn session_settings(preamble: &[u8]) -> Vec<u8> {
+    let setting = |line: &[u8]| {
+        let rest = match line
+            .strip_prefix(b"/*!")
+            .or_else(|| line.strip_prefix(b"/*M!"))
+        {
+            Some(r) => {
+                let digits = r.iter().take_while(|b| b.is_ascii_digit()).count();
+                r[digits..].strip_prefix(b" ").unwrap_or_default()
+            }
+            None => line,
+        };
+        rest.starts_with(b"SET ") && line.trim_ascii_end().ends_with(b";")
+    };
+    preamble
+        .split_inclusive(|&b| b == b'\n')
+        .filter(|l| setting(l))
+        .flatten()
+        .copied()
+        .collect()
 }
 
 /// `LOCK TABLES`/`UNLOCK TABLES` and `DISABLE`/`ENABLE KEYS` lines around a table's rows.
@@ -408,9 +440,15 @@ mod tests {
                     "{s}"
                 );
             }
-            // Every other session got the preamble first.
+            // Every other session got the preamble's settings first.
             for s in &f.got[1..] {
-                assert!(s.starts_with(b"/*M!999999\\- enable the sandbox mode */ \n-- MariaDB dump\n/*!40101 SET NAMES utf8mb4 */;\n/*!40103 SET TIME_ZONE='+00:00' */;\n\n--\n"), "{}", String::from_utf8_lossy(s));
+                assert!(
+                    s.starts_with(
+                        b"/*!40101 SET NAMES utf8mb4 */;\n/*!40103 SET TIME_ZONE='+00:00' */;\n"
+                    ),
+                    "{}",
+                    String::from_utf8_lossy(s)
+                );
             }
             // No row lost or doubled, and a statement's rows stay together.
             let mut want: Vec<String> = DUMP
@@ -439,6 +477,33 @@ mod tests {
             {
                 assert_eq!(w.last(), Some(&"wait 1..3"), "{w:?}");
             }
+        }
+    }
+
+    #[test]
+    fn only_the_preambles_settings_go_to_the_other_sessions() {
+        // mariadb-dump writes a database's sequences before its first table section.
+        let preamble = "/*M!999999\\- enable the sandbox mode */ \n-- MariaDB dump\n\
+            /*!40101 SET NAMES utf8mb4 */;\n/*!40101 ALTER DATABASE CHARACTER SET utf8mb4 */;\n\
+            /*M!100616 SET @OLD_NOTE_VERBOSITY=@@NOTE_VERBOSITY, NOTE_VERBOSITY=0 */;\n\
+            SET @x = 1;\n--\n-- Sequence structure for `s`\n--\n\nDROP SEQUENCE IF EXISTS `s`;\n\
+            CREATE SEQUENCE `s` start with 1 nocache ENGINE=InnoDB;\nDO SETVAL(`s`, 107, 0);\n\
+            /*!40014 SET FOREIGN_KEY_CHECKS=0 */;\n/*!40101 SET NAMES utf8mb4 */ /* cut */\n";
+        assert_eq!(
+            String::from_utf8(session_settings(preamble.as_bytes())).unwrap(),
+            "/*!40101 SET NAMES utf8mb4 */;\n\
+             /*M!100616 SET @OLD_NOTE_VERBOSITY=@@NOTE_VERBOSITY, NOTE_VERBOSITY=0 */;\n\
+             SET @x = 1;\n/*!40014 SET FOREIGN_KEY_CHECKS=0 */;\n"
+        );
+        let dump = format!("{preamble}{DUMP}");
+        let f = route(&dump, 3, 64);
+        assert!(String::from_utf8_lossy(&f.got[0]).starts_with(preamble));
+        for s in &f.got[1..] {
+            let s = String::from_utf8_lossy(s);
+            assert!(
+                !s.contains("SEQUENCE") && !s.contains("ALTER DATABASE"),
+                "{s}"
+            );
         }
     }
 

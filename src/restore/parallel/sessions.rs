@@ -7,6 +7,7 @@
 //! dump makes the client print cannot pass for one (and would only reorder a load that is
 //! refused anyway: every session is the load account).
 
+use super::lanes::Lanes;
 use super::router::Sink;
 use crate::config::MysqlJob;
 use crate::mysql_client::Running;
@@ -113,13 +114,17 @@ pub struct Sessions {
     args: Vec<String>,
     nonce: String,
     abort: Arc<AtomicBool>,
+    /// The protocol lanes rows go to, when they could log in (sessions 1.. are then lanes).
+    lanes: Option<Lanes>,
 }
 
 impl Sessions {
-    /// Starts session 0; the others (up to `count`) start with the preamble.
+    /// Starts session 0. With `count` of 2 or more, rows go to `count` protocol lanes on
+    /// `target` (sessions 1..=count) when they can log in, else to client sessions 0..count;
+    /// either way the others start with the preamble.
     pub fn new(
         (login, client): (&MysqlJob, &Path),
-        args: Vec<String>,
+        (args, target): (Vec<String>, &str),
         count: usize,
         abort: Arc<AtomicBool>,
     ) -> Result<Sessions, crate::mysql_client::MysqlError> {
@@ -127,15 +132,30 @@ impl Sessions {
         getrandom::fill(&mut rnd).expect("the system's random source");
         let nonce = format!("opsagent-{}", hex::encode(rnd));
         let first = start(login, client, &args, &nonce)?;
+        let lanes = (count >= 2)
+            .then(|| Lanes::open(login, target, count))
+            .and_then(|opened| {
+                opened
+                    .inspect_err(|e| {
+                        tracing::info!(database = target, error = %e, "rows load through client sessions: the protocol lanes cannot log in");
+                    })
+                    .ok()
+            });
         Ok(Sessions {
             sessions: vec![first],
-            want: count.max(1),
+            want: lanes.as_ref().map_or(count.max(1), |l| 1 + l.len()),
+            lanes,
             login: login.clone(),
             client: client.to_path_buf(),
             args,
             nonce,
             abort,
         })
+    }
+
+    /// Whether rows go to protocol lanes (sessions 1..) rather than client sessions.
+    pub fn has_lanes(&self) -> bool {
+        self.lanes.is_some()
     }
 
     fn push(&mut self, to: usize) -> std::io::Result<()> {
@@ -153,6 +173,9 @@ impl Sessions {
     pub fn kill(&mut self) {
         for s in &mut self.sessions {
             s.running.kill();
+        }
+        if let Some(l) = &mut self.lanes {
+            l.kill();
         }
     }
 
@@ -176,11 +199,23 @@ impl Sessions {
                 stderr: f.stderr,
             }));
         }
+        if let Some(lanes) = self.lanes.take() {
+            out.extend(lanes.finish().into_iter().map(Ok));
+        }
         out
+    }
+
+    /// Queues `bytes` for client session `to`.
+    fn queue_client(&mut self, to: usize, bytes: &[u8]) -> std::io::Result<()> {
+        self.sessions[to].buf.extend_from_slice(bytes);
+        if self.sessions[to].buf.len() >= BATCH {
+            self.push(to)?;
+        }
+        Ok(())
     }
 }
 
-fn stopped() -> std::io::Error {
+pub(super) fn stopped() -> std::io::Error {
     std::io::Error::new(
         std::io::ErrorKind::BrokenPipe,
         "a client session stopped taking statements",
@@ -189,14 +224,22 @@ fn stopped() -> std::io::Error {
 
 impl Sink for Sessions {
     fn send(&mut self, to: usize, bytes: &[u8]) -> std::io::Result<()> {
-        self.sessions[to].buf.extend_from_slice(bytes);
-        if self.sessions[to].buf.len() >= BATCH {
-            self.push(to)?;
+        let Some(lanes) = self.lanes.as_mut().filter(|_| to > 0) else {
+            return self.queue_client(to, bytes);
+        };
+        let mut pending = Vec::new();
+        if lanes.send(to - 1, bytes, &mut pending)? {
+            // A statement too long to gather: streamed through session 0 instead.
+            self.queue_client(0, &pending)?;
+            self.queue_client(0, bytes)?;
         }
         Ok(())
     }
 
     fn start(&mut self, preamble: &[u8]) -> std::io::Result<()> {
+        if let Some(lanes) = &mut self.lanes {
+            return lanes.start(preamble);
+        }
         while self.sessions.len() < self.want {
             let s = start(&self.login, &self.client, &self.args, &self.nonce)
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -208,6 +251,11 @@ impl Sink for Sessions {
     }
 
     fn wait(&mut self, which: std::ops::Range<usize>) -> std::io::Result<()> {
+        if let Some(lanes) = &self.lanes {
+            for i in which.start.max(1)..which.end.min(1 + lanes.len()) {
+                lanes.wait(i - 1, &self.abort)?;
+            }
+        }
         let which = which.start..which.end.min(self.sessions.len());
         for i in which.clone() {
             let s = &mut self.sessions[i];
@@ -231,6 +279,9 @@ impl Sink for Sessions {
     }
 
     fn least_busy(&self) -> usize {
+        if let Some(lanes) = &self.lanes {
+            return 1 + lanes.least_busy();
+        }
         let load = |s: &Session| s.queued.load(Ordering::Relaxed) + s.buf.len() as u64;
         (0..self.sessions.len())
             .min_by_key(|&i| load(&self.sessions[i]))
