@@ -250,8 +250,9 @@ fn hostile(other: &str, marker: &Path) -> Vec<String> {
     ]
 }
 
-#[test]
-fn forged_dumps_load_only_their_target_or_fail() {
+/// A bench whose database (one table) is backed up, and another database `<db>_other` holding
+/// the table `victim` that no restore of it may change.
+fn backed_up_beside_a_victim() -> (Bench, String) {
     let b = Bench::new();
     let db = MariaDb::shared();
     db.sql_db(&b.db, "CREATE TABLE t (id INT); INSERT INTO t VALUES (1);");
@@ -260,6 +261,13 @@ fn forged_dumps_load_only_their_target_or_fail() {
     db.sql(&format!(
         "CREATE DATABASE `{other}`; CREATE TABLE `{other}`.victim (id INT); INSERT INTO `{other}`.victim VALUES (1), (2), (3);"
     ));
+    (b, other)
+}
+
+#[test]
+fn forged_dumps_load_only_their_target_or_fail() {
+    let (b, other) = backed_up_beside_a_victim();
+    let db = MariaDb::shared();
     let victim = || {
         db.sql(&format!(
             "CHECKSUM TABLE `{other}`.victim; SHOW TRIGGERS FROM `{other}`;"
@@ -646,14 +654,8 @@ fn watch_fifo(path: &Path) -> (Arc<AtomicBool>, Arc<AtomicBool>) {
 /// target or fails, `other` is untouched, and nothing ever opens the file.
 #[test]
 fn rows_on_several_sessions_reach_only_their_target_and_no_load_reads_a_local_file() {
-    let b = Bench::new();
+    let (b, other) = backed_up_beside_a_victim();
     let db = MariaDb::shared();
-    db.sql_db(&b.db, "CREATE TABLE t (id INT); INSERT INTO t VALUES (1);");
-    b.ok(&["backup", "main"]);
-    let other = format!("{}_other", b.db);
-    db.sql(&format!(
-        "CREATE DATABASE `{other}`; CREATE TABLE `{other}`.victim (id INT); INSERT INTO `{other}`.victim VALUES (1), (2), (3);"
-    ));
     let victim = || db.sql(&format!("CHECKSUM TABLE `{other}`.victim"));
     let untouched = victim();
     let fifo = b.dir.path().join("host-file");
