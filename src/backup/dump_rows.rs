@@ -3,9 +3,10 @@
 //! statement, bytes the length of those statements. The counts are exact for the snapshot, unlike
 //! `information_schema.TABLES.TABLE_ROWS` (an InnoDB estimate, refreshed in the background),
 //! and cost no query: one pass over bytes already in memory, in the thread that reads the
-//! dump. Measured on 256 MiB of extended inserts (optimised build, one core of the 2-core CI
-//! machine): 740–920 MiB/s with the fast path that skips values between the bytes that matter
-//! (230 MiB/s byte by byte), several times what `mariadb-dump` and zstd level 3 produce.
+//! dump. The fast path skips what lies between the bytes that matter: quoted text with
+//! `memchr2` (its quote or a backslash), the rest with a table lookup. Profiled in a backup of a
+//! 1 000 000-row, 456 MiB dump on the 2-core machine: 1.5 % of the CPU samples (zstd's block
+//! compressor 29 %), down from 5.3 % with a per-byte closure (and 230 MiB/s byte by byte before).
 //!
 //! An insert statement starts a line with `INSERT ` or `REPLACE ` up to `INTO \``, and ends
 //! at the first `;` outside quotes and parentheses; mysqldump writes it on one line, MariaDB's
@@ -16,6 +17,18 @@
 
 use crate::snapshot::manifest::TableStats;
 use std::collections::BTreeMap;
+
+/// The bytes that can change the count outside quotes: quotes, parentheses and `;`.
+const MATTERS_UNQUOTED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    let stops = *b"'\"`();";
+    while i < stops.len() {
+        t[stops[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
 
 /// The longest line start looked at to tell an insert from other lines.
 const PREFIX_MAX: usize = 48;
@@ -171,13 +184,15 @@ impl TableCounter {
     /// How many bytes at the start of `rest` (inside an insert's values) [`Self::value_byte`]
     /// would ignore.
     fn skippable(&self, rest: &[u8]) -> usize {
-        let q = self.quote;
-        let stop = |c: &u8| match q {
-            _ if self.escaped || self.first => true,
-            0 => matches!(c, b'\'' | b'"' | b'`' | b'(' | b')' | b';'),
-            _ => *c == q || *c == b'\\',
+        if self.escaped || self.first {
+            return 0;
+        }
+        let at = match self.quote {
+            // Outside quotes: a table lookup per byte (six bytes matter there).
+            0 => rest.iter().position(|&c| MATTERS_UNQUOTED[usize::from(c)]),
+            q => memchr::memchr2(q, b'\\', rest),
         };
-        rest.iter().position(stop).unwrap_or(rest.len())
+        at.unwrap_or(rest.len())
     }
 
     fn value_byte(&mut self, b: u8) {
