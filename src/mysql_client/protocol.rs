@@ -13,6 +13,9 @@ use super::{Endpoint, MysqlError};
 use crate::secret::Secret;
 use mysql_async::prelude::Queryable;
 
+/// How long a login may take (a server that accepts the connection and never answers).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// One logged-in connection.
 pub struct Connection {
     rt: tokio::runtime::Runtime,
@@ -50,7 +53,13 @@ impl Connection {
             Endpoint::Socket(p) => opts.socket(Some(p.to_string_lossy())),
         };
         let conn = rt
-            .block_on(mysql_async::Conn::new(opts))
+            // (The timer is made inside the runtime: it needs the runtime's clock.)
+            .block_on(async {
+                tokio::time::timeout(CONNECT_TIMEOUT, mysql_async::Conn::new(opts)).await
+            })
+            .map_err(|_| MysqlError::Connect {
+                cause: format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+            })?
             .map_err(|e| MysqlError::Connect { cause: said(&e) })?;
         Ok(Connection {
             rt,

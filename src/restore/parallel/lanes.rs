@@ -209,7 +209,9 @@ impl Lanes {
         let (lock, cv) = &*lane.progress;
         let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
         while p.ran < lane.sent {
-            if p.ended.is_some() || abort.load(Ordering::SeqCst) {
+            // (A thread that ended without saying so panicked: stopped too.)
+            let gone = lane.thread.as_ref().is_none_or(|t| t.is_finished());
+            if p.ended.is_some() || gone || abort.load(Ordering::SeqCst) {
                 return Err(super::sessions::stopped());
             }
             p = cv
