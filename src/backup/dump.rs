@@ -332,14 +332,10 @@ fn stream(
             p.fetch_add(n as u64, Ordering::Relaxed);
         }
         keep_head(&mut head, &buf[..n]);
-        if n >= 512 {
-            tail.clear();
-            tail.extend_from_slice(&buf[n - 512..n]);
-        } else {
-            tail.extend_from_slice(&buf[..n]);
-            if tail.len() > 512 {
-                tail.drain(..tail.len() - 512);
-            }
+        let keep = n.min(512);
+        tail.extend_from_slice(&buf[n - keep..n]);
+        if tail.len() > 512 {
+            tail.drain(..tail.len() - 512);
         }
     }
     let mut sink = enc.finish().map_err(upload_stopped)?;
