@@ -3,7 +3,7 @@
 //! one multi-table `RENAME TABLE` (atomic in MariaDB/MySQL). Tables, system-versioned tables
 //! and sequences move; objects that cannot be renamed across databases (triggers, views,
 //! routines, events) are captured with `SHOW CREATE`, dropped, and re-created on the other side
-//! (see `objects`), each under the settings it was created with. The database's own default
+//! (see `definitions`), each under the settings it was created with. The database's own default
 //! character set and collation follow the snapshot; the pre-restore database keeps the old ones.
 
 use super::definitions::{self, Object};

@@ -112,13 +112,8 @@ fn one_file(
         .map_err(|e| fail(e.to_string()))?;
     let mut input = decoder.stdin.take().expect("piped stdin");
     let (raw, f) = (raw.to_path_buf(), filter.clone());
-    let filtering = std::thread::spawn(move || -> Result<Summary, BinlogError> {
-        let file =
-            std::fs::File::open(&raw).map_err(|source| BinlogError::Read { pos: 0, source })?;
-        let mut reader = std::io::BufReader::new(file);
-        filter_file(&mut reader, &mut input, &f)
-        // (`input` drops here: the decoder sees the end of its input.)
-    });
+    // (`input` is dropped when the thread ends: the decoder sees the end of its input.)
+    let filtering = std::thread::spawn(move || filter_raw(&raw, &mut input, &f));
     let mut output = decoder.stdout.take().expect("piped stdout");
     let copied = std::io::copy(&mut output, out);
     drop(output);
@@ -144,6 +139,16 @@ fn one_file(
         return Err(fail(crate::quote::printable(&said)));
     }
     Ok(summary)
+}
+
+/// Reads the rebuilt binary log `raw` through `filter` into `out`.
+pub(super) fn filter_raw(
+    raw: &Path,
+    out: &mut impl Write,
+    filter: &Filter,
+) -> Result<Summary, BinlogError> {
+    let file = std::fs::File::open(raw).map_err(|source| BinlogError::Read { pos: 0, source })?;
+    filter_file(&mut std::io::BufReader::new(file), out, filter)
 }
 
 fn kill(child: &mut Child) {

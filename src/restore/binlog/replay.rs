@@ -3,7 +3,6 @@
 //! the load account.
 
 use super::{BinlogRestoreError, RollForward, StopAt};
-use crate::binlog::BinlogError;
 use crate::config::MysqlJob;
 use crate::storage::Storage;
 use sha2::{Digest, Sha256};
@@ -140,16 +139,17 @@ async fn filtered(
         rebuild(storage, rf, file, &raw).await?;
         let filter = super::pipe::filter_for(rf, file, (source, None), recent);
         let raw2 = raw.clone();
-        let summary = tokio::task::spawn_blocking(move || filter_one(&raw2, &filter))
-            .await
-            .map_err(|e| BinlogRestoreError::Filter {
-                file: file.to_string(),
-                cause: e.to_string(),
-            })?
-            .map_err(|e| BinlogRestoreError::Filter {
-                file: file.to_string(),
-                cause: e.to_string(),
-            })?;
+        let summary = tokio::task::spawn_blocking(move || {
+            // Writing nothing: what it would keep.
+            super::pipe::filter_raw(&raw2, &mut std::io::sink(), &filter)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(|cause| BinlogRestoreError::Filter {
+            file: file.to_string(),
+            cause,
+        })?;
         if keep {
             done.raws.push((file.to_string(), raw));
         } else {
@@ -209,17 +209,4 @@ async fn rebuild(
         f.write_all(&raw).map_err(werr)?;
     }
     f.sync_all().map_err(werr)
-}
-
-/// Reads `raw` through `filter`, writing nothing: what it would keep.
-fn filter_one(
-    raw: &Path,
-    filter: &crate::binlog::Filter,
-) -> Result<crate::binlog::Summary, crate::binlog::BinlogError> {
-    let file = std::fs::File::open(raw).map_err(|source| BinlogError::Read { pos: 0, source })?;
-    crate::binlog::filter_file(
-        &mut std::io::BufReader::new(file),
-        &mut std::io::sink(),
-        filter,
-    )
 }
