@@ -29,7 +29,7 @@ struct Progress {
     /// Statements run.
     ran: u64,
     /// Set when the thread ended: `Err` with the error that ended it.
-    ended: Option<Result<(), String>>,
+    ended: Option<Result<(), MysqlError>>,
 }
 
 type Shared = Arc<(Mutex<Progress>, Condvar)>;
@@ -81,7 +81,7 @@ impl Lane {
                 let r = conn.execute(&statement);
                 q.fetch_sub(statement.len() as u64, Ordering::Relaxed);
                 if let Err(e) = r {
-                    ended = Err(e.to_string());
+                    ended = Err(e);
                     break;
                 }
                 let (lock, cv) = &*p;
@@ -163,16 +163,12 @@ impl Lanes {
         self.lanes.is_empty()
     }
 
-    /// Gives every lane the dump's preamble, statement by statement (a line ending in `;` ends
-    /// one; comment lines travel with the statement after them, as the client sends them).
-    pub fn start(&mut self, preamble: &[u8]) -> std::io::Result<()> {
+    /// Gives every lane the preamble's settings: one `SET` statement per line, as the router
+    /// keeps them ([`super::router::session_settings`]).
+    pub fn start(&mut self, settings: &[u8]) -> std::io::Result<()> {
         for lane in &mut self.lanes {
-            let mut statement = Vec::new();
-            for line in preamble.split_inclusive(|&b| b == b'\n') {
-                statement.extend_from_slice(line);
-                if line.trim_ascii_end().ends_with(b";") {
-                    lane.queue(std::mem::take(&mut statement))?;
-                }
+            for line in settings.split_inclusive(|&b| b == b'\n') {
+                lane.queue(line.to_vec())?;
             }
         }
         Ok(())
@@ -189,15 +185,15 @@ impl Lanes {
             lane.diverted = !ends;
             return Ok(true);
         }
+        if !ends && lane.buf.len() + bytes.len() > STATEMENT_MAX {
+            lane.diverted = true;
+            *pending = std::mem::take(&mut lane.buf);
+            return Ok(true);
+        }
         lane.buf.extend_from_slice(bytes);
         if ends {
             let statement = std::mem::take(&mut lane.buf);
             lane.queue(statement)?;
-        } else if lane.buf.len() > STATEMENT_MAX {
-            lane.diverted = true;
-            *pending = std::mem::take(&mut lane.buf);
-            pending.truncate(pending.len() - bytes.len());
-            return Ok(true);
         }
         Ok(false)
     }
@@ -253,11 +249,11 @@ impl Lanes {
                 let _ = t.join();
             }
             let (lock, _) = &*lane.progress;
-            let p = lock.lock().unwrap_or_else(|e| e.into_inner());
-            out.push(match &p.ended {
+            let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+            out.push(match p.ended.take() {
                 Some(Err(e)) => Ended {
                     ok: false,
-                    stderr: e.clone(),
+                    stderr: e.to_string(),
                 },
                 _ => Ended {
                     ok: !lane.stop.load(Ordering::SeqCst),
