@@ -97,8 +97,18 @@ fn upload_rate_limit_paces_a_200_mib_backup_to_20_seconds() {
         "",
         "max_upload_rate = \"10 MiB/s\"\n",
     );
-    let (_, fast) = backup(&free);
+    let (_, mut fast) = backup(&free);
     let (_, slow) = backup(&limited);
+    // Other work on a shared machine slows the unlimited run, never the paced one (10 MiB/s is
+    // far below what the machine can do): the fastest of up to three unlimited runs, each into
+    // a fresh bucket, is what the machine can do without the limit.
+    for _ in 0..2 {
+        if fast * 3.0 <= slow {
+            break;
+        }
+        let again = media_config(&b, s3, &s3.new_bucket(), "", "");
+        fast = fast.min(backup(&again).1);
+    }
     let stored: u64 = s3.list_keys(&limited_bucket).iter().map(|(_, n)| n).sum();
     eprintln!(
         "200 MiB media backup to S3: unlimited {fast:.2} s, max_upload_rate = 10 MiB/s {slow:.2} s \
