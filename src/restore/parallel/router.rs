@@ -8,7 +8,10 @@
 //! - before a table's first rows go out, session 0 has run everything sent to it (the table
 //!   exists);
 //! - before any other statement follows rows sent to other sessions, every session has run
-//!   what it was sent (a trigger is created after all the rows, as in the dump).
+//!   what it was sent (a trigger is created after all the rows, as in the dump). The next
+//!   table's own definition (its `DROP TABLE IF EXISTS` and `CREATE TABLE`, as its section
+//!   header names it) is the exception: it runs on session 0 while the others finish the
+//!   previous table's rows, so the sessions are not drained at every table.
 //!
 //! `LOCK TABLES … WRITE` / `UNLOCK TABLES` and `ALTER TABLE … DISABLE/ENABLE KEYS` around a
 //! table's rows are left out (a lock held by one session would stop the others). The preamble
@@ -76,6 +79,8 @@ enum Part {
     Preamble,
     /// In a table's data section, between statements.
     Data,
+    /// In a `-- Table structure for table` section.
+    Structure,
     /// Anywhere else.
     Other,
 }
@@ -102,6 +107,10 @@ pub struct Router<S: Sink> {
     spread: bool,
     /// Inside a `DELIMITER ;;` block.
     in_block: bool,
+    /// The quoted name of the table whose structure section this is (as its header names it).
+    structure: Vec<u8>,
+    /// Inside that table's own `CREATE TABLE`, which needs no wait (see [`own_definition`]).
+    defining: bool,
     /// Statements of rows sent to each session.
     statements: Vec<u64>,
 }
@@ -122,6 +131,8 @@ impl<S: Sink> Router<S> {
             table_ready: false,
             spread: false,
             in_block: false,
+            structure: Vec::new(),
+            defining: false,
         }
     }
 
@@ -209,9 +220,12 @@ impl<S: Sink> Router<S> {
             if self.part == Part::Preamble {
                 self.end_preamble(true)?;
             }
-            let data = self.head.starts_with(SECTIONS[1]);
-            self.part = if data { Part::Data } else { Part::Other };
+            let (part, name) = section(&self.head);
+            self.part = part;
+            self.structure.clear();
+            self.structure.extend_from_slice(name);
             self.table_ready = false;
+            self.defining = false;
             return Ok(Some(0));
         }
         if line.starts_with(b"--") || line == b"\n" || self.part == Part::Preamble {
@@ -225,6 +239,9 @@ impl<S: Sink> Router<S> {
             if around_rows(line) {
                 return Ok(None);
             }
+        }
+        if self.part == Part::Structure && !self.in_block && self.own_definition() {
+            return Ok(Some(0));
         }
         if self.spread {
             let n = self.sink.count();
@@ -242,6 +259,29 @@ impl<S: Sink> Router<S> {
             self.statements[0] += 1;
         }
         Ok(Some(0))
+    }
+
+    /// Whether the line in `head`, in a table's structure section, is part of that table's
+    /// own definition as the dump tool writes it: `DROP TABLE IF EXISTS` and `CREATE TABLE` of
+    /// the table the section names (to the line ending in `;`), or a session setting. Those
+    /// need not wait for the previous table's rows; anything else does. (A dump shaped
+    /// otherwise only loses the overlap: every session is the load account either way.)
+    fn own_definition(&mut self) -> bool {
+        let (line, name) = (&self.head[..], &self.structure[..]);
+        let after = |prefix: &[u8]| line.strip_prefix(prefix).and_then(|r| r.strip_prefix(name));
+        let mut defining = self.defining;
+        let own = if defining {
+            true
+        } else if let Some(rest) = after(b"DROP TABLE IF EXISTS ") {
+            rest == b";\n"
+        } else if let Some(rest) = after(b"CREATE TABLE ") {
+            defining = rest.starts_with(b" (");
+            defining
+        } else {
+            line.starts_with(b"/*!40101 SET ") && line.ends_with(b" */;\n")
+        };
+        self.defining = defining && !line.ends_with(b";\n");
+        own && !name.is_empty()
     }
 
     /// A statement of rows of the current table: to the least busy session, once session 0
@@ -289,6 +329,18 @@ pub fn session_settings(preamble: &[u8]) -> Vec<u8> {
         .flatten()
         .copied()
         .collect()
+}
+
+/// The part a section header starts, and the quoted name of the table a structure section is
+/// about (as the header writes it: `` `a` ``).
+fn section(header: &[u8]) -> (Part, &[u8]) {
+    if header.starts_with(SECTIONS[1]) {
+        return (Part::Data, b"");
+    }
+    match header.strip_prefix(&SECTIONS[0][..SECTIONS[0].len() - 1]) {
+        Some(name) => (Part::Structure, name.trim_ascii_end()),
+        None => (Part::Other, b""),
+    }
 }
 
 /// `LOCK TABLES`/`UNLOCK TABLES` and `DISABLE`/`ENABLE KEYS` lines around a table's rows.
@@ -355,6 +407,8 @@ mod tests {
         n: usize,
         got: Vec<Vec<u8>>,
         log: Vec<String>,
+        /// Each wait for sessions 1.., with how much session 0 had been sent by then.
+        drains: Vec<usize>,
         next: usize,
     }
 
@@ -372,6 +426,9 @@ mod tests {
         }
         fn wait(&mut self, r: std::ops::Range<usize>) -> std::io::Result<()> {
             self.log.push(format!("wait {r:?}"));
+            if r.start == 1 {
+                self.drains.push(self.got[0].len());
+            }
             Ok(())
         }
         fn least_busy(&self) -> usize {
@@ -415,6 +472,63 @@ mod tests {
             .collect();
         all.sort();
         all
+    }
+
+    /// A second table after `a`'s rows: its structure section, its rows, then a trigger on it.
+    fn two_tables(b_structure: &str) -> String {
+        let end = DUMP.find("DELIMITER ;;").unwrap();
+        format!(
+            "{}--\n-- Table structure for table `b`\n--\n\n{b_structure}\n--\n-- Dumping data for table `b`\n--\n\nINSERT INTO `b` VALUES (7);\nINSERT INTO `b` VALUES (8);\n{}",
+            &DUMP[..end],
+            &DUMP[end..]
+        )
+    }
+
+    #[test]
+    fn the_next_tables_definition_does_not_wait_for_the_rows_before_it() {
+        let own = "DROP TABLE IF EXISTS `b`;\n/*!40101 SET @saved_cs_client     = @@character_set_client */;\n/*!40101 SET character_set_client = utf8mb4 */;\nCREATE TABLE `b` (\n  `id` int,\n  `c` text COMMENT 'x;'\n) ENGINE=InnoDB;\n/*!40101 SET character_set_client = @saved_cs_client */;\n";
+        let spread = |f: &Fake| {
+            f.got[1..]
+                .iter()
+                .any(|g| String::from_utf8_lossy(g).contains("VALUES"))
+        };
+        for piece in [1, 5, 40] {
+            let f = route(&two_tables(own), 3, piece);
+            let zero = String::from_utf8(f.got[0].clone()).unwrap();
+            let (create_b, trigger) = (
+                zero.find("DROP TABLE IF EXISTS `b`").unwrap(),
+                zero.find("DELIMITER ;;").unwrap(),
+            );
+            // `a`'s rows went to other sessions, yet nothing waited for them before `b` was
+            // defined; `b`'s rows waited for session 0 (the table exists), and the trigger
+            // for every session.
+            assert!(spread(&f), "piece {piece}");
+            assert!(
+                f.drains.iter().all(|&at| at > create_b + own.len()),
+                "piece {piece}: {:?} {create_b}",
+                f.drains
+            );
+            assert!(f.drains.contains(&trigger), "piece {piece}: {:?}", f.drains);
+            let after_a = f.log.iter().filter(|l| *l == "wait 0..1").count();
+            assert_eq!(after_a, 2, "piece {piece}: {:?}", f.log);
+        }
+        // Anything else in the section (here another table's drop, or the statement after a
+        // `CREATE TABLE` ends) waits as before.
+        for odd in [
+            "DROP TABLE IF EXISTS `a`;\n",
+            "CREATE TABLE `b` (`id` int);\nDELETE FROM `a`;\n",
+            "CREATE TABLE `bb` (`id` int);\n",
+        ] {
+            let f = route(&two_tables(odd), 3, 3);
+            assert!(spread(&f));
+            let zero = String::from_utf8(f.got[0].clone()).unwrap();
+            let at = zero.find("-- Table structure for table `b`").unwrap();
+            assert!(
+                f.drains.iter().any(|&d| d > at && d < at + 60 + odd.len()),
+                "{odd:?}: {:?} {at}",
+                f.drains
+            );
+        }
     }
 
     #[test]
