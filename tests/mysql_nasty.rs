@@ -260,13 +260,23 @@ fn rows_spread_over_sessions_and_triggers_come_after_the_last_row() {
         CREATE TABLE child (id INT PRIMARY KEY, big_id INT, FOREIGN KEY (big_id) REFERENCES big (id));\
         INSERT INTO child SELECT seq, 1 + seq % 60000 FROM seq_1_to_30000;\
         CREATE VIEW v AS SELECT k, COUNT(*) AS n FROM big GROUP BY k;\
-        CREATE PROCEDURE p() SELECT COUNT(*) FROM child;",
+        CREATE PROCEDURE p() SELECT COUNT(*) FROM child;\
+        CREATE TABLE ref_a (id INT PRIMARY KEY, code INT, note TEXT, KEY (code), KEY two (note(8), code) COMMENT 'x, y');\
+        INSERT INTO ref_a SELECT seq, seq * 7 % 1000, MD5(seq) FROM seq_1_to_20000;\
+        CREATE TABLE ref_b (id INT PRIMARY KEY, code INT, FOREIGN KEY (code) REFERENCES ref_a (code));\
+        INSERT INTO ref_b SELECT seq, seq % 1000 FROM seq_1_to_5000;",
     );
+    // The indexes built after the rows (plain keys) come back as the source has them, and
+    // before `ref_b`, whose foreign key needs `ref_a.code` indexed.
     let sums = |d: &str| {
         db.sql(&format!(
-            "CHECKSUM TABLE `{d}`.big, `{d}`.child, `{d}`.audit; SELECT COUNT(*) FROM `{d}`.v; \
+            "CHECKSUM TABLE `{d}`.big, `{d}`.child, `{d}`.audit, `{d}`.ref_a, `{d}`.ref_b; \
+             SELECT COUNT(*) FROM `{d}`.v; \
              SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{d}'; \
-             SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '{d}'"
+             SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '{d}'; \
+             SELECT TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, SUB_PART, NON_UNIQUE, INDEX_COMMENT \
+             FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = '{d}' ORDER BY 1, 2, 3; \
+             SHOW CREATE TABLE `{d}`.big; SHOW CREATE TABLE `{d}`.ref_a; SHOW CREATE TABLE `{d}`.ref_b"
         ))
         .replace(d, "DB")
     };
@@ -296,6 +306,11 @@ fn rows_spread_over_sessions_and_triggers_come_after_the_last_row() {
         .collect();
     assert_eq!(counts.len(), 4, "{line}");
     assert!(counts.iter().filter(|n| **n > 0).count() > 1, "{line}");
+    // `big` and `ref_a` (plain keys); not `child` and `ref_b` (foreign keys), nor `audit`.
+    assert!(
+        line.contains("secondary indexes of 2 table(s) built after their rows"),
+        "{line}"
+    );
     // One session loads the same dump to the same result.
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text = text.replace("restore_threads = 4", "restore_threads = 1");

@@ -164,7 +164,7 @@ impl Lanes {
     }
 
     /// Gives every lane the preamble's settings: one `SET` statement per line, as the router
-    /// keeps them ([`super::router::session_settings`]).
+    /// keeps them ([`super::lines::session_settings`]).
     pub fn start(&mut self, settings: &[u8]) -> std::io::Result<()> {
         for lane in &mut self.lanes {
             for line in settings.split_inclusive(|&b| b == b'\n') {

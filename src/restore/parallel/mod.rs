@@ -4,7 +4,9 @@
 //! isolation is the single-session load's (`sandbox`). The object's sha256 is checked by the
 //! feeder exactly as before: a bad stream kills every session.
 
+pub mod keys;
 pub mod lanes;
+pub mod lines;
 pub mod router;
 pub mod sessions;
 
@@ -35,8 +37,8 @@ pub fn load(
     let copied = sql.and_then(|sql| {
         let mut router = router::Router::new(&mut sessions);
         let r = copy_sql(sql, &mut router, rename)?;
-        let (_, statements) = router.finish()?;
-        Ok((r, statements))
+        let (_, statements, rebuilt) = router.finish()?;
+        Ok((r, statements, rebuilt))
     });
     if abort.load(Ordering::SeqCst) || copied.is_err() {
         // Never let a client see a clean end of a bad stream.
@@ -60,11 +62,43 @@ pub fn load(
             cause: e.to_string(),
         }),
         (Some(err), Ok(_)) => Err(super::stream::load_error(target, &err)),
-        (None, Ok((r, statements))) => {
+        (None, Ok((r, statements, rebuilt))) => {
             let statements = &statements[usize::from(protocol)..];
             let used = statements.iter().filter(|n| **n > 0).count();
-            tracing::info!(database = target, sessions = threads, protocol, "rows loaded on {used} of {threads} sessions (statements per session: {statements:?})");
+            tracing::info!(database = target, sessions = threads, protocol, "rows loaded on {used} of {threads} sessions (statements per session: {statements:?}); secondary indexes of {rebuilt} table(s) built after their rows");
             Ok(r)
         }
+    }
+}
+
+/// The sessions the router writes to.
+pub trait Sink {
+    /// Queues `bytes` for session `to`.
+    fn send(&mut self, to: usize, bytes: &[u8]) -> std::io::Result<()>;
+    /// Starts sessions 1.. with `preamble` (called once, before anything is sent to them).
+    fn start(&mut self, preamble: &[u8]) -> std::io::Result<()>;
+    /// Returns once each session in `sessions` has run everything queued for it.
+    fn wait(&mut self, sessions: std::ops::Range<usize>) -> std::io::Result<()>;
+    /// The session with the least queued.
+    fn least_busy(&self) -> usize;
+    /// How many sessions.
+    fn count(&self) -> usize;
+}
+
+impl<T: Sink> Sink for &mut T {
+    fn send(&mut self, to: usize, bytes: &[u8]) -> std::io::Result<()> {
+        (**self).send(to, bytes)
+    }
+    fn start(&mut self, preamble: &[u8]) -> std::io::Result<()> {
+        (**self).start(preamble)
+    }
+    fn wait(&mut self, sessions: std::ops::Range<usize>) -> std::io::Result<()> {
+        (**self).wait(sessions)
+    }
+    fn least_busy(&self) -> usize {
+        (**self).least_busy()
+    }
+    fn count(&self) -> usize {
+        (**self).count()
     }
 }

@@ -20,9 +20,14 @@
 //! its `SET` statements before their first ([`session_settings`]): anything else there (the
 //! sequences `mariadb-dump` writes before the first table, an `ALTER DATABASE`) must run once.
 //!
+//! A table's plain `KEY` lines are built after the whole dump's rows ([`keys`]).
+//!
 //! Nothing here keeps a load inside its target: every session logs in as the load account
 //! (`sandbox`), so a forged dump routed oddly still reaches nothing else.
 
+use super::keys;
+use super::lines::{around_rows, line_part, session_settings, SECTIONS};
+use super::Sink;
 use std::io::Write;
 
 /// The longest line start looked at to classify a line.
@@ -30,48 +35,6 @@ const HEAD_MAX: usize = 600;
 
 /// A preamble longer than this is not a dump tool's: the rest loads on session 0 alone.
 pub const PREAMBLE_MAX: usize = 64 << 10;
-
-/// Lines that start a section of the dump (and so end the preamble).
-const SECTIONS: [&[u8]; 6] = [
-    b"-- Table structure for table `",
-    b"-- Dumping data for table `",
-    b"-- Temporary table structure for view `",
-    b"-- Temporary view structure for view `",
-    b"-- Final view structure for view `",
-    b"-- Dumping ",
-];
-
-/// The sessions the router writes to.
-pub trait Sink {
-    /// Queues `bytes` for session `to`.
-    fn send(&mut self, to: usize, bytes: &[u8]) -> std::io::Result<()>;
-    /// Starts sessions 1.. with `preamble` (called once, before anything is sent to them).
-    fn start(&mut self, preamble: &[u8]) -> std::io::Result<()>;
-    /// Returns once each session in `sessions` has run everything queued for it.
-    fn wait(&mut self, sessions: std::ops::Range<usize>) -> std::io::Result<()>;
-    /// The session with the least queued.
-    fn least_busy(&self) -> usize;
-    /// How many sessions.
-    fn count(&self) -> usize;
-}
-
-impl<T: Sink> Sink for &mut T {
-    fn send(&mut self, to: usize, bytes: &[u8]) -> std::io::Result<()> {
-        (**self).send(to, bytes)
-    }
-    fn start(&mut self, preamble: &[u8]) -> std::io::Result<()> {
-        (**self).start(preamble)
-    }
-    fn wait(&mut self, sessions: std::ops::Range<usize>) -> std::io::Result<()> {
-        (**self).wait(sessions)
-    }
-    fn least_busy(&self) -> usize {
-        (**self).least_busy()
-    }
-    fn count(&self) -> usize {
-        (**self).count()
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Part {
@@ -113,6 +76,15 @@ pub struct Router<S: Sink> {
     defining: bool,
     /// Statements of rows sent to each session.
     statements: Vec<u64>,
+    /// The table's own `CREATE TABLE`, gathered to take its plain `KEY` lines out
+    /// ([`keys::defer`]); `None` when not inside one, or not looking.
+    create: Option<Vec<u8>>,
+    /// Secondary indexes may be built after the rows (the preamble is a dump tool's).
+    defer_ok: bool,
+    /// The `ALTER TABLE … ADD KEY` statements held back until the rows are in.
+    deferred: Vec<Vec<u8>>,
+    /// How many tables had their indexes built after their rows.
+    rebuilt: usize,
 }
 
 impl<S: Sink> Router<S> {
@@ -133,19 +105,28 @@ impl<S: Sink> Router<S> {
             in_block: false,
             structure: Vec::new(),
             defining: false,
+            create: None,
+            defer_ok: false,
+            deferred: Vec::new(),
+            rebuilt: 0,
         }
     }
 
-    /// Routes what is left of an unfinished last line; hands back the sink and how many
-    /// statements of rows each session got.
-    pub fn finish(mut self) -> std::io::Result<(S, Vec<u64>)> {
+    /// Routes what is left of an unfinished last line and builds the indexes held back;
+    /// hands back the sink, how many statements of rows each session got, and how many tables
+    /// had their indexes built after their rows.
+    pub fn finish(mut self) -> std::io::Result<(S, Vec<u64>, usize)> {
         if self.dest.is_none() && !self.head.is_empty() {
             self.route_head()?;
         }
         if self.part == Part::Preamble {
             self.end_preamble(false)?;
         }
-        Ok((self.sink, self.statements))
+        if let Some(create) = self.create.take() {
+            self.sink.send(0, &create)?;
+        }
+        self.build_deferred(true)?;
+        Ok((self.sink, self.statements, self.rebuilt))
     }
 
     /// Starts the other sessions with the preamble (or none, and loads on session 0 alone).
@@ -153,6 +134,7 @@ impl<S: Sink> Router<S> {
         let preamble = std::mem::take(&mut self.preamble);
         self.part = Part::Other;
         self.single |= !keep;
+        self.defer_ok = keep;
         let settings = if keep {
             session_settings(&preamble)
         } else {
@@ -201,8 +183,19 @@ impl<S: Sink> Router<S> {
 
     /// Sends `bytes` of the current line where it goes; keeps the preamble.
     fn emit(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        if let Some(Some(to)) = self.dest {
-            self.sink.send(to, bytes)?;
+        match (self.dest, self.create.as_mut()) {
+            (Some(Some(0)), Some(c)) if c.len() + bytes.len() <= keys::CREATE_MAX => {
+                c.extend_from_slice(bytes);
+            }
+            (Some(Some(0)), Some(_)) => {
+                // Too long to look at: loads as written, after any index it may reference.
+                let create = self.create.take().unwrap_or_default();
+                self.build_deferred(false)?;
+                self.sink.send(0, &create)?;
+                self.sink.send(0, bytes)?;
+            }
+            (Some(Some(to)), _) => self.sink.send(to, bytes)?,
+            _ => {}
         }
         if self.part == Part::Preamble {
             if self.preamble.len() + bytes.len() > PREAMBLE_MAX {
@@ -217,6 +210,9 @@ impl<S: Sink> Router<S> {
     fn classify(&mut self) -> std::io::Result<Option<usize>> {
         let line = &self.head[..];
         if SECTIONS.iter().any(|s| line.starts_with(s)) {
+            if let Some(create) = self.create.take() {
+                self.sink.send(0, &create)?;
+            }
             if self.part == Part::Preamble {
                 self.end_preamble(true)?;
             }
@@ -241,6 +237,10 @@ impl<S: Sink> Router<S> {
             }
         }
         if self.part == Part::Structure && !self.in_block && self.own_definition() {
+            let starts = self.defining && self.head.starts_with(b"CREATE TABLE ");
+            if starts && self.defer_ok && self.create.is_none() {
+                self.create = Some(Vec::new());
+            }
             return Ok(Some(0));
         }
         if self.spread {
@@ -301,34 +301,46 @@ impl<S: Sink> Router<S> {
     }
 
     /// The current line ended (its newline went where the line went).
-    fn line_ended(&mut self) {
+    fn line_ended(&mut self) -> std::io::Result<()> {
         self.dest = None;
-    }
-}
-
-/// The lines of `preamble` that set a session variable (`SET …;`, or a version comment holding
-/// one, as `/*!40101 SET NAMES utf8mb4 */;` and `/*M!100616 SET … */;`): what each session
-/// needs of it.
-pub fn session_settings(preamble: &[u8]) -> Vec<u8> {
-    let setting = |line: &[u8]| {
-        let rest = match line
-            .strip_prefix(b"/*!")
-            .or_else(|| line.strip_prefix(b"/*M!"))
-        {
-            Some(r) => {
-                let digits = r.iter().take_while(|b| b.is_ascii_digit()).count();
-                r[digits..].strip_prefix(b" ").unwrap_or_default()
+        if self.defining || self.create.is_none() {
+            return Ok(());
+        }
+        // The table's own `CREATE TABLE` is complete: load it without its plain `KEY` lines.
+        let create = self.create.take().unwrap_or_default();
+        if keys::references(&create) {
+            self.build_deferred(false)?;
+        }
+        let room = self.deferred.iter().map(Vec::len).sum::<usize>() < keys::DEFERRED_MAX;
+        match keys::defer(&create, &self.structure).filter(|_| room) {
+            Some((table, alter)) => {
+                self.deferred.push(alter);
+                self.rebuilt += 1;
+                self.sink.send(0, &table)
             }
-            None => line,
-        };
-        rest.starts_with(b"SET ") && line.trim_ascii_end().ends_with(b";")
-    };
-    preamble
-        .split_inclusive(|&b| b == b'\n')
-        .filter(|l| setting(l))
-        .flatten()
-        .copied()
-        .collect()
+            None => self.sink.send(0, &create),
+        }
+    }
+
+    /// Builds the indexes held back, once every session has run the rows sent so far: at the
+    /// end of the dump spread over the sessions (`spread`), before a statement that may need
+    /// them on session 0, in order.
+    fn build_deferred(&mut self, spread: bool) -> std::io::Result<()> {
+        if self.deferred.is_empty() {
+            return Ok(());
+        }
+        let n = self.sink.count();
+        self.sink.wait(if spread { 0..n } else { 1..n })?;
+        self.spread = false;
+        for alter in std::mem::take(&mut self.deferred) {
+            let to = match spread && !self.single {
+                true => self.sink.least_busy(),
+                false => 0,
+            };
+            self.sink.send(to, &alter)?;
+        }
+        Ok(())
+    }
 }
 
 /// The part a section header starts, and the quoted name of the table a structure section is
@@ -341,14 +353,6 @@ fn section(header: &[u8]) -> (Part, &[u8]) {
         Some(name) => (Part::Structure, name.trim_ascii_end()),
         None => (Part::Other, b""),
     }
-}
-
-/// `LOCK TABLES`/`UNLOCK TABLES` and `DISABLE`/`ENABLE KEYS` lines around a table's rows.
-fn around_rows(line: &[u8]) -> bool {
-    let keys = line.starts_with(b"/*!40000 ALTER TABLE `")
-        && (line.ends_with(b"` DISABLE KEYS */;\n") || line.ends_with(b"` ENABLE KEYS */;\n"));
-    let lock = line.starts_with(b"LOCK TABLES `") && line.ends_with(b"` WRITE;\n");
-    keys || lock || line == b"UNLOCK TABLES;\n"
 }
 
 impl<S: Sink> Write for Router<S> {
@@ -370,7 +374,7 @@ impl<S: Sink> Write for Router<S> {
                     self.route_head()?;
                 }
                 if nl && self.rows_on.is_none() {
-                    self.line_ended();
+                    self.line_ended()?;
                 }
                 continue;
             }
@@ -378,7 +382,7 @@ impl<S: Sink> Write for Router<S> {
             self.emit(&buf[..n])?;
             buf = &buf[n..];
             if nl {
-                self.line_ended();
+                self.line_ended()?;
             }
         }
         Ok(len)
@@ -386,14 +390,6 @@ impl<S: Sink> Write for Router<S> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-/// How much of `buf` belongs to the current line, and whether that includes its newline.
-fn line_part(buf: &[u8]) -> (usize, bool) {
-    match buf.iter().position(|&b| b == b'\n') {
-        Some(i) => (i + 1, true),
-        None => (buf.len(), false),
     }
 }
 
@@ -638,5 +634,57 @@ mod tests {
         let block = "-- Dumping data for table `a`\nDELIMITER ;;\nINSERT INTO `a` VALUES (1);;\nDELIMITER ;\n";
         let f = route(block, 2, 3);
         assert_eq!(f.got[0], block.as_bytes());
+    }
+
+    #[test]
+    fn plain_keys_are_built_after_every_row_and_before_a_table_that_references_them() {
+        let keyed = "DROP TABLE IF EXISTS `b`;\nCREATE TABLE `b` (\n  `id` int NOT NULL,\n  `k` int,\n  PRIMARY KEY (`id`),\n  KEY `k` (`k`)\n) ENGINE=InnoDB;\n";
+        let alter = "ALTER TABLE `b` ADD KEY `k` (`k`);\n";
+        for piece in [1, 7, 64] {
+            let f = route(&two_tables(keyed), 3, piece);
+            let zero = String::from_utf8(f.got[0].clone()).unwrap();
+            assert!(
+                zero.contains("  PRIMARY KEY (`id`)\n) ENGINE=InnoDB;\n"),
+                "{zero}"
+            );
+            assert!(!zero.contains("  KEY `k`"), "{zero}");
+            // Once, on one session, after a wait for all of them, at the very end.
+            let on: Vec<usize> = (0..3)
+                .filter(|&s| String::from_utf8_lossy(&f.got[s]).contains(alter))
+                .collect();
+            assert_eq!(on.len(), 1, "{on:?}");
+            assert!(String::from_utf8_lossy(&f.got[on[0]]).ends_with(alter));
+            assert_eq!(
+                f.log.last().map(String::as_str),
+                Some("wait 0..3"),
+                "{:?}",
+                f.log
+            );
+            assert_eq!(rows(&f), rows(&route(&two_tables(keyed), 1, piece)));
+        }
+        // One session: the same statements, the ALTER last.
+        let one = route(&two_tables(keyed), 1, 5);
+        assert!(String::from_utf8_lossy(&one.got[0]).ends_with(alter));
+        // A later table referencing anything: the held-back indexes are built first, in order.
+        let child = "--\n-- Table structure for table `c`\n--\n\nCREATE TABLE `c` (\n  `id` int NOT NULL,\n  `k` int,\n  PRIMARY KEY (`id`),\n  KEY `k` (`k`),\n  CONSTRAINT `f` FOREIGN KEY (`k`) REFERENCES `b` (`k`)\n) ENGINE=InnoDB;\n";
+        let dump = two_tables(keyed).replace("DELIMITER ;;", &format!("{child}DELIMITER ;;"));
+        let f = route(&dump, 3, 11);
+        let zero = String::from_utf8(f.got[0].clone()).unwrap();
+        let (a, c) = (
+            zero.find(alter).unwrap(),
+            zero.find("CREATE TABLE `c`").unwrap(),
+        );
+        assert!(
+            a < c && zero.contains("  KEY `k` (`k`),\n  CONSTRAINT"),
+            "{zero}"
+        );
+        assert_eq!(zero.matches("ALTER TABLE `b` ADD").count(), 1);
+        // A preamble no dump tool writes: nothing is taken out.
+        let forged = format!(
+            "{}\n{}",
+            "SET @x = 1;\n".repeat(PREAMBLE_MAX / 10),
+            two_tables(keyed)
+        );
+        assert_eq!(route(&forged, 3, 4096).got[0], forged.as_bytes());
     }
 }

@@ -8,7 +8,7 @@
 //! refused anyway: every session is the load account).
 
 use super::lanes::Lanes;
-use super::router::Sink;
+use super::Sink;
 use crate::config::MysqlJob;
 use crate::mysql_client::Running;
 use std::io::{BufRead, Read, Write};
