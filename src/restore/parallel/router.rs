@@ -79,8 +79,9 @@ pub struct Router<S: Sink> {
     /// The table's own `CREATE TABLE`, gathered to take its plain `KEY` lines out
     /// ([`keys::defer`]); `None` when not inside one, or not looking.
     create: Option<Vec<u8>>,
-    /// Secondary indexes may be built after the rows (the preamble is a dump tool's).
-    defer_ok: bool,
+    /// The preamble's settings, when it is a dump tool's (secondary indexes may then be built
+    /// after the rows, under these settings).
+    settings: Option<Vec<u8>>,
     /// The `ALTER TABLE … ADD KEY` statements held back until the rows are in.
     deferred: Vec<Vec<u8>>,
     /// How many tables had their indexes built after their rows.
@@ -106,7 +107,7 @@ impl<S: Sink> Router<S> {
             structure: Vec::new(),
             defining: false,
             create: None,
-            defer_ok: false,
+            settings: None,
             deferred: Vec::new(),
             rebuilt: 0,
         }
@@ -134,13 +135,10 @@ impl<S: Sink> Router<S> {
         let preamble = std::mem::take(&mut self.preamble);
         self.part = Part::Other;
         self.single |= !keep;
-        self.defer_ok = keep;
-        let settings = if keep {
-            session_settings(&preamble)
-        } else {
-            Vec::new()
-        };
-        self.sink.start(&settings)
+        let settings = keep.then(|| session_settings(&preamble));
+        self.sink.start(settings.as_deref().unwrap_or_default())?;
+        self.settings = settings;
+        Ok(())
     }
 
     /// Decides where the line in `head` goes, and sends `head` there. A statement of rows
@@ -238,7 +236,7 @@ impl<S: Sink> Router<S> {
         }
         if self.part == Part::Structure && !self.in_block && self.own_definition() {
             let starts = self.defining && self.head.starts_with(b"CREATE TABLE ");
-            if starts && self.defer_ok && self.create.is_none() {
+            if starts && self.settings.is_some() && self.create.is_none() {
                 self.create = Some(Vec::new());
             }
             return Ok(Some(0));
@@ -332,11 +330,17 @@ impl<S: Sink> Router<S> {
         let n = self.sink.count();
         self.sink.wait(if spread { 0..n } else { 1..n })?;
         self.spread = false;
+        let mut settings = self.settings.clone().filter(|_| spread);
         for alter in std::mem::take(&mut self.deferred) {
             let to = match spread && !self.single {
                 true => self.sink.least_busy(),
                 false => 0,
             };
+            // The dump's last lines gave session 0 the server's SQL_MODE back (NO_ZERO_DATE
+            // refuses an ALTER of a table with a zero-date default): its settings again first.
+            if let Some(settings) = settings.take_if(|_| to == 0) {
+                self.sink.send(0, &settings)?;
+            }
             self.sink.send(to, &alter)?;
         }
         Ok(())
@@ -664,10 +668,20 @@ mod tests {
         }
         // One session: the same statements, the ALTER last.
         let one = route(&two_tables(keyed), 1, 5);
-        assert!(String::from_utf8_lossy(&one.got[0]).ends_with(alter));
+        let tail = format!(
+            "{}{alter}",
+            String::from_utf8(session_settings(DUMP.as_bytes())).unwrap()
+        );
+        assert!(
+            String::from_utf8_lossy(&one.got[0]).ends_with(&tail),
+            "{tail}"
+        );
         // A later table referencing anything: the held-back indexes are built first, in order.
         let child = "--\n-- Table structure for table `c`\n--\n\nCREATE TABLE `c` (\n  `id` int NOT NULL,\n  `k` int,\n  PRIMARY KEY (`id`),\n  KEY `k` (`k`),\n  CONSTRAINT `f` FOREIGN KEY (`k`) REFERENCES `b` (`k`)\n) ENGINE=InnoDB;\n";
-        let dump = two_tables(keyed).replace("DELIMITER ;;", &format!("{child}DELIMITER ;;"));
+        // (and a table after it still gets its index built at the end)
+        let later = "--\n-- Table structure for table `e`\n--\n\nCREATE TABLE `e` (\n  `id` int NOT NULL,\n  KEY `id` (`id`)\n) ENGINE=InnoDB;\n";
+        let dump =
+            two_tables(keyed).replace("DELIMITER ;;", &format!("{child}{later}DELIMITER ;;"));
         let f = route(&dump, 3, 11);
         let zero = String::from_utf8(f.got[0].clone()).unwrap();
         let (a, c) = (
@@ -679,6 +693,13 @@ mod tests {
             "{zero}"
         );
         assert_eq!(zero.matches("ALTER TABLE `b` ADD").count(), 1);
+        let all: String = f.got.iter().map(|g| String::from_utf8_lossy(g)).collect();
+        assert_eq!(
+            all.matches("ALTER TABLE `e` ADD KEY `id` (`id`);\n")
+                .count(),
+            1,
+            "{all}"
+        );
         // A preamble no dump tool writes: nothing is taken out.
         let forged = format!(
             "{}\n{}",
