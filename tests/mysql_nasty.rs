@@ -264,7 +264,9 @@ fn rows_spread_over_sessions_and_triggers_come_after_the_last_row() {
         CREATE TABLE ref_a (id INT PRIMARY KEY, code INT, note TEXT, KEY (code), KEY two (note(8), code) COMMENT 'x, y');\
         INSERT INTO ref_a SELECT seq, seq * 7 % 1000, MD5(seq) FROM seq_1_to_20000;\
         CREATE TABLE ref_b (id INT PRIMARY KEY, code INT, FOREIGN KEY (code) REFERENCES ref_a (code));\
-        INSERT INTO ref_b SELECT seq, seq % 1000 FROM seq_1_to_5000;",
+        INSERT INTO ref_b SELECT seq, seq % 1000 FROM seq_1_to_5000;\
+        CREATE TABLE ref_c (tenant INT, id INT AUTO_INCREMENT, k INT, PRIMARY KEY (tenant, id), KEY (id), KEY (k));\
+        INSERT INTO ref_c (tenant, k) SELECT seq % 3, seq FROM seq_1_to_3000;",
     );
     // The indexes built after the rows (plain keys) come back as the source has them, and
     // before `ref_b`, whose foreign key needs `ref_a.code` indexed.
@@ -276,7 +278,7 @@ fn rows_spread_over_sessions_and_triggers_come_after_the_last_row() {
              SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '{d}'; \
              SELECT TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, SUB_PART, NON_UNIQUE, INDEX_COMMENT \
              FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = '{d}' ORDER BY 1, 2, 3; \
-             SHOW CREATE TABLE `{d}`.big; SHOW CREATE TABLE `{d}`.ref_a; SHOW CREATE TABLE `{d}`.ref_b"
+             SHOW CREATE TABLE `{d}`.big; SHOW CREATE TABLE `{d}`.ref_a; SHOW CREATE TABLE `{d}`.ref_b; SHOW CREATE TABLE `{d}`.ref_c"
         ))
         .replace(d, "DB")
     };
@@ -306,9 +308,10 @@ fn rows_spread_over_sessions_and_triggers_come_after_the_last_row() {
         .collect();
     assert_eq!(counts.len(), 4, "{line}");
     assert!(counts.iter().filter(|n| **n > 0).count() > 1, "{line}");
-    // `big` and `ref_a` (plain keys); not `child` and `ref_b` (foreign keys), nor `audit`.
+    // `big`, `ref_a` and `ref_c` (its `KEY (k)`; `KEY (id)` must stay: id is AUTO_INCREMENT);
+    // not `child` and `ref_b` (foreign keys), nor `audit`.
     assert!(
-        line.contains("secondary indexes of 2 table(s) built after their rows"),
+        line.contains("secondary indexes of 3 table(s) built after their rows"),
         "{line}"
     );
     // One session loads the same dump to the same result.

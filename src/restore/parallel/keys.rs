@@ -32,6 +32,13 @@ pub fn defer(create: &[u8], name: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     if *first != head.as_slice() || !plain_innodb || body.is_empty() {
         return None;
     }
+    // An AUTO_INCREMENT column must lead some index when the table is created: a key that may
+    // start with it stays in the `CREATE TABLE`.
+    let autos: Vec<Vec<u8>> = body
+        .iter()
+        .filter(|d| contains(d, b" AUTO_INCREMENT"))
+        .filter_map(|d| quoted(d.get(2..)?).map(|q| [&b"("[..], q].concat()))
+        .collect();
     let mut kept: Vec<&[u8]> = Vec::new();
     let mut keys: Vec<&[u8]> = Vec::new();
     for (i, line) in body.iter().enumerate() {
@@ -55,10 +62,11 @@ pub fn defer(create: &[u8], name: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
             return None;
         }
         match def.strip_prefix(b"  KEY ") {
-            Some(_) => keys.push(&def[2..]),
-            None => kept.push(def),
+            Some(_) if !autos.iter().any(|a| contains(def, a)) => keys.push(&def[2..]),
+            _ => kept.push(def),
         }
     }
+
     if keys.is_empty() || kept.is_empty() {
         return None;
     }
@@ -76,6 +84,19 @@ pub fn defer(create: &[u8], name: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     ]
     .concat();
     Some((table, alter))
+}
+
+/// The backquoted identifier `s` starts with (`` `a``b` ``, doubled backquotes inside).
+fn quoted(s: &[u8]) -> Option<&[u8]> {
+    let mut i = 1;
+    (s.first() == Some(&b'`')).then_some(())?;
+    loop {
+        match (s.get(i)?, s.get(i + 1)) {
+            (b'`', Some(b'`')) => i += 2,
+            (b'`', _) => return Some(&s[..=i]),
+            _ => i += 1,
+        }
+    }
 }
 
 /// Whether a `CREATE TABLE` statement names another table in a `REFERENCES` clause: the
@@ -141,6 +162,21 @@ mod tests {
         let no_keys = "CREATE TABLE `a` (\n  `id` int(11) NOT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB;\n";
         assert!(defer(no_keys.as_bytes(), b"`a`").is_none());
         assert!(defer(b"", b"`a`").is_none());
+    }
+
+    #[test]
+    fn a_key_an_auto_increment_column_may_need_stays() {
+        let create = "CREATE TABLE `t` (\n  `tenant` int NOT NULL,\n  `i``d` int NOT NULL AUTO_INCREMENT,\n  `k` int,\n  PRIMARY KEY (`tenant`,`i``d`),\n  KEY `by_id` (`i``d`,`k`),\n  KEY `k` (`k`)\n) ENGINE=InnoDB AUTO_INCREMENT=5;\n";
+        let (table, alter) = defer(create.as_bytes(), b"`t`").unwrap();
+        assert!(
+            text(&table)
+                .contains("  PRIMARY KEY (`tenant`,`i``d`),\n  KEY `by_id` (`i``d`,`k`)\n) ENGINE"),
+            "{}",
+            text(&table)
+        );
+        assert_eq!(text(&alter), "ALTER TABLE `t` ADD KEY `k` (`k`);\n");
+        assert_eq!(quoted(b"`a``b` int"), Some(&b"`a``b`"[..]));
+        assert_eq!(quoted(b"`open"), None);
     }
 
     #[test]
