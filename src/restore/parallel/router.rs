@@ -123,9 +123,7 @@ impl<S: Sink> Router<S> {
         if self.part == Part::Preamble {
             self.end_preamble(false)?;
         }
-        if let Some(create) = self.create.take() {
-            self.sink.send(0, &create)?;
-        }
+        self.end_create()?;
         self.build_deferred(true)?;
         Ok((self.sink, self.statements, self.rebuilt))
     }
@@ -186,10 +184,8 @@ impl<S: Sink> Router<S> {
                 c.extend_from_slice(bytes);
             }
             (Some(Some(0)), Some(_)) => {
-                // Too long to look at: loads as written, after any index it may reference.
-                let create = self.create.take().unwrap_or_default();
-                self.build_deferred(false)?;
-                self.sink.send(0, &create)?;
+                // Too long to look at: loads as written.
+                self.end_create()?;
                 self.sink.send(0, bytes)?;
             }
             (Some(Some(to)), _) => self.sink.send(to, bytes)?,
@@ -208,9 +204,7 @@ impl<S: Sink> Router<S> {
     fn classify(&mut self) -> std::io::Result<Option<usize>> {
         let line = &self.head[..];
         if SECTIONS.iter().any(|s| line.starts_with(s)) {
-            if let Some(create) = self.create.take() {
-                self.sink.send(0, &create)?;
-            }
+            self.end_create()?;
             if self.part == Part::Preamble {
                 self.end_preamble(true)?;
             }
@@ -301,11 +295,18 @@ impl<S: Sink> Router<S> {
     /// The current line ended (its newline went where the line went).
     fn line_ended(&mut self) -> std::io::Result<()> {
         self.dest = None;
-        if self.defining || self.create.is_none() {
-            return Ok(());
+        match self.defining {
+            true => Ok(()),
+            false => self.end_create(),
         }
-        // The table's own `CREATE TABLE` is complete: load it without its plain `KEY` lines.
-        let create = self.create.take().unwrap_or_default();
+    }
+
+    /// Sends the `CREATE TABLE` gathered so far to session 0, without its plain `KEY` lines
+    /// where [`keys::defer`] takes it; after the held-back indexes when it references a table.
+    fn end_create(&mut self) -> std::io::Result<()> {
+        let Some(create) = self.create.take() else {
+            return Ok(());
+        };
         if keys::references(&create) {
             self.build_deferred(false)?;
         }
