@@ -22,6 +22,9 @@ use std::time::Duration;
 pub const STATEMENT_MAX: usize = 4 << 20;
 /// Statements queued per lane (beside the one it runs and the one being gathered).
 const QUEUE: usize = 2;
+/// What a statement queued with [`Lanes::after_all`] weighs in [`Lanes::least_busy`] until it
+/// ran: an index build takes seconds, so rows go to the other lanes meanwhile.
+const AFTER_WEIGHT: u64 = 1 << 40;
 
 /// What a lane's thread reports.
 #[derive(Default)]
@@ -34,9 +37,34 @@ struct Progress {
 
 type Shared = Arc<(Mutex<Progress>, Condvar)>;
 
+/// What a lane's thread is given.
+enum Job {
+    /// A statement to run.
+    Run(Vec<u8>),
+    /// A statement to run once each lane named has run that many statements.
+    After(Vec<(Shared, u64)>, Vec<u8>),
+}
+
+/// Waits until the lane behind `shared` ran `n` statements; `false` when it ended first, or
+/// when `stop` is raised.
+fn ran_up_to(shared: &Shared, n: u64, stop: &AtomicBool) -> bool {
+    let (lock, cv) = &**shared;
+    let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+    while p.ran < n {
+        if p.ended.is_some() || stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        p = cv
+            .wait_timeout(p, Duration::from_millis(200))
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    true
+}
+
 /// One connection and its thread.
 struct Lane {
-    tx: Option<SyncSender<Vec<u8>>>,
+    tx: Option<SyncSender<Job>>,
     /// The statement being gathered.
     buf: Vec<u8>,
     /// The current statement goes to the client session (it outgrew [`STATEMENT_MAX`]).
@@ -55,7 +83,7 @@ struct Lane {
 impl Lane {
     /// Logs in on a thread of its own; returns once the login succeeded or failed.
     fn open(login: &MysqlJob, target: &str) -> Result<Lane, MysqlError> {
-        let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
+        let (tx, rx) = sync_channel::<Job>(QUEUE);
         let (ready_tx, ready) = sync_channel::<Result<(), MysqlError>>(1);
         let queued = Arc::new(AtomicU64::new(0));
         let progress: Shared = Arc::default();
@@ -74,12 +102,22 @@ impl Lane {
             };
             let _ = ready_tx.send(Ok(()));
             let mut ended = Ok(());
-            for statement in rx {
+            for job in rx {
+                let (statement, weight) = match job {
+                    Job::Run(st) => (st, 0),
+                    // Another lane that ended leaves this one to stop too: its error is the cause.
+                    Job::After(waits, st) => {
+                        match waits.iter().all(|(w, n)| ran_up_to(w, *n, &s)) {
+                            true => (st, AFTER_WEIGHT),
+                            false => break,
+                        }
+                    }
+                };
                 if s.load(Ordering::SeqCst) {
                     break;
                 }
                 let r = conn.execute(&statement);
-                q.fetch_sub(statement.len() as u64, Ordering::Relaxed);
+                q.fetch_sub(statement.len() as u64 + weight, Ordering::Relaxed);
                 if let Err(e) = r {
                     ended = Err(e);
                     break;
@@ -112,7 +150,16 @@ impl Lane {
     }
 
     /// Queues one statement (its final `;` and line end taken off).
-    fn queue(&mut self, mut statement: Vec<u8>) -> std::io::Result<()> {
+    fn queue(&mut self, statement: Vec<u8>) -> std::io::Result<()> {
+        self.queue_job(statement, None)
+    }
+
+    /// Queues one statement, to run once each lane in `after` ran that many (none: at once).
+    fn queue_job(
+        &mut self,
+        mut statement: Vec<u8>,
+        after: Option<Vec<(Shared, u64)>>,
+    ) -> std::io::Result<()> {
         while statement.last().is_some_and(|b| b.is_ascii_whitespace()) {
             statement.pop();
         }
@@ -122,11 +169,16 @@ impl Lane {
         if statement.is_empty() {
             return Ok(());
         }
+        let weight = after.as_ref().map_or(0, |_| AFTER_WEIGHT);
         self.queued
-            .fetch_add(statement.len() as u64, Ordering::Relaxed);
+            .fetch_add(statement.len() as u64 + weight, Ordering::Relaxed);
         self.sent += 1;
+        let job = match after {
+            Some(waits) => Job::After(waits, statement),
+            None => Job::Run(statement),
+        };
         let tx = self.tx.as_ref().ok_or_else(super::sessions::stopped)?;
-        tx.send(statement).map_err(|_| super::sessions::stopped())
+        tx.send(job).map_err(|_| super::sessions::stopped())
     }
 }
 
@@ -196,6 +248,19 @@ impl Lanes {
             lane.queue(statement)?;
         }
         Ok(false)
+    }
+
+    /// Queues `statement` on the least busy lane, to run once every lane has run what it was
+    /// given so far (nothing here waits for that). Statements of rows sent later to other
+    /// lanes may run meanwhile.
+    pub fn after_all(&mut self, statement: &[u8]) -> std::io::Result<()> {
+        let waits = self
+            .lanes
+            .iter()
+            .map(|l| (l.progress.clone(), l.sent))
+            .collect();
+        let i = self.least_busy();
+        self.lanes[i].queue_job(statement.to_vec(), Some(waits))
     }
 
     /// Returns once lane `i` ran everything queued for it; an error when it stopped first, or

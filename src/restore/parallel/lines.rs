@@ -10,6 +10,30 @@ pub const SECTIONS: [&[u8]; 6] = [
     b"-- Dumping ",
 ];
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Before the first section.
+    Preamble,
+    /// In a table's data section, between statements.
+    Data,
+    /// In a `-- Table structure for table` section.
+    Structure,
+    /// Anywhere else.
+    Other,
+}
+
+/// The part a section header starts, and the quoted name of the table a structure section is
+/// about (as the header writes it: `` `a` ``).
+pub fn section(header: &[u8]) -> (Part, &[u8]) {
+    if header.starts_with(SECTIONS[1]) {
+        return (Part::Data, b"");
+    }
+    match header.strip_prefix(&SECTIONS[0][..SECTIONS[0].len() - 1]) {
+        Some(name) => (Part::Structure, name.trim_ascii_end()),
+        None => (Part::Other, b""),
+    }
+}
+
 /// The lines of `preamble` that set a session variable (`SET …;`, or a version comment holding
 /// one, as `/*!40101 SET NAMES utf8mb4 */;` and `/*M!100616 SET … */;`): what each session
 /// needs of it.

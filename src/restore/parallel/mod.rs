@@ -83,6 +83,12 @@ pub trait Sink {
     fn least_busy(&self) -> usize;
     /// How many sessions.
     fn count(&self) -> usize;
+    /// Queues `statement` on one of sessions 1.. to run once every session has run everything
+    /// sent to it so far, without waiting here; `false` when these sessions cannot (the caller
+    /// then keeps it).
+    fn after_all(&mut self, _statement: &[u8]) -> std::io::Result<bool> {
+        Ok(false)
+    }
 }
 
 impl<T: Sink> Sink for &mut T {
@@ -100,5 +106,8 @@ impl<T: Sink> Sink for &mut T {
     }
     fn count(&self) -> usize {
         (**self).count()
+    }
+    fn after_all(&mut self, statement: &[u8]) -> std::io::Result<bool> {
+        (**self).after_all(statement)
     }
 }

@@ -20,13 +20,15 @@
 //! its `SET` statements before their first ([`session_settings`]): anything else there (the
 //! sequences `mariadb-dump` writes before the first table, an `ALTER DATABASE`) must run once.
 //!
-//! A table's plain `KEY` lines are built after the whole dump's rows ([`keys`]).
+//! A table's plain `KEY` lines are built after its rows ([`keys`]): on the sessions of rows
+//! while the next tables load, where the sink can order that ([`Sink::after_all`]), else at the
+//! end of the dump.
 //!
 //! Nothing here keeps a load inside its target: every session logs in as the load account
 //! (`sandbox`), so a forged dump routed oddly still reaches nothing else.
 
 use super::keys;
-use super::lines::{around_rows, line_part, session_settings, SECTIONS};
+use super::lines::{around_rows, line_part, section, session_settings, Part, SECTIONS};
 use super::Sink;
 use std::io::Write;
 
@@ -35,18 +37,6 @@ const HEAD_MAX: usize = 600;
 
 /// A preamble longer than this is not a dump tool's: the rest loads on session 0 alone.
 pub const PREAMBLE_MAX: usize = 64 << 10;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Part {
-    /// Before the first section.
-    Preamble,
-    /// In a table's data section, between statements.
-    Data,
-    /// In a `-- Table structure for table` section.
-    Structure,
-    /// Anywhere else.
-    Other,
-}
 
 /// A `Write` that routes a dump's lines to sessions; see the module header.
 pub struct Router<S: Sink> {
@@ -208,6 +198,9 @@ impl<S: Sink> Router<S> {
             if self.part == Part::Preamble {
                 self.end_preamble(true)?;
             }
+            if self.table_ready {
+                self.build_after_rows()?;
+            }
             let (part, name) = section(&self.head);
             self.part = part;
             self.structure.clear();
@@ -321,11 +314,26 @@ impl<S: Sink> Router<S> {
         }
     }
 
+    /// After a table's rows (session 0 has run every `CREATE` sent before them): the indexes
+    /// held back go to the sessions of rows, each built once every row sent so far is in, while
+    /// the next tables load; those the sink cannot take so wait for the end of the dump.
+    fn build_after_rows(&mut self) -> std::io::Result<()> {
+        while let Some(alter) = self.deferred.first() {
+            if !self.sink.after_all(alter)? {
+                break;
+            }
+            self.deferred.remove(0);
+            self.spread = true;
+        }
+        Ok(())
+    }
+
     /// Builds the indexes held back, once every session has run the rows sent so far: at the
     /// end of the dump spread over the sessions (`spread`), before a statement that may need
     /// them on session 0, in order.
     fn build_deferred(&mut self, spread: bool) -> std::io::Result<()> {
-        if self.deferred.is_empty() {
+        // (Before a statement on session 0, also those already given to the other sessions.)
+        if self.deferred.is_empty() && (spread || !self.spread) {
             return Ok(());
         }
         let n = self.sink.count();
@@ -345,18 +353,6 @@ impl<S: Sink> Router<S> {
             self.sink.send(to, &alter)?;
         }
         Ok(())
-    }
-}
-
-/// The part a section header starts, and the quoted name of the table a structure section is
-/// about (as the header writes it: `` `a` ``).
-fn section(header: &[u8]) -> (Part, &[u8]) {
-    if header.starts_with(SECTIONS[1]) {
-        return (Part::Data, b"");
-    }
-    match header.strip_prefix(&SECTIONS[0][..SECTIONS[0].len() - 1]) {
-        Some(name) => (Part::Structure, name.trim_ascii_end()),
-        None => (Part::Other, b""),
     }
 }
 
@@ -411,6 +407,8 @@ mod tests {
         /// Each wait for sessions 1.., with how much session 0 had been sent by then.
         drains: Vec<usize>,
         next: usize,
+        /// Takes statements to run after everything sent so far ([`Sink::after_all`]).
+        after: bool,
     }
 
     impl Sink for Fake {
@@ -438,12 +436,25 @@ mod tests {
         fn count(&self) -> usize {
             self.n
         }
+        fn after_all(&mut self, statement: &[u8]) -> std::io::Result<bool> {
+            if self.after {
+                self.log
+                    .push(format!("after {}", String::from_utf8_lossy(statement)));
+                self.got[self.n - 1].extend_from_slice(statement);
+            }
+            Ok(self.after)
+        }
     }
 
     fn route(sql: &str, n: usize, piece: usize) -> Fake {
+        route_to(sql, n, piece, false)
+    }
+
+    fn route_to(sql: &str, n: usize, piece: usize, after: bool) -> Fake {
         let fake = Fake {
             n,
             got: vec![Vec::new(); n],
+            after,
             ..Fake::default()
         };
         let mut r = Router::new(fake);
@@ -708,5 +719,68 @@ mod tests {
             two_tables(keyed)
         );
         assert_eq!(route(&forged, 3, 4096).got[0], forged.as_bytes());
+    }
+
+    #[test]
+    fn a_tables_keys_are_built_while_the_next_table_loads_where_the_sink_can_order_that() {
+        let keyed = "DROP TABLE IF EXISTS `b`;\nCREATE TABLE `b` (\n  `id` int NOT NULL,\n  `k` int,\n  PRIMARY KEY (`id`),\n  KEY `k` (`k`)\n) ENGINE=InnoDB;\n";
+        let alter = "ALTER TABLE `b` ADD KEY `k` (`k`);\n";
+        let c = "--\n-- Table structure for table `c`\n--\n\nCREATE TABLE `c` (\n  `id` int\n);\n\n--\n-- Dumping data for table `c`\n--\n\nINSERT INTO `c` VALUES (9);\nDELIMITER ;;";
+        let dump = two_tables(keyed).replace("DELIMITER ;;", c);
+        for piece in [1, 9, 64] {
+            let f = route_to(&dump, 3, piece, true);
+            let log: Vec<&str> = f.log.iter().map(String::as_str).collect();
+            // After `b`'s rows went out (its wait for session 0), before `c`'s: once, and not
+            // on session 0; nothing is left for the end.
+            let at = |w: &str| log.iter().position(|l| *l == w).unwrap();
+            let after = at(&format!("after {alter}"));
+            let readies: Vec<usize> = (0..log.len()).filter(|&i| log[i] == "wait 0..1").collect();
+            assert_eq!(readies.len(), 3, "{log:?}");
+            assert!(readies[1] < after && after < readies[2], "{log:?}");
+            assert!(!log.contains(&"wait 0..3"), "{log:?}");
+            let all: String = f.got.iter().map(|g| String::from_utf8_lossy(g)).collect();
+            assert_eq!(all.matches("ALTER TABLE").count(), 1, "{all}");
+            assert!(!String::from_utf8_lossy(&f.got[0]).contains(alter));
+            assert_eq!(rows(&f), rows(&route(&dump, 1, piece)));
+            // A sink that cannot: at the end, as before.
+            let f = route_to(&dump, 3, piece, false);
+            assert_eq!(f.log.last().map(String::as_str), Some("wait 0..3"));
+        }
+        // A table with no rows: the next header does not know its CREATE ran; kept until
+        // the next table's rows waited for session 0, and goes at the header after them.
+        let empty = dump
+            .replace(
+                "INSERT INTO `b` VALUES (7);\nINSERT INTO `b` VALUES (8);\n",
+                "",
+            )
+            .replace(
+                "DELIMITER ;;",
+                "--\n-- Table structure for table `d`\n--\nDELIMITER ;;",
+            );
+        let f = route_to(&empty, 3, 7, true);
+        let log: Vec<&str> = f.log.iter().map(String::as_str).collect();
+        let after = log.iter().position(|l| l.starts_with("after")).unwrap();
+        let c_ready = log.iter().rposition(|l| *l == "wait 0..1").unwrap();
+        assert!(c_ready < after, "{log:?}");
+        // A table that references one: created once every session built what it was given.
+        let child = "--\n-- Table structure for table `c`\n--\n\nCREATE TABLE `c` (\n  `k` int,\n  CONSTRAINT `f` FOREIGN KEY (`k`) REFERENCES `b` (`k`)\n) ENGINE=InnoDB;\nDELIMITER ;;";
+        let f = route_to(
+            &two_tables(keyed).replace("DELIMITER ;;", child),
+            3,
+            5,
+            true,
+        );
+        let zero = String::from_utf8(f.got[0].clone()).unwrap();
+        let (header, create) = (
+            zero.find("structure for table `c`").unwrap(),
+            zero.find("CREATE TABLE `c`").unwrap(),
+        );
+        let after = f.log.iter().position(|l| l.starts_with("after")).unwrap();
+        assert_eq!(f.log[after + 1], "wait 1..3", "{:?}", f.log);
+        assert!(
+            f.drains.iter().any(|&d| d > header && d <= create),
+            "{:?} {header} {create}",
+            f.drains
+        );
     }
 }

@@ -116,6 +116,9 @@ pub struct Sessions {
     abort: Arc<AtomicBool>,
     /// The protocol lanes rows go to, when they could log in (sessions 1.. are then lanes).
     lanes: Option<Lanes>,
+    /// A statement of rows went to session 0 (it was too long for a lane) since session 0 was
+    /// last waited for.
+    diverted: bool,
 }
 
 impl Sessions {
@@ -150,6 +153,7 @@ impl Sessions {
             args,
             nonce,
             abort,
+            diverted: false,
         })
     }
 
@@ -230,6 +234,7 @@ impl Sink for Sessions {
         let mut pending = Vec::new();
         if lanes.send(to - 1, bytes, &mut pending)? {
             // A statement too long to gather: streamed through session 0 instead.
+            self.diverted = true;
             self.queue_client(0, &pending)?;
             self.queue_client(0, bytes)?;
         }
@@ -257,6 +262,7 @@ impl Sink for Sessions {
             }
         }
         let which = which.start..which.end.min(self.sessions.len());
+        let zero = which.contains(&0);
         for i in which.clone() {
             let s = &mut self.sessions[i];
             s.sent_marker += 1;
@@ -275,6 +281,7 @@ impl Sink for Sessions {
                 }
             }
         }
+        self.diverted &= !zero;
         Ok(())
     }
 
@@ -290,5 +297,14 @@ impl Sink for Sessions {
 
     fn count(&self) -> usize {
         self.want
+    }
+
+    /// On protocol lanes only, and only while no rows went to session 0 since it was last
+    /// waited for (the lanes cannot see how far a client session ran).
+    fn after_all(&mut self, statement: &[u8]) -> std::io::Result<bool> {
+        match self.lanes.as_mut().filter(|_| !self.diverted) {
+            Some(lanes) => lanes.after_all(statement).map(|()| true),
+            None => Ok(false),
+        }
     }
 }
