@@ -45,13 +45,13 @@ enum Job {
     After(Vec<(Shared, u64)>, Vec<u8>),
 }
 
-/// Waits until the lane behind `shared` ran `n` statements; `false` when it ended first, or
-/// when `stop` is raised.
-fn ran_up_to(shared: &Shared, n: u64, stop: &AtomicBool) -> bool {
+/// Waits until the lane behind `shared` ran `n` statements; `false` when it ended first (or
+/// `gone` says its thread did), or when `stop` is raised.
+fn ran_up_to(shared: &Shared, n: u64, stop: &AtomicBool, gone: impl Fn() -> bool) -> bool {
     let (lock, cv) = &**shared;
     let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
     while p.ran < n {
-        if p.ended.is_some() || stop.load(Ordering::SeqCst) {
+        if p.ended.is_some() || gone() || stop.load(Ordering::SeqCst) {
             return false;
         }
         p = cv
@@ -107,7 +107,7 @@ impl Lane {
                     Job::Run(st) => (st, 0),
                     // Another lane that ended leaves this one to stop too: its error is the cause.
                     Job::After(waits, st) => {
-                        match waits.iter().all(|(w, n)| ran_up_to(w, *n, &s)) {
+                        match waits.iter().all(|(w, n)| ran_up_to(w, *n, &s, || false)) {
                             true => (st, AFTER_WEIGHT),
                             false => break,
                         }
@@ -267,20 +267,12 @@ impl Lanes {
     /// when `abort` is raised.
     pub fn wait(&self, i: usize, abort: &AtomicBool) -> std::io::Result<()> {
         let lane = &self.lanes[i];
-        let (lock, cv) = &*lane.progress;
-        let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
-        while p.ran < lane.sent {
-            // (A thread that ended without saying so panicked: stopped too.)
-            let gone = lane.thread.as_ref().is_none_or(|t| t.is_finished());
-            if p.ended.is_some() || gone || abort.load(Ordering::SeqCst) {
-                return Err(super::sessions::stopped());
-            }
-            p = cv
-                .wait_timeout(p, Duration::from_millis(200))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+        // (A thread that ended without saying so panicked: stopped too.)
+        let gone = || lane.thread.as_ref().is_none_or(|t| t.is_finished());
+        match ran_up_to(&lane.progress, lane.sent, abort, gone) {
+            true => Ok(()),
+            false => Err(super::sessions::stopped()),
         }
-        Ok(())
     }
 
     /// The lane with the least queued.

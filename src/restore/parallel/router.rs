@@ -58,6 +58,8 @@ pub struct Router<S: Sink> {
     table_ready: bool,
     /// Sessions other than 0 were sent statements since the last wait for them.
     spread: bool,
+    /// Among those statements, held-back indexes ([`Router::build_after_rows`]).
+    handed: bool,
     /// Inside a `DELIMITER ;;` block.
     in_block: bool,
     /// The quoted name of the table whose structure section this is (as its header names it).
@@ -93,6 +95,7 @@ impl<S: Sink> Router<S> {
             last: 0,
             table_ready: false,
             spread: false,
+            handed: false,
             in_block: false,
             structure: Vec::new(),
             defining: false,
@@ -231,7 +234,7 @@ impl<S: Sink> Router<S> {
         if self.spread {
             let n = self.sink.count();
             self.sink.wait(1..n)?;
-            self.spread = false;
+            (self.spread, self.handed) = (false, false);
         }
         if self.head.starts_with(b"DELIMITER ") {
             self.in_block = self.head.starts_with(b"DELIMITER ;;");
@@ -323,7 +326,7 @@ impl<S: Sink> Router<S> {
                 break;
             }
             self.deferred.remove(0);
-            self.spread = true;
+            (self.spread, self.handed) = (true, true);
         }
         Ok(())
     }
@@ -333,12 +336,12 @@ impl<S: Sink> Router<S> {
     /// them on session 0, in order.
     fn build_deferred(&mut self, spread: bool) -> std::io::Result<()> {
         // (Before a statement on session 0, also those already given to the other sessions.)
-        if self.deferred.is_empty() && (spread || !self.spread) {
+        if self.deferred.is_empty() && (spread || !self.handed) {
             return Ok(());
         }
         let n = self.sink.count();
         self.sink.wait(if spread { 0..n } else { 1..n })?;
-        self.spread = false;
+        (self.spread, self.handed) = (false, false);
         let mut settings = self.settings.clone().filter(|_| spread);
         for alter in std::mem::take(&mut self.deferred) {
             let to = match spread && !self.single {
@@ -779,6 +782,27 @@ mod tests {
         assert_eq!(f.log[after + 1], "wait 1..3", "{:?}", f.log);
         assert!(
             f.drains.iter().any(|&d| d > header && d <= create),
+            "{:?} {header} {create}",
+            f.drains
+        );
+        // With no index given out, the referencing table does not wait for the rows before it.
+        let plain = "DROP TABLE IF EXISTS `b`;\nCREATE TABLE `b` (\n  `k` int\n);\n";
+        let f = route_to(
+            &two_tables(plain).replace("DELIMITER ;;", child),
+            3,
+            5,
+            true,
+        );
+        let zero = String::from_utf8(f.got[0].clone()).unwrap();
+        let (header, create) = (
+            zero.find("structure for table `c`").unwrap(),
+            zero.find("CREATE TABLE `c`").unwrap(),
+        );
+        assert!(f.got[1..]
+            .iter()
+            .any(|g| String::from_utf8_lossy(g).contains("VALUES")));
+        assert!(
+            !f.drains.iter().any(|&d| d > header && d <= create),
             "{:?} {header} {create}",
             f.drains
         );
