@@ -767,44 +767,32 @@ mod tests {
         assert!(c_ready < after, "{log:?}");
         // A table that references one: created once every session built what it was given.
         let child = "--\n-- Table structure for table `c`\n--\n\nCREATE TABLE `c` (\n  `k` int,\n  CONSTRAINT `f` FOREIGN KEY (`k`) REFERENCES `b` (`k`)\n) ENGINE=InnoDB;\nDELIMITER ;;";
-        let f = route_to(
-            &two_tables(keyed).replace("DELIMITER ;;", child),
-            3,
-            5,
-            true,
-        );
-        let zero = String::from_utf8(f.got[0].clone()).unwrap();
-        let (header, create) = (
-            zero.find("structure for table `c`").unwrap(),
-            zero.find("CREATE TABLE `c`").unwrap(),
-        );
-        let after = f.log.iter().position(|l| l.starts_with("after")).unwrap();
-        assert_eq!(f.log[after + 1], "wait 1..3", "{:?}", f.log);
-        assert!(
-            f.drains.iter().any(|&d| d > header && d <= create),
-            "{:?} {header} {create}",
-            f.drains
-        );
+        // Whether the sessions of rows were waited for between `c`'s header and its CREATE.
+        let drained_before_c = |b_structure: &str| {
+            let f = route_to(
+                &two_tables(b_structure).replace("DELIMITER ;;", child),
+                3,
+                5,
+                true,
+            );
+            let zero = String::from_utf8(f.got[0].clone()).unwrap();
+            let (header, create) = (
+                zero.find("structure for table `c`").unwrap(),
+                zero.find("CREATE TABLE `c`").unwrap(),
+            );
+            assert!(f.got[1..]
+                .iter()
+                .any(|g| String::from_utf8_lossy(g).contains("VALUES")));
+            let drained = f.drains.iter().any(|&d| d > header && d <= create);
+            (f.log, drained)
+        };
+        let (log, drained) = drained_before_c(keyed);
+        let after = log.iter().position(|l| l.starts_with("after")).unwrap();
+        assert_eq!(log[after + 1], "wait 1..3", "{log:?}");
+        assert!(drained, "{log:?}");
         // With no index given out, the referencing table does not wait for the rows before it.
         let plain = "DROP TABLE IF EXISTS `b`;\nCREATE TABLE `b` (\n  `k` int\n);\n";
-        let f = route_to(
-            &two_tables(plain).replace("DELIMITER ;;", child),
-            3,
-            5,
-            true,
-        );
-        let zero = String::from_utf8(f.got[0].clone()).unwrap();
-        let (header, create) = (
-            zero.find("structure for table `c`").unwrap(),
-            zero.find("CREATE TABLE `c`").unwrap(),
-        );
-        assert!(f.got[1..]
-            .iter()
-            .any(|g| String::from_utf8_lossy(g).contains("VALUES")));
-        assert!(
-            !f.drains.iter().any(|&d| d > header && d <= create),
-            "{:?} {header} {create}",
-            f.drains
-        );
+        let (log, drained) = drained_before_c(plain);
+        assert!(!drained, "{log:?}");
     }
 }
