@@ -100,9 +100,12 @@ pub fn cut(
                     dump: format!("{}:{}", from.file, from.pos),
                 });
             }
+            // The segment the event at the stop is in: one whose end is past it (an event
+            // starting where a segment ends is in the next one, and the filter meets the stop
+            // only by reading an event at or after it).
             let Some(i) = segments
                 .iter()
-                .position(|s| s.file == p.file && s.end >= p.pos)
+                .position(|s| s.file == p.file && s.end > p.pos)
             else {
                 return Err(not_reached(format!("{}:{}", p.file, p.pos), segments));
             };
@@ -153,5 +156,35 @@ mod tests {
         for bad in ["0-1", "0-1-x", "0-1-2-3", "abc:1", "'; DROP"] {
             assert!(StopAt::gtid(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_position_where_a_segment_ends_takes_the_segment_after_it() {
+        let seg = |start, end| Segment::new("main", "h", "binlog.000001", (start, end));
+        let from = BinlogPos {
+            file: "binlog.000001".into(),
+            pos: 850,
+        };
+        let stop = |pos| {
+            StopAt::Position(BinlogPos {
+                file: "binlog.000001".into(),
+                pos,
+            })
+        };
+        let all = vec![seg(0, 1250), seg(1250, 1600), seg(1600, 2000)];
+        let mut segments = all.clone();
+        cut("main", &from, &stop(1250), &mut segments).unwrap();
+        assert_eq!(
+            segments.len(),
+            2,
+            "the event at 1250 is in the second segment"
+        );
+        let mut segments = all.clone();
+        cut("main", &from, &stop(1249), &mut segments).unwrap();
+        assert_eq!(segments.len(), 1);
+        // Where the archive ends: the event there is not archived yet.
+        let mut segments = all;
+        let e = cut("main", &from, &stop(2000), &mut segments).unwrap_err();
+        assert!(e.to_string().contains("ends at binlog.000001:2000"), "{e}");
     }
 }
