@@ -1,7 +1,14 @@
 //! Running heavy work gently (`[agent] io_priority`, `nice`): the IO scheduling class a thread
-//! or child process gets from the kernel (`ioprio_set`), and its CPU nice value
-//! (`setpriority`). Used for the dump tool (set in the child between fork and exec, so the tool
-//! runs so from its first read) and for the media backup's reading threads.
+//! or child process gets from the kernel (`ioprio_set`), and its CPU priority: a nice value
+//! (`setpriority`) or the idle policy (`sched_setscheduler(SCHED_IDLE)`, `chrt --idle 0`: the
+//! CPU only when no other thread wants it, and any other thread that wakes takes it at once).
+//! Used for the dump tool (set in the child between fork and exec, so the tool runs so from its
+//! first read) and for the media backup's reading threads.
+//!
+//! The dump tool is never put in the idle policy: `mariadb-dump` holds the server's global read
+//! lock for an instant at its start (to read the binary log position), and a tool that gets no
+//! CPU on a saturated machine would keep every write of the server waiting behind that lock. So
+//! `nice = "idle"` gives a child nice 19 instead, the lowest value that still gets its share.
 //!
 //! The syscalls, not the `ionice`/`nice` binaries: no second process and no `PATH` lookup, and
 //! both are in systemd's `@system-service` filter (`@resources`), which the unit uses. On Linux
@@ -49,13 +56,41 @@ impl IoClass {
     }
 }
 
+/// The CPU priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cpu {
+    /// A nice value, 0–19 (0 leaves it as inherited).
+    Nice(i32),
+    /// The idle policy (`SCHED_IDLE`) for threads; nice 19 for a child (see the module).
+    Idle,
+}
+
+impl Cpu {
+    /// The nice value a child process gets.
+    fn child_nice(self) -> i32 {
+        match self {
+            Cpu::Nice(n) => n,
+            Cpu::Idle => 19,
+        }
+    }
+}
+
+impl std::fmt::Display for Cpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cpu::Nice(n) => write!(f, "nice {n}"),
+            Cpu::Idle => f.write_str("CPU idle (SCHED_IDLE; the dump tool at nice 19)"),
+        }
+    }
+}
+
 /// How gently heavy work runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Priority {
     /// Its IO class.
     pub io: IoClass,
-    /// Its nice value (0–19; 0 leaves it as inherited).
-    pub nice: i32,
+    /// Its CPU priority.
+    pub cpu: Cpu,
 }
 
 fn ioprio_set(who: libc::c_int, value: libc::c_int) -> io::Result<()> {
@@ -77,6 +112,17 @@ fn ioprio_get(tid: libc::c_int) -> io::Result<libc::c_int> {
     Ok(r as libc::c_int)
 }
 
+/// Puts the calling thread in the idle policy. Async-signal-safe.
+fn set_idle_policy() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: a plain syscall; pid 0 is the calling thread on Linux, `param` lives across it.
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn set_nice(nice: i32) -> io::Result<()> {
     if nice == 0 {
         return Ok(());
@@ -94,8 +140,11 @@ impl Priority {
     /// its work. The first error, if any (the other setting is still tried).
     pub fn apply_to_thread(&self) -> io::Result<()> {
         let io = ioprio_set(0, self.io.ioprio());
-        let nice = set_nice(self.nice);
-        io.and(nice)
+        let cpu = match self.cpu {
+            Cpu::Nice(n) => set_nice(n),
+            Cpu::Idle => set_idle_policy(),
+        };
+        io.and(cpu)
     }
 
     /// [`Priority::apply_to_thread`] for a `pre_exec` hook: only async-signal-safe syscalls, and
@@ -103,7 +152,7 @@ impl Priority {
     /// fail because a sandbox forbids lowering a priority).
     pub fn apply_in_child(&self) {
         let _ = ioprio_set(0, self.io.ioprio());
-        let _ = set_nice(self.nice);
+        let _ = set_nice(self.cpu.child_nice());
     }
 
     /// Whether process (or thread) `pid` runs in this IO class.
@@ -152,7 +201,7 @@ mod tests {
             let before = ioprio_get(0).unwrap();
             let p = Priority {
                 io: IoClass::Idle,
-                nice: 0,
+                cpu: Cpu::Nice(0),
             };
             let guard = p.io_for_now().unwrap();
             assert_eq!(ioprio_get(0).unwrap(), IoClass::Idle.ioprio());
@@ -162,14 +211,33 @@ mod tests {
             let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
             let p = Priority {
                 io: IoClass::BestEffort,
-                nice: (nice + 1).min(19),
+                cpu: Cpu::Nice((nice + 1).min(19)),
             };
             p.apply_to_thread().unwrap();
             assert_eq!(ioprio_get(0).unwrap(), 0x4007);
             let after = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
-            assert_eq!(after, p.nice);
+            assert_eq!(Cpu::Nice(after), p.cpu);
         })
         .join()
         .unwrap();
+    }
+
+    #[test]
+    fn idle_puts_a_thread_in_the_idle_policy_and_a_child_at_nice_19() {
+        std::thread::spawn(|| {
+            // SAFETY (both): read the calling thread's policy.
+            assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_OTHER);
+            let p = Priority {
+                io: IoClass::Idle,
+                cpu: Cpu::Idle,
+            };
+            p.apply_to_thread().unwrap();
+            assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_IDLE);
+            assert_eq!(ioprio_get(0).unwrap(), IoClass::Idle.ioprio());
+        })
+        .join()
+        .unwrap();
+        assert_eq!(Cpu::Idle.child_nice(), 19);
+        assert_eq!(Cpu::Nice(10).child_nice(), 10);
     }
 }

@@ -1,6 +1,7 @@
 //! Gentle backups (issue 20, bandwidth and IO limits) against the real S3 server and MariaDB:
 //! `max_upload_rate = "10 MiB/s"` makes a 200 MiB backup take 20 s ± 10 % while the same backup
-//! without it is at least 3 × faster; the dump tool runs in IO class idle at nice 10;
+//! without it is at least 3 × faster; the dump tool runs in IO class idle at nice 19 and the
+//! media readers in IO class idle and the CPU idle policy;
 //! `pause_when` waits its bound on a busy CPU, then runs, and says so; bad rates are
 //! configuration errors at their `file:line:col`; the example config's keys load.
 //!
@@ -128,6 +129,56 @@ fn upload_rate_limit_paces_a_200_mib_backup_to_20_seconds() {
     );
 }
 
+/// (policy, nice) of every thread of `pid` seen while it runs, polled every 5 ms.
+fn thread_priorities(agent: &mut std::process::Child) -> Vec<(String, String)> {
+    let mut seen = Vec::new();
+    while agent.try_wait().unwrap().is_none() {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", agent.id()));
+        for t in tasks.into_iter().flatten().flatten() {
+            let tid: u32 = t.file_name().to_string_lossy().parse().unwrap();
+            if let (Some(policy), Some(nice)) = (stat_field(tid, 41), stat_field(tid, 19)) {
+                if !seen.contains(&(policy.clone(), nice.clone())) {
+                    seen.push((policy, nice));
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    seen
+}
+
+#[test]
+fn the_media_readers_run_in_the_cpu_idle_policy_by_default_and_at_a_nice_value_when_set() {
+    let s3 = S3Server::shared();
+    let b = Bench::new(s3, &[]);
+    random_files(&b.path("src"), 4, 8 * MIB);
+    for (agent_extra, want) in [("", ("5", "0")), ("nice = 7\n", ("0", "7"))] {
+        let rate = "max_upload_rate = \"16 MiB/s\"\n";
+        let cfg = media_config(&b, s3, &s3.new_bucket(), agent_extra, rate);
+        let mut agent = Command::new(env!("CARGO_BIN_EXE_opsagent"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("backup")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let seen = thread_priorities(&mut agent);
+        assert!(agent.wait().unwrap().success());
+        eprintln!("{agent_extra:?}: (policy, nice) of the agent's threads: {seen:?}");
+        let want = (want.0.to_string(), want.1.to_string());
+        assert!(seen.contains(&want), "no reader at {want:?}: {seen:?}");
+        // The rest of the agent (its runtime, the health checks of a daemon) runs as started.
+        assert!(seen.contains(&("0".into(), "0".into())), "{seen:?}");
+        if agent_extra.is_empty() {
+            assert!(!seen.iter().any(|(_, n)| n != "0"), "{seen:?}");
+        } else {
+            assert!(!seen.iter().any(|(p, _)| p == "5"), "{seen:?}");
+        }
+    }
+}
+
 /// The child of `pid` that is the dump itself (not the agent's `--version` probe of the tool).
 fn dump_child(pid: u32) -> Option<u32> {
     for e in std::fs::read_dir("/proc").ok()?.flatten() {
@@ -152,7 +203,7 @@ fn stat_field(pid: u32, n: usize) -> Option<String> {
 }
 
 #[test]
-fn the_dump_tool_runs_in_io_class_idle_at_nice_10() {
+fn the_dump_tool_runs_in_io_class_idle_at_nice_19() {
     let _t = timed();
     let db = MariaDb::shared();
     let s3 = S3Server::shared();
@@ -199,6 +250,7 @@ fn the_dump_tool_runs_in_io_class_idle_at_nice_10() {
     // SAFETY: a plain syscall (IOPRIO_WHO_PROCESS = 1).
     let ioprio = unsafe { libc::syscall(libc::SYS_ioprio_get, 1, dump as libc::c_int) };
     let nice = stat_field(dump, 19);
+    let policy = stat_field(dump, 41);
     let ionice = Command::new("ionice")
         .arg("-p")
         .arg(dump.to_string())
@@ -208,7 +260,9 @@ fn the_dump_tool_runs_in_io_class_idle_at_nice_10() {
     assert!(out.status.success(), "{}", text(&out));
     eprintln!("dump tool {dump}: ioprio {ioprio:#x}, nice {nice:?}, ionice says {ionice:?}");
     assert_eq!(ioprio, 3 << 13, "IO class idle (IOPRIO_CLASS_IDLE << 13)");
-    assert_eq!(nice.as_deref(), Some("10"));
+    // `nice = "idle"` (the default) gives a child nice 19, not the idle policy (src/priority.rs).
+    assert_eq!(nice.as_deref(), Some("19"));
+    assert_eq!(policy.as_deref(), Some("0"), "SCHED_OTHER");
     if let Ok(said) = ionice {
         assert_eq!(said, "idle");
     }
@@ -301,6 +355,17 @@ fn bad_rates_and_priorities_are_errors_at_their_key() {
             "{what}: {said}"
         );
     }
+    let body = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, body.replace("nice = 25", "nice = \"low\"")).unwrap();
+    let out = opsagent(&cfg, &["check-config"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!("{}:3:", cfg.display()))
+            && said.contains("nice \"low\" is not a CPU priority")
+            && said.contains("or \"idle\""),
+        "{said}"
+    );
 }
 
 #[test]
@@ -334,7 +399,7 @@ fn the_example_configs_gentle_keys_load() {
         "{said}"
     );
     assert!(
-        said.contains("at IO class idle, nice 10; backups wait while CPU > 85% (at most 10m)"),
+        said.contains("at IO class idle, CPU idle (SCHED_IDLE; the dump tool at nice 19); backups wait while CPU > 85% (at most 10m)"),
         "{said}"
     );
 }

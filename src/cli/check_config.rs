@@ -203,9 +203,9 @@ fn limits(l: crate::storage::RateLimits) -> String {
 /// How gently backups run: `io_priority`, `nice`, `pause_when`.
 fn gentle(a: &crate::config::Agent) -> String {
     let mut s = format!(
-        "  gently    dump tool and media readers at IO class {}, nice {}",
+        "  gently    dump tool and media readers at IO class {}, {}",
         a.priority.io.as_str(),
-        a.priority.nice
+        a.priority.cpu
     );
     if let Some(p) = &a.pause_when {
         s += &format!(

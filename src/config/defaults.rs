@@ -20,8 +20,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5 * MINUTE);
 /// `[agent] io_priority`: the dump tool and the media readers get disk time only when nobody
 /// else wants it (the APIs on the same disk come first).
 pub const IO_PRIORITY: crate::priority::IoClass = crate::priority::IoClass::Idle;
-/// `[agent] nice`: the dump tool and the media readers yield the CPU to the services.
-pub const NICE: i32 = 10;
+/// `[agent] nice`: the media readers get the CPU only when the services do not want it, and the
+/// dump tool runs at the lowest nice value (src/priority.rs says why not idle).
+pub const NICE: crate::priority::Cpu = crate::priority::Cpu::Idle;
 /// `[agent] pause_when.max_wait`: after this, a backup waiting for a busy CPU starts anyway.
 pub const PAUSE_MAX_WAIT: Duration = Duration::from_secs(10 * MINUTE);
 

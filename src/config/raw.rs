@@ -78,8 +78,9 @@ pub struct RawAgent {
     /// IO class of the dump tool and of the media backup's readers: `"idle"` (default) or
     /// `"best-effort"` (its lowest level).
     pub io_priority: Option<String>,
-    /// Nice value of the dump tool and of the media backup's readers, 0–19; default 10.
-    pub nice: Option<i32>,
+    /// CPU priority of the dump tool and of the media backup's readers: a nice value 0–19, or
+    /// `"idle"` (default: the readers in the idle policy, the dump tool at nice 19).
+    pub nice: Option<toml::Value>,
     /// Wait before starting a backup while the machine is busy:
     /// `{ cpu_above = "85%", max_wait = "10m" }`; off by default.
     pub pause_when: Option<RawPauseWhen>,

@@ -6,7 +6,7 @@ use super::raw::{RawAgent, RawPauseWhen, RawStorage};
 use super::resolve::Ctx;
 use super::span::KeyPath;
 use super::PauseWhen;
-use crate::priority::{IoClass, Priority};
+use crate::priority::{Cpu, IoClass, Priority};
 use crate::storage::RateLimits;
 
 /// The slowest rate accepted: below it one read or write of the smallest size (64 KiB) would
@@ -142,16 +142,25 @@ pub(super) fn priority(cx: &mut Ctx, a: &RawAgent, p: &KeyPath) -> Priority {
             defaults::IO_PRIORITY
         }
     };
-    let nice = match a.nice {
+    let hint = "a nice value from 0 (as the agent runs) to 19 (the lowest), or \"idle\" (the CPU only when nothing else wants it)";
+    let cpu = match &a.nice {
         None => defaults::NICE,
-        Some(n) if (0..=19).contains(&n) => n,
-        Some(n) => {
-            let hint = "0 (as the agent runs) to 19 (the lowest CPU priority)";
+        Some(toml::Value::Integer(n)) if (0..=19).contains(n) => Cpu::Nice(*n as i32),
+        Some(toml::Value::String(w)) if w == "idle" => Cpu::Idle,
+        Some(toml::Value::Integer(n)) => {
             cx.error(&p.key("nice"), format!("nice {n} is out of range"), hint);
             defaults::NICE
         }
+        Some(other) => {
+            cx.error(
+                &p.key("nice"),
+                format!("nice {other} is not a CPU priority"),
+                hint,
+            );
+            defaults::NICE
+        }
     };
-    Priority { io, nice }
+    Priority { io, cpu }
 }
 
 /// `pause_when = { cpu_above = "85%", max_wait = "10m" }` of `[agent]`.

@@ -232,7 +232,7 @@ pub(super) fn read_all(
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = mpsc::channel::<FileDone>();
     // The walk runs on a pool thread, which gets its IO class back afterwards; the readers
-    // end with the walk, so they take the nice value too.
+    // end with the walk, so they take the CPU priority too (which could not be undone).
     let _io = s.priority.and_then(|p| gently(p.io_for_now(), &s.job));
     let walked = std::thread::scope(|scope| {
         for _ in 0..s.workers.max(1) {
