@@ -5,10 +5,12 @@
 //! Used for the dump tool (set in the child between fork and exec, so the tool runs so from its
 //! first read) and for the media backup's reading threads.
 //!
-//! The dump tool is never put in the idle policy: `mariadb-dump` holds the server's global read
-//! lock for an instant at its start (to read the binary log position), and a tool that gets no
-//! CPU on a saturated machine would keep every write of the server waiting behind that lock. So
-//! `nice = "idle"` gives a child nice 19 instead, the lowest value that still gets its share.
+//! The dump tool is never put in the idle policy: with `--master-data` (a job with `binlog`)
+//! `mariadb-dump` takes the server's global read lock for an instant at its start, to read the
+//! binary log position, and its transaction holds metadata locks on the tables it has read; a
+//! tool that gets no CPU on a saturated machine would keep writes (and `ALTER`s) waiting behind
+//! them. So `nice = "idle"` gives a child nice 19 instead, the lowest value that still gets its
+//! share.
 //!
 //! The syscalls, not the `ionice`/`nice` binaries: no second process and no `PATH` lookup, and
 //! both are in systemd's `@system-service` filter (`@resources`), which the unit uses. On Linux
