@@ -129,6 +129,41 @@ fn upload_rate_limit_paces_a_200_mib_backup_to_20_seconds() {
     );
 }
 
+/// What the network sees of a limited upload to S3 is a steady stream at the rate, not each
+/// 8 MiB part at line speed: a relay between the agent and the server records the bytes.
+#[test]
+fn a_limited_upload_goes_on_the_wire_at_the_rate_not_in_bursts() {
+    let _t = timed();
+    let s3 = S3Server::shared();
+    let b = Bench::new(s3, &[]);
+    random_files(&b.path("src"), 4, 10 * MIB);
+    let meter = common::wire_meter::WireMeter::start(s3.port());
+    let bucket = s3.new_bucket();
+    let cfg = media_config(&b, s3, &bucket, "", "max_upload_rate = \"10 MiB/s\"\n");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace(&s3.endpoint(), &meter.endpoint())).unwrap();
+    let (_, secs) = backup(&cfg);
+    // The busiest tenth of a second after the first: the rate's share (1 MiB), plus the one
+    // burst the bucket allows after a pause (1 MiB), plus headers and a piece. Sent as whole
+    // parts, a tenth of a second would carry most of a part (8 MiB).
+    let (busiest, at) = meter.busiest(0.1, 0.2);
+    eprintln!(
+        "40 MiB at 10 MiB/s through the relay: {secs:.2} s, {:.1} MiB sent; busiest 0.1 s: \
+         {:.2} MiB at {at:.2} s",
+        meter.total() as f64 / MIB as f64,
+        busiest as f64 / MIB as f64
+    );
+    assert!(meter.total() >= 40 * MIB, "{} bytes sent", meter.total());
+    assert!(
+        busiest <= 2 * MIB + MIB / 4,
+        "{busiest} bytes went within 0.1 s (at {at:.2} s): the upload was not paced on the wire"
+    );
+    assert!(
+        (3.6..=5.5).contains(&secs),
+        "40 MiB at 10 MiB/s took {secs:.2} s"
+    );
+}
+
 /// (policy, nice) of every thread of `pid` seen while it runs, polled every 5 ms.
 fn thread_priorities(agent: &mut std::process::Child) -> Vec<(String, String)> {
     let mut seen = Vec::new();

@@ -158,12 +158,12 @@ fn locked_objects_survive_deletion_prune_waits_for_expiry_and_restore_reads_past
 #[test]
 fn multipart_and_single_uploads_are_locked() {
     use opsagent::secret::Secret;
-    use opsagent::storage::{ObjectLock, Storage, StorageSpec};
+    use opsagent::storage::{ObjectLock, RateLimits, Storage, StorageSpec};
     let s3 = S3Server::shared();
     let bucket = s3.new_locked_bucket(Some(1));
-    let spec = StorageSpec::S3 {
+    let spec = |prefix: &str| StorageSpec::S3 {
         bucket: bucket.clone(),
-        prefix: "p".into(),
+        prefix: prefix.into(),
         endpoint: Some(s3.endpoint()),
         region: common::s3::REGION.into(),
         path_style: true,
@@ -174,26 +174,47 @@ fn multipart_and_single_uploads_are_locked() {
             days: 3,
         }),
     };
+    // Under `p` unlimited; under `q` with the uploads paced on the wire (the lock's transport
+    // above the pacing one).
+    let paced = RateLimits {
+        upload: Some(64 << 20),
+        download: None,
+    };
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let storage = Storage::open(&spec).unwrap();
-        let mut w = storage.writer("big").await.unwrap();
-        for i in 0..20u8 {
-            w.write(bytes::Bytes::from(vec![i; 1 << 20])).await.unwrap();
-        }
-        w.finish().await.unwrap();
-        storage
-            .put_bytes("small", bytes::Bytes::from_static(b"x"))
-            .await
-            .unwrap();
-    });
+    for (prefix, limits) in [("p", RateLimits::default()), ("q", paced)] {
+        rt.block_on(async {
+            let storage = Storage::open(&spec(prefix))
+                .unwrap()
+                .with_rate_limits(limits);
+            let mut w = storage.writer("big").await.unwrap();
+            for i in 0..20u8 {
+                w.write(bytes::Bytes::from(vec![i; 1 << 20])).await.unwrap();
+            }
+            w.finish().await.unwrap();
+            storage
+                .put_bytes("small", bytes::Bytes::from_static(b"x"))
+                .await
+                .unwrap();
+        });
+    }
     let in_two_days = (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339();
-    for key in ["p/big", "p/small"] {
+    for key in ["p/big", "p/small", "q/big", "q/small"] {
         let (mode, until) = s3.object_retention(&bucket, key).expect(key);
         assert_eq!(mode, "COMPLIANCE", "{key}");
         assert!(until > in_two_days, "{key}: {until}");
     }
-    assert_eq!(s3.list_keys(&bucket)[0].1, 20 << 20);
+    let sizes: Vec<_> = s3
+        .list_keys(&bucket)
+        .into_iter()
+        .filter(|k| k.0.ends_with("big"))
+        .collect();
+    assert_eq!(
+        sizes,
+        [
+            ("p/big".to_string(), 20 << 20),
+            ("q/big".to_string(), 20 << 20)
+        ]
+    );
     for (key, version, _) in s3.list_versions(&bucket) {
         assert_eq!(s3.delete_version(&bucket, &key, &version), 403, "{key}");
     }

@@ -131,12 +131,20 @@ async fn put_get_list(storage: &Storage, objects: &[(&str, Bytes)]) {
     assert_eq!(streamed, objects[5].1);
 }
 
-/// A streamed upload of several parts (8 + 8 + 1 MiB on S3), written in odd-sized chunks.
+/// A streamed upload of several parts (8 + 8 + 1 MiB on S3), written in odd-sized chunks:
+/// big ones (held as they are), small ones (gathered), a part boundary inside each kind.
 async fn streamed_upload(storage: &Storage) {
     let mut source = PseudoRandom(11);
     let mut writer = storage.writer("multi/part").await.unwrap();
     let mut hasher = Sha256::new();
-    for len in [1, 3 * MIB + 5, 9 * MIB, 5 * MIB - 7] {
+    let mut lens = vec![1, 3 * MIB + 5, 100, 70_000, 65_535];
+    lens.extend(std::iter::repeat_n(1000, 1000));
+    lens.extend([9 * MIB, 2 * MIB + 500_000]);
+    // Up to 17 MiB - 1 in all: the last few small writes straddle the second part's end.
+    let sum: usize = lens.iter().sum();
+    lens.extend(std::iter::repeat_n(999, (17 * MIB - 1 - sum) / 999));
+    lens.push(17 * MIB - 1 - lens.iter().sum::<usize>());
+    for len in lens {
         let chunk = source.chunk(len);
         hasher.update(&chunk);
         writer.write(chunk).await.unwrap();

@@ -314,13 +314,15 @@ impl Config {
     }
 
     /// `spec` opened as this configuration uses a storage: with its encryption, paced by
-    /// `limits` (one token bucket per storage and direction in the process).
+    /// `limits` (one token bucket per storage and direction in the process), its uploads'
+    /// hashing and encryption at the agent's priority.
     pub fn open_storage(
         &self,
         spec: &StorageSpec,
         limits: RateLimits,
     ) -> Result<Storage, StorageError> {
         let storage = Storage::open(spec)?.with_encryption(self.encryption.as_ref());
+        let storage = storage.with_priority(self.agent.priority);
         Ok(storage.with_rate_limits(limits))
     }
 

@@ -19,7 +19,7 @@ impl Storage {
         let mut src = self.raw_reader(key).await?;
         let expected = src.size();
         let inner = target.backend.writer(key).await?;
-        let mut out = ObjectWriter::new(key, inner, None);
+        let mut out = ObjectWriter::new(key, inner, None, target.gentle);
         loop {
             let mut buf = BytesMut::with_capacity(CHUNK);
             let n = match (&mut src).take(CHUNK as u64).read_buf(&mut buf).await {

@@ -60,9 +60,14 @@ pub(crate) struct LockTransport {
 }
 
 impl LockTransport {
-    pub(crate) fn new(signer: Signer<Credential>, lock: ObjectLock) -> Self {
+    /// Locks what goes through `inner`.
+    pub(crate) fn new(
+        inner: HttpTransporter,
+        signer: Signer<Credential>,
+        lock: ObjectLock,
+    ) -> Self {
         LockTransport {
-            inner: HttpTransporter::default(),
+            inner,
             signer,
             lock,
         }

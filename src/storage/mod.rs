@@ -42,6 +42,7 @@ mod rate;
 mod s3;
 mod sign;
 mod versions;
+mod wire;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -51,6 +52,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use tokio::io::AsyncReadExt;
 
+use crate::priority::Priority;
 use crate::secret::Secret;
 
 pub use crypt::{
@@ -158,6 +160,13 @@ pub trait Backend: Send + Sync + 'static {
     fn undeleted(&self) -> Option<Arc<dyn Backend>> {
         None
     }
+    /// This place with the bodies of its uploads paced by `bucket` as they go on the wire
+    /// (`wire.rs`). `None` where the backend cannot: the bytes are then paced as they enter
+    /// its writers (`rate.rs`).
+    fn paced_on_the_wire(&self, bucket: Arc<rate::Bucket>) -> Option<Arc<dyn Backend>> {
+        let _ = bucket;
+        None
+    }
 }
 
 /// The backend half of an [`ObjectWriter`]: receives the bytes, makes them visible or not.
@@ -178,6 +187,9 @@ pub struct Storage {
     backend: Arc<dyn Backend>,
     /// Client-side encryption (`crypt.rs`), when configured.
     crypt: Option<Arc<crypt::Crypt>>,
+    /// The priority uploads hash and encrypt big chunks at (`object.rs`); `None`: the
+    /// blocking pool's.
+    gentle: Option<Priority>,
 }
 
 impl fmt::Debug for Storage {
@@ -228,6 +240,7 @@ impl Storage {
         Ok(Storage {
             backend,
             crypt: None,
+            gentle: None,
         })
     }
 
@@ -236,6 +249,7 @@ impl Storage {
         Storage {
             backend: Arc::new(opendal_backend::memory()),
             crypt: None,
+            gentle: None,
         }
     }
 
@@ -245,7 +259,15 @@ impl Storage {
         Storage {
             backend: f(self.backend),
             crypt: self.crypt,
+            gentle: self.gentle,
         }
+    }
+
+    /// This storage with the CPU work of its uploads (hashing, encryption) done at `priority`
+    /// (the configuration's `[agent] io_priority` and `nice`), as the backup's readers do.
+    pub fn with_priority(mut self, priority: Priority) -> Storage {
+        self.gentle = Some(priority);
+        self
     }
 
     /// This storage with its uploads and downloads paced by `limits` (`rate.rs`): one bucket
@@ -274,7 +296,8 @@ impl Storage {
     pub async fn writer(&self, key: &str) -> Result<ObjectWriter, StorageError> {
         validate_key(key)?;
         let inner = self.backend.writer(key).await?;
-        Ok(ObjectWriter::new(key, inner, self.encryptor_for(key)))
+        let sealer = self.encryptor_for(key);
+        Ok(ObjectWriter::new(key, inner, sealer, self.gentle))
     }
 
     /// Uploads `data` as `key` in one go.
@@ -355,6 +378,7 @@ impl Storage {
         Some(Storage {
             backend: self.backend.undeleted()?,
             crypt: self.crypt.clone(),
+            gentle: self.gentle,
         })
     }
 

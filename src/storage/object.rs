@@ -3,6 +3,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes};
@@ -12,6 +13,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 
 use super::crypt::Encryptor;
 use super::{BackendWriter, PutInfo, StorageError};
+use crate::priority::Priority;
 
 /// Chunks at least this big are hashed on the blocking pool, not on the async worker.
 const HASH_OFFLOAD_BYTES: usize = 1 << 20;
@@ -29,6 +31,8 @@ pub struct ObjectWriter {
     encryptor: Option<Encryptor>,
     hasher: Sha256,
     size: u64,
+    /// The priority big chunks are hashed and encrypted at ([`offload`]).
+    gentle: Option<Priority>,
 }
 
 impl ObjectWriter {
@@ -36,6 +40,7 @@ impl ObjectWriter {
         key: &str,
         inner: Box<dyn BackendWriter>,
         encryptor: Option<Encryptor>,
+        gentle: Option<Priority>,
     ) -> Self {
         ObjectWriter {
             key: key.to_string(),
@@ -43,6 +48,7 @@ impl ObjectWriter {
             encryptor,
             hasher: Sha256::new(),
             size: 0,
+            gentle,
         }
     }
 
@@ -89,12 +95,11 @@ impl ObjectWriter {
             return encryptor.push(&data);
         }
         let mut encryptor = self.encryptor.take().expect("checked above");
-        let (encryptor, sealed) = tokio::task::spawn_blocking(move || {
+        let (encryptor, sealed) = offload(self.gentle, move || {
             let sealed = encryptor.push(&data);
             (encryptor, sealed)
         })
-        .await
-        .expect("encrypting a chunk does not panic");
+        .await;
         self.encryptor = Some(encryptor);
         sealed
     }
@@ -106,12 +111,11 @@ impl ObjectWriter {
         }
         let mut hasher = std::mem::take(&mut self.hasher);
         let chunk = data.clone();
-        self.hasher = tokio::task::spawn_blocking(move || {
+        self.hasher = offload(self.gentle, move || {
             hasher.update(&chunk);
             hasher
         })
-        .await
-        .expect("hashing a chunk does not panic");
+        .await;
     }
 
     /// Completes the upload: the object becomes visible. Returns its size and SHA-256.
@@ -164,6 +168,40 @@ impl Drop for ObjectWriter {
             drop(inner);
         }
     }
+}
+
+/// Runs `work` off the async workers: on a thread of its own at `gentle` (lowered for good;
+/// the thread ends with the work), so a backup's hashing and encryption take the CPU only as
+/// its readers do; on the blocking pool without one, or when no thread can be made.
+async fn offload<T: Send + 'static>(
+    gentle: Option<Priority>,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let slot = Arc::new(Mutex::new(Some(work)));
+    if let Some(priority) = gentle {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mine = slot.clone();
+        let spawned = std::thread::Builder::new()
+            .name("opsagent-hash".into())
+            .spawn(move || {
+                // A sandbox that forbids lowering it leaves the thread as it is.
+                let _ = priority.apply_to_thread();
+                let work = mine.lock().expect("offload slot").take();
+                if let Some(work) = work {
+                    let _ = tx.send(work());
+                }
+            });
+        if spawned.is_ok() {
+            return rx
+                .await
+                .expect("hashing or encrypting a chunk does not panic");
+        }
+    }
+    let work = slot.lock().expect("offload slot").take();
+    let work = work.expect("the work is still here: no thread took it");
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("hashing or encrypting a chunk does not panic")
 }
 
 /// A streaming download of one object, from [`super::Storage::reader`]. Read it with
@@ -262,6 +300,40 @@ impl AsyncRead for StreamReader {
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
+
+    /// (policy, nice) of the calling thread.
+    fn policy_and_nice() -> (i32, i32) {
+        // SAFETY: plain syscalls about the calling thread.
+        unsafe {
+            (
+                libc::sched_getscheduler(0),
+                libc::getpriority(libc::PRIO_PROCESS, 0),
+            )
+        }
+    }
+
+    #[tokio::test]
+    async fn big_chunks_are_hashed_at_the_given_priority_on_a_thread_of_their_own() {
+        use crate::priority::{Cpu, IoClass};
+        let base = policy_and_nice();
+        let idle = Priority {
+            io: IoClass::Idle,
+            cpu: Cpu::Idle,
+        };
+        assert_eq!(
+            offload(Some(idle), policy_and_nice).await.0,
+            libc::SCHED_IDLE
+        );
+        let nice = Priority {
+            io: IoClass::BestEffort,
+            cpu: Cpu::Nice(7),
+        };
+        let niced = (libc::SCHED_OTHER, base.1.max(7));
+        assert_eq!(offload(Some(nice), policy_and_nice).await, niced);
+        // No priority: the blocking pool, left as it is; the runtime's own thread untouched.
+        assert_eq!(offload(None, policy_and_nice).await, base);
+        assert_eq!(policy_and_nice(), base);
+    }
 
     #[tokio::test]
     async fn stream_reader_concatenates_chunks() {

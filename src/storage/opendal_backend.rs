@@ -14,6 +14,7 @@ use opendal::{EntryMode, ErrorKind, Operator};
 use super::error::{ErrorContext, Op};
 use super::key::join;
 use super::multipart::{OpendalWriter, Uploads};
+use super::rate::Bucket;
 use super::versions;
 use super::{Backend, BackendWriter, ObjectInfo, ObjectReader, StorageError, StorageFuture};
 
@@ -141,7 +142,12 @@ pub(crate) struct OpendalBackend {
     /// Lists and reads each key's newest version that is not a delete marker
     /// ([`Backend::undeleted`]).
     undeleted: bool,
+    /// Makes `upload_op` with its request bodies paced by a bucket ([`Backend::paced_on_the_wire`]).
+    pacing: Option<Arc<PacedUploads>>,
 }
+
+/// Makes the upload operator of a backend whose uploads are paced on the wire.
+pub(crate) type PacedUploads = dyn Fn(Arc<Bucket>) -> Operator + Send + Sync;
 
 impl OpendalBackend {
     pub(crate) fn new(target: Target, prefix: String, op: Operator, upload_op: Operator) -> Self {
@@ -152,7 +158,17 @@ impl OpendalBackend {
             upload_op,
             delete_versions: None,
             undeleted: false,
+            pacing: None,
         }
+    }
+
+    /// Uploads can be paced on the wire, with the upload operator `paced` makes.
+    pub(crate) fn pacing_with(
+        mut self,
+        paced: impl Fn(Arc<Bucket>) -> Operator + Send + Sync + 'static,
+    ) -> Self {
+        self.pacing = Some(Arc::new(paced));
+        self
     }
 
     /// Deleting a key deletes every version of it no longer locked (see `versions.rs`).
@@ -287,6 +303,12 @@ impl Backend for OpendalBackend {
             };
             result.map_err(|e| self.err(Op::Delete, key, e, attempts))
         })
+    }
+
+    fn paced_on_the_wire(&self, bucket: Arc<Bucket>) -> Option<Arc<dyn Backend>> {
+        let mut paced = self.clone();
+        paced.upload_op = (self.pacing.as_ref()?)(bucket);
+        Some(Arc::new(paced))
     }
 
     fn undeleted(&self) -> Option<Arc<dyn Backend>> {

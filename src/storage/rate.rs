@@ -14,8 +14,9 @@
 //! reserve before handing bytes to the backend, in pieces of at most one burst; downloads
 //! reserve what a read returned and pause the next read until it is paid for.
 //!
-//! The multipart writer below (`multipart/write.rs`) still sends each part as one request, so
-//! the network sees one part at a time; the average is the rate, exactly.
+//! An S3 storage paces its uploads on the wire instead (`wire.rs`): the body of each request
+//! goes in small pieces as the bucket allows, so the network sees a steady stream rather than
+//! each part (8 MiB or more) at line speed; a local directory takes them as they enter.
 //!
 //! Why not the `governor` crate: its cells are `u32` and a wait is "check, then retry" rather
 //! than a first-come reservation; it has no poll-based wait for `AsyncRead`, and its rate is
@@ -85,6 +86,11 @@ impl Bucket {
         burst_of(self.state.lock().expect("bucket lock").rate)
     }
 
+    /// Bytes per second.
+    pub fn rate(&self) -> u64 {
+        self.state.lock().expect("bucket lock").rate
+    }
+
     fn set_rate(&self, rate: u64) {
         self.state.lock().expect("bucket lock").rate = rate.max(1);
     }
@@ -133,18 +139,22 @@ fn shared(place: &str, direction: Direction, rate: u64) -> Arc<Bucket> {
 /// A backend whose transfers are paced by the buckets of its place.
 pub(super) struct Limited {
     inner: Arc<dyn Backend>,
+    /// Paces uploads as they enter (`None`: no limit, or `inner` paces them on the wire).
     up: Option<Arc<Bucket>>,
     down: Option<Arc<Bucket>>,
 }
 
 impl Limited {
-    /// `inner` paced by `limits`, with the process's buckets of `inner`'s place.
+    /// `inner` paced by `limits`, with the process's buckets of `inner`'s place: uploads on
+    /// the wire where `inner` can ([`Backend::paced_on_the_wire`]), else as they enter.
     pub(super) fn new(inner: Arc<dyn Backend>, limits: RateLimits) -> Limited {
         let place = inner.describe().to_string();
+        let up = limits.upload.map(|r| shared(&place, Direction::Up, r));
+        let on_wire = up.as_ref().and_then(|b| inner.paced_on_the_wire(b.clone()));
         Limited {
-            up: limits.upload.map(|r| shared(&place, Direction::Up, r)),
+            up: if on_wire.is_some() { None } else { up },
             down: limits.download.map(|r| shared(&place, Direction::Down, r)),
-            inner,
+            inner: on_wire.unwrap_or(inner),
         }
     }
 }

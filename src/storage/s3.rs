@@ -8,13 +8,19 @@
 //! jitter, so five attempts take 7.5–15 s for a dead endpoint; then an error names endpoint,
 //! bucket and key. (A black-holed endpoint adds the TCP connect time to each attempt.)
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::Operator;
+use reqsign_aws_v4::Credential;
+use reqsign_core::Signer;
 
 use super::key::normalize_prefix;
+use super::lock::LockTransport;
 use super::opendal_backend::{on_retry, OpendalBackend, Target};
+use super::rate::Bucket;
+use super::wire::PacedTransport;
 use super::StorageError;
 use crate::secret::Secret;
 
@@ -30,6 +36,9 @@ const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 /// Deadline for one upload request (one part): a 512 MiB part at under 1 MiB/s.
 const UPLOAD_IO_TIMEOUT: Duration = Duration::from_secs(600);
+/// The same when the parts are paced on the wire: a part takes what the rate makes it take,
+/// and the transport fails a request that stops moving (`wire.rs`).
+const PACED_IO_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// What to check when S3 says 403.
 const DENIED_HINT: &str = "check the access key id and secret, and that the key may list, \
@@ -59,37 +68,75 @@ pub(crate) fn open(s: &S3Settings<'_>) -> Result<OpendalBackend, StorageError> {
         .map_err(|e| config_error((e.to_string(), "fix `prefix` in the storage settings")))?;
     let builder = builder(s).map_err(config_error)?;
     opendal::install_default();
-    let mut base = Operator::new(builder)
+    let base = Operator::new(builder)
         .map_err(|err| config_error((err.to_string(), "check the S3 settings")))?;
-    if let Some(lock) = s.object_lock {
+    let lock = s.object_lock.map(|lock| {
         let http = opendal::HttpTransporter::default();
         let signer = super::sign::signer(s.region, s.access_key_id, s.secret_access_key, http);
-        let transport = super::lock::LockTransport::new(signer, lock);
-        base = base.with_context(
-            opendal::OperationContext::new()
-                .with_http_transport(opendal::HttpTransporter::new(transport)),
-        );
-    }
-    let retry = RetryLayer::new()
-        .with_max_times(MAX_RETRIES)
-        .with_min_delay(MIN_BACKOFF)
-        .with_factor(2.0)
-        .with_max_delay(MAX_BACKOFF)
-        .with_jitter()
-        .with_notify(on_retry);
-    let timeouts = TimeoutLayer::new().with_timeout(CONTROL_TIMEOUT);
-    // Timeout before retry: each attempt is timed out, and retried.
-    let op = (base.clone())
-        .layer(timeouts.clone().with_io_timeout(IO_TIMEOUT))
-        .layer(retry.clone());
-    let upload_op = base
-        .layer(timeouts.with_io_timeout(UPLOAD_IO_TIMEOUT))
-        .layer(retry);
+        (signer, lock)
+    });
+    let ops = Operators { base, lock };
     let target = Target {
         describe,
         denied_hint: DENIED_HINT,
     };
-    Ok(OpendalBackend::new(target, prefix, op, upload_op))
+    let (op, upload_op) = (ops.build(None, IO_TIMEOUT), ops.upload(None));
+    let paced = move |bucket| ops.upload(Some(bucket));
+    Ok(OpendalBackend::new(target, prefix, op, upload_op).pacing_with(paced))
+}
+
+/// What the operators of one S3 storage are made of.
+struct Operators {
+    /// The service, without layers or transport.
+    base: Operator,
+    /// Object lock: the signer its transport signs amended requests with, and the lock.
+    lock: Option<(Signer<Credential>, super::ObjectLock)>,
+}
+
+impl Operators {
+    /// The operator for uploads, their bodies paced by `pace` when given: its I/O timeout
+    /// allows for the largest part, or, paced, for any time (the transport times out a
+    /// request that makes no progress; `wire.rs`).
+    fn upload(&self, pace: Option<Arc<Bucket>>) -> Operator {
+        let io_timeout = match pace {
+            Some(_) => PACED_IO_TIMEOUT,
+            None => UPLOAD_IO_TIMEOUT,
+        };
+        self.build(pace, io_timeout)
+    }
+
+    /// The service with its transport (object lock above pacing above the HTTP client),
+    /// timeouts (`io_timeout` for reads and writes), and retries.
+    fn build(&self, pace: Option<Arc<Bucket>>, io_timeout: Duration) -> Operator {
+        let mut transport = None;
+        if let Some(bucket) = pace {
+            let inner = opendal::HttpTransporter::default();
+            transport = Some(opendal::HttpTransporter::new(PacedTransport::new(
+                inner, bucket,
+            )));
+        }
+        if let Some((signer, lock)) = &self.lock {
+            let inner = transport.take().unwrap_or_default();
+            let locked = LockTransport::new(inner, signer.clone(), *lock);
+            transport = Some(opendal::HttpTransporter::new(locked));
+        }
+        let mut op = self.base.clone();
+        if let Some(transport) = transport {
+            op = op.with_context(opendal::OperationContext::new().with_http_transport(transport));
+        }
+        let retry = RetryLayer::new()
+            .with_max_times(MAX_RETRIES)
+            .with_min_delay(MIN_BACKOFF)
+            .with_factor(2.0)
+            .with_max_delay(MAX_BACKOFF)
+            .with_jitter()
+            .with_notify(on_retry);
+        let timeouts = TimeoutLayer::new()
+            .with_timeout(CONTROL_TIMEOUT)
+            .with_io_timeout(io_timeout);
+        // Timeout before retry: each attempt is timed out, and retried.
+        op.layer(timeouts).layer(retry)
+    }
 }
 
 /// The opendal S3 builder for the settings, or what is wrong with them and the fix.

@@ -29,6 +29,7 @@ pub mod netns;
 pub mod pingkit;
 pub mod s3;
 pub mod smtp;
+pub mod wire_meter;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};

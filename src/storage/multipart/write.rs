@@ -1,6 +1,7 @@
 //! Streaming multipart upload through an opendal `Writer`, with bounded memory.
 //!
-//! Bytes are gathered into parts; each full part is handed to opendal's writer as one
+//! Bytes are gathered into parts (big writes held as the caller's buffers, small ones copied
+//! together); each full part is handed to opendal's writer as one
 //! `write()` call, and its `MultipartWriter` turns each write into one S3 part (it keeps the
 //! latest write back and uploads it on the next one, so a single write becomes a plain PUT).
 //! The part size grows with the stream ([`part_size`]): S3 allows 10 000 parts of 5 MiB to
@@ -13,7 +14,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::task::JoinHandle;
 
 use crate::storage::error::Op;
@@ -58,24 +59,33 @@ struct PartDone {
 pub(crate) struct OpendalWriter {
     target: Arc<Target>,
     key: String,
-    buf: BytesMut,
-    /// Our part buffers that opendal may still hold; reused once it lets go, so a long
-    /// upload recycles about three allocations instead of churning (and fragmenting) the heap.
-    handed_out: Vec<Bytes>,
+    /// The next part so far: the caller's big buffers, held rather than copied (a media pack
+    /// goes out from the memory it was built in, with no new 8 MiB buffer to fault in), and
+    /// the small writes gathered.
+    part: Vec<Bytes>,
+    /// Bytes in `part` and `small`.
+    part_len: usize,
+    /// Writes smaller than [`HOLD_AT_LEAST`], copied together.
+    small: BytesMut,
     parts_sent: usize,
     state: State,
 }
 
-/// How many handed-out part buffers are kept for reuse.
-const REUSABLE_BUFFERS: usize = 4;
+/// Writes at least this big are held as they are. (A smaller `Bytes` may be a small view of a
+/// large buffer, which holding would keep whole.)
+const HOLD_AT_LEAST: usize = 1 << 20;
+/// Smaller writes are copied together into buffers of this size (under glibc's mmap threshold
+/// as `media::backup` sets it, so they come from the heap and are reused).
+const GATHER: usize = 512 << 10;
 
 impl OpendalWriter {
     pub(crate) fn new(target: Arc<Target>, key: &str, writer: opendal::Writer) -> Self {
         OpendalWriter {
             target,
             key: key.to_string(),
-            buf: BytesMut::new(),
-            handed_out: Vec::new(),
+            part: Vec::new(),
+            part_len: 0,
+            small: BytesMut::new(),
             parts_sent: 0,
             state: State::Idle(writer),
         }
@@ -88,52 +98,50 @@ impl OpendalWriter {
     async fn append(&mut self, mut data: Bytes) -> Result<(), StorageError> {
         while !data.is_empty() {
             let target = part_size(self.parts_sent);
-            if self.buf.is_empty() && data.len() >= target {
-                // A whole part in the caller's buffer: send it without copying.
-                self.send_part(data.split_to(target)).await?;
-                continue;
-            }
-            if self.buf.capacity() == 0 {
-                self.buf = self.empty_buffer(target);
-            }
-            let take = (target - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
-            data.advance(take);
-            if self.buf.len() == target {
-                let part = std::mem::take(&mut self.buf).freeze();
-                if self.handed_out.len() >= REUSABLE_BUFFERS {
-                    self.handed_out.remove(0);
-                }
-                self.handed_out.push(part.clone());
+            let piece = data.split_to((target - self.part_len).min(data.len()));
+            self.hold(piece);
+            if self.part_len == target {
+                let part = self.take_part();
                 self.send_part(part).await?;
             }
         }
         Ok(())
     }
 
-    /// An empty buffer of at least `size` bytes: a handed-out one opendal is done with, or new.
-    fn empty_buffer(&mut self, size: usize) -> BytesMut {
-        let mut i = 0;
-        while i < self.handed_out.len() {
-            match std::mem::take(&mut self.handed_out[i]).try_into_mut() {
-                Ok(mut buf) => {
-                    self.handed_out.swap_remove(i);
-                    if buf.capacity() >= size {
-                        buf.clear();
-                        return buf;
-                    }
-                }
-                Err(still_shared) => {
-                    self.handed_out[i] = still_shared;
-                    i += 1;
-                }
-            }
+    /// Adds `piece` to the next part, in order.
+    fn hold(&mut self, mut piece: Bytes) {
+        self.part_len += piece.len();
+        if piece.len() >= HOLD_AT_LEAST {
+            self.gather_small();
+            self.part.push(piece);
+            return;
         }
-        BytesMut::with_capacity(size)
+        while !piece.is_empty() {
+            if self.small.len() == self.small.capacity() {
+                self.gather_small();
+                self.small = BytesMut::with_capacity(GATHER);
+            }
+            let n = (self.small.capacity() - self.small.len()).min(piece.len());
+            self.small.extend_from_slice(&piece.split_to(n));
+        }
+    }
+
+    /// Moves the small writes gathered so far into the part.
+    fn gather_small(&mut self) {
+        if !self.small.is_empty() {
+            self.part.push(self.small.split().freeze());
+        }
+    }
+
+    /// The part held so far (perhaps empty), and an empty one started.
+    fn take_part(&mut self) -> opendal::Buffer {
+        self.gather_small();
+        self.part_len = 0;
+        opendal::Buffer::from(std::mem::take(&mut self.part))
     }
 
     /// Waits for the previous part, then starts uploading `part` in the background.
-    async fn send_part(&mut self, part: Bytes) -> Result<(), StorageError> {
+    async fn send_part(&mut self, part: opendal::Buffer) -> Result<(), StorageError> {
         let mut writer = self.take_idle().await?;
         self.parts_sent += 1;
         self.state = State::Busy(tokio::spawn(async move {
@@ -189,8 +197,7 @@ impl OpendalWriter {
     /// Uploads the rest and completes the upload.
     async fn complete(&mut self) -> Result<(), StorageError> {
         let mut writer = self.take_idle().await?;
-        self.handed_out.clear();
-        let rest = std::mem::take(&mut self.buf).freeze();
+        let rest = self.take_part();
         if !rest.is_empty() {
             let (result, attempts) = counted(writer.write(rest)).await;
             if let Err(err) = result {
@@ -210,8 +217,8 @@ impl OpendalWriter {
 
     /// Aborts whatever is server-side (the part in flight is awaited first).
     async fn abort_now(&mut self) -> Result<(), StorageError> {
-        self.buf = BytesMut::new();
-        self.handed_out.clear();
+        self.take_part();
+        self.small = BytesMut::new();
         let state = std::mem::replace(&mut self.state, State::Gone);
         abort_state(&self.target, &self.key, state).await
     }
