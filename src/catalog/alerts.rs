@@ -136,7 +136,7 @@ impl Catalog {
     pub fn alerts(&self) -> Result<Vec<AlertRow>, CatalogError> {
         let conn = self.conn();
         let mut st = conn
-            .prepare(&format!("SELECT {ALERT_COLS} FROM alerts ORDER BY key"))
+            .prepare_cached(&format!("SELECT {ALERT_COLS} FROM alerts ORDER BY key"))
             .map_err(|e| self.q(e))?;
         let rows = st.query_map([], alert_row).map_err(|e| self.q(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.q(e))
@@ -146,7 +146,7 @@ impl Catalog {
     pub fn unalerted_runs(&self) -> Result<Vec<FinishedRun>, CatalogError> {
         let conn = self.conn();
         let mut st = conn
-            .prepare("SELECT id, job, kind, status, error, coalesce(ended_at, started_at) FROM runs WHERE alerted = 0 AND status != 'running' ORDER BY id")
+            .prepare_cached("SELECT id, job, kind, status, error, coalesce(ended_at, started_at) FROM runs WHERE alerted = 0 AND status != 'running' ORDER BY id")
             .map_err(|e| self.q(e))?;
         let rows = st
             .query_map([], |r| {
@@ -242,7 +242,7 @@ impl Catalog {
     ) -> Result<Vec<SilenceRow>, CatalogError> {
         let conn = self.conn();
         let mut st = conn
-            .prepare("SELECT id, pattern, starts_at, ends_at, reason, created_by FROM silences WHERE (?1 IS NULL OR ends_at > ?1) ORDER BY id")
+            .prepare_cached("SELECT id, pattern, starts_at, ends_at, reason, created_by FROM silences WHERE (?1 IS NULL OR ends_at > ?1) ORDER BY id")
             .map_err(|e| self.q(e))?;
         let rows = st
             .query_map(params![active_at.map(to_millis)], silence_row)

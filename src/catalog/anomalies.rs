@@ -80,7 +80,7 @@ impl Catalog {
     ) -> Result<Vec<AnomalyRow>, CatalogError> {
         let conn = self.conn();
         let mut st = conn
-            .prepare(&format!(
+            .prepare_cached(&format!(
                 "SELECT {COLS} FROM anomalies WHERE {filter} ORDER BY id"
             ))
             .map_err(|e| self.q(e))?;

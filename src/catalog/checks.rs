@@ -62,7 +62,7 @@ impl Catalog {
     pub fn check_states(&self) -> Result<Vec<CheckStateRow>, CatalogError> {
         let conn = self.conn();
         let mut st = conn
-            .prepare("SELECT check_name, kind, state, since, updated_at, value, threshold, detail, flapping FROM check_state ORDER BY check_name")
+            .prepare_cached("SELECT check_name, kind, state, since, updated_at, value, threshold, detail, flapping FROM check_state ORDER BY check_name")
             .map_err(|e| self.q(e))?;
         let rows = st
             .query_map([], |r| {
@@ -90,23 +90,50 @@ impl Catalog {
     ) -> Result<(), CatalogError> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.q(e))?;
-        for s in states {
-            tx.execute(
-                "INSERT INTO check_state (check_name, kind, state, since, updated_at, value, threshold, detail, flapping)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT(check_name) DO UPDATE SET kind = ?2, state = ?3, since = ?4, updated_at = ?5,
-                   value = ?6, threshold = ?7, detail = ?8, flapping = ?9",
-                params![s.check, s.kind, s.state, to_millis(s.since), to_millis(s.updated_at), s.value, s.threshold, s.detail, s.flapping as i64],
-            )
-            .map_err(|e| self.q(e))?;
-        }
-        for e in events {
-            tx.execute(
-                "INSERT INTO events (check_name, from_state, to_state, at, since, value, threshold, detail, delivered)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0)",
-                params![e.check, e.from_state, e.to_state, to_millis(e.at), to_millis(e.since), e.value, e.threshold, e.detail],
-            )
-            .map_err(|e| self.q(e))?;
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO check_state (check_name, kind, state, since, updated_at, value, threshold, detail, flapping)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT(check_name) DO UPDATE SET kind = ?2, state = ?3, since = ?4, updated_at = ?5,
+                       value = ?6, threshold = ?7, detail = ?8, flapping = ?9",
+                )
+                .map_err(|e| self.q(e))?;
+            for s in states {
+                upsert
+                    .execute(params![
+                        s.check,
+                        s.kind,
+                        s.state,
+                        to_millis(s.since),
+                        to_millis(s.updated_at),
+                        s.value,
+                        s.threshold,
+                        s.detail,
+                        s.flapping as i64
+                    ])
+                    .map_err(|e| self.q(e))?;
+            }
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO events (check_name, from_state, to_state, at, since, value, threshold, detail, delivered)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0)",
+                )
+                .map_err(|e| self.q(e))?;
+            for e in events {
+                insert
+                    .execute(params![
+                        e.check,
+                        e.from_state,
+                        e.to_state,
+                        to_millis(e.at),
+                        to_millis(e.since),
+                        e.value,
+                        e.threshold,
+                        e.detail
+                    ])
+                    .map_err(|e| self.q(e))?;
+            }
         }
         tx.commit().map_err(|e| self.q(e))
     }
@@ -162,7 +189,7 @@ impl Catalog {
     ) -> Result<Vec<EventRow>, CatalogError> {
         let conn = self.conn();
         let mut st = conn
-            .prepare(&format!("SELECT id, check_name, from_state, to_state, at, since, value, threshold, detail, delivered FROM events WHERE {filter}"))
+            .prepare_cached(&format!("SELECT id, check_name, from_state, to_state, at, since, value, threshold, detail, delivered FROM events WHERE {filter}"))
             .map_err(|e| self.q(e))?;
         let rows = st
             .query_map(args, |r| {

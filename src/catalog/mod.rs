@@ -97,6 +97,9 @@ fn open_nofollow(path: &Path) -> Result<Connection, Box<dyn std::error::Error + 
 
 /// How long a statement waits for another process's lock on the catalog.
 const BUSY_WAIT: Duration = Duration::from_secs(15);
+/// Prepared statements kept per connection (rusqlite's default is 16; the daemon's recurring
+/// questions and the catalog's other frequent ones fit in this with room to spare).
+const STATEMENT_CACHE: usize = 64;
 
 fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(
@@ -144,6 +147,9 @@ impl Catalog {
             .map_err(|e| open_err(Box::new(e)))?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(|e| open_err(Box::new(e)))?;
+        // The daemon asks the same few questions every second (alerting) and every round of
+        // checks: their statements are kept prepared rather than parsed each time.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let cat = Catalog {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
