@@ -127,7 +127,10 @@ fn s3_stop_and_restart_on_the_same_port() {
         "port {port} still answers"
     );
     // The stopped server's port is held: nobody else can bind it.
-    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_err());
+    assert!(
+        common::PortReservation::is_held(port),
+        "port {port} not held"
+    );
 
     s3.restart();
     assert_eq!(s3.port(), port);
@@ -407,4 +410,26 @@ fn servers_die_when_the_test_process_is_killed() {
     assert!(stale.is_dir(), "{}", stale.display());
     common::sweep_stale_dirs();
     assert!(!stale.exists(), "{} not swept", stale.display());
+}
+
+#[test]
+fn a_port_whose_server_closed_connections_first_can_be_held_at_once() {
+    // What a killed server leaves behind: its side of each open connection in TIME_WAIT on the
+    // port for a minute, during which a plain bind of the port fails.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (server_side, _) = listener.accept().unwrap();
+    drop(server_side);
+    drop(listener);
+    std::thread::sleep(Duration::from_millis(100));
+    drop(client);
+    std::thread::sleep(Duration::from_millis(100));
+
+    let t0 = Instant::now();
+    let held = common::PortReservation::hold("test", port);
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    assert!(common::PortReservation::is_held(port));
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    drop(held);
 }

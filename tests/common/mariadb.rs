@@ -302,7 +302,7 @@ impl MariaDb {
     pub fn kill(&mut self) {
         kill_child(&mut self.child);
         if self.reservation.is_none() {
-            self.reservation = PortReservation::new(self.port);
+            self.reservation = Some(PortReservation::hold("MariaDb", self.port));
         }
     }
 

@@ -85,16 +85,54 @@ pub fn unique_name(prefix: &str) -> String {
 }
 
 /// Holds a port while its server is stopped: a socket bound to 127.0.0.1:port without `listen`,
-/// so other processes cannot bind it but connections to it are refused, as for a dead server.
+/// so connections to it are refused, as for a dead server, and a plain `bind` of the port (or the
+/// kernel choosing it for a `bind` to port 0) fails. It is bound with `SO_REUSEADDR`: the killed
+/// server's own connections linger in TIME_WAIT on the port for a minute, and a socket without
+/// that option could not be bound until they are gone (the restarted server sets it too).
 pub struct PortReservation(libc::c_int);
 
 impl PortReservation {
     pub fn new(port: u16) -> Option<PortReservation> {
+        Self::bind(port, true)
+    }
+
+    /// Holds `port` for `server`, retrying for up to 5 s while the killed server's listening
+    /// socket is still being closed; panics if it cannot (a silent miss would let another
+    /// process take the port before the restart).
+    pub fn hold(server: &str, port: u16) -> PortReservation {
+        let t0 = Instant::now();
+        loop {
+            if let Some(r) = Self::new(port) {
+                return r;
+            }
+            if t0.elapsed() > Duration::from_secs(5) {
+                panic!("{server}: cannot hold port {port} after stopping it (still bound?)");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether a plain `bind` of `port` (without `SO_REUSEADDR`) fails: the port is held.
+    pub fn is_held(port: u16) -> bool {
+        Self::bind(port, false).is_none()
+    }
+
+    fn bind(port: u16, reuse: bool) -> Option<PortReservation> {
         // SAFETY: plain socket syscalls on a fd we own; the sockaddr is fully initialised.
         unsafe {
             let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
             if fd < 0 {
                 return None;
+            }
+            let one: libc::c_int = 1;
+            if reuse {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_REUSEADDR,
+                    &one as *const libc::c_int as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
             }
             let mut addr: libc::sockaddr_in = std::mem::zeroed();
             addr.sin_family = libc::AF_INET as libc::sa_family_t;

@@ -124,14 +124,8 @@ impl S3Server {
     /// Kills the server; the port stays reserved (connections are refused) until `restart`.
     pub fn stop(&mut self) {
         kill_child(&mut self.child);
-        // The killed server's socket can outlive it for a moment: hold the port as soon as it
-        // is free (else another process could take it before the restart).
-        let t0 = std::time::Instant::now();
-        while self.reservation.is_none() && t0.elapsed() < std::time::Duration::from_secs(5) {
-            self.reservation = PortReservation::new(self.port);
-            if self.reservation.is_none() {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
+        if self.reservation.is_none() {
+            self.reservation = Some(PortReservation::hold("S3Server", self.port));
         }
     }
 

@@ -247,7 +247,7 @@ impl SmtpServer {
     pub fn stop(&mut self) {
         kill_child(&mut self.child);
         if self.reservation.is_none() {
-            self.reservation = PortReservation::new(self.port);
+            self.reservation = Some(PortReservation::hold("SmtpServer", self.port));
         }
     }
 
