@@ -3,7 +3,8 @@
 //! (`setpriority`) or the idle policy (`sched_setscheduler(SCHED_IDLE)`, `chrt --idle 0`: the
 //! CPU only when no other thread wants it, and any other thread that wakes takes it at once).
 //! Used for the dump tool (set in the child between fork and exec, so the tool runs so from its
-//! first read) and for the media backup's reading threads.
+//! first read), for the media backup's reading threads, and for the threads a whole job runs on
+//! ([`Priority::run_gently`]: its storage writes and the sends of its uploads too).
 //!
 //! The dump tool is never put in the idle policy: with `--master-data` (a job with `binlog`)
 //! `mariadb-dump` takes the server's global read lock for an instant at its start, to read the
@@ -19,7 +20,13 @@
 //! value: so [`IoGuard`] restores the class of a thread that lives on (a pool thread), and nice
 //! is only set on threads that end with their work and in children.
 
+use std::future::Future;
 use std::io;
+use std::process::{Child, Command};
+use std::sync::{mpsc, Mutex, OnceLock, PoisonError};
+
+use tokio::runtime::Runtime;
+use tracing::Instrument;
 
 /// `IOPRIO_WHO_PROCESS`: `who` is a thread id (0: the calling thread).
 const WHO_PROCESS: libc::c_int = 1;
@@ -142,11 +149,7 @@ impl Priority {
     /// its work. The first error, if any (the other setting is still tried).
     pub fn apply_to_thread(&self) -> io::Result<()> {
         let io = ioprio_set(0, self.io.ioprio());
-        let cpu = match self.cpu {
-            Cpu::Nice(n) => set_nice(n),
-            Cpu::Idle => set_idle_policy(),
-        };
-        io.and(cpu)
+        io.and(self.cpu.apply_to_thread())
     }
 
     /// [`Priority::apply_to_thread`] for a `pre_exec` hook: only async-signal-safe syscalls, and
@@ -186,6 +189,134 @@ impl Drop for IoGuard {
     }
 }
 
+/// The runtimes jobs run on ([`Priority::run_gently`]), one per CPU priority: made on first use
+/// and kept for the life of the process, since a thread's priority cannot be raised back.
+static JOB_RUNTIMES: Mutex<Vec<(Cpu, &'static Runtime)>> = Mutex::new(Vec::new());
+
+/// Threads of each job runtime (the main runtime has two as well).
+const JOB_WORKERS: usize = 2;
+
+impl Cpu {
+    /// Sets the calling thread's CPU priority, for good.
+    fn apply_to_thread(self) -> io::Result<()> {
+        match self {
+            Cpu::Nice(n) => set_nice(n),
+            Cpu::Idle => set_idle_policy(),
+        }
+    }
+
+    /// The runtime whose every thread (workers and blocking pool) runs at this priority.
+    fn job_runtime(self) -> io::Result<&'static Runtime> {
+        let mut all = JOB_RUNTIMES.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, rt)) = all.iter().find(|(cpu, _)| *cpu == self) {
+            return Ok(rt);
+        }
+        if self == Cpu::Idle {
+            // Made here, by a thread at the process's priority, before any thread is idle.
+            launcher();
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(JOB_WORKERS)
+            .thread_name("opsagent-job")
+            // A sandbox that forbids lowering it leaves the thread as it is.
+            .on_thread_start(move || drop(self.apply_to_thread()))
+            .enable_all()
+            .build()?;
+        let rt: &'static Runtime = Box::leak(Box::new(rt));
+        all.push((self, rt));
+        Ok(rt)
+    }
+}
+
+impl Priority {
+    /// Runs `work` to its end on threads at this CPU priority (the IO class is left to the
+    /// readers, which set it themselves): a backup's every step, its storage writes and the
+    /// sends of its uploads included, takes the CPU only as its readers do, while the caller's
+    /// runtime (the daemon's scheduler, health checks and alerts) keeps its own. Dropping the
+    /// returned future cancels the work; a panic in it is resumed here. At nice 0, or when no
+    /// runtime can be made (logged), the work runs on the caller's runtime.
+    pub async fn run_gently<F>(&self, work: F) -> F::Output
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        if self.cpu == Cpu::Nice(0) {
+            return work.await;
+        }
+        let rt = match self.cpu.job_runtime() {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::warn!(error = %e, priority = %self.cpu, "cannot start the threads jobs run on at their priority; running this one at the daemon's");
+                return work.await;
+            }
+        };
+        let mut task = AbortOnDrop(rt.spawn(work.in_current_span()));
+        match (&mut task.0).await {
+            Ok(out) => out,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(e) => panic!("a job's task ended without its result: {e}"),
+            },
+        }
+    }
+}
+
+/// What the launcher thread runs: one fork and exec.
+type Launch = Box<dyn FnOnce() + Send>;
+
+/// The thread that starts child processes for threads in the idle policy ([`spawn_child`]);
+/// `None` when it could not be made.
+fn launcher() -> Option<&'static Mutex<mpsc::Sender<Launch>>> {
+    static LAUNCHER: OnceLock<Option<Mutex<mpsc::Sender<Launch>>>> = OnceLock::new();
+    LAUNCHER
+        .get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Launch>();
+            let thread = std::thread::Builder::new().name("opsagent-spawn".into());
+            let made = thread.spawn(move || rx.into_iter().for_each(|launch| launch()));
+            made.map_err(|e| tracing::warn!(error = %e, "cannot start the thread that starts the MySQL tools; they will inherit the idle policy"))
+                .ok()
+                .map(|_| Mutex::new(tx))
+        })
+        .as_ref()
+}
+
+/// Whether the calling thread is in the idle policy.
+fn in_idle_policy() -> bool {
+    // SAFETY: a plain syscall; pid 0 is the calling thread.
+    unsafe { libc::sched_getscheduler(0) == libc::SCHED_IDLE }
+}
+
+/// Starts `cmd` as a child that is not in the idle policy. A child inherits the policy of the
+/// thread that forks it, an unprivileged process cannot leave it (its `RLIMIT_NICE` is 0), and
+/// the MySQL tools must not run in it (see the module): so from a thread in the idle policy (a
+/// job's) the fork is done by a thread at the process's own priority, made with the first job
+/// runtime; from any other thread, here. The child's other attributes are set by `cmd`'s
+/// `pre_exec` hooks as usual (and a tied child is tied to that thread, which lives as long as
+/// the process).
+pub fn spawn_child(mut cmd: Command) -> io::Result<Child> {
+    let Some(launcher) = launcher().filter(|_| in_idle_policy()) else {
+        return cmd.spawn();
+    };
+    let (tx, rx) = mpsc::sync_channel(1);
+    let launch: Launch = Box::new(move || drop(tx.send(cmd.spawn())));
+    let sent = launcher
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .send(launch);
+    let gone = || io::Error::other("the thread that starts child processes has stopped");
+    sent.map_err(|_| gone())?;
+    rx.recv().map_err(|_| gone())?
+}
+
+/// Cancels the task when the future awaiting it is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +353,62 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    /// The scheduling policy of process `pid` (field 41 of its stat).
+    fn policy_of(pid: u32) -> String {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        rest.split(' ').nth(41 - 3).unwrap().to_string()
+    }
+
+    #[test]
+    fn a_child_started_from_a_job_thread_is_not_in_the_idle_policy() {
+        let rt = Cpu::Idle.job_runtime().unwrap();
+        let (plain, launched) = rt.block_on(async {
+            tokio::task::spawn_blocking(|| {
+                assert!(in_idle_policy(), "the job runtime's threads are idle");
+                let sleep = || {
+                    let mut cmd = Command::new("sleep");
+                    cmd.arg("30");
+                    cmd
+                };
+                let mut plain = sleep().spawn().unwrap();
+                let mut launched = spawn_child(sleep()).unwrap();
+                let policies = (policy_of(plain.id()), policy_of(launched.id()));
+                for c in [&mut plain, &mut launched] {
+                    c.kill().unwrap();
+                    c.wait().unwrap();
+                }
+                policies
+            })
+            .await
+            .unwrap()
+        });
+        // A plain fork inherits the idle policy (5); one through the launcher does not.
+        assert_eq!((plain.as_str(), launched.as_str()), ("5", "0"));
+        // Elsewhere the child is started by the calling thread.
+        assert!(!in_idle_policy());
+        let mut here = spawn_child(Command::new("true")).unwrap();
+        assert!(here.wait().unwrap().success());
+    }
+
+    #[test]
+    fn a_job_runs_on_threads_at_its_priority_and_its_panic_comes_back() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let idle = Priority {
+            io: IoClass::BestEffort,
+            cpu: Cpu::Idle,
+        };
+        let policy = rt.block_on(idle.run_gently(async { in_idle_policy() }));
+        assert!(policy);
+        assert!(!in_idle_policy(), "the caller's thread is left as it was");
+        let panicked = std::panic::catch_unwind(|| {
+            rt.block_on(idle.run_gently(async { panic!("job panic") }))
+        });
+        assert!(panicked.is_err());
     }
 
     #[test]

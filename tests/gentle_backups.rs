@@ -164,16 +164,18 @@ fn a_limited_upload_goes_on_the_wire_at_the_rate_not_in_bursts() {
     );
 }
 
-/// (policy, nice) of every thread of `pid` seen while it runs, polled every 5 ms.
-fn thread_priorities(agent: &mut std::process::Child) -> Vec<(String, String)> {
+/// (name, policy, nice) of every thread of `pid` seen while it runs, polled every 5 ms.
+fn thread_priorities(agent: &mut std::process::Child) -> Vec<(String, String, String)> {
     let mut seen = Vec::new();
     while agent.try_wait().unwrap().is_none() {
         let tasks = std::fs::read_dir(format!("/proc/{}/task", agent.id()));
         for t in tasks.into_iter().flatten().flatten() {
             let tid: u32 = t.file_name().to_string_lossy().parse().unwrap();
+            let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
             if let (Some(policy), Some(nice)) = (stat_field(tid, 41), stat_field(tid, 19)) {
-                if !seen.contains(&(policy.clone(), nice.clone())) {
-                    seen.push((policy, nice));
+                let thread = (name.trim_end().to_string(), policy, nice);
+                if !seen.contains(&thread) {
+                    seen.push(thread);
                 }
             }
         }
@@ -183,7 +185,7 @@ fn thread_priorities(agent: &mut std::process::Child) -> Vec<(String, String)> {
 }
 
 #[test]
-fn the_media_readers_run_in_the_cpu_idle_policy_by_default_and_at_a_nice_value_when_set() {
+fn the_job_and_its_readers_run_in_the_cpu_idle_policy_by_default_and_at_a_nice_value_when_set() {
     let s3 = S3Server::shared();
     let b = Bench::new(s3, &[]);
     random_files(&b.path("src"), 4, 8 * MIB);
@@ -201,15 +203,27 @@ fn the_media_readers_run_in_the_cpu_idle_policy_by_default_and_at_a_nice_value_w
             .unwrap();
         let seen = thread_priorities(&mut agent);
         assert!(agent.wait().unwrap().success());
-        eprintln!("{agent_extra:?}: (policy, nice) of the agent's threads: {seen:?}");
+        eprintln!("{agent_extra:?}: (name, policy, nice) of the agent's threads: {seen:?}");
         let want = (want.0.to_string(), want.1.to_string());
-        assert!(seen.contains(&want), "no reader at {want:?}: {seen:?}");
+        let at = |t: &(String, String, String)| (t.1.clone(), t.2.clone());
+        // The job's own runtime (its storage writes and uploads' sends) and its readers.
+        let job: Vec<_> = seen.iter().filter(|t| t.0 == "opsagent-job").collect();
+        assert!(!job.is_empty(), "no thread of the job's runtime: {seen:?}");
+        assert!(job.iter().all(|t| at(t) == want), "{seen:?}");
+        let readers: Vec<_> = seen.iter().filter(|t| t.0 == "opsagent-read").collect();
+        assert!(!readers.is_empty(), "no reader: {seen:?}");
+        assert!(readers.iter().all(|t| at(t) == want), "{seen:?}");
         // The rest of the agent (its runtime, the health checks of a daemon) runs as started.
-        assert!(seen.contains(&("0".into(), "0".into())), "{seen:?}");
+        let main: Vec<_> = seen.iter().filter(|t| t.0.starts_with("tokio-")).collect();
+        assert!(!main.is_empty(), "{seen:?}");
+        assert!(
+            main.iter().all(|t| at(t) == ("0".into(), "0".into())),
+            "{seen:?}"
+        );
         if agent_extra.is_empty() {
-            assert!(!seen.iter().any(|(_, n)| n != "0"), "{seen:?}");
+            assert!(!seen.iter().any(|t| t.2 != "0"), "{seen:?}");
         } else {
-            assert!(!seen.iter().any(|(p, _)| p == "5"), "{seen:?}");
+            assert!(!seen.iter().any(|t| t.1 == "5"), "{seen:?}");
         }
     }
 }

@@ -130,7 +130,19 @@ pub fn schedules(config: &Config) -> Vec<(String, Schedule)> {
 }
 
 /// Runs job `name` once, recording it in the catalog. Logs the outcome.
+/// The job runs on threads at the agent's CPU priority (`[agent] nice`; the idle policy by
+/// default, `priority::Priority::run_gently`), so none of its work, its storage writes and the
+/// sends of its uploads included, takes the CPU from the applications or the daemon's checks.
 pub async fn run_job(env: &Env, name: &str, trigger: Trigger) -> Result<RunReport, BackupError> {
+    let (job_env, job) = (env.clone(), name.to_string());
+    let priority = env.config.agent.priority;
+    priority
+        .run_gently(async move { run_job_here(&job_env, &job, trigger).await })
+        .await
+}
+
+/// [`run_job`] on the caller's threads.
+async fn run_job_here(env: &Env, name: &str, trigger: Trigger) -> Result<RunReport, BackupError> {
     if let Some(job) = env.config.media.iter().find(|j| j.name == name) {
         let opts = (&job.keep, job.ping_url.as_ref(), &job.copy_to[..]);
         return lifecycle(env, name, "media", trigger, opts, |run_id| {

@@ -239,12 +239,15 @@ pub(super) fn read_all(
             let (rx, tx, shared) = (job_rx.clone(), done_tx.clone(), shared.clone());
             let roots = &s.walk.paths;
             let (priority, job) = (s.priority, &s.job);
-            scope.spawn(move || {
+            let reader = std::thread::Builder::new().name("opsagent-read".into());
+            let spawned = reader.spawn_scoped(scope, move || {
                 if let Some(p) = priority {
                     gently(p.apply_to_thread(), job);
                 }
                 worker(&rx, &tx, &shared, roots)
             });
+            // As `scope.spawn` would: the system is out of threads.
+            spawned.expect("cannot start a media reading thread");
         }
         drop(done_tx);
         let walked = walk(

@@ -160,12 +160,10 @@ impl Client {
             }
         }
         let pipe = |p: bool| if p { Stdio::piped() } else { Stdio::null() };
-        let mut child = cmd
-            .stdin(pipe(stdin))
+        cmd.stdin(pipe(stdin))
             .stdout(pipe(stdout))
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| self.spawn_error(e))?;
+            .stderr(Stdio::piped());
+        let mut child = crate::priority::spawn_child(cmd).map_err(|e| self.spawn_error(e))?;
         if let Some(p) = self.priority.filter(|p| !p.holds_for(child.id())) {
             tracing::warn!(
                 program = %self.program.display(),
