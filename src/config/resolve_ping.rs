@@ -159,6 +159,9 @@ fn round(
         let f = budget.as_secs_f64() / spec.round_time().as_secs_f64();
         spec.spacing = spec.spacing.mul_f64(f);
         spec.wait = spec.wait.mul_f64(f);
+        // Rounding may leave it a nanosecond over (a 2 s interval refused its own default).
+        let over = spec.round_time().saturating_sub(budget);
+        spec.wait = spec.wait.saturating_sub(over);
     }
     if spec.round_time() > budget {
         cx.error(
@@ -216,4 +219,28 @@ fn host(cx: &mut Ctx, t: &str, p: &KeyPath) -> Option<String> {
         "e.g. target = \"192.0.2.1\", \"2001:db8::1\" or \"db.example.com\"",
     );
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    #[test]
+    fn the_default_ping_round_fits_any_check_timeout() {
+        for ms in (1_000..=2_000)
+            .step_by(100)
+            .chain([2_500, 3_000, 7_000, 9_000, 30_000])
+        {
+            let text = format!(
+                "[storage]\ntype = \"local\"\npath = \"/tmp/x\"\n[checks]\ninterval = \"{ms}ms\"\n\
+                 [checks.gateway]\n[[checks.ping]]\nname = \"p\"\ntarget = \"127.0.0.1\"\n"
+            );
+            let parsed = crate::config::parse(Path::new("t.toml"), &text);
+            assert!(
+                parsed.is_ok(),
+                "interval {ms} ms: {}",
+                parsed.err().unwrap()
+            );
+        }
+    }
 }
