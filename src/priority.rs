@@ -213,7 +213,7 @@ impl Cpu {
         }
         if self == Cpu::Idle {
             // Made here, by a thread at the process's priority, before any thread is idle.
-            launcher();
+            make_launcher();
         }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(JOB_WORKERS)
@@ -264,20 +264,21 @@ impl Priority {
 /// What the launcher thread runs: one fork and exec.
 type Launch = Box<dyn FnOnce() + Send>;
 
-/// The thread that starts child processes for threads in the idle policy ([`spawn_child`]);
-/// `None` when it could not be made.
-fn launcher() -> Option<&'static Mutex<mpsc::Sender<Launch>>> {
-    static LAUNCHER: OnceLock<Option<Mutex<mpsc::Sender<Launch>>>> = OnceLock::new();
-    LAUNCHER
-        .get_or_init(|| {
-            let (tx, rx) = mpsc::channel::<Launch>();
-            let thread = std::thread::Builder::new().name("opsagent-spawn".into());
-            let made = thread.spawn(move || rx.into_iter().for_each(|launch| launch()));
-            made.map_err(|e| tracing::warn!(error = %e, "cannot start the thread that starts the MySQL tools; they will inherit the idle policy"))
-                .ok()
-                .map(|_| Mutex::new(tx))
-        })
-        .as_ref()
+/// The thread that starts child processes for threads in the idle policy ([`spawn_child`]):
+/// `None` inside when it could not be made; unset until the first idle job runtime.
+static LAUNCHER: OnceLock<Option<Mutex<mpsc::Sender<Launch>>>> = OnceLock::new();
+
+/// Makes the launcher thread, once. Call it from a thread at the process's priority (the thread
+/// inherits the caller's).
+fn make_launcher() {
+    LAUNCHER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Launch>();
+        let thread = std::thread::Builder::new().name("opsagent-spawn".into());
+        let made = thread.spawn(move || rx.into_iter().for_each(|launch| launch()));
+        made.map_err(|e| tracing::warn!(error = %e, "cannot start the thread that starts the MySQL tools; they will inherit the idle policy"))
+            .ok()
+            .map(|_| Mutex::new(tx))
+    });
 }
 
 /// Whether the calling thread is in the idle policy.
@@ -294,7 +295,9 @@ fn in_idle_policy() -> bool {
 /// `pre_exec` hooks as usual (and a tied child is tied to that thread, which lives as long as
 /// the process).
 pub fn spawn_child(mut cmd: Command) -> io::Result<Child> {
-    let Some(launcher) = launcher().filter(|_| in_idle_policy()) else {
+    // Never made here: from an idle thread it would be idle too, from any other not needed.
+    let made = || LAUNCHER.get().and_then(Option::as_ref);
+    let Some(launcher) = in_idle_policy().then(made).flatten() else {
         return cmd.spawn();
     };
     let (tx, rx) = mpsc::sync_channel(1);
