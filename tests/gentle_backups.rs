@@ -204,22 +204,18 @@ fn the_job_and_its_readers_run_in_the_cpu_idle_policy_by_default_and_at_a_nice_v
         let seen = thread_priorities(&mut agent);
         assert!(agent.wait().unwrap().success());
         eprintln!("{agent_extra:?}: (name, policy, nice) of the agent's threads: {seen:?}");
-        let want = (want.0.to_string(), want.1.to_string());
-        let at = |t: &(String, String, String)| (t.1.clone(), t.2.clone());
+        // Some thread was seen whose name passes `named`, and each such one ran at `want`.
+        let all_at = |named: &dyn Fn(&str) -> bool, want: (&str, &str), what: &str| {
+            let threads: Vec<_> = seen.iter().filter(|t| named(&t.0)).collect();
+            assert!(!threads.is_empty(), "no {what} thread: {seen:?}");
+            let at = |t: &&(String, String, String)| (t.1.as_str(), t.2.as_str()) == want;
+            assert!(threads.iter().all(at), "{what} not at {want:?}: {seen:?}");
+        };
         // The job's own runtime (its storage writes and uploads' sends) and its readers.
-        let job: Vec<_> = seen.iter().filter(|t| t.0 == "opsagent-job").collect();
-        assert!(!job.is_empty(), "no thread of the job's runtime: {seen:?}");
-        assert!(job.iter().all(|t| at(t) == want), "{seen:?}");
-        let readers: Vec<_> = seen.iter().filter(|t| t.0 == "opsagent-read").collect();
-        assert!(!readers.is_empty(), "no reader: {seen:?}");
-        assert!(readers.iter().all(|t| at(t) == want), "{seen:?}");
+        all_at(&|n| n == "opsagent-job", want, "job runtime");
+        all_at(&|n| n == "opsagent-read", want, "reader");
         // The rest of the agent (its runtime, the health checks of a daemon) runs as started.
-        let main: Vec<_> = seen.iter().filter(|t| t.0.starts_with("tokio-")).collect();
-        assert!(!main.is_empty(), "{seen:?}");
-        assert!(
-            main.iter().all(|t| at(t) == ("0".into(), "0".into())),
-            "{seen:?}"
-        );
+        all_at(&|n| n.starts_with("tokio-"), ("0", "0"), "main runtime");
         if agent_extra.is_empty() {
             assert!(!seen.iter().any(|t| t.2 != "0"), "{seen:?}");
         } else {
